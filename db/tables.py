@@ -1,0 +1,109 @@
+"""The product's tables: cases, their append-only event log, the email log, 21Vianet escalations."""
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from db.base import Model, TimestampedModel
+
+AMOUNT = Numeric(14, 2)
+
+
+class Case(TimestampedModel):
+    __tablename__ = "cases"
+
+    case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(String(128), unique=True)
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    tenant_id: Mapped[str] = mapped_column(String(36), index=True)
+    customer_name: Mapped[str] = mapped_column(String(500))
+    customer_email: Mapped[str] = mapped_column(String(320))
+    locale: Mapped[str] = mapped_column(String(8))
+    subscription_id: Mapped[str | None] = mapped_column(String(36))
+    invoice_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    category: Mapped[str] = mapped_column(String(32))
+    priority: Mapped[str] = mapped_column(String(16))
+    disputed_amount: Mapped[Decimal] = mapped_column(AMOUNT)
+    currency: Mapped[str] = mapped_column(String(3))
+    description: Mapped[str] = mapped_column(Text)
+    owner: Mapped[str | None] = mapped_column(String(320))
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sla_breached: Mapped[bool] = mapped_column(Boolean, default=False)
+    escalated: Mapped[bool] = mapped_column(Boolean, default=False)
+    reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    credit_amount: Mapped[Decimal | None] = mapped_column(AMOUNT)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    first_response_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # the highest event seq stored: lets a replayed persist skip what is already there
+    last_event_seq: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CaseEventRow(Model):
+    """Append-only: rows are inserted once per (case_id, seq) and never updated."""
+
+    __tablename__ = "case_events"
+    __table_args__ = (UniqueConstraint("case_id", "seq", name="uq_case_events_case_id_seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.case_id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    kind: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+
+
+class EmailLog(TimestampedModel):
+    """One row per dedup key: the email is sent at most once for it."""
+
+    __tablename__ = "email_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dedup_key: Mapped[str] = mapped_column(String(255), unique=True)
+    case_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    template: Mapped[str] = mapped_column(String(64))
+    to_address: Mapped[str] = mapped_column(String(320))
+    locale: Mapped[str] = mapped_column(String(8))
+    subject: Mapped[str] = mapped_column(String(998), default="")
+    # pending -> sent | rejected
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    processor: Mapped[str] = mapped_column(String(32))
+    provider_message_id: Mapped[str | None] = mapped_column(String(255))
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class VianetEscalation(TimestampedModel):
+    __tablename__ = "vianet_escalations"
+    __table_args__ = (
+        UniqueConstraint("case_id", "escalation_no", name="uq_vianet_escalations_case_id_no"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.case_id"), index=True)
+    escalation_no: Mapped[int] = mapped_column(Integer)
+    severity: Mapped[str] = mapped_column(String(1))
+    reason: Mapped[str] = mapped_column(Text)
+    request_title: Mapped[str] = mapped_column(String(500), default="")
+    request_body: Mapped[str] = mapped_column(Text, default="")
+    escalated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ticket_number: Mapped[str | None] = mapped_column(String(40), index=True)
+    ticket_recorded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    response: Mapped[str | None] = mapped_column(Text)
+    responded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,48 @@
+"""Shared fixtures: databases (SQLite always, PostgreSQL where TEST_DATABASE_URL is set)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.migrate import upgrade
+from db.session import make_engine, make_session_factory
+
+DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
+
+
+def _reset_postgres(url: str) -> None:
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated, empty database: a SQLite file per test, or the PostgreSQL test database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'billing.db'}"
+    else:
+        url = os.environ["TEST_DATABASE_URL"]
+        _reset_postgres(url)
+    upgrade(url)
+    yield url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return make_session_factory(engine)
