@@ -1,8 +1,8 @@
 """Typed payloads shared by the workflows, the activities, the CLI and the tests.
 
 Everything that crosses a Temporal boundary (workflow input, update, query, activity input/output)
-is one of these pydantic models, carried by ``temporalio.contrib.pydantic``. This module imports only
-pydantic and the standard library so workflow code can load it inside the sandbox cheaply.
+is one of these pydantic models, carried by ``temporalio.contrib.pydantic``. This module imports
+only pydantic and the standard library so workflow code can load it inside the sandbox cheaply.
 """
 
 from __future__ import annotations
@@ -196,15 +196,23 @@ class SlaTargets(Strict):
 
 def _default_sla() -> dict[Priority, SlaTargets]:
     return {
-        Priority.URGENT: SlaTargets(first_response=timedelta(hours=1), resolution=timedelta(hours=8)),
+        Priority.URGENT: SlaTargets(
+            first_response=timedelta(hours=1), resolution=timedelta(hours=8)
+        ),
         Priority.HIGH: SlaTargets(first_response=timedelta(hours=4), resolution=timedelta(days=1)),
-        Priority.NORMAL: SlaTargets(first_response=timedelta(hours=8), resolution=timedelta(days=3)),
+        Priority.NORMAL: SlaTargets(
+            first_response=timedelta(hours=8), resolution=timedelta(days=3)
+        ),
         Priority.LOW: SlaTargets(first_response=timedelta(days=1), resolution=timedelta(days=5)),
     }
 
 
 def _default_vianet_targets() -> dict[Severity, timedelta]:
-    return {Severity.A: timedelta(hours=2), Severity.B: timedelta(hours=4), Severity.C: timedelta(hours=8)}
+    return {
+        Severity.A: timedelta(hours=2),
+        Severity.B: timedelta(hours=4),
+        Severity.C: timedelta(hours=8),
+    }
 
 
 class CasePolicy(Strict):
@@ -234,7 +242,9 @@ class CasePolicy(Strict):
             raise ValueError(f"sla: no targets for priority {', '.join(missing)}")
         missing = [s.value for s in Severity if s not in self.vianet_response_targets]
         if missing:
-            raise ValueError(f"vianet_response_targets: no target for severity {', '.join(missing)}")
+            raise ValueError(
+                f"vianet_response_targets: no target for severity {', '.join(missing)}"
+            )
         for name in (
             "customer_reminder_after",
             "ticket_reminder_every",
@@ -348,6 +358,12 @@ class Confirm(Strict):
 class Reopen(Strict):
     reason: LongText
     by: Actor = "customer"
+
+
+class UpdateContact(Strict):
+    email: EmailStr
+    locale: Locale | None = None
+    by: Actor
 
 
 class Withdraw(Strict):
@@ -500,4 +516,3 @@ class RecordEscalation(Strict):
     case_id: str
     escalation_no: int = Field(ge=1)
     escalation: EscalationView
-

@@ -1,4 +1,4 @@
-"""Typed settings from the environment (and an optional `.env`), built once by worker.py / starter.py."""
+"""Typed settings from the environment (and `.env`), built once by worker.py and starter.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Engines and sessions. SQLite (the default) gets WAL and a busy timeout so the worker's threads share it."""
+"""Engines and sessions.
+
+SQLite (the default) gets WAL and a busy timeout so the worker's threads share it.
+"""
 
 from __future__ import annotations
 

@@ -6,7 +6,6 @@ from decimal import Decimal
 from sqlalchemy import (
     JSON,
     Boolean,
-    DateTime,
     ForeignKey,
     Integer,
     Numeric,
@@ -16,7 +15,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from db.base import Model, TimestampedModel
+from db.base import Model, TimestampedModel, UtcDateTime
 
 AMOUNT = Numeric(14, 2)
 
@@ -39,15 +38,15 @@ class Case(TimestampedModel):
     currency: Mapped[str] = mapped_column(String(3))
     description: Mapped[str] = mapped_column(Text)
     owner: Mapped[str | None] = mapped_column(String(320))
-    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    opened_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     sla_breached: Mapped[bool] = mapped_column(Boolean, default=False)
     escalated: Mapped[bool] = mapped_column(Boolean, default=False)
     reopen_count: Mapped[int] = mapped_column(Integer, default=0)
     outcome: Mapped[str | None] = mapped_column(String(32))
     credit_amount: Mapped[Decimal | None] = mapped_column(AMOUNT)
-    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    first_response_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    first_response_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # the highest event seq stored: lets a replayed persist skip what is already there
     last_event_seq: Mapped[int] = mapped_column(Integer, default=0)
 
@@ -61,7 +60,7 @@ class CaseEventRow(Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     case_id: Mapped[str] = mapped_column(ForeignKey("cases.case_id"), index=True)
     seq: Mapped[int] = mapped_column(Integer)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
     kind: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str] = mapped_column(String(200))
     text: Mapped[str] = mapped_column(Text, default="")
@@ -86,7 +85,7 @@ class EmailLog(TimestampedModel):
     provider_message_id: Mapped[str | None] = mapped_column(String(255))
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class VianetEscalation(TimestampedModel):
@@ -102,8 +101,8 @@ class VianetEscalation(TimestampedModel):
     reason: Mapped[str] = mapped_column(Text)
     request_title: Mapped[str] = mapped_column(String(500), default="")
     request_body: Mapped[str] = mapped_column(Text, default="")
-    escalated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    escalated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     ticket_number: Mapped[str | None] = mapped_column(String(40), index=True)
-    ticket_recorded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ticket_recorded_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     response: Mapped[str | None] = mapped_column(Text)
-    responded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    responded_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

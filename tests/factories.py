@@ -1,0 +1,250 @@
+"""Realistic billing cases for tests: a customer in China disputing a 21Vianet Azure invoice.
+
+Every factory takes keyword overrides for its model's fields and validates the result, so a test
+states only what matters to it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from core.models import (
+    CaseDetails,
+    CaseEvent,
+    CaseStatus,
+    CaseView,
+    Category,
+    Customer,
+    EmailTemplate,
+    EscalationView,
+    EventKind,
+    Locale,
+    OpenCase,
+    Outcome,
+    Priority,
+    ResolutionView,
+    Severity,
+    SlaClockView,
+)
+
+CASE_ID = "BC-20250303-0042"
+TENANT_ID = "3f2b8c1e-6d4a-4e7b-9a15-0c2d7e9f1a64"
+SUBSCRIPTION_ID = "a7c4e2d9-1b3f-4c8a-8e6d-5f0b9c2a7e13"
+INVOICE_ID = "G012345678"
+OWNER = "li.na@partner.example.cn"
+# 09:30 in Beijing on a Monday
+OPENED_AT = datetime(2025, 3, 3, 1, 30, tzinfo=UTC)
+
+DESCRIPTION = (
+    "2025年2月的发票 G012345678 中，虚拟机费用比上月高出 ¥12,340.00。\n"
+    "我们已于 2 月 10 日删除了这些虚拟机，请核实并更正。"
+)
+QUESTION = "请提供被删除虚拟机所在的订阅 ID，以及删除操作的大致时间（精确到小时）。"
+
+
+def make_customer(**overrides: Any) -> Customer:
+    fields: dict[str, Any] = {
+        "tenant_id": TENANT_ID,
+        "name": "上海云帆信息科技有限公司",
+        "email": "finance@yunfan.example.cn",
+        "locale": Locale.ZH_CN,
+    }
+    return Customer.model_validate({**fields, **overrides})
+
+
+def make_case_details(**overrides: Any) -> CaseDetails:
+    fields: dict[str, Any] = {
+        "customer": make_customer(),
+        "subscription_id": SUBSCRIPTION_ID,
+        "invoice_id": INVOICE_ID,
+        "category": Category.INVOICE_DISPUTE,
+        "disputed_amount": Decimal("12340.00"),
+        "currency": "CNY",
+        "description": DESCRIPTION,
+        "priority": Priority.HIGH,
+    }
+    return CaseDetails.model_validate({**fields, **overrides})
+
+
+def make_open_case(**overrides: Any) -> OpenCase:
+    fields: dict[str, Any] = {
+        "case_id": CASE_ID,
+        "details": make_case_details(),
+        "owner": OWNER,
+        "opened_by": "zhang.wei@partner.example.cn",
+    }
+    return OpenCase.model_validate({**fields, **overrides})
+
+
+def make_event(
+    seq: int, kind: EventKind, actor: str, text: str = "", **overrides: Any
+) -> CaseEvent:
+    fields: dict[str, Any] = {
+        "seq": seq,
+        "at": OPENED_AT + timedelta(minutes=20 * (seq - 1)),
+        "kind": kind,
+        "actor": actor,
+        "text": text,
+    }
+    return CaseEvent.model_validate({**fields, **overrides})
+
+
+def _opening_events() -> list[CaseEvent]:
+    return [
+        make_event(
+            1, EventKind.OPENED, "zhang.wei@partner.example.cn", "客户来电反映 2 月账单异常"
+        ),
+        make_event(2, EventKind.ASSIGNED, "zhang.wei@partner.example.cn", OWNER),
+        make_event(3, EventKind.INFO_REQUESTED, OWNER, QUESTION),
+        make_event(
+            4,
+            EventKind.CUSTOMER_REPLIED,
+            "customer",
+            "订阅 ID 见附件，删除时间约为 2 月 10 日 15 时。",
+        ),
+    ]
+
+
+def make_sla_clocks(opened_at: datetime = OPENED_AT) -> list[SlaClockView]:
+    return [
+        SlaClockView(
+            name="first response",
+            target=timedelta(hours=4),
+            due_at=None,
+            paused=False,
+            met_at=opened_at + timedelta(minutes=40),
+            breached=False,
+        ),
+        SlaClockView(
+            name="resolution",
+            target=timedelta(days=1),
+            due_at=opened_at + timedelta(days=1, hours=2),
+            paused=False,
+            met_at=None,
+            breached=False,
+        ),
+    ]
+
+
+def make_case_view(**overrides: Any) -> CaseView:
+    """An open case, assigned, one question asked and answered; no escalation or resolution."""
+    fields: dict[str, Any] = {
+        "case_id": CASE_ID,
+        "workflow_id": f"billing-case-{CASE_ID}",
+        "status": CaseStatus.OPEN,
+        "details": make_case_details(),
+        "owner": OWNER,
+        "opened_at": OPENED_AT,
+        "opened_by": "zhang.wei@partner.example.cn",
+        "sla": make_sla_clocks(),
+        "timeline": _opening_events(),
+    }
+    return CaseView.model_validate({**fields, **overrides})
+
+
+def make_escalation(**overrides: Any) -> EscalationView:
+    fields: dict[str, Any] = {
+        "severity": Severity.B,
+        "reason": "合作伙伴无法在合作伙伴中心查看该发票的计费明细，需要世纪互联核实计量数据。",
+        "escalated_at": OPENED_AT + timedelta(hours=3),
+        "ticket_number": "2503030010001234",
+        "ticket_recorded_at": OPENED_AT + timedelta(hours=3, minutes=25),
+    }
+    return EscalationView.model_validate({**fields, **overrides})
+
+
+def make_escalated_case_view(**overrides: Any) -> CaseView:
+    escalation = make_escalation()
+    timeline = [
+        *_opening_events(),
+        make_event(5, EventKind.ESCALATED, OWNER, escalation.reason, at=escalation.escalated_at),
+        make_event(
+            6,
+            EventKind.VIANET_TICKET,
+            OWNER,
+            escalation.ticket_number or "",
+            at=escalation.ticket_recorded_at,
+        ),
+    ]
+    fields: dict[str, Any] = {
+        "status": CaseStatus.WAITING_ON_VIANET,
+        "escalations": [escalation],
+        "timeline": timeline,
+    }
+    return make_case_view(**{**fields, **overrides})
+
+
+def make_resolution(**overrides: Any) -> ResolutionView:
+    fields: dict[str, Any] = {
+        "outcome": Outcome.CREDIT_ISSUED,
+        "summary": "世纪互联确认 2 月 10 日后仍有计量数据上报，属计费错误，已批准全额贷项。",
+        "credit_amount": Decimal("12340.00"),
+        "resolved_by": OWNER,
+        "resolved_at": OPENED_AT + timedelta(days=2),
+        "customer_told_at": OPENED_AT + timedelta(days=2, minutes=1),
+    }
+    return ResolutionView.model_validate({**fields, **overrides})
+
+
+def make_resolved_case_view(**overrides: Any) -> CaseView:
+    fields: dict[str, Any] = {"status": CaseStatus.RESOLVED, "resolution": make_resolution()}
+    return make_escalated_case_view(**{**fields, **overrides})
+
+
+def sample_extra(template: EmailTemplate) -> dict[str, str]:
+    """The per-email details the workflow passes in ``EmailMessage.extra`` for ``template``."""
+    due_at = (OPENED_AT + timedelta(days=1, hours=2)).isoformat()
+    samples: dict[EmailTemplate, dict[str, str]] = {
+        EmailTemplate.INFO_REQUESTED: {"question": QUESTION},
+        EmailTemplate.CASE_RESOLVED: {"reopen_days": "7"},
+        EmailTemplate.CASE_REOPENED: {"reason": "贷项金额与争议金额不一致，少了 ¥340.00。"},
+        EmailTemplate.CASE_WITHDRAWN: {"reason": "客户确认费用无误，主动撤回。"},
+        EmailTemplate.OWNER_SLA_REMINDER: {"clock": "resolution", "due_at": due_at},
+        EmailTemplate.MANAGER_SLA_BREACH: {"clock": "resolution", "due_at": due_at},
+        EmailTemplate.OWNER_FILE_ESCALATION: {
+            "request_title": "账单争议 Billing dispute | G012345678",
+            "request_body": "严重性 Severity: B\n主题 Topic: 计费 Billing",
+        },
+        EmailTemplate.OWNER_EMAIL_BOUNCED: {
+            "bounced_address": "finance@yunfan.example.cn",
+            "bounced_template": EmailTemplate.INFO_REQUESTED.value,
+            "error": "SendGrid 400: The to email does not contain a valid address.",
+        },
+        EmailTemplate.OWNER_CASE_UPDATE: {"text": "客户回复：订阅 ID 见附件。"},
+    }
+    return samples.get(template, {})
+
+
+def case_for(template: EmailTemplate, **overrides: Any) -> CaseView:
+    """A case in the state in which ``template`` is sent."""
+    if template is EmailTemplate.CASE_RESOLVED:
+        return make_resolved_case_view(**overrides)
+    if template is EmailTemplate.CASE_CLOSED:
+        closed = {"status": CaseStatus.CLOSED, "closed_at": OPENED_AT + timedelta(days=9)}
+        return make_resolved_case_view(**{**closed, **overrides})
+    if template is EmailTemplate.OWNER_FILE_ESCALATION:
+        pending = {
+            "status": CaseStatus.ESCALATION_PENDING,
+            "escalations": [make_escalation(ticket_number=None, ticket_recorded_at=None)],
+        }
+        return make_escalated_case_view(**{**pending, **overrides})
+    if template in (EmailTemplate.CASE_ESCALATED, EmailTemplate.OWNER_ESCALATION_REMINDER):
+        return make_escalated_case_view(**overrides)
+    states: dict[EmailTemplate, dict[str, Any]] = {
+        EmailTemplate.CUSTOMER_REMINDER: {
+            "status": CaseStatus.WAITING_ON_CUSTOMER,
+            "customer_reminders_sent": 1,
+        },
+        EmailTemplate.OWNER_CUSTOMER_SILENT: {
+            "status": CaseStatus.WAITING_ON_CUSTOMER,
+            "customer_reminders_sent": 2,
+        },
+        EmailTemplate.CASE_REOPENED: {"reopen_count": 1},
+        EmailTemplate.CASE_WITHDRAWN: {
+            "status": CaseStatus.WITHDRAWN,
+            "closed_at": OPENED_AT + timedelta(days=1),
+        },
+    }
+    return make_case_view(**{**states.get(template, {}), **overrides})

@@ -1,0 +1,731 @@
+"""BillingCaseWorkflow: one billing question or dispute, from intake to a closed loop.
+
+Agents act through validated updates that change the state at once and queue side effects (emails,
+database writes); the main loop carries the effects out in order and fires the clocks (SLA, customer
+silence, 21Vianet ticket and follow-up, reopen window). Activities are called by name so this module
+loads no database, template or email library inside the sandbox.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from core import search
+    from core.models import (
+        WORKING_STATUSES,
+        AddNote,
+        Assign,
+        CaseEvent,
+        CaseRecord,
+        CaseStatus,
+        CaseView,
+        Confirm,
+        CustomerReply,
+        EmailMessage,
+        EmailSent,
+        EmailTemplate,
+        Escalate,
+        EscalationRequest,
+        EscalationView,
+        EventKind,
+        OpenCase,
+        PersistCase,
+        PrepareEscalation,
+        RecordEscalation,
+        Reopen,
+        RequestInfo,
+        ResolutionView,
+        Resolve,
+        UpdateContact,
+        VianetResponse,
+        VianetTicket,
+        Withdraw,
+    )
+    from workflows.sla import SlaClock
+
+# Nothing is dropped: transient failures (database down, 429/5xx) retry until they succeed.
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=5),
+    non_retryable_error_types=["EmailRejected"],
+)
+ACTIVITY_TIMEOUT = timedelta(seconds=60)
+
+# The statuses in which each SLA clock counts; elsewhere it is paused.
+FIRST_RESPONSE_RUNS = frozenset({CaseStatus.OPEN})
+RESOLUTION_RUNS = frozenset({CaseStatus.OPEN, CaseStatus.ESCALATION_PENDING})
+
+
+class CaseActionRefused(ApplicationError):
+    """Raised by validators: the update is rejected and nothing changes."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, type="CaseActionRefused", non_retryable=True)
+
+
+@dataclass
+class Email:
+    template: EmailTemplate
+    to: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Alarm:
+    at: datetime
+    label: str
+    fire: Callable[[], None]
+
+
+@workflow.defn
+class BillingCaseWorkflow:
+    @workflow.init
+    def __init__(self, data: OpenCase) -> None:
+        self._data = data
+        self._policy = data.policy
+        self._details = data.details
+        self._status = CaseStatus.OPEN
+        self._owner = data.owner
+        self._opened_at = workflow.now()
+        self._closed_at: datetime | None = None
+        self._events: list[CaseEvent] = []
+        self._persisted = 0
+        self._effects: deque[Email | int] = deque()  # an int: persist escalation number n
+        self._emails = 0
+        targets = data.policy.sla[data.details.priority]
+        reminder_at = data.policy.sla_reminder_at
+        self._first_response = SlaClock("first response", targets.first_response, reminder_at)
+        self._resolution = SlaClock("resolution", targets.resolution, reminder_at)
+        self._waiting_since: datetime | None = None
+        self._customer_reminders = 0
+        self._customer_silence_reported = False
+        self._escalations: list[EscalationView] = []
+        self._escalation_reminders = 0
+        self._vianet_follow_ups = 0
+        self._resolution_view: ResolutionView | None = None
+        self._told_at: datetime | None = None
+        self._reopen_count = 0
+
+    # ------------------------------------------------------------------ the story
+
+    @workflow.run
+    async def run(self, data: OpenCase) -> CaseView:
+        self._record(EventKind.OPENED, data.opened_by, data.details.description)
+        self._email_customer(EmailTemplate.CASE_ACKNOWLEDGED)
+        self._email_staff(EmailTemplate.OWNER_NEW_CASE)
+        self._sync_clocks()
+        while True:
+            await self._carry_out_effects()
+            if self._status.is_final:
+                break
+            alarm = self._next_alarm()
+            if alarm is None:
+                await workflow.wait_condition(self._has_work)
+                continue
+            remaining = alarm.at - workflow.now()
+            if remaining > timedelta(0):
+                try:
+                    await workflow.wait_condition(
+                        self._has_work, timeout=remaining, timeout_summary=alarm.label
+                    )
+                    continue
+                except TimeoutError:
+                    pass
+            alarm.fire()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.view()
+
+    def _has_work(self) -> bool:
+        return bool(self._effects) or self._persisted < len(self._events)
+
+    # ------------------------------------------------------------------ updates
+
+    @workflow.update
+    def assign(self, data: Assign) -> CaseView:
+        self._owner = str(data.agent)
+        self._record(EventKind.ASSIGNED, data.by, f"assigned to {data.agent}")
+        self._email_staff(EmailTemplate.OWNER_NEW_CASE)
+        return self.view()
+
+    @assign.validator
+    def _check_assign(self, data: Assign) -> None:
+        self._refuse_if_final("assign")
+
+    @workflow.update
+    def note(self, data: AddNote) -> CaseView:
+        self._record(EventKind.NOTE, data.by, data.text)
+        return self.view()
+
+    @note.validator
+    def _check_note(self, data: AddNote) -> None:
+        self._refuse_if_final("add a note to")
+
+    @workflow.update
+    def update_contact(self, data: UpdateContact) -> CaseView:
+        customer = self._details.customer.model_copy(
+            update={"email": data.email, "locale": data.locale or self._details.customer.locale}
+        )
+        self._details = self._details.model_copy(update={"customer": customer})
+        self._record(EventKind.NOTE, data.by, f"customer contact changed to {data.email}")
+        return self.view()
+
+    @update_contact.validator
+    def _check_update_contact(self, data: UpdateContact) -> None:
+        self._refuse_if_final("change the contact of")
+
+    @workflow.update
+    def request_info(self, data: RequestInfo) -> CaseView:
+        self._first_response.meet(workflow.now())
+        self._set_status(CaseStatus.WAITING_ON_CUSTOMER)
+        self._waiting_since, self._customer_reminders = workflow.now(), 0
+        self._customer_silence_reported = False
+        self._record(EventKind.INFO_REQUESTED, data.by, data.question)
+        self._email_customer(EmailTemplate.INFO_REQUESTED, question=data.question)
+        return self.view()
+
+    @request_info.validator
+    def _check_request_info(self, data: RequestInfo) -> None:
+        self._require({CaseStatus.OPEN, CaseStatus.WAITING_ON_CUSTOMER}, "request information")
+
+    @workflow.update
+    def customer_reply(self, data: CustomerReply) -> CaseView:
+        self._record(EventKind.CUSTOMER_REPLIED, data.by, data.text)
+        if self._status is CaseStatus.WAITING_ON_CUSTOMER:
+            self._waiting_since = None
+            self._set_status(CaseStatus.OPEN)
+        self._email_staff(EmailTemplate.OWNER_CASE_UPDATE, text=data.text)
+        return self.view()
+
+    @customer_reply.validator
+    def _check_customer_reply(self, data: CustomerReply) -> None:
+        self._require(WORKING_STATUSES, "record a customer reply on")
+
+    @workflow.update
+    def resolve(self, data: Resolve) -> CaseView:
+        now = workflow.now()
+        self._first_response.meet(now)
+        self._resolution.meet(now)
+        self._resolution_view = ResolutionView(
+            outcome=data.outcome,
+            summary=data.summary,
+            credit_amount=data.credit_amount,
+            resolved_by=data.by,
+            resolved_at=now,
+        )
+        self._set_status(CaseStatus.RESOLVING)
+        self._record(
+            EventKind.RESOLVED,
+            data.by,
+            data.summary,
+            outcome=data.outcome.value,
+            **({"credit_amount": str(data.credit_amount)} if data.credit_amount else {}),
+        )
+        self._email_customer(
+            EmailTemplate.CASE_RESOLVED, reopen_days=str(self._policy.reopen_window.days)
+        )
+        return self.view()
+
+    @resolve.validator
+    def _check_resolve(self, data: Resolve) -> None:
+        if self._status in (CaseStatus.ESCALATION_PENDING, CaseStatus.WAITING_ON_VIANET):
+            raise CaseActionRefused(
+                f"case {self._data.case_id} is escalated to 21Vianet ({self._status.value}): "
+                "record 21Vianet's answer with vianet-response before resolving"
+            )
+        self._require({CaseStatus.OPEN, CaseStatus.WAITING_ON_CUSTOMER}, "resolve")
+        if data.credit_amount is not None and data.credit_amount > self._details.disputed_amount:
+            raise CaseActionRefused(
+                f"credit_amount {data.credit_amount} exceeds the disputed amount "
+                f"{self._details.disputed_amount} {self._details.currency}"
+            )
+
+    @workflow.update
+    async def escalate(self, data: Escalate) -> CaseView:
+        now = workflow.now()
+        self._first_response.meet(now)
+        self._waiting_since = None
+        self._escalation_reminders = 0
+        self._escalations.append(
+            EscalationView(severity=data.severity, reason=data.reason, escalated_at=now)
+        )
+        self._set_status(CaseStatus.ESCALATION_PENDING)
+        number = len(self._escalations)
+        self._record(EventKind.ESCALATED, data.by, data.reason, severity=data.severity.value)
+        request = await workflow.execute_activity(
+            "prepare_escalation",
+            PrepareEscalation(
+                case=self.view(), escalation_no=number, severity=data.severity, reason=data.reason
+            ),
+            result_type=EscalationRequest,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY,
+            summary=f"Render 21Vianet request #{number} (severity {data.severity.value})",
+        )
+        self._escalations[number - 1] = self._escalations[number - 1].model_copy(
+            update={"request_title": request.title, "request_body": request.body}
+        )
+        self._email_staff(
+            EmailTemplate.OWNER_FILE_ESCALATION,
+            request_title=request.title,
+            request_body=request.body,
+        )
+        self._email_customer(EmailTemplate.CASE_ESCALATED)
+        return self.view()
+
+    @escalate.validator
+    def _check_escalate(self, data: Escalate) -> None:
+        self._require({CaseStatus.OPEN, CaseStatus.WAITING_ON_CUSTOMER}, "escalate")
+
+    @workflow.update
+    def vianet_ticket(self, data: VianetTicket) -> CaseView:
+        number = len(self._escalations)
+        self._escalations[-1] = self._escalations[-1].model_copy(
+            update={"ticket_number": data.ticket_number, "ticket_recorded_at": workflow.now()}
+        )
+        self._vianet_follow_ups = 0
+        self._set_status(CaseStatus.WAITING_ON_VIANET)
+        self._record(EventKind.VIANET_TICKET, data.by, data.ticket_number)
+        self._effects.append(number)
+        return self.view()
+
+    @vianet_ticket.validator
+    def _check_vianet_ticket(self, data: VianetTicket) -> None:
+        if self._status is CaseStatus.WAITING_ON_VIANET:
+            raise CaseActionRefused(
+                f"case {self._data.case_id} already has 21Vianet ticket "
+                f"{self._escalations[-1].ticket_number}"
+            )
+        self._require({CaseStatus.ESCALATION_PENDING}, "record a 21Vianet ticket number on")
+
+    @workflow.update
+    def vianet_response(self, data: VianetResponse) -> CaseView:
+        self._escalations[-1] = self._escalations[-1].model_copy(
+            update={"response": data.text, "responded_at": workflow.now()}
+        )
+        self._set_status(CaseStatus.OPEN)
+        self._record(EventKind.VIANET_RESPONSE, data.by, data.text)
+        self._effects.append(len(self._escalations))
+        return self.view()
+
+    @vianet_response.validator
+    def _check_vianet_response(self, data: VianetResponse) -> None:
+        if self._status is CaseStatus.ESCALATION_PENDING:
+            raise CaseActionRefused(
+                f"case {self._data.case_id} has no 21Vianet ticket number yet: "
+                "record it with vianet-ticket first"
+            )
+        self._require({CaseStatus.WAITING_ON_VIANET}, "record a 21Vianet response on")
+
+    @workflow.update
+    def confirm(self, data: Confirm) -> CaseView:
+        self._record(EventKind.CONFIRMED, data.by, "customer confirmed the resolution")
+        self._close()
+        return self.view()
+
+    @confirm.validator
+    def _check_confirm(self, data: Confirm) -> None:
+        self._require({CaseStatus.RESOLVED}, "confirm")
+
+    @workflow.update
+    def reopen(self, data: Reopen) -> CaseView:
+        now = workflow.now()
+        self._reopen_count += 1
+        self._told_at = None
+        self._resolution_view = None
+        self._set_status(CaseStatus.OPEN)
+        self._resolution.restart(now, self._policy.sla[self._details.priority].resolution)
+        self._record(EventKind.REOPENED, data.by, data.reason, count=str(self._reopen_count))
+        self._email_customer(EmailTemplate.CASE_REOPENED, reason=data.reason)
+        self._email_staff(EmailTemplate.OWNER_CASE_UPDATE, text=f"Reopened: {data.reason}")
+        return self.view()
+
+    @reopen.validator
+    def _check_reopen(self, data: Reopen) -> None:
+        self._require({CaseStatus.RESOLVED}, "reopen")
+
+    @workflow.update
+    def withdraw(self, data: Withdraw) -> CaseView:
+        self._record(EventKind.WITHDRAWN, data.by, data.reason)
+        self._set_status(CaseStatus.WITHDRAWN)
+        self._closed_at = workflow.now()
+        self._email_customer(EmailTemplate.CASE_WITHDRAWN, reason=data.reason)
+        return self.view()
+
+    @withdraw.validator
+    def _check_withdraw(self, data: Withdraw) -> None:
+        self._require(WORKING_STATUSES, "withdraw")
+
+    @workflow.query
+    def view(self) -> CaseView:
+        alarm = self._next_alarm()
+        return CaseView(
+            case_id=self._data.case_id,
+            workflow_id=workflow.info().workflow_id,
+            status=self._status,
+            details=self._details,
+            owner=self._owner,
+            opened_at=self._opened_at,
+            opened_by=self._data.opened_by,
+            closed_at=self._closed_at,
+            waiting_for=self._waiting_for(),
+            next_deadline=alarm.at if alarm else None,
+            next_deadline_label=alarm.label if alarm else "",
+            sla=[self._first_response.view(), self._resolution.view()],
+            sla_breached=self._first_response.breached or self._resolution.breached,
+            escalations=list(self._escalations),
+            resolution=self._resolution_view,
+            reopen_count=self._reopen_count,
+            customer_reminders_sent=self._customer_reminders,
+            timeline=list(self._events),
+        )
+
+    # ------------------------------------------------------------------ validation helpers
+
+    def _refuse_if_final(self, action: str) -> None:
+        if self._status.is_final:
+            raise CaseActionRefused(
+                f"cannot {action} case {self._data.case_id}: it is {self._status.value}"
+            )
+
+    def _require(self, allowed: frozenset[CaseStatus] | set[CaseStatus], action: str) -> None:
+        if self._status not in allowed:
+            wanted = " or ".join(sorted(s.value for s in allowed))
+            raise CaseActionRefused(
+                f"cannot {action} case {self._data.case_id}: it is {self._status.value} "
+                f"(needs {wanted})"
+            )
+
+    # ------------------------------------------------------------------ state changes
+
+    def _record(self, kind: EventKind, actor: str, text: str = "", **data: str) -> None:
+        self._events.append(
+            CaseEvent(
+                seq=len(self._events) + 1,
+                at=workflow.now(),
+                kind=kind,
+                actor=actor,
+                text=text,
+                data=data,
+            )
+        )
+
+    def _set_status(self, status: CaseStatus) -> None:
+        self._status = status
+        self._sync_clocks()
+
+    def _sync_clocks(self) -> None:
+        now = workflow.now()
+        for clock, runs_in in (
+            (self._first_response, FIRST_RESPONSE_RUNS),
+            (self._resolution, RESOLUTION_RUNS),
+        ):
+            if self._status in runs_in:
+                clock.run(now)
+            else:
+                clock.pause(now)
+        self._publish()
+
+    def _close(self) -> None:
+        self._set_status(CaseStatus.CLOSED)
+        self._closed_at = workflow.now()
+        self._record(EventKind.CLOSED, "workflow", "case closed")
+        self._email_customer(EmailTemplate.CASE_CLOSED)
+
+    def _email_customer(self, template: EmailTemplate, **extra: str) -> None:
+        self._effects.append(Email(template, str(self._details.customer.email), extra))
+
+    def _email_staff(self, template: EmailTemplate, **extra: str) -> None:
+        to = self._policy.manager_email if template.value.startswith("manager_") else None
+        self._effects.append(
+            Email(template, str(to or self._owner or self._policy.team_email), extra)
+        )
+
+    def _publish(self) -> None:
+        """Keep what a manager filters and reads in the UI current (no customer data in either)."""
+        workflow.upsert_search_attributes(
+            [
+                search.CASE_STATUS.value_set(self._status.value),
+                search.SLA_BREACHED.value_set(
+                    self._first_response.breached or self._resolution.breached
+                ),
+                search.ESCALATED_TO_VIANET.value_set(bool(self._escalations)),
+                search.ASSIGNED_AGENT.value_set(self._owner or "unassigned"),
+            ]
+        )
+        alarm = self._next_alarm()
+        due = f"\n\nNext: {alarm.label} at {alarm.at:%Y-%m-%d %H:%M} UTC" if alarm else ""
+        workflow.set_current_details(
+            f"**{self._status.value}** · waiting for {self._waiting_for()}"
+            f"\n\nOwner: {self._owner or 'unassigned'}{due}"
+        )
+
+    def _waiting_for(self) -> str:
+        match self._status:
+            case CaseStatus.OPEN:
+                return (
+                    "the agent: first response"
+                    if not self._first_response.done
+                    else ("the agent: resolution")
+                )
+            case CaseStatus.WAITING_ON_CUSTOMER:
+                return "the customer: reply to the information request"
+            case CaseStatus.ESCALATION_PENDING:
+                return (
+                    "the agent: file the request in the 21Vianet portal, record the ticket number"
+                )
+            case CaseStatus.WAITING_ON_VIANET:
+                return f"21Vianet: answer to ticket {self._escalations[-1].ticket_number}"
+            case CaseStatus.RESOLVING:
+                return "the resolution email to reach the customer"
+            case CaseStatus.RESOLVED:
+                return "the customer: confirm or reopen"
+            case _:
+                return "nothing (case ended)"
+
+    # ------------------------------------------------------------------ clocks
+
+    def _next_alarm(self) -> Alarm | None:
+        alarms = [a for a in self._alarms() if a is not None]
+        return min(alarms, key=lambda a: a.at) if alarms else None
+
+    def _alarms(self) -> list[Alarm | None]:
+        alarms: list[Alarm | None] = []
+        for clock in (self._first_response, self._resolution):
+            if clock.reminder_due:
+                alarms.append(
+                    Alarm(clock.reminder_due, f"SLA: {clock.name} reminder", self._remind(clock))
+                )
+            if clock.breach_due:
+                alarms.append(
+                    Alarm(clock.breach_due, f"SLA: {clock.name} due", self._breach(clock))
+                )
+        policy = self._policy
+        if self._status is CaseStatus.WAITING_ON_CUSTOMER and self._waiting_since:
+            n = self._customer_reminders + 1
+            at = self._waiting_since + policy.customer_reminder_after * n
+            if self._customer_reminders < policy.customer_reminders_max:
+                alarms.append(Alarm(at, f"Customer silent: reminder {n}", self._remind_customer))
+            elif not self._customer_silence_reported:
+                alarms.append(Alarm(at, "Customer silent: tell the owner", self._report_silence))
+        if self._status is CaseStatus.ESCALATION_PENDING:
+            escalation = self._escalations[-1]
+            at = escalation.escalated_at + policy.ticket_reminder_every * (
+                self._escalation_reminders + 1
+            )
+            alarms.append(Alarm(at, "21Vianet: ticket number missing", self._remind_ticket))
+        if self._status is CaseStatus.WAITING_ON_VIANET:
+            escalation = self._escalations[-1]
+            assert escalation.ticket_recorded_at is not None
+            target = policy.vianet_response_targets[escalation.severity]
+            at = escalation.ticket_recorded_at + target
+            at += policy.vianet_follow_up_every * self._vianet_follow_ups
+            label = (
+                "21Vianet: response target"
+                if not self._vianet_follow_ups
+                else ("21Vianet: follow up")
+            )
+            alarms.append(Alarm(at, label, self._follow_up_vianet))
+        if self._status is CaseStatus.RESOLVED and self._told_at:
+            alarms.append(
+                Alarm(self._told_at + policy.reopen_window, "Reopen window ends", self._window_ends)
+            )
+        return alarms
+
+    def _remind(self, clock: SlaClock) -> Callable[[], None]:
+        def fire() -> None:
+            clock.reminded = True
+            self._record(EventKind.SLA_REMINDER, "workflow", f"{clock.name} SLA reminder")
+            self._email_staff(EmailTemplate.OWNER_SLA_REMINDER, **self._clock_extra(clock))
+            self._publish()
+
+        return fire
+
+    def _breach(self, clock: SlaClock) -> Callable[[], None]:
+        def fire() -> None:
+            clock.breached = True
+            self._record(EventKind.SLA_BREACHED, "workflow", f"{clock.name} SLA breached")
+            self._email_staff(EmailTemplate.MANAGER_SLA_BREACH, **self._clock_extra(clock))
+            self._publish()
+
+        return fire
+
+    def _clock_extra(self, clock: SlaClock) -> dict[str, str]:
+        due = clock.breach_due or workflow.now()
+        return {"clock": clock.name, "due_at": due.isoformat()}
+
+    def _remind_customer(self) -> None:
+        self._customer_reminders += 1
+        self._record(
+            EventKind.CUSTOMER_REMINDED, "workflow", f"reminder {self._customer_reminders}"
+        )
+        self._email_customer(EmailTemplate.CUSTOMER_REMINDER)
+        self._publish()
+
+    def _report_silence(self) -> None:
+        self._customer_silence_reported = True
+        self._record(EventKind.REMINDER, "workflow", "customer has not replied; owner told")
+        self._email_staff(EmailTemplate.OWNER_CUSTOMER_SILENT)
+        self._publish()
+
+    def _remind_ticket(self) -> None:
+        self._escalation_reminders += 1
+        self._record(EventKind.REMINDER, "workflow", "21Vianet ticket number not recorded yet")
+        escalation = self._escalations[-1]
+        self._email_staff(
+            EmailTemplate.OWNER_ESCALATION_REMINDER,
+            request_title=escalation.request_title,
+            request_body=escalation.request_body,
+        )
+        self._publish()
+
+    def _follow_up_vianet(self) -> None:
+        self._vianet_follow_ups += 1
+        ticket = self._escalations[-1].ticket_number or ""
+        self._record(EventKind.VIANET_FOLLOW_UP, "workflow", f"check 21Vianet ticket {ticket}")
+        self._email_staff(
+            EmailTemplate.OWNER_ESCALATION_REMINDER,
+            ticket_number=ticket,
+            follow_up=str(self._vianet_follow_ups),
+        )
+        self._publish()
+
+    def _window_ends(self) -> None:
+        self._record(EventKind.NOTE, "workflow", "reopen window ended without a reopen")
+        self._close()
+
+    # ------------------------------------------------------------------ effects
+
+    async def _carry_out_effects(self) -> None:
+        while self._has_work():
+            if self._persisted < len(self._events):
+                await self._persist()
+            elif self._effects:
+                effect = self._effects.popleft()
+                if isinstance(effect, Email):
+                    await self._send(effect)
+                else:
+                    await self._persist_escalation(effect)
+
+    async def _persist(self) -> None:
+        upto = len(self._events)
+        await workflow.execute_activity(
+            "persist_case",
+            PersistCase(record=self._record_row(), events=self._events[self._persisted : upto]),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY,
+            summary=f"Save case: {self._status.value}, events {self._persisted + 1}-{upto}",
+        )
+        self._persisted = max(self._persisted, upto)
+
+    async def _persist_escalation(self, number: int) -> None:
+        await workflow.execute_activity(
+            "record_escalation",
+            RecordEscalation(
+                case_id=self._data.case_id,
+                escalation_no=number,
+                escalation=self._escalations[number - 1],
+            ),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY,
+            summary=f"Save 21Vianet escalation #{number}",
+        )
+
+    async def _send(self, email: Email) -> None:
+        self._emails += 1
+        key = f"{workflow.info().workflow_id}/{self._emails}-{email.template.value}"
+        who = "customer" if email.template.to_customer else "staff"
+        locale = self._details.customer.locale
+        try:
+            sent = await workflow.execute_activity(
+                "send_email",
+                EmailMessage(
+                    key=key,
+                    template=email.template,
+                    to=email.to,
+                    locale=locale,
+                    case=self.view(),
+                    extra=email.extra,
+                ),
+                result_type=EmailSent,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=RETRY,
+                summary=f"Email {who}: {email.template.value} ({locale.value})",
+            )
+        except ActivityError as err:
+            if not (isinstance(err.cause, ApplicationError) and err.cause.type == "EmailRejected"):
+                raise
+            self._bounced(email, err.cause.message)
+            return
+        self._record(
+            EventKind.EMAIL_SENT,
+            "workflow",
+            email.template.value,
+            to=who,
+            message_id=sent.provider_message_id,
+        )
+        if email.template is EmailTemplate.CASE_RESOLVED and self._status is CaseStatus.RESOLVING:
+            self._told_at = workflow.now()
+            assert self._resolution_view is not None
+            self._resolution_view = self._resolution_view.model_copy(
+                update={"customer_told_at": self._told_at}
+            )
+            self._set_status(CaseStatus.RESOLVED)
+            self._record(EventKind.CUSTOMER_TOLD, "workflow", "resolution sent to the customer")
+
+    def _bounced(self, email: Email, error: str) -> None:
+        self._record(EventKind.EMAIL_BOUNCED, "workflow", error, template=email.template.value)
+        if not email.template.to_customer:
+            return  # a staff address bounced: the event log and the UI show it
+        self._email_staff(
+            EmailTemplate.OWNER_EMAIL_BOUNCED,
+            bounced_address=email.to,
+            bounced_template=email.template.value,
+            error=error,
+        )
+        if email.template is EmailTemplate.CASE_RESOLVED and self._status is CaseStatus.RESOLVING:
+            # the loop is not closed until the customer hears the resolution: back to the agent
+            self._resolution_view = None
+            self._set_status(CaseStatus.OPEN)
+            self._record(
+                EventKind.NOTE,
+                "workflow",
+                "resolution email bounced: correct the contact and resolve again",
+            )
+
+    def _record_row(self) -> CaseRecord:
+        details, resolution = self._details, self._resolution_view
+        return CaseRecord(
+            case_id=self._data.case_id,
+            workflow_id=workflow.info().workflow_id,
+            status=self._status,
+            tenant_id=details.customer.tenant_id,
+            customer_name=details.customer.name,
+            customer_email=str(details.customer.email),
+            locale=details.customer.locale,
+            subscription_id=details.subscription_id,
+            invoice_id=details.invoice_id,
+            category=details.category,
+            priority=details.priority,
+            disputed_amount=details.disputed_amount,
+            currency=details.currency,
+            description=details.description,
+            owner=self._owner,
+            opened_at=self._opened_at,
+            closed_at=self._closed_at,
+            sla_breached=self._first_response.breached or self._resolution.breached,
+            escalated=bool(self._escalations),
+            reopen_count=self._reopen_count,
+            outcome=resolution.outcome if resolution else None,
+            credit_amount=resolution.credit_amount if resolution else None,
+            resolved_at=resolution.resolved_at if resolution else None,
+            first_response_at=self._first_response.met_at,
+        )

@@ -1,0 +1,69 @@
+"""SLA clocks: deterministic bookkeeping only (no I/O), driven by the workflow's clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from core.models import SlaClockView
+
+
+@dataclass
+class SlaClock:
+    """A target that counts only while running; it pauses (waiting on others) and stops (met)."""
+
+    name: str
+    target: timedelta
+    reminder_at: float
+    elapsed: timedelta = timedelta(0)
+    running_since: datetime | None = None
+    met_at: datetime | None = None
+    reminded: bool = False
+    breached: bool = False
+
+    @property
+    def done(self) -> bool:
+        return self.met_at is not None
+
+    def run(self, now: datetime) -> None:
+        if not self.done and self.running_since is None:
+            self.running_since = now
+
+    def pause(self, now: datetime) -> None:
+        if self.running_since is not None:
+            self.elapsed += now - self.running_since
+            self.running_since = None
+
+    def meet(self, now: datetime) -> None:
+        if not self.done:
+            self.pause(now)
+            self.met_at = now
+
+    def restart(self, now: datetime, target: timedelta) -> None:
+        """A reopened case owes a fresh resolution target; an earlier breach stays on record."""
+        self.target, self.elapsed, self.running_since = target, timedelta(0), None
+        self.met_at, self.reminded = None, False
+        self.run(now)
+
+    def _at(self, fraction: float) -> datetime | None:
+        if self.running_since is None:
+            return None
+        return self.running_since + self.target * fraction - self.elapsed
+
+    @property
+    def reminder_due(self) -> datetime | None:
+        return None if self.reminded or self.breached else self._at(self.reminder_at)
+
+    @property
+    def breach_due(self) -> datetime | None:
+        return None if self.breached else self._at(1.0)
+
+    def view(self) -> SlaClockView:
+        return SlaClockView(
+            name=self.name,
+            target=self.target,
+            due_at=self._at(1.0),
+            paused=self.running_since is None and not self.done,
+            met_at=self.met_at,
+            breached=self.breached,
+        )
