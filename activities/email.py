@@ -1,0 +1,171 @@
+"""Send a case email at most once per dedup key, with every attempt recorded in ``email_log``.
+
+A row moves ``pending -> sent | rejected``. A pending row is *claimed* by one attempt at a time:
+``error IS NULL`` and a recent ``updated_at`` mean an attempt is sending right now; a recorded error
+(the last attempt failed before the provider took the email) or a claim older than
+``claim_timeout`` (that attempt's worker died) leave it free for the next attempt.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.rendering import TemplateRenderer
+from activities.senders import EmailDeliveryError, EmailRejected, EmailSender, OutgoingEmail
+from core.models import EmailMessage, EmailSent
+from db.tables import EmailLog
+
+PENDING = "pending"
+SENT = "sent"
+REJECTED = "rejected"
+# outlasts any provider call (SendGridSender gives up after 30 s): a live claim is never taken
+DEFAULT_CLAIM_TIMEOUT = timedelta(minutes=2)
+
+
+def _rejected(error: str) -> ApplicationError:
+    return ApplicationError(error, type="EmailRejected", non_retryable=True)
+
+
+def _in_progress(key: str) -> ApplicationError:
+    return ApplicationError(f"email {key} is being sent by another attempt", type="EmailInProgress")
+
+
+class EmailActivities:
+    def __init__(
+        self,
+        renderer: TemplateRenderer,
+        sender: EmailSender,
+        session_factory: sessionmaker[Session],
+        from_address: str,
+        from_name: str,
+        claim_timeout: timedelta = DEFAULT_CLAIM_TIMEOUT,
+    ) -> None:
+        self.renderer = renderer
+        self.sender = sender
+        self.session_factory = session_factory
+        self.from_address = from_address
+        self.from_name = from_name
+        self.claim_timeout = claim_timeout
+
+    @activity.defn
+    def send_email(self, message: EmailMessage) -> EmailSent:
+        claim = self._claim(message)
+        if isinstance(claim, EmailSent):
+            return claim
+        try:
+            rendered = self.renderer.render(
+                message.template,
+                message.locale,
+                {"case": message.case, "extra": message.extra, "locale": message.locale.value},
+            )
+            provider_id = self.sender.send(
+                OutgoingEmail(
+                    dedup_key=message.key,
+                    to=str(message.to),
+                    from_address=self.from_address,
+                    from_name=self.from_name,
+                    subject=rendered.subject,
+                    text=rendered.text,
+                    html=rendered.html,
+                    category=message.template.value,
+                )
+            )
+        except EmailRejected as exc:
+            self._finish(
+                message.key, claim, status=REJECTED, subject=rendered.subject, error=str(exc)
+            )
+            raise _rejected(str(exc)) from exc
+        except EmailDeliveryError as exc:
+            self._finish(message.key, claim, error=str(exc))
+            raise ApplicationError(str(exc), type="EmailDeliveryError") from exc
+        except Exception as exc:
+            # rendering failed or the sender broke before the provider answered: free the key
+            self._finish(message.key, claim, error=f"{type(exc).__name__}: {exc}")
+            raise
+        # the only duplicate window: the provider accepted the email and we crash before this commit
+        self._finish(
+            message.key,
+            None,
+            status=SENT,
+            provider_message_id=provider_id,
+            subject=rendered.subject,
+            sent_at=datetime.now(UTC),
+            error=None,
+        )
+        activity.logger.info("email %s (%s) sent: %s", message.key, message.template, provider_id)
+        return EmailSent(key=message.key, provider_message_id=provider_id)
+
+    def _claim(self, message: EmailMessage) -> int | EmailSent:
+        """Take the key for this attempt: returns the attempt number, or the earlier result."""
+        now = datetime.now(UTC)
+        with self.session_factory() as session:
+            row = session.scalars(select(EmailLog).where(EmailLog.dedup_key == message.key)).first()
+            if row is None:
+                session.add(
+                    EmailLog(
+                        dedup_key=message.key,
+                        case_id=message.case.case_id,
+                        template=message.template.value,
+                        to_address=str(message.to),
+                        locale=message.locale.value,
+                        status=PENDING,
+                        processor=self.sender.name,
+                        attempts=1,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+                try:
+                    session.commit()
+                except IntegrityError:
+                    # another attempt inserted the key between our read and our insert
+                    raise _in_progress(message.key) from None
+                return 1
+            if row.status == SENT:
+                return EmailSent(
+                    key=message.key,
+                    provider_message_id=row.provider_message_id or "",
+                    duplicate=True,
+                )
+            if row.status == REJECTED:
+                raise _rejected(row.error or f"email {message.key} was rejected")
+            if row.error is None and row.updated_at > now - self.claim_timeout:
+                raise _in_progress(message.key)
+            # compare-and-set on attempts: of two attempts racing for a free row, one wins
+            result = session.execute(
+                update(EmailLog)
+                .where(
+                    EmailLog.id == row.id,
+                    EmailLog.status == PENDING,
+                    EmailLog.attempts == row.attempts,
+                )
+                .values(
+                    attempts=row.attempts + 1,
+                    error=None,
+                    to_address=str(message.to),
+                    locale=message.locale.value,
+                    processor=self.sender.name,
+                    updated_at=now,
+                )
+            )
+            if cast(CursorResult[Any], result).rowcount != 1:
+                session.rollback()
+                raise _in_progress(message.key)
+            session.commit()
+            return row.attempts + 1
+
+    def _finish(self, key: str, attempt: int | None, **values: Any) -> None:
+        """Record the outcome; with ``attempt``, only while this attempt still holds the claim."""
+        statement = update(EmailLog).where(EmailLog.dedup_key == key, EmailLog.status == PENDING)
+        if attempt is not None:
+            statement = statement.where(EmailLog.attempts == attempt)
+        with self.session_factory() as session:
+            session.execute(statement.values(updated_at=datetime.now(UTC), **values))
+            session.commit()

@@ -1,0 +1,148 @@
+"""Render the emails and the 21Vianet service request from the Jinja templates under ``templates/``.
+
+Emails live in ``templates/email/<locale>/<name>/{subject.txt,body.txt,body.html}``; the 21Vianet
+request in ``templates/vianet/``. HTML is autoescaped, text is not.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from babel.dates import format_datetime
+from babel.numbers import format_currency
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from core.models import EmailTemplate, Locale
+
+# China has kept UTC+8 without daylight saving since 1991: Asia/Shanghai needs no tz database.
+CHINA_STANDARD_TIME = timezone(timedelta(hours=8), "CST")
+
+# What each email needs in ``EmailMessage.extra`` (``due_at`` ISO 8601, ``reopen_days`` a number).
+# Optional: ``question`` for the reminders (else the timeline's last question), ``follow_up`` count.
+EXTRA_KEYS: Mapping[EmailTemplate, frozenset[str]] = {
+    EmailTemplate.INFO_REQUESTED: frozenset({"question"}),
+    EmailTemplate.CASE_RESOLVED: frozenset({"reopen_days"}),
+    EmailTemplate.CASE_REOPENED: frozenset({"reason"}),
+    EmailTemplate.CASE_WITHDRAWN: frozenset({"reason"}),
+    EmailTemplate.OWNER_SLA_REMINDER: frozenset({"clock", "due_at"}),
+    EmailTemplate.MANAGER_SLA_BREACH: frozenset({"clock", "due_at"}),
+    EmailTemplate.OWNER_FILE_ESCALATION: frozenset({"request_title", "request_body"}),
+    EmailTemplate.OWNER_EMAIL_BOUNCED: frozenset({"bounced_address", "bounced_template", "error"}),
+    EmailTemplate.OWNER_CASE_UPDATE: frozenset({"text"}),
+}
+
+_BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
+_DATETIME_FORMAT = {
+    Locale.ZH_CN: ("yyyy年M月d日 HH:mm", "（北京时间）"),
+    Locale.EN_US: ("MMM d, yyyy, h:mm a", " (China Standard Time)"),
+}
+_DURATION_UNITS = {
+    Locale.ZH_CN: (("天", "天"), ("小时", "小时"), ("分钟", "分钟")),
+    Locale.EN_US: ((" day", " days"), (" hour", " hours"), (" minute", " minutes")),
+}
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str
+
+
+def _locale(value: str) -> Locale:
+    return Locale(str(value))
+
+
+def _babel_locale(locale: Locale) -> str:
+    return locale.value.replace("-", "_")
+
+
+def money(amount: Decimal | int | str, currency: str, locale: str) -> str:
+    """``¥12,340.00`` (zh-CN) / ``CN¥12,340.00`` (en-US): always two decimals, from Decimal."""
+    value = amount if isinstance(amount, Decimal) else Decimal(str(amount))
+    return format_currency(value, currency, locale=_babel_locale(_locale(locale)))
+
+
+def _aware(value: datetime | str) -> datetime:
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    # naive datetimes in this product are UTC (SQLite hands them back without an offset)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def when(value: datetime | str, locale: str) -> str:
+    """A moment in China Standard Time, as a reader in that locale writes it."""
+    loc = _locale(locale)
+    pattern, suffix = _DATETIME_FORMAT[loc]
+    return (
+        format_datetime(
+            _aware(value), pattern, tzinfo=CHINA_STANDARD_TIME, locale=_babel_locale(loc)
+        )
+        + suffix
+    )
+
+
+def timestamp(value: datetime | str) -> str:
+    """Locale-neutral China Standard Time, for the bilingual 21Vianet request."""
+    return _aware(value).astimezone(CHINA_STANDARD_TIME).strftime("%Y-%m-%d %H:%M (UTC+8)")
+
+
+def duration(value: timedelta, locale: str) -> str:
+    """``1 day 4 hours`` / ``1天4小时``, to the minute."""
+    units = _DURATION_UNITS[_locale(locale)]
+    minutes = int(abs(value).total_seconds() // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    parts = [
+        f"{count}{names[0] if count == 1 else names[1]}"
+        for count, names in zip((days, hours, minutes), units, strict=True)
+        if count
+    ]
+    if not parts:
+        parts = [f"0{units[2][1]}"]
+    return ("" if _locale(locale) is Locale.ZH_CN else " ").join(parts)
+
+
+def _tidy(text: str) -> str:
+    # conditional sections leave runs of blank lines behind; a reader wants at most one
+    return _BLANK_LINES.sub("\n\n", text).strip() + "\n"
+
+
+class TemplateRenderer:
+    """One Jinja environment over the templates directory; safe to share between threads."""
+
+    def __init__(self, templates_dir: Path) -> None:
+        self.env = Environment(
+            loader=FileSystemLoader(templates_dir),
+            # only .html is escaped: text parts and the 21Vianet request keep the customer's words
+            autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True),
+            undefined=StrictUndefined,
+            keep_trailing_newline=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters.update(money=money, when=when, duration=duration, timestamp=timestamp)
+
+    def render(
+        self, template: EmailTemplate, locale: Locale, context: Mapping[str, Any]
+    ) -> RenderedEmail:
+        extra: Mapping[str, str] = context.get("extra", {})
+        missing = EXTRA_KEYS.get(template, frozenset()) - extra.keys()
+        if missing:
+            raise ValueError(f"email {template.value} needs extra {', '.join(sorted(missing))}")
+        values = {**context, "locale": locale.value, "template": template.value}
+        folder = f"email/{locale.value}/{template.value}"
+        subject = self.env.get_template(f"{folder}/subject.txt").render(values)
+        return RenderedEmail(
+            subject=" ".join(subject.split()),
+            text=_tidy(self.env.get_template(f"{folder}/body.txt").render(values)),
+            html=self.env.get_template(f"{folder}/body.html").render(values),
+        )
+
+    def render_text(self, path: str, context: Mapping[str, Any]) -> str:
+        return self.env.get_template(path).render(dict(context))

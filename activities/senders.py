@@ -1,0 +1,173 @@
+"""Where emails go, behind one small interface: a file outbox in development, SendGrid for real.
+
+A sender either returns the provider's message id, raises ``EmailRejected`` (permanent: retrying the
+same email cannot help) or raises ``EmailDeliveryError`` (transient: retry later).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any, Protocol
+
+from python_http_client import exceptions as http_errors
+from sendgrid import SendGridAPIClient
+from sendgrid.helpers.mail import Category, CustomArg, From, Mail, To
+
+SENDGRID_HOST = "https://api.sendgrid.com"
+
+
+class EmailRejected(Exception):
+    """The provider refused this email for good (bad address, malformed request): do not retry."""
+
+
+class EmailDeliveryError(Exception):
+    """The provider could not take the email now (rate limit, outage, network): retry later."""
+
+
+@dataclass(frozen=True)
+class OutgoingEmail:
+    dedup_key: str
+    to: str
+    from_address: str
+    from_name: str
+    subject: str
+    text: str
+    html: str
+    category: str
+
+
+class EmailSender(Protocol):
+    name: str
+
+    def send(self, email: OutgoingEmail) -> str:
+        """Hand the email to the provider; return its message id."""
+        ...
+
+
+def _key_digest(dedup_key: str) -> str:
+    return hashlib.sha256(dedup_key.encode("utf-8")).hexdigest()
+
+
+class FileOutboxSender:
+    """Writes each email as an RFC 5322 ``.eml`` file, one file per dedup key."""
+
+    name = "outbox"
+
+    def __init__(self, outbox_dir: Path) -> None:
+        self.outbox_dir = Path(outbox_dir)
+
+    def path_for(self, dedup_key: str) -> Path:
+        # readable prefix for people browsing the outbox, digest so distinct keys never share a file
+        readable = re.sub(r"[^A-Za-z0-9._-]+", "_", dedup_key).strip("._")[:80]
+        return self.outbox_dir / f"{readable}-{_key_digest(dedup_key)[:12]}.eml"
+
+    def send(self, email: OutgoingEmail) -> str:
+        domain = email.from_address.rpartition("@")[2] or "localhost"
+        message_id = f"<{_key_digest(email.dedup_key)[:32]}@{domain}>"
+        message = EmailMessage()
+        message["Message-ID"] = message_id
+        message["Date"] = formatdate(usegmt=True)
+        message["From"] = Address(display_name=email.from_name, addr_spec=email.from_address)
+        message["To"] = email.to
+        message["Subject"] = email.subject
+        message["X-Dedup-Key"] = email.dedup_key
+        message["X-Category"] = email.category
+        message.set_content(email.text)
+        message.add_alternative(email.html, subtype="html")
+        try:
+            self._write_atomically(self.path_for(email.dedup_key), message.as_bytes(policy=SMTP))
+        except OSError as exc:
+            raise EmailDeliveryError(f"outbox {self.outbox_dir}: {exc}") from exc
+        return message_id
+
+    def _write_atomically(self, path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temp, path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+
+
+class _DropRequestHeaders(logging.Filter):
+    """python_http_client logs request headers at DEBUG, and they carry the API key."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("HEADERS:")
+
+
+_HTTP_CLIENT_LOGGER = logging.getLogger("python_http_client.client")
+if not any(isinstance(f, _DropRequestHeaders) for f in _HTTP_CLIENT_LOGGER.filters):
+    _HTTP_CLIENT_LOGGER.addFilter(_DropRequestHeaders())
+
+
+def _sendgrid_error_text(body: Any) -> str:
+    raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
+    try:
+        errors = json.loads(raw).get("errors") or []
+        messages = [str(e.get("message", "")) for e in errors if isinstance(e, dict)]
+        return "; ".join(m for m in messages if m) or raw[:500]
+    except (ValueError, AttributeError):
+        return raw[:500]
+
+
+class SendGridSender:
+    """SendGrid v3 mail/send. SendGrid has no idempotency key: callers deduplicate (EmailLog)."""
+
+    name = "sendgrid"
+
+    def __init__(self, api_key: str, host: str = SENDGRID_HOST, timeout: float = 30.0) -> None:
+        self._client = SendGridAPIClient(api_key=api_key, host=host)
+        # python_http_client waits forever by default; a stuck request would hold the activity slot
+        self._client.client.timeout = timeout
+        self.host = host
+
+    def __repr__(self) -> str:
+        return f"SendGridSender(host={self.host!r})"
+
+    def send(self, email: OutgoingEmail) -> str:
+        mail = Mail(
+            from_email=From(email.from_address, email.from_name),
+            to_emails=To(email.to),
+            subject=email.subject,
+            plain_text_content=email.text,
+            html_content=email.html,
+        )
+        mail.custom_arg = CustomArg("dedup_key", email.dedup_key)
+        mail.category = Category(email.category)
+        try:
+            response = self._client.send(mail)
+        except http_errors.HTTPError as exc:
+            raise _classify(int(exc.status_code), _sendgrid_error_text(exc.body)) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            # URLError, refused/reset connections and timeouts are all OSError
+            raise EmailDeliveryError(f"SendGrid unreachable at {self.host}: {exc}") from exc
+        # accepted is what matters: a missing id must not make us send the email again
+        return str(response.headers.get("X-Message-Id") or "")
+
+
+def _classify(status: int, text: str) -> EmailRejected | EmailDeliveryError:
+    message = f"SendGrid {status}: {text}"
+    if status == 429 or status >= 500:
+        return EmailDeliveryError(message)
+    if status in (401, 403):
+        # a wrong key or unverified sender is our configuration, not this email: retry once fixed
+        return EmailDeliveryError(message)
+    return EmailRejected(message)

@@ -1,0 +1,482 @@
+"""The agents' CLI: open a billing case and drive it with validated Temporal updates.
+
+Every command has --help. Input is checked before anything is sent; a refused action changes nothing
+and says why. The functions under "API" take an optional client so tests and scripts can reuse them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from core import search
+from core.models import (
+    AddNote,
+    Assign,
+    CaseDetails,
+    CaseView,
+    Category,
+    Confirm,
+    Customer,
+    CustomerReply,
+    Escalate,
+    Locale,
+    OpenCase,
+    Outcome,
+    Priority,
+    Reopen,
+    RequestInfo,
+    Resolve,
+    Severity,
+    UpdateContact,
+    VianetResponse,
+    VianetTicket,
+    Withdraw,
+)
+from core.settings import Settings, SettingsError, load_settings
+from core.temporal import connect
+from workflows.billing_case import BillingCaseWorkflow
+
+T = TypeVar("T")
+app = typer.Typer(
+    help="Billing support for a Partner Center operated by 21Vianet partner.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console(highlight=False)
+CATEGORY_LABELS = {
+    Category.INVOICE_DISPUTE: "Invoice dispute",
+    Category.UNEXPECTED_CHARGE: "Unexpected charge",
+    Category.REFUND_REQUEST: "Refund request",
+    Category.PAYMENT: "Payment",
+    Category.CREDIT_NOTE: "Credit note",
+    Category.SUBSCRIPTION_CHANGE: "Subscription change",
+    Category.BILLING_QUESTION: "Billing question",
+    Category.FRAUD_CONCERN: "Fraud concern",
+}
+
+
+class CaseError(Exception):
+    """An action could not be carried out; the message says why, for the agent."""
+
+
+# --------------------------------------------------------------------------- API
+
+
+def workflow_id(case_id: str) -> str:
+    return f"case-{case_id}"
+
+
+def new_case_id(now: datetime | None = None) -> str:
+    return f"BC-{(now or datetime.now(UTC)):%Y%m%d}-{secrets.token_hex(3).upper()}"
+
+
+def summary_line(data: OpenCase) -> str:
+    """The workflow's static summary in the UI: no customer name or email (never in clear text)."""
+    details = data.details
+    return (
+        f"{CATEGORY_LABELS[details.category]} · tenant {details.customer.tenant_id} · "
+        f"{money(details.disputed_amount, details.currency)} · {details.priority.value}"
+    )
+
+
+async def open_case(
+    data: OpenCase, *, client: Client | None = None, settings: Settings | None = None
+) -> CaseView:
+    client = client or await connect()
+    settings = settings or load_settings()
+    details = data.details
+    try:
+        handle = await client.start_workflow(
+            BillingCaseWorkflow.run,
+            data,
+            id=workflow_id(data.case_id),
+            task_queue=settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            static_summary=summary_line(data),
+            static_details=f"Invoice {details.invoice_id or '-'} · opened by {data.opened_by}",
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(search.CASE_STATUS, "open"),
+                    SearchAttributePair(search.CASE_CATEGORY, details.category.value),
+                    SearchAttributePair(search.CASE_PRIORITY, details.priority.value),
+                    SearchAttributePair(search.ASSIGNED_AGENT, data.owner or "unassigned"),
+                    SearchAttributePair(search.CUSTOMER_TENANT_ID, details.customer.tenant_id),
+                    SearchAttributePair(search.INVOICE_ID, details.invoice_id or ""),
+                    SearchAttributePair(search.SLA_BREACHED, False),
+                    SearchAttributePair(search.ESCALATED_TO_VIANET, False),
+                    SearchAttributePair(search.DISPUTED_AMOUNT, float(details.disputed_amount)),
+                ]
+            ),
+        )
+    except RPCError as err:
+        if err.status is RPCStatusCode.ALREADY_EXISTS:
+            raise CaseError(f"case {data.case_id} already exists") from None
+        raise
+    return await handle.query(BillingCaseWorkflow.view)
+
+
+async def act(
+    case_id: str, update: Any, arg: BaseModel, *, client: Client | None = None
+) -> CaseView:
+    """Run one agent action (a workflow update) and return the case as it is after it."""
+    client = client or await connect()
+    handle = client.get_workflow_handle_for(BillingCaseWorkflow.run, workflow_id(case_id))
+    try:
+        view: CaseView = await handle.execute_update(update, arg)
+        return view
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        raise CaseError(
+            cause.message if isinstance(cause, ApplicationError) else str(err)
+        ) from None
+    except RPCError as err:
+        raise CaseError(await _explain(client, case_id, err)) from None
+
+
+async def show_case(case_id: str, *, client: Client | None = None) -> CaseView:
+    client = client or await connect()
+    handle = client.get_workflow_handle_for(BillingCaseWorkflow.run, workflow_id(case_id))
+    try:
+        return await handle.query(BillingCaseWorkflow.view)
+    except RPCError as err:
+        raise CaseError(await _explain(client, case_id, err)) from None
+
+
+async def setup(*, client: Client | None = None) -> list[str]:
+    """Register the custom search attributes on the namespace (idempotent)."""
+    client = client or await connect()
+    return await search.register(client, client.namespace)
+
+
+async def _explain(client: Client, case_id: str, err: RPCError) -> str:
+    try:
+        described = await client.get_workflow_handle(workflow_id(case_id)).describe()
+    except RPCError:
+        return f"no case {case_id} (workflow {workflow_id(case_id)} not found)"
+    if described.status is not WorkflowExecutionStatus.RUNNING:
+        status = described.status.name.lower() if described.status else "ended"
+        return f"case {case_id} has ended ({status}): it takes no more actions"
+    return f"case {case_id}: {err.message}"
+
+
+# --------------------------------------------------------------------------- CLI
+
+DEFAULT_ACTOR = os.environ.get("AGENT_EMAIL") or getpass.getuser()
+CaseArg = Annotated[str, typer.Argument(help="The case id, e.g. BC-20261124-7F3A9C.")]
+By = Annotated[str, typer.Option("--by", help="Who acts (default: $AGENT_EMAIL or your login).")]
+
+
+def money(amount: Decimal, currency: str = "CNY") -> str:
+    symbol = "¥" if currency == "CNY" else f"{currency} "
+    return f"{symbol}{amount:,.2f}"
+
+
+def _build(model: type[T], **fields: Any) -> T:
+    """Validate CLI input into a payload; on error name the field and change nothing."""
+    try:
+        return model(**{k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in exc.errors()
+        )
+        _fail(f"invalid input: {problems}", code=2)
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def _run(coro: Awaitable[T]) -> T:
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except CaseError as err:
+        _fail(str(err))
+    except RuntimeError as err:  # cannot reach the Temporal server
+        _fail(f"Temporal: {err}")
+
+
+def print_case(view: CaseView, *, timeline: bool = True) -> None:
+    d = view.details
+    head = Table.grid(padding=(0, 2))
+    head.add_row("Status", f"[bold]{view.status.value}[/bold]  (waiting for {view.waiting_for})")
+    head.add_row("Customer", f"{d.customer.name} <{d.customer.email}> · {d.customer.locale.value}")
+    head.add_row("Tenant", d.customer.tenant_id)
+    head.add_row("Subscription", d.subscription_id or "-")
+    head.add_row("Invoice", d.invoice_id or "-")
+    head.add_row("Category", f"{CATEGORY_LABELS[d.category]} · priority {d.priority.value}")
+    head.add_row("Disputed", money(d.disputed_amount, d.currency))
+    head.add_row("Owner", view.owner or "unassigned")
+    head.add_row("Opened", f"{view.opened_at:%Y-%m-%d %H:%M} UTC by {view.opened_by}")
+    if view.next_deadline:
+        head.add_row(
+            "Next", f"{view.next_deadline_label} at {view.next_deadline:%Y-%m-%d %H:%M} UTC"
+        )
+    for clock in view.sla:
+        state = (
+            f"met {clock.met_at:%Y-%m-%d %H:%M}"
+            if clock.met_at
+            else "paused"
+            if clock.paused
+            else f"due {clock.due_at:%Y-%m-%d %H:%M}"
+            if clock.due_at
+            else "-"
+        )
+        head.add_row(
+            f"SLA {clock.name}", state + ("  [red]BREACHED[/red]" if clock.breached else "")
+        )
+    if view.resolution:
+        r = view.resolution
+        amount = f" {money(r.credit_amount, d.currency)}" if r.credit_amount else ""
+        told = "customer told" if r.customer_told_at else "email pending"
+        head.add_row("Resolution", f"{r.outcome.value}{amount} · {told} · {r.summary}")
+    for n, esc in enumerate(view.escalations, 1):
+        ticket = esc.ticket_number or "not filed yet"
+        answer = f" · answered: {esc.response}" if esc.response else ""
+        head.add_row(f"21Vianet #{n}", f"severity {esc.severity.value} · ticket {ticket}{answer}")
+    if view.reopen_count:
+        head.add_row("Reopened", f"{view.reopen_count}×")
+    console.print(Panel(head, title=f"Case {view.case_id}", expand=False))
+    pending = view.escalations[-1] if view.escalations else None
+    if pending and not pending.ticket_number and pending.request_body:
+        console.print(
+            Panel(
+                f"[bold]{pending.request_title}[/bold]\n\n{pending.request_body}",
+                title="File this in the 21Vianet portal (Customers → Service requests → New)",
+            )
+        )
+    if timeline:
+        table = Table("#", "When (UTC)", "What", "Who", "Details", show_lines=False)
+        for event in view.timeline:
+            extra = " ".join(f"{k}={v}" for k, v in event.data.items())
+            text = " ".join(filter(None, [event.text, extra]))
+            table.add_row(
+                str(event.seq), f"{event.at:%m-%d %H:%M}", event.kind.value, event.actor, text
+            )
+        console.print(table)
+
+
+def _act_and_print(case_id: str, update: Callable[..., Any], arg: BaseModel) -> None:
+    view = _run(act(case_id, update, arg))
+    print_case(view, timeline=False)
+
+
+@app.command("open")
+def open_command(
+    tenant_id: Annotated[str, typer.Option(help="Customer's tenant id (GUID).")],
+    name: Annotated[str, typer.Option(help="Customer's company name.")],
+    email: Annotated[str, typer.Option(help="Customer's billing contact email.")],
+    category: Annotated[Category, typer.Option(help="What the case is about.")],
+    description: Annotated[str, typer.Option(help="The customer's question, in their words.")],
+    locale: Annotated[Locale, typer.Option(help="Customer's language.")] = Locale.ZH_CN,
+    subscription: Annotated[str | None, typer.Option(help="Subscription id (GUID).")] = None,
+    invoice: Annotated[str | None, typer.Option(help="Invoice id, e.g. G000123456.")] = None,
+    amount: Annotated[str, typer.Option(help="Disputed amount, e.g. 12340.50.")] = "0",
+    currency: Annotated[str, typer.Option(help="ISO currency code.")] = "CNY",
+    priority: Annotated[Priority, typer.Option(help="Sets the SLA targets.")] = Priority.NORMAL,
+    owner: Annotated[str | None, typer.Option(help="Owning agent's email.")] = None,
+    case_id: Annotated[str | None, typer.Option(help="Case id (default: generated).")] = None,
+    by: By = DEFAULT_ACTOR,
+) -> None:
+    """Open a billing case: the customer gets an acknowledgement, the owner a notice."""
+    try:
+        settings = load_settings()
+        policy = settings.case_policy()
+    except SettingsError as err:
+        _fail(f"settings: {err}", code=2)
+    customer = _build(Customer, tenant_id=tenant_id, name=name, email=email, locale=locale)
+    details = _build(
+        CaseDetails,
+        customer=customer,
+        subscription_id=subscription,
+        invoice_id=invoice,
+        category=category,
+        disputed_amount=amount,
+        currency=currency,
+        description=description,
+        priority=priority,
+    )
+    data = _build(
+        OpenCase,
+        case_id=case_id or new_case_id(),
+        details=details,
+        owner=owner,
+        opened_by=by,
+        policy=policy,
+    )
+    view = _run(open_case(data, settings=settings))
+    console.print(f"opened case [bold]{view.case_id}[/bold] (workflow {view.workflow_id})")
+    print_case(view, timeline=False)
+
+
+@app.command()
+def assign(
+    case: CaseArg,
+    agent: Annotated[str, typer.Option(help="Agent's email.")],
+    by: By = DEFAULT_ACTOR,
+) -> None:
+    """Give the case to an agent (they are notified)."""
+    _act_and_print(case, BillingCaseWorkflow.assign, _build(Assign, agent=agent, by=by))
+
+
+@app.command()
+def note(
+    case: CaseArg,
+    text: Annotated[str, typer.Argument(help="Internal note.")],
+    by: By = DEFAULT_ACTOR,
+) -> None:
+    """Add an internal note to the timeline."""
+    _act_and_print(case, BillingCaseWorkflow.note, _build(AddNote, text=text, by=by))
+
+
+@app.command("request-info")
+def request_info(
+    case: CaseArg,
+    question: Annotated[str, typer.Argument(help="What the customer must send or answer.")],
+    by: By = DEFAULT_ACTOR,
+) -> None:
+    """Ask the customer for information; SLA clocks pause until they reply."""
+    _act_and_print(
+        case, BillingCaseWorkflow.request_info, _build(RequestInfo, question=question, by=by)
+    )
+
+
+@app.command("customer-reply")
+def customer_reply(
+    case: CaseArg,
+    text: Annotated[str, typer.Argument(help="The customer's reply.")],
+    by: Annotated[str, typer.Option("--by")] = "customer",
+) -> None:
+    """Record the customer's reply; the clocks run again."""
+    _act_and_print(
+        case, BillingCaseWorkflow.customer_reply, _build(CustomerReply, text=text, by=by)
+    )
+
+
+@app.command()
+def resolve(
+    case: CaseArg,
+    outcome: Annotated[Outcome, typer.Option(help="How the case was resolved.")],
+    summary: Annotated[str, typer.Option(help="What the customer is told.")],
+    credit: Annotated[
+        str | None, typer.Option(help="Credit/refund amount (credit-issued, refund-issued).")
+    ] = None,
+    by: By = DEFAULT_ACTOR,
+) -> None:
+    """Resolve the case; the customer is emailed the resolution and may confirm or reopen."""
+    arg = _build(Resolve, outcome=outcome, summary=summary, credit_amount=credit, by=by)
+    _act_and_print(case, BillingCaseWorkflow.resolve, arg)
+
+
+@app.command()
+def escalate(
+    case: CaseArg,
+    reason: Annotated[str, typer.Option(help="Why the partner cannot resolve it alone.")],
+    severity: Annotated[
+        Severity, typer.Option(help="A critical (2 h), B moderate (4 h), C minimal (8 h).")
+    ] = Severity.C,
+    by: By = DEFAULT_ACTOR,
+) -> None:
+    """Escalate to 21Vianet: prints the request to file in the portal; the customer is told."""
+    arg = _build(Escalate, reason=reason, severity=severity, by=by)
+    _act_and_print(case, BillingCaseWorkflow.escalate, arg)
+
+
+@app.command("vianet-ticket")
+def vianet_ticket(
+    case: CaseArg,
+    ticket_number: Annotated[str, typer.Argument(help="The number the 21Vianet portal gave.")],
+    by: By = DEFAULT_ACTOR,
+) -> None:
+    """Record the 21Vianet ticket number after filing the request in the portal."""
+    arg = _build(VianetTicket, ticket_number=ticket_number, by=by)
+    _act_and_print(case, BillingCaseWorkflow.vianet_ticket, arg)
+
+
+@app.command("vianet-response")
+def vianet_response(
+    case: CaseArg,
+    text: Annotated[str, typer.Argument(help="21Vianet's answer.")],
+    by: By = DEFAULT_ACTOR,
+) -> None:
+    """Record 21Vianet's answer; the case returns to the agent to resolve."""
+    arg = _build(VianetResponse, text=text, by=by)
+    _act_and_print(case, BillingCaseWorkflow.vianet_response, arg)
+
+
+@app.command()
+def confirm(case: CaseArg, by: Annotated[str, typer.Option("--by")] = "customer") -> None:
+    """The customer confirms the resolution: the case closes with a final email."""
+    _act_and_print(case, BillingCaseWorkflow.confirm, _build(Confirm, by=by))
+
+
+@app.command()
+def reopen(
+    case: CaseArg,
+    reason: Annotated[str, typer.Option(help="Why the customer is not satisfied.")],
+    by: Annotated[str, typer.Option("--by")] = "customer",
+) -> None:
+    """Reopen a resolved case within the reopen window: back to resolution."""
+    _act_and_print(case, BillingCaseWorkflow.reopen, _build(Reopen, reason=reason, by=by))
+
+
+@app.command()
+def withdraw(
+    case: CaseArg,
+    reason: Annotated[str, typer.Option(help="Why the case is withdrawn.")],
+    by: By = DEFAULT_ACTOR,
+) -> None:
+    """Withdraw the case (e.g. the customer no longer disputes it); the customer is told."""
+    _act_and_print(case, BillingCaseWorkflow.withdraw, _build(Withdraw, reason=reason, by=by))
+
+
+@app.command()
+def contact(
+    case: CaseArg,
+    email: Annotated[str, typer.Option(help="The customer's new billing contact email.")],
+    locale: Annotated[Locale | None, typer.Option(help="Their language, if it changes.")] = None,
+    by: By = DEFAULT_ACTOR,
+) -> None:
+    """Correct the customer's contact (e.g. after a bounced email)."""
+    arg = _build(UpdateContact, email=email, locale=locale, by=by)
+    _act_and_print(case, BillingCaseWorkflow.update_contact, arg)
+
+
+@app.command()
+def show(case: CaseArg) -> None:
+    """Print the case's state and timeline."""
+    print_case(_run(show_case(case)))
+
+
+@app.command("setup")
+def setup_command() -> None:
+    """Register the custom search attributes on the Temporal namespace (idempotent)."""
+    added = _run(setup())
+    console.print(f"search attributes added: {', '.join(added) or 'none (all present)'}")
+
+
+if __name__ == "__main__":
+    app()

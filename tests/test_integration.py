@@ -1,0 +1,206 @@
+"""A whole case on the real dev server: CLI functions, real worker, database and outbox.
+
+The histories it produces are replayed with `Replayer`; `RECORD_HISTORIES=1` also writes them to
+tests/histories/, where test_replay.py replays them on every run (non-determinism fails CI).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import os
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import func, select
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
+from typer.testing import CliRunner
+
+import starter
+from core import search
+from core.models import (
+    AddNote,
+    CaseStatus,
+    Confirm,
+    CustomerReply,
+    Escalate,
+    Outcome,
+    RequestInfo,
+    Resolve,
+    Severity,
+    VianetResponse,
+    VianetTicket,
+    Withdraw,
+)
+from core.settings import Settings
+from db.migrate import upgrade
+from db.queries import case_events, get_case
+from db.session import make_engine, make_session_factory
+from db.tables import EmailLog, VianetEscalation
+from tests.workflow_support import open_case
+from worker import WORKFLOWS, build_worker
+from workflows import sandbox_runner
+from workflows.billing_case import BillingCaseWorkflow
+
+HISTORIES = Path(__file__).parent / "histories"
+AGENT = "agent.wang@partner.example.cn"
+
+
+@pytest_asyncio.fixture
+async def running(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Settings]:
+    """The real worker against a migrated SQLite file and a file outbox, on a fresh task queue."""
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'billing.db'}",
+        outbox_dir=tmp_path / "outbox",
+        task_queue=f"billing-{uuid.uuid4()}",
+    )
+    upgrade(settings.database_url)
+    async with build_worker(dev_env.client, settings):
+        yield settings
+
+
+async def test_case_from_open_to_closed(dev_env: WorkflowEnvironment, running: Settings) -> None:
+    client = dev_env.client
+    data = open_case(amount="12340.00")
+    opened = await starter.open_case(data, client=client, settings=running)
+    assert opened.status is CaseStatus.OPEN
+    case_id = data.case_id
+
+    steps = [
+        (BillingCaseWorkflow.note, AddNote(text="Checking the meter data", by=AGENT)),
+        (BillingCaseWorkflow.request_info, RequestInfo(question="请提供删除记录", by=AGENT)),
+        (BillingCaseWorkflow.customer_reply, CustomerReply(text="<script>x</script> 附件")),
+        (
+            BillingCaseWorkflow.escalate,
+            Escalate(reason="Meter error", severity=Severity.A, by=AGENT),
+        ),
+        (BillingCaseWorkflow.vianet_ticket, VianetTicket(ticket_number="VN-2611240001", by=AGENT)),
+        (BillingCaseWorkflow.vianet_response, VianetResponse(text="Credit approved", by=AGENT)),
+        (
+            BillingCaseWorkflow.resolve,
+            Resolve(
+                outcome=Outcome.CREDIT_ISSUED,
+                summary="A credit note of ¥2,000.00 was issued.",
+                credit_amount=Decimal("2000.00"),
+                by=AGENT,
+            ),
+        ),
+    ]
+    for update, arg in steps:
+        await starter.act(case_id, update, arg, client=client)
+
+    async def told() -> bool:
+        return (await starter.show_case(case_id, client=client)).status is CaseStatus.RESOLVED
+
+    await _eventually(told)
+    # a refused action names the problem and changes nothing
+    with pytest.raises(starter.CaseError, match="cannot resolve"):
+        await starter.act(case_id, BillingCaseWorkflow.resolve, steps[-1][1], client=client)
+    await starter.act(case_id, BillingCaseWorkflow.confirm, Confirm(), client=client)
+    handle = client.get_workflow_handle_for(BillingCaseWorkflow.run, f"case-{case_id}")
+    final = await handle.result()
+    assert final.status is CaseStatus.CLOSED
+    with pytest.raises(starter.CaseError, match="has ended"):
+        await starter.act(
+            case_id, BillingCaseWorkflow.note, AddNote(text="x", by=AGENT), client=client
+        )
+
+    # the database holds the same story
+    sessions = make_session_factory(make_engine(running.database_url))
+    with sessions() as session:
+        row = get_case(session, case_id)
+        assert row is not None and row.status == "closed" and row.escalated
+        assert row.credit_amount == Decimal("2000.00")
+        assert row.disputed_amount == Decimal("12340.00")
+        assert [e.seq for e in case_events(session, case_id)] == [e.seq for e in final.timeline]
+        statuses = session.execute(
+            select(EmailLog.status, func.count())
+            .where(EmailLog.case_id == case_id)
+            .group_by(EmailLog.status)
+        ).all()
+        escalation = session.scalars(select(VianetEscalation)).one()
+    sent = dict(statuses)
+    assert set(sent) == {"sent"}
+    assert escalation.ticket_number == "VN-2611240001" and escalation.response == "Credit approved"
+
+    # every email went out once, as a readable .eml in the outbox
+    files = sorted(running.outbox_dir.glob("*.eml"))
+    assert len(files) == sent["sent"]
+    closing = [email.message_from_bytes(f.read_bytes(), policy=email.policy.default) for f in files]
+    subjects = [str(m["Subject"]) for m in closing if m["To"] == "finance@customer.example.cn"]
+    assert any(case_id in s for s in subjects)
+    bodies = "".join(
+        part.get_content()
+        for m in closing
+        for part in m.walk()
+        if part.get_content_type() == "text/html"
+    )
+    assert "<script>x</script>" not in bodies
+
+    # the UI's view: search attributes and the static summary
+    described = await handle.describe()
+    attrs = described.typed_search_attributes
+    assert attrs.get(search.CASE_STATUS) == "closed"
+    assert attrs.get(search.ESCALATED_TO_VIANET) is True
+    assert attrs.get(search.DISPUTED_AMOUNT) == 12340.0
+    summary = await described.static_summary()
+    assert summary and "¥12,340.00" in summary and "上海" not in summary
+
+    # the history replays deterministically
+    history = await handle.fetch_history()
+    await Replayer(
+        workflows=WORKFLOWS,
+        data_converter=pydantic_data_converter,
+        workflow_runner=sandbox_runner(),
+    ).replay_workflow(history)
+    if os.environ.get("RECORD_HISTORIES"):
+        HISTORIES.mkdir(exist_ok=True)
+        (HISTORIES / "billing_case_escalated_closed.json").write_text(history.to_json())
+
+
+async def test_cli_show_and_refusal(dev_env: WorkflowEnvironment, running: Settings) -> None:
+    client = dev_env.client
+    data = open_case()
+    await starter.open_case(data, client=client, settings=running)
+    env = {
+        "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+        "TASK_QUEUE": running.task_queue,
+    }
+    runner = CliRunner()
+    shown = await asyncio.to_thread(runner.invoke, starter.app, ["show", data.case_id], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert data.case_id in shown.output and "opened" in shown.output
+    bad = await asyncio.to_thread(
+        runner.invoke,
+        starter.app,
+        ["resolve", data.case_id, "--outcome", "credit-issued", "--summary", "x", "--credit", "-5"],
+        env=env,
+    )
+    assert bad.exit_code == 2 and "credit_amount" in bad.output
+    refused = await asyncio.to_thread(
+        runner.invoke, starter.app, ["vianet-ticket", data.case_id, "VN-1234"], env=env
+    )
+    assert refused.exit_code == 1 and "cannot record a 21Vianet ticket number" in refused.output
+    missing = await asyncio.to_thread(runner.invoke, starter.app, ["show", "NOPE-1"], env=env)
+    assert missing.exit_code == 1 and "no case NOPE-1" in missing.output
+    await starter.act(
+        data.case_id,
+        BillingCaseWorkflow.withdraw,
+        Withdraw(reason="test over", by=AGENT),
+        client=client,
+    )
+
+
+async def _eventually(check: object, seconds: float = 20) -> None:
+    for _ in range(int(seconds / 0.1)):
+        if await check():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("condition not reached")

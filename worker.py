@@ -1,0 +1,98 @@
+"""The worker: builds the settings and clients, wires them into the activities, runs every workflow.
+
+Run it with `python worker.py` (make run does). It stops cleanly on Ctrl-C / SIGTERM: running
+activities finish or are retried elsewhere, and every case stays in Temporal and the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.case_store import CaseStoreActivities
+from activities.email import EmailActivities
+from activities.escalation import EscalationActivities
+from activities.rendering import TemplateRenderer
+from activities.senders import EmailSender, FileOutboxSender, SendGridSender
+from core.settings import EmailBackend, Settings, load_settings
+from core.temporal import connect
+from db.session import make_engine, make_session_factory
+from workflows import sandbox_runner
+from workflows.billing_case import BillingCaseWorkflow
+
+log = logging.getLogger("worker")
+
+WORKFLOWS = [BillingCaseWorkflow]
+
+
+def build_sender(settings: Settings) -> EmailSender:
+    if settings.email_backend is EmailBackend.SENDGRID:
+        assert settings.sendgrid_api_key is not None  # checked when the settings load
+        return SendGridSender(settings.sendgrid_api_key.get_secret_value(), settings.sendgrid_host)
+    return FileOutboxSender(settings.outbox_dir)
+
+
+def build_activities(settings: Settings) -> list[Callable[..., Any]]:
+    """Every activity, its clients built from the settings: the one place that wires them."""
+    sessions = make_session_factory(make_engine(settings.database_url))
+    renderer = TemplateRenderer(settings.templates_dir)
+    email = EmailActivities(
+        renderer,
+        build_sender(settings),
+        sessions,
+        str(settings.email_from),
+        settings.email_from_name,
+    )
+    store = CaseStoreActivities(sessions)
+    escalation = EscalationActivities(renderer, sessions)
+    return [
+        store.persist_case,
+        email.send_email,
+        escalation.prepare_escalation,
+        escalation.record_escalation,
+    ]
+
+
+def build_worker(client: Client, settings: Settings) -> Worker:
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=build_activities(settings),
+        activity_executor=ThreadPoolExecutor(max_workers=settings.max_concurrent_activities),
+        max_concurrent_activities=settings.max_concurrent_activities,
+        max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+        max_cached_workflows=settings.max_cached_workflows,
+        workflow_runner=sandbox_runner(),
+    )
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = load_settings()
+    client = await connect()
+    worker = build_worker(client, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "worker on task queue %s, database %s, email %s",
+        settings.task_queue,
+        settings.database_url.split("@")[-1],
+        settings.email_backend.value,
+    )
+    async with worker:
+        await stop.wait()
+    log.info("worker stopped")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
