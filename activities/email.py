@@ -111,7 +111,7 @@ class EmailActivities:
                 session.add(
                     EmailLog(
                         dedup_key=message.key,
-                        case_id=message.case.case_id,
+                        case_id=message.subject_id,
                         template=message.template.value,
                         to_address=str(message.to),
                         locale=message.locale.value,

@@ -172,6 +172,21 @@ class EmailTemplate(StrEnum):
     OWNER_CUSTOMER_SILENT = "owner_customer_silent"
     OWNER_EMAIL_BOUNCED = "owner_email_bounced"
     OWNER_CASE_UPDATE = "owner_case_update"
+    # collections, to the customer
+    COLLECTIONS_PAYMENT_FAILED = "collections_payment_failed"
+    COLLECTIONS_REMINDER = "collections_reminder"
+    COLLECTIONS_FINAL_NOTICE = "collections_final_notice"
+    COLLECTIONS_SUSPENDED = "collections_suspended"
+    COLLECTIONS_DELETION_WARNING = "collections_deletion_warning"
+    COLLECTIONS_PAYMENT_RECEIVED = "collections_payment_received"
+    COLLECTIONS_REACTIVATED = "collections_reactivated"
+    COLLECTIONS_FRAUD_SUSPENDED = "collections_fraud_suspended"
+    COLLECTIONS_PROMISE_ACCEPTED = "collections_promise_accepted"
+    COLLECTIONS_CLOSED = "collections_closed"
+    # collections, to the partner's staff
+    MANAGER_COLLECTIONS_HAND_OFF = "manager_collections_hand_off"
+    MANAGER_PARTNER_CENTER_ERROR = "manager_partner_center_error"
+    MANAGER_FRAUD_REPORTED = "manager_fraud_reported"
 
     @property
     def to_customer(self) -> bool:
@@ -486,8 +501,23 @@ class EmailMessage(Strict):
     template: EmailTemplate
     to: EmailStr
     locale: Locale
-    case: CaseView
+    case: CaseView | None = None
+    collections: CollectionsView | None = None
     extra: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> EmailMessage:
+        if (self.case is None) == (self.collections is None):
+            raise ValueError("an email is about exactly one case or one collections workflow")
+        return self
+
+    @property
+    def subject_id(self) -> str:
+        """The case id, or the invoice id for collections: what the email log files it under."""
+        if self.case is not None:
+            return self.case.case_id
+        assert self.collections is not None
+        return self.collections.invoice_id
 
 
 class EmailSent(Strict):
@@ -516,3 +546,227 @@ class RecordEscalation(Strict):
     case_id: str
     escalation_no: int = Field(ge=1)
     escalation: EscalationView
+
+
+# --------------------------------------------------------------------------- collections
+
+
+class CollectionsAction(StrEnum):
+    NONE = "none"
+    SUSPEND = "suspend"  # suspend every subscription on the invoice through Partner Center
+    HAND_OFF = "hand-off"  # a manager takes the account over; the policy ends
+
+
+class StepAnchor(StrEnum):
+    FAILURE = "failure"  # days after the (first) billing failure
+    SUSPENSION = "suspension"  # days after the subscriptions were suspended
+
+
+class CollectionsStep(Strict):
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,40}$")]
+    day: int = Field(ge=0, le=400)
+    after: StepAnchor = StepAnchor.FAILURE
+    email: EmailTemplate | None = None
+    action: CollectionsAction = CollectionsAction.NONE
+
+    @model_validator(mode="after")
+    def _does_something(self) -> CollectionsStep:
+        if self.email is None and self.action is CollectionsAction.NONE:
+            raise ValueError(f"step {self.name}: needs an email, an action, or both")
+        return self
+
+
+class CollectionsPolicy(Strict):
+    """The partner's collections policy: dated steps (``config/collections_policy.toml``)."""
+
+    steps: list[CollectionsStep] = Field(min_length=1)
+    # after the hand-off the workflow waits this long for a payment or a waiver, then ends
+    close_after_hand_off: timedelta = timedelta(days=30)
+    # the data of a suspended subscription is deleted this long after suspension (Partner Center)
+    data_deletion_after: timedelta = timedelta(days=90)
+    promise_max: timedelta = timedelta(days=30)
+    manager_email: EmailStr = "billing-manager@partner.example.cn"
+    team_email: EmailStr = "billing-support@partner.example.cn"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CollectionsPolicy:
+        names = [s.name for s in self.steps]
+        if len(set(names)) != len(names):
+            raise ValueError("steps: step names must be unique")
+        suspends = [s for s in self.steps if s.action is CollectionsAction.SUSPEND]
+        if len(suspends) > 1:
+            raise ValueError("steps: at most one suspend step")
+        if any(s.after is StepAnchor.SUSPENSION for s in self.steps) and not suspends:
+            raise ValueError("steps: a step after suspension needs a suspend step")
+        for anchor in StepAnchor:
+            days = [s.day for s in self.steps if s.after is anchor]
+            if days != sorted(days):
+                raise ValueError(f"steps: days after {anchor.value} must be in order")
+        return self
+
+    @property
+    def suspension_day(self) -> int | None:
+        return next((s.day for s in self.steps if s.action is CollectionsAction.SUSPEND), None)
+
+
+class BillingFailure(Strict):
+    """A failed payment reported by the billing system (one line of a billing run's failures)."""
+
+    failure_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")]
+    invoice_id: InvoiceId
+    customer: Customer
+    subscription_ids: list[Guid] = Field(min_length=1, max_length=200)
+    amount_due: Money
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = CURRENCY
+    failed_at: datetime
+    reason: ShortText = "payment failed"
+
+    @field_validator("amount_due")
+    @classmethod
+    def _positive(cls, value: Decimal) -> Decimal:
+        if value <= 0:
+            raise ValueError("must be greater than 0")
+        return value
+
+    @field_validator("failed_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("must include a timezone (e.g. 2026-11-24T09:00:00+08:00)")
+        return value
+
+
+class StartCollections(Strict):
+    """Input of CollectionsWorkflow (the first failure; later ones arrive as signals)."""
+
+    failure: BillingFailure
+    policy: CollectionsPolicy
+    case_policy: CasePolicy = Field(default_factory=CasePolicy)
+
+
+class PaymentReceived(Strict):
+    payment_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")]
+    invoice_id: InvoiceId
+    amount: Money
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = CURRENCY
+    received_at: datetime
+    by: Actor = "billing-system"
+
+    @field_validator("amount")
+    @classmethod
+    def _positive(cls, value: Decimal) -> Decimal:
+        if value <= 0:
+            raise ValueError("must be greater than 0")
+        return value
+
+
+class OpenDispute(Strict):
+    """The customer disputes the invoice: link an existing case, or open one."""
+
+    case_id: CaseId | None = None  # an existing case; None opens a new one
+    description: LongText
+    disputed_amount: Money | None = None  # default: the whole balance
+    by: Actor
+
+
+class DisputeOutcome(Strict):
+    """Sent by the linked BillingCaseWorkflow when its customer has been told the resolution."""
+
+    case_id: str
+    outcome: Outcome | None  # None: the case was withdrawn
+    credit_amount: Decimal | None = None
+
+
+class ReportFraud(Strict):
+    reason: LongText
+    by: Actor
+
+
+class PromiseToPay(Strict):
+    until: datetime
+    by: Actor
+
+
+class Waive(Strict):
+    reason: LongText
+    by: Actor
+
+
+class CollectionsStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED_DISPUTE = "paused-dispute"
+    PAUSED_PROMISE = "paused-promise"
+    HANDED_OFF = "handed-off"
+    PAID = "paid"
+    CREDITED = "credited"
+    WAIVED = "waived"
+    EXPIRED = "expired"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (
+            CollectionsStatus.PAID,
+            CollectionsStatus.CREDITED,
+            CollectionsStatus.WAIVED,
+            CollectionsStatus.EXPIRED,
+        )
+
+
+class CollectionsEvent(Strict):
+    seq: int = Field(ge=1)
+    at: datetime
+    kind: str
+    actor: str
+    text: str = ""
+    data: dict[str, str] = Field(default_factory=dict)
+
+
+class CollectionsView(Strict):
+    invoice_id: str
+    workflow_id: str
+    status: CollectionsStatus
+    stage: str  # the last policy step carried out, or the pause/end reason
+    customer: Customer
+    subscription_ids: list[str]
+    currency: str
+    amount_due: Decimal  # what the failures reported
+    paid: Decimal
+    credited: Decimal
+    balance: Decimal
+    first_failed_at: datetime
+    failures: list[str]  # failure ids seen
+    next_step: str | None = None
+    next_step_at: datetime | None = None
+    suspended_subscriptions: list[str] = Field(default_factory=list)
+    suspended_at: datetime | None = None
+    data_deletion_at: datetime | None = None
+    fraud: bool = False
+    linked_case_id: str | None = None
+    promised_until: datetime | None = None
+    timeline: list[CollectionsEvent] = Field(default_factory=list)
+
+
+class SubscriptionStatus(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+
+
+class ChangeSubscription(Strict):
+    """Suspend or reactivate one subscription through Partner Center; idempotent on ``key``."""
+
+    key: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    tenant_id: Guid
+    subscription_id: Guid
+    status: SubscriptionStatus
+    invoice_id: str
+    reason: str
+
+
+class SubscriptionChanged(Strict):
+    subscription_id: str
+    status: SubscriptionStatus
+    changed: bool  # False when it already had that status
+    backend: str  # "partner-center" or "dry-run"
+
+
+EmailMessage.model_rebuild()

@@ -5,13 +5,15 @@ from __future__ import annotations
 import tomllib
 from enum import StrEnum
 from pathlib import Path
+from typing import TypeVar
 
-from pydantic import EmailStr, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, EmailStr, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core.models import CasePolicy
+from core.models import CasePolicy, CollectionsPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
+P = TypeVar("P", bound=BaseModel)
 
 
 class EmailBackend(StrEnum):
@@ -30,6 +32,7 @@ class Settings(BaseSettings):
     task_queue: str = "billing-support"
     # Temporal address/namespace/TLS come from Temporal's env config (TEMPORAL_ADDRESS, ...).
     case_policy_file: Path = ROOT / "config" / "case_policy.toml"
+    collections_policy_file: Path = ROOT / "config" / "collections_policy.toml"
     templates_dir: Path = ROOT / "templates"
 
     email_backend: EmailBackend = EmailBackend.OUTBOX
@@ -54,6 +57,9 @@ class Settings(BaseSettings):
     def case_policy(self) -> CasePolicy:
         return load_case_policy(self.case_policy_file)
 
+    def collections_policy(self) -> CollectionsPolicy:
+        return load_collections_policy(self.collections_policy_file)
+
 
 def load_settings() -> Settings:
     try:
@@ -64,16 +70,49 @@ def load_settings() -> Settings:
 
 def load_case_policy(path: Path) -> CasePolicy:
     """Read the case policy TOML; errors name the file and the key."""
+    return _load_toml(path, CasePolicy)
+
+
+def load_collections_policy(path: Path) -> CollectionsPolicy:
+    """Read the collections policy TOML; errors name the file, the line and the key."""
+    return _load_toml(path, CollectionsPolicy)
+
+
+def _load_toml(path: Path, model: type[P]) -> P:
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SettingsError(f"case policy file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"policy file not found: {path}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:  # its message carries the line and column
         raise SettingsError(f"{path}: {exc}") from None
     try:
-        return CasePolicy.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
-        raise SettingsError(f"{path}: {_describe(exc)}") from None
+        first = exc.errors()[0]["loc"]
+        line = _line_of(text, first)
+        where = f"{path}:{line}" if line else str(path)
+        raise SettingsError(f"{where}: {_describe(exc)}") from None
+
+
+def _line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
+    """The line of the key an error points at: `[[steps]]` number n, then the key inside it."""
+    lines = text.splitlines()
+    start, parts = 0, list(loc)
+    if len(parts) >= 2 and isinstance(parts[1], int):
+        headers = [i for i, ln in enumerate(lines) if ln.strip() == f"[[{parts[0]}]]"]
+        if parts[1] >= len(headers):
+            return None
+        start, parts = headers[parts[1]], parts[2:]
+        end = next((i for i in headers if i > start), len(lines))
+    else:
+        end = len(lines)
+    key = next((p for p in parts if isinstance(p, str)), None)
+    for i in range(start, end):
+        if key and lines[i].split("=")[0].strip() == key:
+            return i + 1
+    return start + 1 if start else None
 
 
 def _describe(exc: ValidationError) -> str:
