@@ -13,12 +13,15 @@ import secrets
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.panel import Panel
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.common import (
@@ -27,36 +30,48 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from core import search
 from core.models import (
     AddNote,
     Assign,
+    BillingFailure,
     CaseDetails,
+    CaseEvent,
     CaseView,
     Category,
+    CollectionsView,
     Confirm,
     Customer,
     CustomerReply,
     Escalate,
     Locale,
     OpenCase,
+    OpenDispute,
     Outcome,
+    PaymentReceived,
     Priority,
+    PromiseToPay,
     Reopen,
+    ReportFraud,
     RequestInfo,
     Resolve,
     Severity,
+    StartCollections,
     UpdateContact,
     VianetResponse,
     VianetTicket,
+    Waive,
     Withdraw,
 )
 from core.settings import Settings, SettingsError, load_settings
 from core.temporal import connect
+from intake.bulk import ImportAborted, ImportSummary, LineRejected, run_import
+from intake.failure_file import FailureFileError, FileFormat, detect_format
 from workflows.billing_case import BillingCaseWorkflow
+from workflows.collections import CollectionsWorkflow
 
 T = TypeVar("T")
 app = typer.Typer(
@@ -163,6 +178,165 @@ async def show_case(case_id: str, *, client: Client | None = None) -> CaseView:
         return await handle.query(BillingCaseWorkflow.view)
     except RPCError as err:
         raise CaseError(await _explain(client, case_id, err)) from None
+
+
+class Started(StrEnum):
+    STARTED = "started"  # a new collections workflow
+    JOINED = "joined"  # the invoice's running workflow took the failure
+
+
+def collections_id(invoice_id: str) -> str:
+    return f"collections-{invoice_id}"
+
+
+async def report_billing_failure(
+    failure: BillingFailure, *, client: Client | None = None, settings: Settings | None = None
+) -> Started:
+    """Signal-with-start: the first failure of an invoice starts its CollectionsWorkflow, a repeat
+    joins it (and a repeat of the same failure id changes nothing). An invoice whose collections
+    already ended (paid, credited, waived) is refused: re-running an import starts nothing."""
+    client = client or await connect()
+    settings = settings or load_settings()
+    data = StartCollections(
+        failure=failure,
+        policy=settings.collections_policy(),
+        case_policy=settings.case_policy(),
+    )
+    try:
+        handle = await client.start_workflow(
+            CollectionsWorkflow.run,
+            data,
+            id=collections_id(failure.invoice_id),
+            task_queue=settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            start_signal="billing_failed",
+            start_signal_args=[failure],
+            static_summary=(
+                f"Collections · invoice {failure.invoice_id} · tenant "
+                f"{failure.customer.tenant_id} · {money(failure.amount_due, failure.currency)}"
+            ),
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(search.CUSTOMER_TENANT_ID, failure.customer.tenant_id),
+                    SearchAttributePair(search.INVOICE_ID, failure.invoice_id),
+                    SearchAttributePair(search.COLLECTIONS_STAGE, "opened"),
+                    SearchAttributePair(search.AMOUNT_DUE, float(failure.amount_due)),
+                ]
+            ),
+        )
+    except WorkflowAlreadyStartedError:
+        ended = await client.get_workflow_handle(collections_id(failure.invoice_id)).describe()
+        status = ended.status.name.lower() if ended.status else "ended"
+        raise CaseError(
+            f"invoice {failure.invoice_id}: its collections already ended ({status})"
+        ) from None
+    response = getattr(handle, "_start_workflow_response", None)
+    return Started.STARTED if getattr(response, "started", True) else Started.JOINED
+
+
+async def record_payment(
+    payment: PaymentReceived, *, client: Client | None = None
+) -> CollectionsView:
+    """A payment for an invoice in collections (full or partial; a repeated id is a no-op)."""
+    client = client or await connect()
+    handle = client.get_workflow_handle_for(
+        CollectionsWorkflow.run, collections_id(payment.invoice_id)
+    )
+    try:
+        return await handle.execute_update(CollectionsWorkflow.payment_received, payment)
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        raise CaseError(
+            cause.message if isinstance(cause, ApplicationError) else str(err)
+        ) from None
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            raise CaseError(f"invoice {payment.invoice_id} is not in collections") from None
+        raise CaseError(f"invoice {payment.invoice_id}: {err.message}") from None
+
+
+async def collections_act(
+    invoice_id: str, update: Any, arg: BaseModel, *, client: Client | None = None
+) -> CollectionsView:
+    """Run one action on an invoice's collections (an update) and return the view after it."""
+    client = client or await connect()
+    handle = client.get_workflow_handle_for(CollectionsWorkflow.run, collections_id(invoice_id))
+    view: CollectionsView = await _update_or_explain(
+        handle.execute_update(update, arg),
+        lambda err: _explain_collections(client, invoice_id, err),
+    )
+    return view
+
+
+async def show_collections(invoice_id: str, *, client: Client | None = None) -> CollectionsView:
+    client = client or await connect()
+    handle = client.get_workflow_handle_for(CollectionsWorkflow.run, collections_id(invoice_id))
+    view: CollectionsView = await _update_or_explain(
+        handle.query(CollectionsWorkflow.view),
+        lambda err: _explain_collections(client, invoice_id, err),
+    )
+    return view
+
+
+async def _update_or_explain(
+    call: Awaitable[T], explain: Callable[[RPCError], Awaitable[str]]
+) -> T:
+    """Await an update or query; a refusal or a missing/ended workflow becomes a CaseError."""
+    try:
+        return await call
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        raise CaseError(
+            cause.message if isinstance(cause, ApplicationError) else str(err)
+        ) from None
+    except RPCError as err:
+        raise CaseError(await explain(err)) from None
+
+
+async def _explain_collections(client: Client, invoice_id: str, err: RPCError) -> str:
+    try:
+        described = await client.get_workflow_handle(collections_id(invoice_id)).describe()
+    except RPCError:
+        return (
+            f"invoice {invoice_id} is not in collections (no workflow {collections_id(invoice_id)})"
+        )
+    if described.status is not WorkflowExecutionStatus.RUNNING:
+        status = described.status.name.lower() if described.status else "ended"
+        return f"collections of invoice {invoice_id} has ended ({status}): it takes no more actions"
+    return f"invoice {invoice_id}: {err.message}"
+
+
+# Temporal answers about the line itself (the rest mean Temporal is in trouble: stop the import).
+LINE_ERRORS = (RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.FAILED_PRECONDITION)
+
+
+async def import_failures(
+    path: Path,
+    *,
+    client: Client | None = None,
+    settings: Settings | None = None,
+    concurrency: int = 20,
+    fmt: FileFormat | None = None,
+    progress: Callable[[ImportSummary], None] | None = None,
+) -> ImportSummary:
+    """Report every failure of a billing run's file (CSV or JSON Lines) through
+    `report_billing_failure`, `concurrency` at a time; see `intake.bulk` for what is counted how.
+    Raises FailureFileError when the file is unusable, ImportAborted when Temporal fails."""
+    client = client or await connect()
+    settings = settings or load_settings()
+    settings.collections_policy(), settings.case_policy()  # a broken policy stops before line 1
+
+    async def report(failure: BillingFailure) -> str:
+        try:
+            return await report_billing_failure(failure, client=client, settings=settings)
+        except CaseError as err:
+            raise LineRejected(str(err)) from None
+        except RPCError as err:
+            if err.status in LINE_ERRORS:
+                raise LineRejected(f"Temporal refused it: {err.message}") from None
+            raise
+
+    return await run_import(path, report, fmt=fmt, concurrency=concurrency, progress=progress)
 
 
 async def setup(*, client: Client | None = None) -> list[str]:
@@ -476,6 +650,288 @@ def setup_command() -> None:
     """Register the custom search attributes on the Temporal namespace (idempotent)."""
     added = _run(setup())
     console.print(f"search attributes added: {', '.join(added) or 'none (all present)'}")
+
+
+# --------------------------------------------------------------------------- collections CLI
+
+InvoiceArg = Annotated[str, typer.Argument(help="The invoice id, e.g. G000123456.")]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _load_settings() -> Settings:
+    try:
+        settings = load_settings()
+        settings.collections_policy(), settings.case_policy()
+    except SettingsError as err:
+        _fail(f"settings: {err}", code=2)
+    return settings
+
+
+def _when(value: datetime | None) -> str:
+    return f"{value:%Y-%m-%d %H:%M} UTC" if value else "-"
+
+
+def print_collections(view: CollectionsView, *, timeline: bool = True) -> None:
+    c, cur = view.customer, view.currency
+    head = Table.grid(padding=(0, 2))
+    head.add_row("Status", f"[bold]{view.status.value}[/bold] · stage {view.stage}")
+    head.add_row("Customer", f"{c.name} <{c.email}> · {c.locale.value}")
+    head.add_row("Tenant", c.tenant_id)
+    head.add_row(
+        "Balance",
+        f"[bold]{money(view.balance, cur)}[/bold] (due {money(view.amount_due, cur)}, "
+        f"paid {money(view.paid, cur)}, credited {money(view.credited, cur)})",
+    )
+    if view.next_step:
+        head.add_row("Next", f"{view.next_step} on {_when(view.next_step_at)}")
+    if view.promised_until:
+        head.add_row("Promised", f"payment by {_when(view.promised_until)}")
+    suspended = view.suspended_subscriptions
+    head.add_row(
+        "Suspended",
+        f"{len(suspended)} since {_when(view.suspended_at)}: {', '.join(suspended)}"
+        if suspended
+        else "-",
+    )
+    head.add_row("Data deletion", _when(view.data_deletion_at))
+    if view.fraud:
+        head.add_row("Fraud", "[red]reported[/red]")
+    head.add_row("Linked case", view.linked_case_id or "-")
+    head.add_row("Failures", f"{len(view.failures)}: {', '.join(view.failures)}")
+    head.add_row("Subscriptions", ", ".join(view.subscription_ids))
+    console.print(Panel(head, title=f"Collections {view.invoice_id}", expand=False))
+    if timeline:
+        console.print(timeline_table(view.timeline))
+
+
+def timeline_table(events: list[CaseEvent]) -> Table:
+    table = Table("#", "When (UTC)", "What", "Who", "Details")
+    for event in events:
+        extra = " ".join(f"{k}={v}" for k, v in event.data.items())
+        text = " ".join(filter(None, [event.text, extra]))
+        table.add_row(
+            str(event.seq), f"{event.at:%m-%d %H:%M}", event.kind.value, event.actor, text
+        )
+    return table
+
+
+def _collections_act(invoice: str, update: Callable[..., Any], arg: BaseModel) -> None:
+    print_collections(_run(collections_act(invoice, update, arg)), timeline=False)
+
+
+@app.command("billing-failure")
+def billing_failure(
+    failure_id: Annotated[str, typer.Option(help="The billing system's id of this failure.")],
+    invoice: Annotated[str, typer.Option(help="Invoice id, e.g. G000123456.")],
+    tenant_id: Annotated[str, typer.Option(help="Customer's tenant id (GUID).")],
+    name: Annotated[str, typer.Option(help="Customer's company name.")],
+    email: Annotated[str, typer.Option(help="Customer's billing contact email.")],
+    subscription: Annotated[
+        list[str], typer.Option(help="Subscription id (GUID) on the invoice; repeat for each.")
+    ],
+    amount: Annotated[str, typer.Option(help="Amount due, e.g. 12340.50.")],
+    locale: Annotated[Locale, typer.Option(help="Customer's language.")] = Locale.ZH_CN,
+    currency: Annotated[str, typer.Option(help="ISO currency code.")] = "CNY",
+    failed_at: Annotated[
+        str | None,
+        typer.Option(help="When it failed, ISO 8601 with timezone (default: now)."),
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why the payment failed.")] = "payment failed",
+) -> None:
+    """Report a failed payment: starts the invoice's collections, or joins the running one.
+
+    Exit code 2: bad input; 1: refused (e.g. the invoice's collections already ended)."""
+    settings = _load_settings()
+    customer = _build(Customer, tenant_id=tenant_id, name=name, email=email, locale=locale)
+    failure = _build(
+        BillingFailure,
+        failure_id=failure_id,
+        invoice_id=invoice,
+        customer=customer,
+        subscription_ids=subscription,
+        amount_due=amount,
+        currency=currency,
+        failed_at=failed_at or _now(),
+        reason=reason,
+    )
+    result = _run(report_billing_failure(failure, settings=settings))
+    what = "started" if result is Started.STARTED else "joined the running"
+    console.print(
+        f"{what} collections of invoice {failure.invoice_id} "
+        f"(workflow {collections_id(failure.invoice_id)})",
+        soft_wrap=True,
+    )
+
+
+@app.command("payment-received")
+def payment_received(
+    payment_id: Annotated[str, typer.Option(help="The billing system's id of this payment.")],
+    invoice: Annotated[str, typer.Option(help="Invoice id, e.g. G000123456.")],
+    amount: Annotated[str, typer.Option(help="Amount received, e.g. 5000.00.")],
+    currency: Annotated[str, typer.Option(help="ISO currency code.")] = "CNY",
+    received_at: Annotated[
+        str | None,
+        typer.Option(help="When it was received, ISO 8601 with timezone (default: now)."),
+    ] = None,
+    by: Annotated[str, typer.Option("--by", help="Who records it.")] = "billing-system",
+) -> None:
+    """Record a payment (full or partial) on an invoice in collections; a repeated id counts once.
+
+    Exit code 2: bad input; 1: refused (not in collections, ended, other currency)."""
+    payment = _build(
+        PaymentReceived,
+        payment_id=payment_id,
+        invoice_id=invoice,
+        amount=amount,
+        currency=currency,
+        received_at=received_at or _now(),
+        by=by,
+    )
+    view = _run(record_payment(payment))
+    cur = view.currency
+    console.print(
+        f"invoice {view.invoice_id}: balance {money(view.balance, cur)} "
+        f"(paid {money(view.paid, cur)} of {money(view.amount_due, cur)}) · "
+        f"status {view.status.value}",
+        soft_wrap=True,
+    )
+
+
+@app.command("import-failures")
+def import_failures_command(
+    file: Annotated[
+        Path,
+        typer.Argument(help="The billing run's failures: .csv, .jsonl or .ndjson.", dir_okay=False),
+    ],
+    fmt: Annotated[
+        FileFormat | None,
+        typer.Option("--format", help="File format (default: from the extension)."),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=500, help="Failures reported at the same time.")
+    ] = 20,
+) -> None:
+    """Import a billing run's failures: each line starts or joins its invoice's collections.
+
+    CSV has a header row with the columns failure_id, invoice_id, tenant_id, customer_name,
+    customer_email, locale, subscription_ids (separated by ;), amount_due, currency, failed_at
+    (ISO 8601 with timezone), reason (locale, currency and reason may be empty or left out).
+    JSON Lines has one object per line with the same names (subscription_ids a list).
+
+    Rejected lines (bad fields, bad CSV/JSON, lines over 64 KiB, invoices whose collections ended)
+    are written with their line number and reason beside the file, to FILE.rejected.csv or
+    FILE.rejected.jsonl. A line repeated in the file joins; running the import again starts nothing
+    new. Exit code 0: every line accepted; 1: some rejected, or Temporal failed (run it again:
+    it is idempotent); 2: the file is unusable (format, header) and nothing was reported.
+    """
+    settings = _load_settings()
+    try:
+        fmt = detect_format(file, fmt)
+    except FailureFileError as err:
+        _fail(str(err), code=2)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[counts]}"),
+    )
+    with Progress(*columns, console=Console(stderr=True)) as bar:
+        size = file.stat().st_size if file.exists() else None
+        task = bar.add_task(file.name, total=size, counts="")
+
+        def show(s: ImportSummary) -> None:
+            counts = f"started {s.started} · joined {s.joined} · rejected {s.rejected}"
+            bar.update(task, completed=s.bytes_read, counts=counts)
+
+        try:
+            summary = _run(
+                import_failures(
+                    file, settings=settings, concurrency=concurrency, fmt=fmt, progress=show
+                )
+            )
+        except FailureFileError as err:
+            bar.stop()
+            _fail(str(err), code=2)
+        except ImportAborted as err:
+            bar.stop()
+            _print_summary(file, err.summary)
+            _fail(f"{err} — run the import again (lines already reported only join)")
+    _print_summary(file, summary)
+    if summary.rejected:
+        raise typer.Exit(1)
+
+
+def _print_summary(file: Path, summary: ImportSummary) -> None:
+    table = Table.grid(padding=(0, 2))
+    table.add_row("lines read", f"{summary.lines:,}")
+    table.add_row("started", f"{summary.started:,}")
+    table.add_row("joined a running workflow", f"{summary.joined:,}")
+    table.add_row("rejected", f"{summary.rejected:,}")
+    console.print(Panel(table, title=f"Import of {file.name}", expand=False))
+    if summary.rejected_file:
+        console.print(f"rejected lines, with reasons: {summary.rejected_file}", soft_wrap=True)
+
+
+@app.command()
+def dispute(
+    invoice: InvoiceArg,
+    description: Annotated[str, typer.Option(help="What the customer disputes, in their words.")],
+    amount: Annotated[
+        str | None, typer.Option(help="Disputed amount (default: the whole balance).")
+    ] = None,
+    case: Annotated[
+        str | None, typer.Option(help="Link this existing case instead of opening one.")
+    ] = None,
+    by: By = DEFAULT_ACTOR,
+) -> None:
+    """The customer disputes the invoice: opens (or links) a case; no suspension meanwhile."""
+    arg = _build(OpenDispute, case_id=case, description=description, disputed_amount=amount, by=by)
+    _collections_act(invoice, CollectionsWorkflow.open_dispute, arg)
+
+
+@app.command()
+def fraud(
+    invoice: InvoiceArg,
+    reason: Annotated[str, typer.Option(help="What indicates fraud or misuse.")],
+    by: By = DEFAULT_ACTOR,
+) -> None:
+    """Report fraud or misuse: the subscriptions are suspended now and a manager is told."""
+    _collections_act(
+        invoice, CollectionsWorkflow.report_fraud, _build(ReportFraud, reason=reason, by=by)
+    )
+
+
+@app.command()
+def promise(
+    invoice: InvoiceArg,
+    until: Annotated[str, typer.Option(help="Promised payment date, ISO 8601 with timezone.")],
+    by: By = DEFAULT_ACTOR,
+) -> None:
+    """Record a promise to pay: the policy pauses until that date."""
+    arg = _build(PromiseToPay, until=until, by=by)
+    if arg.until.tzinfo is None:
+        _fail("invalid input: until: must include a timezone (e.g. 2026-12-01T18:00:00+08:00)", 2)
+    _collections_act(invoice, CollectionsWorkflow.promise_to_pay, arg)
+
+
+@app.command()
+def waive(
+    invoice: InvoiceArg,
+    reason: Annotated[str, typer.Option(help="Why the balance is waived (manager).")],
+    by: By = DEFAULT_ACTOR,
+) -> None:
+    """Waive the balance (a manager's decision): what was suspended is reactivated; it closes."""
+    _collections_act(invoice, CollectionsWorkflow.waive, _build(Waive, reason=reason, by=by))
+
+
+@app.command("collections-show")
+def collections_show(invoice: InvoiceArg) -> None:
+    """Print an invoice's collections: balance, stage, next step, suspensions, timeline."""
+    print_collections(_run(show_collections(invoice)))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,13 @@ from temporalio.worker import Worker
 from activities.case_store import CaseStoreActivities
 from activities.email import EmailActivities
 from activities.escalation import EscalationActivities
+from activities.partner_center import (
+    DryRunBackend,
+    PartnerCenterActivities,
+    PartnerCenterBackend,
+    PartnerCenterClient,
+    SubscriptionBackend,
+)
 from activities.rendering import TemplateRenderer
 from activities.senders import EmailSender, FileOutboxSender, SendGridSender
 from core.settings import EmailBackend, Settings, load_settings
@@ -26,10 +33,11 @@ from core.temporal import connect
 from db.session import make_engine, make_session_factory
 from workflows import sandbox_runner
 from workflows.billing_case import BillingCaseWorkflow
+from workflows.collections import CollectionsWorkflow
 
 log = logging.getLogger("worker")
 
-WORKFLOWS = [BillingCaseWorkflow]
+WORKFLOWS = [BillingCaseWorkflow, CollectionsWorkflow]
 
 
 def build_sender(settings: Settings) -> EmailSender:
@@ -37,6 +45,24 @@ def build_sender(settings: Settings) -> EmailSender:
         assert settings.sendgrid_api_key is not None  # checked when the settings load
         return SendGridSender(settings.sendgrid_api_key.get_secret_value(), settings.sendgrid_host)
     return FileOutboxSender(settings.outbox_dir)
+
+
+def build_subscription_backend(settings: Settings) -> SubscriptionBackend:
+    if settings.partner_center_backend == "partner-center":
+        # checked when the settings load
+        assert settings.partner_center_tenant_id and settings.partner_center_client_id
+        assert settings.partner_center_client_secret is not None
+        return PartnerCenterBackend(
+            PartnerCenterClient(
+                settings.partner_center_tenant_id,
+                settings.partner_center_client_id,
+                settings.partner_center_client_secret,
+                base_url=settings.partner_center_url,
+                authority=settings.partner_center_authority,
+                scope=settings.partner_center_scope,
+            )
+        )
+    return DryRunBackend()
 
 
 def build_activities(settings: Settings) -> list[Callable[..., Any]]:
@@ -52,11 +78,14 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     )
     store = CaseStoreActivities(sessions)
     escalation = EscalationActivities(renderer, sessions)
+    partner_center = PartnerCenterActivities(build_subscription_backend(settings), sessions)
     return [
         store.persist_case,
+        store.persist_collections,
         email.send_email,
         escalation.prepare_escalation,
         escalation.record_escalation,
+        partner_center.change_subscription,
     ]
 
 

@@ -1,4 +1,6 @@
-"""Send a case email at most once per dedup key, with every attempt recorded in ``email_log``.
+"""Send an email at most once per dedup key, with every attempt recorded in ``email_log``.
+
+The email is about a case or an unpaid invoice; the log files it under ``EmailMessage.subject_id``.
 
 A row moves ``pending -> sent | rejected``. A pending row is *claimed* by one attempt at a time:
 ``error IS NULL`` and a recent ``updated_at`` mean an attempt is sending right now; a recorded error
@@ -60,11 +62,7 @@ class EmailActivities:
         if isinstance(claim, EmailSent):
             return claim
         try:
-            rendered = self.renderer.render(
-                message.template,
-                message.locale,
-                {"case": message.case, "extra": message.extra, "locale": message.locale.value},
-            )
+            rendered = self.renderer.render_message(message)
             provider_id = self.sender.send(
                 OutgoingEmail(
                     dedup_key=message.key,

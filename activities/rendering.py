@@ -18,13 +18,15 @@ from babel.dates import format_datetime
 from babel.numbers import format_currency
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from core.models import EmailTemplate, Locale
+from core.models import EmailMessage, EmailTemplate, Locale
 
 # China has kept UTC+8 without daylight saving since 1991: Asia/Shanghai needs no tz database.
 CHINA_STANDARD_TIME = timezone(timedelta(hours=8), "CST")
 
-# What each email needs in ``EmailMessage.extra`` (``due_at`` ISO 8601, ``reopen_days`` a number).
-# Optional: ``question`` for the reminders (else the timeline's last question), ``follow_up`` count.
+# What each email needs in ``EmailMessage.extra``: ``due_at``, ``suspension_date`` ISO 8601;
+# ``reopen_days``, ``days_left`` whole numbers; ``amount`` a decimal string in the invoice currency.
+# Optional: ``question`` for the reminders (else the timeline's last question), ``follow_up`` count,
+# ``action`` ("suspend" or "reactivate") for manager_partner_center_error.
 EXTRA_KEYS: Mapping[EmailTemplate, frozenset[str]] = {
     EmailTemplate.INFO_REQUESTED: frozenset({"question"}),
     EmailTemplate.CASE_RESOLVED: frozenset({"reopen_days"}),
@@ -35,7 +37,36 @@ EXTRA_KEYS: Mapping[EmailTemplate, frozenset[str]] = {
     EmailTemplate.OWNER_FILE_ESCALATION: frozenset({"request_title", "request_body"}),
     EmailTemplate.OWNER_EMAIL_BOUNCED: frozenset({"bounced_address", "bounced_template", "error"}),
     EmailTemplate.OWNER_CASE_UPDATE: frozenset({"text"}),
+    EmailTemplate.COLLECTIONS_PAYMENT_FAILED: frozenset({"reason"}),
+    EmailTemplate.COLLECTIONS_FINAL_NOTICE: frozenset({"suspension_date"}),
+    EmailTemplate.COLLECTIONS_DELETION_WARNING: frozenset({"days_left"}),
+    EmailTemplate.COLLECTIONS_PAYMENT_RECEIVED: frozenset({"amount"}),
+    EmailTemplate.COLLECTIONS_REACTIVATED: frozenset({"amount"}),
+    EmailTemplate.COLLECTIONS_FRAUD_SUSPENDED: frozenset({"reason"}),
+    EmailTemplate.COLLECTIONS_CLOSED: frozenset({"reason"}),
+    EmailTemplate.MANAGER_PARTNER_CENTER_ERROR: frozenset({"subscription_id", "error"}),
+    EmailTemplate.MANAGER_FRAUD_REPORTED: frozenset({"reason", "by"}),
 }
+
+# The emails about an unpaid invoice: rendered with ``collections`` (a CollectionsView), the others
+# with ``case`` (a CaseView).
+COLLECTIONS_EMAILS = frozenset(
+    {
+        EmailTemplate.COLLECTIONS_PAYMENT_FAILED,
+        EmailTemplate.COLLECTIONS_REMINDER,
+        EmailTemplate.COLLECTIONS_FINAL_NOTICE,
+        EmailTemplate.COLLECTIONS_SUSPENDED,
+        EmailTemplate.COLLECTIONS_DELETION_WARNING,
+        EmailTemplate.COLLECTIONS_PAYMENT_RECEIVED,
+        EmailTemplate.COLLECTIONS_REACTIVATED,
+        EmailTemplate.COLLECTIONS_FRAUD_SUSPENDED,
+        EmailTemplate.COLLECTIONS_PROMISE_ACCEPTED,
+        EmailTemplate.COLLECTIONS_CLOSED,
+        EmailTemplate.MANAGER_COLLECTIONS_HAND_OFF,
+        EmailTemplate.MANAGER_PARTNER_CENTER_ERROR,
+        EmailTemplate.MANAGER_FRAUD_REPORTED,
+    }
+)
 
 _BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
 _DATETIME_FORMAT = {
@@ -131,17 +162,36 @@ class TemplateRenderer:
     def render(
         self, template: EmailTemplate, locale: Locale, context: Mapping[str, Any]
     ) -> RenderedEmail:
+        """``context``: ``extra`` and ``case`` or ``collections``, whichever the email is about."""
+        subject = "collections" if template in COLLECTIONS_EMAILS else "case"
+        if context.get(subject) is None:
+            raise ValueError(f"email {template.value} is rendered with {subject}")
         extra: Mapping[str, str] = context.get("extra", {})
         missing = EXTRA_KEYS.get(template, frozenset()) - extra.keys()
         if missing:
             raise ValueError(f"email {template.value} needs extra {', '.join(sorted(missing))}")
-        values = {**context, "locale": locale.value, "template": template.value}
+        # both names are always defined, so the shared layouts can ask which one this email has
+        values = {
+            "case": None,
+            "collections": None,
+            "extra": extra,
+            **context,
+            "locale": locale.value,
+            "template": template.value,
+        }
         folder = f"email/{locale.value}/{template.value}"
-        subject = self.env.get_template(f"{folder}/subject.txt").render(values)
+        subject_line = self.env.get_template(f"{folder}/subject.txt").render(values)
         return RenderedEmail(
-            subject=" ".join(subject.split()),
+            subject=" ".join(subject_line.split()),
             text=_tidy(self.env.get_template(f"{folder}/body.txt").render(values)),
             html=self.env.get_template(f"{folder}/body.html").render(values),
+        )
+
+    def render_message(self, message: EmailMessage) -> RenderedEmail:
+        return self.render(
+            message.template,
+            message.locale,
+            {"case": message.case, "collections": message.collections, "extra": message.extra},
         )
 
     def render_text(self, path: str, context: Mapping[str, Any]) -> str:

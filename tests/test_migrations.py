@@ -21,7 +21,16 @@ from db.base import Model
 from db.migrate import alembic_config, upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
-TABLES = {"alembic_version", "cases", "case_events", "email_log", "vianet_escalations"}
+TABLES = {
+    "alembic_version",
+    "cases",
+    "case_events",
+    "email_log",
+    "vianet_escalations",
+    "partner_center_actions",
+    "collections",
+    "collections_events",
+}
 
 
 def _head() -> str | None:

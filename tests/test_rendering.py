@@ -9,20 +9,42 @@ from pathlib import Path
 import pytest
 from jinja2 import UndefinedError
 
-from activities.rendering import EXTRA_KEYS, TemplateRenderer, duration, money, when
-from core.models import CaseStatus, CaseView, EmailTemplate, EventKind, Locale, Outcome, Severity
+from activities.rendering import (
+    COLLECTIONS_EMAILS,
+    EXTRA_KEYS,
+    TemplateRenderer,
+    duration,
+    money,
+    when,
+)
+from core.models import (
+    CaseStatus,
+    CaseView,
+    CollectionsStatus,
+    EmailMessage,
+    EmailTemplate,
+    EventKind,
+    Locale,
+    Outcome,
+    Severity,
+)
 from tests.factories import (
     DESCRIPTION,
     OPENED_AT,
     QUESTION,
+    SUBSCRIPTION_ID,
+    SUSPENDED_AT,
     case_for,
+    collections_for,
     make_case_details,
     make_customer,
+    make_email_message,
     make_escalated_case_view,
     make_escalation,
     make_event,
     make_resolution,
     make_resolved_case_view,
+    make_suspended_collections_view,
     sample_extra,
 )
 
@@ -40,13 +62,14 @@ def renderer() -> TemplateRenderer:
 def test_every_email_renders_in_every_locale(
     renderer: TemplateRenderer, template: EmailTemplate, locale: Locale
 ) -> None:
-    case = case_for(template)
-    email = renderer.render(template, locale, {"case": case, "extra": sample_extra(template)})
+    message = make_email_message(template, locale=locale)
+    email = renderer.render_message(message)
 
+    # a case email names its case, a collections email its invoice, everywhere
     assert email.subject and "\n" not in email.subject
-    assert case.case_id in email.subject
+    assert message.subject_id in email.subject
     for part in (email.text, email.html):
-        assert case.case_id in part
+        assert message.subject_id in part
         assert "None" not in part
     assert email.text.endswith("\n") and "\n\n\n" not in email.text
     assert email.html.startswith("<!DOCTYPE html>")
@@ -66,8 +89,22 @@ def test_every_email_has_its_folder_in_every_locale() -> None:
 
 @pytest.mark.parametrize("template", sorted(EXTRA_KEYS))
 def test_missing_extra_is_named(renderer: TemplateRenderer, template: EmailTemplate) -> None:
+    message = make_email_message(template, extra={})
     with pytest.raises(ValueError, match=sorted(EXTRA_KEYS[template])[0]):
-        renderer.render(template, Locale.ZH_CN, {"case": case_for(template), "extra": {}})
+        renderer.render_message(message)
+
+
+@pytest.mark.parametrize("template", list(EmailTemplate))
+def test_an_email_needs_the_view_it_is_about(
+    renderer: TemplateRenderer, template: EmailTemplate
+) -> None:
+    # the other kind of view is no substitute: a collections email has no case, and vice versa
+    about, other = (
+        ("collections", "case") if template in COLLECTIONS_EMAILS else ("case", "collections")
+    )
+    view = case_for(template) if other == "case" else collections_for(template)
+    with pytest.raises(ValueError, match=f"rendered with {about}"):
+        renderer.render(template, Locale.ZH_CN, {other: view, "extra": sample_extra(template)})
 
 
 def test_strict_undefined_refuses_a_case_without_resolution(renderer: TemplateRenderer) -> None:
@@ -103,16 +140,24 @@ def test_customer_text_is_escaped_in_html_and_intact_in_text(
     assert "<script>" not in question.html and "&lt;script&gt;" in question.html
 
 
+# extra values the templates parse (dates, amounts) or look up (SLA clock names) stay well-formed
+STRUCTURED_EXTRA = {"due_at", "clock", "suspension_date", "amount"}
+
+
 @pytest.mark.parametrize("locale", list(Locale))
 @pytest.mark.parametrize("template", list(EmailTemplate))
 def test_no_email_lets_markup_through(
     renderer: TemplateRenderer, template: EmailTemplate, locale: Locale
 ) -> None:
-    hostile = make_case_details(customer=make_customer(name=f"Evil {SCRIPT}"), description=SCRIPT)
-    case = case_for(template, details=hostile)
+    evil = make_customer(name=f"Evil {SCRIPT}")
     extra = {key: SCRIPT for key in sample_extra(template)}
-    extra.update({k: v for k, v in sample_extra(template).items() if k in {"due_at", "clock"}})
-    email = renderer.render(template, locale, {"case": case, "extra": extra})
+    extra.update({k: v for k, v in sample_extra(template).items() if k in STRUCTURED_EXTRA})
+    if template in COLLECTIONS_EMAILS:
+        subject: dict[str, object] = {"collections": collections_for(template, customer=evil)}
+    else:
+        hostile = make_case_details(customer=evil, description=SCRIPT)
+        subject = {"case": case_for(template, details=hostile)}
+    email = renderer.render(template, locale, {**subject, "extra": extra})
     assert "<script>" not in email.html
     assert "&lt;script&gt;" in email.html
     assert SCRIPT in email.text
@@ -287,3 +332,151 @@ def test_vianet_request_without_invoice_or_subscription(renderer: TemplateRender
     assert "订阅 ID Subscription ID: 无 none" in body
     assert "发票号 Invoice: 无 none" in body
     assert "None" not in body
+
+
+def _render(
+    renderer: TemplateRenderer, template: EmailTemplate, locale: Locale, **fields: object
+) -> tuple[EmailMessage, str]:
+    """The message (sample state, with ``fields`` replaced) and its text and HTML, joined."""
+    message = make_email_message(template, locale=locale)
+    message = message.model_copy(update=fields)
+    email = renderer.render_message(message)
+    return message, "\n".join((email.subject, email.text, email.html))
+
+
+@pytest.mark.parametrize("locale", list(Locale))
+def test_collections_emails_state_the_balance_in_money(
+    renderer: TemplateRenderer, locale: Locale
+) -> None:
+    for template in COLLECTIONS_EMAILS:
+        message, email = _render(renderer, template, locale)
+        assert message.collections is not None
+        balance = money(message.collections.balance, "CNY", locale.value)
+        assert balance in email, template
+    _, received = _render(renderer, EmailTemplate.COLLECTIONS_PAYMENT_RECEIVED, locale)
+    assert money("20000.00", "CNY", locale.value) in received
+    assert money("28760.00", "CNY", locale.value) in received
+
+
+@pytest.mark.parametrize("locale", list(Locale))
+def test_final_notice_names_the_suspension_date(renderer: TemplateRenderer, locale: Locale) -> None:
+    email = renderer.render_message(
+        make_email_message(EmailTemplate.COLLECTIONS_FINAL_NOTICE, locale=locale)
+    )
+    date = when(SUSPENDED_AT, locale.value)
+    assert date in email.subject and date in email.text and date in email.html
+    assert SUBSCRIPTION_ID in email.text
+
+
+DELETION_WORDS = {Locale.ZH_CN: "保留 90 天", Locale.EN_US: "kept for 90 days"}
+
+
+@pytest.mark.parametrize("locale", list(Locale))
+@pytest.mark.parametrize(
+    "template",
+    [
+        EmailTemplate.COLLECTIONS_FINAL_NOTICE,
+        EmailTemplate.COLLECTIONS_SUSPENDED,
+        EmailTemplate.COLLECTIONS_FRAUD_SUSPENDED,
+    ],
+)
+def test_suspension_emails_state_the_data_deletion_rule(
+    renderer: TemplateRenderer, template: EmailTemplate, locale: Locale
+) -> None:
+    message, email = _render(renderer, template, locale)
+    assert DELETION_WORDS[locale] in email
+    assert "21Vianet" in email or "世纪互联" in email
+    assert message.collections is not None
+    if message.collections.data_deletion_at is not None:
+        assert when(message.collections.data_deletion_at, locale.value) in email
+
+
+@pytest.mark.parametrize("locale", list(Locale))
+def test_deletion_warning_counts_the_days_left(renderer: TemplateRenderer, locale: Locale) -> None:
+    _, email = _render(renderer, EmailTemplate.COLLECTIONS_DELETION_WARNING, locale)
+    assert ("50 天后" if locale is Locale.ZH_CN else "in 50 days") in email
+    assert when(SUSPENDED_AT + timedelta(days=90), locale.value) in email
+    _, last = _render(
+        renderer, EmailTemplate.COLLECTIONS_DELETION_WARNING, locale, extra={"days_left": "1"}
+    )
+    if locale is Locale.EN_US:
+        assert "In 1 day," in last and "1 days" not in last
+
+
+def test_promise_while_suspended_warns_the_deletion_date_does_not_move(
+    renderer: TemplateRenderer,
+) -> None:
+    promised = make_suspended_collections_view(
+        status=CollectionsStatus.PAUSED_PROMISE, promised_until=SUSPENDED_AT + timedelta(days=5)
+    )
+    for locale, words in ((Locale.ZH_CN, "不会因付款承诺而推迟"), (Locale.EN_US, "does not move")):
+        _, email = _render(
+            renderer, EmailTemplate.COLLECTIONS_PROMISE_ACCEPTED, locale, collections=promised
+        )
+        assert words in email
+        assert when(SUSPENDED_AT + timedelta(days=90), locale.value) in email
+    _, before = _render(renderer, EmailTemplate.COLLECTIONS_PROMISE_ACCEPTED, Locale.EN_US)
+    assert "no subscription will be suspended in the meantime" in before
+
+
+def test_reactivation_names_what_is_still_suspended(renderer: TemplateRenderer) -> None:
+    still = collections_for(
+        EmailTemplate.COLLECTIONS_REACTIVATED, suspended_subscriptions=[SUBSCRIPTION_ID]
+    )
+    _, email = _render(renderer, EmailTemplate.COLLECTIONS_REACTIVATED, Locale.EN_US)
+    assert "still reactivating" not in email
+    _, partly = _render(
+        renderer, EmailTemplate.COLLECTIONS_REACTIVATED, Locale.EN_US, collections=still
+    )
+    assert "We are still reactivating these subscriptions" in partly
+
+
+@pytest.mark.parametrize(
+    ("action", "zh", "en"),
+    [
+        ("suspend", "暂停失败", "suspension of subscription"),
+        ("reactivate", "恢复失败", "reactivation of subscription"),
+        (None, "状态变更失败", "status change of subscription"),
+    ],
+)
+def test_partner_center_error_says_what_failed(
+    renderer: TemplateRenderer, action: str | None, zh: str, en: str
+) -> None:
+    extra = sample_extra(EmailTemplate.MANAGER_PARTNER_CENTER_ERROR)
+    if action is None:
+        del extra["action"]
+    else:
+        extra["action"] = action
+    for locale, words in ((Locale.ZH_CN, zh), (Locale.EN_US, en)):
+        _, email = _render(
+            renderer, EmailTemplate.MANAGER_PARTNER_CENTER_ERROR, locale, extra=extra
+        )
+        assert words in email
+        assert extra["subscription_id"] in email and "412 Precondition Failed" in email
+
+
+def test_closed_invoice_says_why_nothing_is_owed(renderer: TemplateRenderer) -> None:
+    waived = collections_for(EmailTemplate.COLLECTIONS_CLOSED, status=CollectionsStatus.WAIVED)
+    for locale, credited, waived_words in (
+        (Locale.ZH_CN, "已通过贷项通知单抵扣", "我们已免除该发票的未付余额"),
+        (Locale.EN_US, "settled by a credit note", "We have waived the outstanding balance"),
+    ):
+        _, email = _render(renderer, EmailTemplate.COLLECTIONS_CLOSED, locale)
+        assert credited in email
+        assert sample_extra(EmailTemplate.COLLECTIONS_CLOSED)["reason"] in email
+        _, other = _render(renderer, EmailTemplate.COLLECTIONS_CLOSED, locale, collections=waived)
+        assert waived_words in other
+
+
+def test_payment_after_fraud_does_not_promise_reactivation(renderer: TemplateRenderer) -> None:
+    fraud = collections_for(EmailTemplate.COLLECTIONS_FRAUD_SUSPENDED)
+    paid = fraud.model_copy(update={"paid": fraud.amount_due, "balance": Decimal("0.00")})
+    for locale, words in (
+        (Locale.ZH_CN, "核查期间仍将保持暂停"),
+        (Locale.EN_US, "while we review"),
+    ):
+        _, email = _render(
+            renderer, EmailTemplate.COLLECTIONS_PAYMENT_RECEIVED, locale, collections=paid
+        )
+        assert words in email
+        assert "正在恢复" not in email and "We are reactivating" not in email

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -12,9 +13,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from core.models import (
+    BillingFailure,
     CaseDetails,
     CasePolicy,
     Category,
+    ChangeSubscription,
     Customer,
     EmailMessage,
     EmailSent,
@@ -23,9 +26,11 @@ from core.models import (
     Locale,
     OpenCase,
     PersistCase,
+    PersistCollections,
     PrepareEscalation,
     Priority,
     RecordEscalation,
+    SubscriptionChanged,
 )
 
 
@@ -68,6 +73,9 @@ class FakeActivities:
     persisted: list[PersistCase] = field(default_factory=list)
     escalations: list[RecordEscalation] = field(default_factory=list)
     reject: set[EmailTemplate] = field(default_factory=set)
+    collections: list[PersistCollections] = field(default_factory=list)
+    subscription_changes: list[ChangeSubscription] = field(default_factory=list)
+    missing_subscriptions: set[str] = field(default_factory=set)  # Partner Center answers 404
     task_queue: str = field(default_factory=lambda: f"cases-{uuid.uuid4()}")
 
     def templates(self) -> list[EmailTemplate]:
@@ -100,4 +108,55 @@ class FakeActivities:
         async def record_escalation(data: RecordEscalation) -> None:
             self.escalations.append(data)
 
-        return [send_email, persist_case, prepare_escalation, record_escalation]
+        @activity.defn(name="persist_collections")
+        async def persist_collections(data: PersistCollections) -> None:
+            self.collections.append(data)
+
+        @activity.defn(name="change_subscription")
+        async def change_subscription(data: ChangeSubscription) -> SubscriptionChanged:
+            if data.subscription_id in self.missing_subscriptions:
+                raise ApplicationError(
+                    f"Partner Center 404: subscription {data.subscription_id} not found",
+                    type="PartnerCenterNotFound",
+                    non_retryable=True,
+                )
+            self.subscription_changes.append(data)
+            return SubscriptionChanged(
+                subscription_id=data.subscription_id,
+                status=data.status,
+                changed=True,
+                backend="test",
+            )
+
+        return [
+            send_email,
+            persist_case,
+            prepare_escalation,
+            record_escalation,
+            persist_collections,
+            change_subscription,
+        ]
+
+
+def billing_failure(
+    *,
+    invoice_id: str | None = None,
+    failure_id: str | None = None,
+    amount: str = "5000.00",
+    subscriptions: int = 2,
+    locale: Locale = Locale.ZH_CN,
+) -> BillingFailure:
+    return BillingFailure(
+        failure_id=failure_id or f"F{uuid.uuid4().hex[:10]}",
+        invoice_id=invoice_id or f"G{uuid.uuid4().hex[:9].upper()}",
+        customer=Customer(
+            tenant_id=str(uuid.uuid4()),
+            name="北京示例贸易有限公司",
+            email="ap@customer.example.cn",
+            locale=locale,
+        ),
+        subscription_ids=[str(uuid.uuid4()) for _ in range(subscriptions)],
+        amount_due=Decimal(amount),
+        failed_at=datetime(2026, 11, 24, 9, 0, tzinfo=UTC),
+        reason="card declined",
+    )

@@ -8,14 +8,11 @@ loads no database, template or email library inside the sandbox.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from core import search
@@ -29,8 +26,7 @@ with workflow.unsafe.imports_passed_through():
         CaseView,
         Confirm,
         CustomerReply,
-        EmailMessage,
-        EmailSent,
+        DisputeOutcome,
         EmailTemplate,
         Escalate,
         EscalationRequest,
@@ -49,45 +45,23 @@ with workflow.unsafe.imports_passed_through():
         VianetTicket,
         Withdraw,
     )
+    from workflows.base import (
+        ACTIVITY_TIMEOUT,
+        RETRY,
+        ActionRefused,
+        Alarm,
+        EffectLoop,
+        Email,
+    )
     from workflows.sla import SlaClock
-
-# Nothing is dropped: transient failures (database down, 429/5xx) retry until they succeed.
-RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=5),
-    non_retryable_error_types=["EmailRejected"],
-)
-ACTIVITY_TIMEOUT = timedelta(seconds=60)
 
 # The statuses in which each SLA clock counts; elsewhere it is paused.
 FIRST_RESPONSE_RUNS = frozenset({CaseStatus.OPEN})
 RESOLUTION_RUNS = frozenset({CaseStatus.OPEN, CaseStatus.ESCALATION_PENDING})
 
 
-class CaseActionRefused(ApplicationError):
-    """Raised by validators: the update is rejected and nothing changes."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, type="CaseActionRefused", non_retryable=True)
-
-
-@dataclass
-class Email:
-    template: EmailTemplate
-    to: str
-    extra: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Alarm:
-    at: datetime
-    label: str
-    fire: Callable[[], None]
-
-
 @workflow.defn
-class BillingCaseWorkflow:
+class BillingCaseWorkflow(EffectLoop):
     @workflow.init
     def __init__(self, data: OpenCase) -> None:
         self._data = data
@@ -97,10 +71,7 @@ class BillingCaseWorkflow:
         self._owner = data.owner
         self._opened_at = workflow.now()
         self._closed_at: datetime | None = None
-        self._events: list[CaseEvent] = []
-        self._persisted = 0
-        self._effects: deque[Email | int] = deque()  # an int: persist escalation number n
-        self._emails = 0
+        self._start_log()  # effects: an Email, or an int n: save 21Vianet escalation n
         targets = data.policy.sla[data.details.priority]
         reminder_at = data.policy.sla_reminder_at
         self._first_response = SlaClock("first response", targets.first_response, reminder_at)
@@ -114,6 +85,7 @@ class BillingCaseWorkflow:
         self._resolution_view: ResolutionView | None = None
         self._told_at: datetime | None = None
         self._reopen_count = 0
+        self._collections = data.collections_workflow_id
 
     # ------------------------------------------------------------------ the story
 
@@ -123,29 +95,11 @@ class BillingCaseWorkflow:
         self._email_customer(EmailTemplate.CASE_ACKNOWLEDGED)
         self._email_staff(EmailTemplate.OWNER_NEW_CASE)
         self._sync_clocks()
-        while True:
-            await self._carry_out_effects()
-            if self._status.is_final:
-                break
-            alarm = self._next_alarm()
-            if alarm is None:
-                await workflow.wait_condition(self._has_work)
-                continue
-            remaining = alarm.at - workflow.now()
-            if remaining > timedelta(0):
-                try:
-                    await workflow.wait_condition(
-                        self._has_work, timeout=remaining, timeout_summary=alarm.label
-                    )
-                    continue
-                except TimeoutError:
-                    pass
-            alarm.fire()
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._serve()
         return self.view()
 
-    def _has_work(self) -> bool:
-        return bool(self._effects) or self._persisted < len(self._events)
+    def _finished(self) -> bool:
+        return self._status.is_final
 
     # ------------------------------------------------------------------ updates
 
@@ -237,13 +191,13 @@ class BillingCaseWorkflow:
     @resolve.validator
     def _check_resolve(self, data: Resolve) -> None:
         if self._status in (CaseStatus.ESCALATION_PENDING, CaseStatus.WAITING_ON_VIANET):
-            raise CaseActionRefused(
+            raise ActionRefused(
                 f"case {self._data.case_id} is escalated to 21Vianet ({self._status.value}): "
                 "record 21Vianet's answer with vianet-response before resolving"
             )
         self._require({CaseStatus.OPEN, CaseStatus.WAITING_ON_CUSTOMER}, "resolve")
         if data.credit_amount is not None and data.credit_amount > self._details.disputed_amount:
-            raise CaseActionRefused(
+            raise ActionRefused(
                 f"credit_amount {data.credit_amount} exceeds the disputed amount "
                 f"{self._details.disputed_amount} {self._details.currency}"
             )
@@ -300,7 +254,7 @@ class BillingCaseWorkflow:
     @vianet_ticket.validator
     def _check_vianet_ticket(self, data: VianetTicket) -> None:
         if self._status is CaseStatus.WAITING_ON_VIANET:
-            raise CaseActionRefused(
+            raise ActionRefused(
                 f"case {self._data.case_id} already has 21Vianet ticket "
                 f"{self._escalations[-1].ticket_number}"
             )
@@ -319,7 +273,7 @@ class BillingCaseWorkflow:
     @vianet_response.validator
     def _check_vianet_response(self, data: VianetResponse) -> None:
         if self._status is CaseStatus.ESCALATION_PENDING:
-            raise CaseActionRefused(
+            raise ActionRefused(
                 f"case {self._data.case_id} has no 21Vianet ticket number yet: "
                 "record it with vianet-ticket first"
             )
@@ -358,11 +312,18 @@ class BillingCaseWorkflow:
         self._set_status(CaseStatus.WITHDRAWN)
         self._closed_at = workflow.now()
         self._email_customer(EmailTemplate.CASE_WITHDRAWN, reason=data.reason)
+        self._report_to_collections()
         return self.view()
 
     @withdraw.validator
     def _check_withdraw(self, data: Withdraw) -> None:
         self._require(WORKING_STATUSES, "withdraw")
+
+    @workflow.signal
+    def link_collections(self, collections_workflow_id: str) -> None:
+        """The invoice this case disputes is in collections: report the outcome there."""
+        self._collections = collections_workflow_id
+        self._record(EventKind.LINKED, "workflow", collections_workflow_id)
 
     @workflow.query
     def view(self) -> CaseView:
@@ -370,6 +331,7 @@ class BillingCaseWorkflow:
         return CaseView(
             case_id=self._data.case_id,
             workflow_id=workflow.info().workflow_id,
+            collections_workflow_id=self._collections,
             status=self._status,
             details=self._details,
             owner=self._owner,
@@ -392,31 +354,19 @@ class BillingCaseWorkflow:
 
     def _refuse_if_final(self, action: str) -> None:
         if self._status.is_final:
-            raise CaseActionRefused(
+            raise ActionRefused(
                 f"cannot {action} case {self._data.case_id}: it is {self._status.value}"
             )
 
     def _require(self, allowed: frozenset[CaseStatus] | set[CaseStatus], action: str) -> None:
         if self._status not in allowed:
             wanted = " or ".join(sorted(s.value for s in allowed))
-            raise CaseActionRefused(
+            raise ActionRefused(
                 f"cannot {action} case {self._data.case_id}: it is {self._status.value} "
                 f"(needs {wanted})"
             )
 
     # ------------------------------------------------------------------ state changes
-
-    def _record(self, kind: EventKind, actor: str, text: str = "", **data: str) -> None:
-        self._events.append(
-            CaseEvent(
-                seq=len(self._events) + 1,
-                at=workflow.now(),
-                kind=kind,
-                actor=actor,
-                text=text,
-                data=data,
-            )
-        )
 
     def _set_status(self, status: CaseStatus) -> None:
         self._status = status
@@ -604,27 +554,43 @@ class BillingCaseWorkflow:
 
     # ------------------------------------------------------------------ effects
 
-    async def _carry_out_effects(self) -> None:
-        while self._has_work():
-            if self._persisted < len(self._events):
-                await self._persist()
-            elif self._effects:
-                effect = self._effects.popleft()
-                if isinstance(effect, Email):
-                    await self._send(effect)
-                else:
-                    await self._persist_escalation(effect)
+    def _report_to_collections(self) -> None:
+        if self._collections:
+            resolution = self._resolution_view
+            self._effects.append(
+                DisputeOutcome(
+                    case_id=self._data.case_id,
+                    outcome=resolution.outcome if resolution else None,
+                    credit_amount=resolution.credit_amount if resolution else None,
+                )
+            )
 
-    async def _persist(self) -> None:
-        upto = len(self._events)
+    async def _carry_out(self, effect: Email | int | DisputeOutcome) -> None:
+        if isinstance(effect, Email):
+            await self._send(effect)
+        elif isinstance(effect, DisputeOutcome):
+            await self._tell_collections(effect)
+        else:
+            await self._persist_escalation(effect)
+
+    async def _tell_collections(self, outcome: DisputeOutcome) -> None:
+        assert self._collections is not None
+        try:
+            await workflow.get_external_workflow_handle(self._collections).signal(
+                "dispute_resolved", outcome
+            )
+            self._record(EventKind.NOTE, "workflow", f"outcome reported to {self._collections}")
+        except FailureError as err:  # collections already ended (paid, waived)
+            self._record(EventKind.NOTE, "workflow", f"{self._collections}: {err.message}")
+
+    async def _persist(self, events: list[CaseEvent]) -> None:
         await workflow.execute_activity(
             "persist_case",
-            PersistCase(record=self._record_row(), events=self._events[self._persisted : upto]),
+            PersistCase(record=self._record_row(), events=events),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=RETRY,
-            summary=f"Save case: {self._status.value}, events {self._persisted + 1}-{upto}",
+            summary=f"Save case: {self._status.value}, events {events[0].seq}-{events[-1].seq}",
         )
-        self._persisted = max(self._persisted, upto)
 
     async def _persist_escalation(self, number: int) -> None:
         await workflow.execute_activity(
@@ -640,38 +606,10 @@ class BillingCaseWorkflow:
         )
 
     async def _send(self, email: Email) -> None:
-        self._emails += 1
-        key = f"{workflow.info().workflow_id}/{self._emails}-{email.template.value}"
-        who = "customer" if email.template.to_customer else "staff"
-        locale = self._details.customer.locale
-        try:
-            sent = await workflow.execute_activity(
-                "send_email",
-                EmailMessage(
-                    key=key,
-                    template=email.template,
-                    to=email.to,
-                    locale=locale,
-                    case=self.view(),
-                    extra=email.extra,
-                ),
-                result_type=EmailSent,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=RETRY,
-                summary=f"Email {who}: {email.template.value} ({locale.value})",
-            )
-        except ActivityError as err:
-            if not (isinstance(err.cause, ApplicationError) and err.cause.type == "EmailRejected"):
-                raise
-            self._bounced(email, err.cause.message)
+        sent = await self._send_email(email, self._details.customer.locale, case=self.view())
+        if isinstance(sent, ApplicationError):
+            self._bounced(email, sent.message)
             return
-        self._record(
-            EventKind.EMAIL_SENT,
-            "workflow",
-            email.template.value,
-            to=who,
-            message_id=sent.provider_message_id,
-        )
         if email.template is EmailTemplate.CASE_RESOLVED and self._status is CaseStatus.RESOLVING:
             self._told_at = workflow.now()
             assert self._resolution_view is not None
@@ -680,9 +618,9 @@ class BillingCaseWorkflow:
             )
             self._set_status(CaseStatus.RESOLVED)
             self._record(EventKind.CUSTOMER_TOLD, "workflow", "resolution sent to the customer")
+            self._report_to_collections()
 
     def _bounced(self, email: Email, error: str) -> None:
-        self._record(EventKind.EMAIL_BOUNCED, "workflow", error, template=email.template.value)
         if not email.template.to_customer:
             return  # a staff address bounced: the event log and the UI show it
         self._email_staff(

@@ -1,0 +1,1 @@
+"""The HTTP intake service (FastAPI): signed webhooks of the billing system and case intake."""

@@ -1,0 +1,1 @@
+"""Billing failures from files: read, validated, reported with bounded concurrency."""

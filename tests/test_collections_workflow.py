@@ -1,0 +1,380 @@
+"""CollectionsWorkflow on the time-skipping test server: the default policy walked day by day."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+
+from core.models import (
+    BillingFailure,
+    CollectionsStatus,
+    CollectionsView,
+    Confirm,
+    EmailTemplate,
+    EventKind,
+    OpenDispute,
+    Outcome,
+    PaymentReceived,
+    PromiseToPay,
+    ReportFraud,
+    Resolve,
+    StartCollections,
+    SubscriptionStatus,
+    Waive,
+    Withdraw,
+)
+from core.settings import ROOT, load_case_policy, load_collections_policy
+from tests.workflow_support import FakeActivities, billing_failure
+from workflows.billing_case import BillingCaseWorkflow
+from workflows.collections import CollectionsWorkflow
+
+POLICY = load_collections_policy(ROOT / "config" / "collections_policy.toml")
+CASE_POLICY = load_case_policy(ROOT / "config" / "case_policy.toml")
+Handle = WorkflowHandle[CollectionsWorkflow, CollectionsView]
+DAY = timedelta(days=1)
+
+
+async def start(env: WorkflowEnvironment, fake: FakeActivities, failure: BillingFailure) -> Handle:
+    """As the triggers do: signal-with-start on `collections-<invoice>`."""
+    handle = await env.client.start_workflow(
+        CollectionsWorkflow.run,
+        StartCollections(failure=failure, policy=POLICY, case_policy=CASE_POLICY),
+        id=f"collections-{failure.invoice_id}",
+        task_queue=fake.task_queue,
+        start_signal="billing_failed",
+        start_signal_args=[failure],
+    )
+    await eventually(lambda: EmailTemplate.COLLECTIONS_PAYMENT_FAILED in sent(fake))
+    return handle
+
+
+async def eventually(check: Callable[[], bool], seconds: float = 10) -> None:
+    for _ in range(int(seconds / 0.02)):
+        if check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not reached")
+
+
+def sent(fake: FakeActivities) -> list[EmailTemplate]:
+    return [e.template for e in fake.emails]
+
+
+async def view(handle: Handle) -> CollectionsView:
+    return await handle.query(CollectionsWorkflow.view)
+
+
+async def day(env: WorkflowEnvironment, handle: Handle, n: float) -> None:
+    """Move the clock to day `n` after the start of the workflow."""
+    started = (await view(handle)).first_failed_at
+    target = started + timedelta(days=n)
+    now = await env.get_current_time()
+    if target > now:
+        await env.sleep(target - now)
+
+
+def pay(failure: BillingFailure, amount: str, payment_id: str) -> PaymentReceived:
+    return PaymentReceived(
+        payment_id=payment_id,
+        invoice_id=failure.invoice_id,
+        amount=Decimal(amount),
+        received_at=datetime(2026, 12, 1, tzinfo=failure.failed_at.tzinfo),
+    )
+
+
+def step_days(v: CollectionsView) -> dict[str, float]:
+    """Each policy step's day, as it happened."""
+    return {
+        e.text: round((e.at - v.first_failed_at) / DAY, 2)
+        for e in v.timeline
+        if e.kind is EventKind.POLICY_STEP
+    }
+
+
+async def test_whole_policy_without_payment(
+    time_env: WorkflowEnvironment, fake: FakeActivities
+) -> None:
+    failure = billing_failure()
+    handle = await start(time_env, fake, failure)
+    await day(time_env, handle, 2.9)
+    assert sent(fake) == [EmailTemplate.COLLECTIONS_PAYMENT_FAILED]
+    await day(time_env, handle, 7.01)
+    await eventually(lambda: EmailTemplate.COLLECTIONS_FINAL_NOTICE in sent(fake))
+    notice = next(e for e in fake.emails if e.template is EmailTemplate.COLLECTIONS_FINAL_NOTICE)
+    started = (await view(handle)).first_failed_at
+    assert datetime.fromisoformat(notice.extra["suspension_date"]) == started + 10 * DAY
+    assert not fake.subscription_changes
+
+    await day(time_env, handle, 10.01)
+    await eventually(lambda: len(fake.subscription_changes) == 2)
+    assert {c.status for c in fake.subscription_changes} == {SubscriptionStatus.SUSPENDED}
+    await eventually(lambda: EmailTemplate.COLLECTIONS_SUSPENDED in sent(fake))
+    suspended = await view(handle)
+    assert sorted(suspended.suspended_subscriptions) == sorted(failure.subscription_ids)
+    assert suspended.data_deletion_at == suspended.suspended_at + 90 * DAY  # type: ignore[operator]
+
+    await day(time_env, handle, 120)
+    await eventually(lambda: EmailTemplate.MANAGER_COLLECTIONS_HAND_OFF in sent(fake))
+    warnings = [e for e in fake.emails if e.template is EmailTemplate.COLLECTIONS_DELETION_WARNING]
+    assert [w.extra["days_left"] for w in warnings] == ["49", "9"]
+    handed = await view(handle)
+    assert handed.status is CollectionsStatus.HANDED_OFF
+    assert step_days(handed) == {
+        "payment-failed": 0,
+        "reminder": 3,
+        "final-notice": 7,
+        "suspension": 10,
+        "deletion-warning": 50,
+        "last-deletion-warning": 90,
+        "hand-off": 95,
+    }
+    await day(time_env, handle, 126)  # 30 days after the hand-off
+    result = await handle.result()
+    assert result.status is CollectionsStatus.EXPIRED
+    assert fake.collections[-1].view.status is CollectionsStatus.EXPIRED
+    stored = [e.seq for p in fake.collections for e in p.events]
+    assert stored == list(range(1, len(result.timeline) + 1))
+
+
+@pytest.mark.parametrize("pay_on_day", [1, 5, 8, 12, 60, 100])
+async def test_partial_then_full_payment_at_each_stage(
+    time_env: WorkflowEnvironment, fake: FakeActivities, pay_on_day: int
+) -> None:
+    failure = billing_failure(amount="5000.00")
+    handle = await start(time_env, fake, failure)
+    await day(time_env, handle, pay_on_day)
+    partial = await handle.execute_update(
+        CollectionsWorkflow.payment_received, pay(failure, "1200.50", "P1")
+    )
+    assert partial.balance == Decimal("3799.50") and not partial.status.is_final
+    again = await handle.execute_update(
+        CollectionsWorkflow.payment_received, pay(failure, "1200.50", "P1")
+    )
+    assert again.balance == Decimal("3799.50")  # the same payment id counts once
+    suspended_before = list(partial.suspended_subscriptions)
+    await handle.execute_update(CollectionsWorkflow.payment_received, pay(failure, "3799.50", "P2"))
+    result = await handle.result()
+    assert result.status is CollectionsStatus.PAID and result.balance == 0
+    reactivated = [c for c in fake.subscription_changes if c.status is SubscriptionStatus.ACTIVE]
+    assert sorted(c.subscription_id for c in reactivated) == sorted(suspended_before)
+    assert result.suspended_subscriptions == []
+    last = fake.emails[-1].template
+    if suspended_before:
+        assert last is EmailTemplate.COLLECTIONS_REACTIVATED
+    else:
+        assert last is EmailTemplate.COLLECTIONS_PAYMENT_RECEIVED
+
+
+async def test_partial_payment_keeps_the_policy_going(
+    time_env: WorkflowEnvironment, fake: FakeActivities
+) -> None:
+    failure = billing_failure(amount="800.00")
+    handle = await start(time_env, fake, failure)
+    await handle.execute_update(CollectionsWorkflow.payment_received, pay(failure, "300.00", "P1"))
+    await day(time_env, handle, 10.01)
+    await eventually(lambda: EmailTemplate.COLLECTIONS_SUSPENDED in sent(fake))
+    assert (await view(handle)).balance == Decimal("500.00")
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await handle.execute_update(
+            CollectionsWorkflow.payment_received,
+            pay(failure, "1.00", "P9").model_copy(update={"currency": "USD"}),
+        )
+    assert "currency" in str(err.value.cause)
+    await handle.execute_update(CollectionsWorkflow.waive, Waive(reason="goodwill", by="mgr"))
+    await handle.result()
+
+
+@pytest.mark.parametrize("outcome", ["upheld", "partial-credit", "full-credit", "withdrawn"])
+async def test_dispute_pauses_the_policy_until_its_outcome(
+    time_env: WorkflowEnvironment, fake: FakeActivities, outcome: str
+) -> None:
+    failure = billing_failure(amount="5000.00")
+    handle = await start(time_env, fake, failure)
+    await day(time_env, handle, 5)
+    disputed = await handle.execute_update(
+        CollectionsWorkflow.open_dispute,
+        OpenDispute(description="We were billed twice for November", by="agent@partner.cn"),
+    )
+    assert disputed.status is CollectionsStatus.PAUSED_DISPUTE
+    case_id = disputed.linked_case_id
+    assert case_id == f"{failure.invoice_id}-D1"
+    case = time_env.client.get_workflow_handle_for(BillingCaseWorkflow.run, f"case-{case_id}")
+    await eventually(lambda: EmailTemplate.CASE_ACKNOWLEDGED in sent(fake))
+    opened = await case.query(BillingCaseWorkflow.view)
+    assert opened.collections_workflow_id == handle.id
+    assert opened.details.disputed_amount == Decimal("5000.00")
+
+    await day(time_env, handle, 25)  # well past day 10: nothing is suspended while disputed
+    assert not fake.subscription_changes
+    assert EmailTemplate.COLLECTIONS_FINAL_NOTICE not in sent(fake)
+
+    agent = "agent@partner.cn"
+    if outcome == "withdrawn":
+        await case.execute_update(BillingCaseWorkflow.withdraw, Withdraw(reason="paid", by=agent))
+    else:
+        resolution = {
+            "upheld": Resolve(outcome=Outcome.CHARGE_UPHELD, summary="Charge is correct", by=agent),
+            "partial-credit": Resolve(
+                outcome=Outcome.CREDIT_ISSUED,
+                summary="Half",
+                credit_amount=Decimal("2000"),
+                by=agent,
+            ),
+            "full-credit": Resolve(
+                outcome=Outcome.CREDIT_ISSUED,
+                summary="All",
+                credit_amount=Decimal("5000"),
+                by=agent,
+            ),
+        }[outcome]
+        await case.execute_update(BillingCaseWorkflow.resolve, resolution)
+    await eventually(
+        lambda: any(e.kind is EventKind.DISPUTE_RESOLVED for e in fake.collections[-1].events)
+    )
+    resumed = await view(handle)
+    if outcome == "full-credit":
+        assert resumed.status is CollectionsStatus.CREDITED
+        assert (await handle.result()).balance == 0
+    else:
+        assert resumed.status is CollectionsStatus.ACTIVE
+        expected = Decimal("3000.00") if outcome == "partial-credit" else Decimal("5000.00")
+        assert resumed.balance == expected
+        # the 20-day pause moved the rest of the policy: suspension on day 10 + 20 = 30
+        assert resumed.next_step == "final-notice"
+        assert resumed.next_step_at is not None
+        assert round((resumed.next_step_at - resumed.first_failed_at) / DAY, 2) == 27
+        await handle.execute_update(CollectionsWorkflow.waive, Waive(reason="end test", by="m"))
+    if outcome != "withdrawn":
+        await case.execute_update(BillingCaseWorkflow.confirm, Confirm())
+
+
+async def test_fraud_suspends_at_once_and_payment_does_not_lift_it(
+    time_env: WorkflowEnvironment, fake: FakeActivities
+) -> None:
+    failure = billing_failure()
+    handle = await start(time_env, fake, failure)
+    fraud = ReportFraud(reason="Crypto mining on a stolen card", by="risk@partner.cn")
+    await handle.execute_update(CollectionsWorkflow.report_fraud, fraud)
+    await eventually(lambda: EmailTemplate.COLLECTIONS_FRAUD_SUSPENDED in sent(fake))
+    assert EmailTemplate.MANAGER_FRAUD_REPORTED in sent(fake)
+    assert len(fake.subscription_changes) == 2
+    with pytest.raises(WorkflowUpdateFailedError, match=""):
+        await handle.execute_update(CollectionsWorkflow.report_fraud, fraud)
+    await day(time_env, handle, 11)
+    assert EmailTemplate.COLLECTIONS_FINAL_NOTICE not in sent(fake)  # suspension already done
+    await handle.execute_update(CollectionsWorkflow.payment_received, pay(failure, "5000.00", "P"))
+    result = await handle.result()
+    assert result.status is CollectionsStatus.PAID and result.fraud
+    assert not [c for c in fake.subscription_changes if c.status is SubscriptionStatus.ACTIVE]
+    assert len(result.suspended_subscriptions) == 2
+
+
+async def test_promise_to_pay_pauses_then_resumes(
+    time_env: WorkflowEnvironment, fake: FakeActivities
+) -> None:
+    failure = billing_failure()
+    handle = await start(time_env, fake, failure)
+    await day(time_env, handle, 4)
+    now = await time_env.get_current_time()
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await handle.execute_update(
+            CollectionsWorkflow.promise_to_pay, PromiseToPay(until=now + 60 * DAY, by="agent")
+        )
+    assert "until" in str(err.value.cause)
+    promised = await handle.execute_update(
+        CollectionsWorkflow.promise_to_pay, PromiseToPay(until=now + 10 * DAY, by="agent")
+    )
+    assert promised.status is CollectionsStatus.PAUSED_PROMISE
+    await eventually(lambda: EmailTemplate.COLLECTIONS_PROMISE_ACCEPTED in sent(fake))
+    await day(time_env, handle, 13.9)
+    assert EmailTemplate.COLLECTIONS_FINAL_NOTICE not in sent(fake)
+    await day(time_env, handle, 14.01)
+    await eventually(
+        lambda: any(e.kind is EventKind.PROMISE_LAPSED for e in fake.collections[-1].events)
+    )
+    lapsed = await view(handle)
+    assert lapsed.status is CollectionsStatus.ACTIVE
+    assert lapsed.next_step_at is not None  # day 7 + 10 paused
+    assert round((lapsed.next_step_at - lapsed.first_failed_at) / DAY, 2) == 17
+    await day(time_env, handle, 20.01)
+    await eventually(lambda: EmailTemplate.COLLECTIONS_SUSPENDED in sent(fake))
+    assert step_days(await view(handle))["suspension"] == 20
+    await handle.execute_update(CollectionsWorkflow.waive, Waive(reason="done", by="m"))
+    await handle.result()
+
+
+async def test_waive_after_suspension_reactivates(
+    time_env: WorkflowEnvironment, fake: FakeActivities
+) -> None:
+    failure = billing_failure()
+    handle = await start(time_env, fake, failure)
+    await day(time_env, handle, 10.01)
+    await eventually(lambda: len(fake.subscription_changes) == 2)
+    waived = await handle.execute_update(
+        CollectionsWorkflow.waive, Waive(reason="Long-standing customer", by="mgr@partner.cn")
+    )
+    assert waived.status is CollectionsStatus.WAIVED
+    result = await handle.result()
+    assert result.suspended_subscriptions == []
+    assert fake.emails[-1].template is EmailTemplate.COLLECTIONS_CLOSED
+    with pytest.raises(RPCError):  # the workflow has ended: no more actions
+        await handle.execute_update(CollectionsWorkflow.waive, Waive(reason="x", by="m"))
+
+
+async def test_repeated_failures_join_the_running_workflow(
+    time_env: WorkflowEnvironment, fake: FakeActivities
+) -> None:
+    failure = billing_failure(amount="100.00", subscriptions=1)
+    handle = await start(time_env, fake, failure)
+    again = failure.model_copy(update={"failure_id": "retry-2", "amount_due": Decimal("150.00")})
+    same = await start_again(time_env, fake, failure)
+    other = await start_again(time_env, fake, again)
+    assert same.run_id is None or same.id == handle.id
+    assert other.id == handle.id
+    await eventually(
+        lambda: len(fake.collections) > 0 and len(fake.collections[-1].view.failures) == 2
+    )
+    joined = await view(handle)
+    assert joined.failures == [failure.failure_id, "retry-2"]
+    assert joined.amount_due == Decimal("150.00")
+    assert sent(fake).count(EmailTemplate.COLLECTIONS_PAYMENT_FAILED) == 1
+    await handle.execute_update(CollectionsWorkflow.waive, Waive(reason="x", by="m"))
+    await handle.result()
+
+
+async def start_again(
+    env: WorkflowEnvironment, fake: FakeActivities, failure: BillingFailure
+) -> Handle:
+    return await env.client.start_workflow(
+        CollectionsWorkflow.run,
+        StartCollections(failure=failure, policy=POLICY, case_policy=CASE_POLICY),
+        id=f"collections-{failure.invoice_id}",
+        task_queue=fake.task_queue,
+        start_signal="billing_failed",
+        start_signal_args=[failure],
+    )
+
+
+async def test_partner_center_refusal_alerts_a_manager(
+    time_env: WorkflowEnvironment, fake: FakeActivities
+) -> None:
+    failure = billing_failure()
+    fake.missing_subscriptions.add(failure.subscription_ids[0])
+    handle = await start(time_env, fake, failure)
+    await day(time_env, handle, 10.01)
+    await eventually(lambda: EmailTemplate.MANAGER_PARTNER_CENTER_ERROR in sent(fake))
+    await eventually(lambda: EmailTemplate.COLLECTIONS_SUSPENDED in sent(fake))
+    v = await view(handle)
+    assert v.suspended_subscriptions == [failure.subscription_ids[1]]
+    alert = next(e for e in fake.emails if e.template is EmailTemplate.MANAGER_PARTNER_CENTER_ERROR)
+    assert alert.extra["subscription_id"] == failure.subscription_ids[0]
+    assert "404" in alert.extra["error"]
+    await handle.execute_update(CollectionsWorkflow.waive, Waive(reason="x", by="m"))
+    await handle.result()

@@ -1,0 +1,88 @@
+"""The `make run` dev server: loopback only, search attributes registered and kept on restart."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.client import Client
+
+from core.search import ALL_KEYS, dev_server_flags
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+import dev  # scripts/ is a plain folder, not a package
+
+EXPECTED = {key.name: int(key.indexed_value_type) for key in ALL_KEYS}
+
+
+def _free_ports() -> tuple[int, int]:
+    """Two distinct free ports: both sockets are held open while the OS picks."""
+    with socket.socket() as first, socket.socket() as second:
+        first.bind(("127.0.0.1", 0))
+        second.bind(("127.0.0.1", 0))
+        return int(first.getsockname()[1]), int(second.getsockname()[1])
+
+
+async def _custom_attributes(port: int) -> dict[str, int]:
+    client = await Client.connect(f"127.0.0.1:{port}")
+    request = ListSearchAttributesRequest(namespace="default")
+    response = await client.operator_service.list_search_attributes(request)
+    return dict(response.custom_attributes)
+
+
+def _listening_addresses(pid: int) -> set[str]:
+    """The addresses a process listens on, read from /proc (Linux)."""
+    fds = Path(f"/proc/{pid}/fd")
+    inodes = {os.readlink(fd).removeprefix("socket:[").removesuffix("]") for fd in fds.iterdir()}
+    addresses = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            local, state, inode = line.split()[1], line.split()[3], line.split()[9]
+            if state == "0A" and inode in inodes:  # 0A: LISTEN
+                host = local.rsplit(":", 1)[0]
+                ipv4 = table == "tcp"
+                addresses.add(socket.inet_ntoa(bytes.fromhex(host)[::-1]) if ipv4 else host)
+    return addresses
+
+
+@pytest.fixture
+def servers() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Servers a test started; all stopped at teardown, even when the test fails."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for server in started:
+        dev.stop(server, "temporal server")
+
+
+def test_search_attributes_registered_and_kept_across_restart(
+    tmp_path: Path, servers: list[subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db_file = tmp_path / "temporal.db"
+    port, ui_port = _free_ports()
+
+    # A DB file from an older version of the project, which had only the first three attributes.
+    monkeypatch.setattr(dev, "ALL_KEYS", ALL_KEYS[:3])
+    monkeypatch.setattr(dev, "dev_server_flags", lambda: dev_server_flags()[:6])
+    servers.append(dev.start_dev_server(db_file, port, ui_port))
+    dev.stop(servers[-1], "temporal server")
+    monkeypatch.undo()
+
+    # The dev server's flags skip a DB file that has some attributes; start_dev_server adds them.
+    servers.append(dev.start_dev_server(db_file, port, ui_port))
+    assert EXPECTED.items() <= asyncio.run(_custom_attributes(port)).items()
+    if Path("/proc/net/tcp").exists():
+        assert _listening_addresses(servers[-1].pid) == {"127.0.0.1"}
+    dev.stop(servers[-1], "temporal server")
+    assert servers[-1].returncode is not None
+    assert not dev.port_open(port)
+
+    # Started again on the same file, no workflow ever run: the namespace still has them all.
+    servers.append(dev.start_dev_server(db_file, port, ui_port))
+    assert EXPECTED.items() <= asyncio.run(_custom_attributes(port)).items()

@@ -1,0 +1,571 @@
+"""CollectionsWorkflow: one unpaid invoice, from the failed payment through the partner's
+collections policy (notices, suspension through Partner Center, deletion warnings, hand-off) to
+payment, credit, waiver or expiry.
+
+Day 0 is when the failure reached us. Pauses (a dispute, a promise to pay) stop the policy's clock:
+the remaining steps move later by the length of the pause, so nothing fires in a burst on resume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from core import search
+    from core.models import (
+        BillingFailure,
+        CaseDetails,
+        CaseEvent,
+        Category,
+        ChangeSubscription,
+        CollectionsAction,
+        CollectionsStatus,
+        CollectionsStep,
+        CollectionsView,
+        DisputeOutcome,
+        EmailTemplate,
+        EventKind,
+        OpenCase,
+        OpenDispute,
+        Outcome,
+        PaymentReceived,
+        PersistCollections,
+        Priority,
+        PromiseToPay,
+        ReportFraud,
+        StartCollections,
+        StepAnchor,
+        SubscriptionChanged,
+        SubscriptionStatus,
+        Waive,
+    )
+    from workflows.base import (
+        ACTIVITY_TIMEOUT,
+        RETRY,
+        ActionRefused,
+        Alarm,
+        EffectLoop,
+        Email,
+        business_error,
+    )
+    from workflows.billing_case import BillingCaseWorkflow
+
+ZERO = Decimal("0.00")
+UPHELD = (Outcome.CHARGE_UPHELD, Outcome.EXPLAINED)
+
+
+@dataclass
+class Suspend:
+    """Effect: change every subscription to `status` (suspend, or reactivate what we suspended)."""
+
+    status: SubscriptionStatus
+    reason: str
+
+
+@dataclass
+class StartCase:
+    data: OpenCase
+
+
+@dataclass
+class LinkCase:
+    case_workflow_id: str
+
+
+@workflow.defn
+class CollectionsWorkflow(EffectLoop):
+    @workflow.init
+    def __init__(self, data: StartCollections) -> None:
+        self._start_log()
+        self._policy = data.policy
+        self._case_policy = data.case_policy
+        failure = data.failure
+        self._invoice_id = failure.invoice_id
+        self._customer = failure.customer
+        self._currency = failure.currency
+        self._subscriptions = list(dict.fromkeys(failure.subscription_ids))
+        self._amount_due = failure.amount_due
+        self._paid = ZERO
+        self._credited = ZERO
+        self._payments: set[str] = set()
+        self._failures: list[str] = []
+        self._status = CollectionsStatus.ACTIVE
+        self._stage = "opened"
+        self._started_at = workflow.now()
+        self._done: set[str] = set()
+        self._offset = timedelta(0)  # total paused time: the policy's clock stood still
+        self._paused_at: datetime | None = None
+        self._promised_until: datetime | None = None
+        self._suspended: list[str] = []
+        self._suspended_at: datetime | None = None
+        self._offset_at_suspension = timedelta(0)
+        self._fraud = False
+        self._linked_case: str | None = None
+        self._disputes = 0
+        self._handed_off_at: datetime | None = None
+
+    @workflow.run
+    async def run(self, data: StartCollections) -> CollectionsView:
+        self._take_failure(data.failure)
+        self._publish()
+        await self._serve()
+        return self.view()
+
+    def _finished(self) -> bool:
+        return self._status.is_final
+
+    # ------------------------------------------------------------------ the billing system
+
+    @workflow.signal
+    def billing_failed(self, failure: BillingFailure) -> None:
+        """A failure of this invoice (signal-with-start): the first starts us, repeats join."""
+        if failure.invoice_id == self._invoice_id and not self._status.is_final:
+            self._take_failure(failure)
+
+    def _take_failure(self, failure: BillingFailure) -> None:
+        if failure.failure_id in self._failures:
+            return  # the same report twice (a re-run import, a retried webhook)
+        self._failures.append(failure.failure_id)
+        self._amount_due = max(self._amount_due, failure.amount_due)
+        self._subscriptions = list(dict.fromkeys([*self._subscriptions, *failure.subscription_ids]))
+        self._record(
+            EventKind.BILLING_FAILED,
+            "billing-system",
+            failure.reason,
+            failure_id=failure.failure_id,
+            amount_due=str(failure.amount_due),
+        )
+
+    @workflow.update
+    def payment_received(self, payment: PaymentReceived) -> CollectionsView:
+        if payment.payment_id in self._payments:
+            return self.view()  # already counted
+        self._payments.add(payment.payment_id)
+        self._paid += payment.amount
+        self._record(
+            EventKind.PAYMENT_RECEIVED,
+            payment.by,
+            f"payment {payment.payment_id}",
+            amount=str(payment.amount),
+            balance=str(self._balance),
+        )
+        if self._balance > 0:
+            self._email_customer(
+                EmailTemplate.COLLECTIONS_PAYMENT_RECEIVED, amount=str(payment.amount)
+            )
+        else:
+            self._settle(CollectionsStatus.PAID, "paid in full", amount=str(payment.amount))
+        self._publish()
+        return self.view()
+
+    @payment_received.validator
+    def _check_payment(self, payment: PaymentReceived) -> None:
+        self._refuse_if_final("record a payment on")
+        if payment.invoice_id != self._invoice_id:
+            raise ActionRefused(
+                f"invoice_id: payment is for {payment.invoice_id}, this is {self._invoice_id}"
+            )
+        if payment.currency != self._currency:
+            raise ActionRefused(
+                f"currency: payment in {payment.currency}, invoice in {self._currency}"
+            )
+
+    # ------------------------------------------------------------------ agents and managers
+
+    @workflow.update
+    def open_dispute(self, data: OpenDispute) -> CollectionsView:
+        self._pause(CollectionsStatus.PAUSED_DISPUTE)
+        if data.case_id:
+            self._linked_case = data.case_id
+            self._effects.append(LinkCase(f"case-{data.case_id}"))
+        else:
+            self._disputes += 1
+            self._linked_case = f"{self._invoice_id}-D{self._disputes}"
+            self._effects.append(StartCase(self._dispute_case(data, self._linked_case)))
+        self._record(EventKind.DISPUTE_OPENED, data.by, data.description, case_id=self._linked_case)
+        self._publish()
+        return self.view()
+
+    @open_dispute.validator
+    def _check_dispute(self, data: OpenDispute) -> None:
+        self._refuse_if_final("open a dispute on")
+        if self._status is CollectionsStatus.PAUSED_DISPUTE:
+            raise ActionRefused(
+                f"invoice {self._invoice_id} is already disputed in case {self._linked_case}"
+            )
+        if data.disputed_amount is not None and data.disputed_amount > self._balance:
+            raise ActionRefused(
+                f"disputed_amount {data.disputed_amount} exceeds the balance {self._balance}"
+            )
+
+    @workflow.signal
+    def dispute_resolved(self, outcome: DisputeOutcome) -> None:
+        """From the linked BillingCaseWorkflow once its customer has been told the outcome."""
+        if self._status.is_final or outcome.case_id != self._linked_case:
+            return
+        credit = outcome.credit_amount or ZERO
+        if outcome.outcome not in UPHELD and credit > 0:
+            self._credited += min(credit, self._balance)
+        label = outcome.outcome.value if outcome.outcome else "withdrawn"
+        self._record(
+            EventKind.DISPUTE_RESOLVED,
+            "workflow",
+            f"case {outcome.case_id}: {label}",
+            credited=str(credit),
+            balance=str(self._balance),
+        )
+        if self._balance <= 0:
+            self._settle(CollectionsStatus.CREDITED, "credited in full")
+        elif self._status is CollectionsStatus.PAUSED_DISPUTE:
+            self._resume(f"dispute {outcome.case_id} ended: {label}")
+        self._publish()
+
+    @workflow.update
+    def report_fraud(self, data: ReportFraud) -> CollectionsView:
+        self._fraud = True
+        self._record(EventKind.FRAUD_REPORTED, data.by, data.reason)
+        self._email_staff(EmailTemplate.MANAGER_FRAUD_REPORTED, reason=data.reason, by=data.by)
+        if self._suspended_at is None:
+            self._suspend(EmailTemplate.COLLECTIONS_FRAUD_SUSPENDED, reason=data.reason)
+        self._publish()
+        return self.view()
+
+    @report_fraud.validator
+    def _check_fraud(self, data: ReportFraud) -> None:
+        self._refuse_if_final("report fraud on")
+        if self._fraud:
+            raise ActionRefused(f"fraud is already reported on invoice {self._invoice_id}")
+
+    @workflow.update
+    def promise_to_pay(self, data: PromiseToPay) -> CollectionsView:
+        self._promised_until = data.until
+        self._pause(CollectionsStatus.PAUSED_PROMISE)
+        self._record(EventKind.PROMISE_TO_PAY, data.by, f"until {data.until.isoformat()}")
+        self._email_customer(EmailTemplate.COLLECTIONS_PROMISE_ACCEPTED)
+        self._publish()
+        return self.view()
+
+    @promise_to_pay.validator
+    def _check_promise(self, data: PromiseToPay) -> None:
+        self._refuse_if_final("record a promise to pay on")
+        if self._status is not CollectionsStatus.ACTIVE:
+            raise ActionRefused(f"invoice {self._invoice_id} is {self._status.value}")
+        now = workflow.now()
+        if data.until.tzinfo is None:
+            raise ActionRefused("until: must include a timezone")
+        if not now < data.until <= now + self._policy.promise_max:
+            raise ActionRefused(f"until: must be in the next {self._policy.promise_max.days} days")
+
+    @workflow.update
+    def waive(self, data: Waive) -> CollectionsView:
+        self._record(EventKind.WAIVED, data.by, data.reason)
+        self._settle(CollectionsStatus.WAIVED, f"waived: {data.reason}")
+        self._publish()
+        return self.view()
+
+    @waive.validator
+    def _check_waive(self, data: Waive) -> None:
+        self._refuse_if_final("waive")
+
+    @workflow.query
+    def view(self) -> CollectionsView:
+        step = self._next_step()
+        return CollectionsView(
+            invoice_id=self._invoice_id,
+            workflow_id=workflow.info().workflow_id,
+            status=self._status,
+            stage=self._stage,
+            customer=self._customer,
+            subscription_ids=self._subscriptions,
+            currency=self._currency,
+            amount_due=self._amount_due,
+            paid=self._paid,
+            credited=self._credited,
+            balance=self._balance,
+            first_failed_at=self._started_at,
+            failures=list(self._failures),
+            next_step=step[1].name if step and self._status is CollectionsStatus.ACTIVE else None,
+            next_step_at=step[0] if step and self._status is CollectionsStatus.ACTIVE else None,
+            suspended_subscriptions=list(self._suspended),
+            suspended_at=self._suspended_at,
+            data_deletion_at=self._deletion_at,
+            fraud=self._fraud,
+            linked_case_id=self._linked_case,
+            promised_until=self._promised_until,
+            timeline=list(self._events),
+        )
+
+    # ------------------------------------------------------------------ the policy
+
+    @property
+    def _balance(self) -> Decimal:
+        return max(self._amount_due - self._paid - self._credited, ZERO)
+
+    @property
+    def _deletion_at(self) -> datetime | None:
+        if self._suspended_at is None or not self._suspended:
+            return None
+        return self._suspended_at + self._policy.data_deletion_after
+
+    def _due(self, step: CollectionsStep) -> datetime | None:
+        if step.after is StepAnchor.FAILURE:
+            return self._started_at + timedelta(days=step.day) + self._offset
+        if self._suspended_at is None:
+            return None
+        moved = self._offset - self._offset_at_suspension
+        return self._suspended_at + timedelta(days=step.day) + moved
+
+    def _next_step(self) -> tuple[datetime, CollectionsStep] | None:
+        pending = [
+            (due, step)
+            for step in self._policy.steps
+            if step.name not in self._done and (due := self._due(step)) is not None
+        ]
+        return min(pending, key=lambda p: p[0]) if pending else None
+
+    def _next_alarm(self) -> Alarm | None:
+        if self._status is CollectionsStatus.PAUSED_PROMISE and self._promised_until:
+            return Alarm(self._promised_until, "Promise to pay: due", self._promise_lapsed)
+        if self._status is CollectionsStatus.HANDED_OFF and self._handed_off_at:
+            at = self._handed_off_at + self._policy.close_after_hand_off
+            return Alarm(at, "Hand-off: close", self._expire)
+        step = self._next_step() if self._status is CollectionsStatus.ACTIVE else None
+        if step is None:
+            return None
+        return Alarm(step[0], f"Collections: {step[1].name}", lambda: self._take_step(step[1]))
+
+    def _take_step(self, step: CollectionsStep) -> None:
+        self._done.add(step.name)
+        self._stage = step.name
+        self._record(EventKind.POLICY_STEP, "workflow", step.name)
+        if step.action is CollectionsAction.SUSPEND:
+            if self._suspended_at is None:  # fraud may have suspended already
+                self._suspend(step.email or EmailTemplate.COLLECTIONS_SUSPENDED, reason="")
+        elif step.action is CollectionsAction.HAND_OFF:
+            self._hand_off(step.email)
+        elif step.email is not None:
+            self._email_step(step.email)
+        self._publish()
+
+    def _email_step(self, template: EmailTemplate) -> None:
+        extra: dict[str, str] = {}
+        if template is EmailTemplate.COLLECTIONS_FINAL_NOTICE:
+            suspension = next(
+                (s for s in self._policy.steps if s.action is CollectionsAction.SUSPEND), None
+            )
+            due = self._due(suspension) if suspension else None
+            if due is None or self._suspended_at is not None:
+                return  # nothing (more) will be suspended: no final notice to give
+            extra["suspension_date"] = due.isoformat()
+        if template is EmailTemplate.COLLECTIONS_DELETION_WARNING:
+            deletion = self._deletion_at
+            if deletion is None or deletion <= workflow.now():
+                return
+            extra["days_left"] = str((deletion - workflow.now()).days)
+        if template.to_customer:
+            self._email_customer(template, **extra)
+        else:
+            self._email_staff(template, **extra)
+
+    def _suspend(self, template: EmailTemplate, reason: str) -> None:
+        self._suspended_at = workflow.now()
+        self._offset_at_suspension = self._offset
+        self._done.update(
+            s.name for s in self._policy.steps if s.action is CollectionsAction.SUSPEND
+        )
+        why = "fraud or misuse" if self._fraud else "non-payment"
+        self._effects.append(Suspend(SubscriptionStatus.SUSPENDED, why))
+        extra = {"reason": reason} if template is EmailTemplate.COLLECTIONS_FRAUD_SUSPENDED else {}
+        self._effects.append(Email(template, str(self._customer.email), extra))
+
+    def _hand_off(self, template: EmailTemplate | None) -> None:
+        self._status = CollectionsStatus.HANDED_OFF
+        self._handed_off_at = workflow.now()
+        self._record(EventKind.HANDED_OFF, "workflow", "a manager takes the account over")
+        self._email_staff(template or EmailTemplate.MANAGER_COLLECTIONS_HAND_OFF)
+
+    def _pause(self, status: CollectionsStatus) -> None:
+        if self._paused_at is None:
+            self._paused_at = workflow.now()
+        self._status = status
+
+    def _resume(self, why: str) -> None:
+        if self._paused_at is not None:
+            self._offset += workflow.now() - self._paused_at
+            self._paused_at = None
+        self._status = CollectionsStatus.ACTIVE
+        self._promised_until = None
+        self._record(EventKind.RESUMED, "workflow", why)
+
+    def _promise_lapsed(self) -> None:
+        self._record(EventKind.PROMISE_LAPSED, "workflow", "no payment by the promised date")
+        self._resume("promise to pay lapsed")
+        self._publish()
+
+    def _expire(self) -> None:
+        self._status = CollectionsStatus.EXPIRED
+        self._stage = "expired"
+        self._record(EventKind.SETTLED, "workflow", "handed off and closed without payment")
+        self._publish()
+
+    def _settle(self, status: CollectionsStatus, why: str, amount: str = "") -> None:
+        """Paid, credited or waived: give back what we suspended (never after fraud), tell them."""
+        self._status = status
+        self._stage = status.value
+        self._paused_at = None
+        self._record(EventKind.SETTLED, "workflow", why)
+        if self._suspended and not self._fraud:
+            self._effects.append(Suspend(SubscriptionStatus.ACTIVE, why))
+        if self._fraud and self._suspended:
+            self._email_staff(
+                EmailTemplate.MANAGER_FRAUD_REPORTED,
+                reason=f"{why}; still suspended",
+                by="workflow",
+            )
+        if status is CollectionsStatus.PAID:
+            template = (
+                EmailTemplate.COLLECTIONS_REACTIVATED
+                if self._suspended and not self._fraud
+                else EmailTemplate.COLLECTIONS_PAYMENT_RECEIVED
+            )
+            self._email_customer(template, amount=amount)
+        else:
+            self._email_customer(EmailTemplate.COLLECTIONS_CLOSED, reason=why)
+
+    def _dispute_case(self, data: OpenDispute, case_id: str) -> OpenCase:
+        return OpenCase(
+            case_id=case_id,
+            details=CaseDetails(
+                customer=self._customer,
+                subscription_id=self._subscriptions[0],
+                invoice_id=self._invoice_id,
+                category=Category.INVOICE_DISPUTE,
+                disputed_amount=data.disputed_amount or self._balance,
+                currency=self._currency,
+                description=data.description,
+                priority=Priority.HIGH,
+            ),
+            opened_by=data.by,
+            policy=self._case_policy,
+            collections_workflow_id=workflow.info().workflow_id,
+        )
+
+    def _refuse_if_final(self, action: str) -> None:
+        if self._status.is_final:
+            raise ActionRefused(
+                f"cannot {action} invoice {self._invoice_id}: collections is {self._status.value}"
+            )
+
+    def _email_customer(self, template: EmailTemplate, **extra: str) -> None:
+        self._effects.append(Email(template, str(self._customer.email), extra))
+
+    def _email_staff(self, template: EmailTemplate, **extra: str) -> None:
+        to = self._policy.manager_email if template.value.startswith("manager_") else None
+        self._effects.append(Email(template, str(to or self._policy.team_email), extra))
+
+    def _publish(self) -> None:
+        workflow.upsert_search_attributes(
+            [
+                search.COLLECTIONS_STAGE.value_set(
+                    self._status.value
+                    if self._status is not CollectionsStatus.ACTIVE
+                    else self._stage
+                ),
+                search.AMOUNT_DUE.value_set(float(self._balance)),
+                search.SUSPENDED.value_set(bool(self._suspended)),
+            ]
+        )
+        step = self._next_step() if self._status is CollectionsStatus.ACTIVE else None
+        nxt = f"\n\nNext: {step[1].name} on {step[0]:%Y-%m-%d}" if step else ""
+        workflow.set_current_details(
+            f"**{self._status.value}** · stage {self._stage} · balance {self._currency} "
+            f"{self._balance:,.2f}\n\nSuspended: {len(self._suspended)}{nxt}"
+        )
+
+    # ------------------------------------------------------------------ effects
+
+    async def _carry_out(self, effect: Email | Suspend | StartCase | LinkCase) -> None:
+        if isinstance(effect, Email):
+            await self._send_email(effect, self._customer.locale, collections=self.view())
+        elif isinstance(effect, Suspend):
+            await self._change_subscriptions(effect)
+        elif isinstance(effect, StartCase):
+            await workflow.start_child_workflow(
+                BillingCaseWorkflow.run,
+                effect.data,
+                id=f"case-{effect.data.case_id}",
+                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                static_summary=f"Dispute of invoice {self._invoice_id} (from collections)",
+            )
+        else:
+            await workflow.get_external_workflow_handle(effect.case_workflow_id).signal(
+                BillingCaseWorkflow.link_collections, workflow.info().workflow_id
+            )
+
+    async def _change_subscriptions(self, change: Suspend) -> None:
+        targets = (
+            self._subscriptions
+            if change.status is SubscriptionStatus.SUSPENDED
+            else list(self._suspended)
+        )
+        verb = "Suspend" if change.status is SubscriptionStatus.SUSPENDED else "Reactivate"
+        for subscription_id in targets:
+            key = f"{workflow.info().workflow_id}/{verb.lower()}/{subscription_id}"
+            try:
+                done: SubscriptionChanged = await workflow.execute_activity(
+                    "change_subscription",
+                    ChangeSubscription(
+                        key=key,
+                        tenant_id=self._customer.tenant_id,
+                        subscription_id=subscription_id,
+                        status=change.status,
+                        invoice_id=self._invoice_id,
+                        reason=change.reason,
+                    ),
+                    result_type=SubscriptionChanged,
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=RETRY,
+                    summary=f"Partner Center: {verb.lower()} {subscription_id[:8]}…",
+                )
+            except ActivityError as err:
+                refused = business_error(err)
+                if refused is None:
+                    raise
+                self._record(EventKind.PARTNER_CENTER_ERROR, "workflow", refused.message)
+                self._email_staff(
+                    EmailTemplate.MANAGER_PARTNER_CENTER_ERROR,
+                    subscription_id=subscription_id,
+                    error=refused.message,
+                    action=verb.lower(),
+                )
+                continue
+            kind = (
+                EventKind.SUSPENDED
+                if change.status is SubscriptionStatus.SUSPENDED
+                else (EventKind.REACTIVATED)
+            )
+            self._record(kind, "workflow", subscription_id, backend=done.backend)
+            if change.status is SubscriptionStatus.SUSPENDED:
+                self._suspended.append(subscription_id)
+            else:
+                self._suspended.remove(subscription_id)
+        if change.status is SubscriptionStatus.SUSPENDED and not self._suspended:
+            # nothing could be suspended: no deletion clock runs, a manager takes over now
+            self._suspended_at = None
+            if not self._status.is_final:
+                self._hand_off(None)
+        self._publish()
+
+    async def _persist(self, events: list[CaseEvent]) -> None:
+        await workflow.execute_activity(
+            "persist_collections",
+            PersistCollections(view=self.view().model_copy(update={"timeline": []}), events=events),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY,
+            summary=f"Save collections: {self._stage}, balance {self._balance:,.2f}",
+        )
