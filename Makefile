@@ -1,13 +1,15 @@
 # make run   — the local stack: Temporal dev server (UI http://localhost:8233), SQLite, file outbox, worker
 # make test  — the test suite, then mypy and ruff (PostgreSQL too where TEST_DATABASE_URL is set)
 # make clean — deletes var/: the local database, the email outbox and the Temporal dev server's DB
+# make bench — the pipeline against bare Temporal on this machine (BENCH_SCALE=0.1 for a quick run);
+#              make bench-suite adds the test suite's wall time
 
 PYTHON ?= $(or $(shell command -v python3.11 2>/dev/null),python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint fmt clean
+.PHONY: venv run test lint fmt clean bench bench-suite
 
 venv: $(STAMP)
 
@@ -25,6 +27,12 @@ test: venv
 	$(BIN)/mypy .
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+bench: venv
+	$(BIN)/python -m bench
+
+bench-suite: venv
+	$(BIN)/python -m bench --suite
 
 lint: venv
 	$(BIN)/mypy .

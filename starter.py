@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import getpass
 import os
+import re
 import secrets
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -23,17 +23,22 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from sqlalchemy.exc import SQLAlchemyError
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowExecutionStatus,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from core import search
+from core import search, ui
+from core.codec import CodecError
 from core.models import (
     AddNote,
     Assign,
@@ -48,12 +53,14 @@ from core.models import (
     CustomerReply,
     Escalate,
     Locale,
+    MarkVianetPaid,
     OpenCase,
     OpenDispute,
     Outcome,
     PaymentReceived,
     Priority,
     PromiseToPay,
+    RecordVianetInvoice,
     Reopen,
     ReportFraud,
     RequestInfo,
@@ -61,6 +68,7 @@ from core.models import (
     Severity,
     StartCollections,
     UpdateContact,
+    VianetInvoiceView,
     VianetResponse,
     VianetTicket,
     Waive,
@@ -68,10 +76,16 @@ from core.models import (
 )
 from core.settings import Settings, SettingsError, load_settings
 from core.temporal import connect
+from core.ui import CATEGORY_LABELS, money
+from db.session import make_engine, make_session_factory
 from intake.bulk import ImportAborted, ImportSummary, LineRejected, run_import
 from intake.failure_file import FailureFileError, FileFormat, detect_format
+from reporting.html import write_html
+from reporting.queries import Report, build_report
+from reporting.terminal import print_report
 from workflows.billing_case import BillingCaseWorkflow
 from workflows.collections import CollectionsWorkflow
+from workflows.vianet_invoice import VianetInvoiceWorkflow
 
 T = TypeVar("T")
 app = typer.Typer(
@@ -80,16 +94,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(highlight=False)
-CATEGORY_LABELS = {
-    Category.INVOICE_DISPUTE: "Invoice dispute",
-    Category.UNEXPECTED_CHARGE: "Unexpected charge",
-    Category.REFUND_REQUEST: "Refund request",
-    Category.PAYMENT: "Payment",
-    Category.CREDIT_NOTE: "Credit note",
-    Category.SUBSCRIPTION_CHANGE: "Subscription change",
-    Category.BILLING_QUESTION: "Billing question",
-    Category.FRAUD_CONCERN: "Fraud concern",
-}
 
 
 class CaseError(Exception):
@@ -107,21 +111,11 @@ def new_case_id(now: datetime | None = None) -> str:
     return f"BC-{(now or datetime.now(UTC)):%Y%m%d}-{secrets.token_hex(3).upper()}"
 
 
-def summary_line(data: OpenCase) -> str:
-    """The workflow's static summary in the UI: no customer name or email (never in clear text)."""
-    details = data.details
-    return (
-        f"{CATEGORY_LABELS[details.category]} · tenant {details.customer.tenant_id} · "
-        f"{money(details.disputed_amount, details.currency)} · {details.priority.value}"
-    )
-
-
 async def open_case(
     data: OpenCase, *, client: Client | None = None, settings: Settings | None = None
 ) -> CaseView:
     client = client or await connect()
     settings = settings or load_settings()
-    details = data.details
     try:
         handle = await client.start_workflow(
             BillingCaseWorkflow.run,
@@ -130,26 +124,12 @@ async def open_case(
             task_queue=settings.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            static_summary=summary_line(data),
-            static_details=f"Invoice {details.invoice_id or '-'} · opened by {data.opened_by}",
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(search.CASE_STATUS, "open"),
-                    SearchAttributePair(search.CASE_CATEGORY, details.category.value),
-                    SearchAttributePair(search.CASE_PRIORITY, details.priority.value),
-                    SearchAttributePair(search.ASSIGNED_AGENT, data.owner or "unassigned"),
-                    SearchAttributePair(search.CUSTOMER_TENANT_ID, details.customer.tenant_id),
-                    SearchAttributePair(search.INVOICE_ID, details.invoice_id or ""),
-                    SearchAttributePair(search.SLA_BREACHED, False),
-                    SearchAttributePair(search.ESCALATED_TO_VIANET, False),
-                    SearchAttributePair(search.DISPUTED_AMOUNT, float(details.disputed_amount)),
-                ]
-            ),
+            static_summary=ui.case_summary(data),
+            static_details=ui.case_details(data),
+            search_attributes=search.case_attributes(data.details, owner=data.owner),
         )
-    except RPCError as err:
-        if err.status is RPCStatusCode.ALREADY_EXISTS:
-            raise CaseError(f"case {data.case_id} already exists") from None
-        raise
+    except WorkflowAlreadyStartedError:
+        raise CaseError(f"case {data.case_id} already exists") from None
     return await handle.query(BillingCaseWorkflow.view)
 
 
@@ -211,17 +191,14 @@ async def report_billing_failure(
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             start_signal="billing_failed",
             start_signal_args=[failure],
-            static_summary=(
-                f"Collections · invoice {failure.invoice_id} · tenant "
-                f"{failure.customer.tenant_id} · {money(failure.amount_due, failure.currency)}"
-            ),
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(search.CUSTOMER_TENANT_ID, failure.customer.tenant_id),
-                    SearchAttributePair(search.INVOICE_ID, failure.invoice_id),
-                    SearchAttributePair(search.COLLECTIONS_STAGE, "opened"),
-                    SearchAttributePair(search.AMOUNT_DUE, float(failure.amount_due)),
-                ]
+            static_summary=ui.collections_summary(failure),
+            static_details=ui.collections_details(failure),
+            search_attributes=search.collections_attributes(
+                invoice_id=failure.invoice_id,
+                tenant_id=failure.customer.tenant_id,
+                stage="opened",
+                balance=failure.amount_due,
+                suspended=False,
             ),
         )
     except WorkflowAlreadyStartedError:
@@ -322,9 +299,9 @@ async def import_failures(
     """Report every failure of a billing run's file (CSV or JSON Lines) through
     `report_billing_failure`, `concurrency` at a time; see `intake.bulk` for what is counted how.
     Raises FailureFileError when the file is unusable, ImportAborted when Temporal fails."""
-    client = client or await connect()
     settings = settings or load_settings()
     settings.collections_policy(), settings.case_policy()  # a broken policy stops before line 1
+    client = client or await connect(settings)
 
     async def report(failure: BillingFailure) -> str:
         try:
@@ -345,6 +322,24 @@ async def setup(*, client: Client | None = None) -> list[str]:
     return await search.register(client, client.namespace)
 
 
+async def list_workflows(
+    name_or_query: str, *, client: Client | None = None, limit: int = 50
+) -> list[WorkflowExecution]:
+    """The workflows a saved query (by name, see `search.SAVED_QUERIES`) or a raw filter finds,
+    newest first, as the UI's workflow list shows them."""
+    try:
+        query = search.resolve_query(name_or_query)
+    except ValueError as err:
+        raise CaseError(str(err)) from None
+    client = client or await connect()
+    try:
+        return [execution async for execution in client.list_workflows(query, limit=limit)]
+    except RPCError as err:
+        if err.status is RPCStatusCode.INVALID_ARGUMENT:
+            raise CaseError(f"Temporal refused the filter {query!r}: {err.message}") from None
+        raise
+
+
 async def _explain(client: Client, case_id: str, err: RPCError) -> str:
     try:
         described = await client.get_workflow_handle(workflow_id(case_id)).describe()
@@ -361,11 +356,6 @@ async def _explain(client: Client, case_id: str, err: RPCError) -> str:
 DEFAULT_ACTOR = os.environ.get("AGENT_EMAIL") or getpass.getuser()
 CaseArg = Annotated[str, typer.Argument(help="The case id, e.g. BC-20261124-7F3A9C.")]
 By = Annotated[str, typer.Option("--by", help="Who acts (default: $AGENT_EMAIL or your login).")]
-
-
-def money(amount: Decimal, currency: str = "CNY") -> str:
-    symbol = "¥" if currency == "CNY" else f"{currency} "
-    return f"{symbol}{amount:,.2f}"
 
 
 def _build(model: type[T], **fields: Any) -> T:
@@ -391,6 +381,10 @@ def _run(coro: Awaitable[T]) -> T:
         _fail(str(err))
     except RuntimeError as err:  # cannot reach the Temporal server
         _fail(f"Temporal: {err}")
+    except SettingsError as err:  # e.g. no payload encryption key
+        _fail(f"settings: {err}", code=2)
+    except CodecError as err:  # a payload sealed with a key this machine does not hold
+        _fail(f"encryption: {err}")
 
 
 def print_case(view: CaseView, *, timeline: bool = True) -> None:
@@ -650,6 +644,67 @@ def setup_command() -> None:
     """Register the custom search attributes on the Temporal namespace (idempotent)."""
     added = _run(setup())
     console.print(f"search attributes added: {', '.join(added) or 'none (all present)'}")
+
+
+@app.command("list")
+def list_command(
+    query: Annotated[
+        str,
+        typer.Option(
+            "--query",
+            "-q",
+            help="A saved query: "
+            + "; ".join(f"{name} ({saved.shows})" for name, saved in search.SAVED_QUERIES.items())
+            + ". Or a raw filter as typed in the UI, e.g. 'CasePriority = \"urgent\"'.",
+        ),
+    ] = "escalated",
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many rows.")] = 50,
+) -> None:
+    """List workflows the way a manager filters them in the Temporal UI (same queries)."""
+    executions = _run(list_workflows(query, limit=limit))
+    console.print(f"[dim]{search.resolve_query(query)}[/dim]", soft_wrap=True)
+    if not executions:
+        console.print("no workflows match")
+        return
+    console.print(workflows_table(executions))
+
+
+def workflows_table(executions: list[WorkflowExecution]) -> Table:
+    """Ids, status and search attributes only: never a payload, so no customer data."""
+    table = Table()
+    for header in ("Workflow", "Type", "Status", "Stage", "Priority"):
+        table.add_column(header, no_wrap=True)
+    for header in ("Owner", "Tenant", "Invoice"):
+        table.add_column(header, overflow="fold")
+    table.add_column("Amount", justify="right", no_wrap=True)
+    table.add_column("Flags")
+    for execution in executions:
+        attrs = execution.typed_search_attributes
+        amount = attrs.get(search.DISPUTED_AMOUNT)
+        if amount is None:
+            amount = attrs.get(search.AMOUNT_DUE)
+        flags = [
+            name
+            for key, name in (
+                (search.SLA_BREACHED, "SLA breached"),
+                (search.ESCALATED_TO_VIANET, "21Vianet"),
+                (search.SUSPENDED, "suspended"),
+            )
+            if attrs.get(key)
+        ]
+        table.add_row(
+            execution.id,
+            execution.workflow_type.removesuffix("Workflow"),
+            execution.status.name.lower() if execution.status else "-",
+            attrs.get(search.CASE_STATUS) or attrs.get(search.COLLECTIONS_STAGE) or "-",
+            attrs.get(search.CASE_PRIORITY) or "-",
+            attrs.get(search.ASSIGNED_AGENT) or "-",
+            attrs.get(search.CUSTOMER_TENANT_ID) or "-",
+            attrs.get(search.INVOICE_ID) or "-",
+            f"{amount:,.2f}" if amount is not None else "-",
+            ", ".join(flags) or "-",
+        )
+    return table
 
 
 # --------------------------------------------------------------------------- collections CLI
@@ -932,6 +987,208 @@ def waive(
 def collections_show(invoice: InvoiceArg) -> None:
     """Print an invoice's collections: balance, stage, next step, suspensions, timeline."""
     print_collections(_run(show_collections(invoice)))
+
+
+# --------------------------------------------------------------------------- payable to 21Vianet
+
+
+def vianet_invoice_id(invoice_number: str) -> str:
+    return f"vianet-invoice-{invoice_number}"
+
+
+async def record_vianet_invoice(
+    data: RecordVianetInvoice, *, client: Client | None = None, settings: Settings | None = None
+) -> VianetInvoiceView:
+    """Start the invoice's VianetInvoiceWorkflow; an invoice number is recorded once, ever."""
+    client = client or await connect()
+    settings = settings or load_settings()
+    try:
+        handle = await client.start_workflow(
+            VianetInvoiceWorkflow.run,
+            data,
+            id=vianet_invoice_id(data.invoice_number),
+            task_queue=settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            static_summary=(
+                f"21Vianet invoice {data.invoice_number} · {money(data.amount, data.currency)} · "
+                f"due {data.due_date.isoformat()}"
+            ),
+        )
+    except WorkflowAlreadyStartedError:
+        raise CaseError(f"21Vianet invoice {data.invoice_number} is already recorded") from None
+    view: VianetInvoiceView = await handle.query(VianetInvoiceWorkflow.view)
+    return view
+
+
+async def mark_vianet_paid(
+    invoice_number: str, data: MarkVianetPaid, *, client: Client | None = None
+) -> VianetInvoiceView:
+    """Mark the partner's payment of a 21Vianet invoice: the reminders stop and it closes."""
+    client = client or await connect()
+    handle = client.get_workflow_handle_for(
+        VianetInvoiceWorkflow.run, vianet_invoice_id(invoice_number)
+    )
+    view: VianetInvoiceView = await _update_or_explain(
+        handle.execute_update(VianetInvoiceWorkflow.mark_paid, data),
+        lambda err: _explain_vianet(client, invoice_number, err),
+    )
+    return view
+
+
+async def show_vianet_invoice(
+    invoice_number: str, *, client: Client | None = None
+) -> VianetInvoiceView:
+    client = client or await connect()
+    handle = client.get_workflow_handle_for(
+        VianetInvoiceWorkflow.run, vianet_invoice_id(invoice_number)
+    )
+    view: VianetInvoiceView = await _update_or_explain(
+        handle.query(VianetInvoiceWorkflow.view),
+        lambda err: _explain_vianet(client, invoice_number, err),
+    )
+    return view
+
+
+async def _explain_vianet(client: Client, invoice_number: str, err: RPCError) -> str:
+    workflow = vianet_invoice_id(invoice_number)
+    try:
+        described = await client.get_workflow_handle(workflow).describe()
+    except RPCError:
+        return f"no 21Vianet invoice {invoice_number} is recorded (no workflow {workflow})"
+    if described.status is WorkflowExecutionStatus.COMPLETED:
+        return f"21Vianet invoice {invoice_number} is already marked paid"
+    if described.status is not WorkflowExecutionStatus.RUNNING:
+        status = described.status.name.lower() if described.status else "ended"
+        return f"21Vianet invoice {invoice_number} has ended ({status})"
+    return f"21Vianet invoice {invoice_number}: {err.message}"
+
+
+def load_report(settings: Settings, *, now: datetime, days: int, currency: str) -> Report:
+    """Read the report from the settings' database; `days` 0 means all time."""
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            return build_report(
+                session,
+                now=now,
+                since=now - timedelta(days=days) if days else None,
+                case_policy=settings.case_policy(),
+                currency=currency,
+            )
+    finally:
+        engine.dispose()
+
+
+def print_vianet_invoice(view: VianetInvoiceView) -> None:
+    head = Table.grid(padding=(0, 2))
+    head.add_row("Status", f"[bold]{view.status.value}[/bold]")
+    head.add_row("Amount", money(view.amount, view.currency))
+    head.add_row("Due", f"{view.due_date.isoformat()} (China Standard Time)")
+    head.add_row("Recorded", f"{_when(view.recorded_at)} by {view.recorded_by}")
+    head.add_row(
+        "Reminders",
+        f"{view.reminders_sent} sent to {view.finance_email} "
+        f"({view.remind_days_before} days before and on the due date)",
+    )
+    if view.next_reminder:
+        head.add_row("Next", f"{view.next_reminder} on {_when(view.next_reminder_at)}")
+    if view.escalated_at:
+        head.add_row("Overdue", f"{view.manager_email} told on {_when(view.escalated_at)}")
+    if view.paid_at:
+        head.add_row(
+            "Paid", f"{_when(view.paid_at)} · reference {view.paid_reference} · by {view.paid_by}"
+        )
+    console.print(Panel(head, title=f"21Vianet invoice {view.invoice_number}", expand=False))
+
+
+VianetArg = Annotated[str, typer.Argument(help="21Vianet's invoice number.")]
+
+
+@app.command("vianet-invoice")
+def vianet_invoice(
+    invoice_number: VianetArg,
+    amount: Annotated[str, typer.Option(help="Amount due to 21Vianet, e.g. 1286400.00.")],
+    due_date: Annotated[str, typer.Option(help="Due date, YYYY-MM-DD (China Standard Time).")],
+    currency: Annotated[str, typer.Option(help="21Vianet bills its partners in CNY.")] = "CNY",
+    by: By = DEFAULT_ACTOR,
+) -> None:
+    """Record an invoice 21Vianet sent the partner: finance is reminded before the due date and
+    on it, a manager is told the day after if it is not marked paid (vianet-paid).
+
+    Exit code 2: bad input; 1: refused (already recorded)."""
+    settings = _load_settings()
+    data = _build(
+        RecordVianetInvoice,
+        invoice_number=invoice_number,
+        amount=amount,
+        currency=currency,
+        due_date=due_date,
+        recorded_by=by,
+        finance_email=settings.finance_email,
+        manager_email=settings.case_policy().manager_email,
+        remind_days_before=settings.vianet_invoice_reminder_days,
+        locale=settings.finance_locale,
+    )
+    print_vianet_invoice(_run(record_vianet_invoice(data, settings=settings)))
+
+
+@app.command("vianet-paid")
+def vianet_paid(
+    invoice_number: VianetArg,
+    reference: Annotated[str, typer.Option(help="The bank transfer's reference.")],
+    paid_at: Annotated[
+        str | None, typer.Option(help="When it was paid, ISO 8601 with timezone (default: now).")
+    ] = None,
+    by: By = DEFAULT_ACTOR,
+) -> None:
+    """Mark a 21Vianet invoice paid: its reminders stop and it is closed.
+
+    Exit code 2: bad input; 1: refused (not recorded, already paid, paid_at in the future)."""
+    arg = _build(MarkVianetPaid, paid_at=paid_at or _now(), reference=reference, by=by)
+    print_vianet_invoice(_run(mark_vianet_paid(invoice_number, arg)))
+
+
+@app.command("vianet-invoice-show")
+def vianet_invoice_show(invoice_number: VianetArg) -> None:
+    """Print a 21Vianet invoice: amount, due date, reminders, payment, timeline."""
+    view = _run(show_vianet_invoice(invoice_number))
+    print_vianet_invoice(view)
+    console.print(timeline_table(view.timeline))
+
+
+@app.command()
+def report(
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write a self-contained HTML page with charts here.", dir_okay=False
+        ),
+    ] = None,
+    days: Annotated[
+        int,
+        typer.Option(min=0, help="Period of the SLA, escalation and closing figures; 0: all time."),
+    ] = 30,
+    currency: Annotated[str, typer.Option(help="Currency of the money figures.")] = "CNY",
+) -> None:
+    """The managers' report, from the database: backlog by status and age, SLA attainment,
+    escalations and 21Vianet's response times, time to close, reopens, money in dispute,
+    receivables in collections, suspended subscriptions, and what the partner owes 21Vianet
+    against what its customers owe it.
+
+    Exit code 2: bad input or settings; 1: the database cannot be read."""
+    if not re.fullmatch(r"[A-Z]{3}", currency):
+        _fail("invalid input: currency: must be an ISO code of 3 capital letters, e.g. CNY", 2)
+    settings = _load_settings()
+    try:
+        result = load_report(settings, now=_now(), days=days, currency=currency)
+    except SQLAlchemyError as err:
+        reason = getattr(err, "orig", None) or err
+        _fail(f"database: {reason} (is it migrated? python -m db.migrate)")
+    print_report(result, console)
+    if html is not None:
+        write_html(result, settings.templates_dir, html)
+        console.print(f"HTML report written to {html}", soft_wrap=True)
 
 
 if __name__ == "__main__":

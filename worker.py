@@ -28,16 +28,18 @@ from activities.partner_center import (
 )
 from activities.rendering import TemplateRenderer
 from activities.senders import EmailSender, FileOutboxSender, SendGridSender
+from activities.vianet_invoice import VianetInvoiceActivities
 from core.settings import EmailBackend, Settings, load_settings
 from core.temporal import connect
 from db.session import make_engine, make_session_factory
 from workflows import sandbox_runner
 from workflows.billing_case import BillingCaseWorkflow
 from workflows.collections import CollectionsWorkflow
+from workflows.vianet_invoice import VianetInvoiceWorkflow
 
 log = logging.getLogger("worker")
 
-WORKFLOWS = [BillingCaseWorkflow, CollectionsWorkflow]
+WORKFLOWS = [BillingCaseWorkflow, CollectionsWorkflow, VianetInvoiceWorkflow]
 
 
 def build_sender(settings: Settings) -> EmailSender:
@@ -79,6 +81,7 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     store = CaseStoreActivities(sessions)
     escalation = EscalationActivities(renderer, sessions)
     partner_center = PartnerCenterActivities(build_subscription_backend(settings), sessions)
+    vianet_invoices = VianetInvoiceActivities(sessions)
     return [
         store.persist_case,
         store.persist_collections,
@@ -86,6 +89,7 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
         escalation.prepare_escalation,
         escalation.record_escalation,
         partner_center.change_subscription,
+        vianet_invoices.persist_vianet_invoice,
     ]
 
 
@@ -106,7 +110,7 @@ def build_worker(client: Client, settings: Settings) -> Worker:
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = load_settings()
-    client = await connect()
+    client = await connect(settings)
     worker = build_worker(client, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -137,6 +137,7 @@ class EmailActivities:
             if row.error is None and row.updated_at > now - self.claim_timeout:
                 raise _in_progress(message.key)
             # compare-and-set on attempts: of two attempts racing for a free row, one wins
+            attempt = row.attempts + 1  # read before the update refreshes `row`
             result = session.execute(
                 update(EmailLog)
                 .where(
@@ -145,7 +146,7 @@ class EmailActivities:
                     EmailLog.attempts == row.attempts,
                 )
                 .values(
-                    attempts=row.attempts + 1,
+                    attempts=attempt,
                     error=None,
                     to_address=str(message.to),
                     locale=message.locale.value,
@@ -157,7 +158,7 @@ class EmailActivities:
                 session.rollback()
                 raise _in_progress(message.key)
             session.commit()
-            return row.attempts + 1
+            return attempt
 
     def _finish(self, key: str, attempt: int | None, **values: Any) -> None:
         """Record the outcome; with ``attempt``, only while this attempt still holds the claim."""

@@ -6,15 +6,17 @@ request in ``templates/vianet/``. HTML is autoescaped, text is not.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from babel.dates import format_datetime
+from babel import Locale as BabelLocale
+from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
@@ -46,6 +48,8 @@ EXTRA_KEYS: Mapping[EmailTemplate, frozenset[str]] = {
     EmailTemplate.COLLECTIONS_CLOSED: frozenset({"reason"}),
     EmailTemplate.MANAGER_PARTNER_CENTER_ERROR: frozenset({"subscription_id", "error"}),
     EmailTemplate.MANAGER_FRAUD_REPORTED: frozenset({"reason", "by"}),
+    EmailTemplate.FINANCE_VIANET_INVOICE_DUE: frozenset({"days_left"}),
+    EmailTemplate.MANAGER_VIANET_INVOICE_OVERDUE: frozenset({"days_overdue"}),
 }
 
 # The emails about an unpaid invoice: rendered with ``collections`` (a CollectionsView), the others
@@ -68,11 +72,17 @@ COLLECTIONS_EMAILS = frozenset(
     }
 )
 
+# The partner's own invoices from 21Vianet: rendered with ``vianet_invoice`` (a VianetInvoiceView).
+VIANET_INVOICE_EMAILS = frozenset(
+    {EmailTemplate.FINANCE_VIANET_INVOICE_DUE, EmailTemplate.MANAGER_VIANET_INVOICE_OVERDUE}
+)
+
 _BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
 _DATETIME_FORMAT = {
     Locale.ZH_CN: ("yyyy年M月d日 HH:mm", "（北京时间）"),
     Locale.EN_US: ("MMM d, yyyy, h:mm a", " (China Standard Time)"),
 }
+_DATE_FORMAT = {Locale.ZH_CN: "yyyy年M月d日", Locale.EN_US: "MMM d, yyyy"}
 _DURATION_UNITS = {
     Locale.ZH_CN: (("天", "天"), ("小时", "小时"), ("分钟", "分钟")),
     Locale.EN_US: ((" day", " days"), (" hour", " hours"), (" minute", " minutes")),
@@ -90,8 +100,10 @@ def _locale(value: str) -> Locale:
     return Locale(str(value))
 
 
-def _babel_locale(locale: Locale) -> str:
-    return locale.value.replace("-", "_")
+@functools.cache
+def _babel_locale(locale: Locale) -> BabelLocale:
+    # parsed once: given a string, babel looks its locale data up again on every call (10x slower)
+    return BabelLocale.parse(locale.value.replace("-", "_"))
 
 
 def money(amount: Decimal | int | str, currency: str, locale: str) -> str:
@@ -116,6 +128,13 @@ def when(value: datetime | str, locale: str) -> str:
         )
         + suffix
     )
+
+
+def day(value: date | str, locale: str) -> str:
+    """A calendar day (a due date), as a reader in that locale writes it."""
+    loc = _locale(locale)
+    moment = date.fromisoformat(value) if isinstance(value, str) else value
+    return format_date(moment, _DATE_FORMAT[loc], locale=_babel_locale(loc))
 
 
 def timestamp(value: datetime | str) -> str:
@@ -157,23 +176,33 @@ class TemplateRenderer:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.env.filters.update(money=money, when=when, duration=duration, timestamp=timestamp)
+        self.env.filters.update(
+            money=money, when=when, day=day, duration=duration, timestamp=timestamp
+        )
 
     def render(
         self, template: EmailTemplate, locale: Locale, context: Mapping[str, Any]
     ) -> RenderedEmail:
-        """``context``: ``extra`` and ``case`` or ``collections``, whichever the email is about."""
-        subject = "collections" if template in COLLECTIONS_EMAILS else "case"
+        """``context``: ``extra`` and ``case``, ``collections`` or ``vianet_invoice``, whichever
+        the email is about."""
+        subject = (
+            "collections"
+            if template in COLLECTIONS_EMAILS
+            else "vianet_invoice"
+            if template in VIANET_INVOICE_EMAILS
+            else "case"
+        )
         if context.get(subject) is None:
             raise ValueError(f"email {template.value} is rendered with {subject}")
         extra: Mapping[str, str] = context.get("extra", {})
         missing = EXTRA_KEYS.get(template, frozenset()) - extra.keys()
         if missing:
             raise ValueError(f"email {template.value} needs extra {', '.join(sorted(missing))}")
-        # both names are always defined, so the shared layouts can ask which one this email has
+        # every name is always defined, so the shared layouts can ask which one this email has
         values = {
             "case": None,
             "collections": None,
+            "vianet_invoice": None,
             "extra": extra,
             **context,
             "locale": locale.value,
@@ -191,7 +220,12 @@ class TemplateRenderer:
         return self.render(
             message.template,
             message.locale,
-            {"case": message.case, "collections": message.collections, "extra": message.extra},
+            {
+                "case": message.case,
+                "collections": message.collections,
+                "vianet_invoice": message.vianet_invoice,
+                "extra": message.extra,
+            },
         )
 
     def render_text(self, path: str, context: Mapping[str, Any]) -> str:

@@ -41,7 +41,7 @@ from core.models import (
     PaymentReceived,
 )
 from core.settings import Settings, SettingsError
-from core.temporal import connect
+from core.temporal import connect, data_converter
 
 log = logging.getLogger("api")
 ClientFactory = Callable[[], Awaitable[Client]]
@@ -66,7 +66,9 @@ SIGNATURE_PARAMETERS: dict[str, Any] = {
     ]
 }
 UNSIGNED: dict[int | str, dict[str, Any]] = {
-    401: {"model": Problem, "description": "Unsigned, wrongly signed, stale or replayed"}
+    401: {"model": Problem, "description": "Unsigned, wrongly signed, stale or replayed"},
+    # FastAPI's answer to a body that is not UTF-8 text (JSON that does not parse gets a 422)
+    400: {"model": Problem, "description": "The body is not UTF-8 text"},
 }
 
 
@@ -208,11 +210,14 @@ def _payment_answer(view: CollectionsView) -> PaymentRecorded:
     )
 
 
-def create_app(settings: Settings, client_factory: ClientFactory = connect) -> FastAPI:
-    """The intake app; raises SettingsError (naming WEBHOOK_SECRET) when it cannot run safely."""
+def create_app(settings: Settings, client_factory: ClientFactory | None = None) -> FastAPI:
+    """The intake app; raises SettingsError (naming WEBHOOK_SECRET, or the missing encryption
+    key) when it cannot run safely."""
     verifier = Verifier(webhook_secret(settings))
     settings.case_policy(), settings.collections_policy()  # a broken policy file stops the start
-    temporal = TemporalConnection(client_factory)
+    if client_factory is None:
+        data_converter(settings)  # no encryption key, no start: nothing reaches Temporal in clear
+    temporal = TemporalConnection(client_factory or (lambda: connect(settings)))
     app = FastAPI(
         title="Billing support intake",
         version="1",

@@ -8,13 +8,14 @@ only pydantic and the standard library so workflow code can load it inside the s
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     EmailStr,
@@ -166,6 +167,10 @@ class EventKind(StrEnum):
     HANDED_OFF = "handed-off"
     SETTLED = "settled"
     LINKED = "linked"
+    # the partner's own invoices from 21Vianet
+    VIANET_INVOICE_RECORDED = "21vianet-invoice-recorded"
+    VIANET_INVOICE_OVERDUE = "21vianet-invoice-overdue"
+    VIANET_INVOICE_PAID = "21vianet-invoice-paid"
 
 
 class EmailTemplate(StrEnum):
@@ -204,10 +209,13 @@ class EmailTemplate(StrEnum):
     MANAGER_COLLECTIONS_HAND_OFF = "manager_collections_hand_off"
     MANAGER_PARTNER_CENTER_ERROR = "manager_partner_center_error"
     MANAGER_FRAUD_REPORTED = "manager_fraud_reported"
+    # the partner's payable to 21Vianet, to its own finance team and a manager
+    FINANCE_VIANET_INVOICE_DUE = "finance_vianet_invoice_due"
+    MANAGER_VIANET_INVOICE_OVERDUE = "manager_vianet_invoice_overdue"
 
     @property
     def to_customer(self) -> bool:
-        return not self.value.startswith(("owner_", "manager_"))
+        return not self.value.startswith(("owner_", "manager_", "finance_"))
 
 
 # --------------------------------------------------------------------------- policy
@@ -523,19 +531,27 @@ class EmailMessage(Strict):
     locale: Locale
     case: CaseView | None = None
     collections: CollectionsView | None = None
+    vianet_invoice: VianetInvoiceView | None = None
     extra: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _one_subject(self) -> EmailMessage:
-        if (self.case is None) == (self.collections is None):
-            raise ValueError("an email is about exactly one case or one collections workflow")
+        about = (self.case, self.collections, self.vianet_invoice)
+        if sum(view is not None for view in about) != 1:
+            raise ValueError(
+                "an email is about exactly one case, one collections workflow "
+                "or one 21Vianet invoice"
+            )
         return self
 
     @property
     def subject_id(self) -> str:
-        """The case id, or the invoice id for collections: what the email log files it under."""
+        """The case id, the invoice id for collections, the 21Vianet invoice number: what the
+        email log files it under."""
         if self.case is not None:
             return self.case.case_id
+        if self.vianet_invoice is not None:
+            return self.vianet_invoice.invoice_number
         assert self.collections is not None
         return self.collections.invoice_id
 
@@ -785,6 +801,78 @@ class SubscriptionChanged(Strict):
     status: SubscriptionStatus
     changed: bool  # False when it already had that status
     backend: str  # "partner-center" or "dry-run"
+
+
+# --------------------------------------------------------------------------- payable to 21Vianet
+
+
+def _above_zero(value: Decimal) -> Decimal:
+    if value <= 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+PositiveMoney = Annotated[Money, AfterValidator(_above_zero)]
+VianetInvoiceNumber = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+]
+
+
+class VianetInvoiceStatus(StrEnum):
+    UNPAID = "unpaid"
+    OVERDUE = "overdue"  # not marked paid after its due date: a manager was told
+    PAID = "paid"
+
+
+class RecordVianetInvoice(Strict):
+    """Input of VianetInvoiceWorkflow: an invoice 21Vianet sent the partner, due whether or not
+    the partner's customers pay."""
+
+    invoice_number: VianetInvoiceNumber
+    amount: PositiveMoney
+    # 21Vianet bills its partners in renminbi
+    currency: Literal["CNY"] = "CNY"
+    due_date: date  # a calendar day in China Standard Time
+    recorded_by: Actor
+    finance_email: EmailStr
+    manager_email: EmailStr
+    remind_days_before: int = Field(default=3, ge=1, le=60)
+    locale: Locale = Locale.ZH_CN
+
+
+class MarkVianetPaid(Strict):
+    paid_at: AwareDatetime
+    reference: ShortText  # the bank transfer's reference
+    by: Actor
+
+
+class VianetInvoiceView(Strict):
+    invoice_number: str
+    workflow_id: str
+    status: VianetInvoiceStatus
+    amount: Decimal
+    currency: str
+    due_date: date
+    recorded_at: datetime
+    recorded_by: str
+    finance_email: str
+    manager_email: str
+    remind_days_before: int
+    reminders_sent: int = 0
+    next_reminder: str | None = None
+    next_reminder_at: datetime | None = None
+    escalated_at: datetime | None = None
+    paid_at: datetime | None = None
+    paid_reference: str | None = None
+    paid_by: str | None = None
+    timeline: list[CaseEvent] = Field(default_factory=list)
+
+
+class PersistVianetInvoice(Strict):
+    """Upsert the ``vianet_invoices`` row; a state older than the stored one is ignored."""
+
+    view: VianetInvoiceView
+    seq: int = Field(ge=0)  # how many events the state includes: orders the writes
 
 
 EmailMessage.model_rebuild()

@@ -1,7 +1,15 @@
-"""Custom search attributes: what a manager filters on in the Temporal UI.
+"""Custom search attributes: what a manager filters on in the Temporal UI, the values a workflow
+carries, and the saved queries (README, `starter.py list`) written once.
 
 Never a customer name, email address or free text here: search attributes are not encrypted.
 """
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
@@ -9,8 +17,15 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client
-from temporalio.common import SearchAttributeKey
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    SearchAttributeUpdate,
+    TypedSearchAttributes,
+)
 from temporalio.service import RPCError, RPCStatusCode
+
+from core.models import CaseDetails
 
 CASE_STATUS = SearchAttributeKey.for_keyword("CaseStatus")
 CASE_CATEGORY = SearchAttributeKey.for_keyword("CaseCategory")
@@ -78,3 +93,102 @@ async def register(client: Client, namespace: str) -> list[str]:
             AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
         )
     return sorted(missing)
+
+
+# --------------------------------------------------------------------------- values
+
+
+def case_attributes(
+    details: CaseDetails,
+    *,
+    status: str = "open",
+    owner: str | None = None,
+    sla_breached: bool = False,
+    escalated: bool = False,
+) -> TypedSearchAttributes:
+    """Every key a BillingCaseWorkflow carries: at its start, and on each change from inside."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(CASE_STATUS, status),
+            SearchAttributePair(CASE_CATEGORY, details.category.value),
+            SearchAttributePair(CASE_PRIORITY, details.priority.value),
+            SearchAttributePair(ASSIGNED_AGENT, owner or "unassigned"),
+            SearchAttributePair(CUSTOMER_TENANT_ID, details.customer.tenant_id),
+            SearchAttributePair(INVOICE_ID, details.invoice_id or ""),
+            SearchAttributePair(SLA_BREACHED, sla_breached),
+            SearchAttributePair(ESCALATED_TO_VIANET, escalated),
+            SearchAttributePair(DISPUTED_AMOUNT, float(details.disputed_amount)),
+        ]
+    )
+
+
+def collections_attributes(
+    *, invoice_id: str, tenant_id: str, stage: str, balance: Decimal, suspended: bool
+) -> TypedSearchAttributes:
+    """Every key a CollectionsWorkflow carries: at its start, and on each change from inside."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(INVOICE_ID, invoice_id),
+            SearchAttributePair(CUSTOMER_TENANT_ID, tenant_id),
+            SearchAttributePair(COLLECTIONS_STAGE, stage),
+            SearchAttributePair(AMOUNT_DUE, float(balance)),
+            SearchAttributePair(SUSPENDED, suspended),
+        ]
+    )
+
+
+def updates(attributes: TypedSearchAttributes) -> list[SearchAttributeUpdate[Any]]:
+    """The same values as `workflow.upsert_search_attributes` takes them."""
+    return [pair.key.value_set(pair.value) for pair in attributes]
+
+
+# --------------------------------------------------------------------------- saved queries
+
+
+@dataclass(frozen=True)
+class SavedQuery:
+    query: str  # Temporal's list filter, as pasted into the UI
+    shows: str  # what a manager sees with it
+
+
+SAVED_QUERIES: dict[str, SavedQuery] = {
+    "sla-breached": SavedQuery(
+        'SlaBreached = true AND ExecutionStatus = "Running"', "open cases past an SLA target"
+    ),
+    "waiting-on-21vianet": SavedQuery(
+        'CaseStatus = "waiting-on-21vianet"', "cases whose 21Vianet ticket awaits an answer"
+    ),
+    "escalated": SavedQuery(
+        'EscalatedToVianet = true AND ExecutionStatus = "Running"',
+        "open cases escalated to 21Vianet (ticket to file, or waiting on 21Vianet)",
+    ),
+    "unassigned": SavedQuery(
+        'AssignedAgent = "unassigned" AND ExecutionStatus = "Running"', "open cases nobody owns"
+    ),
+    "suspended": SavedQuery(
+        "SuspendedForNonPayment = true", "invoices whose subscriptions are suspended now"
+    ),
+    "disputed-over-10k": SavedQuery(
+        'DisputedAmount > 10000 AND ExecutionStatus = "Running"',
+        "open cases disputing more than 10,000",
+    ),
+    "unpaid-over-10k": SavedQuery(
+        'AmountDue > 10000 AND ExecutionStatus = "Running"',
+        "invoices in collections with more than 10,000 unpaid",
+    ),
+}
+
+_NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
+
+
+def resolve_query(name_or_query: str) -> str:
+    """A saved query's filter by name, or the text itself as a raw filter."""
+    text = name_or_query.strip()
+    if text in SAVED_QUERIES:
+        return SAVED_QUERIES[text].query
+    if _NAME.fullmatch(text):  # a name, not a filter: say which names exist
+        raise ValueError(
+            f"no saved query {text!r}; saved: {', '.join(SAVED_QUERIES)} (or a raw filter such "
+            "as 'CaseStatus = \"open\"')"
+        )
+    return text

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar, cast
 
-from pydantic import BaseModel, EmailStr, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    EmailStr,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from core.models import CasePolicy, CollectionsPolicy
+from core.models import CasePolicy, CollectionsPolicy, Locale
 
 ROOT = Path(__file__).resolve().parent.parent
 P = TypeVar("P", bound=BaseModel)
@@ -28,7 +37,8 @@ class SettingsError(ValueError):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
-    database_url: str = Field(default=f"sqlite:///{ROOT / 'var' / 'billing.db'}")
+    # out of repr: a PostgreSQL URL may carry its password
+    database_url: str = Field(default=f"sqlite:///{ROOT / 'var' / 'billing.db'}", repr=False)
     task_queue: str = "billing-support"
     # Temporal address/namespace/TLS come from Temporal's env config (TEMPORAL_ADDRESS, ...).
     case_policy_file: Path = ROOT / "config" / "case_policy.toml"
@@ -58,10 +68,36 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, ge=1, le=65535)
     webhook_secret: SecretStr | None = None
 
+    # the partner's payable to 21Vianet: who pays its invoices, reminded this many days before due
+    finance_email: EmailStr = "finance@partner.example.cn"
+    finance_locale: Locale = Locale.ZH_CN
+    vianet_invoice_reminder_days: int = Field(default=3, ge=1, le=60)
+
+    # payload encryption: "id:base64key" items (comma- or line-separated); the last encrypts, all
+    # decrypt. CODEC_KEYS wins over the file; `make run` creates var/codec.keys.
+    codec_keys: SecretStr | None = None
+    codec_key_file: Path = ROOT / "var" / "codec.keys"
+    # the codec endpoint the Temporal UI decodes through (`python -m api.codec`)
+    codec_host: str = "127.0.0.1"
+    codec_port: int = Field(default=8234, ge=1, le=65535)
+    codec_token: SecretStr | None = None
+    codec_cors_origins: Annotated[list[str], NoDecode] = [
+        "http://localhost:8233",
+        "http://127.0.0.1:8233",
+    ]
+
     # worker tuning (see README, "Performance")
     max_cached_workflows: int = Field(default=1000, ge=0)
     max_concurrent_activities: int = Field(default=50, ge=1)
     max_concurrent_workflow_tasks: int = Field(default=50, ge=1)
+
+    @field_validator("codec_cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: object) -> object:
+        # CODEC_CORS_ORIGINS is written like CODEC_KEYS: comma-separated
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
 
     @model_validator(mode="after")
     def _secrets_present(self) -> Settings:
@@ -114,6 +150,16 @@ def load_collections_policy(path: Path) -> CollectionsPolicy:
 
 
 def _load_toml(path: Path, model: type[P]) -> P:
+    try:
+        version = path.stat().st_mtime_ns
+    except FileNotFoundError:
+        raise SettingsError(f"policy file not found: {path}") from None
+    return cast(P, _parse_toml(path, version, model))
+
+
+@functools.lru_cache(maxsize=32)
+def _parse_toml(path: Path, version: int, model: type[P]) -> P:
+    """Parsed once per file version: a bulk import reports thousands of failures per second."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

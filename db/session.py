@@ -10,7 +10,9 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, configure_mappers, sessionmaker
+
+import db.tables  # noqa: F401  (registers every mapper before configure_mappers)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -38,4 +40,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    # configure the mappers now: done lazily inside an activity, a cancellation would poison them
+    configure_mappers()
     return sessionmaker(engine, expire_on_commit=False)

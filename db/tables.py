@@ -1,11 +1,12 @@
 """The tables: cases and collections with their event logs, emails, escalations, Partner Center."""
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy import (
     JSON,
     Boolean,
+    Date,
     ForeignKey,
     Integer,
     Numeric,
@@ -179,3 +180,26 @@ class CollectionsEventRow(Model):
     actor: Mapped[str] = mapped_column(String(200))
     text: Mapped[str] = mapped_column(Text, default="")
     data: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+
+
+class VianetInvoice(TimestampedModel):
+    """An invoice 21Vianet sent the partner: the VianetInvoiceWorkflow's latest state."""
+
+    __tablename__ = "vianet_invoices"
+
+    invoice_number: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(String(128), unique=True)
+    # unpaid -> overdue -> paid
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    amount: Mapped[Decimal] = mapped_column(AMOUNT)
+    currency: Mapped[str] = mapped_column(String(3))
+    due_date: Mapped[date] = mapped_column(Date, index=True)
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    recorded_by: Mapped[str] = mapped_column(String(200))
+    reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
+    escalated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    paid_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    paid_reference: Mapped[str | None] = mapped_column(String(500))
+    paid_by: Mapped[str | None] = mapped_column(String(200))
+    # how many workflow events the stored state includes: a stale retry never overwrites a newer one
+    last_event_seq: Mapped[int] = mapped_column(Integer, default=0)

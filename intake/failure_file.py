@@ -248,6 +248,10 @@ def _json_fields(raw: str) -> dict[str, Any]:
         value = json.loads(raw, parse_float=Decimal)  # money never passes through float
     except json.JSONDecodeError as err:
         raise _BadLine(f"bad JSON: {err.msg} (column {err.colno})") from None
+    except RecursionError:  # a hostile line: arrays or objects nested thousands deep
+        raise _BadLine("bad JSON: nested too deeply") from None
+    except ValueError as err:  # an integer of thousands of digits, over Python's limit
+        raise _BadLine(f"bad JSON: {err}") from None
     if not isinstance(value, dict):
         raise _BadLine("bad JSON: not an object")
     unknown = sorted(k for k in value if k not in COLUMNS)

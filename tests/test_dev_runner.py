@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 
+from core.codec import load_keyring
 from core.search import ALL_KEYS, dev_server_flags
+from core.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import dev  # scripts/ is a plain folder, not a package
@@ -86,3 +90,25 @@ def test_search_attributes_registered_and_kept_across_restart(
     # Started again on the same file, no workflow ever run: the namespace still has them all.
     servers.append(dev.start_dev_server(db_file, port, ui_port))
     assert EXPECTED.items() <= asyncio.run(_custom_attributes(port)).items()
+
+
+def test_the_ui_decodes_through_the_codec_endpoint(
+    tmp_path: Path, servers: list[subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make run` makes a key and a token once, and points the UI at the codec endpoint."""
+    monkeypatch.delenv("CODEC_KEYS")
+    settings = Settings(codec_key_file=tmp_path / "codec.keys")
+    dev.ensure_codec_key(settings)
+    first = settings.codec_key_file.read_bytes()
+    dev.ensure_codec_key(settings)
+    assert settings.codec_key_file.read_bytes() == first  # kept: old payloads stay readable
+    assert load_keyring(settings).current == "local-1"
+    token = dev.local_secret(tmp_path / "codec.token")
+    assert len(token) >= 32 and dev.local_secret(tmp_path / "codec.token") == token
+    assert stat.S_IMODE((tmp_path / "codec.token").stat().st_mode) == 0o600
+
+    port, ui_port = _free_ports()
+    endpoint = f"http://127.0.0.1:8234/{token}/"
+    servers.append(dev.start_dev_server(tmp_path / "temporal.db", port, ui_port, endpoint))
+    ui = httpx.get(f"http://127.0.0.1:{ui_port}/api/v1/settings", timeout=10).json()
+    assert ui["Codec"]["Endpoint"] == endpoint

@@ -130,6 +130,20 @@ def test_transient_failure_is_retried_then_sent(
     assert len(sendgrid_standin.requests) == 2
 
 
+def test_repeated_failures_before_sending_free_the_key_each_time(
+    session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    activities = email_activities(session_factory, FileOutboxSender(tmp_path))
+    broken = message().model_copy(update={"extra": {}})  # the template needs `question`
+    for attempt in (1, 2, 3):
+        with pytest.raises(ValueError, match="question"):
+            send(activities, broken)
+        assert log_row(session_factory).attempts == attempt
+    assert not send(activities, message()).duplicate
+    row = log_row(session_factory)
+    assert (row.status, row.attempts) == ("sent", 4)
+
+
 @pytest.mark.parametrize("earlier", ["none", "failed"])
 def test_concurrent_attempts_send_once(
     session_factory: sessionmaker[Session], sendgrid_standin: SendGridStandIn, earlier: str

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import os
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -18,9 +17,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from sqlalchemy import func, select
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer
 from typer.testing import CliRunner
 
 import starter
@@ -44,12 +41,11 @@ from db.migrate import upgrade
 from db.queries import case_events, get_case
 from db.session import make_engine, make_session_factory
 from db.tables import EmailLog, VianetEscalation
+from tests.codec_support import replay_and_record
 from tests.workflow_support import open_case
-from worker import WORKFLOWS, build_worker
-from workflows import sandbox_runner
+from worker import build_worker
 from workflows.billing_case import BillingCaseWorkflow
 
-HISTORIES = Path(__file__).parent / "histories"
 AGENT = "agent.wang@partner.example.cn"
 
 
@@ -155,14 +151,7 @@ async def test_case_from_open_to_closed(dev_env: WorkflowEnvironment, running: S
 
     # the history replays deterministically
     history = await handle.fetch_history()
-    await Replayer(
-        workflows=WORKFLOWS,
-        data_converter=pydantic_data_converter,
-        workflow_runner=sandbox_runner(),
-    ).replay_workflow(history)
-    if os.environ.get("RECORD_HISTORIES"):
-        HISTORIES.mkdir(exist_ok=True)
-        (HISTORIES / "billing_case_escalated_closed.json").write_text(history.to_json())
+    await replay_and_record(client, history, "billing_case_escalated_closed")
 
 
 async def test_cli_show_and_refusal(dev_env: WorkflowEnvironment, running: Settings) -> None:

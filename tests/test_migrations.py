@@ -30,6 +30,7 @@ TABLES = {
     "partner_center_actions",
     "collections",
     "collections_events",
+    "vianet_invoices",
 }
 
 

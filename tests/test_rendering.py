@@ -12,6 +12,7 @@ from jinja2 import UndefinedError
 from activities.rendering import (
     COLLECTIONS_EMAILS,
     EXTRA_KEYS,
+    VIANET_INVOICE_EMAILS,
     TemplateRenderer,
     duration,
     money,
@@ -46,6 +47,7 @@ from tests.factories import (
     make_resolved_case_view,
     make_suspended_collections_view,
     sample_extra,
+    vianet_invoice_for,
 )
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -100,7 +102,11 @@ def test_an_email_needs_the_view_it_is_about(
 ) -> None:
     # the other kind of view is no substitute: a collections email has no case, and vice versa
     about, other = (
-        ("collections", "case") if template in COLLECTIONS_EMAILS else ("case", "collections")
+        ("collections", "case")
+        if template in COLLECTIONS_EMAILS
+        else ("vianet_invoice", "case")
+        if template in VIANET_INVOICE_EMAILS
+        else ("case", "collections")
     )
     view = case_for(template) if other == "case" else collections_for(template)
     with pytest.raises(ValueError, match=f"rendered with {about}"):
@@ -154,6 +160,8 @@ def test_no_email_lets_markup_through(
     extra.update({k: v for k, v in sample_extra(template).items() if k in STRUCTURED_EXTRA})
     if template in COLLECTIONS_EMAILS:
         subject: dict[str, object] = {"collections": collections_for(template, customer=evil)}
+    elif template in VIANET_INVOICE_EMAILS:
+        subject = {"vianet_invoice": vianet_invoice_for(template, recorded_by=f"Evil {SCRIPT}")}
     else:
         hostile = make_case_details(customer=evil, description=SCRIPT)
         subject = {"case": case_for(template, details=hostile)}

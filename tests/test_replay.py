@@ -1,16 +1,27 @@
-"""Replay every checked-in history on today's workflow code: non-determinism fails the run."""
+"""Replay every checked-in history on today's workflow code: non-determinism fails the run.
+
+The histories are stored decrypted (see tests/codec_support.py); they replay through the production
+data converter, whose codec passes unencrypted payloads through.
+"""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
+from temporalio import workflow
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
+from temporalio.workflow import NondeterminismError
 
+from core.models import CollectionsView, StartCollections
+from core.settings import Settings
+from core.temporal import data_converter
 from worker import WORKFLOWS
 from workflows import sandbox_runner
+from workflows.collections import CollectionsWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
@@ -20,12 +31,55 @@ def test_histories_are_checked_in() -> None:
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
-async def test_replay(path: Path) -> None:
+async def test_replay(path: Path, codec_keys: str) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     replayer = Replayer(
         workflows=WORKFLOWS,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(Settings(codec_keys=SecretStr(codec_keys))),
         workflow_runner=sandbox_runner(),
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
+
+
+# --------------------------------------------------------------------------- the safety net itself
+
+RECORDED = Path(__file__).parent / "histories" / "collections_suspended_paid.json"
+
+
+# defined in a test module: outside the sandbox, which would import pytest with it
+@workflow.defn(name="CollectionsWorkflow", sandboxed=False)
+class CarelessChange(CollectionsWorkflow):
+    """A behaviour change shipped as is: a pause before the first step, for every workflow."""
+
+    @workflow.run
+    async def run(self, data: StartCollections) -> CollectionsView:
+        await workflow.sleep(timedelta(minutes=5))
+        return await super().run(data)
+
+
+@workflow.defn(name="CollectionsWorkflow", sandboxed=False)
+class PatchedChange(CollectionsWorkflow):
+    """The same change behind `workflow.patched`: running workflows keep the old path."""
+
+    @workflow.run
+    async def run(self, data: StartCollections) -> CollectionsView:
+        if workflow.patched("pause-before-first-step"):
+            await workflow.sleep(timedelta(minutes=5))
+        return await super().run(data)
+
+
+@pytest.mark.parametrize(("changed", "replays"), [(CarelessChange, False), (PatchedChange, True)])
+async def test_replay_catches_an_unpatched_change(
+    changed: type, replays: bool, codec_keys: str
+) -> None:
+    history = WorkflowHistory.from_json(RECORDED.stem, RECORDED.read_text())
+    replayer = Replayer(
+        workflows=[changed],
+        data_converter=data_converter(Settings(codec_keys=SecretStr(codec_keys))),
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    if replays:
+        assert result.replay_failure is None
+    else:
+        assert isinstance(result.replay_failure, NondeterminismError)

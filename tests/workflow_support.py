@@ -27,6 +27,7 @@ from core.models import (
     OpenCase,
     PersistCase,
     PersistCollections,
+    PersistVianetInvoice,
     PrepareEscalation,
     Priority,
     RecordEscalation,
@@ -76,6 +77,7 @@ class FakeActivities:
     collections: list[PersistCollections] = field(default_factory=list)
     subscription_changes: list[ChangeSubscription] = field(default_factory=list)
     missing_subscriptions: set[str] = field(default_factory=set)  # Partner Center answers 404
+    vianet_invoices: list[PersistVianetInvoice] = field(default_factory=list)
     task_queue: str = field(default_factory=lambda: f"cases-{uuid.uuid4()}")
 
     def templates(self) -> list[EmailTemplate]:
@@ -128,6 +130,10 @@ class FakeActivities:
                 backend="test",
             )
 
+        @activity.defn(name="persist_vianet_invoice")
+        async def persist_vianet_invoice(data: PersistVianetInvoice) -> None:
+            self.vianet_invoices.append(data)
+
         return [
             send_email,
             persist_case,
@@ -135,6 +141,7 @@ class FakeActivities:
             record_escalation,
             persist_collections,
             change_subscription,
+            persist_vianet_invoice,
         ]
 
 

@@ -54,6 +54,15 @@ class Alarm:
     fire: Callable[[], None]
 
 
+def email_summary(template: EmailTemplate, locale: Locale) -> str:
+    """The history's line for an email, e.g. `Email customer: case resolved (zh-CN)`."""
+    if template.to_customer:
+        role, what = "customer", template.value
+    else:
+        role, _, what = template.value.partition("_")  # owner_…, manager_…, finance_…
+    return f"Email {role}: {what.replace('_', ' ')} ({locale.value})"
+
+
 def business_error(err: ActivityError) -> ApplicationError | None:
     """The non-retryable error an activity gave up with, if that is why it failed."""
     cause = err.cause
@@ -84,10 +93,15 @@ class EffectLoop(ABC):
     @abstractmethod
     async def _carry_out(self, effect: Any) -> None: ...
 
+    @abstractmethod
+    def _publish_details(self) -> None:
+        """Set the UI's current details (a query answer, not a command: replay is unaffected)."""
+
     # -- shared
     async def _serve(self) -> None:
         while True:
             await self._carry_out_effects()
+            self._publish_details()  # whatever changed, the UI shows it before we wait or end
             if self._finished():
                 break
             alarm = self._next_alarm()
@@ -151,7 +165,7 @@ class EffectLoop(ABC):
                 result_type=EmailSent,
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=RETRY,
-                summary=f"Email {who}: {email.template.value} ({locale.value})",
+                summary=email_summary(email.template, locale),
             )
         except ActivityError as err:
             rejected = business_error(err)

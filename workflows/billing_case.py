@@ -108,6 +108,8 @@ class BillingCaseWorkflow(EffectLoop):
         self._owner = str(data.agent)
         self._record(EventKind.ASSIGNED, data.by, f"assigned to {data.agent}")
         self._email_staff(EmailTemplate.OWNER_NEW_CASE)
+        if workflow.patched("assign-publishes-agent"):  # older histories have no upsert here
+            self._publish()
         return self.view()
 
     @assign.validator
@@ -402,21 +404,53 @@ class BillingCaseWorkflow(EffectLoop):
     def _publish(self) -> None:
         """Keep what a manager filters and reads in the UI current (no customer data in either)."""
         workflow.upsert_search_attributes(
-            [
-                search.CASE_STATUS.value_set(self._status.value),
-                search.SLA_BREACHED.value_set(
-                    self._first_response.breached or self._resolution.breached
-                ),
-                search.ESCALATED_TO_VIANET.value_set(bool(self._escalations)),
-                search.ASSIGNED_AGENT.value_set(self._owner or "unassigned"),
-            ]
+            search.updates(
+                search.case_attributes(
+                    self._details,
+                    status=self._status.value,
+                    owner=self._owner,
+                    sla_breached=self._first_response.breached or self._resolution.breached,
+                    escalated=bool(self._escalations),
+                )
+            )
         )
+        self._publish_details()
+
+    def _publish_details(self) -> None:
+        """The UI's current details (markdown): what the case waits for, the deadline, the owner."""
         alarm = self._next_alarm()
-        due = f"\n\nNext: {alarm.label} at {alarm.at:%Y-%m-%d %H:%M} UTC" if alarm else ""
-        workflow.set_current_details(
-            f"**{self._status.value}** · waiting for {self._waiting_for()}"
-            f"\n\nOwner: {self._owner or 'unassigned'}{due}"
-        )
+        lines = [
+            f"**{self._status.value}** · waiting for {self._waiting_for()}",
+            "",
+            f"- Owner: {self._owner or 'unassigned'}",
+            f"- Next deadline: {alarm.label}, {alarm.at:%Y-%m-%d %H:%M} UTC"
+            if alarm
+            else "- Next deadline: none",
+            "- SLA: "
+            + " · ".join(self._clock_state(c) for c in (self._first_response, self._resolution)),
+        ]
+        if self._escalations:
+            last = self._escalations[-1]
+            lines.append(
+                f"- 21Vianet: {len(self._escalations)} escalation(s), last severity "
+                f"{last.severity.value}, ticket {last.ticket_number or 'not filed yet'}"
+            )
+        if self._reopen_count:
+            lines.append(f"- Reopened: {self._reopen_count}×")
+        if self._collections:
+            lines.append(f"- Collections: {self._collections}")
+        workflow.set_current_details("\n".join(lines))
+
+    @staticmethod
+    def _clock_state(clock: SlaClock) -> str:
+        view = clock.view()
+        if view.met_at:
+            state = f"met {view.met_at:%m-%d %H:%M}"
+        elif view.due_at:
+            state = f"due {view.due_at:%m-%d %H:%M}"
+        else:
+            state = "paused"
+        return f"{clock.name} {state}" + (" **BREACHED**" if clock.breached else "")
 
     def _waiting_for(self) -> str:
         match self._status:

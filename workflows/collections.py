@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         SubscriptionStatus,
         Waive,
     )
+    from core.ui import case_details, case_summary, money
     from workflows.base import (
         ACTIVITY_TIMEOUT,
         RETRY,
@@ -94,6 +95,7 @@ class CollectionsWorkflow(EffectLoop):
         self._credited = ZERO
         self._payments: set[str] = set()
         self._failures: list[str] = []
+        self._reason = failure.reason
         self._status = CollectionsStatus.ACTIVE
         self._stage = "opened"
         self._started_at = workflow.now()
@@ -131,6 +133,7 @@ class CollectionsWorkflow(EffectLoop):
         if failure.failure_id in self._failures:
             return  # the same report twice (a re-run import, a retried webhook)
         self._failures.append(failure.failure_id)
+        self._reason = failure.reason
         self._amount_due = max(self._amount_due, failure.amount_due)
         self._subscriptions = list(dict.fromkeys([*self._subscriptions, *failure.subscription_ids]))
         self._record(
@@ -353,7 +356,7 @@ class CollectionsWorkflow(EffectLoop):
         self._publish()
 
     def _email_step(self, template: EmailTemplate) -> None:
-        extra: dict[str, str] = {}
+        extra = {"reason": self._reason}
         if template is EmailTemplate.COLLECTIONS_FINAL_NOTICE:
             suspension = next(
                 (s for s in self._policy.steps if s.action is CollectionsAction.SUSPEND), None
@@ -469,23 +472,69 @@ class CollectionsWorkflow(EffectLoop):
         self._effects.append(Email(template, str(to or self._policy.team_email), extra))
 
     def _publish(self) -> None:
+        """Keep what a manager filters and reads in the UI current (no customer data in either)."""
         workflow.upsert_search_attributes(
-            [
-                search.COLLECTIONS_STAGE.value_set(
-                    self._status.value
+            search.updates(
+                search.collections_attributes(
+                    invoice_id=self._invoice_id,
+                    tenant_id=self._customer.tenant_id,
+                    stage=self._status.value
                     if self._status is not CollectionsStatus.ACTIVE
-                    else self._stage
-                ),
-                search.AMOUNT_DUE.value_set(float(self._balance)),
-                search.SUSPENDED.value_set(bool(self._suspended)),
-            ]
+                    else self._stage,
+                    balance=self._balance,
+                    suspended=bool(self._suspended),
+                )
+            )
         )
-        step = self._next_step() if self._status is CollectionsStatus.ACTIVE else None
-        nxt = f"\n\nNext: {step[1].name} on {step[0]:%Y-%m-%d}" if step else ""
-        workflow.set_current_details(
-            f"**{self._status.value}** · stage {self._stage} · balance {self._currency} "
-            f"{self._balance:,.2f}\n\nSuspended: {len(self._suspended)}{nxt}"
-        )
+        self._publish_details()
+
+    def _publish_details(self) -> None:
+        """Markdown for the UI's current details: what it waits for, the next step, suspensions."""
+        lines = [
+            f"**{self._status.value}** · waiting for {self._waiting_for()}",
+            "",
+            f"- Balance: {money(self._balance, self._currency)} of "
+            f"{money(self._amount_due, self._currency)} (paid {money(self._paid, self._currency)},"
+            f" credited {money(self._credited, self._currency)})",
+            f"- Stage: {self._stage} · failures reported: {len(self._failures)}",
+        ]
+        if self._suspended:
+            deletion = self._deletion_at
+            lines.append(
+                f"- Suspended: {len(self._suspended)} subscription(s)"
+                + (f", data deletion {deletion:%Y-%m-%d}" if deletion else "")
+            )
+        if self._fraud:
+            lines.append("- Fraud or misuse reported")
+        if self._linked_case:
+            lines.append(f"- Dispute case: {self._linked_case}")
+        lines.append(f"- Owner: {self._owner()}")
+        workflow.set_current_details("\n".join(lines))
+
+    def _waiting_for(self) -> str:
+        match self._status:
+            case CollectionsStatus.ACTIVE:
+                step = self._next_step()
+                return (
+                    f"payment; next step {step[1].name} on {step[0]:%Y-%m-%d %H:%M} UTC"
+                    if step
+                    else "payment (policy finished)"
+                )
+            case CollectionsStatus.PAUSED_DISPUTE:
+                return f"the dispute case {self._linked_case} (policy paused)"
+            case CollectionsStatus.PAUSED_PROMISE:
+                until = self._promised_until
+                return f"the promised payment by {until:%Y-%m-%d %H:%M} UTC" if until else "payment"
+            case CollectionsStatus.HANDED_OFF:
+                alarm = self._next_alarm()
+                closes = f"; closes {alarm.at:%Y-%m-%d}" if alarm else ""
+                return f"a manager (handed off){closes}"
+            case _:
+                return "nothing (collections ended)"
+
+    def _owner(self) -> str:
+        manager = self._status is CollectionsStatus.HANDED_OFF or self._fraud
+        return str(self._policy.manager_email if manager else self._policy.team_email)
 
     # ------------------------------------------------------------------ effects
 
@@ -500,7 +549,9 @@ class CollectionsWorkflow(EffectLoop):
                 effect.data,
                 id=f"case-{effect.data.case_id}",
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-                static_summary=f"Dispute of invoice {self._invoice_id} (from collections)",
+                static_summary=case_summary(effect.data),
+                static_details=case_details(effect.data),
+                search_attributes=search.case_attributes(effect.data.details),
             )
         else:
             await workflow.get_external_workflow_handle(effect.case_workflow_id).signal(
@@ -530,7 +581,8 @@ class CollectionsWorkflow(EffectLoop):
                     result_type=SubscriptionChanged,
                     start_to_close_timeout=ACTIVITY_TIMEOUT,
                     retry_policy=RETRY,
-                    summary=f"Partner Center: {verb.lower()} {subscription_id[:8]}…",
+                    summary=f"Partner Center: {verb.lower()} subscription "
+                    f"{subscription_id[:8]}… ({change.reason})",
                 )
             except ActivityError as err:
                 refused = business_error(err)

@@ -1,0 +1,136 @@
+"""The report as one self-contained HTML page: the tables, and charts drawn by plotly with its
+JavaScript inlined once, so the file opens offline and can be mailed as it is."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+from plotly.offline import get_plotlyjs
+
+from reporting.queries import Report
+from reporting.sections import heading, money, sections
+
+LAYOUT: dict[str, Any] = {
+    "template": "plotly_white",
+    "height": 340,
+    "margin": {"l": 60, "r": 20, "t": 40, "b": 60},
+    "legend": {"orientation": "h", "y": -0.2},
+}
+
+
+def _amounts(values: list[Decimal]) -> list[float]:
+    # bar heights only: every figure a person reads (labels, hover, tables) comes from the Decimal
+    return [float(v) for v in values]
+
+
+def _hours(values: list[Any]) -> list[float | None]:
+    return [None if v is None else v.total_seconds() / 3600 for v in values]
+
+
+def figures(report: Report) -> dict[str, go.Figure]:
+    cur = report.currency
+    backlog = go.Figure(
+        [
+            go.Bar(name=status.value, x=report.backlog.buckets, y=row)
+            for status, row in report.backlog.counts.items()
+        ],
+        layout={**LAYOUT, "barmode": "stack", "title": "Open cases by age", "yaxis_title": "cases"},
+    )
+    priorities = [row.priority.value for row in report.sla]
+    sla = go.Figure(
+        [
+            go.Bar(
+                name=name,
+                x=priorities,
+                y=[None if r.percent is None else float(r.percent) for r in rates],
+                text=[None if r.percent is None else f"{r.percent}%" for r in rates],
+            )
+            for name, rates in (
+                ("First response", [row.first_response.attainment for row in report.sla]),
+                ("Resolution", [row.resolution.attainment for row in report.sla]),
+            )
+        ],
+        layout={**LAYOUT, "title": "SLA attained (%)", "yaxis": {"range": [0, 100]}},
+    )
+    by_severity = report.escalations.by_severity
+    severities = [s.severity.value for s in by_severity]
+    severity = go.Figure(
+        [
+            go.Bar(name="Median", x=severities, y=_hours([s.times.median for s in by_severity])),
+            go.Bar(
+                name="90th percentile", x=severities, y=_hours([s.times.p90 for s in by_severity])
+            ),
+            go.Scatter(
+                name="Target",
+                x=severities,
+                y=_hours([s.target for s in by_severity]),
+                mode="markers",
+                marker={"symbol": "line-ew-open", "size": 40, "line": {"width": 3}},
+            ),
+        ],
+        layout={**LAYOUT, "title": "21Vianet response time (hours)", "yaxis_title": "hours"},
+    )
+    balances = [r.balance for r in report.receivables]
+    receivables = go.Figure(
+        go.Bar(
+            x=[f"{r.stage} ({r.status})" for r in report.receivables],
+            y=_amounts(balances),
+            text=[money(b, cur) for b in balances],
+        ),
+        layout={**LAYOUT, "title": f"Balance in collections by stage ({cur})"},
+    )
+    e = report.exposure
+    sides = ["Owed to 21Vianet", "Owed by customers"]
+    parts = [
+        ("Overdue", [e.payable_overdue, e.receivable_overdue]),
+        ("Not yet due", [e.payable - e.payable_overdue, Decimal("0.00")]),
+        ("Disputed", [Decimal("0.00"), e.receivable_disputed]),
+    ]
+    exposure = go.Figure(
+        [
+            go.Bar(name=name, x=sides, y=_amounts(values), text=[money(v, cur) for v in values])
+            for name, values in parts
+        ],
+        layout={**LAYOUT, "barmode": "stack", "title": f"Exposure ({cur})"},
+    )
+    return {
+        "backlog": backlog,
+        "sla": sla,
+        "severity": severity,
+        "receivables": receivables,
+        "exposure": exposure,
+    }
+
+
+def render_html(report: Report, templates_dir: Path) -> str:
+    env = Environment(
+        loader=FileSystemLoader(templates_dir / "report"),
+        autoescape=select_autoescape(enabled_extensions=("html",)),
+        undefined=StrictUndefined,
+    )
+    charts = {
+        key: Markup(
+            figure.to_html(
+                full_html=False,
+                include_plotlyjs=False,
+                div_id=f"chart-{key}",
+                config={"displaylogo": False, "responsive": True},
+            )
+        )
+        for key, figure in figures(report).items()
+    }
+    return env.get_template("report.html").render(
+        heading=heading(report),
+        sections=sections(report),
+        charts=charts,
+        plotly_js=Markup(get_plotlyjs()),
+    )
+
+
+def write_html(report: Report, templates_dir: Path, path: Path) -> None:
+    path.write_text(render_html(report, templates_dir), encoding="utf-8")

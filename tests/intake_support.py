@@ -1,0 +1,92 @@
+"""Shared by the intake tests: the real worker on a fresh task queue, and billing-run failures."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+from temporalio.client import Client
+
+from core.settings import Settings
+from db.migrate import upgrade
+from worker import build_worker
+
+WEBHOOK_SECRET = "test-webhook-secret-4f1c9a7e2b"
+FAILED_AT = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)
+
+
+@asynccontextmanager
+async def running_worker(client: Client, tmp_path: Path) -> AsyncIterator[Settings]:
+    """The real worker against a migrated SQLite file and a file outbox, on a fresh task queue;
+    the collections and case policies are the defaults from config/."""
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'billing.db'}",
+        outbox_dir=tmp_path / "outbox",
+        task_queue=f"intake-{uuid.uuid4()}",
+        webhook_secret=SecretStr(WEBHOOK_SECRET),
+    )
+    upgrade(settings.database_url)
+    async with build_worker(client, settings):
+        yield settings
+
+
+def unique_prefix() -> str:
+    """Invoice ids of one test: the dev server lives for the whole session."""
+    return f"T{uuid.uuid4().hex[:10].upper()}"
+
+
+def guid(*parts: object) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "/".join(map(str, parts))))
+
+
+def failure_fields(invoice_id: str, failure_id: str, /, **overrides: Any) -> dict[str, Any]:
+    """One failure as the flat fields of a failures file (and of the JSON Lines format)."""
+    fields: dict[str, Any] = {
+        "failure_id": failure_id,
+        "invoice_id": invoice_id,
+        "tenant_id": guid("tenant", invoice_id),
+        "customer_name": "上海云帆信息科技有限公司",
+        "customer_email": "finance@yunfan.example.cn",
+        "locale": "zh-CN",
+        "subscription_ids": [guid("subscription", invoice_id, n) for n in range(2)],
+        "amount_due": "12340.50",
+        "currency": "CNY",
+        "failed_at": FAILED_AT.isoformat(),
+        "reason": "card declined",
+    }
+    return {**fields, **overrides}
+
+
+def billing_failure_body(invoice_id: str, failure_id: str, /, **overrides: Any) -> dict[str, Any]:
+    """The same failure as the HTTP intake takes it (a BillingFailure)."""
+    flat = failure_fields(invoice_id, failure_id)
+    body: dict[str, Any] = {
+        "failure_id": failure_id,
+        "invoice_id": invoice_id,
+        "customer": {
+            "tenant_id": flat["tenant_id"],
+            "name": flat["customer_name"],
+            "email": flat["customer_email"],
+            "locale": flat["locale"],
+        },
+        "subscription_ids": flat["subscription_ids"],
+        "amount_due": flat["amount_due"],
+        "currency": flat["currency"],
+        "failed_at": flat["failed_at"],
+        "reason": flat["reason"],
+    }
+    return {**body, **overrides}
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 30) -> None:
+    for _ in range(int(seconds / 0.2)):
+        if await check():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError("condition not reached")

@@ -1,0 +1,155 @@
+"""Collections on the real dev server: a billing failure suspends through the real Partner Center
+client (against the local stand-in, which checks the etag), a payment reactivates."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest_asyncio
+from pydantic import SecretStr
+from sqlalchemy import select
+from temporalio.testing import WorkflowEnvironment
+
+import starter
+from core import search
+from core.models import CollectionsStatus, PaymentReceived
+from core.settings import Settings
+from db.migrate import upgrade
+from db.session import make_engine, make_session_factory
+from db.tables import Collections, PartnerCenterAction
+from tests.codec_support import replay_and_record
+from tests.partner_center_standin import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    PARTNER_TENANT_ID,
+    PartnerCenterStandIn,
+    partner_center_standin_fixture,  # noqa: F401
+)
+from tests.workflow_support import billing_failure
+from worker import build_worker
+from workflows.collections import CollectionsWorkflow
+
+# the whole policy on day 0, so a real server shows it without waiting ten days
+FAST_POLICY = """
+manager_email = "billing-manager@partner.example.cn"
+[[steps]]
+name = "payment-failed"
+day = 0
+email = "collections_payment_failed"
+[[steps]]
+name = "suspension"
+day = 0
+action = "suspend"
+email = "collections_suspended"
+"""
+
+
+@pytest_asyncio.fixture
+async def settings(
+    dev_env: WorkflowEnvironment, tmp_path: Path, partner_center_standin: PartnerCenterStandIn
+) -> AsyncIterator[Settings]:
+    policy = tmp_path / "collections_policy.toml"
+    policy.write_text(FAST_POLICY)
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'billing.db'}",
+        outbox_dir=tmp_path / "outbox",
+        task_queue=f"collections-{uuid.uuid4()}",
+        collections_policy_file=policy,
+        partner_center_backend="partner-center",
+        partner_center_url=partner_center_standin.url,
+        partner_center_authority=partner_center_standin.url,
+        partner_center_tenant_id=PARTNER_TENANT_ID,
+        partner_center_client_id=CLIENT_ID,
+        partner_center_client_secret=SecretStr(CLIENT_SECRET),
+    )
+    upgrade(settings.database_url)
+    async with build_worker(dev_env.client, settings):
+        yield settings
+
+
+async def test_failure_suspends_and_payment_reactivates(
+    dev_env: WorkflowEnvironment, settings: Settings, partner_center_standin: PartnerCenterStandIn
+) -> None:
+    client = dev_env.client
+    failure = billing_failure(amount="8800.00", subscriptions=2)
+    tenant = failure.customer.tenant_id
+    for subscription_id in failure.subscription_ids:
+        partner_center_standin.add_subscription(tenant, subscription_id)
+
+    started = await starter.report_billing_failure(failure, client=client, settings=settings)
+    assert started is starter.Started.STARTED
+    joined = await starter.report_billing_failure(
+        failure.model_copy(update={"failure_id": "retry-1"}), client=client, settings=settings
+    )
+    assert joined is starter.Started.JOINED
+
+    def statuses() -> set[str]:
+        return {
+            partner_center_standin.subscription(tenant, s)["status"]
+            for s in failure.subscription_ids
+        }
+
+    await _eventually(lambda: _now(statuses() == {"suspended"}))
+    handle = client.get_workflow_handle_for(
+        CollectionsWorkflow.run, starter.collections_id(failure.invoice_id)
+    )
+
+    async def all_suspended() -> bool:
+        view = await handle.query(CollectionsWorkflow.view)
+        return len(view.suspended_subscriptions) == 2
+
+    await _eventually(all_suspended)
+    partial = await starter.record_payment(
+        starter_payment(failure.invoice_id, "800.00", "PAY-1"), client=client
+    )
+    assert partial.balance == Decimal("8000.00") and statuses() == {"suspended"}
+    await starter.record_payment(
+        starter_payment(failure.invoice_id, "8000.00", "PAY-2"), client=client
+    )
+    result = await handle.result()
+    assert result.status is CollectionsStatus.PAID
+    assert statuses() == {"active"}
+    patches = [r for r in partner_center_standin.api_requests if r.method == "PATCH"]
+    assert len(patches) == 4 and all(r.status == 200 for r in patches)
+
+    sessions = make_session_factory(make_engine(settings.database_url))
+    with sessions() as session:
+        row = session.get(Collections, failure.invoice_id)
+        assert row is not None and row.status == "paid" and row.balance == Decimal("0.00")
+        assert row.paid == Decimal("8800.00") and row.suspended_subscriptions == []
+        actions = session.scalars(select(PartnerCenterAction)).all()
+        assert sorted(a.status for a in actions) == ["active", "active", "suspended", "suspended"]
+    emails = sorted(p.name for p in settings.outbox_dir.glob("*.eml"))
+    assert any("collections_suspended" in name for name in emails)
+    assert any("collections_reactivated" in name for name in emails)
+
+    described = await handle.describe()
+    assert described.typed_search_attributes.get(search.COLLECTIONS_STAGE) == "paid"
+    history = await handle.fetch_history()
+    await replay_and_record(client, history, "collections_suspended_paid")
+
+
+def starter_payment(invoice_id: str, amount: str, payment_id: str) -> PaymentReceived:
+    return PaymentReceived(
+        payment_id=payment_id,
+        invoice_id=invoice_id,
+        amount=Decimal(amount),
+        received_at=datetime.now(UTC),
+    )
+
+
+async def _now(value: bool) -> bool:
+    return value
+
+
+async def _eventually(check: Callable[[], Awaitable[bool]], seconds: float = 30) -> None:
+    for _ in range(int(seconds / 0.1)):
+        if await check():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("condition not reached")

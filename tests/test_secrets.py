@@ -1,0 +1,184 @@
+"""Secrets stay secret: a whole collections case runs with known secret values (SendGrid key,
+Partner Center client secret, webhook secret, codec key and token) through the real SendGrid client,
+the real Partner Center client, the signed HTTP intake and the codec endpoint, with a retry on each
+service; then every log record (DEBUG and up, tracebacks included) and the whole history, raw and
+decrypted, are searched for them. Each stand-in saw its secret, so the secrets really went by."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+import starter
+from api.app import create_app
+from api.codec import create_codec_app
+from api.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from core.codec import new_key
+from core.models import CollectionsStatus
+from core.settings import EmailBackend, Settings
+from core.temporal import data_converter
+from db.migrate import upgrade
+from tests.codec_support import decrypted, raw_history
+from tests.intake_support import billing_failure_body, eventually, unique_prefix
+from tests.partner_center_standin import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    PARTNER_TENANT_ID,
+    PartnerCenterStandIn,
+    partner_center_standin_fixture,  # noqa: F401  (pytest fixture "partner_center_standin")
+)
+from tests.sendgrid_standin import (
+    SendGridStandIn,
+    sendgrid_standin_fixture,  # noqa: F401  (pytest fixture "sendgrid_standin")
+    server_error,
+)
+from tests.test_collections_integration import FAST_POLICY
+from worker import build_worker
+from workflows.collections import CollectionsWorkflow
+
+SENDGRID_KEY = "SG.known-sendgrid-key.must-never-leak-3c1d"
+WEBHOOK_SECRET = "known-webhook-secret-must-never-leak-71ab"
+CODEC_TOKEN = "known-codec-token-must-never-leak-0e5f"
+CODEC_KEY = new_key()
+
+
+@pytest.fixture
+def settings(
+    tmp_path: Path, sendgrid_standin: SendGridStandIn, partner_center_standin: PartnerCenterStandIn
+) -> Iterator[Settings]:
+    policy = tmp_path / "collections_policy.toml"
+    policy.write_text(FAST_POLICY)  # suspension on day 0
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'billing.db'}",
+        task_queue=f"secrets-{uuid.uuid4()}",
+        collections_policy_file=policy,
+        email_backend=EmailBackend.SENDGRID,
+        sendgrid_api_key=SecretStr(SENDGRID_KEY),
+        sendgrid_host=sendgrid_standin.host,
+        partner_center_backend="partner-center",
+        partner_center_url=partner_center_standin.url,
+        partner_center_authority=partner_center_standin.url,
+        partner_center_tenant_id=PARTNER_TENANT_ID,
+        partner_center_client_id=CLIENT_ID,
+        partner_center_client_secret=SecretStr(CLIENT_SECRET),
+        webhook_secret=SecretStr(WEBHOOK_SECRET),
+        codec_keys=SecretStr(f"known-1:{CODEC_KEY}"),
+        codec_token=SecretStr(CODEC_TOKEN),
+    )
+    upgrade(settings.database_url)
+    yield settings
+
+
+def secrets_in(text: str) -> list[str]:
+    known = (SENDGRID_KEY, CLIENT_SECRET, WEBHOOK_SECRET, CODEC_KEY, CODEC_TOKEN)
+    return [secret for secret in known if secret in text]
+
+
+def signed(body: dict[str, Any], secret: str = WEBHOOK_SECRET) -> dict[str, Any]:
+    raw = json.dumps(body).encode()
+    now = int(time.time())
+    headers = {TIMESTAMP_HEADER: str(now), SIGNATURE_HEADER: sign(secret, now, raw)}
+    return {"content": raw, "headers": {"Content-Type": "application/json", **headers}}
+
+
+async def test_no_secret_in_logs_errors_or_history(
+    dev_env: WorkflowEnvironment,
+    settings: Settings,
+    sendgrid_standin: SendGridStandIn,
+    partner_center_standin: PartnerCenterStandIn,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    assert not secrets_in(repr(settings)) and not secrets_in(str(settings))
+    client = await Client.connect(
+        dev_env.client.service_client.config.target_host,
+        data_converter=data_converter(settings),
+    )
+    invoice = unique_prefix()
+    body = billing_failure_body(invoice, f"{invoice}-F1", amount_due="3000.00")
+    tenant = body["customer"]["tenant_id"]
+    for subscription in body["subscription_ids"]:
+        partner_center_standin.add_subscription(tenant, subscription)
+    # one failure of each service on the way: their errors and retries get logged too
+    sendgrid_standin.script(server_error())
+    partner_center_standin.fail_next(503)
+
+    async def connect() -> Client:
+        return client
+
+    intake = httpx.ASGITransport(app=create_app(settings, connect))
+    codec_app = httpx.ASGITransport(app=create_codec_app(settings))
+    async with (
+        build_worker(client, settings),
+        httpx.AsyncClient(transport=intake, base_url="http://intake") as api,
+        httpx.AsyncClient(transport=codec_app, base_url="http://codec") as codec_http,
+    ):
+        wrong = await api.post("/v1/billing-failures", **signed(body, "a-wrong-secret-0123456"))
+        assert wrong.status_code == 401
+        accepted = await api.post("/v1/billing-failures", **signed(body))
+        assert accepted.status_code == 202, accepted.text
+        handle = client.get_workflow_handle_for(
+            CollectionsWorkflow.run, starter.collections_id(invoice)
+        )
+
+        async def suspended() -> bool:
+            view = await handle.query(CollectionsWorkflow.view)
+            return len(view.suspended_subscriptions) == len(body["subscription_ids"])
+
+        await eventually(suspended)
+        payment = {
+            "payment_id": f"{invoice}-P1",
+            "invoice_id": invoice,
+            "amount": "3000.00",
+            "received_at": "2026-11-25T10:00:00+08:00",
+        }
+        paid = await api.post("/v1/payments", **signed(payment))
+        assert paid.status_code == 200, paid.text
+        result = await handle.result()
+        assert result.status is CollectionsStatus.PAID and result.paid == Decimal("3000.00")
+
+        # the UI's codec endpoint: one refused request, one decoded history event
+        refused = await codec_http.post("/decode", json={"payloads": []})
+        assert refused.status_code == 401
+        # the header form: a URL carrying the token would sit in this client's own request log
+        token = {"Authorization": f"Bearer {CODEC_TOKEN}", "X-Namespace": "default"}
+        decoded = await codec_http.post("/decode", json={"payloads": []}, headers=token)
+        assert decoded.status_code == 200
+
+    # the secrets did travel: each stand-in received its own
+    assert all(
+        r.headers["Authorization"] == f"Bearer {SENDGRID_KEY}" for r in sendgrid_standin.requests
+    )
+    assert len(sendgrid_standin.requests) >= 4  # the failed attempt, then every email
+    assert any(CLIENT_SECRET.encode() in r.body for r in partner_center_standin.token_requests)
+
+    formatter = logging.Formatter("%(levelname)s %(name)s %(message)s")
+    leaks = [
+        (record.name, found)
+        for record in caplog.records
+        if (found := secrets_in(formatter.format(record)))
+    ]
+    assert not leaks, leaks
+    # the retried failures were logged with their tracebacks: the search covered error paths
+    assert any(r.levelno == logging.WARNING and r.exc_info for r in caplog.records)
+
+    stored = await raw_history(client, handle.id)
+    codec = client.data_converter.payload_codec
+    assert codec is not None
+    opened = await decrypted(await handle.fetch_history(), codec)
+    readable = b"".join(event.SerializeToString() for event in opened.events)
+    for secret in (SENDGRID_KEY, CLIENT_SECRET, WEBHOOK_SECRET, CODEC_KEY, CODEC_TOKEN):
+        assert secret.encode() not in stored and secret.encode() not in readable, secret
+    assert body["customer"]["email"].encode() in readable  # the decrypted history is readable

@@ -1,0 +1,62 @@
+"""The workflow modules stay light: the sandbox re-imports a workflow's module for every workflow it
+starts or replays, so a heavy import there costs on every case (and memory in every cached one)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOW_MODULES = sorted(
+    f"workflows.{path.stem}"
+    for path in (ROOT / "workflows").glob("*.py")
+    if path.stem != "__init__"
+)
+# I/O libraries belong to the activities and the CLI, never to the deterministic side
+FORBIDDEN = (
+    "sqlalchemy",
+    "alembic",
+    "psycopg",
+    "jinja2",
+    "markupsafe",
+    "babel",
+    "sendgrid",
+    "python_http_client",
+    "httpx",
+    "httpcore",
+    "h11",
+    "requests",
+    "urllib3",
+    "aiohttp",
+    "http.client",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "typer",
+    "rich",
+    "cryptography",
+    "activities",
+    "db",
+    "api",
+    "intake",
+)
+
+
+def test_workflow_modules_import_no_io_library() -> None:
+    assert "workflows.billing_case" in WORKFLOW_MODULES
+    assert "workflows.collections" in WORKFLOW_MODULES
+    imports = "; ".join(f"import {name}" for name in WORKFLOW_MODULES)
+    code = f"import json, sys; {imports}; print(json.dumps(sorted(sys.modules)))"
+    # a clean interpreter: this test process has imported everything already
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    loaded = json.loads(done.stdout)
+    found = sorted(
+        name
+        for name in loaded
+        if any(name == bad or name.startswith(f"{bad}.") for bad in FORBIDDEN)
+    )
+    assert not found, f"{', '.join(WORKFLOW_MODULES)} import {', '.join(found)}"
