@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -10,9 +13,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from pydantic import SecretStr
 from temporalio.client import Client
 
+from api.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, WINDOW_SECONDS, sign
 from core.settings import Settings
 from db.migrate import upgrade
 from worker import build_worker
@@ -90,3 +95,29 @@ async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 30) 
             return
         await asyncio.sleep(0.2)
     raise AssertionError("condition not reached")
+
+
+DELIVERIES = itertools.count()
+
+
+def signed(
+    body: dict[str, Any] | bytes, *, secret: str = WEBHOOK_SECRET, at: int | None = None
+) -> tuple[bytes, dict[str, str]]:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    # each call is a new delivery signed at a later second than the one before (clock and counter
+    # both rise), so an equal body is not a replay; all stay well inside the window
+    span = WINDOW_SECONDS // 2
+    timestamp = int(time.time()) - span + next(DELIVERIES) % span if at is None else at
+    headers = {
+        "Content-Type": "application/json",
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: sign(secret, timestamp, raw),
+    }
+    return raw, headers
+
+
+async def post(
+    http: httpx.AsyncClient, path: str, body: dict[str, Any] | bytes, **how: Any
+) -> httpx.Response:
+    raw, headers = signed(body, **how)
+    return await http.post(path, content=raw, headers=headers)

@@ -4,8 +4,6 @@ or invalid gets 401/422 and starts nothing."""
 
 from __future__ import annotations
 
-import itertools
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -35,11 +33,11 @@ from tests.intake_support import (
     WEBHOOK_SECRET,
     billing_failure_body,
     guid,
+    post,
+    signed,
     unique_prefix,
 )
 from workflows.collections import CollectionsWorkflow
-
-DELIVERIES = itertools.count()
 
 
 @pytest_asyncio.fixture
@@ -55,29 +53,6 @@ async def api(dev_env: WorkflowEnvironment, running: Settings) -> AsyncIterator[
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://intake") as http:
         yield http
-
-
-def signed(
-    body: dict[str, Any] | bytes, *, secret: str = WEBHOOK_SECRET, at: int | None = None
-) -> tuple[bytes, dict[str, str]]:
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    # each call is a new delivery signed at a later second than the one before (clock and counter
-    # both rise), so an equal body is not a replay; all stay well inside the window
-    span = WINDOW_SECONDS // 2
-    timestamp = int(time.time()) - span + next(DELIVERIES) % span if at is None else at
-    headers = {
-        "Content-Type": "application/json",
-        TIMESTAMP_HEADER: str(timestamp),
-        SIGNATURE_HEADER: sign(secret, timestamp, raw),
-    }
-    return raw, headers
-
-
-async def post(
-    http: httpx.AsyncClient, path: str, body: dict[str, Any] | bytes, **how: Any
-) -> httpx.Response:
-    raw, headers = signed(body, **how)
-    return await http.post(path, content=raw, headers=headers)
 
 
 async def exists(client: Client, workflow_id: str) -> bool:

@@ -1,5 +1,6 @@
-"""Collections on the real dev server: a billing failure suspends through the real Partner Center
-client (against the local stand-in, which checks the etag), a payment reactivates."""
+"""Collections on the real dev server: a signed webhook reports a billing failure, the workflow
+suspends through the real Partner Center client (against the local stand-in, which checks the
+etag), a signed payment reactivates."""
 
 from __future__ import annotations
 
@@ -10,19 +11,23 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pytest_asyncio
 from pydantic import SecretStr
 from sqlalchemy import select
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 import starter
+from api.app import create_app
 from core import search
-from core.models import CollectionsStatus, PaymentReceived
+from core.models import BillingFailure, CollectionsStatus, PaymentReceived
 from core.settings import Settings
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
 from db.tables import Collections, PartnerCenterAction
 from tests.codec_support import replay_and_record
+from tests.intake_support import WEBHOOK_SECRET, post
 from tests.partner_center_standin import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -81,12 +86,29 @@ async def test_failure_suspends_and_payment_reactivates(
     for subscription_id in failure.subscription_ids:
         partner_center_standin.add_subscription(tenant, subscription_id)
 
-    started = await starter.report_billing_failure(failure, client=client, settings=settings)
-    assert started is starter.Started.STARTED
-    joined = await starter.report_billing_failure(
-        failure.model_copy(update={"failure_id": "retry-1"}), client=client, settings=settings
+    app = create_app(
+        settings.model_copy(update={"webhook_secret": SecretStr(WEBHOOK_SECRET)}), _factory(client)
     )
-    assert joined is starter.Started.JOINED
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://intake"
+    ) as api:
+        first = await post(api, "/v1/billing-failures", failure.model_dump(mode="json"))
+        assert first.json()["result"] == "started", first.text
+        retry = failure.model_copy(update={"failure_id": "retry-1"}).model_dump(mode="json")
+        assert (await post(api, "/v1/billing-failures", retry)).json()["result"] == "joined"
+        unsigned = await api.post("/v1/payments", json=_payment(failure.invoice_id, "8800.00", "X"))
+        assert unsigned.status_code == 401
+        await _suspended_then_paid(client, api, failure, partner_center_standin, settings)
+
+
+async def _suspended_then_paid(
+    client: Client,
+    api: httpx.AsyncClient,
+    failure: BillingFailure,
+    partner_center_standin: PartnerCenterStandIn,
+    settings: Settings,
+) -> None:
+    tenant = failure.customer.tenant_id
 
     def statuses() -> set[str]:
         return {
@@ -104,13 +126,12 @@ async def test_failure_suspends_and_payment_reactivates(
         return len(view.suspended_subscriptions) == 2
 
     await _eventually(all_suspended)
-    partial = await starter.record_payment(
-        starter_payment(failure.invoice_id, "800.00", "PAY-1"), client=client
-    )
-    assert partial.balance == Decimal("8000.00") and statuses() == {"suspended"}
-    await starter.record_payment(
-        starter_payment(failure.invoice_id, "8000.00", "PAY-2"), client=client
-    )
+    partial = await post(api, "/v1/payments", _payment(failure.invoice_id, "800.00", "PAY-1"))
+    assert partial.status_code == 200, partial.text
+    assert Decimal(partial.json()["balance"]) == Decimal("8000.00")
+    assert statuses() == {"suspended"}
+    paid = await post(api, "/v1/payments", _payment(failure.invoice_id, "8000.00", "PAY-2"))
+    assert paid.status_code == 200, paid.text
     result = await handle.result()
     assert result.status is CollectionsStatus.PAID
     assert statuses() == {"active"}
@@ -134,13 +155,20 @@ async def test_failure_suspends_and_payment_reactivates(
     await replay_and_record(client, history, "collections_suspended_paid")
 
 
-def starter_payment(invoice_id: str, amount: str, payment_id: str) -> PaymentReceived:
+def _payment(invoice_id: str, amount: str, payment_id: str) -> dict[str, str]:
     return PaymentReceived(
         payment_id=payment_id,
         invoice_id=invoice_id,
         amount=Decimal(amount),
         received_at=datetime.now(UTC),
-    )
+    ).model_dump(mode="json")
+
+
+def _factory(client: Client) -> Callable[[], Awaitable[Client]]:
+    async def factory() -> Client:
+        return client
+
+    return factory
 
 
 async def _now(value: bool) -> bool:
