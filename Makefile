@@ -3,13 +3,15 @@
 # make clean — deletes var/: the local database, the email outbox and the Temporal dev server's DB
 # make bench — the pipeline against bare Temporal on this machine (BENCH_SCALE=0.1 for a quick run);
 #              make bench-suite adds the test suite's wall time
+# make chaos — 200 cases + 200 collections while the worker is SIGKILLed every few seconds and the
+#              Temporal dev server restarted once: prints lost, mismatched (verify), duplicates
 
 PYTHON ?= $(or $(shell command -v python3.11 2>/dev/null),python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint fmt clean bench bench-suite
+.PHONY: venv run test lint fmt clean bench bench-suite chaos
 
 venv: $(STAMP)
 
@@ -33,6 +35,9 @@ bench: venv
 
 bench-suite: venv
 	$(BIN)/python -m bench --suite
+
+chaos: venv
+	$(BIN)/python -m chaos
 
 lint: venv
 	$(BIN)/mypy .

@@ -77,6 +77,8 @@ from core.models import (
 from core.settings import Settings, SettingsError, load_settings
 from core.temporal import connect
 from core.ui import CATEGORY_LABELS, money
+from core.verify import VerifyReport
+from core.verify import verify as verify_stores
 from db.session import make_engine, make_session_factory
 from intake.bulk import ImportAborted, ImportSummary, LineRejected, run_import
 from intake.failure_file import FailureFileError, FileFormat, detect_format
@@ -1189,6 +1191,40 @@ def report(
     if html is not None:
         write_html(result, settings.templates_dir, html)
         console.print(f"HTML report written to {html}", soft_wrap=True)
+
+
+async def _verify(settings: Settings) -> VerifyReport:
+    return await verify_stores(client=await connect(settings), settings=settings)
+
+
+@app.command()
+def verify() -> None:
+    """Check that the database and Temporal agree: every case and collections row has its
+    workflow with the same final status (a running workflow may be ahead of its row, never
+    behind), every case and collections workflow on the task queue has its row, and no email has
+    been pending for more than 5 minutes.
+
+    Exit code 1: a difference (listed), or Temporal or the database cannot be read."""
+    settings = _load_settings()
+    try:
+        result = _run(_verify(settings))
+    except SQLAlchemyError as err:
+        reason = getattr(err, "orig", None) or err
+        _fail(f"database: {reason} (is it migrated? python -m db.migrate)")
+    console.print(
+        f"{result.cases} cases, {result.collections} collections in the database; "
+        f"{result.workflows} workflows in Temporal ({result.running} running)"
+    )
+    if result.ok:
+        console.print("no differences")
+        return
+    table = Table(title=f"differences: {len(result.differences)}")
+    for header in ("Kind", "Id", "Problem", "Database", "Temporal"):
+        table.add_column(header, overflow="fold")
+    for d in result.differences:
+        table.add_row(d.kind, d.id, d.problem, d.database, d.temporal)
+    console.print(table)
+    raise typer.Exit(1)
 
 
 if __name__ == "__main__":
