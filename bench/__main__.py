@@ -1,0 +1,316 @@
+"""`make bench`: the pipeline against bare Temporal on this machine; a table, and JSON in var/bench.
+
+1. pipeline vs bare: scripted cases through the real worker, database and outbox, and through a
+   bare workflow with the same updates and no-op activities, on the same dev server
+2. billing run import: `starter.py import-failures` against raw start_workflow calls
+3. many open workflows: the worker's memory with the importer's collections waiting on timers,
+   and agents' update latency meanwhile
+4. dev server persistence: bare throughput on the SQLite file, with WAL pragmas, in memory
+5. (--suite, or BENCH_SUITE=1) the test suite's wall time
+
+Every figure is a ratio against a baseline measured in the same run on the same dev server: the
+machine is shared, so absolute times are noisy. BENCH_SCALE=0.1 (or --scale) for a quick run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from bench import report
+from bench.billing_run import StartRun, run_starts
+from bench.cases import CaseRun, run_cases
+from bench.env import ROOT, dev_server, machine, mib
+from bench.open_workflows import OpenRun, run_open_workflows
+from bench.report import Row
+from bench.suite import run_suite
+from core.settings import load_settings
+
+CASES, FAILURES, LATENCY_CASES, LATENCY_UPDATES = 300, 10_000, 50, 300
+TARGETS = {"pipeline": 0.85, "import": 0.9, "import_mib": 200, "worker_mib": 1024, "p95_ms": 250}
+SUITE_TARGET_S = 300
+PERSISTENCE = ("file", "wal", "memory")
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=float(os.environ.get("BENCH_SCALE", "1")),
+        help="multiply every size (default $BENCH_SCALE or 1: 300 cases, 10,000 failures)",
+    )
+    parser.add_argument(
+        "--only",
+        default="1,2,3,4",
+        help="scenarios to run, comma-separated (3 needs 2; default 1,2,3,4)",
+    )
+    parser.add_argument(
+        "--suite",
+        action="store_true",
+        default=os.environ.get("BENCH_SUITE") == "1",
+        help="also time the test suite (scenario 5; default $BENCH_SUITE=1)",
+    )
+    parser.add_argument(
+        "--agents",
+        default="10,50",
+        help="cases driven at once in 1, comma-separated (default 10,50: below and at\n"
+        "saturation); 4 uses the last",
+    )
+    parser.add_argument(
+        "--import-concurrency", type=int, default=20, help="failures reported at once (2)"
+    )
+    parser.add_argument("--repeat", type=int, default=2, help="rounds of 1, best kept (default 2)")
+    parser.add_argument(
+        "--update-rate", type=float, default=5.0, help="agents' updates per second (3)"
+    )
+    parser.add_argument("--profile", action="store_true", help="py-spy the workers (1, 3)")
+    parser.add_argument("--keep", action="store_true", help="keep the servers' files and logs")
+    return parser.parse_args()
+
+
+def sized(n: int, scale: float) -> int:
+    return max(1, round(n * scale))
+
+
+async def bench(args: argparse.Namespace, workdir: Path, result: dict[str, Any]) -> list[Row]:
+    only = {part.strip() for part in args.only.split(",")}
+    settings = load_settings()
+    tuning = {
+        "max_cached_workflows": settings.max_cached_workflows,
+        "max_concurrent_activities": settings.max_concurrent_activities,
+        "max_concurrent_workflow_tasks": settings.max_concurrent_workflow_tasks,
+    }
+    result["worker_tuning"] = tuning
+    rows: list[Row] = []
+    cases, failures = sized(CASES, args.scale), sized(FAILURES, args.scale)
+    levels = [int(n) for n in args.agents.split(",")]
+    if only & {"1", "2", "3"}:
+        async with dev_server("wal", workdir) as server:
+            if "1" in only:
+                runs = []
+                for _ in range(args.repeat):  # interleaved: a noisy minute hits both sides
+                    for agents, kind in itertools.product(levels, ("bare", "pipeline")):
+                        run = await run_cases(
+                            kind, server, workdir, tuning, cases, agents, args.profile
+                        )
+                        runs.append(run)
+                        say(f"1. {kind}, {agents} at once: {run.per_second:.1f} cases/s")
+                for agents in levels:
+                    rows += pipeline_rows([r for r in runs if r.concurrency == agents], result)
+            if only & {"2", "3"}:
+                starts = []
+                for side in ("raw", "import"):
+                    starts.append(
+                        await run_starts(side, server, workdir, failures, args.import_concurrency)
+                    )
+                    say(f"2. {side}: {starts[-1].per_second:.0f} starts/s")
+                rows += import_rows(starts, result)
+                if "3" in only:
+                    opened = await run_open_workflows(
+                        server,
+                        starts[-1],
+                        tuning,
+                        cases=sized(LATENCY_CASES, min(1, args.scale * 10)),
+                        updates=sized(LATENCY_UPDATES, min(1, args.scale * 10)),
+                        rate=args.update_rate,
+                        profile=args.profile,
+                    )
+                    say(f"3. drained {opened.workflows} in {opened.drain_seconds:.0f} s")
+                    rows += open_rows(opened, result)
+    if "4" in only:
+        bare: dict[str, list[CaseRun]] = {mode: [] for mode in PERSISTENCE}
+        for mode in PERSISTENCE:
+            async with dev_server(mode, workdir) as server:
+                run = await run_cases("bare", server, workdir, tuning, cases, levels[-1])
+            bare[mode].append(run)
+            say(f"4. bare on {mode}: {run.per_second:.1f} cases/s")
+        rows += persistence_rows(bare, result)
+    if args.suite:
+        say("5. pytest ...")
+        suite = run_suite()
+        result["suite"] = asdict(suite)
+        rows.append(
+            Row(
+                "5",
+                f"pytest wall time ({suite.summary})",
+                f"{suite.seconds:.0f} s",
+                target=f"< {SUITE_TARGET_S} s",
+                met=suite.seconds < SUITE_TARGET_S and suite.returncode == 0,
+            )
+        )
+    return rows
+
+
+def say(text: str) -> None:
+    print(f"  {text}", file=sys.stderr, flush=True)
+
+
+def best(runs: list[CaseRun], kind: str) -> CaseRun:
+    return max((r for r in runs if r.kind == kind), key=lambda r: r.per_second)
+
+
+def pipeline_rows(runs: list[CaseRun], result: dict[str, Any]) -> list[Row]:
+    ours, bare = best(runs, "pipeline"), best(runs, "bare")
+    ratio = ours.per_second / bare.per_second
+    result.setdefault("pipeline", []).append(
+        {
+            "concurrency": ours.concurrency,
+            "ratio": ratio,
+            "runs": [asdict(r) | {"per_second": r.per_second} for r in runs],
+        }
+    )
+    cpu = ", ".join(f"{k} {v:.0f}" for k, v in ours.cpu_ms_per_case.items())
+    bare_cpu = ", ".join(f"{k} {v:.0f}" for k, v in bare.cpu_ms_per_case.items())
+    return [
+        Row(
+            "1",
+            f"cases/s, {ours.cases} cases, {ours.concurrency} at once (best of {len(runs) // 2})",
+            f"{ours.per_second:.1f}",
+            f"{bare.per_second:.1f}",
+            ratio,
+            f"≥ {TARGETS['pipeline']}",
+            ratio >= TARGETS["pipeline"],
+        ),
+        Row("1", "CPU ms per case", cpu, bare_cpu),
+        Row(
+            "1",
+            "activities per case",
+            f"{ours.activities_per_case:.1f}",
+            f"{bare.activities_per_case:.1f}",
+        ),
+    ]
+
+
+def import_rows(starts: list[StartRun], result: dict[str, Any]) -> list[Row]:
+    raw, ours = starts
+    ratio = ours.per_second / raw.per_second
+    result["import"] = {
+        "runs": [asdict(r) | {"per_second": r.per_second} for r in starts],
+        "ratio": ratio,
+    }
+    peak = mib(ours.peak_rss)
+    return [
+        Row(
+            "2",
+            f"starts/s, {ours.starts:,} failures, {ours.concurrency} at once",
+            f"{ours.per_second:.0f}",
+            f"{raw.per_second:.0f}",
+            ratio,
+            f"≥ {TARGETS['import']}",
+            ratio >= TARGETS["import"],
+        ),
+        Row(
+            "2",
+            "importer peak RSS (MiB)",
+            f"{peak:.0f}",
+            f"{mib(raw.peak_rss):.0f}",
+            target=f"≤ {TARGETS['import_mib']}",
+            met=peak <= TARGETS["import_mib"],
+        ),
+    ]
+
+
+def open_rows(opened: OpenRun, result: dict[str, Any]) -> list[Row]:
+    result["open_workflows"] = asdict(opened) | {
+        "latencies": [latency.summary() for latency in opened.latencies]
+    }
+    peak = mib(opened.worker_peak_rss)
+    rows = [
+        Row(
+            "3",
+            f"worker peak RSS (MiB), {opened.workflows:,} collections "
+            f"(cache {opened.tuning['max_cached_workflows']:,})",
+            f"{peak:.0f}",
+            f"idle {mib(opened.worker_rss_idle):.0f}",
+            target=f"≤ {TARGETS['worker_mib']}",
+            met=peak <= TARGETS["worker_mib"],
+        ),
+        Row(
+            "3",
+            "collections brought to their first timer /s; CPU ms each",
+            f"{opened.workflows / opened.drain_seconds:.1f}",
+            ", ".join(f"{k} {v:.0f}" for k, v in opened.cpu_ms_per_workflow.items()),
+        ),
+    ]
+    for latency in opened.latencies:
+        summary = latency.summary()
+        rows.append(
+            Row(
+                "3",
+                f"{latency.what}: p50 / p95 ms ({summary['updates']} updates)",
+                f"{summary['p50_ms']:.0f} / {summary['p95_ms']:.0f}",
+                target=f"p95 ≤ {TARGETS['p95_ms']}",
+                met=summary["p95_ms"] <= TARGETS["p95_ms"],
+            )
+        )
+    return rows
+
+
+def persistence_rows(bare: dict[str, list[CaseRun]], result: dict[str, Any]) -> list[Row]:
+    best_of = {mode: max(runs, key=lambda r: r.per_second) for mode, runs in bare.items()}
+    memory = best_of["memory"].per_second
+    result["persistence"] = {
+        mode: [asdict(r) | {"per_second": r.per_second} for r in runs]
+        for mode, runs in bare.items()
+    }
+    labels = {"file": "SQLite file, default pragmas", "wal": "SQLite file, WAL", "memory": "memory"}
+    return [
+        Row(
+            "4",
+            f"bare cases/s, dev server on {labels[mode]}",
+            f"{run.per_second:.1f}",
+            f"memory {memory:.1f}",
+            run.per_second / memory,
+        )
+        for mode, run in best_of.items()
+    ]
+
+
+def main() -> int:
+    args = parse()
+    flags = sys.argv[1:]
+    command = {(): "make bench", ("--suite",): "make bench-suite"}.get(
+        tuple(flags), f"python -m bench {shlex.join(flags)}"
+    )
+    for name in ("BENCH_SCALE", "BENCH_SUITE"):
+        if name in os.environ:
+            command = f"{name}={os.environ[name]} {command}"
+    result: dict[str, Any] = {"command": command, "machine": machine(), "scale": args.scale}
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    started = time.perf_counter()
+    try:
+        rows = asyncio.run(bench(args, workdir, result))
+    finally:
+        if args.keep:
+            say(f"servers' files and logs kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    result["seconds"] = round(time.perf_counter() - started)
+    result["rows"] = [asdict(row) for row in rows]
+    path = report.write(result)
+    m = result["machine"]
+    print(
+        f"\n{command} — {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, {m['os']}; "
+        f"Python {m['python']}, temporalio {m['temporalio']}, temporal CLI {m['temporal_cli']}; "
+        f"load at start {m['load_average_at_start']}; {result['seconds']} s\n"
+    )
+    print(report.table(rows))
+    print(f"\n{path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

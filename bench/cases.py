@@ -1,0 +1,177 @@
+"""Scripted cases, open → note → resolve → confirm → closed: the pipeline's and the bare baseline's.
+
+Both are driven the same way from this process (start and query, three updates, a poll until the
+case is resolved, the confirm update, the result) against a worker subprocess on its own queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle
+
+import starter
+from bench.bare import RESOLVED, BareCaseWorkflow, BareView
+from bench.env import BIN, WORKER, Child, DevServer, profiler, worker_env
+from core.models import AddNote, CaseStatus, Confirm, Outcome, Resolve
+from core.settings import Settings
+from db.migrate import upgrade
+from tests.workflow_support import open_case
+from workflows.billing_case import BillingCaseWorkflow
+
+AGENT = "agent.bench@partner.example.cn"
+POLL = 0.05  # seconds between "is it resolved yet?" queries, the same for both
+WARM_UP = 5
+
+T = TypeVar("T")
+Script = Callable[[], Awaitable[str]]  # runs one case, returns its workflow id
+
+
+@dataclass
+class CaseRun:
+    kind: str
+    cases: int
+    concurrency: int
+    seconds: float
+    activities_per_case: float
+    cpu_ms_per_case: dict[str, float]  # worker, dev server, driver
+
+    @property
+    def per_second(self) -> float:
+        return self.cases / self.seconds
+
+
+def pipeline_script(client: Client, settings: Settings) -> Script:
+    async def case() -> str:
+        data = open_case()
+        await starter.open_case(data, client=client, settings=settings)
+        case_id = data.case_id
+        note = AddNote(text="Checked the meter data", by=AGENT)
+        await starter.act(case_id, BillingCaseWorkflow.note, note, client=client)
+        resolve = Resolve(outcome=Outcome.EXPLAINED, summary="Usage matches the meter.", by=AGENT)
+        await starter.act(case_id, BillingCaseWorkflow.resolve, resolve, client=client)
+        await poll(
+            lambda: starter.show_case(case_id, client=client),
+            lambda view: view.status is CaseStatus.RESOLVED,
+        )
+        await starter.act(case_id, BillingCaseWorkflow.confirm, Confirm(), client=client)
+        workflow_id = starter.workflow_id(case_id)
+        handle = client.get_workflow_handle_for(BillingCaseWorkflow.run, workflow_id)
+        assert (await handle.result()).status is CaseStatus.CLOSED
+        return workflow_id
+
+    return case
+
+
+def bare_script(client: Client, task_queue: str) -> Script:
+    async def case() -> str:
+        case_id = uuid.uuid4().hex[:12]
+        handle = await client.start_workflow(
+            BareCaseWorkflow.run, case_id, id=f"bare-{case_id}", task_queue=task_queue
+        )
+        await handle.query(BareCaseWorkflow.view)
+        await handle.execute_update(BareCaseWorkflow.note, "Checked the meter data")
+        await handle.execute_update(BareCaseWorkflow.resolve, "Usage matches the meter.")
+        await poll(
+            lambda: handle.query(BareCaseWorkflow.view), lambda view: view.status == RESOLVED
+        )
+        await handle.execute_update(BareCaseWorkflow.confirm, "customer")
+        view: BareView = await handle.result()
+        assert view.status == "closed"
+        return handle.id
+
+    return case
+
+
+async def poll(view: Callable[[], Awaitable[T]], ready: Callable[[T], bool]) -> None:
+    """Query until the case is ready for the customer's confirmation, as a refreshing screen."""
+    for _ in itertools.count():
+        if ready(await view()):
+            return
+        await asyncio.sleep(POLL)
+
+
+async def drive(script: Script, cases: int, concurrency: int) -> tuple[float, list[str]]:
+    """Run `cases` scripts, `concurrency` at a time; the wall time and the workflow ids."""
+    todo = iter(range(cases))
+    ids: list[str] = []
+
+    async def agent() -> None:
+        for _ in todo:  # shared: each agent takes the next case until none is left
+            ids.append(await script())
+
+    start = time.perf_counter()
+    await asyncio.gather(*(agent() for _ in range(concurrency)))
+    return time.perf_counter() - start, ids
+
+
+async def activities_per_case(handles: list[WorkflowHandle[Any, Any]]) -> float:
+    """The mean number of activities a case ran: checks the baseline does the same work."""
+    counts = []
+    for handle in handles:
+        history = await handle.fetch_history()
+        scheduled = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        counts.append(sum(1 for event in history.events if event.event_type == scheduled))
+    return sum(counts) / len(counts)
+
+
+async def run_cases(
+    kind: str,
+    server: DevServer,
+    workdir: Path,
+    tuning: dict[str, int],
+    cases: int,
+    concurrency: int,
+    profile: bool = False,
+) -> CaseRun:
+    """Start a worker subprocess (the product's `worker.py`, or the bare one), warm it up, then
+    time `cases` scripted cases through it."""
+    task_queue = f"bench-{kind}-{uuid.uuid4().hex[:8]}"
+    run_dir = workdir / task_queue
+    run_dir.mkdir(parents=True)
+    env = worker_env(task_queue, run_dir, tuning)
+    if kind == "pipeline":
+        upgrade(env["DATABASE_URL"])
+        settings = Settings(task_queue=task_queue)
+        script = pipeline_script(server.client, settings)
+        args = WORKER
+    else:
+        script = bare_script(server.bare, task_queue)
+        args = [str(BIN / "python"), "-m", "bench.bare"]
+    worker = Child.start(f"{kind} worker", args, env, run_dir / "worker.log")
+    try:
+        # also waits for the worker to poll: no case is timed before it is ready
+        await asyncio.wait_for(drive(script, WARM_UP, WARM_UP), 120)
+        spy = profiler(worker, run_dir / "worker-profile.txt") if profile else None
+        cpu = _cpu(worker, server)
+        seconds, ids = await drive(script, cases, concurrency)
+        cpu = {name: after - cpu[name] for name, after in _cpu(worker, server).items()}
+        if spy is not None:
+            await spy.stop()
+        if worker.process.poll() is not None:
+            raise RuntimeError(f"{kind} worker died:\n{worker.tail()}")
+    finally:
+        await worker.stop()
+    client = server.client if kind == "pipeline" else server.bare
+    handles = [client.get_workflow_handle(i) for i in ids[:: max(1, len(ids) // 10)]]
+    per_case = {name: round(1000 * used / cases, 1) for name, used in cpu.items()}
+    return CaseRun(kind, cases, concurrency, seconds, await activities_per_case(handles), per_case)
+
+
+def _cpu(worker: Child, server: DevServer) -> dict[str, float]:
+    """CPU seconds used so far by the worker, the dev server and this process (the driver)."""
+    times = os.times()
+    return {
+        "worker": worker.cpu_seconds(),
+        "server": server.process.cpu_seconds(),
+        "driver": times.user + times.system,
+    }
