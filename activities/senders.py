@@ -6,6 +6,7 @@ same email cannot help) or raises ``EmailDeliveryError`` (transient: retry later
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
 import json
@@ -14,10 +15,7 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import formatdate
+from email.utils import formataddr, formatdate
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -76,18 +74,8 @@ class FileOutboxSender:
     def send(self, email: OutgoingEmail) -> str:
         domain = email.from_address.rpartition("@")[2] or "localhost"
         message_id = f"<{_key_digest(email.dedup_key)[:32]}@{domain}>"
-        message = EmailMessage()
-        message["Message-ID"] = message_id
-        message["Date"] = formatdate(usegmt=True)
-        message["From"] = Address(display_name=email.from_name, addr_spec=email.from_address)
-        message["To"] = email.to
-        message["Subject"] = email.subject
-        message["X-Dedup-Key"] = email.dedup_key
-        message["X-Category"] = email.category
-        message.set_content(email.text)
-        message.add_alternative(email.html, subtype="html")
         try:
-            self._write_atomically(self.path_for(email.dedup_key), message.as_bytes(policy=SMTP))
+            self._write_atomically(self.path_for(email.dedup_key), _mime(email, message_id))
         except OSError as exc:
             raise EmailDeliveryError(f"outbox {self.outbox_dir}: {exc}") from exc
         return message_id
@@ -104,6 +92,61 @@ class FileOutboxSender:
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise
+
+
+def _mime(email: OutgoingEmail, message_id: str) -> bytes:
+    """The email as RFC 5322 / MIME bytes: multipart/alternative, UTF-8 parts in base64.
+
+    Written out directly: `email.message.EmailMessage` took 2 ms an email, the outbox's whole cost.
+    Every header that is not plain printable ASCII becomes RFC 2047 encoded words, so no value
+    (a subject with a line break, say) can add a header of its own."""
+    boundary = f"=_{_key_digest(email.dedup_key)[:24]}"  # "_" never occurs in base64 bodies
+    headers = [
+        f"Message-ID: {message_id}",
+        f"Date: {formatdate(usegmt=True)}",
+        f"From: {_sender(email.from_name, email.from_address)}",
+        f"To: {_header(email.to)}",
+        f"Subject: {_header(email.subject)}",
+        f"X-Dedup-Key: {_header(email.dedup_key)}",
+        f"X-Category: {_header(email.category)}",
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/alternative; boundary="{boundary}"',
+        "",
+    ]
+    lines = headers
+    for subtype, body in (("plain", email.text), ("html", email.html)):
+        encoded = base64.encodebytes(body.encode("utf-8")).decode("ascii")
+        lines += [
+            f"--{boundary}",
+            f'Content-Type: text/{subtype}; charset="utf-8"',
+            "Content-Transfer-Encoding: base64",
+            "",
+            *encoded.splitlines(),
+        ]
+    lines += [f"--{boundary}--", ""]
+    return "\r\n".join(lines).encode("ascii")
+
+
+def _sender(name: str, address: str) -> str:
+    if name.isascii() and name.isprintable():
+        return formataddr((name, address))  # quotes what needs quoting
+    return f"{_header(name)}\r\n <{address}>"
+
+
+def _header(value: str) -> str:
+    """The value as it is when it is short printable ASCII, else folded encoded words."""
+    if value.isascii() and value.isprintable() and len(value) <= 900:
+        return value
+    words: list[bytes] = []
+    chunk = b""
+    for char in value:
+        encoded = char.encode("utf-8")
+        if len(chunk) + len(encoded) > 39:  # 52 characters of base64: a line stays under 78
+            words.append(chunk)
+            chunk = b""
+        chunk += encoded
+    words.append(chunk)
+    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(word).decode('ascii')}?=" for word in words)
 
 
 class _DropRequestHeaders(logging.Filter):

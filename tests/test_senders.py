@@ -74,6 +74,26 @@ def test_outbox_writes_a_parseable_multipart_email(tmp_path: Path) -> None:
     assert html is not None and html.get_content().replace("\r\n", "\n") == email.html
 
 
+def test_outbox_headers_cannot_be_injected_and_long_subjects_fold(tmp_path: Path) -> None:
+    sender = FileOutboxSender(tmp_path)
+    hostile = outgoing(subject="Invoice\r\nBcc: thief@evil.example", category="x\nY: 1")
+    message = _parse(_sent(sender, hostile))
+    assert message["Bcc"] is None and message["Y"] is None
+    assert "thief@evil.example" in message["Subject"]
+
+    long = outgoing(subject="关于您的发票 G000123456 的争议：" * 12)
+    path = _sent(sender, long, key="long")
+    assert max(len(line) for line in path.read_bytes().split(b"\r\n")) <= 78
+    assert _parse(path)["Subject"] == long.subject
+
+
+def _sent(sender: FileOutboxSender, email: OutgoingEmail, key: str = "") -> Path:
+    if key:
+        email = OutgoingEmail(**{**email.__dict__, "dedup_key": key})
+    sender.send(email)
+    return sender.path_for(email.dedup_key)
+
+
 def test_outbox_resend_rewrites_the_same_file(tmp_path: Path) -> None:
     sender = FileOutboxSender(tmp_path)
     first = sender.send(outgoing(subject="first"))
