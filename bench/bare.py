@@ -15,11 +15,14 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
+
+from workflows import cache_bytecode
 
 OPEN, RESOLVING, RESOLVED, CLOSED = "open", "resolving", "resolved", "closed"
 
@@ -104,6 +107,7 @@ class BareCaseWorkflow:
 def build_bare_worker(
     client: Client, task_queue: str, *, cache: int, activities: int, workflow_tasks: int
 ) -> Worker:
+    cache_bytecode(Path(__file__).parent)  # as the product's runner does for its workflows
     return Worker(
         client,
         task_queue=task_queue,
