@@ -217,6 +217,12 @@ class EmailTemplate(StrEnum):
     def to_customer(self) -> bool:
         return not self.value.startswith(("owner_", "manager_", "finance_"))
 
+    @property
+    def reads_timeline(self) -> bool:
+        """Whether the email quotes the timeline: only these carry it to the activity (a test
+        checks the templates), so an email's input and the history stay small."""
+        return self in (EmailTemplate.CUSTOMER_REMINDER, EmailTemplate.OWNER_CUSTOMER_SILENT)
+
 
 # --------------------------------------------------------------------------- policy
 

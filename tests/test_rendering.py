@@ -80,6 +80,18 @@ def test_every_email_renders_in_every_locale(
     assert (greeting in email.text) is template.to_customer
 
 
+def test_only_the_emails_that_read_the_timeline_are_given_it() -> None:
+    """The workflows send the timeline only with `reads_timeline` templates: a template that
+    quotes it must be one of them, or it would render an empty history."""
+    readers = {
+        folder.name
+        for path in (TEMPLATES / "email").rglob("*")
+        if path.is_file() and "timeline" in path.read_text(encoding="utf-8")
+        for folder in [path.parent]
+    }
+    assert readers == {t.value for t in EmailTemplate if t.reads_timeline}
+
+
 def test_every_email_has_its_folder_in_every_locale() -> None:
     for locale in Locale:
         folders = {p.name for p in (TEMPLATES / "email" / locale.value).iterdir() if p.is_dir()}

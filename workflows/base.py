@@ -8,8 +8,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -52,6 +53,16 @@ class Alarm:
     at: datetime
     label: str
     fire: Callable[[], None]
+
+
+View = TypeVar("View", bound=BaseModel)
+
+
+def answer(view: View) -> View:
+    """What an update answers: the view without its timeline (the `view` query has it). Temporal
+    stores every answer in the history: a whole timeline in each would grow a long case's history
+    with the square of its events."""
+    return view.model_copy(update={"timeline": []})
 
 
 def email_summary(template: EmailTemplate, locale: Locale) -> str:
@@ -150,6 +161,13 @@ class EffectLoop(ABC):
         """Send once per stable key; a rejected address comes back as the error, not raised."""
         self._emails += 1
         key = f"{workflow.info().workflow_id}/{self._emails}-{email.template.value}"
+        if not email.template.reads_timeline:
+            about = {
+                name: view.model_copy(update={"timeline": []})
+                if "timeline" in type(view).model_fields
+                else view
+                for name, view in about.items()
+            }
         who = "customer" if email.template.to_customer else "staff"
         try:
             sent: EmailSent = await workflow.execute_activity(

@@ -24,7 +24,15 @@ with workflow.unsafe.imports_passed_through():
         VianetInvoiceView,
     )
     from core.ui import money
-    from workflows.base import ACTIVITY_TIMEOUT, RETRY, ActionRefused, Alarm, EffectLoop, Email
+    from workflows.base import (
+        ACTIVITY_TIMEOUT,
+        RETRY,
+        ActionRefused,
+        Alarm,
+        EffectLoop,
+        Email,
+        answer,
+    )
 
 CHINA = timezone(timedelta(hours=8), "CST")
 NOTICE_TIME = time(9, 0)
@@ -77,7 +85,7 @@ class VianetInvoiceWorkflow(EffectLoop):
         self._record(
             EventKind.VIANET_INVOICE_PAID, data.by, data.reference, paid_at=data.paid_at.isoformat()
         )
-        return self.view()
+        return answer(self.view())
 
     @mark_paid.validator
     def _check_paid(self, data: MarkVianetPaid) -> None:
