@@ -31,6 +31,22 @@ REJECTED = "rejected"
 DEFAULT_CLAIM_TIMEOUT = timedelta(minutes=2)
 
 
+ACCEPTED = "accepted"  # heartbeat details: the provider took this key's email
+
+
+def _accepted_by_an_earlier_attempt(key: str) -> dict[str, str] | None:
+    """The provider's answer to a failed earlier attempt of this activity, if it took the email."""
+    details = list(activity.info().heartbeat_details)
+    if len(details) == 3 and details[0] == ACCEPTED and details[1] == key:
+        accepted = details[2]
+        if isinstance(accepted, dict) and isinstance(accepted.get("provider_message_id"), str):
+            return {
+                "provider_message_id": accepted["provider_message_id"],
+                "subject": str(accepted.get("subject") or ""),
+            }
+    return None
+
+
 def _rejected(error: str) -> ApplicationError:
     return ApplicationError(error, type="EmailRejected", non_retryable=True)
 
@@ -58,6 +74,11 @@ class EmailActivities:
 
     @activity.defn
     def send_email(self, message: EmailMessage) -> EmailSent:
+        accepted = _accepted_by_an_earlier_attempt(message.key)
+        if accepted is not None:
+            # that attempt could not record it (the database was down): record it, send nothing
+            self._finish(message.key, None, status=SENT, sent_at=datetime.now(UTC), **accepted)
+            return EmailSent(key=message.key, provider_message_id=accepted["provider_message_id"])
         claim = self._claim(message)
         if isinstance(claim, EmailSent):
             return claim
@@ -87,15 +108,12 @@ class EmailActivities:
             # rendering failed or the sender broke before the provider answered: free the key
             self._finish(message.key, claim, error=f"{type(exc).__name__}: {exc}")
             raise
-        # the only duplicate window: the provider accepted the email and we crash before this commit
+        # Kept by Temporal for the next attempt, should this commit fail: the only duplicate
+        # window left is a worker that dies between the provider's accept and this heartbeat.
+        accepted = {"provider_message_id": provider_id, "subject": rendered.subject}
+        activity.heartbeat(ACCEPTED, message.key, accepted)
         self._finish(
-            message.key,
-            None,
-            status=SENT,
-            provider_message_id=provider_id,
-            subject=rendered.subject,
-            sent_at=datetime.now(UTC),
-            error=None,
+            message.key, None, status=SENT, sent_at=datetime.now(UTC), error=None, **accepted
         )
         activity.logger.info("email %s (%s) sent: %s", message.key, message.template, provider_id)
         return EmailSent(key=message.key, provider_message_id=provider_id)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage as EmailMessageFile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
@@ -128,6 +131,40 @@ def test_transient_failure_is_retried_then_sent(
     row = log_row(session_factory)
     assert (row.status, row.attempts, row.error) == ("sent", 2, None)
     assert len(sendgrid_standin.requests) == 2
+
+
+def test_an_accepted_email_whose_record_failed_is_not_sent_again(
+    session_factory: sessionmaker[Session],
+    sendgrid_standin: SendGridStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SendGrid took it, then the database went away before `sent` was written: the heartbeat
+    carries SendGrid's answer to the next attempt, which records it and sends nothing."""
+    sendgrid_standin.script(accepted("sg-1"))
+    activities = email_activities(session_factory, SendGridSender("SG.k", sendgrid_standin.host))
+    finish = activities._finish
+
+    def database_down_for_sent(key: str, attempt: int | None, **values: Any) -> None:
+        if values.get("status") == "sent":
+            raise OperationalError("UPDATE email_log", {}, Exception("connection refused"))
+        finish(key, attempt, **values)
+
+    monkeypatch.setattr(activities, "_finish", database_down_for_sent)
+    beats: list[tuple[Any, ...]] = []
+    first = ActivityEnvironment()
+    first.on_heartbeat = lambda *details: beats.append(details)
+    with pytest.raises(OperationalError):
+        first.run(activities.send_email, message())
+    monkeypatch.undo()
+    assert log_row(session_factory).status == "pending"  # the claim is still held
+
+    retry = ActivityEnvironment()
+    retry.info = dataclasses.replace(retry.info, attempt=2, heartbeat_details=beats[-1])
+    sent: EmailSent = retry.run(activities.send_email, message())
+    assert sent.provider_message_id == "sg-1" and len(sendgrid_standin.requests) == 1
+    row = log_row(session_factory)
+    assert (row.status, row.provider_message_id) == ("sent", "sg-1")
+    assert row.subject is not None and row.subject.startswith("[案例 BC-20250303-0042]")
 
 
 def test_repeated_failures_before_sending_free_the_key_each_time(
