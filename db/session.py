@@ -27,7 +27,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     if parsed.drivername == "postgresql":  # plain postgresql:// means psycopg 3 here
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    # an activity's thread cannot be cancelled: a server that stops answering must not hold it
+    # for ever (a connection attempt gives up after 10 s, a dead peer is noticed within a minute)
+    connect_args = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30}
+    connect_args |= {"keepalives_interval": 10, "keepalives_count": 3}
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
