@@ -10,8 +10,14 @@
 
 Scripted trouble: ``fail_next(status, times)`` answers the next API requests with that status,
 ``conflict_next_patch(times)`` makes another writer change the subscription just before the next
-PATCH (a 412), ``revoke_tokens()`` invalidates every token handed out. Every request is recorded
-with the status it got. Use the ``partner_center_standin`` fixture (import it into the test module).
+PATCH (a 412), ``revoke_tokens()`` invalidates every token handed out. An outage:
+``outage(503, 500, DROP)`` answers every request, token requests included, with those statuses in
+turn (``DROP``: the connection is closed without an answer) until ``end_outage()``;
+``lose_next_answers(times, subscription_id)`` applies the next PATCHes (of that subscription, or
+any) and then closes the connection instead of answering: the client cannot tell whether they
+happened. Every request is recorded with the
+status it got (and whether its answer was dropped), every status change in ``changes``. Use the
+``partner_center_standin`` fixture (import it into the test module).
 """
 
 from __future__ import annotations
@@ -42,11 +48,26 @@ _TOKEN_PATH = re.compile(r"^/(?P<tenant>[^/]+)/oauth2/(?:v2\.0/)?token$")
 _SUBSCRIPTION_PATH = re.compile(r"^/v1/customers/(?P<customer>[^/]+)/subscriptions/(?P<sub>[^/]+)$")
 
 
+# in outage(): close the connection without an answer
+DROP = 0
+
+
 @dataclass(frozen=True)
 class Answer:
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    drop: bool = False  # close the connection instead of answering
+
+
+@dataclass(frozen=True)
+class Change:
+    """A PATCH that was applied: the subscription's status before and after."""
+
+    customer_id: str
+    subscription_id: str
+    before: str
+    after: str
 
 
 @dataclass
@@ -55,7 +76,8 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     body: bytes
-    status: int = 0  # the status the stand-in answered
+    status: int = 0  # the status the stand-in answered (0: dropped before any answer)
+    dropped: bool = False  # the connection was closed instead of answering
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -95,6 +117,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         request = RecordedRequest(self.command, self.path, dict(self.headers.items()), body)
         answer = self.server.standin._answer(request)
+        if answer.drop:
+            self.close_connection = True
+            return  # nothing written: the client sees the connection close
         data = b"" if answer.body is None else json.dumps(answer.body).encode()
         self.send_response(answer.status)
         for name, value in answer.headers.items():
@@ -131,6 +156,9 @@ class PartnerCenterStandIn:
         self._requests: list[RecordedRequest] = []
         self._failures: deque[int] = deque()
         self._conflicts = 0
+        self._outage: itertools.cycle[int] | None = None
+        self._lost_answers: list[str | None] = []  # one entry per answer to lose
+        self._changes: list[Change] = []
         self._tokens: set[str] = set()
         self._issued: list[str] = []
         self._etags = itertools.count(1)
@@ -202,6 +230,27 @@ class PartnerCenterStandIn:
         with self._lock:
             self._conflicts += times
 
+    def outage(self, *statuses: int) -> None:
+        """Answer every request with these statuses in turn (``DROP``: no answer) until
+        ``end_outage()``."""
+        with self._lock:
+            self._outage = itertools.cycle(statuses or (503,))
+
+    def end_outage(self) -> None:
+        with self._lock:
+            self._outage = None
+
+    def lose_next_answers(self, times: int = 1, subscription_id: str | None = None) -> None:
+        """Apply each of the next ``times`` PATCHes (of ``subscription_id``, or of any), then
+        close the connection unanswered."""
+        with self._lock:
+            self._lost_answers.extend([subscription_id] * times)
+
+    @property
+    def changes(self) -> list[Change]:
+        with self._lock:
+            return list(self._changes)
+
     def revoke_tokens(self) -> None:
         with self._lock:
             self._tokens.clear()
@@ -218,10 +267,24 @@ class PartnerCenterStandIn:
         with self._lock:
             self._requests.append(request)
             answer = self._route(request)
+            if request.method == "PATCH" and answer.status == 200 and not answer.drop:
+                match = _SUBSCRIPTION_PATH.match(request.path)
+                subscription = match["sub"] if match else None
+                for n, wanted in enumerate(self._lost_answers):
+                    if wanted in (None, subscription):
+                        del self._lost_answers[n]
+                        answer = Answer(answer.status, answer.body, answer.headers, drop=True)
+                        break
             request.status = answer.status
+            request.dropped = answer.drop
             return answer
 
     def _route(self, request: RecordedRequest) -> Answer:
+        if self._outage is not None:
+            status = next(self._outage)
+            if status == DROP:
+                return Answer(DROP, drop=True)
+            return _error(status, status, f"outage: {status}")
         token = _TOKEN_PATH.match(request.path)
         if token and request.method == "POST":
             return self._token(token["tenant"], request)
@@ -269,6 +332,11 @@ class PartnerCenterStandIn:
             return _error(400, 400, "suspensionReasons is read-only.")
         if body.get("status") not in VALID_STATUSES:
             return _error(400, 400, f"Unknown status {body.get('status')!r}.")
+        match = _SUBSCRIPTION_PATH.match(request.path)
+        assert match is not None  # routed here by it
+        self._changes.append(
+            Change(match["customer"], match["sub"], resource["status"], body["status"])
+        )
         self._apply_status(resource, body["status"])
         return self._resource(resource)
 
