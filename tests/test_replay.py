@@ -30,6 +30,16 @@ def test_histories_are_checked_in() -> None:
     assert HISTORIES, "tests/histories/ holds no recorded history"
 
 
+def test_every_workflow_type_has_a_history() -> None:
+    recorded = {
+        WorkflowHistory.from_json(path.stem, path.read_text())
+        .events[0]
+        .workflow_execution_started_event_attributes.workflow_type.name
+        for path in HISTORIES
+    }
+    assert {cls.__name__ for cls in WORKFLOWS} <= recorded
+
+
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_replay(path: Path, codec_keys: str) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())

@@ -35,6 +35,7 @@ from core.settings import Settings
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
 from db.tables import VianetInvoice
+from tests.codec_support import replay_and_record
 from tests.factories import make_vianet_invoice_view
 from tests.workflow_support import FakeActivities
 from worker import build_worker
@@ -359,3 +360,4 @@ async def test_on_the_real_server(dev_env: WorkflowEnvironment, tmp_path: Path) 
         assert (await handle.result()).status is VianetInvoiceStatus.PAID
         row = _stored(sessions, data.invoice_number)
         assert (row.status, row.paid_reference) == ("paid", "CMB-20261124-7")
+    await replay_and_record(client, await handle.fetch_history(), "vianet_invoice_overdue_paid")
