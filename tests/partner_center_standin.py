@@ -32,11 +32,17 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
+from pydantic import SecretStr
+
+from chaos.harness import FAST_POLICY
+from core.settings import Settings
+from db.migrate import upgrade
 
 PARTNER_TENANT_ID = "6b1d2c3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e"
 CLIENT_ID = "0c9b8a7d-6e5f-4a3b-9c2d-1e0f9a8b7c6d"
@@ -404,3 +410,24 @@ class PartnerCenterStandIn:
 def partner_center_standin_fixture() -> Iterator[PartnerCenterStandIn]:
     with PartnerCenterStandIn() as standin:
         yield standin
+
+
+def partner_center_settings(directory: Path, standin: PartnerCenterStandIn, queue: str) -> Settings:
+    """The real Partner Center client against `standin`, the day-0 collections policy (the failure
+    emailed and the subscriptions suspended at once), a migrated SQLite file, an outbox."""
+    policy = directory / "collections_policy.toml"
+    policy.write_text(FAST_POLICY)
+    settings = Settings(
+        database_url=f"sqlite:///{directory / 'billing.db'}",
+        outbox_dir=directory / "outbox",
+        task_queue=f"{queue}-{uuid.uuid4()}",
+        collections_policy_file=policy,
+        partner_center_backend="partner-center",
+        partner_center_url=standin.url,
+        partner_center_authority=standin.url,
+        partner_center_tenant_id=PARTNER_TENANT_ID,
+        partner_center_client_id=CLIENT_ID,
+        partner_center_client_secret=SecretStr(CLIENT_SECRET),
+    )
+    upgrade(settings.database_url)
+    return settings

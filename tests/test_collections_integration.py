@@ -5,7 +5,6 @@ etag), a signed payment reactivates."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -23,56 +22,25 @@ from api.app import create_app
 from core import search
 from core.models import BillingFailure, CollectionsStatus, PaymentReceived
 from core.settings import Settings
-from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
 from db.tables import Collections, PartnerCenterAction
 from tests.codec_support import replay_and_record
 from tests.intake_support import WEBHOOK_SECRET, post
 from tests.partner_center_standin import (
-    CLIENT_ID,
-    CLIENT_SECRET,
-    PARTNER_TENANT_ID,
     PartnerCenterStandIn,
+    partner_center_settings,
     partner_center_standin_fixture,  # noqa: F401
 )
 from tests.workflow_support import billing_failure
 from worker import build_worker
 from workflows.collections import CollectionsWorkflow
 
-# the whole policy on day 0, so a real server shows it without waiting ten days
-FAST_POLICY = """
-manager_email = "billing-manager@partner.example.cn"
-[[steps]]
-name = "payment-failed"
-day = 0
-email = "collections_payment_failed"
-[[steps]]
-name = "suspension"
-day = 0
-action = "suspend"
-email = "collections_suspended"
-"""
-
 
 @pytest_asyncio.fixture
 async def settings(
     dev_env: WorkflowEnvironment, tmp_path: Path, partner_center_standin: PartnerCenterStandIn
 ) -> AsyncIterator[Settings]:
-    policy = tmp_path / "collections_policy.toml"
-    policy.write_text(FAST_POLICY)
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'billing.db'}",
-        outbox_dir=tmp_path / "outbox",
-        task_queue=f"collections-{uuid.uuid4()}",
-        collections_policy_file=policy,
-        partner_center_backend="partner-center",
-        partner_center_url=partner_center_standin.url,
-        partner_center_authority=partner_center_standin.url,
-        partner_center_tenant_id=PARTNER_TENANT_ID,
-        partner_center_client_id=CLIENT_ID,
-        partner_center_client_secret=SecretStr(CLIENT_SECRET),
-    )
-    upgrade(settings.database_url)
+    settings = partner_center_settings(tmp_path, partner_center_standin, "collections")
     async with build_worker(dev_env.client, settings):
         yield settings
 

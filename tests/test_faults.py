@@ -70,12 +70,10 @@ from db.session import make_engine, make_session_factory
 from db.tables import Case, CaseEventRow, Collections, CollectionsEventRow, EmailLog
 from db.tables import PartnerCenterAction as Action
 from tests.partner_center_standin import (
-    CLIENT_ID,
-    CLIENT_SECRET,
     DROP,
-    PARTNER_TENANT_ID,
     Change,
     PartnerCenterStandIn,
+    partner_center_settings,
     partner_center_standin_fixture,  # noqa: F401  (pytest fixture "partner_center_standin")
 )
 from tests.sendgrid_standin import (
@@ -588,25 +586,6 @@ def test_a_database_that_never_answers_fails_the_connection() -> None:
 # --------------------------------------------------------------------------- Partner Center
 
 
-def partner_center_settings(directory: Path, standin: PartnerCenterStandIn) -> Settings:
-    policy = directory / "collections_policy.toml"
-    policy.write_text(FAST_POLICY)  # the failure emailed and the subscriptions suspended on day 0
-    settings = Settings(
-        database_url=f"sqlite:///{directory / 'billing.db'}",
-        outbox_dir=directory / "outbox",
-        task_queue=f"faults-pc-{uuid.uuid4()}",
-        collections_policy_file=policy,
-        partner_center_backend="partner-center",
-        partner_center_url=standin.url,
-        partner_center_authority=standin.url,
-        partner_center_tenant_id=PARTNER_TENANT_ID,
-        partner_center_client_id=CLIENT_ID,
-        partner_center_client_secret=SecretStr(CLIENT_SECRET),
-    )
-    upgrade(settings.database_url)
-    return settings
-
-
 def actions(settings: Settings, status: str) -> list[Action]:
     """partner_center_actions rows for changes to `status`."""
     engine = make_engine(settings.database_url)
@@ -624,7 +603,7 @@ async def test_partner_center_down_suspends_and_reactivates_once(
 ) -> None:
     client = dev_env.client
     standin = partner_center_standin
-    settings = partner_center_settings(tmp_path, standin)
+    settings = partner_center_settings(tmp_path, standin, "faults-pc")
     failures = [billing_failure(amount=f"{3000 + n}.00", subscriptions=2) for n in range(2)]
     subscriptions = [(f.customer.tenant_id, s) for f in failures for s in f.subscription_ids]
     for tenant, subscription in subscriptions:

@@ -25,6 +25,7 @@ import starter
 from api.app import create_app
 from api.codec import create_codec_app
 from api.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from chaos.harness import FAST_POLICY
 from core.codec import new_key
 from core.models import CollectionsStatus
 from core.settings import EmailBackend, Settings
@@ -44,7 +45,6 @@ from tests.sendgrid_standin import (
     sendgrid_standin_fixture,  # noqa: F401  (pytest fixture "sendgrid_standin")
     server_error,
 )
-from tests.test_collections_integration import FAST_POLICY
 from worker import build_worker
 from workflows.collections import CollectionsWorkflow
 
