@@ -58,10 +58,10 @@ class Alarm:
 View = TypeVar("View", bound=BaseModel)
 
 
-def answer(view: View) -> View:
-    """What an update answers: the view without its timeline (the `view` query has it). Temporal
-    stores every answer in the history: a whole timeline in each would grow a long case's history
-    with the square of its events."""
+def without_timeline(view: View) -> View:
+    """What an update answers, and what most emails get: the view without its timeline (the
+    `view` query has it). Temporal stores each in the history: a whole timeline in every one
+    would grow a long case's history with the square of its events."""
     return view.model_copy(update={"timeline": []})
 
 
@@ -162,12 +162,7 @@ class EffectLoop(ABC):
         self._emails += 1
         key = f"{workflow.info().workflow_id}/{self._emails}-{email.template.value}"
         if not email.template.reads_timeline:
-            about = {
-                name: view.model_copy(update={"timeline": []})
-                if "timeline" in type(view).model_fields
-                else view
-                for name, view in about.items()
-            }
+            about = {name: without_timeline(view) for name, view in about.items()}
         who = "customer" if email.template.to_customer else "staff"
         try:
             sent: EmailSent = await workflow.execute_activity(

@@ -52,7 +52,7 @@ with workflow.unsafe.imports_passed_through():
         Alarm,
         EffectLoop,
         Email,
-        answer,
+        without_timeline,
     )
     from workflows.sla import SlaClock
 
@@ -111,7 +111,7 @@ class BillingCaseWorkflow(EffectLoop):
         self._email_staff(EmailTemplate.OWNER_NEW_CASE)
         if workflow.patched("assign-publishes-agent"):  # older histories have no upsert here
             self._publish()
-        return answer(self.view())
+        return without_timeline(self.view())
 
     @assign.validator
     def _check_assign(self, data: Assign) -> None:
@@ -120,7 +120,7 @@ class BillingCaseWorkflow(EffectLoop):
     @workflow.update
     def note(self, data: AddNote) -> CaseView:
         self._record(EventKind.NOTE, data.by, data.text)
-        return answer(self.view())
+        return without_timeline(self.view())
 
     @note.validator
     def _check_note(self, data: AddNote) -> None:
@@ -133,7 +133,7 @@ class BillingCaseWorkflow(EffectLoop):
         )
         self._details = self._details.model_copy(update={"customer": customer})
         self._record(EventKind.NOTE, data.by, f"customer contact changed to {data.email}")
-        return answer(self.view())
+        return without_timeline(self.view())
 
     @update_contact.validator
     def _check_update_contact(self, data: UpdateContact) -> None:
@@ -147,7 +147,7 @@ class BillingCaseWorkflow(EffectLoop):
         self._customer_silence_reported = False
         self._record(EventKind.INFO_REQUESTED, data.by, data.question)
         self._email_customer(EmailTemplate.INFO_REQUESTED, question=data.question)
-        return answer(self.view())
+        return without_timeline(self.view())
 
     @request_info.validator
     def _check_request_info(self, data: RequestInfo) -> None:
@@ -160,7 +160,7 @@ class BillingCaseWorkflow(EffectLoop):
             self._waiting_since = None
             self._set_status(CaseStatus.OPEN)
         self._email_staff(EmailTemplate.OWNER_CASE_UPDATE, text=data.text)
-        return answer(self.view())
+        return without_timeline(self.view())
 
     @customer_reply.validator
     def _check_customer_reply(self, data: CustomerReply) -> None:
@@ -189,7 +189,7 @@ class BillingCaseWorkflow(EffectLoop):
         self._email_customer(
             EmailTemplate.CASE_RESOLVED, reopen_days=str(self._policy.reopen_window.days)
         )
-        return answer(self.view())
+        return without_timeline(self.view())
 
     @resolve.validator
     def _check_resolve(self, data: Resolve) -> None:
@@ -236,7 +236,7 @@ class BillingCaseWorkflow(EffectLoop):
             request_body=request.body,
         )
         self._email_customer(EmailTemplate.CASE_ESCALATED)
-        return answer(self.view())
+        return without_timeline(self.view())
 
     @escalate.validator
     def _check_escalate(self, data: Escalate) -> None:
@@ -252,7 +252,7 @@ class BillingCaseWorkflow(EffectLoop):
         self._set_status(CaseStatus.WAITING_ON_VIANET)
         self._record(EventKind.VIANET_TICKET, data.by, data.ticket_number)
         self._effects.append(number)
-        return answer(self.view())
+        return without_timeline(self.view())
 
     @vianet_ticket.validator
     def _check_vianet_ticket(self, data: VianetTicket) -> None:
@@ -271,7 +271,7 @@ class BillingCaseWorkflow(EffectLoop):
         self._set_status(CaseStatus.OPEN)
         self._record(EventKind.VIANET_RESPONSE, data.by, data.text)
         self._effects.append(len(self._escalations))
-        return answer(self.view())
+        return without_timeline(self.view())
 
     @vianet_response.validator
     def _check_vianet_response(self, data: VianetResponse) -> None:
@@ -286,7 +286,7 @@ class BillingCaseWorkflow(EffectLoop):
     def confirm(self, data: Confirm) -> CaseView:
         self._record(EventKind.CONFIRMED, data.by, "customer confirmed the resolution")
         self._close()
-        return answer(self.view())
+        return without_timeline(self.view())
 
     @confirm.validator
     def _check_confirm(self, data: Confirm) -> None:
@@ -303,7 +303,7 @@ class BillingCaseWorkflow(EffectLoop):
         self._record(EventKind.REOPENED, data.by, data.reason, count=str(self._reopen_count))
         self._email_customer(EmailTemplate.CASE_REOPENED, reason=data.reason)
         self._email_staff(EmailTemplate.OWNER_CASE_UPDATE, text=f"Reopened: {data.reason}")
-        return answer(self.view())
+        return without_timeline(self.view())
 
     @reopen.validator
     def _check_reopen(self, data: Reopen) -> None:
@@ -316,7 +316,7 @@ class BillingCaseWorkflow(EffectLoop):
         self._closed_at = workflow.now()
         self._email_customer(EmailTemplate.CASE_WITHDRAWN, reason=data.reason)
         self._report_to_collections()
-        return answer(self.view())
+        return without_timeline(self.view())
 
     @withdraw.validator
     def _check_withdraw(self, data: Withdraw) -> None:

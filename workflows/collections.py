@@ -52,8 +52,8 @@ with workflow.unsafe.imports_passed_through():
         Alarm,
         EffectLoop,
         Email,
-        answer,
         business_error,
+        without_timeline,
     )
     from workflows.billing_case import BillingCaseWorkflow
 
@@ -148,7 +148,7 @@ class CollectionsWorkflow(EffectLoop):
     @workflow.update
     def payment_received(self, payment: PaymentReceived) -> CollectionsView:
         if payment.payment_id in self._payments:
-            return answer(self.view())  # already counted
+            return without_timeline(self.view())  # already counted
         self._payments.add(payment.payment_id)
         self._paid += payment.amount
         self._record(
@@ -165,7 +165,7 @@ class CollectionsWorkflow(EffectLoop):
         else:
             self._settle(CollectionsStatus.PAID, "paid in full", amount=str(payment.amount))
         self._publish()
-        return answer(self.view())
+        return without_timeline(self.view())
 
     @payment_received.validator
     def _check_payment(self, payment: PaymentReceived) -> None:
@@ -193,7 +193,7 @@ class CollectionsWorkflow(EffectLoop):
             self._effects.append(StartCase(self._dispute_case(data, self._linked_case)))
         self._record(EventKind.DISPUTE_OPENED, data.by, data.description, case_id=self._linked_case)
         self._publish()
-        return answer(self.view())
+        return without_timeline(self.view())
 
     @open_dispute.validator
     def _check_dispute(self, data: OpenDispute) -> None:
@@ -237,7 +237,7 @@ class CollectionsWorkflow(EffectLoop):
         if self._suspended_at is None:
             self._suspend(EmailTemplate.COLLECTIONS_FRAUD_SUSPENDED, reason=data.reason)
         self._publish()
-        return answer(self.view())
+        return without_timeline(self.view())
 
     @report_fraud.validator
     def _check_fraud(self, data: ReportFraud) -> None:
@@ -252,7 +252,7 @@ class CollectionsWorkflow(EffectLoop):
         self._record(EventKind.PROMISE_TO_PAY, data.by, f"until {data.until.isoformat()}")
         self._email_customer(EmailTemplate.COLLECTIONS_PROMISE_ACCEPTED)
         self._publish()
-        return answer(self.view())
+        return without_timeline(self.view())
 
     @promise_to_pay.validator
     def _check_promise(self, data: PromiseToPay) -> None:
@@ -270,7 +270,7 @@ class CollectionsWorkflow(EffectLoop):
         self._record(EventKind.WAIVED, data.by, data.reason)
         self._settle(CollectionsStatus.WAIVED, f"waived: {data.reason}")
         self._publish()
-        return answer(self.view())
+        return without_timeline(self.view())
 
     @waive.validator
     def _check_waive(self, data: Waive) -> None:

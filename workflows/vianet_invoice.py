@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
         Alarm,
         EffectLoop,
         Email,
-        answer,
+        without_timeline,
     )
 
 CHINA = timezone(timedelta(hours=8), "CST")
@@ -85,7 +85,7 @@ class VianetInvoiceWorkflow(EffectLoop):
         self._record(
             EventKind.VIANET_INVOICE_PAID, data.by, data.reference, paid_at=data.paid_at.isoformat()
         )
-        return answer(self.view())
+        return without_timeline(self.view())
 
     @mark_paid.validator
     def _check_paid(self, data: MarkVianetPaid) -> None:
