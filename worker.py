@@ -116,7 +116,7 @@ def tune_garbage_collector() -> None:
     freeze it out of every collection, and collect the young generation less often. Measured with
     3,000 collections and a cache of 1,000: 32 full collections became 9, the p95 of an update on
     an evicted workflow 514 ms became 148 ms, peak RSS 464 MiB became 582 MiB (20,000 here:
-    119 ms, but 863 MiB and 1.9 s pauses)."""
+    119 ms, but 863 MiB and 1.9 s pauses). With 10,000 the p95 misses its target either way."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
