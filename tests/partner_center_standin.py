@@ -412,9 +412,12 @@ def partner_center_standin_fixture() -> Iterator[PartnerCenterStandIn]:
         yield standin
 
 
-def partner_center_settings(directory: Path, standin: PartnerCenterStandIn, queue: str) -> Settings:
+def partner_center_settings(
+    directory: Path, standin: PartnerCenterStandIn, queue: str, **overrides: Any
+) -> Settings:
     """The real Partner Center client against `standin`, the day-0 collections policy (the failure
-    emailed and the subscriptions suspended at once), a migrated SQLite file, an outbox."""
+    emailed and the subscriptions suspended at once), a migrated SQLite file, an outbox; any
+    other setting from `overrides`."""
     policy = directory / "collections_policy.toml"
     policy.write_text(FAST_POLICY)
     settings = Settings(
@@ -428,6 +431,7 @@ def partner_center_settings(directory: Path, standin: PartnerCenterStandIn, queu
         partner_center_tenant_id=PARTNER_TENANT_ID,
         partner_center_client_id=CLIENT_ID,
         partner_center_client_secret=SecretStr(CLIENT_SECRET),
+        **overrides,
     )
     upgrade(settings.database_url)
     return settings

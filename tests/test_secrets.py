@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -25,19 +24,16 @@ import starter
 from api.app import create_app
 from api.codec import create_codec_app
 from api.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
-from chaos.harness import FAST_POLICY
 from core.codec import new_key
 from core.models import CollectionsStatus
 from core.settings import EmailBackend, Settings
 from core.temporal import data_converter
-from db.migrate import upgrade
 from tests.codec_support import decrypted, raw_history
 from tests.intake_support import billing_failure_body, eventually, unique_prefix
 from tests.partner_center_standin import (
-    CLIENT_ID,
     CLIENT_SECRET,
-    PARTNER_TENANT_ID,
     PartnerCenterStandIn,
+    partner_center_settings,
     partner_center_standin_fixture,  # noqa: F401  (pytest fixture "partner_center_standin")
 )
 from tests.sendgrid_standin import (
@@ -58,26 +54,17 @@ CODEC_KEY = new_key()
 def settings(
     tmp_path: Path, sendgrid_standin: SendGridStandIn, partner_center_standin: PartnerCenterStandIn
 ) -> Iterator[Settings]:
-    policy = tmp_path / "collections_policy.toml"
-    policy.write_text(FAST_POLICY)  # suspension on day 0
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'billing.db'}",
-        task_queue=f"secrets-{uuid.uuid4()}",
-        collections_policy_file=policy,
+    settings = partner_center_settings(
+        tmp_path,  # suspension on day 0
+        partner_center_standin,
+        "secrets",
         email_backend=EmailBackend.SENDGRID,
         sendgrid_api_key=SecretStr(SENDGRID_KEY),
         sendgrid_host=sendgrid_standin.host,
-        partner_center_backend="partner-center",
-        partner_center_url=partner_center_standin.url,
-        partner_center_authority=partner_center_standin.url,
-        partner_center_tenant_id=PARTNER_TENANT_ID,
-        partner_center_client_id=CLIENT_ID,
-        partner_center_client_secret=SecretStr(CLIENT_SECRET),
         webhook_secret=SecretStr(WEBHOOK_SECRET),
         codec_keys=SecretStr(f"known-1:{CODEC_KEY}"),
         codec_token=SecretStr(CODEC_TOKEN),
     )
-    upgrade(settings.database_url)
     yield settings
 
 
