@@ -33,7 +33,7 @@ from activities.vianet_invoice import VianetInvoiceActivities
 from core.settings import EmailBackend, Settings, load_settings
 from core.temporal import connect
 from db.session import make_engine, make_session_factory
-from workflows import sandbox_runner
+from workflows import workflow_runner
 from workflows.billing_case import BillingCaseWorkflow
 from workflows.collections import CollectionsWorkflow
 from workflows.vianet_invoice import VianetInvoiceWorkflow
@@ -105,7 +105,7 @@ def build_worker(client: Client, settings: Settings) -> Worker:
         max_concurrent_activities=settings.max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
         max_cached_workflows=settings.max_cached_workflows,
-        workflow_runner=sandbox_runner(),
+        workflow_runner=workflow_runner(settings.workflow_sandbox),
     )
 
 

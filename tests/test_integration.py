@@ -49,13 +49,17 @@ from workflows.billing_case import BillingCaseWorkflow
 AGENT = "agent.wang@partner.example.cn"
 
 
-@pytest_asyncio.fixture
-async def running(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Settings]:
-    """The real worker against a migrated SQLite file and a file outbox, on a fresh task queue."""
+@pytest_asyncio.fixture(params=[True, False], ids=["sandboxed", "unsandboxed"])
+async def running(
+    request: pytest.FixtureRequest, dev_env: WorkflowEnvironment, tmp_path: Path
+) -> AsyncIterator[Settings]:
+    """The real worker against a migrated SQLite file and a file outbox, on a fresh task queue:
+    inside Temporal's sandbox (the default) and without it (WORKFLOW_SANDBOX=false)."""
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'billing.db'}",
         outbox_dir=tmp_path / "outbox",
         task_queue=f"billing-{uuid.uuid4()}",
+        workflow_sandbox=request.param,
     )
     upgrade(settings.database_url)
     async with build_worker(dev_env.client, settings):

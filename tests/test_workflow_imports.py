@@ -8,6 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from temporalio.worker import UnsandboxedWorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+
+from core.settings import Settings
+from workflows import workflow_runner
+
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW_MODULES = sorted(
     f"workflows.{path.stem}"
@@ -60,3 +67,14 @@ def test_workflow_modules_import_no_io_library() -> None:
         if any(name == bad or name.startswith(f"{bad}.") for bad in FORBIDDEN)
     )
     assert not found, f"{', '.join(WORKFLOW_MODULES)} import {', '.join(found)}"
+
+
+def test_the_worker_runs_in_the_sandbox_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WORKFLOW_SANDBOX", raising=False)
+    default = Settings(_env_file=None)
+    assert default.workflow_sandbox is True
+    assert isinstance(workflow_runner(default.workflow_sandbox), SandboxedWorkflowRunner)
+    monkeypatch.setenv("WORKFLOW_SANDBOX", "false")
+    unsandboxed = Settings(_env_file=None)
+    assert unsandboxed.workflow_sandbox is False
+    assert isinstance(workflow_runner(unsandboxed.workflow_sandbox), UnsandboxedWorkflowRunner)

@@ -3,6 +3,7 @@
 import compileall
 from pathlib import Path
 
+from temporalio.worker import UnsandboxedWorkflowRunner, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 # pydantic's email validation loads these lazily; they are pure and safe to share with the sandbox
@@ -22,3 +23,9 @@ def sandbox_runner() -> SandboxedWorkflowRunner:
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
     )
+
+
+def workflow_runner(sandboxed: bool) -> WorkflowRunner:
+    """The worker's runner (the `WORKFLOW_SANDBOX` setting): the sandbox catches a workflow that
+    reads the clock, draws randomness or does I/O, at a cost in CPU and memory per workflow."""
+    return sandbox_runner() if sandboxed else UnsandboxedWorkflowRunner()
