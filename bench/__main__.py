@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
-from bench.billing_run import StartRun, run_starts
+from bench.billing_run import StartRun, discard, run_starts
 from bench.cases import CaseRun, run_cases
 from bench.env import ROOT, dev_server, machine, mib
 from bench.open_workflows import OpenRun, run_open_workflows
@@ -122,6 +122,8 @@ async def bench(args: argparse.Namespace, workdir: Path, result: dict[str, Any])
                     )
                     say(f"2. {side}: {starts[-1].per_second:.0f} starts/s")
                 rows += import_rows(starts, result)
+                seconds = await discard(server, starts[0])
+                say(f"2. the raw side's workflows terminated in {seconds:.0f} s")
                 if "3" in only:
                     opened = await run_open_workflows(
                         server,

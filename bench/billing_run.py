@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from temporalio.api.batch.v1 import BatchOperationTermination
+from temporalio.api.workflowservice.v1 import StartBatchOperationRequest
 
 from bench.env import BIN, Child, DevServer, worker_env
 from bench.starts import write_failures
@@ -54,3 +59,27 @@ async def run_starts(
         task_queue,
         run_dir,
     )
+
+
+async def discard(server: DevServer, run: StartRun, within: float = 600.0) -> float:
+    """Terminate the workflows a baseline started only to time its starts. Left running, their
+    thousands of first tasks wait in the dev server on a queue no worker polls, and the server
+    spends a core's share on them: updates in scenario 3 measured 5-10x slower beside them.
+    Returns the seconds it took."""
+    client = server.bare
+    query = f'TaskQueue = "{run.task_queue}" AND ExecutionStatus = "Running"'
+    start = time.monotonic()
+    await client.workflow_service.start_batch_operation(
+        StartBatchOperationRequest(
+            namespace=client.namespace,
+            job_id=f"discard-{run.task_queue}",
+            visibility_query=query,
+            reason="bench: a baseline's workflows, started only to time the starts",
+            termination_operation=BatchOperationTermination(identity="bench"),
+        )
+    )
+    while (left := (await client.count_workflows(query)).count) > 0:
+        if time.monotonic() - start > within:
+            raise RuntimeError(f"{left} of the {run.side} side's workflows still running")
+        await asyncio.sleep(2)
+    return time.monotonic() - start
