@@ -79,7 +79,7 @@ from core.temporal import connect
 from core.ui import CATEGORY_LABELS, money
 from core.verify import VerifyReport
 from core.verify import verify as verify_stores
-from db.session import make_engine, make_session_factory
+from db.session import one_off_session
 from intake.bulk import ImportAborted, ImportSummary, LineRejected, run_import
 from intake.failure_file import FailureFileError, FileFormat, detect_format
 from reporting.html import write_html
@@ -1068,18 +1068,14 @@ async def _explain_vianet(client: Client, invoice_number: str, err: RPCError) ->
 
 def load_report(settings: Settings, *, now: datetime, days: int, currency: str) -> Report:
     """Read the report from the settings' database; `days` 0 means all time."""
-    engine = make_engine(settings.database_url)
-    try:
-        with make_session_factory(engine)() as session:
-            return build_report(
-                session,
-                now=now,
-                since=now - timedelta(days=days) if days else None,
-                case_policy=settings.case_policy(),
-                currency=currency,
-            )
-    finally:
-        engine.dispose()
+    with one_off_session(settings.database_url) as session:
+        return build_report(
+            session,
+            now=now,
+            since=now - timedelta(days=days) if days else None,
+            case_policy=settings.case_policy(),
+            currency=currency,
+        )
 
 
 def print_vianet_invoice(view: VianetInvoiceView) -> None:

@@ -42,7 +42,7 @@ from core.models import (
 )
 from core.settings import Settings
 from db.migrate import upgrade
-from db.session import make_engine, make_session_factory
+from db.session import one_off_session
 from db.tables import EmailLog
 from workflows.billing_case import BillingCaseWorkflow
 from workflows.collections import CollectionsWorkflow
@@ -250,15 +250,11 @@ class EmailCheck:
 
 
 def check_emails(settings: Settings) -> EmailCheck:
-    engine = make_engine(settings.database_url)
-    try:
-        with make_session_factory(engine)() as session:
-            rows = list(session.scalars(select(EmailLog)))
-            sent = {row.dedup_key for row in rows if row.status == "sent"}
-            not_sent = sum(row.status != "sent" for row in rows)
-            retried = sum(row.attempts > 1 for row in rows if row.status == "sent")
-    finally:
-        engine.dispose()
+    with one_off_session(settings.database_url) as session:
+        rows = list(session.scalars(select(EmailLog)))
+        sent = {row.dedup_key for row in rows if row.status == "sent"}
+        not_sent = sum(row.status != "sent" for row in rows)
+        retried = sum(row.attempts > 1 for row in rows if row.status == "sent")
     files = sorted(Path(settings.outbox_dir).glob("*.eml"))
     keys: dict[str, int] = {}
     for file in files:

@@ -23,7 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from core.models import CaseView, CollectionsView
 from core.settings import Settings
-from db.session import make_engine, make_session_factory
+from db.session import one_off_session
 from db.tables import Case, Collections, EmailLog
 
 STUCK_AFTER = timedelta(minutes=5)
@@ -64,27 +64,23 @@ class _Row:
 
 
 def _load_rows(settings: Settings, now: datetime) -> tuple[list[_Row], list[EmailLog]]:
-    engine = make_engine(settings.database_url)
-    try:
-        with make_session_factory(engine)() as session:
-            rows = [
-                _Row("case", c.workflow_id, c.status, c.last_event_seq)
-                for c in session.scalars(select(Case))
-            ]
-            rows += [
-                _Row("collections", c.workflow_id, c.status, c.last_event_seq)
-                for c in session.scalars(select(Collections))
-            ]
-            stuck = list(
-                session.scalars(
-                    select(EmailLog)
-                    .where(EmailLog.status == "pending", EmailLog.created_at < now - STUCK_AFTER)
-                    .order_by(EmailLog.created_at)
-                )
+    with one_off_session(settings.database_url) as session:
+        rows = [
+            _Row("case", c.workflow_id, c.status, c.last_event_seq)
+            for c in session.scalars(select(Case))
+        ]
+        rows += [
+            _Row("collections", c.workflow_id, c.status, c.last_event_seq)
+            for c in session.scalars(select(Collections))
+        ]
+        stuck = list(
+            session.scalars(
+                select(EmailLog)
+                .where(EmailLog.status == "pending", EmailLog.created_at < now - STUCK_AFTER)
+                .order_by(EmailLog.created_at)
             )
-            session.expunge_all()
-    finally:
-        engine.dispose()
+        )
+        session.expunge_all()
     return rows, stuck
 
 

@@ -5,6 +5,8 @@ SQLite (the default) gets WAL and a busy timeout so the worker's threads share i
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,3 +49,15 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     # configure the mappers now: done lazily inside an activity, a cancellation would poison them
     configure_mappers()
     return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def one_off_session(url: str) -> Iterator[Session]:
+    """A session on an engine of its own, disposed of afterwards: for a command or a check that
+    reads the database once (a report, `verify`), not for the worker's many transactions."""
+    engine = make_engine(url)
+    try:
+        with make_session_factory(engine)() as session:
+            yield session
+    finally:
+        engine.dispose()

@@ -33,8 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs
 
 import pytest
@@ -43,6 +42,7 @@ from pydantic import SecretStr
 from chaos.harness import FAST_POLICY
 from core.settings import Settings
 from db.migrate import upgrade
+from tests.background import Background
 
 PARTNER_TENANT_ID = "6b1d2c3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e"
 CLIENT_ID = "0c9b8a7d-6e5f-4a3b-9c2d-1e0f9a8b7c6d"
@@ -141,7 +141,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-class PartnerCenterStandIn:
+class PartnerCenterStandIn(Background):
     """Listens on 127.0.0.1 only, on a free port; ``url`` serves as base URL and as authority."""
 
     def __init__(
@@ -385,7 +385,7 @@ class PartnerCenterStandIn:
             },
         )
 
-    def start(self) -> PartnerCenterStandIn:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
@@ -393,17 +393,6 @@ class PartnerCenterStandIn:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
-
-    def __enter__(self) -> PartnerCenterStandIn:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 @pytest.fixture(name="partner_center_standin")

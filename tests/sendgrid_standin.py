@@ -25,10 +25,11 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import pytest
+
+from tests.background import Background
 
 MAIL_SEND_PATH = "/v3/mail/send"
 
@@ -162,7 +163,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-class SendGridStandIn:
+class SendGridStandIn(Background):
     """Listens on 127.0.0.1 only, on a free port; ``host`` is what SendGridSender needs."""
 
     def __init__(self) -> None:
@@ -275,7 +276,7 @@ class SendGridStandIn:
                 hold.arrived.set()
             return answer, hold
 
-    def start(self) -> SendGridStandIn:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
@@ -287,17 +288,6 @@ class SendGridStandIn:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
-
-    def __enter__(self) -> SendGridStandIn:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 @pytest.fixture(name="sendgrid_standin")

@@ -14,8 +14,9 @@ import threading
 from collections.abc import Coroutine
 from contextlib import suppress
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
+
+from tests.background import Background
 
 T = TypeVar("T")
 CHUNK = 64 * 1024
@@ -28,7 +29,7 @@ class ProxyCounts:
     cut: int = 0  # open connections closed by cut()
 
 
-class TcpProxy:
+class TcpProxy(Background):
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target_host = target_host
         self.target_port = target_port
@@ -41,7 +42,7 @@ class TcpProxy:
         self.port = 0
 
     # -- called from the test's thread
-    def start(self) -> TcpProxy:
+    def start(self) -> Self:
         self._thread.start()
         self._server = self._run(self._listen())
         self.port = self._server.sockets[0].getsockname()[1]
@@ -65,17 +66,6 @@ class TcpProxy:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
         self._loop.close()
-
-    def __enter__(self) -> TcpProxy:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=10)

@@ -33,7 +33,7 @@ from chaos.harness import (
 from core.models import CaseStatus, CaseView, CollectionsStatus, CollectionsView, EventKind
 from core.settings import Settings
 from core.verify import verify
-from db.session import make_engine, make_session_factory
+from db.session import make_engine, make_session_factory, one_off_session
 from db.tables import Case, Collections, EmailLog
 from tests.workflow_support import billing_failure
 from tests.workflow_support import open_case as case_data
@@ -143,12 +143,10 @@ async def test_worker_killed_twice_loses_nothing(
 
         # verify sees a row at odds with its workflow, and so does the CLI (exit code 1)
         case_workflow = f"case-{cases[0].case_id}"
-        engine = make_engine(settings.database_url)
-        with make_session_factory(engine)() as session, session.begin():
+        with one_off_session(settings.database_url) as session, session.begin():
             session.execute(
                 update(Case).where(Case.workflow_id == case_workflow).values(status="open")
             )
-        engine.dispose()
         report = await verify(client=client, settings=settings)
         assert [(d.id, d.problem, d.database, d.temporal) for d in report.differences] == [
             (case_workflow, "status", "open", "closed")

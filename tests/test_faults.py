@@ -66,7 +66,7 @@ from core.models import (
 from core.settings import EmailBackend, Settings
 from core.verify import verify
 from db.migrate import upgrade
-from db.session import make_engine, make_session_factory
+from db.session import make_engine, one_off_session
 from db.tables import Case, CaseEventRow, Collections, CollectionsEventRow, EmailLog
 from db.tables import PartnerCenterAction as Action
 from tests.partner_center_standin import (
@@ -161,14 +161,10 @@ def sendgrid_settings(directory: Path, standin: SendGridStandIn, **overrides: An
 
 
 def email_rows(settings: Settings) -> list[EmailLog]:
-    engine = make_engine(settings.database_url)
-    try:
-        with make_session_factory(engine)() as session:
-            rows = list(session.scalars(select(EmailLog)))
-            session.expunge_all()
-            return rows
-    finally:
-        engine.dispose()
+    with one_off_session(settings.database_url) as session:
+        rows = list(session.scalars(select(EmailLog)))
+        session.expunge_all()
+        return rows
 
 
 def assert_each_email_accepted_once(settings: Settings, standin: SendGridStandIn) -> set[str]:
@@ -381,38 +377,28 @@ async def retried_activities(client: Client, workflow_id: str) -> list[str]:
 
 def stored_state(settings: Settings, case_ids: list[str]) -> tuple[dict[str, str], int]:
     """The stored status of each of these cases that has a row, and the number of emails."""
-    engine = make_engine(settings.database_url)
-    try:
-        with make_session_factory(engine)() as session:
-            found = session.execute(
-                select(Case.case_id, Case.status).where(Case.case_id.in_(case_ids))
-            )
-            statuses = {case_id: status for case_id, status in found}
-            emails = session.scalar(select(func.count()).select_from(EmailLog)) or 0
-    finally:
-        engine.dispose()
+    with one_off_session(settings.database_url) as session:
+        found = session.execute(select(Case.case_id, Case.status).where(Case.case_id.in_(case_ids)))
+        statuses = {case_id: status for case_id, status in found}
+        emails = session.scalar(select(func.count()).select_from(EmailLog)) or 0
     return statuses, emails
 
 
 def stored_events(settings: Settings) -> dict[str, list[int]]:
     """Workflow id -> the seqs of its stored events, in order."""
-    engine = make_engine(settings.database_url)
-    try:
-        with make_session_factory(engine)() as session:
-            rows = [
-                *session.execute(
-                    select(Case.workflow_id, CaseEventRow.seq)
-                    .join(Case, Case.case_id == CaseEventRow.case_id)
-                    .order_by(CaseEventRow.seq)
-                ),
-                *session.execute(
-                    select(Collections.workflow_id, CollectionsEventRow.seq)
-                    .join(Collections, Collections.invoice_id == CollectionsEventRow.invoice_id)
-                    .order_by(CollectionsEventRow.seq)
-                ),
-            ]
-    finally:
-        engine.dispose()
+    with one_off_session(settings.database_url) as session:
+        rows = [
+            *session.execute(
+                select(Case.workflow_id, CaseEventRow.seq)
+                .join(Case, Case.case_id == CaseEventRow.case_id)
+                .order_by(CaseEventRow.seq)
+            ),
+            *session.execute(
+                select(Collections.workflow_id, CollectionsEventRow.seq)
+                .join(Collections, Collections.invoice_id == CollectionsEventRow.invoice_id)
+                .order_by(CollectionsEventRow.seq)
+            ),
+        ]
     found: dict[str, list[int]] = {}
     for workflow_id, seq in rows:
         found.setdefault(workflow_id, []).append(seq)
@@ -588,14 +574,10 @@ def test_a_database_that_never_answers_fails_the_connection() -> None:
 
 def actions(settings: Settings, status: str) -> list[Action]:
     """partner_center_actions rows for changes to `status`."""
-    engine = make_engine(settings.database_url)
-    try:
-        with make_session_factory(engine)() as session:
-            rows = list(session.scalars(select(Action).where(Action.status == status)))
-            session.expunge_all()
-            return rows
-    finally:
-        engine.dispose()
+    with one_off_session(settings.database_url) as session:
+        rows = list(session.scalars(select(Action).where(Action.status == status)))
+        session.expunge_all()
+        return rows
 
 
 async def test_partner_center_down_suspends_and_reactivates_once(
