@@ -2,6 +2,7 @@
 
 from datetime import date, datetime
 from decimal import Decimal
+from typing import cast
 
 from sqlalchemy import (
     JSON,
@@ -11,6 +12,7 @@ from sqlalchemy import (
     Integer,
     Numeric,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -19,6 +21,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 from db.base import Model, TimestampedModel, UtcDateTime
 
 AMOUNT = Numeric(14, 2)
+
+
+def table(model: type[Model]) -> Table:
+    """A mapped class's table, for Core statements where the ORM's unit of work costs too much."""
+    return cast(Table, model.__table__)
 
 
 class Case(TimestampedModel):
