@@ -87,9 +87,9 @@ class Settings(BaseSettings):
     ]
 
     # worker tuning, chosen with `make bench` (README, "Performance").
-    # A cached workflow holds its own sandboxed copy of its module, ~0.33 MiB: 1000 keep the worker
-    # near 0.5 GiB with 10,000 open; an evicted one replays on its next update (~55 ms, not ~16).
-    # More cache also lengthens each full garbage collection (~0.7 s at 1000), a latency spike.
+    # A cached workflow holds ~0.28 MiB (~0.46 in the sandbox): 1000 keep the worker near 0.4 GiB
+    # with 10,000 open; an evicted one replays on its next update (21 ms for 45 events, 37 in the
+    # sandbox). More cache also lengthens each full garbage collection, a latency spike.
     max_cached_workflows: int = Field(default=1000, ge=0)
     # threads of the synchronous activities (database, templates, outbox): 20 and 50 measured
     # alike; 8 lost 15-19 % of the cases per second and cost the dev server more CPU per case
@@ -97,10 +97,11 @@ class Settings(BaseSettings):
     # activations run one at a time under the GIL anyway: 20 and 50 measured alike
     max_concurrent_workflow_tasks: int = Field(default=50, ge=1)
     # Temporal's Python sandbox: it fails a workflow that reads the clock, draws randomness or
-    # does I/O, and it re-imports the workflow module for every workflow it runs. Off measured
-    # 28 ms less worker CPU per bench case and 30 % less worker memory with 10,000 open, but
-    # updates on evicted collections 5-10x slower in `make bench` (README, "Performance").
-    workflow_sandbox: bool = True
+    # does I/O, and it re-imports the workflow module for every workflow it runs. Off (the default)
+    # measured 30-50 ms less worker CPU per bench case, 28 % less worker memory with 10,000 open
+    # and faster updates on evicted ones (README, "Performance"). The tests keep it on
+    # (tests/conftest.py): there it catches a workflow that would not replay.
+    workflow_sandbox: bool = False
 
     @field_validator("codec_cors_origins", mode="before")
     @classmethod

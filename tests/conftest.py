@@ -27,6 +27,11 @@ from tests.workflow_support import FakeActivities
 from worker import WORKFLOWS, build_worker
 from workflows import sandbox_runner
 
+# The product's worker runs without Temporal's sandbox by default, for speed; every test runs the
+# workflows in it (test_integration also without), so a workflow that reads the clock, draws
+# randomness or does I/O fails here. Set before any Settings is made; a subprocess inherits it.
+os.environ.setdefault("WORKFLOW_SANDBOX", "true")
+
 DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
 
 

@@ -54,7 +54,7 @@ async def running(
     request: pytest.FixtureRequest, dev_env: WorkflowEnvironment, tmp_path: Path
 ) -> AsyncIterator[Settings]:
     """The real worker against a migrated SQLite file and a file outbox, on a fresh task queue:
-    inside Temporal's sandbox (the default) and without it (WORKFLOW_SANDBOX=false)."""
+    inside Temporal's sandbox (as every other test) and without it (the product's default)."""
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'billing.db'}",
         outbox_dir=tmp_path / "outbox",

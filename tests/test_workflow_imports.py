@@ -69,12 +69,17 @@ def test_workflow_modules_import_no_io_library() -> None:
     assert not found, f"{', '.join(WORKFLOW_MODULES)} import {', '.join(found)}"
 
 
-def test_the_worker_runs_in_the_sandbox_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_worker_runs_without_the_sandbox_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WORKFLOW_SANDBOX", raising=False)
     default = Settings(_env_file=None)
-    assert default.workflow_sandbox is True
-    assert isinstance(workflow_runner(default.workflow_sandbox), SandboxedWorkflowRunner)
-    monkeypatch.setenv("WORKFLOW_SANDBOX", "false")
-    unsandboxed = Settings(_env_file=None)
-    assert unsandboxed.workflow_sandbox is False
-    assert isinstance(workflow_runner(unsandboxed.workflow_sandbox), UnsandboxedWorkflowRunner)
+    assert default.workflow_sandbox is False
+    assert isinstance(workflow_runner(default.workflow_sandbox), UnsandboxedWorkflowRunner)
+    monkeypatch.setenv("WORKFLOW_SANDBOX", "true")
+    sandboxed = Settings(_env_file=None)
+    assert sandboxed.workflow_sandbox is True
+    assert isinstance(workflow_runner(sandboxed.workflow_sandbox), SandboxedWorkflowRunner)
+
+
+def test_the_tests_run_the_workflows_in_the_sandbox() -> None:
+    """The safety net the production default does without (tests/conftest.py)."""
+    assert Settings(_env_file=None).workflow_sandbox is True
