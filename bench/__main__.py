@@ -256,7 +256,8 @@ def open_rows(opened: OpenRun, result: dict[str, Any]) -> list[Row]:
         rows.append(
             Row(
                 "3",
-                f"{latency.what}: p50 / p95 ms ({summary['updates']} updates)",
+                f"{latency.what}: p50 / p95 ms "
+                f"({summary['updates']} updates, {latency.per_second:g}/s)",
                 f"{summary['p50_ms']:.0f} / {summary['p95_ms']:.0f}",
                 target=f"p95 ≤ {TARGETS['p95_ms']}",
                 met=summary["p95_ms"] <= TARGETS["p95_ms"],

@@ -39,6 +39,7 @@ class Latency:
     """Milliseconds of each update, as the agent's CLI call sees it."""
 
     what: str
+    per_second: float  # the rate the updates arrive at
     ms: list[float] = field(default_factory=list)
 
     def quantile(self, q: float) -> float:
@@ -49,10 +50,12 @@ class Latency:
         return {
             "what": self.what,
             "updates": len(self.ms),
+            "per_second": self.per_second,
             "p50_ms": round(self.quantile(0.50), 1),
             "p95_ms": round(self.quantile(0.95), 1),
             "max_ms": round(max(self.ms), 1),
             "mean_ms": round(statistics.fmean(self.ms), 1),
+            "ms": [round(ms) for ms in self.ms],  # in order of arrival: does a queue build up?
         }
 
 
@@ -119,8 +122,11 @@ async def run_open_workflows(
                 raise RuntimeError(f"worker stopped at {done}/{imported.starts}:\n{worker.tail()}")
             if time.perf_counter() - told > 30:
                 told = time.perf_counter()
-                rate = done / (told - start)
-                print(f"  3. {done:,}/{imported.starts:,} waiting, {rate:.1f}/s", file=sys.stderr)
+                # not `rate`: until 2026-12-02 this overwrote the agents' rate with the drain's
+                drained = done / (told - start)
+                print(
+                    f"  3. {done:,}/{imported.starts:,} waiting, {drained:.1f}/s", file=sys.stderr
+                )
             await asyncio.sleep(1)
         drain = time.perf_counter() - start
         cpu_ms = {
@@ -163,7 +169,7 @@ async def agents_act(
     settings = Settings(task_queue=imported.task_queue)
     opened = [open_case() for _ in range(cases)]
     await asyncio.gather(*(starter.open_case(c, client=client, settings=settings) for c in opened))
-    notes = Latency("note on an open case (cached)")
+    notes = Latency("note on an open case (cached)", rate)
     pick = random.Random(6)
 
     async def note(n: int) -> None:
@@ -178,7 +184,7 @@ async def agents_act(
     with (imported.workdir / "failures.csv").open(encoding="utf-8") as file:
         rows = csv.DictReader(file)
         invoices = [row["invoice_id"] for _, row in zip(range(updates), rows, strict=False)]
-    promises = Latency("promise to pay on a waiting collections (evicted)")
+    promises = Latency("promise to pay on a waiting collections (evicted)", rate)
     until = datetime.now(UTC) + timedelta(days=14)
 
     async def promise(n: int) -> None:
