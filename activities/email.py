@@ -194,7 +194,10 @@ class EmailActivities:
 
     def _finish(self, key: str, attempt: int | None, **values: Any) -> None:
         """Record the outcome; with ``attempt``, only while this attempt still holds the claim."""
-        params = {"key": key, "claimed": attempt, "updated_at": datetime.now(UTC), **values}
+        params = {"key": key, "updated_at": datetime.now(UTC), **values}
+        statement = _PENDING_ROW
+        if attempt is not None:
+            statement, params["claimed"] = _CLAIMED_ROW, attempt
         with self.session_factory() as session:
-            session.execute(_PENDING_ROW if attempt is None else _CLAIMED_ROW, params)
+            session.execute(statement, params)
             session.commit()
