@@ -1,9 +1,10 @@
 """The baseline: a bare case workflow with the pipeline's shape and none of its work.
 
 Same updates (note, resolve, confirm) and the same activities, each a no-op, carried out one at a
-time by the main loop as the real workflow does. Default data converter, default
-sandbox, no search attributes, no database, no email. Its worker runs with the same tuning
-settings as the product's, so the ratio measures our code, not the worker's configuration.
+time by the main loop as the real workflow does. Default data converter, no search attributes, no
+database, no email. Its worker runs with the same settings as the product's (cache, task slots,
+activity threads, and the workflow runner: `WORKFLOW_SANDBOX`), so the ratio measures our code,
+not the worker's configuration.
 
 `python -m bench.bare` runs its worker (TASK_QUEUE and the MAX_* settings from the environment).
 """
@@ -22,7 +23,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
-from workflows import cache_bytecode
+from workflows import cache_bytecode, workflow_runner
 
 OPEN, RESOLVING, RESOLVED, CLOSED = "open", "resolving", "resolved", "closed"
 
@@ -105,7 +106,13 @@ class BareCaseWorkflow:
 
 
 def build_bare_worker(
-    client: Client, task_queue: str, *, cache: int, activities: int, workflow_tasks: int
+    client: Client,
+    task_queue: str,
+    *,
+    cache: int,
+    activities: int,
+    workflow_tasks: int,
+    sandboxed: bool,
 ) -> Worker:
     cache_bytecode(Path(__file__).parent)  # as the product's runner does for its workflows
     return Worker(
@@ -117,6 +124,7 @@ def build_bare_worker(
         max_concurrent_activities=activities,
         max_concurrent_workflow_tasks=workflow_tasks,
         max_cached_workflows=cache,
+        workflow_runner=workflow_runner(sandboxed),
     )
 
 
@@ -135,6 +143,7 @@ async def main() -> None:
         cache=settings.max_cached_workflows,
         activities=settings.max_concurrent_activities,
         workflow_tasks=settings.max_concurrent_workflow_tasks,
+        sandboxed=settings.workflow_sandbox,
     )
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
