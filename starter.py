@@ -45,8 +45,10 @@ from core.models import (
     BillingFailure,
     CaseDetails,
     CaseEvent,
+    CasePolicy,
     CaseView,
     Category,
+    CollectionsPolicy,
     CollectionsView,
     Confirm,
     Customer,
@@ -172,18 +174,21 @@ def collections_id(invoice_id: str) -> str:
 
 
 async def report_billing_failure(
-    failure: BillingFailure, *, client: Client | None = None, settings: Settings | None = None
+    failure: BillingFailure,
+    *,
+    client: Client | None = None,
+    settings: Settings | None = None,
+    policies: tuple[CollectionsPolicy, CasePolicy] | None = None,
 ) -> Started:
     """Signal-with-start: the first failure of an invoice starts its CollectionsWorkflow, a repeat
     joins it (and a repeat of the same failure id changes nothing). An invoice whose collections
-    already ended (paid, credited, waived) is refused: re-running an import starts nothing."""
+    already ended (paid, credited, waived) is refused: re-running an import starts nothing.
+    `policies`: the collections and the case policy, as a caller reporting many failures read
+    them once; by default they are read from the settings' files."""
     client = client or await connect()
     settings = settings or load_settings()
-    data = StartCollections(
-        failure=failure,
-        policy=settings.collections_policy(),
-        case_policy=settings.case_policy(),
-    )
+    policy, case_policy = policies or (settings.collections_policy(), settings.case_policy())
+    data = StartCollections(failure=failure, policy=policy, case_policy=case_policy)
     try:
         handle = await client.start_workflow(
             CollectionsWorkflow.run,
@@ -302,12 +307,16 @@ async def import_failures(
     `report_billing_failure`, `concurrency` at a time; see `intake.bulk` for what is counted how.
     Raises FailureFileError when the file is unusable, ImportAborted when Temporal fails."""
     settings = settings or load_settings()
-    settings.collections_policy(), settings.case_policy()  # a broken policy stops before line 1
+    # read once, before line 1: a broken policy stops the import before it reports anything, and
+    # every line of the file starts with the same rules, even if a policy file changes meanwhile
+    policies = settings.collections_policy(), settings.case_policy()
     client = client or await connect(settings)
 
     async def report(failure: BillingFailure) -> str:
         try:
-            return await report_billing_failure(failure, client=client, settings=settings)
+            return await report_billing_failure(
+                failure, client=client, settings=settings, policies=policies
+            )
         except CaseError as err:
             raise LineRejected(str(err)) from None
         except RPCError as err:

@@ -63,8 +63,8 @@ async def run_starts(
 
 async def discard(server: DevServer, run: StartRun, within: float = 600.0) -> float:
     """Terminate the workflows a baseline started only to time its starts. Left running, their
-    thousands of first tasks wait in the dev server on a queue no worker polls, and the server
-    spends a core's share on them: updates in scenario 3 measured 5-10x slower beside them.
+    thousands of first tasks wait in the dev server on a queue no worker polls: idle, they cost
+    it no CPU, but updates in scenario 3 measured 5-10x slower beside them (2026-12-01).
     Returns the seconds it took."""
     client = server.bare
     query = f'TaskQueue = "{run.task_queue}" AND ExecutionStatus = "Running"'

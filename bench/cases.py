@@ -44,6 +44,10 @@ class CaseRun:
     seconds: float
     activities_per_case: float
     cpu_ms_per_case: dict[str, float]  # worker, dev server, driver
+    server_requests_per_case: dict[str, float]  # the dev server's RPCs and database calls
+
+    def requests(self, *names: str) -> float:
+        return sum(self.server_requests_per_case.get(name, 0.0) for name in names)
 
     @property
     def per_second(self) -> float:
@@ -152,9 +156,10 @@ async def run_cases(
         # also waits for the worker to poll: no case is timed before it is ready
         await asyncio.wait_for(drive(script, WARM_UP, WARM_UP), 120)
         spy = profiler(worker, run_dir / "worker-profile.txt") if profile else None
-        cpu = _cpu(worker, server)
+        cpu, requests = _cpu(worker, server), await server.requests()
         seconds, ids = await drive(script, cases, concurrency)
         cpu = {name: after - cpu[name] for name, after in _cpu(worker, server).items()}
+        requests = await server.requests() - requests
         if spy is not None:
             await spy.stop()
         if worker.process.poll() is not None:
@@ -164,7 +169,9 @@ async def run_cases(
     client = server.client if kind == "pipeline" else server.bare
     handles = [client.get_workflow_handle(i) for i in ids[:: max(1, len(ids) // 10)]]
     per_case = {name: round(1000 * used / cases, 1) for name, used in cpu.items()}
-    return CaseRun(kind, cases, concurrency, seconds, await activities_per_case(handles), per_case)
+    asked = {name: round(n / cases, 2) for name, n in sorted(requests.items())}
+    activities = await activities_per_case(handles)
+    return CaseRun(kind, cases, concurrency, seconds, activities, per_case, asked)
 
 
 def _cpu(worker: Child, server: DevServer) -> dict[str, float]:

@@ -6,11 +6,14 @@ import asyncio
 import base64
 import os
 import platform
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -63,6 +66,32 @@ class DevServer:
     mode: str
     client: Client  # the product's: its data converter and payload codec
     bare: Client  # the default data converter, for the baseline
+    metrics_url: str  # its Prometheus endpoint
+
+    async def requests(self) -> Counter[str]:
+        """What the server has been asked so far: its frontend's RPCs by operation (the clients'
+        and workers' calls) and its calls to its own database, `persistence.<operation>`."""
+        text = await asyncio.to_thread(_fetch, self.metrics_url)
+        counts: Counter[str] = Counter()
+        for match in _REQUESTS.finditer(text):
+            labels = dict(_LABEL.findall(match["labels"]))
+            if match["metric"] == "persistence_requests":
+                counts[f"persistence.{labels.get('operation')}"] += int(float(match["value"]))
+            elif labels.get("service_name") == "frontend":
+                counts[str(labels.get("operation"))] += int(float(match["value"]))
+        return counts
+
+
+_REQUESTS = re.compile(
+    r"^(?P<metric>service_requests|persistence_requests)\{(?P<labels>[^}]*)\} (?P<value>\S+)$",
+    re.MULTILINE,
+)
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def _fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return str(response.read().decode())
 
 
 def free_port() -> int:
@@ -80,7 +109,10 @@ async def dev_server(mode: str, workdir: Path) -> AsyncIterator[DevServer]:
     address = f"127.0.0.1:{port}"
     args = [str(TEMPORAL), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port)]
     args += ["--headless", "--log-level", "error", *dev_server_flags()]
-    args += ["--metrics-port", str(free_port()), "--http-port", str(free_port())]
+    # the batch job that terminates a baseline's workflows (scenario 2): 50/s by default
+    args += ["--dynamic-config-value", "worker.batcherRPS=1000"]
+    metrics_port = free_port()
+    args += ["--metrics-port", str(metrics_port), "--http-port", str(free_port())]
     if mode != "memory":
         args += ["--db-filename", str(workdir / f"temporal-{mode}.db")]
     if mode == "wal":
@@ -91,7 +123,8 @@ async def dev_server(mode: str, workdir: Path) -> AsyncIterator[DevServer]:
     os.environ.setdefault("CODEC_KEYS", f"bench-1:{base64.b64encode(os.urandom(32)).decode()}")
     try:
         bare = await _ready(server, address)
-        yield DevServer(server, address, mode, await connect(), bare)
+        metrics = f"http://127.0.0.1:{metrics_port}/metrics"
+        yield DevServer(server, address, mode, await connect(), bare, metrics)
     finally:
         await server.stop()
         os.environ.pop("TEMPORAL_ADDRESS", None)

@@ -246,6 +246,37 @@ async def test_unusable_files_report_nothing(
     assert not list(tmp_path.glob("*.rejected.*"))
 
 
+async def test_an_import_reads_the_policies_once(
+    dev_env: WorkflowEnvironment,
+    running: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before line 1, not for each line: every line of a file starts with the same rules."""
+    reads: list[str] = []
+
+    def counting(name: str) -> Any:
+        read = getattr(Settings, name)
+
+        def counted(settings: Settings) -> Any:
+            reads.append(name)
+            return read(settings)
+
+        return counted
+
+    for name in ("collections_policy", "case_policy"):
+        monkeypatch.setattr(Settings, name, counting(name))
+    prefix = unique_prefix()
+    source = tmp_path / "billing-run.csv"
+    lines = [csv_line(failure_fields(f"{prefix}-{k:04d}", f"{prefix}-F{k}")) for k in range(5)]
+    source.write_bytes(",".join(COLUMNS).encode() + b"\n" + b"".join(lines))
+
+    summary = await starter.import_failures(source, client=dev_env.client, settings=running)
+
+    assert (summary.started, summary.rejected) == (5, 0)
+    assert sorted(reads) == ["case_policy", "collections_policy"]
+
+
 def test_cli_import_help() -> None:
     result = CliRunner().invoke(starter.app, ["import-failures", "--help"])
     assert result.exit_code == 0
