@@ -212,9 +212,11 @@ def pipeline_rows(runs: list[CaseRun], result: dict[str, Any]) -> list[Row]:
 
 
 def _asked(run: CaseRun) -> str:
-    rpcs = sum(n for name, n in run.server_requests_per_case.items() if "." not in name)
-    queries = run.requests("QueryWorkflow")
-    heartbeats = run.requests("RecordActivityTaskHeartbeat")
+    rpcs = sum(
+        n for name, n in run.server_requests_per_case.items() if name.startswith("frontend.")
+    )
+    queries = run.requests("frontend.QueryWorkflow")
+    heartbeats = run.requests("frontend.RecordActivityTaskHeartbeat")
     writes = run.requests(
         "persistence.UpdateWorkflowExecution", "persistence.CreateWorkflowExecution"
     )

@@ -69,16 +69,19 @@ class DevServer:
     metrics_url: str  # its Prometheus endpoint
 
     async def requests(self) -> Counter[str]:
-        """What the server has been asked so far: its frontend's RPCs by operation (the clients'
-        and workers' calls) and its calls to its own database, `persistence.<operation>`."""
+        """What the server has been asked so far, by operation: `frontend.<operation>`, the
+        clients' and workers' RPCs, and `persistence.<operation>`, its calls to its database."""
         text = await asyncio.to_thread(_fetch, self.metrics_url)
         counts: Counter[str] = Counter()
         for match in _REQUESTS.finditer(text):
             labels = dict(_LABEL.findall(match["labels"]))
             if match["metric"] == "persistence_requests":
-                counts[f"persistence.{labels.get('operation')}"] += int(float(match["value"]))
+                where = "persistence"
             elif labels.get("service_name") == "frontend":
-                counts[str(labels.get("operation"))] += int(float(match["value"]))
+                where = "frontend"
+            else:
+                continue  # the server's services calling one another
+            counts[f"{where}.{labels.get('operation')}"] += int(float(match["value"]))
         return counts
 
 
