@@ -6,12 +6,12 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
 from core.models import CaseEvent, PersistCase, PersistCollections
+from db.session import lock_for_write, twice_on_conflict
 from db.tables import Case, CaseEventRow, Collections, CollectionsEventRow, table
 
 # Written with Core statements, not the ORM's unit of work: 8 of these run per case, and the ORM
@@ -53,11 +53,7 @@ class CaseStoreActivities:
         columns: dict[str, Any],
         events: list[CaseEvent],
     ) -> None:
-        try:
-            self._write(rows, event_rows, key, columns, events)
-        except IntegrityError:
-            # a concurrent attempt inserted the row or the events first; a second pass skips them
-            self._write(rows, event_rows, key, columns, events)
+        twice_on_conflict(lambda: self._write(rows, event_rows, key, columns, events))
 
     def _write(
         self,
@@ -70,9 +66,7 @@ class CaseStoreActivities:
         # the row's key column and the event log's reference to it share a name (case_id, ...)
         (key_column,) = rows.primary_key.columns
         with self._session_factory.begin() as session:
-            if session.get_bind().dialect.name == "sqlite":
-                # take SQLite's write lock before reading, as FOR UPDATE does on PostgreSQL
-                session.execute(text("BEGIN IMMEDIATE"))
+            lock_for_write(session)
             stored = session.execute(
                 select(rows.c.last_event_seq).where(key_column == key).with_for_update()
             ).first()

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
 from core.models import PersistVianetInvoice
+from db.session import lock_for_write, twice_on_conflict
 from db.tables import VianetInvoice
 
 
@@ -18,18 +17,12 @@ class VianetInvoiceActivities:
     @activity.defn
     def persist_vianet_invoice(self, data: PersistVianetInvoice) -> None:
         """Upsert the invoice's row; safe to repeat, and an older state never replaces a newer."""
-        try:
-            self._write(data)
-        except IntegrityError:
-            # a concurrent attempt inserted the row first; the second pass updates it
-            self._write(data)
+        twice_on_conflict(lambda: self._write(data))
 
     def _write(self, data: PersistVianetInvoice) -> None:
         view = data.view
         with self._session_factory.begin() as session:
-            if session.get_bind().dialect.name == "sqlite":
-                # take SQLite's write lock before reading, as FOR UPDATE does on PostgreSQL
-                session.execute(text("BEGIN IMMEDIATE"))
+            lock_for_write(session)
             row = session.get(VianetInvoice, view.invoice_number, with_for_update=True)
             if row is None:
                 row = VianetInvoice(invoice_number=view.invoice_number, last_event_seq=-1)

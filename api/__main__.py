@@ -2,25 +2,8 @@
 
 from __future__ import annotations
 
-import logging
-import sys
-
-import uvicorn
-
 from api.app import create_app
-from core.settings import SettingsError, load_settings
-
-
-def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    try:
-        settings = load_settings()
-        app = create_app(settings)
-    except SettingsError as err:
-        sys.stderr.write(f"error: {err}\n")
-        raise SystemExit(2) from None
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="info")
-
+from api.serving import serve
 
 if __name__ == "__main__":
-    main()
+    serve(create_app, lambda settings: (settings.api_host, settings.api_port))

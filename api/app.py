@@ -3,6 +3,10 @@
 Every `/v1/` request is signed (see `api/signing.py`); the signature is checked on the raw bytes
 before anything reads the body, so an unsigned request never reaches validation or Temporal, and an
 invalid body (422) never reaches Temporal either. OpenAPI documentation is at /docs.
+
+Thin over the service layer: each endpoint makes one call to it and maps its typed errors, with no
+round trip of its own: not found 404, refused or already there 409, ended 410, Temporal
+unavailable 503.
 """
 
 from __future__ import annotations
@@ -12,18 +16,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, status
-from fastapi.exceptions import RequestValidationError
-from pydantic import SecretStr, ValidationError
+from fastapi import FastAPI, status
+from pydantic import SecretStr
 from starlette.datastructures import Headers
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from temporalio.client import Client
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
 
-import starter
-from api.models import CaseOpened, CaseRequest, FailureAccepted, PaymentRecorded, Problem
+from api.models import CaseOpened, FailureAccepted, PaymentRecorded, Problem
 from api.signing import (
     MIN_SECRET_LENGTH,
     SIGNATURE_HEADER,
@@ -32,19 +32,22 @@ from api.signing import (
     SignatureError,
     Verifier,
 )
-from core.models import (
-    BillingFailure,
-    CaseDetails,
-    CollectionsView,
-    Customer,
-    OpenCase,
-    PaymentReceived,
-)
-from core.settings import Settings, SettingsError
-from core.temporal import connect, data_converter
+from core.ids import collections_workflow_id
+from core.models import BillingFailure, CaseForm, CollectionsView, PaymentReceived
+from core.settings import Settings, required_secret
+from core.temporal import data_converter
+from service import Service
+from service.errors import AlreadyExists, Ended, NotFound, Refused, ServiceError, Unavailable
 
 log = logging.getLogger("api")
-ClientFactory = Callable[[], Awaitable[Client]]
+ServiceFactory = Callable[[], Awaitable[Service]]
+STATUS_OF: dict[type[ServiceError], int] = {
+    NotFound: 404,
+    Refused: 409,
+    AlreadyExists: 409,
+    Ended: 410,
+    Unavailable: 503,
+}
 SIGNED_PREFIX = "/v1/"
 MAX_BODY_BYTES = 1024 * 1024
 SIGNATURE_PARAMETERS: dict[str, Any] = {
@@ -65,24 +68,19 @@ SIGNATURE_PARAMETERS: dict[str, Any] = {
         },
     ]
 }
-UNSIGNED: dict[int | str, dict[str, Any]] = {
+# what every signed endpoint may answer
+COMMON: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "Unsigned, wrongly signed, stale or replayed"},
     # FastAPI's answer to a body that is not UTF-8 text (JSON that does not parse gets a 422)
     400: {"model": Problem, "description": "The body is not UTF-8 text"},
+    503: {"model": Problem, "description": "Temporal is unavailable: nothing changed, retry"},
 }
 
 
 def webhook_secret(settings: Settings) -> SecretStr:
     """The API only runs with a secret: without one anyone could start collections."""
-    secret = settings.webhook_secret
-    if secret is None or not secret.get_secret_value().strip():
-        raise SettingsError(
-            "WEBHOOK_SECRET is not set: the API accepts only signed requests "
-            "(set it in the environment or .env; `make run` generates a local one under var/)"
-        )
-    if len(secret.get_secret_value()) < MIN_SECRET_LENGTH:
-        raise SettingsError(f"WEBHOOK_SECRET must be at least {MIN_SECRET_LENGTH} characters")
-    return secret
+    why = "the API accepts only signed requests"
+    return required_secret(settings.webhook_secret, "WEBHOOK_SECRET", why, MIN_SECRET_LENGTH)
 
 
 class SignedRequests:
@@ -143,58 +141,19 @@ async def _read_body(receive: Receive, headers: Headers) -> bytes | None:
     return b"".join(chunks)
 
 
-class TemporalConnection:
-    """One client for the process, connected on first use (the API may start before Temporal)."""
+class ServiceConnection:
+    """One service for the process, connected on first use (the API may start before Temporal)."""
 
-    def __init__(self, factory: ClientFactory) -> None:
+    def __init__(self, factory: ServiceFactory) -> None:
         self._factory = factory
-        self._client: Client | None = None
+        self._service: Service | None = None
         self._lock = asyncio.Lock()
 
-    async def get(self) -> Client:
+    async def get(self) -> Service:
         async with self._lock:
-            if self._client is None:
-                try:
-                    self._client = await self._factory()
-                except RuntimeError as err:
-                    log.error("cannot reach Temporal: %s", err)
-                    raise HTTPException(503, "Temporal is unavailable; retry later") from None
-            return self._client
-
-
-def _invalid(exc: ValidationError, rename: dict[str, str] | None = None) -> RequestValidationError:
-    """A model built from the body failed: answer 422 naming the body's field, as FastAPI does."""
-    errors = []
-    for error in exc.errors(include_url=False):
-        loc = [(rename or {}).get(str(p), p) for p in error["loc"]]
-        errors.append({**error, "loc": ("body", *loc)})
-    return RequestValidationError(errors)
-
-
-def _open_case_data(form: CaseRequest, settings: Settings) -> OpenCase:
-    try:
-        customer = Customer(
-            tenant_id=form.tenant_id, name=form.name, email=form.email, locale=form.locale
-        )
-        details = CaseDetails(
-            customer=customer,
-            subscription_id=form.subscription_id,
-            invoice_id=form.invoice_id,
-            category=form.category,
-            disputed_amount=form.amount,
-            currency=form.currency,
-            description=form.description,
-            priority=form.priority,
-        )
-        return OpenCase(
-            case_id=form.case_id or starter.new_case_id(),
-            details=details,
-            owner=form.owner,
-            opened_by=form.opened_by,
-            policy=settings.case_policy(),
-        )
-    except ValidationError as exc:
-        raise _invalid(exc, {"disputed_amount": "amount"}) from None
+            if self._service is None:
+                self._service = await self._factory()
+            return self._service
 
 
 def _payment_answer(view: CollectionsView) -> PaymentRecorded:
@@ -210,14 +169,14 @@ def _payment_answer(view: CollectionsView) -> PaymentRecorded:
     )
 
 
-def create_app(settings: Settings, client_factory: ClientFactory | None = None) -> FastAPI:
+def create_app(settings: Settings, service_factory: ServiceFactory | None = None) -> FastAPI:
     """The intake app; raises SettingsError (naming WEBHOOK_SECRET, or the missing encryption
     key) when it cannot run safely."""
     verifier = Verifier(webhook_secret(settings))
     settings.case_policy(), settings.collections_policy()  # a broken policy file stops the start
-    if client_factory is None:
+    if service_factory is None:
         data_converter(settings)  # no encryption key, no start: nothing reaches Temporal in clear
-    temporal = TemporalConnection(client_factory or (lambda: connect(settings)))
+    connection = ServiceConnection(service_factory or (lambda: Service.connect(settings)))
     app = FastAPI(
         title="Billing support intake",
         version="1",
@@ -229,69 +188,57 @@ def create_app(settings: Settings, client_factory: ClientFactory | None = None) 
     )
     app.add_middleware(SignedRequests, verifier=verifier)
 
-    @app.exception_handler(RPCError)
-    async def temporal_trouble(_: Any, err: RPCError) -> JSONResponse:
-        log.error("Temporal: %s (%s)", err.message, err.status.name if err.status else "-")
-        return JSONResponse({"detail": "Temporal is unavailable; retry later"}, 503)
+    @app.exception_handler(ServiceError)
+    async def service_error(_: Request, err: Exception) -> JSONResponse:
+        code = next(code for kind, code in STATUS_OF.items() if isinstance(err, kind))
+        if code == 503:
+            log.error("%s", err)
+            return JSONResponse({"detail": "Temporal is unavailable; retry later"}, code)
+        return JSONResponse({"detail": str(err)}, code)
 
     @app.post(
         "/v1/billing-failures",
         status_code=status.HTTP_202_ACCEPTED,
-        responses={**UNSIGNED, 409: {"model": Problem, "description": "Collections ended"}},
+        responses={
+            **COMMON,
+            409: {"model": Problem, "description": "Refused (another tenant or currency)"},
+            410: {"model": Problem, "description": "The invoice's collections ended"},
+        },
         openapi_extra=SIGNATURE_PARAMETERS,
     )
     async def billing_failure(failure: BillingFailure) -> FailureAccepted:
         """A failed payment: starts the invoice's collections, or joins the running one."""
-        client = await temporal.get()
-        try:
-            result = await starter.report_billing_failure(failure, client=client, settings=settings)
-        except starter.CaseError as err:
-            raise HTTPException(409, str(err)) from None
+        service = await connection.get()
+        result = await service.collections.report_failure(failure)
         return FailureAccepted(
-            result=result, workflow_id=starter.collections_id(failure.invoice_id)
+            result=result, workflow_id=collections_workflow_id(failure.invoice_id)
         )
 
     @app.post(
         "/v1/payments",
         responses={
-            **UNSIGNED,
+            **COMMON,
             404: {"model": Problem, "description": "The invoice is not in collections"},
-            409: {"model": Problem, "description": "Refused (ended, other invoice or currency)"},
+            409: {"model": Problem, "description": "Refused (other invoice or currency)"},
+            410: {"model": Problem, "description": "The invoice's collections ended"},
         },
         openapi_extra=SIGNATURE_PARAMETERS,
     )
     async def payment(payment: PaymentReceived) -> PaymentRecorded:
         """A payment received (full or partial); a repeated payment id is counted once."""
-        client = await temporal.get()
-        try:
-            await client.get_workflow_handle(starter.collections_id(payment.invoice_id)).describe()
-        except RPCError as err:
-            if err.status is RPCStatusCode.NOT_FOUND:
-                missing = f"invoice {payment.invoice_id} is not in collections"
-                raise HTTPException(404, missing) from None
-            raise
-        try:
-            view = await starter.record_payment(payment, client=client)
-        except starter.CaseError as err:
-            raise HTTPException(409, str(err)) from None
-        return _payment_answer(view)
+        service = await connection.get()
+        return _payment_answer(await service.collections.act(payment.invoice_id, payment))
 
     @app.post(
         "/v1/cases",
         status_code=status.HTTP_201_CREATED,
-        responses={**UNSIGNED, 409: {"model": Problem, "description": "The case id exists"}},
+        responses={**COMMON, 409: {"model": Problem, "description": "The case id exists"}},
         openapi_extra=SIGNATURE_PARAMETERS,
     )
-    async def open_case(form: CaseRequest) -> CaseOpened:
+    async def open_case(form: CaseForm) -> CaseOpened:
         """Open a billing case: the customer is acknowledged, the owner notified."""
-        data = _open_case_data(form, settings)
-        client = await temporal.get()
-        try:
-            view = await starter.open_case(data, client=client, settings=settings)
-        except starter.CaseError as err:
-            raise HTTPException(409, str(err)) from None
-        except WorkflowAlreadyStartedError:  # how the SDK reports ALREADY_EXISTS on start
-            raise HTTPException(409, f"case {data.case_id} already exists") from None
+        service = await connection.get()
+        view = await service.cases.open(service.cases.prepare(form))
         return CaseOpened(
             case_id=view.case_id, workflow_id=view.workflow_id, status=view.status.value
         )

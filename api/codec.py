@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-import sys
 
-import uvicorn
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from pydantic import SecretStr
@@ -26,8 +24,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from temporalio.api.common.v1 import Payloads
 
+from api.serving import serve
 from core.codec import CodecError, EncryptionCodec, load_keyring
-from core.settings import Settings, SettingsError, load_settings
+from core.settings import Settings, required_secret
 
 log = logging.getLogger("api.codec")
 MIN_TOKEN_LENGTH = 16
@@ -37,15 +36,8 @@ OPERATIONS = ("encode", "decode")
 
 
 def codec_token(settings: Settings) -> SecretStr:
-    token = settings.codec_token
-    if token is None or not token.get_secret_value().strip():
-        raise SettingsError(
-            "CODEC_TOKEN is not set: the codec endpoint decrypts customer data and answers only "
-            "to its token (`make run` generates a local one under var/)"
-        )
-    if len(token.get_secret_value()) < MIN_TOKEN_LENGTH:
-        raise SettingsError(f"CODEC_TOKEN must be at least {MIN_TOKEN_LENGTH} characters")
-    return token
+    why = "the codec endpoint decrypts customer data and answers only to its token"
+    return required_secret(settings.codec_token, "CODEC_TOKEN", why, MIN_TOKEN_LENGTH)
 
 
 def _problem(status: int, detail: str) -> JSONResponse:
@@ -109,17 +101,11 @@ def create_codec_app(settings: Settings) -> Starlette:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    try:
-        settings = load_settings()
-        app = create_codec_app(settings)
-    except SettingsError as err:
-        sys.stderr.write(f"error: {err}\n")
-        raise SystemExit(2) from None
-    log.info("codec endpoint on http://%s:%d/", settings.codec_host, settings.codec_port)
     # no access log: the UI's requests carry the token in their path
-    uvicorn.run(
-        app, host=settings.codec_host, port=settings.codec_port, access_log=False, log_level="info"
+    serve(
+        create_codec_app,
+        lambda settings: (settings.codec_host, settings.codec_port),
+        access_log=False,
     )
 
 

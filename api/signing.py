@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 import time
 from collections import OrderedDict
 
@@ -35,11 +34,6 @@ def sign(secret: str | SecretStr, timestamp: int, body: bytes | str) -> str:
     raw = body.encode() if isinstance(body, str) else body
     message = str(timestamp).encode() + b"." + raw
     return hmac.new(_key(secret), message, hashlib.sha256).hexdigest()
-
-
-def new_secret() -> str:
-    """A fresh secret for a local `make run` (64 hex characters)."""
-    return secrets.token_hex(32)
 
 
 class ReplayCache:

@@ -19,12 +19,13 @@ from typing import Any, TypeVar
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
-import starter
 from bench.bare import RESOLVED, BareCaseWorkflow, BareView
 from bench.env import BIN, WORKER, Child, DevServer, profiler, worker_env
+from core.ids import case_workflow_id
 from core.models import AddNote, CaseStatus, Confirm, Outcome, Resolve
 from core.settings import Settings
 from db.migrate import upgrade
+from service import Service
 from tests.workflow_support import open_case
 from workflows.billing_case import BillingCaseWorkflow
 
@@ -55,20 +56,18 @@ class CaseRun:
 
 
 def pipeline_script(client: Client, settings: Settings) -> Script:
+    cases = Service(client, settings).cases
+
     async def case() -> str:
         data = open_case()
-        await starter.open_case(data, client=client, settings=settings)
+        await cases.open(data)
         case_id = data.case_id
-        note = AddNote(text="Checked the meter data", by=AGENT)
-        await starter.act(case_id, BillingCaseWorkflow.note, note, client=client)
+        await cases.act(case_id, AddNote(text="Checked the meter data", by=AGENT))
         resolve = Resolve(outcome=Outcome.EXPLAINED, summary="Usage matches the meter.", by=AGENT)
-        await starter.act(case_id, BillingCaseWorkflow.resolve, resolve, client=client)
-        await poll(
-            lambda: starter.show_case(case_id, client=client),
-            lambda view: view.status is CaseStatus.RESOLVED,
-        )
-        await starter.act(case_id, BillingCaseWorkflow.confirm, Confirm(), client=client)
-        workflow_id = starter.workflow_id(case_id)
+        await cases.act(case_id, resolve)
+        await poll(lambda: cases.show(case_id), lambda view: view.status is CaseStatus.RESOLVED)
+        await cases.act(case_id, Confirm())
+        workflow_id = case_workflow_id(case_id)
         handle = client.get_workflow_handle_for(BillingCaseWorkflow.run, workflow_id)
         assert (await handle.result()).status is CaseStatus.CLOSED
         return workflow_id

@@ -21,15 +21,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import starter
 from bench.billing_run import StartRun
 from bench.env import WORKER, Child, DevServer, profiler, worker_env
 from core.models import AddNote, EventKind, PromiseToPay
 from core.settings import Settings
 from db.migrate import upgrade
+from service import Service
 from tests.workflow_support import open_case
-from workflows.billing_case import BillingCaseWorkflow
-from workflows.collections import CollectionsWorkflow
 
 AGENT = "agent.bench@partner.example.cn"
 
@@ -165,17 +163,15 @@ async def run_open_workflows(
 async def agents_act(
     server: DevServer, imported: StartRun, *, cases: int, updates: int, rate: float
 ) -> list[Latency]:
-    client = server.client
-    settings = Settings(task_queue=imported.task_queue)
+    service = Service(server.client, Settings(task_queue=imported.task_queue))
     opened = [open_case() for _ in range(cases)]
-    await asyncio.gather(*(starter.open_case(c, client=client, settings=settings) for c in opened))
+    await asyncio.gather(*(service.cases.open(c) for c in opened))
     notes = Latency("note on an open case (cached)", rate)
     pick = random.Random(6)
 
     async def note(n: int) -> None:
         case = opened[pick.randrange(cases)]
-        arg = AddNote(text=f"Called the customer ({n})", by=AGENT)
-        await starter.act(case.case_id, BillingCaseWorkflow.note, arg, client=client)
+        await service.cases.act(case.case_id, AddNote(text=f"Called the customer ({n})", by=AGENT))
 
     await asyncio.sleep(5)  # the new cases' first emails and writes are done
     notes.ms = await timed(rate, updates, note)
@@ -188,10 +184,7 @@ async def agents_act(
     until = datetime.now(UTC) + timedelta(days=14)
 
     async def promise(n: int) -> None:
-        arg = PromiseToPay(until=until, by=AGENT)
-        await starter.collections_act(
-            invoices[n], CollectionsWorkflow.promise_to_pay, arg, client=client
-        )
+        await service.collections.act(invoices[n], PromiseToPay(until=until, by=AGENT))
 
     promises.ms = await timed(rate, len(invoices), promise)
     return [notes, promises]

@@ -1,4 +1,5 @@
-"""Billing run import: `starter.py import-failures FILE` against raw `start_workflow` calls.
+"""Billing run import: the service's `import_failures` (what `starter.py import-failures FILE`
+runs) against raw `start_workflow` calls.
 
 Each side runs in a subprocess of its own (`python -m bench.starts import|raw FILE ...`) so its
 peak memory is its own; each times itself from after its interpreter and modules are loaded, so
@@ -52,58 +53,35 @@ def write_failures(path: Path, count: int, prefix: str) -> None:
             )
 
 
-def run_import(file: Path, concurrency: int) -> dict[str, float]:
-    from starter import app
+async def run_import(file: Path, concurrency: int) -> dict[str, float]:
+    from core.settings import load_settings
+    from service import Service
 
+    settings = load_settings()
     loaded = time.perf_counter()
-    args = ["import-failures", str(file), "--concurrency", str(concurrency)]
-    try:
-        app(args, standalone_mode=False)
-    except SystemExit as done:  # typer.Exit(1) when a line was rejected
-        if done.code:
-            raise
+    service = await Service.connect(settings)
+    summary = await service.import_failures(file, concurrency=concurrency)
+    if summary.rejected:
+        raise SystemExit(f"{summary.rejected} lines rejected: see {summary.rejected_file}")
     return {"startup_s": loaded - STARTED, "seconds": time.perf_counter() - loaded}
 
 
 async def run_raw(file: Path, concurrency: int) -> dict[str, float]:
-    from temporalio.common import WorkflowIDReusePolicy
-
-    from core import search, ui
-    from core.models import StartCollections
     from core.settings import load_settings
-    from core.temporal import connect
     from intake.failure_file import FailureReader, FileFormat
-    from starter import collections_id
-    from workflows.collections import CollectionsWorkflow
+    from service import Service
 
     settings = load_settings()
-    policy, case_policy = settings.collections_policy(), settings.case_policy()
     with FailureReader(file, FileFormat.CSV) as reader:
         failures = [line.failure for line in reader if line.failure is not None]
     loaded = time.perf_counter()
-    client = await connect(settings)
+    collections = (await Service.connect(settings)).collections
+    policies = collections.policies()
     todo = iter(failures)
 
     async def starter() -> None:
         for failure in todo:  # shared: each task takes the next failure until none is left
-            await client.start_workflow(
-                CollectionsWorkflow.run,
-                StartCollections(failure=failure, policy=policy, case_policy=case_policy),
-                id=collections_id(failure.invoice_id),
-                task_queue=settings.task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                start_signal="billing_failed",
-                start_signal_args=[failure],
-                static_summary=ui.collections_summary(failure),
-                static_details=ui.collections_details(failure),
-                search_attributes=search.collections_attributes(
-                    invoice_id=failure.invoice_id,
-                    tenant_id=failure.customer.tenant_id,
-                    stage="opened",
-                    balance=failure.amount_due,
-                    suspended=False,
-                ),
-            )
+            await collections.start(failure, policies)  # the very request the importer sends
 
     await asyncio.gather(*(starter() for _ in range(concurrency)))
     return {"startup_s": loaded - STARTED, "seconds": time.perf_counter() - loaded}
@@ -117,7 +95,7 @@ def main() -> None:
     parser.add_argument("--result", type=Path, required=True, help="where the timings go (JSON)")
     args = parser.parse_args()
     if args.side == "import":
-        result = run_import(args.file, args.concurrency)
+        result = asyncio.run(run_import(args.file, args.concurrency))
     else:
         result = asyncio.run(run_raw(args.file, args.concurrency))
     args.result.write_text(json.dumps(result))

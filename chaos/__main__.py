@@ -33,7 +33,7 @@ from chaos.harness import (
 from core.codec import new_key
 from core.models import CaseStatus, CollectionsStatus
 from core.temporal import data_converter
-from core.verify import verify
+from service.verify import verify
 from workflows.collections import CollectionsWorkflow
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))

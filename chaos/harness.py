@@ -27,7 +27,7 @@ from sqlalchemy import select
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-import starter
+from core.ids import case_workflow_id, collections_workflow_id
 from core.models import (
     AddNote,
     BillingFailure,
@@ -44,6 +44,8 @@ from core.settings import Settings
 from db.migrate import upgrade
 from db.session import one_off_session
 from db.tables import EmailLog
+from service import Service
+from service.errors import AlreadyExists, Unavailable
 from workflows.billing_case import BillingCaseWorkflow
 from workflows.collections import CollectionsWorkflow
 
@@ -165,28 +167,25 @@ async def retry(call: Callable[[], Awaitable[T]]) -> T:
         except RPCError as err:
             if err.status not in TRANSIENT:
                 raise
-        except RuntimeError:  # the client's connection is being re-established
+        except (RuntimeError, Unavailable):  # the client's connection is being re-established
             pass
         await asyncio.sleep(PAUSE)
 
 
 async def open_case(client: Client, settings: Settings, data: OpenCase) -> str:
-    try:
-        await retry(lambda: starter.open_case(data, client=client, settings=settings))
-    except starter.CaseError as err:  # a start retried after it succeeded
-        if "already exists" not in str(err):
-            raise
+    with suppress(AlreadyExists):  # a start retried after it succeeded
+        await retry(lambda: Service(client, settings).cases.open(data))
     return data.case_id
 
 
 async def report_failure(client: Client, settings: Settings, failure: BillingFailure) -> None:
-    """Signal-with-start: a repeat of the same failure id changes nothing."""
-    await retry(lambda: starter.report_billing_failure(failure, client=client, settings=settings))
+    """Start or join: a repeat of the same failure id changes nothing."""
+    await retry(lambda: Service(client, settings).collections.report_failure(failure))
 
 
 async def resolve_case(client: Client, case_id: str) -> None:
     """A note, then a resolution: updates with fixed ids, so a retry is answered, not re-run."""
-    handle = client.get_workflow_handle_for(BillingCaseWorkflow.run, starter.workflow_id(case_id))
+    handle = client.get_workflow_handle_for(BillingCaseWorkflow.run, case_workflow_id(case_id))
     note = AddNote(text="Checked the meter data", by=AGENT)
     await retry(lambda: handle.execute_update(BillingCaseWorkflow.note, note, id="chaos-note"))
     resolution = Resolve(outcome=Outcome.EXPLAINED, summary="The charge is explained.", by=AGENT)
@@ -197,7 +196,7 @@ async def resolve_case(client: Client, case_id: str) -> None:
 
 async def confirm_case(client: Client, case_id: str) -> CaseView:
     """Once the customer has been told (resolved), the customer confirms; the final view."""
-    handle = client.get_workflow_handle_for(BillingCaseWorkflow.run, starter.workflow_id(case_id))
+    handle = client.get_workflow_handle_for(BillingCaseWorkflow.run, case_workflow_id(case_id))
     while True:
         described = await retry(handle.describe)
         if described.status is not WorkflowExecutionStatus.RUNNING:
@@ -218,7 +217,7 @@ async def confirm_case(client: Client, case_id: str) -> CaseView:
 async def pay_in_full(client: Client, failure: BillingFailure) -> CollectionsView:
     """The whole amount under one payment id (counted once however often it is sent)."""
     handle = client.get_workflow_handle_for(
-        CollectionsWorkflow.run, starter.collections_id(failure.invoice_id)
+        CollectionsWorkflow.run, collections_workflow_id(failure.invoice_id)
     )
     payment = PaymentReceived(
         payment_id=f"PAY-{failure.invoice_id}",

@@ -144,6 +144,18 @@ class Settings(BaseSettings):
         return load_collections_policy(self.collections_policy_file)
 
 
+def required_secret(secret: SecretStr | None, name: str, why: str, min_length: int) -> SecretStr:
+    """A secret a process will not start without; SettingsError names it and says why."""
+    if secret is None or not secret.get_secret_value().strip():
+        raise SettingsError(
+            f"{name} is not set: {why} (set it in the environment or .env; `make run` generates a "
+            "local one under var/)"
+        )
+    if len(secret.get_secret_value()) < min_length:
+        raise SettingsError(f"{name} must be at least {min_length} characters")
+    return secret
+
+
 def load_settings() -> Settings:
     try:
         return Settings()

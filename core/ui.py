@@ -4,9 +4,8 @@ workflow is listed or opened, so the customer's name, email and words stay in th
 
 from __future__ import annotations
 
-from decimal import Decimal
-
-from core.models import BillingFailure, Category, OpenCase
+from core.formatting import money
+from core.models import BillingFailure, Category, OpenCase, RecordVianetInvoice
 
 CATEGORY_LABELS = {
     Category.INVOICE_DISPUTE: "Invoice dispute",
@@ -18,11 +17,6 @@ CATEGORY_LABELS = {
     Category.BILLING_QUESTION: "Billing question",
     Category.FRAUD_CONCERN: "Fraud concern",
 }
-
-
-def money(amount: Decimal, currency: str = "CNY") -> str:
-    symbol = "¥" if currency == "CNY" else f"{currency} "
-    return f"{symbol}{amount:,.2f}"
 
 
 def case_summary(data: OpenCase) -> str:
@@ -70,4 +64,11 @@ def collections_details(failure: BillingFailure) -> str:
             f"- Subscriptions: {subscriptions}",
             f"- First failure: {failure.failure_id} at {failure.failed_at:%Y-%m-%d %H:%M %Z}",
         ]
+    )
+
+
+def vianet_invoice_summary(data: RecordVianetInvoice) -> str:
+    return (
+        f"21Vianet invoice {data.invoice_number} · {money(data.amount, data.currency)} · "
+        f"due {data.due_date.isoformat()}"
     )

@@ -5,13 +5,14 @@ SQLite (the default) gets WAL and a busy timeout so the worker's threads share i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 
 import db.tables  # noqa: F401  (registers every mapper before configure_mappers)
@@ -49,6 +50,22 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     # configure the mappers now: done lazily inside an activity, a cancellation would poison them
     configure_mappers()
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def lock_for_write(session: Session) -> None:
+    """At the start of a transaction that reads, then writes: on SQLite take the write lock now,
+    as SELECT ... FOR UPDATE does for its rows on PostgreSQL."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("BEGIN IMMEDIATE"))
+
+
+def twice_on_conflict(write: Callable[[], None]) -> None:
+    """An upsert that reads, then inserts: a concurrent attempt may insert the same row between
+    the two (IntegrityError); the second pass finds it and updates or skips instead."""
+    try:
+        write()
+    except IntegrityError:
+        write()
 
 
 @contextmanager

@@ -28,16 +28,21 @@ def table(model: type[Model]) -> Table:
     return cast(Table, model.__table__)
 
 
-class Case(TimestampedModel):
+class CustomerColumns:
+    """Who a case or an unpaid invoice is about (core.models.Customer), as the reports read it."""
+
+    tenant_id: Mapped[str] = mapped_column(String(36), index=True)
+    customer_name: Mapped[str] = mapped_column(String(500))
+    customer_email: Mapped[str] = mapped_column(String(320))
+    locale: Mapped[str] = mapped_column(String(8))
+
+
+class Case(CustomerColumns, TimestampedModel):
     __tablename__ = "cases"
 
     case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     workflow_id: Mapped[str] = mapped_column(String(128), unique=True)
     status: Mapped[str] = mapped_column(String(32), index=True)
-    tenant_id: Mapped[str] = mapped_column(String(36), index=True)
-    customer_name: Mapped[str] = mapped_column(String(500))
-    customer_email: Mapped[str] = mapped_column(String(320))
-    locale: Mapped[str] = mapped_column(String(8))
     subscription_id: Mapped[str | None] = mapped_column(String(36))
     invoice_id: Mapped[str | None] = mapped_column(String(64), index=True)
     category: Mapped[str] = mapped_column(String(32))
@@ -59,20 +64,24 @@ class Case(TimestampedModel):
     last_event_seq: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class CaseEventRow(Model):
-    """Append-only: rows are inserted once per (case_id, seq) and never updated."""
-
-    __tablename__ = "case_events"
-    __table_args__ = (UniqueConstraint("case_id", "seq", name="uq_case_events_case_id_seq"),)
+class TimelineEvent:
+    """The columns of one timeline event (core.models.CaseEvent); a log adds what it belongs to.
+    Append-only: a row is inserted once per (owner, seq) and never updated."""
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    case_id: Mapped[str] = mapped_column(ForeignKey("cases.case_id"), index=True)
     seq: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(UtcDateTime)
     kind: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str] = mapped_column(String(200))
     text: Mapped[str] = mapped_column(Text, default="")
     data: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+
+
+class CaseEventRow(TimelineEvent, Model):
+    __tablename__ = "case_events"
+    __table_args__ = (UniqueConstraint("case_id", "seq", name="uq_case_events_case_id_seq"),)
+
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.case_id"), index=True)
 
 
 class EmailLog(TimestampedModel):
@@ -140,7 +149,7 @@ class PartnerCenterAction(TimestampedModel):
     done_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
-class Collections(TimestampedModel):
+class Collections(CustomerColumns, TimestampedModel):
     """One invoice in collections: the CollectionsWorkflow's latest state."""
 
     __tablename__ = "collections"
@@ -149,10 +158,6 @@ class Collections(TimestampedModel):
     workflow_id: Mapped[str] = mapped_column(String(128), unique=True)
     status: Mapped[str] = mapped_column(String(32), index=True)
     stage: Mapped[str] = mapped_column(String(64), index=True)
-    tenant_id: Mapped[str] = mapped_column(String(36), index=True)
-    customer_name: Mapped[str] = mapped_column(String(500))
-    customer_email: Mapped[str] = mapped_column(String(320))
-    locale: Mapped[str] = mapped_column(String(8))
     currency: Mapped[str] = mapped_column(String(3))
     amount_due: Mapped[Decimal] = mapped_column(AMOUNT)
     paid: Mapped[Decimal] = mapped_column(AMOUNT)
@@ -171,22 +176,13 @@ class Collections(TimestampedModel):
     last_event_seq: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class CollectionsEventRow(Model):
-    """Append-only, like case_events: once per (invoice_id, seq)."""
-
+class CollectionsEventRow(TimelineEvent, Model):
     __tablename__ = "collections_events"
     __table_args__ = (
         UniqueConstraint("invoice_id", "seq", name="uq_collections_events_invoice_id_seq"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     invoice_id: Mapped[str] = mapped_column(ForeignKey("collections.invoice_id"), index=True)
-    seq: Mapped[int] = mapped_column(Integer)
-    at: Mapped[datetime] = mapped_column(UtcDateTime)
-    kind: Mapped[str] = mapped_column(String(32))
-    actor: Mapped[str] = mapped_column(String(200))
-    text: Mapped[str] = mapped_column(Text, default="")
-    data: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
 
 
 class VianetInvoice(TimestampedModel):

@@ -12,8 +12,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 from plotly.offline import get_plotlyjs
 
+from core.formatting import money
 from reporting.queries import Report
-from reporting.sections import heading, money, sections
+from reporting.sections import heading, sections
 
 LAYOUT: dict[str, Any] = {
     "template": "plotly_white",

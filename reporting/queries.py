@@ -11,12 +11,13 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from core.formatting import china_day
 from core.models import (
     CasePolicy,
     CaseStatus,
@@ -29,7 +30,6 @@ from core.models import (
 from db.tables import Case, CaseEventRow, Collections, VianetEscalation, VianetInvoice
 
 ZERO = Decimal("0.00")
-CHINA = timezone(timedelta(hours=8), "CST")
 FINAL_CASE_STATUSES = (CaseStatus.CLOSED.value, CaseStatus.WITHDRAWN.value)
 OPEN_COLLECTIONS = tuple(s.value for s in CollectionsStatus if not s.is_final)
 # (label, upper bound of the age); the last bucket has none
@@ -408,7 +408,7 @@ def _suspensions(session: Session, now: datetime) -> list[Suspension]:
 
 
 def china_today(now: datetime) -> date:
-    return now.astimezone(CHINA).date()
+    return china_day(now)
 
 
 def _exposure(owed: list[Collections], unpaid: list[VianetInvoice], now: datetime) -> Exposure:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 
-from activities.rendering import duration
-from activities.rendering import money as format_money
-from reporting.queries import CHINA, Clock, Durations, Rate, Report
+from core.formatting import CHINA_STANDARD_TIME, duration, money
+from reporting.queries import Clock, Durations, Rate, Report
 
 
 @dataclass(frozen=True)
@@ -22,11 +20,6 @@ class Section:
     text_columns: int = 1  # the leading columns that name things; the figures after them
 
 
-def money(amount: Decimal, currency: str = "CNY") -> str:
-    """¥12,340.00; negative as -¥12,340.00."""
-    return format_money(amount, currency, "zh-CN")
-
-
 def span(value: timedelta | None) -> str:
     return "-" if value is None else duration(value, "en-US")
 
@@ -37,7 +30,7 @@ def percent(rate: Rate) -> str:
 
 
 def day(value: datetime | None) -> str:
-    return "-" if value is None else f"{value.astimezone(CHINA):%Y-%m-%d}"
+    return "-" if value is None else f"{value.astimezone(CHINA_STANDARD_TIME):%Y-%m-%d}"
 
 
 def _clock(clock: Clock) -> list[str]:
@@ -245,7 +238,8 @@ def sections(report: Report) -> list[Section]:
 
 def heading(report: Report) -> str:
     since = f"since {day(report.since)}" if report.since else "all time"
-    text = f"Billing support report · {report.now.astimezone(CHINA):%Y-%m-%d %H:%M} CST · {since}"
+    now = report.now.astimezone(CHINA_STANDARD_TIME)
+    text = f"Billing support report · {now:%Y-%m-%d %H:%M} CST · {since}"
     if report.other_currency:
         text += (
             f" · {report.other_currency} open cases or invoices in other currencies than "

@@ -16,14 +16,12 @@ import time
 from pathlib import Path
 
 from sqlalchemy import make_url
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest as AddRequest
-from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest as ListRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from core import search
 from core.codec import write_key_file
-from core.search import ALL_KEYS, dev_server_flags
+from core.search import dev_server_flags
 from core.settings import Settings, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,14 +52,9 @@ async def connect(port: int) -> Client | None:
 
 async def register_search_attributes(client: Client) -> None:
     """Add those the namespace lacks: the server's flags are skipped on a DB file that has some."""
-    request = ListRequest(namespace="default")
-    registered = (await client.operator_service.list_search_attributes(request)).custom_attributes
-    missing = {key.name: key.indexed_value_type for key in ALL_KEYS if key.name not in registered}
-    if missing:
-        types = {name: IndexedValueType.ValueType(kind) for name, kind in missing.items()}
-        add = AddRequest(namespace="default", search_attributes=types)
-        await client.operator_service.add_search_attributes(add)
-        print(f"Registered the search attributes {', '.join(missing)}", flush=True)
+    added = await search.register(client, client.namespace)
+    if added:
+        print(f"Registered the search attributes {', '.join(added)}", flush=True)
 
 
 def start_dev_server(

@@ -11,8 +11,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from activities.rendering import COLLECTIONS_EMAILS, VIANET_INVOICE_EMAILS
 from core.models import (
+    About,
     CaseDetails,
     CaseEvent,
     CaseStatus,
@@ -400,21 +400,21 @@ def vianet_invoice_for(template: EmailTemplate, **overrides: Any) -> VianetInvoi
 
 def make_email_message(template: EmailTemplate, **overrides: Any) -> EmailMessage:
     """``template`` about the case, the unpaid invoice or the 21Vianet invoice it is sent for,
-    with its sample extra."""
+    with its sample data (``extra=`` replaces the data's fields)."""
     about: dict[str, Any]
-    if template in COLLECTIONS_EMAILS:
+    if template.about is About.COLLECTIONS:
         about, subject_id = {"collections": collections_for(template)}, COLLECTIONS_INVOICE_ID
-    elif template in VIANET_INVOICE_EMAILS:
+    elif template.about is About.VIANET_INVOICE:
         about, subject_id = {"vianet_invoice": vianet_invoice_for(template)}, VIANET_INVOICE_NUMBER
     else:
         about, subject_id = {"case": case_for(template)}, CASE_ID
+    extra = overrides.pop("extra", sample_extra(template))
     fields: dict[str, Any] = {
         "key": f"{subject_id}/{template.value}/1",
-        "template": template,
         "to": "finance@yunfan.example.cn" if template.to_customer else OWNER,
         "locale": Locale.ZH_CN,
         **about,
-        "extra": sample_extra(template),
+        "data": {"template": template, **extra},
     }
     return EmailMessage.model_validate({**fields, **overrides})
 

@@ -30,6 +30,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.app import create_app
 from api.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, WINDOW_SECONDS, sign
 from core.settings import Settings
+from service import Service
 from tests.intake_support import WEBHOOK_SECRET
 from tests.workflow_support import FakeActivities
 
@@ -120,8 +121,8 @@ async def test_generated_requests(
     settings = Settings(webhook_secret=SecretStr(WEBHOOK_SECRET), task_queue=fake.task_queue)
     client = time_env.client
 
-    async def connect() -> Client:
-        return client
+    async def connect() -> Service:
+        return Service(client, settings)
 
     app = create_app(settings, connect)
     transport = httpx.ASGITransport(app=app)

@@ -36,12 +36,12 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from api.models import CaseRequest
 from core.models import (
     AddNote,
     Assign,
     BillingFailure,
     CaseDetails,
+    CaseForm,
     CasePolicy,
     CollectionsPolicy,
     Confirm,
@@ -77,7 +77,7 @@ from workflows.vianet_invoice import VianetInvoiceWorkflow
 
 AGENT = "agent.li@partner.example.cn"
 TEXT = "2 月发票中的虚拟机费用比上月高出 ¥12,340.00，请核实。"
-API_BODIES: list[type[BaseModel]] = [CaseRequest, BillingFailure, PaymentReceived]
+API_BODIES: list[type[BaseModel]] = [CaseForm, BillingFailure, PaymentReceived]
 
 
 @dataclass
@@ -171,7 +171,7 @@ def examples(ctx: Context) -> dict[type[BaseModel], dict[str, Any]]:
             "reference": "ICBC-20261124-0042",
             "by": AGENT,
         },
-        CaseRequest: {
+        CaseForm: {
             "tenant_id": customer["tenant_id"],
             "name": customer["name"],
             "email": customer["email"],

@@ -165,7 +165,7 @@ async def test_sla_reminder_then_breach_alerts_the_manager(
     assert breached.sla_breached and breached.sla[0].breached and not breached.sla[1].breached
     breach = next(e for e in fake.emails if e.template is EmailTemplate.MANAGER_SLA_BREACH)
     assert breach.to == "billing-manager@partner.example.cn"
-    assert breach.extra["clock"] == "first response"
+    assert breach.data.extra()["clock"] == "first response"
     await handle.execute_update(BillingCaseWorkflow.withdraw, Withdraw(reason="dup", by=AGENT))
     await handle.result()
 
@@ -236,6 +236,8 @@ async def test_escalation_to_21vianet_with_reminders_and_follow_up(
     assert answered.escalations[0].response is not None
     await handle.execute_update(BillingCaseWorkflow.resolve, credit())
     await eventually(lambda: EmailTemplate.CASE_RESOLVED in fake.templates())
+    # the customer has the resolution once the workflow has seen the email go: then confirm
+    await eventually(lambda: fake.persisted[-1].record.status is CaseStatus.RESOLVED)
     await eventually(lambda: len(fake.escalations) == 2)
     assert fake.escalations[-1].escalation.ticket_number == "VN-2611240042"
     await handle.execute_update(BillingCaseWorkflow.confirm, Confirm())
@@ -276,7 +278,7 @@ async def test_withdraw_tells_the_customer(
     result = await handle.result()
     assert result.status is CaseStatus.WITHDRAWN and result.closed_at is not None
     assert fake.templates()[-1] is EmailTemplate.CASE_WITHDRAWN
-    assert fake.emails[-1].extra["reason"] == "Customer paid in full"
+    assert fake.emails[-1].data.extra()["reason"] == "Customer paid in full"
 
 
 async def test_bounced_resolution_returns_to_the_agent(
@@ -290,7 +292,7 @@ async def test_bounced_resolution_returns_to_the_agent(
     assert back.status is CaseStatus.OPEN and back.resolution is None
     assert any(e.kind is EventKind.EMAIL_BOUNCED for e in back.timeline)
     bounce = fake.emails[-1]
-    assert bounce.to == AGENT and bounce.extra["bounced_template"] == "case_resolved"
+    assert bounce.to == AGENT and bounce.data.extra()["bounced_template"] == "case_resolved"
 
     fake.reject.clear()
     await handle.execute_update(
@@ -299,5 +301,6 @@ async def test_bounced_resolution_returns_to_the_agent(
     await handle.execute_update(BillingCaseWorkflow.resolve, credit())
     await eventually(lambda: EmailTemplate.CASE_RESOLVED in fake.templates())
     assert fake.emails[-1].to == "ap@customer.example.cn"
+    await eventually(lambda: fake.persisted[-1].record.status is CaseStatus.RESOLVED)
     await handle.execute_update(BillingCaseWorkflow.confirm, Confirm())
     assert (await handle.result()).status is CaseStatus.CLOSED

@@ -22,8 +22,8 @@ from core.models import (
     PersistCase,
     Priority,
 )
-from db.queries import case_events, get_case
 from db.tables import Case
+from tests.db_queries import case_events, get_case
 from tests.factories import (
     CASE_ID,
     DESCRIPTION,

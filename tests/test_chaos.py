@@ -32,9 +32,9 @@ from chaos.harness import (
 )
 from core.models import CaseStatus, CaseView, CollectionsStatus, CollectionsView, EventKind
 from core.settings import Settings
-from core.verify import verify
 from db.session import make_engine, make_session_factory, one_off_session
 from db.tables import Case, Collections, EmailLog
+from service.verify import verify
 from tests.workflow_support import billing_failure
 from tests.workflow_support import open_case as case_data
 from workflows.billing_case import BillingCaseWorkflow

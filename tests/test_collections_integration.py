@@ -17,13 +17,14 @@ from sqlalchemy import select
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-import starter
 from api.app import create_app
 from core import search
+from core.ids import collections_workflow_id
 from core.models import BillingFailure, CollectionsStatus, PaymentReceived
 from core.settings import Settings
 from db.session import make_engine, make_session_factory
 from db.tables import Collections, PartnerCenterAction
+from service import Service
 from tests.codec_support import replay_and_record
 from tests.intake_support import WEBHOOK_SECRET, post
 from tests.partner_center_standin import (
@@ -54,9 +55,8 @@ async def test_failure_suspends_and_payment_reactivates(
     for subscription_id in failure.subscription_ids:
         partner_center_standin.add_subscription(tenant, subscription_id)
 
-    app = create_app(
-        settings.model_copy(update={"webhook_secret": SecretStr(WEBHOOK_SECRET)}), _factory(client)
-    )
+    signed = settings.model_copy(update={"webhook_secret": SecretStr(WEBHOOK_SECRET)})
+    app = create_app(signed, _factory(client, signed))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://intake"
     ) as api:
@@ -86,7 +86,7 @@ async def _suspended_then_paid(
 
     await _eventually(lambda: _now(statuses() == {"suspended"}))
     handle = client.get_workflow_handle_for(
-        CollectionsWorkflow.run, starter.collections_id(failure.invoice_id)
+        CollectionsWorkflow.run, collections_workflow_id(failure.invoice_id)
     )
 
     async def all_suspended() -> bool:
@@ -132,9 +132,9 @@ def _payment(invoice_id: str, amount: str, payment_id: str) -> dict[str, str]:
     ).model_dump(mode="json")
 
 
-def _factory(client: Client) -> Callable[[], Awaitable[Client]]:
-    async def factory() -> Client:
-        return client
+def _factory(client: Client, settings: Settings) -> Callable[[], Awaitable[Service]]:
+    async def factory() -> Service:
+        return Service(client, settings)
 
     return factory
 

@@ -114,7 +114,7 @@ async def test_whole_policy_without_payment(
     await eventually(lambda: EmailTemplate.COLLECTIONS_FINAL_NOTICE in sent(fake))
     notice = next(e for e in fake.emails if e.template is EmailTemplate.COLLECTIONS_FINAL_NOTICE)
     started = (await view(handle)).first_failed_at
-    assert datetime.fromisoformat(notice.extra["suspension_date"]) == started + 10 * DAY
+    assert datetime.fromisoformat(notice.data.extra()["suspension_date"]) == started + 10 * DAY
     assert not fake.subscription_changes
 
     await day(time_env, handle, 10.01)
@@ -128,7 +128,7 @@ async def test_whole_policy_without_payment(
     await day(time_env, handle, 120)
     await eventually(lambda: EmailTemplate.MANAGER_COLLECTIONS_HAND_OFF in sent(fake))
     warnings = [e for e in fake.emails if e.template is EmailTemplate.COLLECTIONS_DELETION_WARNING]
-    assert [w.extra["days_left"] for w in warnings] == ["49", "9"]
+    assert [w.data.extra()["days_left"] for w in warnings] == ["49", "9"]
     handed = await view(handle)
     assert handed.status is CollectionsStatus.HANDED_OFF
     assert step_days(handed) == {
@@ -376,7 +376,7 @@ async def test_partner_center_refusal_alerts_a_manager(
     v = await view(handle)
     assert v.suspended_subscriptions == [failure.subscription_ids[1]]
     alert = next(e for e in fake.emails if e.template is EmailTemplate.MANAGER_PARTNER_CENTER_ERROR)
-    assert alert.extra["subscription_id"] == failure.subscription_ids[0]
-    assert "404" in alert.extra["error"]
+    assert alert.data.extra()["subscription_id"] == failure.subscription_ids[0]
+    assert "404" in alert.data.extra()["error"]
     await handle.execute_update(CollectionsWorkflow.waive, Waive(reason="x", by="m"))
     await handle.result()

@@ -16,6 +16,7 @@ import pytest
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 
+from core import search
 from core.codec import load_keyring
 from core.search import ALL_KEYS, dev_server_flags
 from core.settings import Settings
@@ -72,7 +73,7 @@ def test_search_attributes_registered_and_kept_across_restart(
     port, ui_port = _free_ports()
 
     # A DB file from an older version of the project, which had only the first three attributes.
-    monkeypatch.setattr(dev, "ALL_KEYS", ALL_KEYS[:3])
+    monkeypatch.setattr(search, "ALL_KEYS", ALL_KEYS[:3])
     monkeypatch.setattr(dev, "dev_server_flags", lambda: dev_server_flags()[:6])
     servers.append(dev.start_dev_server(db_file, port, ui_port))
     dev.stop(servers[-1], "temporal server")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jinja2 import UndefinedError
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,7 +23,7 @@ from activities.rendering import TemplateRenderer
 from activities.senders import EmailSender, FileOutboxSender, SendGridSender
 from core.models import EmailMessage, EmailSent, EmailTemplate, Locale
 from db.tables import EmailLog
-from tests.factories import COLLECTIONS_INVOICE_ID, make_email_message
+from tests.factories import COLLECTIONS_INVOICE_ID, case_for, make_email_message
 from tests.sendgrid_standin import (
     SendGridStandIn,
     accepted,
@@ -49,6 +50,12 @@ def email_activities(
 
 def message(key: str = KEY, template: EmailTemplate = EmailTemplate.INFO_REQUESTED) -> EmailMessage:
     return make_email_message(template, key=key, locale=Locale.ZH_CN)
+
+
+def unrenderable() -> tuple[EmailMessage, EmailMessage]:
+    """A resolution email, and the same about a case without a resolution (its template fails)."""
+    resolved = message(template=EmailTemplate.CASE_RESOLVED)
+    return resolved, resolved.model_copy(update={"case": case_for(EmailTemplate.CASE_ACKNOWLEDGED)})
 
 
 def log_row(session_factory: sessionmaker[Session], key: str = KEY) -> EmailLog:
@@ -171,12 +178,12 @@ def test_repeated_failures_before_sending_free_the_key_each_time(
     session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
     activities = email_activities(session_factory, FileOutboxSender(tmp_path))
-    broken = message().model_copy(update={"extra": {}})  # the template needs `question`
+    resolved, broken = unrenderable()
     for attempt in (1, 2, 3):
-        with pytest.raises(ValueError, match="question"):
+        with pytest.raises(UndefinedError, match="outcome"):
             send(activities, broken)
         assert log_row(session_factory).attempts == attempt
-    assert not send(activities, message()).duplicate
+    assert not send(activities, resolved).duplicate
     row = log_row(session_factory)
     assert (row.status, row.attempts) == ("sent", 4)
 
@@ -262,14 +269,14 @@ def test_render_failure_frees_the_key(
 ) -> None:
     outbox = tmp_path / "outbox"
     activities = email_activities(session_factory, FileOutboxSender(outbox))
-    broken = message().model_copy(update={"extra": {}})
+    resolved, broken = unrenderable()
 
-    with pytest.raises(ValueError, match="question"):
+    with pytest.raises(UndefinedError, match="outcome"):
         send(activities, broken)
     assert log_row(session_factory).status == "pending"
     assert not outbox.exists()
 
-    assert not send(activities, message()).duplicate
+    assert not send(activities, resolved).duplicate
     assert log_row(session_factory).status == "sent"
 
 

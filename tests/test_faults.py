@@ -40,7 +40,6 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-import starter
 from chaos.harness import (
     FAST_POLICY,
     check_emails,
@@ -49,6 +48,7 @@ from chaos.harness import (
     report_failure,
     resolve_case,
 )
+from core.ids import case_workflow_id, collections_workflow_id
 from core.models import (
     BillingFailure,
     CaseStatus,
@@ -64,11 +64,12 @@ from core.models import (
     UpdateContact,
 )
 from core.settings import EmailBackend, Settings
-from core.verify import verify
 from db.migrate import upgrade
 from db.session import make_engine, one_off_session
 from db.tables import Case, CaseEventRow, Collections, CollectionsEventRow, EmailLog
 from db.tables import PartnerCenterAction as Action
+from service import Service
+from service.verify import verify
 from tests.partner_center_standin import (
     DROP,
     Change,
@@ -112,7 +113,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
 
 
 async def case_view(client: Client, case_id: str) -> CaseView:
-    handle = client.get_workflow_handle_for(BillingCaseWorkflow.run, starter.workflow_id(case_id))
+    handle = client.get_workflow_handle_for(BillingCaseWorkflow.run, case_workflow_id(case_id))
     return await handle.query(BillingCaseWorkflow.view)
 
 
@@ -120,7 +121,7 @@ def collections_handle(
     client: Client, invoice_id: str
 ) -> WorkflowHandle[CollectionsWorkflow, CollectionsView]:
     return client.get_workflow_handle_for(
-        CollectionsWorkflow.run, starter.collections_id(invoice_id)
+        CollectionsWorkflow.run, collections_workflow_id(invoice_id)
     )
 
 
@@ -250,7 +251,7 @@ async def test_bounced_address_owner_told_and_case_goes_on(
         return count(view, EventKind.EMAIL_SENT, EmailTemplate.OWNER_EMAIL_BOUNCED.value)
 
     async with build_worker(client, settings):
-        await starter.open_case(data, client=client, settings=settings)
+        await Service(client, settings).cases.open(data)
 
         # the acknowledgement bounces: the owner is told, the case waits for the agent as before
         async def acknowledgement_bounced() -> bool:
@@ -264,9 +265,7 @@ async def test_bounced_address_owner_told_and_case_goes_on(
         resolution = Resolve(
             outcome=Outcome.EXPLAINED, summary="The charge is explained.", by=AGENT
         )
-        resolving = await starter.act(
-            case_id, BillingCaseWorkflow.resolve, resolution, client=client
-        )
+        resolving = await Service(client).cases.act(case_id, resolution)
         assert resolving.status is CaseStatus.RESOLVING
 
         async def resolution_bounced() -> bool:
@@ -281,8 +280,8 @@ async def test_bounced_address_owner_told_and_case_goes_on(
 
         # README: `contact --email`, then `resolve` again
         contact = UpdateContact(email=corrected, by=AGENT)
-        await starter.act(case_id, BillingCaseWorkflow.update_contact, contact, client=client)
-        await starter.act(case_id, BillingCaseWorkflow.resolve, resolution, client=client)
+        await Service(client).cases.act(case_id, contact)
+        await Service(client).cases.act(case_id, resolution)
         closed = await asyncio.wait_for(confirm_case(client, case_id), HANG_GUARD)
 
     assert closed.status is CaseStatus.CLOSED and closed.resolution is not None
@@ -507,7 +506,7 @@ async def test_database_cut_between_sendgrid_accept_and_commit_sends_once(
     after the database is back."""
     client = dev_env.client
     data = case_data(owner=None)
-    workflow_id = starter.workflow_id(data.case_id)
+    workflow_id = case_workflow_id(data.case_id)
     held = sendgrid_standin.hold_next()  # the case's first email: the acknowledgement
     async with proxied_worker(client, tmp_path, sendgrid_standin, db_proxy, postgres_url) as (
         settings,

@@ -20,10 +20,12 @@ from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
 import starter
+from core.ids import collections_workflow_id
 from core.models import BillingFailure
 from core.settings import Settings
 from intake.bulk import ImportAborted, run_import
 from intake.failure_file import COLUMNS, FORMULA_START, MAX_LINE_BYTES, FailureFileError
+from service import Service
 from tests.intake_support import eventually, failure_fields, guid, unique_prefix
 from workflows.collections import CollectionsWorkflow
 
@@ -133,12 +135,8 @@ async def test_import_csv_twice(
     _, rejected = write_failures_csv(source, prefix)
     seen: list[int] = []
 
-    first = await starter.import_failures(
-        source,
-        client=client,
-        settings=running,
-        concurrency=20,
-        progress=lambda s: seen.append(s.done),
+    first = await Service(client, running).import_failures(
+        source, concurrency=20, progress=lambda s: seen.append(s.done)
     )
     assert (first.lines, first.started, first.joined, first.rejected) == (1000, 300, 650, 50)
     assert first.bytes_read == first.total_bytes == source.stat().st_size
@@ -160,7 +158,7 @@ async def test_import_csv_twice(
     # every accepted line reached its invoice's workflow (the formula name is data, not code)
     formula_invoice = f"{prefix}-0005"
     handle = client.get_workflow_handle_for(
-        CollectionsWorkflow.run, starter.collections_id(formula_invoice)
+        CollectionsWorkflow.run, collections_workflow_id(formula_invoice)
     )
     view = await handle.query(CollectionsWorkflow.view)
     assert f"{prefix}-F00005" in view.failures and len(view.failures) == 4
@@ -171,7 +169,7 @@ async def test_import_csv_twice(
 
     await eventually(all_started)
 
-    second = await starter.import_failures(source, client=client, settings=running)
+    second = await Service(client, running).import_failures(source)
     assert (second.started, second.joined, second.rejected) == (0, 950, 50)
     assert set(read_rejected_csv(source.with_name(source.name + ".rejected.csv"))) == set(rejected)
     await eventually(all_started)
@@ -206,7 +204,7 @@ async def test_import_json_lines_and_ended_invoice(
     source = tmp_path / "failures.ndjson"
     source.write_text("\n".join([*lines, *bad.values()]) + "\n\n", encoding="utf-8")
 
-    first = await starter.import_failures(source, client=client, settings=running, concurrency=7)
+    first = await Service(client, running).import_failures(source, concurrency=7)
     assert (first.lines, first.started, first.joined, first.rejected) == (45, 10, 30, 5)
     assert first.rejected_file == tmp_path / "failures.ndjson.rejected.jsonl"
     written = [json.loads(x) for x in first.rejected_file.read_text(encoding="utf-8").splitlines()]
@@ -215,10 +213,10 @@ async def test_import_json_lines_and_ended_invoice(
         assert reasons[entry["line"]] in entry["reason"]
 
     # an invoice whose collections ended takes no more failures: its lines are refused with why
-    ended = client.get_workflow_handle(starter.collections_id(f"{prefix}-00"))
+    ended = client.get_workflow_handle(collections_workflow_id(f"{prefix}-00"))
     await ended.terminate("test: collections over")
     assert (await ended.describe()).status is WorkflowExecutionStatus.TERMINATED
-    second = await starter.import_failures(source, client=client, settings=running)
+    second = await Service(client, running).import_failures(source)
     assert (second.started, second.joined, second.rejected) == (0, 36, 9)
     assert second.rejected_file is not None
     refused = [json.loads(x) for x in second.rejected_file.read_text().splitlines()]
@@ -234,15 +232,15 @@ async def test_unusable_files_report_nothing(
     wrong = tmp_path / "run.csv"
     wrong.write_text("failure_id,invoice,tenant_id\nF1,I1,x\n")
     with pytest.raises(FailureFileError, match=r"unknown column.*invoice"):
-        await starter.import_failures(wrong, client=client, settings=running)
+        await Service(client, running).import_failures(wrong)
     unknown = tmp_path / "run.txt"
     unknown.write_text("")
     with pytest.raises(FailureFileError, match="--format"):
-        await starter.import_failures(unknown, client=client, settings=running)
+        await Service(client, running).import_failures(unknown)
     empty = tmp_path / "empty.csv"
     empty.write_text("\n\n")
     with pytest.raises(FailureFileError, match="no header"):
-        await starter.import_failures(empty, client=client, settings=running)
+        await Service(client, running).import_failures(empty)
     assert not list(tmp_path.glob("*.rejected.*"))
 
 
@@ -271,7 +269,7 @@ async def test_an_import_reads_the_policies_once(
     lines = [csv_line(failure_fields(f"{prefix}-{k:04d}", f"{prefix}-F{k}")) for k in range(5)]
     source.write_bytes(",".join(COLUMNS).encode() + b"\n" + b"".join(lines))
 
-    summary = await starter.import_failures(source, client=dev_env.client, settings=running)
+    summary = await Service(dev_env.client, running).import_failures(source)
 
     assert (summary.started, summary.rejected) == (5, 0)
     assert sorted(reads) == ["case_policy", "collections_policy"]

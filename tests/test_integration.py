@@ -1,4 +1,5 @@
-"""A whole case on the real dev server: CLI functions, real worker, database and outbox.
+"""A whole case on the real dev server: the service layer and the CLI, the real worker, database
+and outbox.
 
 The histories it produces are replayed with `Replayer`; `RECORD_HISTORIES=1` also writes them to
 tests/histories/, where test_replay.py replays them on every run (non-determinism fails CI).
@@ -38,10 +39,13 @@ from core.models import (
 )
 from core.settings import Settings
 from db.migrate import upgrade
-from db.queries import case_events, get_case
 from db.session import make_engine, make_session_factory
 from db.tables import EmailLog, VianetEscalation
+from service import Service
+from service.cases import CaseAction
+from service.errors import Ended, Refused
 from tests.codec_support import replay_and_record
+from tests.db_queries import case_events, get_case
 from tests.workflow_support import open_case
 from worker import build_worker
 from workflows.billing_case import BillingCaseWorkflow
@@ -68,49 +72,43 @@ async def running(
 
 async def test_case_from_open_to_closed(dev_env: WorkflowEnvironment, running: Settings) -> None:
     client = dev_env.client
+    cases = Service(client, running).cases
     data = open_case(amount="12340.00")
-    opened = await starter.open_case(data, client=client, settings=running)
+    opened = await cases.open(data)
     assert opened.status is CaseStatus.OPEN
     case_id = data.case_id
 
-    steps = [
-        (BillingCaseWorkflow.note, AddNote(text="Checking the meter data", by=AGENT)),
-        (BillingCaseWorkflow.request_info, RequestInfo(question="请提供删除记录", by=AGENT)),
-        (BillingCaseWorkflow.customer_reply, CustomerReply(text="<script>x</script> 附件")),
-        (
-            BillingCaseWorkflow.escalate,
-            Escalate(reason="Meter error", severity=Severity.A, by=AGENT),
-        ),
-        (BillingCaseWorkflow.vianet_ticket, VianetTicket(ticket_number="VN-2611240001", by=AGENT)),
-        (BillingCaseWorkflow.vianet_response, VianetResponse(text="Credit approved", by=AGENT)),
-        (
-            BillingCaseWorkflow.resolve,
-            Resolve(
-                outcome=Outcome.CREDIT_ISSUED,
-                summary="A credit note of ¥2,000.00 was issued.",
-                credit_amount=Decimal("2000.00"),
-                by=AGENT,
-            ),
-        ),
+    resolution = Resolve(
+        outcome=Outcome.CREDIT_ISSUED,
+        summary="A credit note of ¥2,000.00 was issued.",
+        credit_amount=Decimal("2000.00"),
+        by=AGENT,
+    )
+    steps: list[CaseAction] = [
+        AddNote(text="Checking the meter data", by=AGENT),
+        RequestInfo(question="请提供删除记录", by=AGENT),
+        CustomerReply(text="<script>x</script> 附件"),
+        Escalate(reason="Meter error", severity=Severity.A, by=AGENT),
+        VianetTicket(ticket_number="VN-2611240001", by=AGENT),
+        VianetResponse(text="Credit approved", by=AGENT),
+        resolution,
     ]
-    for update, arg in steps:
-        await starter.act(case_id, update, arg, client=client)
+    for action in steps:
+        await cases.act(case_id, action)
 
     async def told() -> bool:
-        return (await starter.show_case(case_id, client=client)).status is CaseStatus.RESOLVED
+        return (await cases.show(case_id)).status is CaseStatus.RESOLVED
 
     await _eventually(told)
     # a refused action names the problem and changes nothing
-    with pytest.raises(starter.CaseError, match="cannot resolve"):
-        await starter.act(case_id, BillingCaseWorkflow.resolve, steps[-1][1], client=client)
-    await starter.act(case_id, BillingCaseWorkflow.confirm, Confirm(), client=client)
+    with pytest.raises(Refused, match="cannot resolve"):
+        await cases.act(case_id, resolution)
+    await cases.act(case_id, Confirm())
     handle = client.get_workflow_handle_for(BillingCaseWorkflow.run, f"case-{case_id}")
     final = await handle.result()
     assert final.status is CaseStatus.CLOSED
-    with pytest.raises(starter.CaseError, match="has ended"):
-        await starter.act(
-            case_id, BillingCaseWorkflow.note, AddNote(text="x", by=AGENT), client=client
-        )
+    with pytest.raises(Ended, match="has ended"):
+        await cases.act(case_id, AddNote(text="x", by=AGENT))
 
     # the database holds the same story
     sessions = make_session_factory(make_engine(running.database_url))
@@ -159,9 +157,9 @@ async def test_case_from_open_to_closed(dev_env: WorkflowEnvironment, running: S
 
 
 async def test_cli_show_and_refusal(dev_env: WorkflowEnvironment, running: Settings) -> None:
-    client = dev_env.client
+    cases = Service(dev_env.client, running).cases
     data = open_case()
-    await starter.open_case(data, client=client, settings=running)
+    await cases.open(data)
     env = {
         "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
         "TASK_QUEUE": running.task_queue,
@@ -183,12 +181,7 @@ async def test_cli_show_and_refusal(dev_env: WorkflowEnvironment, running: Setti
     assert refused.exit_code == 1 and "cannot record a 21Vianet ticket number" in refused.output
     missing = await asyncio.to_thread(runner.invoke, starter.app, ["show", "NOPE-1"], env=env)
     assert missing.exit_code == 1 and "no case NOPE-1" in missing.output
-    await starter.act(
-        data.case_id,
-        BillingCaseWorkflow.withdraw,
-        Withdraw(reason="test over", by=AGENT),
-        client=client,
-    )
+    await cases.act(data.case_id, Withdraw(reason="test over", by=AGENT))
 
 
 async def _eventually(check: object, seconds: float = 20) -> None:

@@ -32,12 +32,11 @@ from core.models import (
     Withdraw,
 )
 from core.settings import Settings
+from service import Service
 from tests.ui_support import current_details, eventually, history_summaries
 from tests.workflow_support import billing_failure, open_case
 from worker import WORKFLOWS
 from workflows import sandbox_runner
-from workflows.billing_case import BillingCaseWorkflow
-from workflows.collections import CollectionsWorkflow
 
 AGENT = "agent.wang@partner.example.cn"
 # what tests.workflow_support puts in every customer: none of it may reach an unencrypted field
@@ -80,7 +79,7 @@ async def test_case_keeps_its_attributes_summary_and_details_current(
     client = dev_env.client
     data = open_case(priority=Priority.HIGH, amount="12340.00", owner=None)
     tenant = data.details.customer.tenant_id
-    await starter.open_case(data, client=client, settings=running)
+    await Service(client, running).cases.open(data)
     handle = client.get_workflow_handle(f"case-{data.case_id}")
 
     described = await handle.describe()
@@ -113,26 +112,18 @@ async def test_case_keeps_its_attributes_summary_and_details_current(
     await eventually(idle, "the case waits for its first deadline")
     assert (await history_summaries(client, handle))["timers"] == ["SLA: first response reminder"]
 
-    await starter.act(
-        data.case_id, BillingCaseWorkflow.assign, Assign(agent=AGENT, by=AGENT), client=client
-    )
+    await Service(client).cases.act(data.case_id, Assign(agent=AGENT, by=AGENT))
     assert (await handle.describe()).typed_search_attributes.get(search.ASSIGNED_AGENT) == AGENT
     assert f"- Owner: {AGENT}" in await current_details(handle)
 
-    await starter.act(
-        data.case_id,
-        BillingCaseWorkflow.escalate,
-        Escalate(reason="Meter error", severity=Severity.B, by=AGENT),
-        client=client,
+    await Service(client).cases.act(
+        data.case_id, Escalate(reason="Meter error", severity=Severity.B, by=AGENT)
     )
     attrs = (await handle.describe()).typed_search_attributes
     assert attrs.get(search.CASE_STATUS) == "escalation-pending"
     assert attrs.get(search.ESCALATED_TO_VIANET) is True
-    await starter.act(
-        data.case_id,
-        BillingCaseWorkflow.vianet_ticket,
-        VianetTicket(ticket_number="VN-2611240001", by=AGENT),
-        client=client,
+    await Service(client).cases.act(
+        data.case_id, VianetTicket(ticket_number="VN-2611240001", by=AGENT)
     )
     assert (await handle.describe()).typed_search_attributes.get(
         search.CASE_STATUS
@@ -175,7 +166,7 @@ async def test_collections_and_its_dispute_case_carry_their_own_attributes(
     client = dev_env.client
     failure = billing_failure(amount="23400.00", subscriptions=1)
     tenant = failure.customer.tenant_id
-    await starter.report_billing_failure(failure, client=client, settings=running)
+    await Service(client, running).collections.report_failure(failure)
     collections = client.get_workflow_handle(f"collections-{failure.invoice_id}")
     described = await collections.describe()
     attrs = described.typed_search_attributes
@@ -187,13 +178,11 @@ async def test_collections_and_its_dispute_case_carry_their_own_attributes(
         f"Collections · invoice {failure.invoice_id} · tenant {tenant} · ¥23,400.00"
     )
 
-    view = await starter.collections_act(
+    view = await Service(client).collections.act(
         failure.invoice_id,
-        CollectionsWorkflow.open_dispute,
         OpenDispute(
             description="沒有用過這台虛擬機", disputed_amount=Decimal("15000.00"), by=AGENT
         ),
-        client=client,
     )
     assert view.linked_case_id
     child = client.get_workflow_handle(f"case-{view.linked_case_id}")
@@ -231,12 +220,7 @@ async def test_collections_and_its_dispute_case_carry_their_own_attributes(
     await assert_private(collections)
     await assert_private(child)
     await replay(client, collections)
-    await starter.act(
-        view.linked_case_id,
-        BillingCaseWorkflow.withdraw,
-        Withdraw(reason="test over", by=AGENT),
-        client=client,
-    )
+    await Service(client).cases.act(view.linked_case_id, Withdraw(reason="test over", by=AGENT))
 
 
 async def test_saved_queries_find_what_the_readme_promises(
@@ -245,29 +229,26 @@ async def test_saved_queries_find_what_the_readme_promises(
     client = dev_env.client
     # escalated, a ticket filed, more than 10,000 in dispute
     escalated = open_case(amount="12340.00")
-    await starter.open_case(escalated, client=client, settings=running)
-    for update, arg in (
-        (BillingCaseWorkflow.escalate, Escalate(reason="Meter", severity=Severity.A, by=AGENT)),
-        (BillingCaseWorkflow.vianet_ticket, VianetTicket(ticket_number="VN-26112402", by=AGENT)),
+    await Service(client, running).cases.open(escalated)
+    for action in (
+        Escalate(reason="Meter", severity=Severity.A, by=AGENT),
+        VianetTicket(ticket_number="VN-26112402", by=AGENT),
     ):
-        await starter.act(escalated.case_id, update, arg, client=client)
+        await Service(client).cases.act(escalated.case_id, action)
     # nobody owns it, and its first-response target (one second) passes at once
     second = SlaTargets(first_response=timedelta(seconds=1), resolution=timedelta(hours=1))
     breached = open_case(
         amount="500.00", owner=None, policy=CasePolicy(sla=dict.fromkeys(Priority, second))
     )
-    await starter.open_case(breached, client=client, settings=running)
+    await Service(client, running).cases.open(breached)
     # an ordinary case: no saved query finds it
     ordinary = open_case(amount="800.00")
-    await starter.open_case(ordinary, client=client, settings=running)
+    await Service(client, running).cases.open(ordinary)
     # fraud: suspended at once, 23,400 unpaid
     failure = billing_failure(amount="23400.00", subscriptions=1)
-    await starter.report_billing_failure(failure, client=client, settings=running)
-    await starter.collections_act(
-        failure.invoice_id,
-        CollectionsWorkflow.report_fraud,
-        ReportFraud(reason="stolen card", by=AGENT),
-        client=client,
+    await Service(client, running).collections.report_failure(failure)
+    await Service(client).collections.act(
+        failure.invoice_id, ReportFraud(reason="stolen card", by=AGENT)
     )
 
     expected = {
@@ -286,7 +267,7 @@ async def test_saved_queries_find_what_the_readme_promises(
         for name, saved in search.SAVED_QUERIES.items():
             # this test's workflows only: the dev server is shared by the whole session
             mine = f"({saved.query}) AND TaskQueue = '{running.task_queue}'"
-            found[name] = {w.id for w in await starter.list_workflows(mine, client=client)}
+            found[name] = {w.id for w in await Service(client).list_workflows(mine)}
         return found == expected
 
     try:
@@ -303,19 +284,14 @@ async def test_list_command_runs_the_saved_and_raw_queries(
 ) -> None:
     client = dev_env.client
     data = open_case(amount="20000.00")
-    await starter.open_case(data, client=client, settings=running)
-    await starter.act(
-        data.case_id,
-        BillingCaseWorkflow.escalate,
-        Escalate(reason="Meter", severity=Severity.C, by=AGENT),
-        client=client,
+    await Service(client, running).cases.open(data)
+    await Service(client).cases.act(
+        data.case_id, Escalate(reason="Meter", severity=Severity.C, by=AGENT)
     )
     workflow_id = f"case-{data.case_id}"
 
     async def listed() -> bool:
-        return workflow_id in {
-            w.id for w in await starter.list_workflows("escalated", client=client)
-        }
+        return workflow_id in {w.id for w in await Service(client).list_workflows("escalated")}
 
     await eventually(listed, "the escalated case is listed")
     monkeypatch.setattr(starter.console, "width", 250)  # one row per workflow, ids unbroken

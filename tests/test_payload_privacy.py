@@ -15,8 +15,8 @@ from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-import starter
 from core.codec import CodecError, new_key
+from core.ids import case_workflow_id, collections_workflow_id
 from core.models import (
     AddNote,
     BillingFailure,
@@ -31,6 +31,8 @@ from core.models import (
 )
 from core.settings import Settings
 from core.temporal import data_converter
+from service import Service
+from service.errors import ServiceError
 from tests.codec_support import decrypted, raw_history, replay_and_record
 from tests.intake_support import eventually, guid, unique_prefix
 from workflows.billing_case import BillingCaseWorkflow
@@ -67,44 +69,37 @@ async def test_dispute_credited_leaves_no_customer_data_in_clear(
 ) -> None:
     client = dev_env.client
     invoice = unique_prefix()
-    await starter.report_billing_failure(failure(invoice), client=client, settings=running)
-    disputed = await starter.collections_act(
+    await Service(client, running).collections.report_failure(failure(invoice))
+    disputed = await Service(client).collections.act(
         invoice,
-        CollectionsWorkflow.open_dispute,
         OpenDispute(description=f"{NAME} says the VM was deleted; reply to {EMAIL}", by=AGENT),
-        client=client,
     )
     assert disputed.status is CollectionsStatus.PAUSED_DISPUTE and disputed.linked_case_id
     case_id = disputed.linked_case_id
 
     async def case_open() -> bool:
         try:
-            await starter.show_case(case_id, client=client)
-        except starter.CaseError:
+            await Service(client).cases.show(case_id)
+        except ServiceError:
             return False
         return True
 
     await eventually(case_open)
-    await starter.act(
-        case_id,
-        BillingCaseWorkflow.note,
-        AddNote(text=f"Called {NAME} on {EMAIL}", by=AGENT),
-        client=client,
-    )
+    await Service(client).cases.act(case_id, AddNote(text=f"Called {NAME} on {EMAIL}", by=AGENT))
     resolution = Resolve(
         outcome=Outcome.CREDIT_ISSUED,
         summary="The VM was deleted on 2026-11-02: the whole invoice is credited.",
         credit_amount=Decimal("4200.00"),
         by=AGENT,
     )
-    await starter.act(case_id, BillingCaseWorkflow.resolve, resolution, client=client)
+    await Service(client).cases.act(case_id, resolution)
     collections = client.get_workflow_handle_for(
-        CollectionsWorkflow.run, starter.collections_id(invoice)
+        CollectionsWorkflow.run, collections_workflow_id(invoice)
     )
     settled = await collections.result()
     assert settled.status is CollectionsStatus.CREDITED and settled.balance == 0
-    await starter.act(case_id, BillingCaseWorkflow.confirm, Confirm(), client=client)
-    case = client.get_workflow_handle_for(BillingCaseWorkflow.run, starter.workflow_id(case_id))
+    await Service(client).cases.act(case_id, Confirm())
+    case = client.get_workflow_handle_for(BillingCaseWorkflow.run, case_workflow_id(case_id))
     assert (await case.result()).status is CaseStatus.CLOSED
 
     codec = client.data_converter.payload_codec
@@ -131,17 +126,14 @@ async def test_a_payload_sealed_with_another_key_is_a_clear_error(
 ) -> None:
     """A client holding other keys than the worker is told which key id it lacks."""
     invoice = unique_prefix()
-    await starter.report_billing_failure(failure(invoice), client=dev_env.client, settings=running)
+    await Service(dev_env.client, running).collections.report_failure(failure(invoice))
     other = await Client.connect(
         dev_env.client.service_client.config.target_host,
         data_converter=data_converter(Settings(codec_keys=SecretStr(f"other-1:{new_key()}"))),
     )
-    handle = other.get_workflow_handle_for(CollectionsWorkflow.run, starter.collections_id(invoice))
+    handle = other.get_workflow_handle_for(
+        CollectionsWorkflow.run, collections_workflow_id(invoice)
+    )
     with pytest.raises(CodecError, match=r"which is not configured \(configured: other-1\)"):
         await handle.query(CollectionsWorkflow.view)
-    await starter.collections_act(
-        invoice,
-        CollectionsWorkflow.waive,
-        Waive(reason="test over", by=AGENT),
-        client=dev_env.client,
-    )
+    await Service(dev_env.client).collections.act(invoice, Waive(reason="test over", by=AGENT))

@@ -20,14 +20,15 @@ from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-import starter
 from api.app import create_app
 from api.codec import create_codec_app
 from api.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from core.codec import new_key
+from core.ids import collections_workflow_id
 from core.models import CollectionsStatus
 from core.settings import EmailBackend, Settings
 from core.temporal import data_converter
+from service import Service
 from tests.codec_support import decrypted, raw_history
 from tests.intake_support import billing_failure_body, eventually, unique_prefix
 from tests.partner_center_standin import (
@@ -102,8 +103,8 @@ async def test_no_secret_in_logs_errors_or_history(
     sendgrid_standin.script(server_error())
     partner_center_standin.fail_next(503)
 
-    async def connect() -> Client:
-        return client
+    async def connect() -> Service:
+        return Service(client, settings)
 
     intake = httpx.ASGITransport(app=create_app(settings, connect))
     codec_app = httpx.ASGITransport(app=create_codec_app(settings))
@@ -117,7 +118,7 @@ async def test_no_secret_in_logs_errors_or_history(
         accepted = await api.post("/v1/billing-failures", **signed(body))
         assert accepted.status_code == 202, accepted.text
         handle = client.get_workflow_handle_for(
-            CollectionsWorkflow.run, starter.collections_id(invoice)
+            CollectionsWorkflow.run, collections_workflow_id(invoice)
         )
 
         async def suspended() -> bool:

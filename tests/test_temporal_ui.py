@@ -39,10 +39,10 @@ from core.models import Escalate, Severity, VianetTicket
 from core.settings import Settings
 from core.temporal import data_converter
 from db.migrate import upgrade
+from service import Service
 from tests.ui_support import eventually, history_summaries
 from tests.workflow_support import open_case
 from worker import build_worker
-from workflows.billing_case import BillingCaseWorkflow
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's; Playwright downloads no browser of its own
 CHROMIUM_ARGS = [
@@ -75,7 +75,8 @@ class UiStack:
 @pytest_asyncio.fixture(scope="module")
 async def ui_stack(codec_keys: str) -> AsyncIterator[UiStack]:
     """A dev server with its UI on a free port, the codec endpoint it decodes through, and the
-    search attributes registered by `starter.setup` (the server starts without them)."""
+    search attributes registered by `starter.py setup`'s service call (the server starts
+    without them)."""
     ui_port, codec_port = free_port(), free_port()
     url = f"http://127.0.0.1:{ui_port}"
     token = secrets.token_urlsafe(24)
@@ -113,7 +114,7 @@ async def ui_stack(codec_keys: str) -> AsyncIterator[UiStack]:
             if codec.started:
                 break
             await asyncio.sleep(0.05)
-        added = await starter.setup(client=env.client)
+        added = await Service(env.client).register_search_attributes()
         yield UiStack(env, url, added)
     finally:
         await env.shutdown()
@@ -124,7 +125,7 @@ async def ui_stack(codec_keys: str) -> AsyncIterator[UiStack]:
 async def test_setup_registers_the_search_attributes_once(ui_stack: UiStack) -> None:
     client = ui_stack.env.client
     assert ui_stack.added_at_start == sorted(key.name for key in search.ALL_KEYS)
-    assert await starter.setup(client=client) == []
+    assert await Service(client).register_search_attributes() == []
     listed = await client.operator_service.list_search_attributes(
         ListSearchAttributesRequest(namespace=client.namespace)
     )
@@ -156,18 +157,12 @@ async def test_manager_finds_an_escalated_case_in_the_ui(ui_stack: UiStack, tmp_
     workflow_id = f"case-{data.case_id}"
     handle = client.get_workflow_handle(workflow_id)
     async with build_worker(client, settings):
-        await starter.open_case(data, client=client, settings=settings)
-        await starter.act(
-            data.case_id,
-            BillingCaseWorkflow.escalate,
-            Escalate(reason="Meter error", severity=Severity.B, by=AGENT),
-            client=client,
+        await Service(client, settings).cases.open(data)
+        await Service(client).cases.act(
+            data.case_id, Escalate(reason="Meter error", severity=Severity.B, by=AGENT)
         )
-        await starter.act(
-            data.case_id,
-            BillingCaseWorkflow.vianet_ticket,
-            VianetTicket(ticket_number="VN-2611240001", by=AGENT),
-            client=client,
+        await Service(client).cases.act(
+            data.case_id, VianetTicket(ticket_number="VN-2611240001", by=AGENT)
         )
 
         async def settled() -> bool:  # every effect done, the filter sees it: the page is final

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 import starter
 from activities.vianet_invoice import VianetInvoiceActivities
+from core.formatting import CHINA_STANDARD_TIME as CHINA
 from core.models import (
     EmailTemplate,
     EventKind,
@@ -35,11 +36,13 @@ from core.settings import Settings
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
 from db.tables import VianetInvoice
+from service import Service
+from service.errors import ServiceError
 from tests.codec_support import replay_and_record
 from tests.factories import make_vianet_invoice_view
 from tests.workflow_support import FakeActivities
 from worker import build_worker
-from workflows.vianet_invoice import CHINA, VianetInvoiceWorkflow, notice_at
+from workflows.vianet_invoice import VianetInvoiceWorkflow, notice_at
 
 FINANCE = "finance@partner.example.cn"
 MANAGER = "billing-manager@partner.example.cn"
@@ -72,7 +75,7 @@ async def record(
     env: WorkflowEnvironment, fake: FakeActivities, data: RecordVianetInvoice
 ) -> Handle:
     settings = Settings(task_queue=fake.task_queue)
-    view = await starter.record_vianet_invoice(data, client=env.client, settings=settings)
+    view = await Service(env.client, settings).vianet_invoices.record(data)
     assert view.status is VianetInvoiceStatus.UNPAID
     await eventually(lambda: bool(fake.vianet_invoices))
     return env.client.get_workflow_handle_for(VianetInvoiceWorkflow.run, view.workflow_id)
@@ -98,14 +101,14 @@ async def completed(handle: Handle) -> bool:
 
 
 def sent(fake: FakeActivities) -> list[tuple[EmailTemplate, str, dict[str, str]]]:
-    return [(e.template, str(e.to), dict(e.extra)) for e in fake.emails]
+    return [(e.template, str(e.to), e.data.extra()) for e in fake.emails]
 
 
 async def pay(env: WorkflowEnvironment, data: RecordVianetInvoice) -> VianetInvoiceView:
     paid = MarkVianetPaid(
         paid_at=await env.get_current_time(), reference="CMB-20261205-0001", by=CLERK
     )
-    return await starter.mark_vianet_paid(data.invoice_number, paid, client=env.client)
+    return await Service(env.client).vianet_invoices.mark_paid(data.invoice_number, paid)
 
 
 async def test_reminders_before_and_on_the_day_then_a_manager(
@@ -219,19 +222,19 @@ async def test_refusals_name_the_problem_and_change_nothing(
     future = MarkVianetPaid(
         paid_at=await time_env.get_current_time() + DAY, reference="CMB-1", by=CLERK
     )
-    with pytest.raises(starter.CaseError, match=r"paid_at: .* is in the future"):
-        await starter.mark_vianet_paid(data.invoice_number, future, client=time_env.client)
+    with pytest.raises(ServiceError, match=r"paid_at: .* is in the future"):
+        await Service(time_env.client).vianet_invoices.mark_paid(data.invoice_number, future)
     assert await handle.query(VianetInvoiceWorkflow.view) == before
 
     settings = Settings(task_queue=fake.task_queue)
-    with pytest.raises(starter.CaseError, match="already recorded"):
-        await starter.record_vianet_invoice(data, client=time_env.client, settings=settings)
-    with pytest.raises(starter.CaseError, match="no 21Vianet invoice VN-NONE"):
-        await starter.mark_vianet_paid("VN-NONE", future, client=time_env.client)
+    with pytest.raises(ServiceError, match="already recorded"):
+        await Service(time_env.client, settings).vianet_invoices.record(data)
+    with pytest.raises(ServiceError, match="no 21Vianet invoice VN-NONE"):
+        await Service(time_env.client).vianet_invoices.mark_paid("VN-NONE", future)
 
     await pay(time_env, data)
     await eventually(lambda: completed(handle))
-    with pytest.raises(starter.CaseError, match="already marked paid"):
+    with pytest.raises(ServiceError, match="already marked paid"):
         await pay(time_env, data)
 
 
@@ -338,7 +341,7 @@ async def test_on_the_real_server(dev_env: WorkflowEnvironment, tmp_path: Path) 
     data = invoice(datetime.now(CHINA).date() - 3 * DAY)
     client = dev_env.client
     async with build_worker(client, settings):
-        await starter.record_vianet_invoice(data, client=client, settings=settings)
+        await Service(client, settings).vianet_invoices.record(data)
 
         def overdue() -> bool:
             with sessions() as session:
@@ -353,7 +356,7 @@ async def test_on_the_real_server(dev_env: WorkflowEnvironment, tmp_path: Path) 
         assert data.invoice_number in str(message["Subject"])
 
         paid = MarkVianetPaid(paid_at=datetime.now(UTC), reference="CMB-20261124-7", by=CLERK)
-        await starter.mark_vianet_paid(data.invoice_number, paid, client=client)
+        await Service(client).vianet_invoices.mark_paid(data.invoice_number, paid)
         handle = client.get_workflow_handle_for(
             VianetInvoiceWorkflow.run, f"vianet-invoice-{data.invoice_number}"
         )

@@ -1,14 +1,15 @@
-"""What both workflows share: an event log, a queue of side effects carried out in order by the
-main loop, the loop itself (effects first, then the earliest alarm), and sending email by key."""
+"""What every workflow shares: an event log, a queue of typed side effects carried out in order by
+the main loop, the loop itself (effects first, then the earliest alarm), and sending email by key.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from pydantic import BaseModel
 from temporalio import workflow
@@ -16,7 +17,16 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from core.models import CaseEvent, EmailMessage, EmailSent, EmailTemplate, EventKind, Locale
+    from core.models import (
+        CaseEvent,
+        EmailData,
+        EmailMessage,
+        EmailSent,
+        EmailTemplate,
+        EventKind,
+        Locale,
+        Recipient,
+    )
 
 # Nothing is dropped: transient failures (database down, 429/5xx) retry until they succeed.
 BUSINESS_ERRORS = (
@@ -41,11 +51,21 @@ class ActionRefused(ApplicationError):
         super().__init__(message, type="ActionRefused", non_retryable=True)
 
 
-@dataclass
-class Email:
-    template: EmailTemplate
-    to: str
-    extra: dict[str, str] = field(default_factory=dict)
+@dataclass(frozen=True)
+class SendEmail:
+    """Effect: one email, its data checked when it was queued, to the address its recipient had
+    then."""
+
+    data: EmailData
+    address: str
+
+    @property
+    def template(self) -> EmailTemplate:
+        return EmailTemplate(self.data.template)  # type: ignore[attr-defined]
+
+    @property
+    def recipient(self) -> Recipient:
+        return self.data.recipient
 
 
 @dataclass
@@ -56,6 +76,7 @@ class Alarm:
 
 
 View = TypeVar("View", bound=BaseModel)
+Effect = TypeVar("Effect")
 
 
 def without_timeline(view: View) -> View:
@@ -65,13 +86,12 @@ def without_timeline(view: View) -> View:
     return view.model_copy(update={"timeline": []})
 
 
-def email_summary(template: EmailTemplate, locale: Locale) -> str:
+def email_summary(email: SendEmail, locale: Locale) -> str:
     """The history's line for an email, e.g. `Email customer: case resolved (zh-CN)`."""
-    if template.to_customer:
-        role, what = "customer", template.value
-    else:
-        role, _, what = template.value.partition("_")  # owner_…, manager_…, finance_…
-    return f"Email {role}: {what.replace('_', ' ')} ({locale.value})"
+    what = email.template.value
+    if email.recipient is not Recipient.CUSTOMER:
+        what = what.partition("_")[2]  # owner_new_case -> new case
+    return f"Email {email.recipient.value}: {what.replace('_', ' ')} ({locale.value})"
 
 
 def business_error(err: ActivityError) -> ApplicationError | None:
@@ -82,13 +102,13 @@ def business_error(err: ActivityError) -> ApplicationError | None:
     return None
 
 
-class EffectLoop(ABC):
-    """Base of both workflows: handlers change state and queue effects; `serve` carries them out."""
+class EffectLoop(ABC, Generic[Effect]):
+    """Base of every workflow: handlers change state and queue effects; `serve` carries them out."""
 
     def _start_log(self) -> None:
         self._events: list[CaseEvent] = []
         self._persisted = 0
-        self._effects: deque[Any] = deque()
+        self._effects: deque[Effect] = deque()
         self._emails = 0
 
     # -- provided by each workflow
@@ -102,7 +122,11 @@ class EffectLoop(ABC):
     async def _persist(self, events: list[CaseEvent]) -> None: ...
 
     @abstractmethod
-    async def _carry_out(self, effect: Any) -> None: ...
+    async def _carry_out(self, effect: Effect) -> None: ...
+
+    @abstractmethod
+    def _address(self, recipient: Recipient) -> str:
+        """Where an email to `recipient` goes now."""
 
     @abstractmethod
     def _publish_details(self) -> None:
@@ -155,30 +179,37 @@ class EffectLoop(ABC):
             )
         )
 
+    def _email(self, data: EmailData) -> SendEmail:
+        """The email to its recipient's address as of now (queue it, or deliver it as a step)."""
+        return SendEmail(data, self._address(data.recipient))
+
+    def _queue_email(self, data: EmailData) -> None:
+        # every workflow's effects include SendEmail
+        self._effects.append(cast(Effect, self._email(data)))
+
     async def _send_email(
-        self, email: Email, locale: Locale, **about: Any
+        self, email: SendEmail, locale: Locale, **about: Any
     ) -> EmailSent | ApplicationError:
         """Send once per stable key; a rejected address comes back as the error, not raised."""
         self._emails += 1
         key = f"{workflow.info().workflow_id}/{self._emails}-{email.template.value}"
-        if not email.template.reads_timeline:
+        if not email.data.reads_timeline:
             about = {name: without_timeline(view) for name, view in about.items()}
-        who = "customer" if email.template.to_customer else "staff"
+        who = "customer" if email.recipient is Recipient.CUSTOMER else "staff"
         try:
             sent: EmailSent = await workflow.execute_activity(
                 "send_email",
                 EmailMessage(
                     key=key,
-                    template=email.template,
-                    to=email.to,
+                    to=email.address,
                     locale=locale,
-                    extra=email.extra,
+                    data=email.data,
                     **about,
                 ),
                 result_type=EmailSent,
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 retry_policy=RETRY,
-                summary=email_summary(email.template, locale),
+                summary=email_summary(email, locale),
             )
         except ActivityError as err:
             rejected = business_error(err)

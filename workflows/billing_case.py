@@ -9,6 +9,7 @@ loads no database, template or email library inside the sandbox.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from temporalio import workflow
@@ -27,7 +28,6 @@ with workflow.unsafe.imports_passed_through():
         Confirm,
         CustomerReply,
         DisputeOutcome,
-        EmailTemplate,
         Escalate,
         EscalationRequest,
         EscalationView,
@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         OpenCase,
         PersistCase,
         PrepareEscalation,
+        Recipient,
         RecordEscalation,
         Reopen,
         RequestInfo,
@@ -45,13 +46,31 @@ with workflow.unsafe.imports_passed_through():
         VianetTicket,
         Withdraw,
     )
+    from core.models.email import (
+        CaseAcknowledged,
+        CaseClosed,
+        CaseEscalated,
+        CaseReopened,
+        CaseResolved,
+        CaseWithdrawn,
+        CustomerReminder,
+        InfoRequested,
+        ManagerSlaBreach,
+        OwnerCaseUpdate,
+        OwnerCustomerSilent,
+        OwnerEmailBounced,
+        OwnerEscalationReminder,
+        OwnerFileEscalation,
+        OwnerNewCase,
+        OwnerSlaReminder,
+    )
     from workflows.base import (
         ACTIVITY_TIMEOUT,
         RETRY,
         ActionRefused,
         Alarm,
         EffectLoop,
-        Email,
+        SendEmail,
         without_timeline,
     )
     from workflows.sla import SlaClock
@@ -61,8 +80,32 @@ FIRST_RESPONSE_RUNS = frozenset({CaseStatus.OPEN})
 RESOLUTION_RUNS = frozenset({CaseStatus.OPEN, CaseStatus.ESCALATION_PENDING})
 
 
+@dataclass(frozen=True)
+class DeliverResolution:
+    """Effect: the resolution email; the case is resolved only once it reached the customer."""
+
+    email: SendEmail
+
+
+@dataclass(frozen=True)
+class SaveEscalation:
+    """Effect: keep 21Vianet escalation `number` (1-based) current in the database."""
+
+    number: int
+
+
+@dataclass(frozen=True)
+class ReportOutcome:
+    """Effect: tell the collections workflow of the disputed invoice how the case ended."""
+
+    outcome: DisputeOutcome
+
+
+CaseEffect = SendEmail | DeliverResolution | SaveEscalation | ReportOutcome
+
+
 @workflow.defn
-class BillingCaseWorkflow(EffectLoop):
+class BillingCaseWorkflow(EffectLoop[CaseEffect]):
     @workflow.init
     def __init__(self, data: OpenCase) -> None:
         self._data = data
@@ -72,7 +115,7 @@ class BillingCaseWorkflow(EffectLoop):
         self._owner = data.owner
         self._opened_at = workflow.now()
         self._closed_at: datetime | None = None
-        self._start_log()  # effects: an Email, or an int n: save 21Vianet escalation n
+        self._start_log()
         targets = data.policy.sla[data.details.priority]
         reminder_at = data.policy.sla_reminder_at
         self._first_response = SlaClock("first response", targets.first_response, reminder_at)
@@ -93,8 +136,8 @@ class BillingCaseWorkflow(EffectLoop):
     @workflow.run
     async def run(self, data: OpenCase) -> CaseView:
         self._record(EventKind.OPENED, data.opened_by, data.details.description)
-        self._email_customer(EmailTemplate.CASE_ACKNOWLEDGED)
-        self._email_staff(EmailTemplate.OWNER_NEW_CASE)
+        self._queue_email(CaseAcknowledged())
+        self._queue_email(OwnerNewCase())
         self._sync_clocks()
         await self._serve()
         return self.view()
@@ -108,7 +151,7 @@ class BillingCaseWorkflow(EffectLoop):
     def assign(self, data: Assign) -> CaseView:
         self._owner = str(data.agent)
         self._record(EventKind.ASSIGNED, data.by, f"assigned to {data.agent}")
-        self._email_staff(EmailTemplate.OWNER_NEW_CASE)
+        self._queue_email(OwnerNewCase())
         if workflow.patched("assign-publishes-agent"):  # older histories have no upsert here
             self._publish()
         return without_timeline(self.view())
@@ -146,7 +189,7 @@ class BillingCaseWorkflow(EffectLoop):
         self._waiting_since, self._customer_reminders = workflow.now(), 0
         self._customer_silence_reported = False
         self._record(EventKind.INFO_REQUESTED, data.by, data.question)
-        self._email_customer(EmailTemplate.INFO_REQUESTED, question=data.question)
+        self._queue_email(InfoRequested(question=data.question))
         return without_timeline(self.view())
 
     @request_info.validator
@@ -159,7 +202,7 @@ class BillingCaseWorkflow(EffectLoop):
         if self._status is CaseStatus.WAITING_ON_CUSTOMER:
             self._waiting_since = None
             self._set_status(CaseStatus.OPEN)
-        self._email_staff(EmailTemplate.OWNER_CASE_UPDATE, text=data.text)
+        self._queue_email(OwnerCaseUpdate(text=data.text))
         return without_timeline(self.view())
 
     @customer_reply.validator
@@ -186,9 +229,8 @@ class BillingCaseWorkflow(EffectLoop):
             outcome=data.outcome.value,
             **({"credit_amount": str(data.credit_amount)} if data.credit_amount else {}),
         )
-        self._email_customer(
-            EmailTemplate.CASE_RESOLVED, reopen_days=str(self._policy.reopen_window.days)
-        )
+        resolution = self._email(CaseResolved(reopen_days=self._policy.reopen_window.days))
+        self._effects.append(DeliverResolution(resolution))
         return without_timeline(self.view())
 
     @resolve.validator
@@ -230,12 +272,10 @@ class BillingCaseWorkflow(EffectLoop):
         self._escalations[number - 1] = self._escalations[number - 1].model_copy(
             update={"request_title": request.title, "request_body": request.body}
         )
-        self._email_staff(
-            EmailTemplate.OWNER_FILE_ESCALATION,
-            request_title=request.title,
-            request_body=request.body,
+        self._queue_email(
+            OwnerFileEscalation(request_title=request.title, request_body=request.body)
         )
-        self._email_customer(EmailTemplate.CASE_ESCALATED)
+        self._queue_email(CaseEscalated())
         return without_timeline(self.view())
 
     @escalate.validator
@@ -251,7 +291,7 @@ class BillingCaseWorkflow(EffectLoop):
         self._vianet_follow_ups = 0
         self._set_status(CaseStatus.WAITING_ON_VIANET)
         self._record(EventKind.VIANET_TICKET, data.by, data.ticket_number)
-        self._effects.append(number)
+        self._effects.append(SaveEscalation(number))
         return without_timeline(self.view())
 
     @vianet_ticket.validator
@@ -270,7 +310,7 @@ class BillingCaseWorkflow(EffectLoop):
         )
         self._set_status(CaseStatus.OPEN)
         self._record(EventKind.VIANET_RESPONSE, data.by, data.text)
-        self._effects.append(len(self._escalations))
+        self._effects.append(SaveEscalation(len(self._escalations)))
         return without_timeline(self.view())
 
     @vianet_response.validator
@@ -301,8 +341,8 @@ class BillingCaseWorkflow(EffectLoop):
         self._set_status(CaseStatus.OPEN)
         self._resolution.restart(now, self._policy.sla[self._details.priority].resolution)
         self._record(EventKind.REOPENED, data.by, data.reason, count=str(self._reopen_count))
-        self._email_customer(EmailTemplate.CASE_REOPENED, reason=data.reason)
-        self._email_staff(EmailTemplate.OWNER_CASE_UPDATE, text=f"Reopened: {data.reason}")
+        self._queue_email(CaseReopened(reason=data.reason))
+        self._queue_email(OwnerCaseUpdate(text=f"Reopened: {data.reason}"))
         return without_timeline(self.view())
 
     @reopen.validator
@@ -314,7 +354,7 @@ class BillingCaseWorkflow(EffectLoop):
         self._record(EventKind.WITHDRAWN, data.by, data.reason)
         self._set_status(CaseStatus.WITHDRAWN)
         self._closed_at = workflow.now()
-        self._email_customer(EmailTemplate.CASE_WITHDRAWN, reason=data.reason)
+        self._queue_email(CaseWithdrawn(reason=data.reason))
         self._report_to_collections()
         return without_timeline(self.view())
 
@@ -391,16 +431,17 @@ class BillingCaseWorkflow(EffectLoop):
         self._set_status(CaseStatus.CLOSED)
         self._closed_at = workflow.now()
         self._record(EventKind.CLOSED, "workflow", "case closed")
-        self._email_customer(EmailTemplate.CASE_CLOSED)
+        self._queue_email(CaseClosed())
 
-    def _email_customer(self, template: EmailTemplate, **extra: str) -> None:
-        self._effects.append(Email(template, str(self._details.customer.email), extra))
-
-    def _email_staff(self, template: EmailTemplate, **extra: str) -> None:
-        to = self._policy.manager_email if template.value.startswith("manager_") else None
-        self._effects.append(
-            Email(template, str(to or self._owner or self._policy.team_email), extra)
-        )
+    def _address(self, recipient: Recipient) -> str:
+        match recipient:
+            case Recipient.CUSTOMER:
+                return str(self._details.customer.email)
+            case Recipient.MANAGER:
+                return str(self._policy.manager_email)
+            case Recipient.OWNER:
+                return str(self._owner or self._policy.team_email)
+        raise ValueError(f"a case sends no email to {recipient.value}")
 
     def _publish(self) -> None:
         """Keep what a manager filters and reads in the UI current (no customer data in either)."""
@@ -529,7 +570,7 @@ class BillingCaseWorkflow(EffectLoop):
         def fire() -> None:
             clock.reminded = True
             self._record(EventKind.SLA_REMINDER, "workflow", f"{clock.name} SLA reminder")
-            self._email_staff(EmailTemplate.OWNER_SLA_REMINDER, **self._clock_extra(clock))
+            self._queue_email(OwnerSlaReminder(clock=clock.name, due_at=self._clock_due(clock)))
             self._publish()
 
         return fire
@@ -538,37 +579,36 @@ class BillingCaseWorkflow(EffectLoop):
         def fire() -> None:
             clock.breached = True
             self._record(EventKind.SLA_BREACHED, "workflow", f"{clock.name} SLA breached")
-            self._email_staff(EmailTemplate.MANAGER_SLA_BREACH, **self._clock_extra(clock))
+            self._queue_email(ManagerSlaBreach(clock=clock.name, due_at=self._clock_due(clock)))
             self._publish()
 
         return fire
 
-    def _clock_extra(self, clock: SlaClock) -> dict[str, str]:
-        due = clock.breach_due or workflow.now()
-        return {"clock": clock.name, "due_at": due.isoformat()}
+    def _clock_due(self, clock: SlaClock) -> datetime:
+        return clock.breach_due or workflow.now()
 
     def _remind_customer(self) -> None:
         self._customer_reminders += 1
         self._record(
             EventKind.CUSTOMER_REMINDED, "workflow", f"reminder {self._customer_reminders}"
         )
-        self._email_customer(EmailTemplate.CUSTOMER_REMINDER)
+        self._queue_email(CustomerReminder())
         self._publish()
 
     def _report_silence(self) -> None:
         self._customer_silence_reported = True
         self._record(EventKind.REMINDER, "workflow", "customer has not replied; owner told")
-        self._email_staff(EmailTemplate.OWNER_CUSTOMER_SILENT)
+        self._queue_email(OwnerCustomerSilent())
         self._publish()
 
     def _remind_ticket(self) -> None:
         self._escalation_reminders += 1
         self._record(EventKind.REMINDER, "workflow", "21Vianet ticket number not recorded yet")
         escalation = self._escalations[-1]
-        self._email_staff(
-            EmailTemplate.OWNER_ESCALATION_REMINDER,
-            request_title=escalation.request_title,
-            request_body=escalation.request_body,
+        self._queue_email(
+            OwnerEscalationReminder(
+                request_title=escalation.request_title, request_body=escalation.request_body
+            )
         )
         self._publish()
 
@@ -576,10 +616,8 @@ class BillingCaseWorkflow(EffectLoop):
         self._vianet_follow_ups += 1
         ticket = self._escalations[-1].ticket_number or ""
         self._record(EventKind.VIANET_FOLLOW_UP, "workflow", f"check 21Vianet ticket {ticket}")
-        self._email_staff(
-            EmailTemplate.OWNER_ESCALATION_REMINDER,
-            ticket_number=ticket,
-            follow_up=str(self._vianet_follow_ups),
+        self._queue_email(
+            OwnerEscalationReminder(ticket_number=ticket, follow_up=self._vianet_follow_ups)
         )
         self._publish()
 
@@ -592,21 +630,53 @@ class BillingCaseWorkflow(EffectLoop):
     def _report_to_collections(self) -> None:
         if self._collections:
             resolution = self._resolution_view
-            self._effects.append(
-                DisputeOutcome(
-                    case_id=self._data.case_id,
-                    outcome=resolution.outcome if resolution else None,
-                    credit_amount=resolution.credit_amount if resolution else None,
-                )
+            outcome = DisputeOutcome(
+                case_id=self._data.case_id,
+                outcome=resolution.outcome if resolution else None,
+                credit_amount=resolution.credit_amount if resolution else None,
             )
+            self._effects.append(ReportOutcome(outcome))
 
-    async def _carry_out(self, effect: Email | int | DisputeOutcome) -> None:
-        if isinstance(effect, Email):
-            await self._send(effect)
-        elif isinstance(effect, DisputeOutcome):
-            await self._tell_collections(effect)
+    async def _carry_out(self, effect: CaseEffect) -> None:
+        match effect:
+            case SendEmail():
+                await self._send(effect)
+            case DeliverResolution():
+                await self._deliver_resolution(effect.email)
+            case SaveEscalation():
+                await self._persist_escalation(effect.number)
+            case ReportOutcome():
+                await self._tell_collections(effect.outcome)
+
+    async def _deliver_resolution(self, email: SendEmail) -> None:
+        """Closing the loop: the case is resolved only once the customer has the resolution."""
+        delivered = await self._send(email)
+        if self._status is not CaseStatus.RESOLVING:
+            return
+        if delivered:
+            self._resolution_delivered()
         else:
-            await self._persist_escalation(effect)
+            self._resolution_bounced()
+
+    def _resolution_delivered(self) -> None:
+        self._told_at = workflow.now()
+        assert self._resolution_view is not None
+        self._resolution_view = self._resolution_view.model_copy(
+            update={"customer_told_at": self._told_at}
+        )
+        self._set_status(CaseStatus.RESOLVED)
+        self._record(EventKind.CUSTOMER_TOLD, "workflow", "resolution sent to the customer")
+        self._report_to_collections()
+
+    def _resolution_bounced(self) -> None:
+        # the loop is not closed until the customer hears the resolution: back to the agent
+        self._resolution_view = None
+        self._set_status(CaseStatus.OPEN)
+        self._record(
+            EventKind.NOTE,
+            "workflow",
+            "resolution email bounced: correct the contact and resolve again",
+        )
 
     async def _tell_collections(self, outcome: DisputeOutcome) -> None:
         assert self._collections is not None
@@ -640,39 +710,22 @@ class BillingCaseWorkflow(EffectLoop):
             summary=f"Save 21Vianet escalation #{number}",
         )
 
-    async def _send(self, email: Email) -> None:
+    async def _send(self, email: SendEmail) -> bool:
+        """Whether the email went out; a bounce is recorded and the owner told."""
         sent = await self._send_email(email, self._details.customer.locale, case=self.view())
         if isinstance(sent, ApplicationError):
             self._bounced(email, sent.message)
-            return
-        if email.template is EmailTemplate.CASE_RESOLVED and self._status is CaseStatus.RESOLVING:
-            self._told_at = workflow.now()
-            assert self._resolution_view is not None
-            self._resolution_view = self._resolution_view.model_copy(
-                update={"customer_told_at": self._told_at}
-            )
-            self._set_status(CaseStatus.RESOLVED)
-            self._record(EventKind.CUSTOMER_TOLD, "workflow", "resolution sent to the customer")
-            self._report_to_collections()
+            return False
+        return True
 
-    def _bounced(self, email: Email, error: str) -> None:
-        if not email.template.to_customer:
+    def _bounced(self, email: SendEmail, error: str) -> None:
+        if email.recipient is not Recipient.CUSTOMER:
             return  # a staff address bounced: the event log and the UI show it
-        self._email_staff(
-            EmailTemplate.OWNER_EMAIL_BOUNCED,
-            bounced_address=email.to,
-            bounced_template=email.template.value,
-            error=error,
-        )
-        if email.template is EmailTemplate.CASE_RESOLVED and self._status is CaseStatus.RESOLVING:
-            # the loop is not closed until the customer hears the resolution: back to the agent
-            self._resolution_view = None
-            self._set_status(CaseStatus.OPEN)
-            self._record(
-                EventKind.NOTE,
-                "workflow",
-                "resolution email bounced: correct the contact and resolve again",
+        self._queue_email(
+            OwnerEmailBounced(
+                bounced_address=email.address, bounced_template=email.template, error=error
             )
+        )
 
     def _record_row(self) -> CaseRecord:
         details, resolution = self._details, self._resolution_view

@@ -17,6 +17,8 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from core import search
+    from core.formatting import money
+    from core.ids import case_workflow_id, dispute_case_id
     from core.models import (
         BillingFailure,
         CaseDetails,
@@ -28,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         CollectionsStep,
         CollectionsView,
         DisputeOutcome,
+        EmailData,
         EmailTemplate,
         EventKind,
         OpenCase,
@@ -37,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         PersistCollections,
         Priority,
         PromiseToPay,
+        Recipient,
         ReportFraud,
         StartCollections,
         StepAnchor,
@@ -44,14 +48,29 @@ with workflow.unsafe.imports_passed_through():
         SubscriptionStatus,
         Waive,
     )
-    from core.ui import case_details, case_summary, money
+    from core.models.email import (
+        CollectionsClosed,
+        CollectionsDeletionWarning,
+        CollectionsFinalNotice,
+        CollectionsFraudSuspended,
+        CollectionsPaymentFailed,
+        CollectionsPaymentReceived,
+        CollectionsPromiseAccepted,
+        CollectionsReactivated,
+        CollectionsReminder,
+        CollectionsSuspended,
+        ManagerCollectionsHandOff,
+        ManagerFraudReported,
+        ManagerPartnerCenterError,
+    )
+    from core.ui import case_details, case_summary
     from workflows.base import (
         ACTIVITY_TIMEOUT,
         RETRY,
         ActionRefused,
         Alarm,
         EffectLoop,
-        Email,
+        SendEmail,
         business_error,
         without_timeline,
     )
@@ -61,26 +80,33 @@ ZERO = Decimal("0.00")
 UPHELD = (Outcome.CHARGE_UPHELD, Outcome.EXPLAINED)
 
 
-@dataclass
-class Suspend:
+@dataclass(frozen=True)
+class ChangeSubscriptions:
     """Effect: change every subscription to `status` (suspend, or reactivate what we suspended)."""
 
     status: SubscriptionStatus
     reason: str
 
 
-@dataclass
-class StartCase:
+@dataclass(frozen=True)
+class StartDisputeCase:
+    """Effect: open the case that works the customer's dispute (a child that outlives us)."""
+
     data: OpenCase
 
 
-@dataclass
+@dataclass(frozen=True)
 class LinkCase:
+    """Effect: tell an existing case that it disputes this invoice."""
+
     case_workflow_id: str
 
 
+CollectionsEffect = SendEmail | ChangeSubscriptions | StartDisputeCase | LinkCase
+
+
 @workflow.defn
-class CollectionsWorkflow(EffectLoop):
+class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
     @workflow.init
     def __init__(self, data: StartCollections) -> None:
         self._start_log()
@@ -124,9 +150,31 @@ class CollectionsWorkflow(EffectLoop):
 
     # ------------------------------------------------------------------ the billing system
 
+    @workflow.update
+    def add_failure(self, failure: BillingFailure) -> CollectionsView:
+        """A later failure of this invoice joins (the same failure id again changes nothing)."""
+        self._take_failure(failure)
+        self._publish()
+        return without_timeline(self.view())
+
+    @add_failure.validator
+    def _check_failure(self, failure: BillingFailure) -> None:
+        self._refuse_if_final("add a billing failure to")
+        for field, theirs, ours in (
+            ("invoice_id", failure.invoice_id, self._invoice_id),
+            ("customer.tenant_id", failure.customer.tenant_id, self._customer.tenant_id),
+            ("currency", failure.currency, self._currency),
+        ):
+            if theirs != ours:
+                raise ActionRefused(
+                    f"{field}: the failure has {theirs}, invoice {self._invoice_id} in "
+                    f"collections has {ours}"
+                )
+
     @workflow.signal
     def billing_failed(self, failure: BillingFailure) -> None:
-        """A failure of this invoice (signal-with-start): the first starts us, repeats join."""
+        """How failures arrived before `add_failure` (signal-with-start); kept for the workflows
+        started so: the first started us, repeats join."""
         if failure.invoice_id == self._invoice_id and not self._status.is_final:
             self._take_failure(failure)
 
@@ -159,11 +207,9 @@ class CollectionsWorkflow(EffectLoop):
             balance=str(self._balance),
         )
         if self._balance > 0:
-            self._email_customer(
-                EmailTemplate.COLLECTIONS_PAYMENT_RECEIVED, amount=str(payment.amount)
-            )
+            self._queue_email(CollectionsPaymentReceived(amount=payment.amount))
         else:
-            self._settle(CollectionsStatus.PAID, "paid in full", amount=str(payment.amount))
+            self._settle(CollectionsStatus.PAID, "paid in full", amount=payment.amount)
         self._publish()
         return without_timeline(self.view())
 
@@ -186,11 +232,11 @@ class CollectionsWorkflow(EffectLoop):
         self._pause(CollectionsStatus.PAUSED_DISPUTE)
         if data.case_id:
             self._linked_case = data.case_id
-            self._effects.append(LinkCase(f"case-{data.case_id}"))
+            self._effects.append(LinkCase(case_workflow_id(data.case_id)))
         else:
             self._disputes += 1
-            self._linked_case = f"{self._invoice_id}-D{self._disputes}"
-            self._effects.append(StartCase(self._dispute_case(data, self._linked_case)))
+            self._linked_case = dispute_case_id(self._invoice_id, self._disputes)
+            self._effects.append(StartDisputeCase(self._dispute_case(data, self._linked_case)))
         self._record(EventKind.DISPUTE_OPENED, data.by, data.description, case_id=self._linked_case)
         self._publish()
         return without_timeline(self.view())
@@ -233,9 +279,9 @@ class CollectionsWorkflow(EffectLoop):
     def report_fraud(self, data: ReportFraud) -> CollectionsView:
         self._fraud = True
         self._record(EventKind.FRAUD_REPORTED, data.by, data.reason)
-        self._email_staff(EmailTemplate.MANAGER_FRAUD_REPORTED, reason=data.reason, by=data.by)
+        self._queue_email(ManagerFraudReported(reason=data.reason, by=data.by))
         if self._suspended_at is None:
-            self._suspend(EmailTemplate.COLLECTIONS_FRAUD_SUSPENDED, reason=data.reason)
+            self._suspend(CollectionsFraudSuspended(reason=data.reason))
         self._publish()
         return without_timeline(self.view())
 
@@ -250,7 +296,7 @@ class CollectionsWorkflow(EffectLoop):
         self._promised_until = data.until
         self._pause(CollectionsStatus.PAUSED_PROMISE)
         self._record(EventKind.PROMISE_TO_PAY, data.by, f"until {data.until.isoformat()}")
-        self._email_customer(EmailTemplate.COLLECTIONS_PROMISE_ACCEPTED)
+        self._queue_email(CollectionsPromiseAccepted())
         self._publish()
         return without_timeline(self.view())
 
@@ -349,49 +395,54 @@ class CollectionsWorkflow(EffectLoop):
         self._record(EventKind.POLICY_STEP, "workflow", step.name)
         if step.action is CollectionsAction.SUSPEND:
             if self._suspended_at is None:  # fraud may have suspended already
-                self._suspend(step.email or EmailTemplate.COLLECTIONS_SUSPENDED, reason="")
+                self._suspend(self._step_email(step.email) or CollectionsSuspended())
         elif step.action is CollectionsAction.HAND_OFF:
-            self._hand_off(step.email)
-        elif step.email is not None:
-            self._email_step(step.email)
+            self._hand_off(self._step_email(step.email))
+        elif step.email is not None and (data := self._step_email(step.email)) is not None:
+            self._queue_email(data)
         self._publish()
 
-    def _email_step(self, template: EmailTemplate) -> None:
-        extra = {"reason": self._reason}
-        if template is EmailTemplate.COLLECTIONS_FINAL_NOTICE:
-            suspension = next(
-                (s for s in self._policy.steps if s.action is CollectionsAction.SUSPEND), None
-            )
-            due = self._due(suspension) if suspension else None
-            if due is None or self._suspended_at is not None:
-                return  # nothing (more) will be suspended: no final notice to give
-            extra["suspension_date"] = due.isoformat()
-        if template is EmailTemplate.COLLECTIONS_DELETION_WARNING:
-            deletion = self._deletion_at
-            if deletion is None or deletion <= workflow.now():
-                return
-            extra["days_left"] = str((deletion - workflow.now()).days)
-        if template.to_customer:
-            self._email_customer(template, **extra)
-        else:
-            self._email_staff(template, **extra)
+    def _step_email(self, template: EmailTemplate | None) -> EmailData | None:
+        """A policy step's email, filled in from the state; None when it has nothing to say."""
+        match template:
+            case EmailTemplate.COLLECTIONS_PAYMENT_FAILED:
+                return CollectionsPaymentFailed(reason=self._reason)
+            case EmailTemplate.COLLECTIONS_REMINDER:
+                return CollectionsReminder()
+            case EmailTemplate.COLLECTIONS_SUSPENDED:
+                return CollectionsSuspended()
+            case EmailTemplate.MANAGER_COLLECTIONS_HAND_OFF:
+                return ManagerCollectionsHandOff()
+            case EmailTemplate.COLLECTIONS_FINAL_NOTICE:
+                suspension = next(
+                    (s for s in self._policy.steps if s.action is CollectionsAction.SUSPEND), None
+                )
+                due = self._due(suspension) if suspension else None
+                if due is None or self._suspended_at is not None:
+                    return None  # nothing (more) will be suspended: no final notice to give
+                return CollectionsFinalNotice(suspension_date=due)
+            case EmailTemplate.COLLECTIONS_DELETION_WARNING:
+                deletion = self._deletion_at
+                if deletion is None or deletion <= workflow.now():
+                    return None
+                return CollectionsDeletionWarning(days_left=(deletion - workflow.now()).days)
+        return None  # no step sends anything else (the policy refuses it when it loads)
 
-    def _suspend(self, template: EmailTemplate, reason: str) -> None:
+    def _suspend(self, notice: EmailData) -> None:
         self._suspended_at = workflow.now()
         self._offset_at_suspension = self._offset
         self._done.update(
             s.name for s in self._policy.steps if s.action is CollectionsAction.SUSPEND
         )
         why = "fraud or misuse" if self._fraud else "non-payment"
-        self._effects.append(Suspend(SubscriptionStatus.SUSPENDED, why))
-        extra = {"reason": reason} if template is EmailTemplate.COLLECTIONS_FRAUD_SUSPENDED else {}
-        self._effects.append(Email(template, str(self._customer.email), extra))
+        self._effects.append(ChangeSubscriptions(SubscriptionStatus.SUSPENDED, why))
+        self._queue_email(notice)
 
-    def _hand_off(self, template: EmailTemplate | None) -> None:
+    def _hand_off(self, notice: EmailData | None) -> None:
         self._status = CollectionsStatus.HANDED_OFF
         self._handed_off_at = workflow.now()
         self._record(EventKind.HANDED_OFF, "workflow", "a manager takes the account over")
-        self._email_staff(template or EmailTemplate.MANAGER_COLLECTIONS_HAND_OFF)
+        self._queue_email(notice or ManagerCollectionsHandOff())
 
     def _pause(self, status: CollectionsStatus) -> None:
         if self._paused_at is None:
@@ -417,29 +468,22 @@ class CollectionsWorkflow(EffectLoop):
         self._record(EventKind.SETTLED, "workflow", "handed off and closed without payment")
         self._publish()
 
-    def _settle(self, status: CollectionsStatus, why: str, amount: str = "") -> None:
+    def _settle(self, status: CollectionsStatus, why: str, amount: Decimal = ZERO) -> None:
         """Paid, credited or waived: give back what we suspended (never after fraud), tell them."""
         self._status = status
         self._stage = status.value
         self._paused_at = None
         self._record(EventKind.SETTLED, "workflow", why)
         if self._suspended and not self._fraud:
-            self._effects.append(Suspend(SubscriptionStatus.ACTIVE, why))
+            self._effects.append(ChangeSubscriptions(SubscriptionStatus.ACTIVE, why))
         if self._fraud and self._suspended:
-            self._email_staff(
-                EmailTemplate.MANAGER_FRAUD_REPORTED,
-                reason=f"{why}; still suspended",
-                by="workflow",
-            )
-        if status is CollectionsStatus.PAID:
-            template = (
-                EmailTemplate.COLLECTIONS_REACTIVATED
-                if self._suspended and not self._fraud
-                else EmailTemplate.COLLECTIONS_PAYMENT_RECEIVED
-            )
-            self._email_customer(template, amount=amount)
+            self._queue_email(ManagerFraudReported(reason=f"{why}; still suspended", by="workflow"))
+        if status is not CollectionsStatus.PAID:
+            self._queue_email(CollectionsClosed(reason=why))
+        elif self._suspended and not self._fraud:
+            self._queue_email(CollectionsReactivated(amount=amount))
         else:
-            self._email_customer(EmailTemplate.COLLECTIONS_CLOSED, reason=why)
+            self._queue_email(CollectionsPaymentReceived(amount=amount))
 
     def _dispute_case(self, data: OpenDispute, case_id: str) -> OpenCase:
         return OpenCase(
@@ -465,12 +509,13 @@ class CollectionsWorkflow(EffectLoop):
                 f"cannot {action} invoice {self._invoice_id}: collections is {self._status.value}"
             )
 
-    def _email_customer(self, template: EmailTemplate, **extra: str) -> None:
-        self._effects.append(Email(template, str(self._customer.email), extra))
-
-    def _email_staff(self, template: EmailTemplate, **extra: str) -> None:
-        to = self._policy.manager_email if template.value.startswith("manager_") else None
-        self._effects.append(Email(template, str(to or self._policy.team_email), extra))
+    def _address(self, recipient: Recipient) -> str:
+        match recipient:
+            case Recipient.CUSTOMER:
+                return str(self._customer.email)
+            case Recipient.MANAGER:
+                return str(self._policy.manager_email)
+        raise ValueError(f"collections sends no email to {recipient.value}")
 
     def _publish(self) -> None:
         """Keep what a manager filters and reads in the UI current (no customer data in either)."""
@@ -539,27 +584,28 @@ class CollectionsWorkflow(EffectLoop):
 
     # ------------------------------------------------------------------ effects
 
-    async def _carry_out(self, effect: Email | Suspend | StartCase | LinkCase) -> None:
-        if isinstance(effect, Email):
-            await self._send_email(effect, self._customer.locale, collections=self.view())
-        elif isinstance(effect, Suspend):
-            await self._change_subscriptions(effect)
-        elif isinstance(effect, StartCase):
-            await workflow.start_child_workflow(
-                BillingCaseWorkflow.run,
-                effect.data,
-                id=f"case-{effect.data.case_id}",
-                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-                static_summary=case_summary(effect.data),
-                static_details=case_details(effect.data),
-                search_attributes=search.case_attributes(effect.data.details),
-            )
-        else:
-            await workflow.get_external_workflow_handle(effect.case_workflow_id).signal(
-                BillingCaseWorkflow.link_collections, workflow.info().workflow_id
-            )
+    async def _carry_out(self, effect: CollectionsEffect) -> None:
+        match effect:
+            case SendEmail():
+                await self._send_email(effect, self._customer.locale, collections=self.view())
+            case ChangeSubscriptions():
+                await self._change_subscriptions(effect)
+            case StartDisputeCase():
+                await workflow.start_child_workflow(
+                    BillingCaseWorkflow.run,
+                    effect.data,
+                    id=case_workflow_id(effect.data.case_id),
+                    parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                    static_summary=case_summary(effect.data),
+                    static_details=case_details(effect.data),
+                    search_attributes=search.case_attributes(effect.data.details),
+                )
+            case LinkCase():
+                await workflow.get_external_workflow_handle(effect.case_workflow_id).signal(
+                    BillingCaseWorkflow.link_collections, workflow.info().workflow_id
+                )
 
-    async def _change_subscriptions(self, change: Suspend) -> None:
+    async def _change_subscriptions(self, change: ChangeSubscriptions) -> None:
         targets = (
             self._subscriptions
             if change.status is SubscriptionStatus.SUSPENDED
@@ -590,11 +636,12 @@ class CollectionsWorkflow(EffectLoop):
                 if refused is None:
                     raise
                 self._record(EventKind.PARTNER_CENTER_ERROR, "workflow", refused.message)
-                self._email_staff(
-                    EmailTemplate.MANAGER_PARTNER_CENTER_ERROR,
-                    subscription_id=subscription_id,
-                    error=refused.message,
-                    action=verb.lower(),
+                self._queue_email(
+                    ManagerPartnerCenterError(
+                        subscription_id=subscription_id,
+                        error=refused.message,
+                        action="suspend" if verb == "Suspend" else "reactivate",
+                    )
                 )
                 continue
             kind = (

@@ -8,40 +8,40 @@ Notices go out at 09:00 China Standard Time, when the finance team's day starts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from core.formatting import CHINA_STANDARD_TIME, china_day, money
     from core.models import (
         CaseEvent,
-        EmailTemplate,
         EventKind,
         MarkVianetPaid,
         PersistVianetInvoice,
+        Recipient,
         RecordVianetInvoice,
         VianetInvoiceStatus,
         VianetInvoiceView,
     )
-    from core.ui import money
+    from core.models.email import FinanceVianetInvoiceDue, ManagerVianetInvoiceOverdue
     from workflows.base import (
         ACTIVITY_TIMEOUT,
         RETRY,
         ActionRefused,
         Alarm,
         EffectLoop,
-        Email,
+        SendEmail,
         without_timeline,
     )
 
-CHINA = timezone(timedelta(hours=8), "CST")
 NOTICE_TIME = time(9, 0)
 # the person's clock may run a little ahead of the worker's: a payment "now" is not in the future
 CLOCK_SKEW = timedelta(minutes=5)
 
 
 def notice_at(day: date) -> datetime:
-    return datetime.combine(day, NOTICE_TIME, tzinfo=CHINA)
+    return datetime.combine(day, NOTICE_TIME, tzinfo=CHINA_STANDARD_TIME)
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class Stage:
 
 
 @workflow.defn
-class VianetInvoiceWorkflow(EffectLoop):
+class VianetInvoiceWorkflow(EffectLoop[SendEmail]):
     @workflow.init
     def __init__(self, data: RecordVianetInvoice) -> None:
         self._start_log()
@@ -152,19 +152,13 @@ class VianetInvoiceWorkflow(EffectLoop):
             self._remind()
 
     def _today(self) -> date:
-        return workflow.now().astimezone(CHINA).date()
+        return china_day(workflow.now())
 
     def _remind(self) -> None:
         self._reminders += 1
         days_left = (self._data.due_date - self._today()).days
         self._record(EventKind.REMINDER, "workflow", f"finance reminded: due in {days_left} days")
-        self._effects.append(
-            Email(
-                EmailTemplate.FINANCE_VIANET_INVOICE_DUE,
-                str(self._data.finance_email),
-                {"days_left": str(days_left)},
-            )
-        )
+        self._queue_email(FinanceVianetInvoiceDue(days_left=days_left))
 
     def _escalate(self) -> None:
         self._status = VianetInvoiceStatus.OVERDUE
@@ -175,13 +169,7 @@ class VianetInvoiceWorkflow(EffectLoop):
             "workflow",
             f"{days_overdue} days overdue: manager told",
         )
-        self._effects.append(
-            Email(
-                EmailTemplate.MANAGER_VIANET_INVOICE_OVERDUE,
-                str(self._data.manager_email),
-                {"days_overdue": str(days_overdue)},
-            )
-        )
+        self._queue_email(ManagerVianetInvoiceOverdue(days_overdue=days_overdue))
 
     def _publish_details(self) -> None:
         """Markdown for the UI's current details: amount, due date, reminders, what comes next."""
@@ -195,7 +183,15 @@ class VianetInvoiceWorkflow(EffectLoop):
 
     # ------------------------------------------------------------------ effects
 
-    async def _carry_out(self, effect: Email) -> None:
+    def _address(self, recipient: Recipient) -> str:
+        match recipient:
+            case Recipient.FINANCE:
+                return str(self._data.finance_email)
+            case Recipient.MANAGER:
+                return str(self._data.manager_email)
+        raise ValueError(f"a 21Vianet invoice sends no email to {recipient.value}")
+
+    async def _carry_out(self, effect: SendEmail) -> None:
         await self._send_email(effect, self._data.locale, vianet_invoice=self.view())
 
     async def _persist(self, events: list[CaseEvent]) -> None:

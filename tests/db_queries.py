@@ -1,4 +1,4 @@
-"""Read helpers over the tables, for the activities, the CLI and the tests."""
+"""Read helpers over the tables, for the tests."""
 
 from __future__ import annotations
 

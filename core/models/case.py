@@ -1,0 +1,436 @@
+"""A billing case: its policy, what opens it, the agents' actions, what it shows and stores."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import EmailStr, Field, StringConstraints, model_validator
+
+from core.models.shared import (
+    CURRENCY,
+    Actor,
+    CaseEvent,
+    CaseId,
+    CompanyName,
+    Currency,
+    Customer,
+    Guid,
+    InvoiceId,
+    Locale,
+    LongText,
+    Money,
+    Strict,
+)
+
+TicketNumber = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{3,39}$")
+]
+
+
+class Priority(StrEnum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+class Category(StrEnum):
+    INVOICE_DISPUTE = "invoice-dispute"
+    UNEXPECTED_CHARGE = "unexpected-charge"
+    REFUND_REQUEST = "refund-request"
+    PAYMENT = "payment"
+    CREDIT_NOTE = "credit-note"
+    SUBSCRIPTION_CHANGE = "subscription-change"
+    BILLING_QUESTION = "billing-question"
+    FRAUD_CONCERN = "fraud-concern"
+
+
+class CaseStatus(StrEnum):
+    OPEN = "open"
+    WAITING_ON_CUSTOMER = "waiting-on-customer"
+    ESCALATION_PENDING = "escalation-pending"  # the agent must file the request in the portal
+    WAITING_ON_VIANET = "waiting-on-21vianet"
+    RESOLVING = "resolving"  # resolution decided, resolution email on its way
+    RESOLVED = "resolved"  # customer told; reopen window running
+    CLOSED = "closed"
+    WITHDRAWN = "withdrawn"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (CaseStatus.CLOSED, CaseStatus.WITHDRAWN)
+
+
+# States in which the agent still works the case.
+WORKING_STATUSES = frozenset(
+    {
+        CaseStatus.OPEN,
+        CaseStatus.WAITING_ON_CUSTOMER,
+        CaseStatus.ESCALATION_PENDING,
+        CaseStatus.WAITING_ON_VIANET,
+    }
+)
+
+
+class Outcome(StrEnum):
+    CREDIT_ISSUED = "credit-issued"
+    REFUND_ISSUED = "refund-issued"
+    INVOICE_CORRECTED = "invoice-corrected"
+    CHARGE_UPHELD = "charge-upheld"
+    EXPLAINED = "explained"
+
+    @property
+    def needs_amount(self) -> bool:
+        return self in (Outcome.CREDIT_ISSUED, Outcome.REFUND_ISSUED)
+
+
+class Severity(StrEnum):
+    """21Vianet service-request severities (initial response targets A 2 h, B 4 h, C 8 h)."""
+
+    A = "A"
+    B = "B"
+    C = "C"
+
+
+# --------------------------------------------------------------------------- policy
+
+
+class SlaTargets(Strict):
+    first_response: timedelta
+    resolution: timedelta
+
+    @model_validator(mode="after")
+    def _positive(self) -> SlaTargets:
+        if self.first_response <= timedelta(0) or self.resolution <= timedelta(0):
+            raise ValueError("SLA targets must be positive durations")
+        if self.first_response > self.resolution:
+            raise ValueError("first_response must not exceed resolution")
+        return self
+
+
+def _default_sla() -> dict[Priority, SlaTargets]:
+    hours, days = timedelta(hours=1), timedelta(days=1)
+    return {
+        Priority.URGENT: SlaTargets(first_response=hours, resolution=8 * hours),
+        Priority.HIGH: SlaTargets(first_response=4 * hours, resolution=days),
+        Priority.NORMAL: SlaTargets(first_response=8 * hours, resolution=3 * days),
+        Priority.LOW: SlaTargets(first_response=days, resolution=5 * days),
+    }
+
+
+def _default_vianet_targets() -> dict[Severity, timedelta]:
+    return {
+        Severity.A: timedelta(hours=2),
+        Severity.B: timedelta(hours=4),
+        Severity.C: timedelta(hours=8),
+    }
+
+
+class CasePolicy(Strict):
+    """How a case is run: read from ``config/case_policy.toml`` when the case opens.
+
+    It travels inside the workflow input so a running case keeps the rules it started with.
+    """
+
+    sla: dict[Priority, SlaTargets] = Field(default_factory=_default_sla)
+    # the owner is reminded when this fraction of an SLA target has elapsed
+    sla_reminder_at: float = Field(default=0.75, gt=0, lt=1)
+    customer_reminder_after: timedelta = timedelta(days=3)
+    customer_reminders_max: int = Field(default=2, ge=0, le=10)
+    ticket_reminder_every: timedelta = timedelta(hours=1)
+    vianet_response_targets: dict[Severity, timedelta] = Field(
+        default_factory=_default_vianet_targets
+    )
+    vianet_follow_up_every: timedelta = timedelta(days=1)
+    reopen_window: timedelta = timedelta(days=7)
+    team_email: EmailStr = "billing-support@partner.example.cn"
+    manager_email: EmailStr = "billing-manager@partner.example.cn"
+
+    @model_validator(mode="after")
+    def _complete(self) -> CasePolicy:
+        missing = [p.value for p in Priority if p not in self.sla]
+        if missing:
+            raise ValueError(f"sla: no targets for priority {', '.join(missing)}")
+        missing = [s.value for s in Severity if s not in self.vianet_response_targets]
+        if missing:
+            raise ValueError(
+                f"vianet_response_targets: no target for severity {', '.join(missing)}"
+            )
+        for name in (
+            "customer_reminder_after",
+            "ticket_reminder_every",
+            "vianet_follow_up_every",
+            "reopen_window",
+        ):
+            if getattr(self, name) <= timedelta(0):
+                raise ValueError(f"{name} must be a positive duration")
+        return self
+
+
+# --------------------------------------------------------------------------- intake
+
+
+class CaseDetails(Strict):
+    """What the agent (or an intake) knows when the case opens."""
+
+    customer: Customer
+    subscription_id: Guid | None = None
+    invoice_id: InvoiceId | None = None
+    category: Category
+    disputed_amount: Money = Decimal("0.00")
+    currency: Currency = CURRENCY
+    description: LongText
+    priority: Priority = Priority.NORMAL
+
+
+class OpenCase(Strict):
+    """Input of BillingCaseWorkflow."""
+
+    case_id: CaseId
+    details: CaseDetails
+    owner: EmailStr | None = None
+    opened_by: Actor
+    policy: CasePolicy = Field(default_factory=CasePolicy)
+    # set when the case disputes an invoice in collections: its outcome is reported there
+    collections_workflow_id: str | None = None
+
+
+class CaseForm(Strict):
+    """A case as a person or a portal fills it in, flat: the CLI's `open` and `POST /v1/cases`."""
+
+    tenant_id: Guid
+    name: CompanyName
+    email: EmailStr
+    category: Category
+    description: LongText
+    locale: Locale = Locale.ZH_CN
+    subscription_id: Guid | None = None
+    invoice_id: InvoiceId | None = None
+    amount: Money = Decimal("0.00")
+    currency: Currency = CURRENCY
+    priority: Priority = Priority.NORMAL
+    owner: EmailStr | None = None
+    case_id: CaseId | None = None  # default: generated
+    opened_by: Actor
+
+    def open_case(self, case_id: str, policy: CasePolicy) -> OpenCase:
+        """The workflow's input: every field here is already valid there."""
+        customer = Customer(
+            tenant_id=self.tenant_id, name=self.name, email=self.email, locale=self.locale
+        )
+        details = CaseDetails(
+            customer=customer,
+            subscription_id=self.subscription_id,
+            invoice_id=self.invoice_id,
+            category=self.category,
+            disputed_amount=self.amount,
+            currency=self.currency,
+            description=self.description,
+            priority=self.priority,
+        )
+        return OpenCase(
+            case_id=case_id,
+            details=details,
+            owner=self.owner,
+            opened_by=self.opened_by,
+            policy=policy,
+        )
+
+
+# --------------------------------------------------------------------------- updates
+
+
+class Assign(Strict):
+    agent: EmailStr
+    by: Actor
+
+
+class AddNote(Strict):
+    text: LongText
+    by: Actor
+
+
+class RequestInfo(Strict):
+    question: LongText
+    by: Actor
+
+
+class CustomerReply(Strict):
+    text: LongText
+    by: Actor = "customer"
+
+
+class Resolve(Strict):
+    outcome: Outcome
+    summary: LongText
+    credit_amount: Money | None = None
+    by: Actor
+
+    @model_validator(mode="after")
+    def _amount_matches_outcome(self) -> Resolve:
+        if self.outcome.needs_amount:
+            if self.credit_amount is None or self.credit_amount <= 0:
+                raise ValueError(f"credit_amount: outcome {self.outcome.value} needs an amount > 0")
+        elif self.credit_amount is not None:
+            raise ValueError(f"credit_amount: outcome {self.outcome.value} takes no amount")
+        return self
+
+
+class Escalate(Strict):
+    reason: LongText
+    severity: Severity
+    by: Actor
+
+
+class VianetTicket(Strict):
+    ticket_number: TicketNumber
+    by: Actor
+
+
+class VianetResponse(Strict):
+    text: LongText
+    by: Actor
+
+
+class Confirm(Strict):
+    by: Actor = "customer"
+
+
+class Reopen(Strict):
+    reason: LongText
+    by: Actor = "customer"
+
+
+class UpdateContact(Strict):
+    email: EmailStr
+    locale: Locale | None = None
+    by: Actor
+
+
+class Withdraw(Strict):
+    reason: LongText
+    by: Actor
+
+
+# --------------------------------------------------------------------------- view
+
+
+class SlaClockView(Strict):
+    name: str
+    target: timedelta
+    due_at: datetime | None  # None while paused or stopped
+    paused: bool
+    met_at: datetime | None
+    breached: bool
+
+
+class EscalationView(Strict):
+    severity: Severity
+    reason: str
+    escalated_at: datetime
+    request_title: str = ""
+    request_body: str = ""
+    ticket_number: str | None = None
+    ticket_recorded_at: datetime | None = None
+    response: str | None = None
+    responded_at: datetime | None = None
+
+
+class ResolutionView(Strict):
+    outcome: Outcome
+    summary: str
+    credit_amount: Decimal | None
+    resolved_by: str
+    resolved_at: datetime
+    customer_told_at: datetime | None = None
+
+
+class CaseView(Strict):
+    """What `view` answers and every update returns: the case as the CLI shows it."""
+
+    case_id: str
+    workflow_id: str
+    collections_workflow_id: str | None = None
+    status: CaseStatus
+    details: CaseDetails
+    owner: str | None
+    opened_at: datetime
+    opened_by: str
+    closed_at: datetime | None = None
+    waiting_for: str = ""
+    next_deadline: datetime | None = None
+    next_deadline_label: str = ""
+    sla: list[SlaClockView] = Field(default_factory=list)
+    sla_breached: bool = False
+    escalations: list[EscalationView] = Field(default_factory=list)
+    resolution: ResolutionView | None = None
+    reopen_count: int = 0
+    customer_reminders_sent: int = 0
+    timeline: list[CaseEvent] = Field(default_factory=list)
+
+    @property
+    def escalated(self) -> bool:
+        return bool(self.escalations)
+
+
+# --------------------------------------------------------------------------- activities
+
+
+class CaseRecord(Strict):
+    """The row kept in the ``cases`` table: the case's latest state."""
+
+    case_id: str
+    workflow_id: str
+    status: CaseStatus
+    tenant_id: str
+    customer_name: str
+    customer_email: str
+    locale: Locale
+    subscription_id: str | None
+    invoice_id: str | None
+    category: Category
+    priority: Priority
+    disputed_amount: Decimal
+    currency: str
+    description: str
+    owner: str | None
+    opened_at: datetime
+    closed_at: datetime | None
+    sla_breached: bool
+    escalated: bool
+    reopen_count: int
+    outcome: Outcome | None
+    credit_amount: Decimal | None
+    resolved_at: datetime | None
+    first_response_at: datetime | None
+
+
+class PersistCase(Strict):
+    """Upsert the case row and append the events not yet stored (idempotent on case_id + seq)."""
+
+    record: CaseRecord
+    events: list[CaseEvent]
+
+
+class PrepareEscalation(Strict):
+    """Render the 21Vianet request for the agent and record the escalation."""
+
+    case: CaseView
+    escalation_no: int = Field(ge=1)
+    severity: Severity
+    reason: str
+
+
+class EscalationRequest(Strict):
+    title: str
+    body: str
+
+
+class RecordEscalation(Strict):
+    """Keep the ``vianet_escalations`` row current (ticket number, answer)."""
+
+    case_id: str
+    escalation_no: int = Field(ge=1)
+    escalation: EscalationView

@@ -1,0 +1,234 @@
+"""Collections: the policy, the billing system's failures and payments, the agents' actions on an
+unpaid invoice, what it shows and stores, and the Partner Center changes it asks for."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import EmailStr, Field, StringConstraints, field_validator, model_validator
+
+from core.models.case import CasePolicy, Outcome
+from core.models.email import STEP_EMAILS, EmailTemplate
+from core.models.shared import (
+    CURRENCY,
+    Actor,
+    AwareTime,
+    CaseEvent,
+    CaseId,
+    Currency,
+    Customer,
+    ExternalId,
+    Guid,
+    InvoiceId,
+    LongText,
+    Money,
+    PositiveMoney,
+    ShortText,
+    Strict,
+)
+
+
+class CollectionsAction(StrEnum):
+    NONE = "none"
+    SUSPEND = "suspend"  # suspend every subscription on the invoice through Partner Center
+    HAND_OFF = "hand-off"  # a manager takes the account over; the policy ends
+
+
+class StepAnchor(StrEnum):
+    FAILURE = "failure"  # days after the (first) billing failure
+    SUSPENSION = "suspension"  # days after the subscriptions were suspended
+
+
+class CollectionsStep(Strict):
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,40}$")]
+    day: int = Field(ge=0, le=400)
+    after: StepAnchor = StepAnchor.FAILURE
+    email: EmailTemplate | None = None
+    action: CollectionsAction = CollectionsAction.NONE
+
+    @field_validator("email")
+    @classmethod
+    def _a_step_email(cls, value: EmailTemplate | None) -> EmailTemplate | None:
+        if value is not None and value not in STEP_EMAILS:
+            names = ", ".join(sorted(t.value for t in STEP_EMAILS))
+            raise ValueError(f"{value.value} is not sent by a policy step (one of: {names})")
+        return value
+
+    @model_validator(mode="after")
+    def _does_something(self) -> CollectionsStep:
+        if self.email is None and self.action is CollectionsAction.NONE:
+            raise ValueError(f"step {self.name}: needs an email, an action, or both")
+        return self
+
+
+class CollectionsPolicy(Strict):
+    """The partner's collections policy: dated steps (``config/collections_policy.toml``)."""
+
+    steps: list[CollectionsStep] = Field(min_length=1)
+    # after the hand-off the workflow waits this long for a payment or a waiver, then ends
+    close_after_hand_off: timedelta = timedelta(days=30)
+    # the data of a suspended subscription is deleted this long after suspension (Partner Center)
+    data_deletion_after: timedelta = timedelta(days=90)
+    promise_max: timedelta = timedelta(days=30)
+    manager_email: EmailStr = "billing-manager@partner.example.cn"
+    team_email: EmailStr = "billing-support@partner.example.cn"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CollectionsPolicy:
+        names = [s.name for s in self.steps]
+        if len(set(names)) != len(names):
+            raise ValueError("steps: step names must be unique")
+        suspends = [s for s in self.steps if s.action is CollectionsAction.SUSPEND]
+        if len(suspends) > 1:
+            raise ValueError("steps: at most one suspend step")
+        if any(s.after is StepAnchor.SUSPENSION for s in self.steps) and not suspends:
+            raise ValueError("steps: a step after suspension needs a suspend step")
+        for anchor in StepAnchor:
+            days = [s.day for s in self.steps if s.after is anchor]
+            if days != sorted(days):
+                raise ValueError(f"steps: days after {anchor.value} must be in order")
+        return self
+
+    @property
+    def suspension_day(self) -> int | None:
+        return next((s.day for s in self.steps if s.action is CollectionsAction.SUSPEND), None)
+
+
+class BillingFailure(Strict):
+    """A failed payment reported by the billing system (one line of a billing run's failures)."""
+
+    failure_id: ExternalId
+    invoice_id: InvoiceId
+    customer: Customer
+    subscription_ids: list[Guid] = Field(min_length=1, max_length=200)
+    amount_due: PositiveMoney
+    currency: Currency = CURRENCY
+    failed_at: AwareTime
+    reason: ShortText = "payment failed"
+
+
+class StartCollections(Strict):
+    """Input of CollectionsWorkflow (the first failure; later ones arrive as updates)."""
+
+    failure: BillingFailure
+    policy: CollectionsPolicy
+    case_policy: CasePolicy = Field(default_factory=CasePolicy)
+
+
+class PaymentReceived(Strict):
+    payment_id: ExternalId
+    invoice_id: InvoiceId
+    amount: PositiveMoney
+    currency: Currency = CURRENCY
+    received_at: AwareTime
+    by: Actor = "billing-system"
+
+
+class OpenDispute(Strict):
+    """The customer disputes the invoice: link an existing case, or open one."""
+
+    case_id: CaseId | None = None  # an existing case; None opens a new one
+    description: LongText
+    disputed_amount: Money | None = None  # default: the whole balance
+    by: Actor
+
+
+class DisputeOutcome(Strict):
+    """Sent by the linked BillingCaseWorkflow when its customer has been told the resolution."""
+
+    case_id: str
+    outcome: Outcome | None  # None: the case was withdrawn
+    credit_amount: Decimal | None = None
+
+
+class ReportFraud(Strict):
+    reason: LongText
+    by: Actor
+
+
+class PromiseToPay(Strict):
+    until: AwareTime
+    by: Actor
+
+
+class Waive(Strict):
+    reason: LongText
+    by: Actor
+
+
+class CollectionsStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED_DISPUTE = "paused-dispute"
+    PAUSED_PROMISE = "paused-promise"
+    HANDED_OFF = "handed-off"
+    PAID = "paid"
+    CREDITED = "credited"
+    WAIVED = "waived"
+    EXPIRED = "expired"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (
+            CollectionsStatus.PAID,
+            CollectionsStatus.CREDITED,
+            CollectionsStatus.WAIVED,
+            CollectionsStatus.EXPIRED,
+        )
+
+
+class CollectionsView(Strict):
+    invoice_id: str
+    workflow_id: str
+    status: CollectionsStatus
+    stage: str  # the last policy step carried out, or the pause/end reason
+    customer: Customer
+    subscription_ids: list[str]
+    currency: str
+    amount_due: Decimal  # what the failures reported
+    paid: Decimal
+    credited: Decimal
+    balance: Decimal
+    first_failed_at: datetime
+    failures: list[str]  # failure ids seen
+    next_step: str | None = None
+    next_step_at: datetime | None = None
+    suspended_subscriptions: list[str] = Field(default_factory=list)
+    suspended_at: datetime | None = None
+    data_deletion_at: datetime | None = None
+    fraud: bool = False
+    linked_case_id: str | None = None
+    promised_until: datetime | None = None
+    timeline: list[CaseEvent] = Field(default_factory=list)
+
+
+class PersistCollections(Strict):
+    """Upsert the ``collections`` row and append new events (idempotent on invoice + seq)."""
+
+    view: CollectionsView
+    events: list[CaseEvent]
+
+
+class SubscriptionStatus(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+
+
+class ChangeSubscription(Strict):
+    """Suspend or reactivate one subscription through Partner Center; idempotent on ``key``."""
+
+    key: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    tenant_id: Guid
+    subscription_id: Guid
+    status: SubscriptionStatus
+    invoice_id: str
+    reason: str
+
+
+class SubscriptionChanged(Strict):
+    subscription_id: str
+    status: SubscriptionStatus
+    changed: bool  # False when it already had that status
+    backend: str  # "partner-center" or "dry-run"

@@ -1,0 +1,106 @@
+"""The application core: the one place that talks to Temporal as a client.
+
+The CLI (`starter.py`), the HTTP API, the benchmarks, the chaos run and the tests all act through a
+`Service`: cases (open, act, show), invoices in collections (a failure starts or joins, act, show),
+21Vianet invoices (record, mark paid, show), the managers' lists, bulk imports and the check that
+the database and Temporal agree. Failures come back as the typed errors of `service.errors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from temporalio.client import Client, WorkflowExecution
+from temporalio.service import RPCError, RPCStatusCode
+
+from core import search
+from core.models import BillingFailure
+from core.settings import Settings, load_settings
+from db.session import one_off_session
+from intake.bulk import ImportSummary, LineRejected, run_import
+from intake.failure_file import FileFormat
+from reporting.queries import Report, build_report
+from service.calls import client_for
+from service.cases import Cases
+from service.collections import Collections, Started
+from service.errors import Refused, ServiceError, Unavailable
+from service.verify import VerifyReport, verify
+from service.vianet_invoices import VianetInvoices
+
+
+class Service:
+    def __init__(self, client: Client, settings: Settings | None = None) -> None:
+        self.client = client
+        self.settings = settings = settings or load_settings()
+        self.cases = Cases(client, settings)
+        self.collections = Collections(client, settings)
+        self.vianet_invoices = VianetInvoices(client, settings)
+
+    @classmethod
+    async def connect(cls, settings: Settings) -> Service:
+        """Unavailable when Temporal does not answer."""
+        return cls(await client_for(settings), settings)
+
+    async def list_workflows(self, name_or_query: str, limit: int = 50) -> list[WorkflowExecution]:
+        """The workflows a saved query (by name, see `search.SAVED_QUERIES`) or a raw filter
+        finds, newest first, as the UI's workflow list shows them."""
+        try:
+            query = search.resolve_query(name_or_query)
+        except ValueError as err:
+            raise Refused(str(err)) from None
+        try:
+            return [found async for found in self.client.list_workflows(query, limit=limit)]
+        except RPCError as err:
+            if err.status is RPCStatusCode.INVALID_ARGUMENT:
+                raise Refused(f"Temporal refused the filter {query!r}: {err.message}") from None
+            raise Unavailable(f"Temporal is unavailable: {err.message}") from None
+
+    async def register_search_attributes(self) -> list[str]:
+        """Add the custom search attributes the namespace lacks (idempotent); the names added."""
+        return await search.register(self.client, self.client.namespace)
+
+    async def import_failures(
+        self,
+        path: Path,
+        *,
+        concurrency: int = 20,
+        fmt: FileFormat | None = None,
+        progress: Callable[[ImportSummary], None] | None = None,
+    ) -> ImportSummary:
+        """Report every failure of a billing run's file (CSV or JSON Lines), `concurrency` at a
+        time; see `intake.bulk` for what is counted how. Raises FailureFileError when the file is
+        unusable, ImportAborted when Temporal fails."""
+        # read once, before line 1: a broken policy stops the import before it reports anything,
+        # and every line starts with the same rules, even if a policy file changes meanwhile
+        policies = self.collections.policies()
+
+        async def report(failure: BillingFailure) -> str:
+            try:
+                return await self.collections.report_failure(failure, policies)
+            except Unavailable:
+                raise  # stops the import: run it again
+            except ServiceError as err:
+                raise LineRejected(str(err)) from None
+
+        return await run_import(path, report, fmt=fmt, concurrency=concurrency, progress=progress)
+
+    async def verify(self) -> VerifyReport:
+        """Whether the database and Temporal tell the same story (see `service.verify`)."""
+        return await verify(client=self.client, settings=self.settings)
+
+
+def load_report(settings: Settings, *, now: datetime, days: int, currency: str) -> Report:
+    """The managers' report from the settings' database (no Temporal); `days` 0 means all time."""
+    with one_off_session(settings.database_url) as session:
+        return build_report(
+            session,
+            now=now,
+            since=now - timedelta(days=days) if days else None,
+            case_policy=settings.case_policy(),
+            currency=currency,
+        )
+
+
+__all__ = ["Service", "Started", "load_report"]

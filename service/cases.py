@@ -1,0 +1,114 @@
+"""Billing cases as the service offers them: open, act (every agent action is a validated update),
+show."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.client import Client
+
+from core import search, ui
+from core.ids import case_workflow_id, new_case_id
+from core.models import (
+    AddNote,
+    Assign,
+    CaseForm,
+    CasePolicy,
+    CaseView,
+    Confirm,
+    CustomerReply,
+    Escalate,
+    OpenCase,
+    Reopen,
+    RequestInfo,
+    Resolve,
+    UpdateContact,
+    VianetResponse,
+    VianetTicket,
+    Withdraw,
+)
+from core.settings import Settings
+from service.calls import Named, attempt, start
+from service.errors import AlreadyExists
+from workflows.billing_case import BillingCaseWorkflow
+
+CaseAction = (
+    Assign
+    | AddNote
+    | UpdateContact
+    | RequestInfo
+    | CustomerReply
+    | Resolve
+    | Escalate
+    | VianetTicket
+    | VianetResponse
+    | Confirm
+    | Reopen
+    | Withdraw
+)
+# each action is the update of the same meaning
+UPDATES: dict[type[CaseAction], Any] = {
+    Assign: BillingCaseWorkflow.assign,
+    AddNote: BillingCaseWorkflow.note,
+    UpdateContact: BillingCaseWorkflow.update_contact,
+    RequestInfo: BillingCaseWorkflow.request_info,
+    CustomerReply: BillingCaseWorkflow.customer_reply,
+    Resolve: BillingCaseWorkflow.resolve,
+    Escalate: BillingCaseWorkflow.escalate,
+    VianetTicket: BillingCaseWorkflow.vianet_ticket,
+    VianetResponse: BillingCaseWorkflow.vianet_response,
+    Confirm: BillingCaseWorkflow.confirm,
+    Reopen: BillingCaseWorkflow.reopen,
+    Withdraw: BillingCaseWorkflow.withdraw,
+}
+
+
+def named(case_id: str) -> Named:
+    return Named(case_workflow_id(case_id), f"case {case_id}", f"no case {case_id}")
+
+
+class Cases:
+    def __init__(self, client: Client, settings: Settings) -> None:
+        self._client = client
+        self._settings = settings
+
+    def prepare(self, form: CaseForm, policy: CasePolicy | None = None) -> OpenCase:
+        """The workflow's input for a form: a new case id unless the form names one."""
+        return form.open_case(form.case_id or new_case_id(), policy or self._settings.case_policy())
+
+    async def open(self, data: OpenCase) -> CaseView:
+        """Start the case: the customer is acknowledged, the owner told. AlreadyExists when the
+        case id was ever used."""
+        started = await start(
+            self._client,
+            BillingCaseWorkflow.run,
+            data,
+            named(data.case_id),
+            self._settings.task_queue,
+            static_summary=ui.case_summary(data),
+            static_details=ui.case_details(data),
+            search_attributes=search.case_attributes(data.details, owner=data.owner),
+        )
+        if not started:
+            raise AlreadyExists(f"case {data.case_id} already exists")
+        return await self.show(data.case_id)
+
+    async def act(
+        self, case_id: str, action: CaseAction, *, update_id: str | None = None
+    ) -> CaseView:
+        """One agent action; the case as it is after it (without its timeline). The same
+        `update_id` again is answered with the first outcome, not run again."""
+        handle = self._client.get_workflow_handle_for(
+            BillingCaseWorkflow.run, case_workflow_id(case_id)
+        )
+        update = UPDATES[type(action)]
+        view: CaseView = await attempt(
+            self._client, named(case_id), handle.execute_update(update, action, id=update_id)
+        )
+        return view
+
+    async def show(self, case_id: str) -> CaseView:
+        handle = self._client.get_workflow_handle_for(
+            BillingCaseWorkflow.run, case_workflow_id(case_id)
+        )
+        return await attempt(self._client, named(case_id), handle.query(BillingCaseWorkflow.view))

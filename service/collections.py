@@ -1,0 +1,127 @@
+"""Invoices in collections as the service offers them: a billing failure starts or joins, a payment
+is recorded, agents and managers act, anyone may look."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from temporalio.client import Client
+
+from core import search, ui
+from core.ids import collections_workflow_id
+from core.models import (
+    BillingFailure,
+    CasePolicy,
+    CollectionsPolicy,
+    CollectionsView,
+    OpenDispute,
+    PaymentReceived,
+    PromiseToPay,
+    ReportFraud,
+    StartCollections,
+    Waive,
+)
+from core.settings import Settings
+from service.calls import Named, attempt, ended_status, start
+from service.errors import Ended, NotFound
+from workflows.collections import CollectionsWorkflow
+
+
+class Started(StrEnum):
+    STARTED = "started"  # a new collections workflow
+    JOINED = "joined"  # the invoice's running workflow took the failure
+
+
+InvoiceAction = PaymentReceived | OpenDispute | ReportFraud | PromiseToPay | Waive
+UPDATES: dict[type[InvoiceAction], Any] = {
+    PaymentReceived: CollectionsWorkflow.payment_received,
+    OpenDispute: CollectionsWorkflow.open_dispute,
+    ReportFraud: CollectionsWorkflow.report_fraud,
+    PromiseToPay: CollectionsWorkflow.promise_to_pay,
+    Waive: CollectionsWorkflow.waive,
+}
+Policies = tuple[CollectionsPolicy, CasePolicy]
+
+
+def named(invoice_id: str) -> Named:
+    return Named(
+        collections_workflow_id(invoice_id),
+        f"collections of invoice {invoice_id}",
+        f"invoice {invoice_id} is not in collections",
+    )
+
+
+class Collections:
+    def __init__(self, client: Client, settings: Settings) -> None:
+        self._client = client
+        self._settings = settings
+
+    def policies(self) -> Policies:
+        """The collections and the case policy a new collections workflow starts with."""
+        return self._settings.collections_policy(), self._settings.case_policy()
+
+    async def start(self, failure: BillingFailure, policies: Policies | None = None) -> bool:
+        """Start the invoice's CollectionsWorkflow with its first failure; False when its id was
+        used already (the invoice's collections runs, or ran)."""
+        policy, case_policy = policies or self.policies()
+        return await start(
+            self._client,
+            CollectionsWorkflow.run,
+            StartCollections(failure=failure, policy=policy, case_policy=case_policy),
+            named(failure.invoice_id),
+            self._settings.task_queue,
+            static_summary=ui.collections_summary(failure),
+            static_details=ui.collections_details(failure),
+            search_attributes=search.collections_attributes(
+                invoice_id=failure.invoice_id,
+                tenant_id=failure.customer.tenant_id,
+                stage="opened",
+                balance=failure.amount_due,
+                suspended=False,
+            ),
+        )
+
+    async def report_failure(
+        self, failure: BillingFailure, policies: Policies | None = None
+    ) -> Started:
+        """The first failure of an invoice starts its CollectionsWorkflow; a later one joins it
+        (the same failure id again changes nothing; another tenant or currency is refused). An
+        invoice whose collections ended is Ended: re-running an import starts nothing.
+        `policies`: read once by a caller reporting many failures; by default from the files."""
+        if await self.start(failure, policies):
+            return Started.STARTED
+        invoice = named(failure.invoice_id)  # it runs (join it) or it ended (say so)
+        handle = self._client.get_workflow_handle_for(CollectionsWorkflow.run, invoice.workflow_id)
+        try:
+            await attempt(
+                self._client,
+                invoice,
+                handle.execute_update(CollectionsWorkflow.add_failure, failure),
+            )
+        except (Ended, NotFound):
+            status = await ended_status(self._client, invoice.workflow_id)
+            raise Ended(
+                f"invoice {failure.invoice_id}: its collections already ended ({status})"
+            ) from None
+        return Started.JOINED
+
+    async def act(
+        self, invoice_id: str, action: InvoiceAction, *, update_id: str | None = None
+    ) -> CollectionsView:
+        """A payment, or an agent's or manager's action; the view after it (no timeline). The
+        same `update_id` again is answered with the first outcome, not run again."""
+        handle = self._client.get_workflow_handle_for(
+            CollectionsWorkflow.run, collections_workflow_id(invoice_id)
+        )
+        update = handle.execute_update(UPDATES[type(action)], action, id=update_id)
+        view: CollectionsView = await attempt(self._client, named(invoice_id), update)
+        return view
+
+    async def show(self, invoice_id: str) -> CollectionsView:
+        handle = self._client.get_workflow_handle_for(
+            CollectionsWorkflow.run, collections_workflow_id(invoice_id)
+        )
+        return await attempt(
+            self._client, named(invoice_id), handle.query(CollectionsWorkflow.view)
+        )

@@ -1,0 +1,125 @@
+"""The layout holds: imports point down, the adapters stay thin, the API loads no CLI library.
+
+Layers, bottom up: `core` (models, settings, ids, formatting) imports nothing of ours above it;
+`db`, `workflows`, `intake` and `reporting` stand on `core` (`reporting` also reads `db`);
+`activities` on `core` and `db`; `service` is the one Temporal client layer over them; `api` and
+`starter.py` are adapters over `service`. Only tests import `starter`.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+OURS = {
+    "core",
+    "db",
+    "workflows",
+    "activities",
+    "intake",
+    "reporting",
+    "service",
+    "api",
+    "starter",
+    "worker",
+    "bench",
+    "chaos",
+    "scripts",
+    "tests",
+}
+# what each part may import of ours (itself included)
+ALLOWED: dict[str, set[str]] = {
+    "core": {"core"},
+    "db": {"core", "db"},
+    "workflows": {"core", "workflows"},
+    "intake": {"core", "intake"},
+    "reporting": {"core", "db", "reporting"},
+    "activities": {"core", "db", "activities"},
+    "service": {"core", "db", "workflows", "intake", "reporting", "service"},
+    "api": {"core", "service", "api"},
+    "starter": {"core", "intake", "reporting", "service"},
+    "worker": {"core", "db", "workflows", "activities"},
+    # the harnesses drive the product through the service (and build workers as tests do)
+    "bench": OURS - {"starter", "api"},
+    "chaos": OURS - {"starter", "api", "bench"},
+    "scripts": {"core"},
+}
+
+
+def part_of(path: Path) -> str:
+    relative = path.relative_to(ROOT)
+    return relative.parts[0] if len(relative.parts) > 1 else relative.stem
+
+
+def imported(path: Path) -> set[str]:
+    """The top-level names of ours that a module imports (at any depth in the file)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    # scripts/ is a plain folder: chaos imports `dev` from it by path
+    return {"scripts" if name == "dev" else name for name in names} & OURS
+
+
+SOURCES = sorted(
+    path
+    for path in ROOT.rglob("*.py")
+    if not {".venv", "var", "tests", "build"} & set(path.relative_to(ROOT).parts)
+    and part_of(path) in ALLOWED
+)
+
+
+def test_every_part_is_checked() -> None:
+    assert {part_of(path) for path in SOURCES} == set(ALLOWED)
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=[str(p.relative_to(ROOT)) for p in SOURCES])
+def test_imports_point_down(path: Path) -> None:
+    part = part_of(path)
+    wrong = imported(path) - ALLOWED[part]
+    assert not wrong, f"{path.relative_to(ROOT)} ({part}) imports {', '.join(sorted(wrong))}"
+
+
+def test_the_check_can_fail(tmp_path: Path) -> None:
+    upward = tmp_path / "module.py"
+    upward.write_text("from db.session import make_engine\nimport service.errors\n")
+    assert imported(upward) - ALLOWED["core"] == {"db", "service"}
+
+
+def test_only_tests_import_the_cli() -> None:
+    importers = [
+        str(path.relative_to(ROOT))
+        for path in SOURCES
+        if "starter" in imported(path) and part_of(path) != "starter"
+    ]
+    assert importers == []
+
+
+def _loaded_by(module: str) -> set[str]:
+    code = f"import json, sys; import {module}; print(json.dumps(sorted(sys.modules)))"
+    # a clean interpreter: this test process has imported everything already
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return {name.split(".")[0] for name in json.loads(done.stdout)}
+
+
+def test_the_api_loads_no_cli_or_chart_library() -> None:
+    loaded = _loaded_by("api.app")
+    assert "service" in loaded and "fastapi" in loaded  # the check sees what the app imports
+    assert not {"typer", "rich", "plotly", "starter"} & loaded
+
+
+def test_the_worker_loads_no_cli_or_web_library() -> None:
+    loaded = _loaded_by("worker")
+    assert "activities" in loaded and "workflows" in loaded
+    # (httpx, which Partner Center's client uses, loads rich for a command line of its own)
+    assert not {"typer", "plotly", "starter", "fastapi", "uvicorn", "service"} & loaded
