@@ -112,7 +112,7 @@ def build_worker(client: Client, settings: Settings) -> Worker:
 def tune_garbage_collector() -> None:
     """Every cached workflow keeps ~190 objects the collector tracks (~400 in the sandbox, with its
     copy of the module): with a thousand of them a full collection took 0.2-1 s, every few seconds
-    while workflows start, and an agent's update waited behind it (README, "Performance"). What
+    while workflows start, and an agent's update waited behind it (docs/performance.md). What
     was imported at start-up lives as long as the worker: freeze it out of every collection, and
     collect the young generation less often. Measured in the sandbox with 3,000 collections, a
     cache of 1,000 and a burst of updates on evicted ones: 32 full collections became 9, the p95

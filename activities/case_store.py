@@ -15,7 +15,7 @@ from db.session import lock_for_write, twice_on_conflict
 from db.tables import Case, CaseEventRow, Collections, CollectionsEventRow, table
 
 # Written with Core statements, not the ORM's unit of work: 8 of these run per case, and the ORM
-# took 1.7 ms of the worker's CPU for each (README, "Performance").
+# took 1.7 ms of the worker's CPU for each (docs/performance.md).
 CASES, CASE_EVENTS = table(Case), table(CaseEventRow)
 COLLECTIONS, COLLECTIONS_EVENTS = table(Collections), table(CollectionsEventRow)
 

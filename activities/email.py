@@ -31,7 +31,7 @@ REJECTED = "rejected"
 DEFAULT_CLAIM_TIMEOUT = timedelta(minutes=2)
 
 # Core statements with their values as parameters: each compiles once (the ORM's unit of work and
-# values built into each statement were half of this activity's CPU; README, "Performance")
+# values built into each statement were half of this activity's CPU; docs/performance.md)
 EMAIL_LOG = table(EmailLog)
 _FIND = select(
     EMAIL_LOG.c.status,

@@ -33,7 +33,7 @@ HEADER = ["#", "measure", "ours", "bare / baseline", "ratio", "target", ""]
 
 
 def table(rows: list[Row]) -> str:
-    """A Markdown table: readable on the terminal, pasted as is into the README."""
+    """A Markdown table: readable on the terminal, pasted as is into docs/performance.md."""
     body = [HEADER, *(row.cells() for row in rows)]
     widths = [max(len(line[i]) for line in body) for i in range(len(HEADER))]
 

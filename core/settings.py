@@ -86,7 +86,7 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8233",
     ]
 
-    # worker tuning, chosen with `make bench` (README, "Performance").
+    # worker tuning, chosen with `make bench` (docs/performance.md).
     # A cached workflow holds ~0.28 MiB (~0.46 in the sandbox): 1000 keep the worker near 0.4 GiB
     # with 10,000 open; an evicted one replays on its next update (21 ms for 45 events, 37 in the
     # sandbox). More cache also lengthens each full garbage collection, a latency spike.
@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     # Temporal's Python sandbox: it fails a workflow that reads the clock, draws randomness or
     # does I/O, and it re-imports the workflow module for every workflow it runs. Off (the default)
     # measured 30-50 ms less worker CPU per bench case, 28 % less worker memory with 10,000 open
-    # and faster updates on evicted ones (README, "Performance"). The tests keep it on
+    # and faster updates on evicted ones (docs/performance.md). The tests keep it on
     # (tests/conftest.py): there it catches a workflow that would not replay.
     workflow_sandbox: bool = False
 

@@ -1,8 +1,9 @@
 """Bulk import of a billing run's failures on the real dev server with the real worker.
 
 1,000 CSV lines over 300 invoices, 50 of them bad, imported twice: the first run starts 300
-collections workflows and joins 650, the second starts none. The counts are exact because
-signal-with-start decides started/joined atomically on the server, whatever the concurrency.
+collections workflows and joins 650, the second starts none. The counts are exact because the
+server lets one start of an id succeed and refuses the rest, which then join through the
+workflow's update, whatever the concurrency.
 """
 
 from __future__ import annotations
