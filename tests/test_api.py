@@ -247,3 +247,46 @@ def test_signing_window_and_replay_cache() -> None:
     assert not cache.first_time("c", 4)
     assert cache.first_time("c", 100) and len(cache) == 1
     assert sign("k", 1, "body") == sign(SecretStr("k"), 1, b"body")
+
+
+async def test_ended_collections_answer_410_and_another_tenant_409(
+    dev_env: WorkflowEnvironment, api: httpx.AsyncClient
+) -> None:
+    invoice = unique_prefix()
+    first = billing_failure_body(invoice, f"{invoice}-F1", amount_due="10000.00")
+    assert (await post(api, "/v1/billing-failures", first)).status_code == 202
+    # a later failure of the same invoice under another tenant is refused, naming the field
+    stranger = billing_failure_body(invoice, f"{invoice}-F2")
+    stranger["customer"]["tenant_id"] = guid("someone else", invoice)
+    refused = await post(api, "/v1/billing-failures", stranger)
+    assert refused.status_code == 409 and "customer.tenant_id" in refused.json()["detail"]
+
+    await dev_env.client.get_workflow_handle(f"collections-{invoice}").terminate("test")
+    again = billing_failure_body(invoice, f"{invoice}-F3", amount_due="10000.00")
+    ended = await post(api, "/v1/billing-failures", again)
+    assert ended.status_code == 410 and "already ended (terminated)" in ended.json()["detail"]
+    payment = {
+        "payment_id": f"{invoice}-P1",
+        "invoice_id": invoice,
+        "amount": "1.00",
+        "received_at": "2026-11-25T10:00:00+08:00",
+    }
+    late = await post(api, "/v1/payments", payment)
+    assert late.status_code == 410 and "has ended (terminated)" in late.json()["detail"]
+
+
+async def test_temporal_unavailable_answers_503_and_says_retry(running: Settings) -> None:
+    settings = running.model_copy(update={"webhook_secret": SecretStr(WEBHOOK_SECRET)})
+
+    async def service() -> Service:
+        return await Service.connect(settings)  # to TEMPORAL_ADDRESS, where nothing listens
+
+    app = create_app(settings, service)
+    transport = httpx.ASGITransport(app=app)
+    invoice = unique_prefix()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")
+        async with httpx.AsyncClient(transport=transport, base_url="http://intake") as http:
+            body = billing_failure_body(invoice, f"{invoice}-F1")
+            answer = await post(http, "/v1/billing-failures", body)
+    assert answer.status_code == 503 and "retry" in answer.json()["detail"]
