@@ -54,7 +54,10 @@ from core.models import (
     ReportFraud,
     RequestInfo,
     Resolve,
+    ResumePolicy,
+    RetryStep,
     Severity,
+    SkipStep,
     UpdateContact,
     VianetInvoiceView,
     VianetResponse,
@@ -68,7 +71,7 @@ from intake.bulk import ImportAborted, ImportSummary
 from intake.failure_file import FailureFileError, FileFormat, detect_format
 from reporting.html import write_html
 from reporting.terminal import print_report
-from service import Service, Started, load_report
+from service import Kind, Service, Started, load_report
 from service.cases import CaseAction
 from service.collections import InvoiceAction
 from service.errors import ServiceError
@@ -158,8 +161,15 @@ def _now() -> datetime:
 # --------------------------------------------------------------------------- printing
 
 
-def timeline_table(events: list[CaseEvent]) -> Table:
-    table = Table("#", "When (UTC)", "What", "Who", "Details")
+def attention_row(head: Table, needs_attention: str | None) -> None:
+    if needs_attention:
+        head.add_row("Attention", plain(needs_attention, "bold red"))
+
+
+def timeline_table(events: list[CaseEvent], count: int = 0) -> Table:
+    """The events a view has: the last ones (the database has them all, long texts whole)."""
+    shown = f"last {len(events)} of {count} events" if count > len(events) else "events"
+    table = Table("#", "When (UTC)", "What", "Who", "Details", title=f"Timeline: {shown}")
     for event in events:
         extra = " ".join(f"{k}={v}" for k, v in event.data.items())
         table.add_row(
@@ -175,6 +185,7 @@ def timeline_table(events: list[CaseEvent]) -> Table:
 def print_case(view: CaseView, *, timeline: bool = True) -> None:
     d = view.details
     head = Table.grid(padding=(0, 2))
+    attention_row(head, view.needs_attention)
     head.add_row(
         "Status", Text.assemble((view.status.value, "bold"), f"  (waiting for {view.waiting_for})")
     )
@@ -226,12 +237,13 @@ def print_case(view: CaseView, *, timeline: bool = True) -> None:
             )
         )
     if timeline:
-        console.print(timeline_table(view.timeline))
+        console.print(timeline_table(view.timeline, view.event_count))
 
 
 def print_collections(view: CollectionsView, *, timeline: bool = True) -> None:
     c, cur = view.customer, view.currency
     head = Table.grid(padding=(0, 2))
+    attention_row(head, view.needs_attention)
     head.add_row("Status", Text.assemble((view.status.value, "bold"), f" · stage {view.stage}"))
     head.add_row("Customer", plain(f"{c.name} <{c.email}> · {c.locale.value}"))
     head.add_row("Tenant", c.tenant_id)
@@ -262,11 +274,12 @@ def print_collections(view: CollectionsView, *, timeline: bool = True) -> None:
     head.add_row("Subscriptions", ", ".join(view.subscription_ids))
     console.print(Panel(head, title=f"Collections {view.invoice_id}", expand=False))
     if timeline:
-        console.print(timeline_table(view.timeline))
+        console.print(timeline_table(view.timeline, view.event_count))
 
 
 def print_vianet_invoice(view: VianetInvoiceView) -> None:
     head = Table.grid(padding=(0, 2))
+    attention_row(head, view.needs_attention)
     head.add_row("Status", Text(view.status.value, style="bold"))
     head.add_row("Amount", money(view.amount, view.currency))
     head.add_row("Due", f"{view.due_date.isoformat()} (China Standard Time)")
@@ -362,7 +375,6 @@ def open_command(
     currency: Annotated[str, typer.Option(help="ISO currency code.")] = "CNY",
     priority: Annotated[Priority, typer.Option(help="Sets the SLA targets.")] = Priority.NORMAL,
     owner: Annotated[str | None, typer.Option(help="Owning agent's email.")] = None,
-    case_id: Annotated[str | None, typer.Option(help="Case id (default: generated).")] = None,
     by: By = DEFAULT_ACTOR,
 ) -> None:
     """Open a billing case: the customer gets an acknowledgement, the owner a notice."""
@@ -381,7 +393,6 @@ def open_command(
         currency=currency,
         priority=priority,
         owner=owner,
-        case_id=case_id,
         opened_by=by,
     )
 
@@ -533,6 +544,32 @@ def setup_command() -> None:
     """Register the custom search attributes on the Temporal namespace (idempotent)."""
     added = _call(lambda service: service.register_search_attributes())
     console.print(f"search attributes added: {', '.join(added) or 'none (all present)'}")
+
+
+KindArg = Annotated[Kind, typer.Argument(help="What the id names.")]
+KeyArg = Annotated[str, typer.Argument(help="The case id, invoice id or 21Vianet invoice number.")]
+
+
+@app.command("retry-step")
+def retry_step(kind: KindArg, key: KeyArg, by: By = DEFAULT_ACTOR) -> None:
+    """Run the step a workflow is stuck on again (it needs attention), once its cause is fixed.
+
+    The saved query needs-attention lists the workflows waiting for this."""
+    answer = _call(lambda service: service.retry_step(kind, key, _build(RetryStep, by=by)))
+    console.print(plain(f"{answer.workflow_id}: retrying {answer.step}"))
+
+
+@app.command("skip-step")
+def skip_step(
+    kind: KindArg,
+    key: KeyArg,
+    reason: Annotated[str, typer.Option(help="Why the step is not needed any more.")],
+    by: By = DEFAULT_ACTOR,
+) -> None:
+    """Give up the step a workflow is stuck on; it goes on without it (the reason is recorded)."""
+    data = _build(SkipStep, reason=reason, by=by)
+    answer = _call(lambda service: service.skip_step(kind, key, data))
+    console.print(plain(f"{answer.workflow_id}: skipped {answer.step}"))
 
 
 @app.command("list")
@@ -811,6 +848,16 @@ def promise(
 
 
 @app.command()
+def resume(
+    invoice: InvoiceArg,
+    reason: Annotated[str, typer.Option(help="Why the pause is over (a manager's decision).")],
+    by: By = DEFAULT_ACTOR,
+) -> None:
+    """Resume a paused policy (a dispute or a promise that will not end by itself)."""
+    _collections_act(invoice, _build(ResumePolicy, reason=reason, by=by))
+
+
+@app.command()
 def waive(
     invoice: InvoiceArg,
     reason: Annotated[str, typer.Option(help="Why the balance is waived (manager).")],
@@ -879,7 +926,7 @@ def vianet_invoice_show(invoice_number: VianetArg) -> None:
     """Print a 21Vianet invoice: amount, due date, reminders, payment, timeline."""
     view = _call(lambda service: service.vianet_invoices.show(invoice_number))
     print_vianet_invoice(view)
-    console.print(timeline_table(view.timeline))
+    console.print(timeline_table(view.timeline, view.event_count))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
+from activities.errors import database
 from core.models import CaseEvent, PersistCase, PersistCollections
 from db.session import lock_for_write, twice_on_conflict
 from db.tables import Case, CaseEventRow, Collections, CollectionsEventRow, table
@@ -18,6 +19,10 @@ from db.tables import Case, CaseEventRow, Collections, CollectionsEventRow, tabl
 # took 1.7 ms of the worker's CPU for each (docs/performance.md).
 CASES, CASE_EVENTS = table(Case), table(CaseEventRow)
 COLLECTIONS, COLLECTIONS_EVENTS = table(Collections), table(CollectionsEventRow)
+
+
+# what a collections view has that its row does not (the events have a table of their own)
+NOT_STORED = {"customer", "failures", "timeline", "needs_attention", "event_count"}
 
 
 class CaseStoreActivities:
@@ -36,7 +41,7 @@ class CaseStoreActivities:
         view = data.view
         columns = _columns(
             {
-                **view.model_dump(exclude={"customer", "failures", "timeline"}),
+                **view.model_dump(exclude=NOT_STORED),
                 "tenant_id": view.customer.tenant_id,
                 "customer_name": view.customer.name,
                 "customer_email": str(view.customer.email),
@@ -53,7 +58,8 @@ class CaseStoreActivities:
         columns: dict[str, Any],
         events: list[CaseEvent],
     ) -> None:
-        twice_on_conflict(lambda: self._write(rows, event_rows, key, columns, events))
+        with database(f"the {rows.name} row {key} and its events"):
+            twice_on_conflict(lambda: self._write(rows, event_rows, key, columns, events))
 
     def _write(
         self,

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.errors import RENDER_ERRORS, database, render_failed
 from activities.rendering import TemplateRenderer
 from activities.senders import EmailDeliveryError, EmailRejected, EmailSender, OutgoingEmail
 from core.models import EmailMessage, EmailSent
@@ -47,6 +48,7 @@ _PENDING_ROW = update(EMAIL_LOG).where(
 _CLAIMED_ROW = _PENDING_ROW.where(EMAIL_LOG.c.attempts == bindparam("claimed"))
 
 
+SUBJECT_CHARS = 998  # email_log.subject, RFC 5322's longest line
 ACCEPTED = "accepted"  # heartbeat details: the provider took this key's email
 
 
@@ -95,11 +97,17 @@ class EmailActivities:
             # that attempt could not record it (the database was down): record it, send nothing
             self._finish(message.key, None, status=SENT, sent_at=datetime.now(UTC), **accepted)
             return EmailSent(key=message.key, provider_message_id=accepted["provider_message_id"])
-        claim = self._claim(message)
+        with database(f"the email log row of {message.key}"):
+            claim = self._claim(message)
         if isinstance(claim, EmailSent):
             return claim
         try:
             rendered = self.renderer.render_message(message)
+        except RENDER_ERRORS as exc:
+            # this input never renders: free the key, and let a person look
+            self._finish(message.key, claim, error=f"{type(exc).__name__}: {exc}")
+            raise render_failed(f"email {message.template.value}", exc) from exc
+        try:
             provider_id = self.sender.send(
                 OutgoingEmail(
                     dedup_key=message.key,
@@ -121,7 +129,7 @@ class EmailActivities:
             self._finish(message.key, claim, error=str(exc))
             raise ApplicationError(str(exc), type="EmailDeliveryError") from exc
         except Exception as exc:
-            # rendering failed or the sender broke before the provider answered: free the key
+            # the sender broke before the provider answered: free the key
             self._finish(message.key, claim, error=f"{type(exc).__name__}: {exc}")
             raise
         # Kept by Temporal for the next attempt, should this commit fail: the only duplicate
@@ -195,9 +203,11 @@ class EmailActivities:
     def _finish(self, key: str, attempt: int | None, **values: Any) -> None:
         """Record the outcome; with ``attempt``, only while this attempt still holds the claim."""
         params = {"key": key, "updated_at": datetime.now(UTC), **values}
+        if params.get("subject"):  # the column's size; an email's subject line is one line
+            params["subject"] = params["subject"][:SUBJECT_CHARS]
         statement = _PENDING_ROW
         if attempt is not None:
             statement, params["claimed"] = _CLAIMED_ROW, attempt
-        with self.session_factory() as session:
+        with database(f"the email log row of {key}"), self.session_factory() as session:
             session.execute(statement, params)
             session.commit()

@@ -13,10 +13,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
+from activities.errors import RENDER_ERRORS, database, render_failed
 from activities.rendering import TemplateRenderer
 from core.models import EscalationRequest, PrepareEscalation, RecordEscalation
-from db.tables import VianetEscalation
+from db.tables import Case, VianetEscalation
 
 TITLE_TEMPLATE = "vianet/request_title.txt"
 BODY_TEMPLATE = "vianet/request_body.txt"
@@ -36,8 +38,11 @@ class EscalationActivities:
             "reason": data.reason,
             "escalation_no": data.escalation_no,
         }
-        title = " ".join(self.renderer.render_text(TITLE_TEMPLATE, context).split())
-        body = self.renderer.render_text(BODY_TEMPLATE, context).strip() + "\n"
+        try:
+            title = " ".join(self.renderer.render_text(TITLE_TEMPLATE, context).split())
+            body = self.renderer.render_text(BODY_TEMPLATE, context).strip() + "\n"
+        except RENDER_ERRORS as err:
+            raise render_failed(f"21Vianet request #{data.escalation_no}", err) from err
         known = data.case.escalations[data.escalation_no - 1 : data.escalation_no]
         self._upsert(
             data.case.case_id,
@@ -84,8 +89,13 @@ class EscalationActivities:
         query = select(VianetEscalation).where(
             VianetEscalation.case_id == case_id, VianetEscalation.escalation_no == escalation_no
         )
-        with self.session_factory() as session:
+        with database(f"21Vianet escalation #{escalation_no}"), self.session_factory() as session:
             row = session.scalars(query).first()
+            if row is None and session.get(Case, case_id) is None:
+                # the case's first save is still on its way (it races an early escalation)
+                raise ApplicationError(
+                    f"case {case_id} is not in the database yet", type="CaseNotStoredYet"
+                )
             if row is None:
                 session.add(
                     VianetEscalation(
@@ -97,7 +107,7 @@ class EscalationActivities:
                     return
                 except IntegrityError:
                     session.rollback()
-                    # a concurrent attempt inserted it; anything else (no cases row yet) is real
+                    # a concurrent attempt inserted it; anything else is real
                     row = session.scalars(query).first()
                     if row is None:
                         raise

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.errors import database
 from core.models import ChangeSubscription, SubscriptionChanged, SubscriptionStatus
 from db.tables import PartnerCenterAction
 
@@ -400,7 +401,7 @@ class PartnerCenterActivities:
         """Take the key for this attempt; returns the stored result when it is already done."""
         now = datetime.now(UTC)
         request = describe_change(data.tenant_id, data.subscription_id, data.status.value)
-        with self.session_factory() as session:
+        with database(f"Partner Center action {data.key}"), self.session_factory() as session:
             row = _row(session, data.key)
             if row is None:
                 session.add(
@@ -451,7 +452,7 @@ class PartnerCenterActivities:
         return None
 
     def _record(self, key: str, **values: Any) -> None:
-        with self.session_factory() as session:
+        with database(f"Partner Center action {key}"), self.session_factory() as session:
             session.execute(
                 update(PartnerCenterAction)
                 .where(PartnerCenterAction.key == key, PartnerCenterAction.outcome != DONE)
@@ -464,7 +465,7 @@ class PartnerCenterActivities:
         self._record(
             key, outcome=DONE, changed=changed, error=None, done_at=now, backend=self.backend.name
         )
-        with self.session_factory() as session:
+        with database(f"Partner Center action {key}"), self.session_factory() as session:
             # ours, or the result of a concurrent attempt that finished first: every caller agrees
             row = _row(session, key)
             assert row is not None

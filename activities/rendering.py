@@ -54,9 +54,9 @@ class TemplateRenderer:
     ) -> RenderedEmail:
         """``context``: ``extra`` (the email's data as text) and ``case``, ``collections`` or
         ``vianet_invoice``, whichever the email is about."""
-        about = template.about.value
-        if context.get(about) is None:
-            raise ValueError(f"email {template.value} is rendered with {about}")
+        about = template.about
+        if about is not None and context.get(about.value) is None:
+            raise ValueError(f"email {template.value} is rendered with {about.value}")
         # every name is always defined, so the shared layouts can ask which one this email has
         values = {
             **{subject.value: None for subject in About},

@@ -67,8 +67,11 @@ class FileOutboxSender:
         self.outbox_dir = Path(outbox_dir)
 
     def path_for(self, dedup_key: str) -> Path:
-        # readable prefix for people browsing the outbox, digest so distinct keys never share a file
-        readable = re.sub(r"[^A-Za-z0-9._-]+", "_", dedup_key).strip("._")[:80]
+        # readable for people browsing the outbox (the workflow id and the email's name, the
+        # key's two ends), digest so distinct keys never share a file
+        readable = re.sub(r"[^A-Za-z0-9._-]+", "_", dedup_key).strip("._")
+        if len(readable) > 80:
+            readable = f"{readable[:40]}_{readable[-39:]}"
         return self.outbox_dir / f"{readable}-{_key_digest(dedup_key)[:12]}.eml"
 
     def send(self, email: OutgoingEmail) -> str:

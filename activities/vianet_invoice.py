@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
+from activities.errors import database
 from core.models import PersistVianetInvoice
 from db.session import lock_for_write, twice_on_conflict
 from db.tables import VianetInvoice
@@ -17,7 +18,8 @@ class VianetInvoiceActivities:
     @activity.defn
     def persist_vianet_invoice(self, data: PersistVianetInvoice) -> None:
         """Upsert the invoice's row; safe to repeat, and an older state never replaces a newer."""
-        twice_on_conflict(lambda: self._write(data))
+        with database(f"21Vianet invoice {data.view.invoice_number}"):
+            twice_on_conflict(lambda: self._write(data))
 
     def _write(self, data: PersistVianetInvoice) -> None:
         view = data.view

@@ -20,22 +20,27 @@ from fastapi import FastAPI, status
 from pydantic import SecretStr
 from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.idempotency import KEY_CHARS, Answered, Conflict, IntakeRequests, key_problem
 from api.models import CaseOpened, FailureAccepted, PaymentRecorded, Problem
 from api.signing import (
+    KEY_HEADER,
+    MAX_SECRETS,
     MIN_SECRET_LENGTH,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     WINDOW_SECONDS,
     SignatureError,
     Verifier,
+    split_secrets,
 )
 from core.ids import collections_workflow_id
 from core.models import BillingFailure, CaseForm, CollectionsView, PaymentReceived
-from core.settings import Settings, required_secret
+from core.settings import Settings, SettingsError, required_secret
 from core.temporal import data_converter
+from db.session import make_engine, make_session_factory
 from service import Service
 from service.errors import AlreadyExists, Ended, NotFound, Refused, ServiceError, Unavailable
 
@@ -50,6 +55,12 @@ STATUS_OF: dict[type[ServiceError], int] = {
 }
 SIGNED_PREFIX = "/v1/"
 MAX_BODY_BYTES = 1024 * 1024
+# who signs which requests: each caller its own secrets
+CALLERS = {
+    "/v1/billing-failures": "billing",
+    "/v1/payments": "billing",
+    "/v1/cases": "portal",
+}
 SIGNATURE_PARAMETERS: dict[str, Any] = {
     "parameters": [
         {
@@ -60,64 +71,146 @@ SIGNATURE_PARAMETERS: dict[str, Any] = {
             "description": f"Unix seconds; accepted within {WINDOW_SECONDS} s of the server clock.",
         },
         {
+            "name": KEY_HEADER,
+            "in": "header",
+            "required": True,
+            "schema": {"type": "string", "minLength": 1, "maxLength": KEY_CHARS},
+            "description": "A unique id per request: the same key and body again get the first "
+            "answer (a retry is safe), the same key with another body 409.",
+        },
+        {
             "name": SIGNATURE_HEADER,
             "in": "header",
             "required": True,
             "schema": {"type": "string"},
-            "description": 'Hex HMAC-SHA256 of f"{timestamp}.{raw body}" with the webhook secret.',
+            "description": "Hex HMAC-SHA256, with the caller's secret, of "
+            '"{timestamp}\\n{METHOD}\\n{path}\\n{Idempotency-Key}\\n" + the raw body.',
         },
     ]
 }
 # what every signed endpoint may answer
 COMMON: dict[int | str, dict[str, Any]] = {
-    401: {"model": Problem, "description": "Unsigned, wrongly signed, stale or replayed"},
-    # FastAPI's answer to a body that is not UTF-8 text (JSON that does not parse gets a 422)
-    400: {"model": Problem, "description": "The body is not UTF-8 text"},
+    401: {"model": Problem, "description": "Unsigned, wrongly signed or stale"},
+    400: {"model": Problem, "description": "No Idempotency-Key, or a body that is not UTF-8"},
+    409: {"model": Problem, "description": "Refused; or the key was used for another request"},
     503: {"model": Problem, "description": "Temporal is unavailable: nothing changed, retry"},
 }
 
 
-def webhook_secret(settings: Settings) -> SecretStr:
-    """The API only runs with a secret: without one anyone could start collections."""
-    why = "the API accepts only signed requests"
-    return required_secret(settings.webhook_secret, "WEBHOOK_SECRET", why, MIN_SECRET_LENGTH)
+def caller_secrets(settings: Settings) -> dict[str, list[SecretStr]]:
+    """The API only runs with every caller's secret: without one anyone could act as it."""
+    why = "the API accepts only requests signed with it"
+    found: dict[str, list[SecretStr]] = {}
+    for caller, setting in (
+        ("billing", "billing_webhook_secrets"),
+        ("portal", "portal_webhook_secrets"),
+    ):
+        name = setting.upper()
+        secrets = split_secrets(required_secret(getattr(settings, setting), name, why, 1))
+        if len(secrets) > MAX_SECRETS:
+            raise SettingsError(f"{name}: at most {MAX_SECRETS} secrets (the old and the new)")
+        for secret in secrets:
+            required_secret(secret, name, why, MIN_SECRET_LENGTH)
+        found[caller] = secrets
+    return found
+
+
+def _problem(status: int, detail: str, **headers: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status, headers=headers or None)
 
 
 class SignedRequests:
-    """ASGI middleware: `/v1/` requests need a valid, fresh, unreplayed signature (else 401)."""
+    """ASGI middleware: every `/v1/` request is signed by its caller (else 401), carries an
+    Idempotency-Key (else 400), and is carried out once per key (see `api/idempotency.py`)."""
 
-    def __init__(self, app: ASGIApp, verifier: Verifier) -> None:
+    def __init__(
+        self, app: ASGIApp, verifiers: dict[str, Verifier], requests: IntakeRequests
+    ) -> None:
         self._app = app
-        self._verifier = verifier
+        self._verifiers = verifiers
+        self._requests = requests
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(SIGNED_PREFIX):
             await self._app(scope, receive, send)
             return
+        path, method = scope["path"], scope["method"]
+        caller = CALLERS.get(path)
+        if caller is None:
+            await _problem(404, "no such endpoint")(scope, receive, send)
+            return
         headers = Headers(scope=scope)
         body = await _read_body(receive, headers)
         if body is None:
-            too_large = JSONResponse({"detail": f"body over {MAX_BODY_BYTES} bytes"}, 413)
-            await too_large(scope, receive, send)
+            await _problem(413, f"body over {MAX_BODY_BYTES} bytes")(scope, receive, send)
             return
+        key = headers.get(KEY_HEADER, "")
         try:
-            self._verifier.verify(
-                headers.get(TIMESTAMP_HEADER), headers.get(SIGNATURE_HEADER), body
+            self._verifiers[caller].verify(
+                headers.get(TIMESTAMP_HEADER),
+                headers.get(SIGNATURE_HEADER),
+                method=method,
+                path=path,
+                key=key,
+                body=body,
             )
         except SignatureError as err:
-            log.warning("refused %s %s: %s", scope["method"], scope["path"], err)
-            await JSONResponse({"detail": str(err)}, 401)(scope, receive, send)
+            log.warning("refused %s %s: %s", method, path, err)
+            await _problem(401, str(err))(scope, receive, send)
             return
-        delivered = False
+        if problem := key_problem(key):
+            await _problem(400, problem)(scope, receive, send)
+            return
+        claim = await asyncio.to_thread(self._requests.claim, caller, key, method, path, body)
+        if isinstance(claim, Answered):
+            answer = Response(
+                claim.body,
+                claim.status,
+                media_type="application/json",
+                headers={"Idempotent-Replayed": "true"},
+            )
+            await answer(scope, receive, send)
+            return
+        if isinstance(claim, Conflict):
+            retry = {"Retry-After": "5"} if claim.in_progress else {}
+            await _problem(409, claim.message, **retry)(scope, receive, send)
+            return
+        await self._carry_out(scope, _replaying(body, receive), send, caller, key)
 
-        async def replay() -> Message:
-            nonlocal delivered
-            if delivered:
-                return await receive()  # after the body: disconnects come from the server
-            delivered = True
-            return {"type": "http.request", "body": body, "more_body": False}
+    async def _carry_out(
+        self, scope: Scope, receive: Receive, send: Send, caller: str, key: str
+    ) -> None:
+        """Run the request; keep its answer if it is final, else free the key for a retry."""
+        status, chunks = 500, []
 
-        await self._app(scope, replay, send)
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self._app(scope, receive, capture)
+        except BaseException:
+            await asyncio.to_thread(self._requests.release, caller, key)
+            raise
+        await asyncio.to_thread(self._requests.finish, caller, key, status, b"".join(chunks))
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """The body read once, given to the app as if it came now."""
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if delivered:
+            return await receive()  # after the body: disconnects come from the server
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
 
 
 async def _read_body(receive: Receive, headers: Headers) -> bytes | None:
@@ -170,9 +263,10 @@ def _payment_answer(view: CollectionsView) -> PaymentRecorded:
 
 
 def create_app(settings: Settings, service_factory: ServiceFactory | None = None) -> FastAPI:
-    """The intake app; raises SettingsError (naming WEBHOOK_SECRET, or the missing encryption
+    """The intake app; raises SettingsError (naming the missing secret, or the missing encryption
     key) when it cannot run safely."""
-    verifier = Verifier(webhook_secret(settings))
+    verifiers = {caller: Verifier(secrets) for caller, secrets in caller_secrets(settings).items()}
+    requests = IntakeRequests(make_session_factory(make_engine(settings.database_url)))
     settings.case_policy(), settings.collections_policy()  # a broken policy file stops the start
     if service_factory is None:
         data_converter(settings)  # no encryption key, no start: nothing reaches Temporal in clear
@@ -182,11 +276,13 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
         version="1",
         description=(
             "Signed webhooks of the billing system and case intake for a Partner Center "
-            "operated by 21Vianet partner. Sign each request: `X-Signature-Timestamp` = unix "
-            "seconds, `X-Signature` = hex HMAC-SHA256(secret, `{timestamp}.{raw body}`)."
+            "operated by 21Vianet partner. Every request carries `Idempotency-Key` (unique per "
+            "request), `X-Signature-Timestamp` (unix seconds) and `X-Signature` = hex "
+            "HMAC-SHA256(the caller's secret, `{timestamp}\\n{METHOD}\\n{path}\\n{key}\\n` + "
+            "the raw body)."
         ),
     )
-    app.add_middleware(SignedRequests, verifier=verifier)
+    app.add_middleware(SignedRequests, verifiers=verifiers, requests=requests)
 
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, err: Exception) -> JSONResponse:

@@ -1,7 +1,12 @@
-"""Webhook signatures: hex HMAC-SHA256 over ``f"{timestamp}.{raw_body}"`` with a shared secret.
+"""Request signatures: hex HMAC-SHA256 over the timestamp, the method, the path, the idempotency
+key and the raw body, with the caller's secret.
 
-The billing system signs every request it sends; the API checks the signature, the timestamp window
-and replays before it reads the body. Tests, the README's curl example and clients use `sign`.
+Each caller has its own secret (the billing system: failures and payments; the customer portal:
+cases), and up to two at once, so a secret is rotated without downtime: give the API the new one
+beside the old, move the caller over, then drop the old. A request is accepted within
+WINDOW_SECONDS of its timestamp; within that window an exact replay is answered from the database
+(see `api/idempotency.py`), never carried out twice. Tests, the README's example and clients use
+`sign`.
 """
 
 from __future__ import annotations
@@ -9,15 +14,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections import OrderedDict
+from collections.abc import Sequence
 
 from pydantic import SecretStr
 
 SIGNATURE_HEADER = "X-Signature"
 TIMESTAMP_HEADER = "X-Signature-Timestamp"
+KEY_HEADER = "Idempotency-Key"
 WINDOW_SECONDS = 300
 # Shorter shared secrets can be guessed offline from one signed request.
 MIN_SECRET_LENGTH = 16
+MAX_SECRETS = 2  # the current one and the next, while a caller moves over
 
 
 class SignatureError(Exception):
@@ -29,53 +36,48 @@ def _key(secret: str | SecretStr) -> bytes:
     return raw.encode()
 
 
-def sign(secret: str | SecretStr, timestamp: int, body: bytes | str) -> str:
-    """The ``X-Signature`` value for a request body sent at ``timestamp`` (unix seconds)."""
+def signed_message(timestamp: int, method: str, path: str, key: str, body: bytes) -> bytes:
+    """What is signed: `<timestamp>\\n<METHOD>\\n<path>\\n<idempotency key>\\n<raw body>`."""
+    head = f"{timestamp}\n{method.upper()}\n{path}\n{key}\n".encode()
+    return head + body
+
+
+def sign(
+    secret: str | SecretStr,
+    timestamp: int,
+    body: bytes | str,
+    *,
+    method: str = "POST",
+    path: str,
+    key: str = "",
+) -> str:
+    """The `X-Signature` value of a request sent at `timestamp` (unix seconds)."""
     raw = body.encode() if isinstance(body, str) else body
-    message = str(timestamp).encode() + b"." + raw
+    message = signed_message(timestamp, method, path, key, raw)
     return hmac.new(_key(secret), message, hashlib.sha256).hexdigest()
 
 
-class ReplayCache:
-    """Signatures seen within the window, so the same signed request is taken only once.
-
-    In memory and per process: behind several API processes a replay to another process passes this
-    check, which is acceptable because every intake is idempotent on its id (a replayed billing
-    failure only joins, a replayed payment id is counted once); a shared store would close it.
-    """
-
-    def __init__(self, window: int = WINDOW_SECONDS, max_entries: int = 100_000) -> None:
-        self._window = window
-        self._max = max_entries
-        self._seen: OrderedDict[str, float] = OrderedDict()  # signature -> when it expires
-
-    def __len__(self) -> int:
-        return len(self._seen)
-
-    def first_time(self, signature: str, now: float) -> bool:
-        """Record the signature; False when it was already seen and has not expired."""
-        while self._seen and next(iter(self._seen.values())) <= now:
-            self._seen.popitem(last=False)
-        if signature in self._seen:
-            return False
-        # Full of live entries: drop the oldest (bounded memory beats remembering everything).
-        while len(self._seen) >= self._max:
-            self._seen.popitem(last=False)
-        self._seen[signature] = now + 2 * self._window  # a timestamp may be up to a window ahead
-        return True
+def split_secrets(value: SecretStr | None) -> list[SecretStr]:
+    """`old,new` (or one): the secrets a caller may sign with."""
+    if value is None:
+        return []
+    return [SecretStr(part.strip()) for part in value.get_secret_value().split(",") if part.strip()]
 
 
 class Verifier:
-    """Checks one request's signature headers against its raw body."""
+    """Checks one request's signature headers against its method, path, key and raw body."""
 
-    def __init__(self, secret: SecretStr, replays: ReplayCache | None = None) -> None:
-        self._secret = secret
-        self._replays = replays or ReplayCache()
+    def __init__(self, secrets: Sequence[SecretStr]) -> None:
+        self._secrets = list(secrets)
 
     def verify(
         self,
         timestamp: str | None,
         signature: str | None,
+        *,
+        method: str,
+        path: str,
+        key: str,
         body: bytes,
         now: float | None = None,
     ) -> None:
@@ -86,8 +88,13 @@ class Verifier:
             raise SignatureError(f"{TIMESTAMP_HEADER} must be unix seconds")
         if abs(now - int(timestamp)) > WINDOW_SECONDS:
             raise SignatureError(f"{TIMESTAMP_HEADER} is outside the {WINDOW_SECONDS} s window")
-        expected = sign(self._secret, int(timestamp), body).encode()
-        if not hmac.compare_digest(expected, signature.strip().lower().encode("utf-8", "replace")):
+        given = signature.strip().lower().encode("utf-8", "replace")
+        matches = [  # every secret is tried: the time taken says nothing of which one
+            hmac.compare_digest(
+                sign(secret, int(timestamp), body, method=method, path=path, key=key).encode(),
+                given,
+            )
+            for secret in self._secrets
+        ]
+        if not any(matches):
             raise SignatureError("signature does not match")
-        if not self._replays.first_time(expected.decode(), now):
-            raise SignatureError("this signed request was already received")

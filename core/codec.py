@@ -29,6 +29,7 @@ ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
 KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12
+TAG_BYTES = 16  # GCM's authentication tag
 KEY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -157,6 +158,11 @@ class EncryptionCodec(PayloadCodec):
             raise CodecError(
                 f"payload encrypted with key id {key_id!r}, which is not configured (configured: "
                 f"{known}): add that key to CODEC_KEYS or CODEC_KEY_FILE"
+            )
+        if len(payload.data) < NONCE_BYTES + TAG_BYTES:
+            raise CodecError(
+                f"payload with key id {key_id!r} is {len(payload.data)} bytes: too short to be "
+                "one this codec sealed (a nonce and a tag alone are 28)"
             )
         nonce, data = payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:]
         try:

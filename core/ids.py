@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
+from random import Random
 
 CASE = "case-"
 COLLECTIONS = "collections-"
@@ -19,6 +20,10 @@ def collections_workflow_id(invoice_id: str) -> str:
     return f"{COLLECTIONS}{invoice_id}"
 
 
+def is_collections_workflow_id(workflow_id: str) -> bool:
+    return workflow_id.startswith(COLLECTIONS) and 0 < len(workflow_id) - len(COLLECTIONS) <= 64
+
+
 def vianet_invoice_workflow_id(invoice_number: str) -> str:
     return f"{VIANET_INVOICE}{invoice_number}"
 
@@ -28,6 +33,23 @@ def dispute_case_id(invoice_id: str, number: int) -> str:
     return f"{invoice_id}-D{number}"
 
 
-def new_case_id(now: datetime | None = None) -> str:
-    """`BC-<day>-<6 hex>`, e.g. BC-20261124-7F3A9C."""
-    return f"BC-{(now or datetime.now(UTC)):%Y%m%d}-{secrets.token_hex(3).upper()}"
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def ulid(now: datetime, random_bits: int) -> str:
+    """26 characters: the millisecond (48 bits) and 80 random bits, in Crockford's base 32, so
+    ids sort by when they were made and two never meet (a collision needs the same millisecond
+    and the same 80 bits)."""
+    value = (int(now.timestamp() * 1000) << 80) | (random_bits & ((1 << 80) - 1))
+    chars = []
+    for _ in range(26):
+        chars.append(CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def new_case_id(now: datetime | None = None, random: Random | None = None) -> str:
+    """`BC-<ULID>`, e.g. BC-01KB9W3ZJ8N4T6Q2X5V7R1M0CD. A workflow passes its own clock and
+    random source (replayed alike); everything else draws from the system's."""
+    bits = random.getrandbits(80) if random is not None else secrets.randbits(80)
+    return f"BC-{ulid(now or datetime.now(UTC), bits)}"

@@ -39,6 +39,10 @@ DISPUTED_AMOUNT = SearchAttributeKey.for_float("DisputedAmount")
 COLLECTIONS_STAGE = SearchAttributeKey.for_keyword("CollectionsStage")
 AMOUNT_DUE = SearchAttributeKey.for_float("AmountDue")
 SUSPENDED = SearchAttributeKey.for_bool("SuspendedForNonPayment")
+# any workflow: why a person must act now, "failed-step" or "stalled"; unset otherwise (a
+# keyword: the dev server's visibility store holds at most three Bool attributes)
+NEEDS_ATTENTION = SearchAttributeKey.for_keyword("NeedsAttention")
+FAILED_STEP, STALLED = "failed-step", "stalled"
 
 ALL_KEYS = (
     CASE_STATUS,
@@ -53,6 +57,7 @@ ALL_KEYS = (
     COLLECTIONS_STAGE,
     AMOUNT_DUE,
     SUSPENDED,
+    NEEDS_ATTENTION,
 )
 
 _CLI_TYPES = {
@@ -171,6 +176,10 @@ SAVED_QUERIES: dict[str, SavedQuery] = {
     "disputed-over-10k": SavedQuery(
         'DisputedAmount > 10000 AND ExecutionStatus = "Running"',
         "open cases disputing more than 10,000",
+    ),
+    "needs-attention": SavedQuery(
+        f'NeedsAttention IN ("{FAILED_STEP}", "{STALLED}") AND ExecutionStatus = "Running"',
+        "workflows waiting for a person: a failed step to retry or skip, or a wait that ran out",
     ),
     "unpaid-over-10k": SavedQuery(
         'AmountDue > 10000 AND ExecutionStatus = "Running"',

@@ -63,10 +63,12 @@ class Settings(BaseSettings):
     partner_center_client_secret: SecretStr | None = None
     partner_center_scope: str = "https://api.partnercenter.microsoft.com/.default"
 
-    # the HTTP intake (`python -m api`); it refuses to start without WEBHOOK_SECRET
+    # the HTTP intake (`python -m api`): each caller signs with its own secret, "old,new" while
+    # one is rotated; the API refuses to start without both
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
-    webhook_secret: SecretStr | None = None
+    billing_webhook_secrets: SecretStr | None = None  # the billing system: failures, payments
+    portal_webhook_secrets: SecretStr | None = None  # the customer portal: cases
 
     # the partner's payable to 21Vianet: who pays its invoices, reminded this many days before due
     finance_email: EmailStr = "finance@partner.example.cn"
@@ -109,6 +111,18 @@ class Settings(BaseSettings):
         # CODEC_CORS_ORIGINS is written like CODEC_KEYS: comma-separated
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("codec_cors_origins")
+    @classmethod
+    def _named_origins(cls, value: list[str]) -> list[str]:
+        # the codec endpoint answers with decrypted customer data to pages that send its token:
+        # only the UI's own origins, never any page at all
+        if any("*" in origin for origin in value):
+            raise ValueError("must name the Temporal UI's origins, not '*'")
+        bad = [o for o in value if not o.startswith(("http://", "https://")) or o.count("/") != 2]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not an origin such as https://temporal.example.cn")
         return value
 
     @model_validator(mode="after")

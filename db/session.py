@@ -5,6 +5,7 @@ SQLite (the default) gets WAL and a busy timeout so the worker's threads share i
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 
 import db.tables  # noqa: F401  (registers every mapper before configure_mappers)
+from core.files import private_file
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -25,6 +27,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            private_file(Path(parsed.database))  # customer data: the owner's alone
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -44,6 +47,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+@functools.cache
+def shared_sessions(url: str) -> sessionmaker[Session]:
+    """One engine and session factory per database for a process's many short reads (the
+    service layer's), made on first use."""
+    return make_session_factory(make_engine(url))
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

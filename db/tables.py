@@ -206,3 +206,25 @@ class VianetInvoice(TimestampedModel):
     paid_by: Mapped[str | None] = mapped_column(String(200))
     # how many workflow events the stored state includes: a stale retry never overwrites a newer one
     last_event_seq: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class IntakeRequest(TimestampedModel):
+    """A signed request to the HTTP intake, by its caller's idempotency key: claimed while it is
+    carried out, then its answer kept, so the same key gets the same answer from any API process
+    and after a restart. A request that failed for now (5xx) is forgotten: its retry runs."""
+
+    __tablename__ = "intake_requests"
+    __table_args__ = (
+        UniqueConstraint("caller", "idempotency_key", name="uq_intake_requests_caller_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    caller: Mapped[str] = mapped_column(String(16))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(255))
+    body_sha256: Mapped[str] = mapped_column(String(64))
+    # pending (being carried out) -> done (the answer below is final)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[str | None] = mapped_column(Text)

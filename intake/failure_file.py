@@ -25,6 +25,7 @@ from typing import IO, Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from core.files import private_open
 from core.models import BillingFailure
 
 MAX_LINE_BYTES = 64 * 1024
@@ -316,7 +317,7 @@ class RejectedFile:
         if self._stream is None:
             # utf-8-sig: Excel then shows Chinese customer names correctly
             encoding = "utf-8-sig" if self.format is FileFormat.CSV else "utf-8"
-            self._stream = self.path.open("w", encoding=encoding, newline="")
+            self._stream = private_open(self.path, encoding)  # customer names and emails
         return self._stream
 
 

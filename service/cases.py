@@ -73,8 +73,8 @@ class Cases:
         self._settings = settings
 
     def prepare(self, form: CaseForm, policy: CasePolicy | None = None) -> OpenCase:
-        """The workflow's input for a form: a new case id unless the form names one."""
-        return form.open_case(form.case_id or new_case_id(), policy or self._settings.case_policy())
+        """The workflow's input for a form, under a new case id."""
+        return form.open_case(new_case_id(), policy or self._settings.case_policy())
 
     async def open(self, data: OpenCase) -> CaseView:
         """Start the case: the customer is acknowledged, the owner told. AlreadyExists when the

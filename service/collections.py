@@ -3,28 +3,36 @@ is recorded, agents and managers act, anyone may look."""
 
 from __future__ import annotations
 
+import asyncio
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy import select
 from temporalio.client import Client
 
 from core import search, ui
 from core.ids import collections_workflow_id
 from core.models import (
+    WORKING_STATUSES,
     BillingFailure,
     CasePolicy,
     CollectionsPolicy,
+    CollectionsStatus,
     CollectionsView,
     OpenDispute,
     PaymentReceived,
     PromiseToPay,
     ReportFraud,
+    ResumePolicy,
     StartCollections,
     Waive,
 )
 from core.settings import Settings
+from db.session import shared_sessions
+from db.tables import Collections as CollectionsRow
 from service.calls import Named, attempt, ended_status, start
-from service.errors import Ended, NotFound
+from service.cases import Cases
+from service.errors import Ended, NotFound, Refused
 from workflows.collections import CollectionsWorkflow
 
 
@@ -33,13 +41,14 @@ class Started(StrEnum):
     JOINED = "joined"  # the invoice's running workflow took the failure
 
 
-InvoiceAction = PaymentReceived | OpenDispute | ReportFraud | PromiseToPay | Waive
+InvoiceAction = PaymentReceived | OpenDispute | ReportFraud | PromiseToPay | Waive | ResumePolicy
 UPDATES: dict[type[InvoiceAction], Any] = {
     PaymentReceived: CollectionsWorkflow.payment_received,
     OpenDispute: CollectionsWorkflow.open_dispute,
     ReportFraud: CollectionsWorkflow.report_fraud,
     PromiseToPay: CollectionsWorkflow.promise_to_pay,
     Waive: CollectionsWorkflow.waive,
+    ResumePolicy: CollectionsWorkflow.resume,
 }
 Policies = tuple[CollectionsPolicy, CasePolicy]
 
@@ -89,6 +98,9 @@ class Collections:
         (the same failure id again changes nothing; another tenant or currency is refused). An
         invoice whose collections ended is Ended: re-running an import starts nothing.
         `policies`: read once by a caller reporting many failures; by default from the files."""
+        ended = await asyncio.to_thread(self._ended, failure.invoice_id)
+        if ended is not None:  # for ever: Temporal forgets a closed workflow after retention
+            raise Ended(f"invoice {failure.invoice_id}: its collections already ended ({ended})")
         if await self.start(failure, policies):
             return Started.STARTED
         invoice = named(failure.invoice_id)  # it runs (join it) or it ended (say so)
@@ -106,17 +118,53 @@ class Collections:
             ) from None
         return Started.JOINED
 
+    def _ended(self, invoice_id: str) -> str | None:
+        """How the invoice's collections ended, as the database remembers it; None if they did
+        not (or never ran)."""
+        with shared_sessions(self._settings.database_url)() as session:
+            status = session.scalar(
+                select(CollectionsRow.status).where(CollectionsRow.invoice_id == invoice_id)
+            )
+        return status if status and CollectionsStatus(status).is_final else None
+
     async def act(
         self, invoice_id: str, action: InvoiceAction, *, update_id: str | None = None
     ) -> CollectionsView:
         """A payment, or an agent's or manager's action; the view after it (no timeline). The
         same `update_id` again is answered with the first outcome, not run again."""
+        if isinstance(action, OpenDispute) and action.case_id:
+            await self._check_link(invoice_id, action.case_id)
         handle = self._client.get_workflow_handle_for(
             CollectionsWorkflow.run, collections_workflow_id(invoice_id)
         )
         update = handle.execute_update(UPDATES[type(action)], action, id=update_id)
         view: CollectionsView = await attempt(self._client, named(invoice_id), update)
         return view
+
+    async def _check_link(self, invoice_id: str, case_id: str) -> None:
+        """A case linked to a dispute must exist, be the same customer's, in the same currency,
+        and still be worked: refused here, before anything is signalled."""
+        invoice = await self.show(invoice_id)
+        try:
+            case = await Cases(self._client, self._settings).show(case_id)
+        except NotFound:
+            raise Refused(f"case_id: no case {case_id}") from None
+        details = case.details
+        if details.customer.tenant_id != invoice.customer.tenant_id:
+            raise Refused(
+                f"case_id: case {case_id} is tenant {details.customer.tenant_id}'s, invoice "
+                f"{invoice_id} tenant {invoice.customer.tenant_id}'s"
+            )
+        if details.currency != invoice.currency:
+            raise Refused(
+                f"case_id: case {case_id} is in {details.currency}, invoice {invoice_id} in "
+                f"{invoice.currency}"
+            )
+        if case.status not in WORKING_STATUSES:
+            raise Refused(
+                f"case_id: case {case_id} is {case.status.value}: link a case that is still "
+                "being worked, or open a new one (leave out --case)"
+            )
 
     async def show(self, invoice_id: str) -> CollectionsView:
         handle = self._client.get_workflow_handle_for(

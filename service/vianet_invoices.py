@@ -3,12 +3,17 @@ show it."""
 
 from __future__ import annotations
 
+import asyncio
+
+from sqlalchemy import select
 from temporalio.client import Client
 
 from core import ui
 from core.ids import vianet_invoice_workflow_id
 from core.models import MarkVianetPaid, RecordVianetInvoice, VianetInvoiceView
 from core.settings import Settings
+from db.session import shared_sessions
+from db.tables import VianetInvoice
 from service.calls import Named, attempt, start
 from service.errors import AlreadyExists
 from workflows.vianet_invoice import VianetInvoiceWorkflow
@@ -29,7 +34,10 @@ class VianetInvoices:
         self._settings = settings
 
     async def record(self, data: RecordVianetInvoice) -> VianetInvoiceView:
-        """Start the invoice's VianetInvoiceWorkflow; an invoice number is recorded once, ever."""
+        """Start the invoice's VianetInvoiceWorkflow; an invoice number is recorded once, ever
+        (the database remembers it after Temporal has forgotten the workflow)."""
+        if await asyncio.to_thread(self._recorded, data.invoice_number):
+            raise AlreadyExists(f"21Vianet invoice {data.invoice_number} is already recorded")
         started = await start(
             self._client,
             VianetInvoiceWorkflow.run,
@@ -41,6 +49,15 @@ class VianetInvoices:
         if not started:
             raise AlreadyExists(f"21Vianet invoice {data.invoice_number} is already recorded")
         return await self.show(data.invoice_number)
+
+    def _recorded(self, invoice_number: str) -> bool:
+        with shared_sessions(self._settings.database_url)() as session:
+            row = session.scalar(
+                select(VianetInvoice.invoice_number).where(
+                    VianetInvoice.invoice_number == invoice_number
+                )
+            )
+        return row is not None
 
     async def mark_paid(self, invoice_number: str, data: MarkVianetPaid) -> VianetInvoiceView:
         """The partner paid it: the reminders stop and it closes."""

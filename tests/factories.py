@@ -251,6 +251,10 @@ def sample_extra(template: EmailTemplate) -> dict[str, str]:
         },
         EmailTemplate.FINANCE_VIANET_INVOICE_DUE: {"days_left": "3"},
         EmailTemplate.MANAGER_VIANET_INVOICE_OVERDUE: {"days_overdue": "1"},
+        EmailTemplate.MANAGER_NEEDS_ATTENTION: {
+            "step": "Email customer: case resolved (zh-CN)",
+            "error": "DataRefused: the database refused the case's row: value too long",
+        },
     }
     return samples.get(template, {})
 

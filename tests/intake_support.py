@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import time
 import uuid
@@ -17,12 +16,18 @@ import httpx
 from pydantic import SecretStr
 from temporalio.client import Client
 
-from api.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, WINDOW_SECONDS, sign
+from api.signing import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from core.settings import Settings
 from db.migrate import upgrade
 from worker import build_worker
 
-WEBHOOK_SECRET = "test-webhook-secret-4f1c9a7e2b"
+BILLING_SECRET = "test-billing-secret-4f1c9a7e2b"
+PORTAL_SECRET = "test-portal-secret-8d2e6b1f3a"
+# what the API settings need: each caller's secrets (for model_copy(update=SIGNED))
+SIGNED: dict[str, Any] = {
+    "billing_webhook_secrets": SecretStr(BILLING_SECRET),
+    "portal_webhook_secrets": SecretStr(PORTAL_SECRET),
+}
 FAILED_AT = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)
 
 
@@ -34,7 +39,8 @@ async def running_worker(client: Client, tmp_path: Path) -> AsyncIterator[Settin
         database_url=f"sqlite:///{tmp_path / 'billing.db'}",
         outbox_dir=tmp_path / "outbox",
         task_queue=f"intake-{uuid.uuid4()}",
-        webhook_secret=SecretStr(WEBHOOK_SECRET),
+        billing_webhook_secrets=SIGNED["billing_webhook_secrets"],
+        portal_webhook_secrets=SIGNED["portal_webhook_secrets"],
     )
     upgrade(settings.database_url)
     async with build_worker(client, settings):
@@ -97,21 +103,30 @@ async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 30) 
     raise AssertionError("condition not reached")
 
 
-DELIVERIES = itertools.count()
+def caller_secret(path: str) -> str:
+    return PORTAL_SECRET if path == "/v1/cases" else BILLING_SECRET
 
 
 def signed(
-    body: dict[str, Any] | bytes, *, secret: str = WEBHOOK_SECRET, at: int | None = None
+    body: dict[str, Any] | bytes,
+    *,
+    path: str,
+    key: str | None = None,
+    secret: str | None = None,
+    at: int | None = None,
 ) -> tuple[bytes, dict[str, str]]:
+    """The body and the headers of a request to `path` as its caller signs it (a new
+    Idempotency-Key unless `key`)."""
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    # each call is a new delivery signed at a later second than the one before (clock and counter
-    # both rise), so an equal body is not a replay; all stay well inside the window
-    span = WINDOW_SECONDS // 2
-    timestamp = int(time.time()) - span + next(DELIVERIES) % span if at is None else at
+    key = key if key is not None else str(uuid.uuid4())
+    timestamp = int(time.time()) if at is None else at
     headers = {
         "Content-Type": "application/json",
+        KEY_HEADER: key,
         TIMESTAMP_HEADER: str(timestamp),
-        SIGNATURE_HEADER: sign(secret, timestamp, raw),
+        SIGNATURE_HEADER: sign(
+            secret or caller_secret(path), timestamp, raw, method="POST", path=path, key=key
+        ),
     }
     return raw, headers
 
@@ -119,5 +134,5 @@ def signed(
 async def post(
     http: httpx.AsyncClient, path: str, body: dict[str, Any] | bytes, **how: Any
 ) -> httpx.Response:
-    raw, headers = signed(body, **how)
+    raw, headers = signed(body, path=path, **how)
     return await http.post(path, content=raw, headers=headers)

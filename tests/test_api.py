@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -20,18 +21,22 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from api.signing import (
+    KEY_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     WINDOW_SECONDS,
-    ReplayCache,
     SignatureError,
     Verifier,
     sign,
+    split_secrets,
 )
 from core.settings import Settings, SettingsError
 from service import Service
+from service.errors import Unavailable
 from tests.intake_support import (
-    WEBHOOK_SECRET,
+    BILLING_SECRET,
+    PORTAL_SECRET,
+    SIGNED,
     billing_failure_body,
     guid,
     post,
@@ -46,13 +51,19 @@ async def api(dev_env: WorkflowEnvironment, running: Settings) -> AsyncIterator[
     """The app with the test server's client injected, served in-process over ASGI, in front of
     the real worker."""
 
-    settings = running.model_copy(update={"webhook_secret": SecretStr(WEBHOOK_SECRET)})
+    async with intake(dev_env.client, running) as http:
+        yield http
+
+
+@asynccontextmanager
+async def intake(client: Client, running: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """One API process (an app over the same database and Temporal)."""
+    settings = running.model_copy(update=SIGNED)
 
     async def service() -> Service:
-        return Service(dev_env.client, settings)
+        return Service(client, settings)
 
-    app = create_app(settings, service)
-    transport = httpx.ASGITransport(app=app)
+    transport = httpx.ASGITransport(app=create_app(settings, service))
     async with httpx.AsyncClient(transport=transport, base_url="http://intake") as http:
         yield http
 
@@ -83,53 +94,121 @@ async def test_billing_failure_starts_then_joins(
     assert view.failures == [f"{invoice}-F1"]  # the same failure id is counted once
 
 
+async def arrivals(client: Client, workflow_id: str) -> list[EventType.ValueType]:
+    """What reached the workflow from outside: its start, signals, accepted updates."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    kinds = (
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
+    )
+    return [e.event_type for e in history.events if e.event_type in kinds]
+
+
 async def test_refused_requests_start_nothing(
     dev_env: WorkflowEnvironment, api: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     invoice = unique_prefix()
-    raw, good = signed(billing_failure_body(invoice, f"{invoice}-F1"))
+    path = "/v1/billing-failures"
+    key = f"{invoice}-delivery-1"
+    raw, good = signed(billing_failure_body(invoice, f"{invoice}-F1"), path=path, key=key)
     now = int(time.time())
     attempts: dict[str, dict[str, str]] = {
-        "unsigned": {"Content-Type": "application/json"},
+        "unsigned": {"Content-Type": "application/json", KEY_HEADER: key},
         "no timestamp": {k: v for k, v in good.items() if k != TIMESTAMP_HEADER},
-        "wrong secret": signed(raw, secret="not-the-webhook-secret-at-all")[1],
-        "stale": signed(raw, at=now - WINDOW_SECONDS - 5)[1],
-        "from the future": signed(raw, at=now + WINDOW_SECONDS + 5)[1],
-        "other body": signed(raw.replace(b"12340.50", b"1.00"))[1],
+        "wrong secret": signed(raw, path=path, key=key, secret="not-the-secret-at-all")[1],
+        "the portal's secret": signed(raw, path=path, key=key, secret=PORTAL_SECRET)[1],
+        "stale": signed(raw, path=path, key=key, at=now - WINDOW_SECONDS - 5)[1],
+        "from the future": signed(raw, path=path, key=key, at=now + WINDOW_SECONDS + 5)[1],
+        "other body": signed(raw.replace(b"12340.50", b"1.00"), path=path, key=key)[1],
+        "signed for another path": signed(raw, path="/v1/payments", key=key)[1],
+        "another key than signed": {**good, KEY_HEADER: f"{key}-2"},
         "timestamp not a number": {**good, TIMESTAMP_HEADER: "yesterday"},
         "signature not hex": {**good, SIGNATURE_HEADER: "zz-not-hex"},
     }
     for name, headers in attempts.items():
-        response = await api.post("/v1/billing-failures", content=raw, headers=headers)
+        response = await api.post(path, content=raw, headers=headers)
         assert response.status_code == 401, (name, response.text)
     # the signature is checked before the body is read: malformed JSON unsigned is still 401
-    garbage = await api.post("/v1/billing-failures", content=b"{not json", headers={})
+    garbage = await api.post(path, content=b"{not json", headers={})
     assert garbage.status_code == 401
+    # signed, but without an idempotency key: 400, naming the header
+    raw_no_key, no_key = signed(raw, path=path, key="")
+    missing = await api.post(path, content=raw_no_key, headers=no_key)
+    assert missing.status_code == 400 and "Idempotency-Key" in missing.json()["detail"]
     assert not await exists(dev_env.client, f"collections-{invoice}")
 
-    # the genuine request once; its exact replay is refused and never reaches Temporal
-    accepted = await api.post("/v1/billing-failures", content=raw, headers=good)
+    # the genuine request once; its exact replay is answered as the first, never carried out
+    accepted = await api.post(path, content=raw, headers=good)
     assert accepted.status_code == 202
-    replayed = await api.post("/v1/billing-failures", content=raw, headers=good)
-    assert replayed.status_code == 401 and "already received" in replayed.json()["detail"]
-    history = await dev_env.client.get_workflow_handle(f"collections-{invoice}").fetch_history()
-    # the failure started the workflow, and nothing else reached it
-    arrivals = [
-        e.event_type
-        for e in history.events
-        if e.event_type
-        in (
-            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,
-            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
-            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
-        )
+    replayed = await api.post(path, content=raw, headers=good)
+    assert replayed.status_code == 202 and replayed.json() == accepted.json()
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    workflow_id = f"collections-{invoice}"
+    assert await arrivals(dev_env.client, workflow_id) == [
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED
     ]
-    assert arrivals == [EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED]
+    # the same key for another request, properly signed: refused
+    other_raw, other = signed(billing_failure_body(invoice, f"{invoice}-F9"), path=path, key=key)
+    reused = await api.post(path, content=other_raw, headers=other)
+    assert reused.status_code == 409 and "used for another request" in reused.json()["detail"]
 
-    # the secret is never echoed or logged
-    assert WEBHOOK_SECRET not in caplog.text
-    assert WEBHOOK_SECRET not in replayed.text
+    # the secrets are never echoed or logged
+    for secret in (BILLING_SECRET, PORTAL_SECRET):
+        assert secret not in caplog.text and secret not in replayed.text
+
+
+async def test_keys_are_shared_by_every_api_process_and_kept_across_restarts(
+    dev_env: WorkflowEnvironment, running: Settings
+) -> None:
+    invoice = unique_prefix()
+    case_form = {
+        "tenant_id": guid("tenant", invoice),
+        "name": "上海云帆信息科技有限公司",
+        "email": "finance@yunfan.example.cn",
+        "category": "billing-question",
+        "description": "发票金额与合同不符。",
+        "opened_by": "portal",
+    }
+    raw, headers = signed(case_form, path="/v1/cases", key=f"{invoice}-open")
+    async with intake(dev_env.client, running) as first:
+        opened = await first.post("/v1/cases", content=raw, headers=headers)
+    assert opened.status_code == 201, opened.text
+    # another process, or this one after a restart: the same answer, no second case
+    async with intake(dev_env.client, running) as second:
+        again = await second.post("/v1/cases", content=raw, headers=headers)
+    assert again.status_code == 201 and again.json() == opened.json()
+    mine = f'TaskQueue = "{running.task_queue}" AND WorkflowType = "BillingCaseWorkflow"'
+    ids = [w.id async for w in dev_env.client.list_workflows(mine)]
+    assert ids == [opened.json()["workflow_id"]]
+
+
+async def test_a_retry_after_temporal_was_down_is_carried_out(
+    dev_env: WorkflowEnvironment, running: Settings
+) -> None:
+    """A key is remembered only with a final answer: after a 503 the same request runs."""
+    settings = running.model_copy(update=SIGNED)
+    down = True
+
+    async def service() -> Service:
+        if down:
+            raise Unavailable("Temporal is unavailable: test")
+        return Service(dev_env.client, settings)
+
+    invoice = unique_prefix()
+    raw, headers = signed(
+        billing_failure_body(invoice, f"{invoice}-F1"),
+        path="/v1/billing-failures",
+        key=f"{invoice}-1",
+    )
+    transport = httpx.ASGITransport(app=create_app(settings, service))
+    async with httpx.AsyncClient(transport=transport, base_url="http://intake") as http:
+        failed = await http.post("/v1/billing-failures", content=raw, headers=headers)
+        assert failed.status_code == 503
+        down = False
+        retried = await http.post("/v1/billing-failures", content=raw, headers=headers)
+    assert retried.status_code == 202 and retried.json()["result"] == "started"
 
 
 async def test_bad_bodies_name_the_field_and_start_nothing(
@@ -187,9 +266,9 @@ async def test_payments(dev_env: WorkflowEnvironment, api: httpx.AsyncClient) ->
 
 
 async def test_open_case(dev_env: WorkflowEnvironment, api: httpx.AsyncClient) -> None:
-    case_id = f"BC-{unique_prefix()}"
+    tenant = guid("tenant", unique_prefix())
     form: dict[str, Any] = {
-        "tenant_id": guid("tenant", case_id),
+        "tenant_id": tenant,
         "name": "上海云帆信息科技有限公司",
         "email": "finance@yunfan.example.cn",
         "category": "invoice-dispute",
@@ -197,22 +276,24 @@ async def test_open_case(dev_env: WorkflowEnvironment, api: httpx.AsyncClient) -
         "invoice_id": "G012345678",
         "amount": "12340.00",
         "priority": "high",
-        "case_id": case_id,
         "opened_by": "portal",
     }
-    opened = await post(api, "/v1/cases", form)
+    opened = await post(api, "/v1/cases", form, key=f"{tenant}-1")
     assert opened.status_code == 201, opened.text
+    case_id = opened.json()["case_id"]
     assert opened.json() == {"case_id": case_id, "workflow_id": f"case-{case_id}", "status": "open"}
-    again = await post(api, "/v1/cases", form)
-    assert again.status_code == 409 and "already exists" in again.json()["detail"]
+    assert case_id.startswith("BC-") and len(case_id) == 29  # a ULID: never the caller's
+    # a case id of the caller's own is refused: a retry is known by its idempotency key
+    chosen = await post(api, "/v1/cases", {**form, "case_id": "BC-MINE"})
+    assert chosen.status_code == 422 and chosen.json()["detail"][0]["loc"] == ["body", "case_id"]
 
-    other = f"BC-{unique_prefix()}"
-    bell = await post(api, "/v1/cases", {**form, "case_id": other, "name": "Yunfan\x07"})
+    bell = await post(api, "/v1/cases", {**form, "name": "Yunfan\x07"})
     assert bell.status_code == 422 and bell.json()["detail"][0]["loc"] == ["body", "name"]
-    negative = await post(api, "/v1/cases", {**form, "case_id": other, "amount": "-1"})
+    negative = await post(api, "/v1/cases", {**form, "amount": "-1"})
     assert negative.status_code == 422
     assert negative.json()["detail"][0]["loc"] == ["body", "amount"]
-    assert not await exists(dev_env.client, f"case-{other}")
+    nul = await post(api, "/v1/cases", {**form, "description": "deleted\u0000 VM"})
+    assert nul.status_code == 422 and "NUL" in nul.json()["detail"][0]["msg"]
 
 
 async def test_docs_are_open_and_list_the_signature(api: httpx.AsyncClient) -> None:
@@ -220,33 +301,44 @@ async def test_docs_are_open_and_list_the_signature(api: httpx.AsyncClient) -> N
     schema = (await api.get("/openapi.json")).json()
     assert {"/v1/billing-failures", "/v1/payments", "/v1/cases"} <= set(schema["paths"])
     headers = {p["name"] for p in schema["paths"]["/v1/payments"]["post"]["parameters"]}
-    assert headers == {SIGNATURE_HEADER, TIMESTAMP_HEADER}
+    assert headers == {SIGNATURE_HEADER, TIMESTAMP_HEADER, KEY_HEADER}
 
 
-def test_the_api_needs_a_secret(tmp_path: Any) -> None:
-    with pytest.raises(SettingsError, match="WEBHOOK_SECRET is not set"):
-        create_app(Settings(webhook_secret=None))
-    with pytest.raises(SettingsError, match="WEBHOOK_SECRET must be at least 16"):
-        create_app(Settings(webhook_secret=SecretStr("short")))
-    assert "short" not in repr(Settings(webhook_secret=SecretStr("short")))
+def test_the_api_needs_each_callers_secret() -> None:
+    billing = SecretStr(BILLING_SECRET)
+    with pytest.raises(SettingsError, match="PORTAL_WEBHOOK_SECRETS is not set"):
+        create_app(Settings(billing_webhook_secrets=billing, portal_webhook_secrets=None))
+    short = SecretStr("short")
+    with pytest.raises(SettingsError, match="BILLING_WEBHOOK_SECRETS must be at least 16"):
+        create_app(Settings(billing_webhook_secrets=short, portal_webhook_secrets=billing))
+    three = SecretStr(",".join([BILLING_SECRET] * 3))
+    with pytest.raises(SettingsError, match="at most 2 secrets"):
+        create_app(Settings(billing_webhook_secrets=three, portal_webhook_secrets=billing))
+    assert "short" not in repr(Settings(billing_webhook_secrets=short))
 
 
-def test_signing_window_and_replay_cache() -> None:
-    verifier = Verifier(SecretStr(WEBHOOK_SECRET), ReplayCache(max_entries=2))
+def test_signatures_cover_method_path_key_and_body_and_rotate() -> None:
+    old, new = "the-old-secret-of-billing", "the-new-secret-of-billing"
+    verifier = Verifier(split_secrets(SecretStr(f"{old},{new}")))
     body = b'{"x": 1}'
     at = 1_800_000_000
-    verifier.verify(str(at), sign(WEBHOOK_SECRET, at, body), body, now=at + WINDOW_SECONDS)
+    where = {"method": "POST", "path": "/v1/payments", "key": "k-1"}
+
+    def check(secret: str, now: int, **changes: str) -> None:
+        asked = {**where, **changes}
+        signature = sign(secret, at, body, **where)
+        verifier.verify(str(at), signature, body=body, now=now, **asked)
+
+    for secret in (old, new):  # both accepted while the caller moves over
+        check(secret, at + WINDOW_SECONDS)
     with pytest.raises(SignatureError, match="window"):
-        verifier.verify(str(at), sign(WEBHOOK_SECRET, at, body), body, now=at + WINDOW_SECONDS + 1)
-    with pytest.raises(SignatureError, match="already received"):
-        verifier.verify(str(at), sign(WEBHOOK_SECRET, at, body), body, now=at + 1)
-    # bounded: the oldest entry makes room, and entries expire after the window
-    cache = ReplayCache(window=10, max_entries=2)
-    assert cache.first_time("a", 0) and cache.first_time("b", 1) and cache.first_time("c", 2)
-    assert len(cache) == 2 and cache.first_time("a", 3)
-    assert not cache.first_time("c", 4)
-    assert cache.first_time("c", 100) and len(cache) == 1
-    assert sign("k", 1, "body") == sign(SecretStr("k"), 1, b"body")
+        check(new, at + WINDOW_SECONDS + 1)
+    for change in ({"method": "PUT"}, {"path": "/v1/cases"}, {"key": "k-2"}):
+        with pytest.raises(SignatureError, match="does not match"):
+            check(new, at, **change)
+    with pytest.raises(SignatureError, match="does not match"):
+        check("a-third-secret-not-given", at)
+    assert sign("k", 1, "body", path="/p") == sign(SecretStr("k"), 1, b"body", path="/p")
 
 
 async def test_ended_collections_answer_410_and_another_tenant_409(
@@ -276,7 +368,7 @@ async def test_ended_collections_answer_410_and_another_tenant_409(
 
 
 async def test_temporal_unavailable_answers_503_and_says_retry(running: Settings) -> None:
-    settings = running.model_copy(update={"webhook_secret": SecretStr(WEBHOOK_SECRET)})
+    settings = running.model_copy(update=SIGNED)
 
     async def service() -> Service:
         return await Service.connect(settings)  # to TEMPORAL_ADDRESS, where nothing listens

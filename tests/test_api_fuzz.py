@@ -12,6 +12,7 @@ import functools
 import itertools
 import json
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -19,7 +20,6 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from pydantic import SecretStr
 from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
 from schemathesis.core import NotSet
@@ -28,10 +28,11 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from api.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, WINDOW_SECONDS, sign
+from api.signing import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from core.settings import Settings
+from db.migrate import upgrade
 from service import Service
-from tests.intake_support import WEBHOOK_SECRET
+from tests.intake_support import SIGNED, caller_secret
 from tests.workflow_support import FakeActivities
 
 DELIVERIES = itertools.count()
@@ -45,15 +46,15 @@ def schema_of(settings: Settings) -> Any:
 def cases() -> st.SearchStrategy[Any]:
     """Valid and invalid requests of every operation; the signature headers are set (and signed)
     by `signed_request`, so invalid data lies in the body, where validation has to catch it."""
-    schema = schema_of(Settings(webhook_secret=SecretStr(WEBHOOK_SECRET)))
-    signature = {TIMESTAMP_HEADER: "0", SIGNATURE_HEADER: "0"}
+    schema = schema_of(Settings().model_copy(update=SIGNED))
+    signature = {TIMESTAMP_HEADER: "0", SIGNATURE_HEADER: "0", KEY_HEADER: "0"}
     return st.one_of(
         *(schema.as_strategy(generation_mode=mode, headers=signature) for mode in GenerationMode)
     )
 
 
 def signed_request(case: Any) -> dict[str, Any]:
-    """The request as the billing system would send it: its body signed with the secret."""
+    """The request as its caller would send it: a new key, signed with the caller's secret."""
     body = case.body
     if isinstance(body, NotSet):
         raw = b""
@@ -61,14 +62,16 @@ def signed_request(case: Any) -> dict[str, Any]:
         raw = body
     else:
         raw = json.dumps(body).encode()
-    # each request its own second within the window: an equal body is not a replay
-    at = int(time.time()) - next(DELIVERIES) % WINDOW_SECONDS
+    at, key, path = int(time.time()), f"fuzz-{next(DELIVERIES)}-{uuid.uuid4()}", case.formatted_path
     headers = {str(k): str(v) for k, v in (case.headers or {}).items()}
     headers.update(
         {
             "Content-Type": case.media_type or "application/json",
+            KEY_HEADER: key,
             TIMESTAMP_HEADER: str(at),
-            SIGNATURE_HEADER: sign(WEBHOOK_SECRET, at, raw),
+            SIGNATURE_HEADER: sign(
+                caller_secret(path), at, raw, method=case.method, path=path, key=key
+            ),
         }
     )
     return {
@@ -87,8 +90,6 @@ def workflow_ids(body: Any) -> set[str]:
     ids = set()
     if isinstance(body.get("invoice_id"), str) and "failure_id" in body:
         ids.add(f"collections-{body['invoice_id']}")
-    if isinstance(body.get("case_id"), str):
-        ids.add(f"case-{body['case_id']}")
     return ids
 
 
@@ -99,6 +100,14 @@ async def exists(client: Client, workflow_id: str) -> bool:
         assert err.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT), err
         return False
     return True
+
+
+@pytest.fixture(scope="module")
+def database(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The API keeps its idempotency keys here."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'billing.db'}"
+    upgrade(url)
+    return url
 
 
 @pytest.fixture
@@ -116,9 +125,13 @@ def accepted() -> set[str]:
 )
 @given(data=st.data())
 async def test_generated_requests(
-    time_env: WorkflowEnvironment, fake: FakeActivities, accepted: set[str], data: st.DataObject
+    time_env: WorkflowEnvironment,
+    fake: FakeActivities,
+    accepted: set[str],
+    database: str,
+    data: st.DataObject,
 ) -> None:
-    settings = Settings(webhook_secret=SecretStr(WEBHOOK_SECRET), task_queue=fake.task_queue)
+    settings = Settings(task_queue=fake.task_queue, database_url=database).model_copy(update=SIGNED)
     client = time_env.client
 
     async def connect() -> Service:

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from temporalio.api.common.v1 import Payload
 from temporalio.api.failure.v1 import Failure
 from temporalio.exceptions import ApplicationError
@@ -77,6 +77,11 @@ async def test_an_unknown_key_id_is_a_clear_error() -> None:
     altered.data = sealed.data[:-1] + bytes([sealed.data[-1] ^ 1])
     with pytest.raises(CodecError, match="does not authenticate"):
         await codec(f"k1:{OLD}").decode([altered])
+    # too short to hold a nonce and a tag: the same clear error, never a crash
+    for size in (0, 7, 27):
+        altered.data = sealed.data[:size]
+        with pytest.raises(CodecError, match=f"is {size} bytes: too short"):
+            await codec(f"k1:{OLD}").decode([altered])
 
 
 async def test_unencrypted_payloads_pass_through() -> None:
@@ -228,6 +233,10 @@ async def test_endpoint_bad_bodies_and_unknown_keys(endpoint: httpx.AsyncClient)
     [foreign] = await codec(f"k9:{NEW}").encode([plain("x")])
     unknown = await endpoint.post("/decode", json=as_json(foreign), headers=HEADERS)
     assert unknown.status_code == 422 and "key id 'k9'" in unknown.json()["detail"]
+    [sealed] = await codec(f"k1:{OLD}").encode([plain("x")])
+    sealed.data = sealed.data[:5]  # a stored payload cut short: 422, not 500
+    short = await endpoint.post("/decode", json=as_json(sealed), headers=HEADERS)
+    assert short.status_code == 422 and "too short" in short.json()["detail"]
 
 
 async def test_endpoint_cors(endpoint: httpx.AsyncClient) -> None:
@@ -249,6 +258,13 @@ async def test_endpoint_cors(endpoint: httpx.AsyncClient) -> None:
         "/decode", json={"payloads": []}, headers={**HEADERS, "Origin": UI}
     )
     assert answer.headers["access-control-allow-origin"] == UI
+
+
+@pytest.mark.parametrize("origins", ["*", "http://localhost:8233,*", "https://ui.example.cn/"])
+def test_the_codec_answers_named_origins_only(origins: str) -> None:
+    """It answers with decrypted customer data: never to any page (CORS `*`, with credentials)."""
+    with pytest.raises(ValidationError, match="codec_cors_origins"):
+        Settings(codec_cors_origins=origins)
 
 
 def test_endpoint_needs_a_token_and_keys(tmp_path: Path) -> None:

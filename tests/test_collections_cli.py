@@ -4,6 +4,7 @@ and the whole path (failure, show, payment, dispute, promise, waive) on the dev 
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime, timedelta
 
 from temporalio.testing import WorkflowEnvironment
@@ -86,7 +87,7 @@ async def test_collections_commands(dev_env: WorkflowEnvironment, running: Setti
     assert promised.exit_code == 0 and "paused-promise" in promised.output, promised.output
     disputed = await run("dispute", invoice, "--description", "Meter error", "--by", "a")
     assert disputed.exit_code == 0 and "paused-dispute" in disputed.output, disputed.output
-    assert f"{invoice}-D1" in disputed.output  # the linked case
+    assert re.search(r"Linked case\s+BC-[0-9A-Z]{26}", disputed.output)  # a new case
     again = await run("promise", invoice, "--until", until, "--by", "agent.wang")
     assert again.exit_code == 1 and "is paused-dispute" in again.output  # refused
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import httpx
 import pytest_asyncio
-from pydantic import SecretStr
 from sqlalchemy import select
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
@@ -26,7 +25,7 @@ from db.session import make_engine, make_session_factory
 from db.tables import Collections, PartnerCenterAction
 from service import Service
 from tests.codec_support import replay_and_record
-from tests.intake_support import WEBHOOK_SECRET, post
+from tests.intake_support import SIGNED, post
 from tests.partner_center_standin import (
     PartnerCenterStandIn,
     partner_center_settings,
@@ -55,7 +54,7 @@ async def test_failure_suspends_and_payment_reactivates(
     for subscription_id in failure.subscription_ids:
         partner_center_standin.add_subscription(tenant, subscription_id)
 
-    signed = settings.model_copy(update={"webhook_secret": SecretStr(WEBHOOK_SECRET)})
+    signed = settings.model_copy(update=SIGNED)
     app = create_app(signed, _factory(client, signed))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://intake"

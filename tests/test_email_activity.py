@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jinja2 import UndefinedError
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -180,8 +179,9 @@ def test_repeated_failures_before_sending_free_the_key_each_time(
     activities = email_activities(session_factory, FileOutboxSender(tmp_path))
     resolved, broken = unrenderable()
     for attempt in (1, 2, 3):
-        with pytest.raises(UndefinedError, match="outcome"):
+        with pytest.raises(ApplicationError, match="outcome") as failed:
             send(activities, broken)
+        assert failed.value.type == "RenderFailed" and failed.value.non_retryable
         assert log_row(session_factory).attempts == attempt
     assert not send(activities, resolved).duplicate
     row = log_row(session_factory)
@@ -271,7 +271,7 @@ def test_render_failure_frees_the_key(
     activities = email_activities(session_factory, FileOutboxSender(outbox))
     resolved, broken = unrenderable()
 
-    with pytest.raises(UndefinedError, match="outcome"):
+    with pytest.raises(ApplicationError, match="cannot be rendered"):
         send(activities, broken)
     assert log_row(session_factory).status == "pending"
     assert not outbox.exists()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.escalation import EscalationActivities
@@ -152,6 +152,7 @@ def test_record_without_prepare_inserts_the_row(
     assert (row.severity, row.ticket_number) == ("B", escalation.ticket_number)
 
 
-def test_escalation_of_an_unknown_case_fails(activities: EscalationActivities) -> None:
-    with pytest.raises(IntegrityError):
+def test_escalation_before_the_case_is_stored_is_retried(activities: EscalationActivities) -> None:
+    with pytest.raises(ApplicationError, match="not in the database yet") as early:
         prepare(activities, make_escalated_case_view(case_id="BC-UNKNOWN"))
+    assert early.value.type == "CaseNotStoredYet" and not early.value.non_retryable

@@ -12,6 +12,7 @@ import asyncio
 import csv
 import io
 import json
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,8 @@ async def test_import_csv_twice(
     assert first.bytes_read == first.total_bytes == source.stat().st_size
     assert seen and seen[-1] == 1000
     assert first.rejected_file == tmp_path / "billing-run-2026-11.csv.rejected.csv"
+    # it holds customer names and emails: its owner's alone, whatever the umask
+    assert stat.S_IMODE(first.rejected_file.stat().st_mode) == 0o600
 
     rows = read_rejected_csv(first.rejected_file)
     assert set(rows) == set(rejected)

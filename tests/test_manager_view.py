@@ -241,6 +241,13 @@ async def test_saved_queries_find_what_the_readme_promises(
         amount="500.00", owner=None, policy=CasePolicy(sla=dict.fromkeys(Priority, second))
     )
     await Service(client, running).cases.open(breached)
+    # escalated, and the request never filed: after one reminder the manager is asked to look
+    hasty = CasePolicy(ticket_reminder_every=timedelta(seconds=1), ticket_reminders_max=1)
+    stalled = open_case(amount="300.00", policy=hasty)
+    await Service(client, running).cases.open(stalled)
+    await Service(client).cases.act(
+        stalled.case_id, Escalate(reason="Meter", severity=Severity.C, by=AGENT)
+    )
     # an ordinary case: no saved query finds it
     ordinary = open_case(amount="800.00")
     await Service(client, running).cases.open(ordinary)
@@ -254,7 +261,8 @@ async def test_saved_queries_find_what_the_readme_promises(
     expected = {
         "sla-breached": {f"case-{breached.case_id}"},
         "waiting-on-21vianet": {f"case-{escalated.case_id}"},
-        "escalated": {f"case-{escalated.case_id}"},
+        "escalated": {f"case-{escalated.case_id}", f"case-{stalled.case_id}"},
+        "needs-attention": {f"case-{stalled.case_id}"},
         "unassigned": {f"case-{breached.case_id}"},
         "suspended": {f"collections-{failure.invoice_id}"},
         "disputed-over-10k": {f"case-{escalated.case_id}"},
@@ -274,7 +282,7 @@ async def test_saved_queries_find_what_the_readme_promises(
         await eventually(all_found, "every saved query finds its workflows")
     except AssertionError:
         assert found == expected
-    for case in (escalated, breached, ordinary):
+    for case in (escalated, breached, stalled, ordinary):
         await assert_private(client.get_workflow_handle(f"case-{case.case_id}"))
     await assert_private(client.get_workflow_handle(f"collections-{failure.invoice_id}"))
 

@@ -31,6 +31,7 @@ TABLES = {
     "collections",
     "collections_events",
     "vianet_invoices",
+    "intake_requests",
 }
 
 

@@ -76,16 +76,19 @@ def test_every_email_renders_in_every_locale(
     assert (greeting in email.text) is template.to_customer
 
 
-def test_only_the_emails_that_read_the_timeline_are_given_it() -> None:
-    """The workflows send the timeline only with `reads_timeline` templates: a template that
-    quotes it must be one of them, or it would render an empty history."""
+def test_no_email_needs_the_timeline() -> None:
+    """The workflows send no timeline with an email (it is the database's, and it grows): the two
+    templates that quote the customer's last question get it as data, and look in a timeline only
+    for an email queued before (its old input still has one)."""
     readers = {
         folder.name
         for path in (TEMPLATES / "email").rglob("*")
         if path.is_file() and "timeline" in path.read_text(encoding="utf-8")
         for folder in [path.parent]
     }
-    assert readers == {t.value for t in EmailTemplate if t.reads_timeline}
+    assert readers == {"customer_reminder", "owner_customer_silent"}
+    for name in readers:
+        assert "question" in EmailTemplate(name).data.model_fields
 
 
 def test_every_email_has_its_folder_in_every_locale() -> None:
@@ -125,7 +128,7 @@ def test_an_old_activity_input_with_extra_still_reads() -> None:
     assert EmailMessage.model_validate(old).data == typed.data
 
 
-@pytest.mark.parametrize("template", list(EmailTemplate))
+@pytest.mark.parametrize("template", [t for t in EmailTemplate if t.about is not None])
 def test_an_email_needs_the_view_it_is_about(
     renderer: TemplateRenderer, template: EmailTemplate
 ) -> None:
@@ -140,6 +143,21 @@ def test_an_email_needs_the_view_it_is_about(
     view = case_for(template) if other == "case" else collections_for(template)
     with pytest.raises(ValueError, match=f"rendered with {about}"):
         renderer.render(template, Locale.ZH_CN, {other: view, "extra": sample_extra(template)})
+
+
+@pytest.mark.parametrize("about", ["case", "collections", "vianet_invoice"])
+def test_the_attention_email_is_about_any_workflow(renderer: TemplateRenderer, about: str) -> None:
+    template = EmailTemplate.MANAGER_NEEDS_ATTENTION
+    view = {
+        "case": case_for(template),
+        "collections": collections_for(template),
+        "vianet_invoice": vianet_invoice_for(template),
+    }[about]
+    message = make_email_message(template).model_copy(update={"case": None, about: view})
+    email = renderer.render_message(message)
+    kind = {"case": "case", "collections": "invoice", "vianet_invoice": "vianet-invoice"}[about]
+    assert f"retry-step {kind} {message.subject_id}" in email.text
+    assert "DataRefused" in email.html and message.subject_id in email.subject
 
 
 def test_strict_undefined_refuses_a_case_without_resolution(renderer: TemplateRenderer) -> None:

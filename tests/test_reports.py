@@ -3,6 +3,7 @@ where TEST_DATABASE_URL is set, PostgreSQL), and its terminal, HTML and command-
 
 from __future__ import annotations
 
+import stat
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -455,6 +456,10 @@ def test_report_command(seeded_sqlite: str, tmp_path: Path) -> None:
         assert line in result.output
     html = page.read_text(encoding="utf-8")
     assert "¥16,740.75" in html and "Plotly.newPlot" in html
+    # the page names customers: its owner's alone, like the database it came from
+    assert stat.S_IMODE(page.stat().st_mode) == 0o600
+    database = Path(seeded_sqlite.removeprefix("sqlite:///"))
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600
 
 
 def test_report_command_all_time(seeded_sqlite: str) -> None:

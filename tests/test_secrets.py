@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -22,7 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from api.codec import create_codec_app
-from api.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from api.signing import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from core.codec import new_key
 from core.ids import collections_workflow_id
 from core.models import CollectionsStatus
@@ -46,7 +47,8 @@ from worker import build_worker
 from workflows.collections import CollectionsWorkflow
 
 SENDGRID_KEY = "SG.known-sendgrid-key.must-never-leak-3c1d"
-WEBHOOK_SECRET = "known-webhook-secret-must-never-leak-71ab"
+WEBHOOK_SECRET = "known-webhook-secret-must-never-leak-71ab"  # the billing system's
+PORTAL_SECRET = "known-portal-secret-must-never-leak-93cd"
 CODEC_TOKEN = "known-codec-token-must-never-leak-0e5f"
 CODEC_KEY = new_key()
 
@@ -62,7 +64,8 @@ def settings(
         email_backend=EmailBackend.SENDGRID,
         sendgrid_api_key=SecretStr(SENDGRID_KEY),
         sendgrid_host=sendgrid_standin.host,
-        webhook_secret=SecretStr(WEBHOOK_SECRET),
+        billing_webhook_secrets=SecretStr(WEBHOOK_SECRET),
+        portal_webhook_secrets=SecretStr(PORTAL_SECRET),
         codec_keys=SecretStr(f"known-1:{CODEC_KEY}"),
         codec_token=SecretStr(CODEC_TOKEN),
     )
@@ -70,14 +73,18 @@ def settings(
 
 
 def secrets_in(text: str) -> list[str]:
-    known = (SENDGRID_KEY, CLIENT_SECRET, WEBHOOK_SECRET, CODEC_KEY, CODEC_TOKEN)
+    known = (SENDGRID_KEY, CLIENT_SECRET, WEBHOOK_SECRET, PORTAL_SECRET, CODEC_KEY, CODEC_TOKEN)
     return [secret for secret in known if secret in text]
 
 
-def signed(body: dict[str, Any], secret: str = WEBHOOK_SECRET) -> dict[str, Any]:
+def signed(body: dict[str, Any], path: str, secret: str = WEBHOOK_SECRET) -> dict[str, Any]:
     raw = json.dumps(body).encode()
-    now = int(time.time())
-    headers = {TIMESTAMP_HEADER: str(now), SIGNATURE_HEADER: sign(secret, now, raw)}
+    now, key = int(time.time()), str(uuid.uuid4())
+    headers = {
+        KEY_HEADER: key,
+        TIMESTAMP_HEADER: str(now),
+        SIGNATURE_HEADER: sign(secret, now, raw, path=path, key=key),
+    }
     return {"content": raw, "headers": {"Content-Type": "application/json", **headers}}
 
 
@@ -113,9 +120,10 @@ async def test_no_secret_in_logs_errors_or_history(
         httpx.AsyncClient(transport=intake, base_url="http://intake") as api,
         httpx.AsyncClient(transport=codec_app, base_url="http://codec") as codec_http,
     ):
-        wrong = await api.post("/v1/billing-failures", **signed(body, "a-wrong-secret-0123456"))
+        failures = "/v1/billing-failures"
+        wrong = await api.post(failures, **signed(body, failures, "a-wrong-secret-0123456"))
         assert wrong.status_code == 401
-        accepted = await api.post("/v1/billing-failures", **signed(body))
+        accepted = await api.post(failures, **signed(body, failures))
         assert accepted.status_code == 202, accepted.text
         handle = client.get_workflow_handle_for(
             CollectionsWorkflow.run, collections_workflow_id(invoice)
@@ -132,7 +140,7 @@ async def test_no_secret_in_logs_errors_or_history(
             "amount": "3000.00",
             "received_at": "2026-11-25T10:00:00+08:00",
         }
-        paid = await api.post("/v1/payments", **signed(payment))
+        paid = await api.post("/v1/payments", **signed(payment, "/v1/payments"))
         assert paid.status_code == 200, paid.text
         result = await handle.result()
         assert result.status is CollectionsStatus.PAID and result.paid == Decimal("3000.00")
@@ -167,6 +175,13 @@ async def test_no_secret_in_logs_errors_or_history(
     assert codec is not None
     opened = await decrypted(await handle.fetch_history(), codec)
     readable = b"".join(event.SerializeToString() for event in opened.events)
-    for secret in (SENDGRID_KEY, CLIENT_SECRET, WEBHOOK_SECRET, CODEC_KEY, CODEC_TOKEN):
+    for secret in (
+        SENDGRID_KEY,
+        CLIENT_SECRET,
+        WEBHOOK_SECRET,
+        PORTAL_SECRET,
+        CODEC_KEY,
+        CODEC_TOKEN,
+    ):
         assert secret.encode() not in stored and secret.encode() not in readable, secret
     assert body["customer"]["email"].encode() in readable  # the decrypted history is readable

@@ -79,6 +79,17 @@ class FakeActivities:
     missing_subscriptions: set[str] = field(default_factory=set)  # Partner Center answers 404
     vianet_invoices: list[PersistVianetInvoice] = field(default_factory=list)
     task_queue: str = field(default_factory=lambda: f"cases-{uuid.uuid4()}")
+    # activity name -> the permanent errors (type, message) its next calls raise, in order
+    failing: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+
+    def fail_next(self, activity_name: str, error_type: str, message: str, times: int = 1) -> None:
+        self.failing.setdefault(activity_name, []).extend([(error_type, message)] * times)
+
+    def _maybe_fail(self, activity_name: str) -> None:
+        queued = self.failing.get(activity_name)
+        if queued:
+            error_type, message = queued.pop(0)
+            raise ApplicationError(message, type=error_type, non_retryable=True)
 
     def templates(self) -> list[EmailTemplate]:
         return [e.template for e in self.emails]
@@ -86,6 +97,7 @@ class FakeActivities:
     def all(self) -> list[Callable[..., Any]]:
         @activity.defn(name="send_email")
         async def send_email(message: EmailMessage) -> EmailSent:
+            self._maybe_fail("send_email")
             if message.template in self.reject:
                 raise ApplicationError(
                     f"550 mailbox unavailable: {message.to}",
@@ -97,10 +109,12 @@ class FakeActivities:
 
         @activity.defn(name="persist_case")
         async def persist_case(data: PersistCase) -> None:
+            self._maybe_fail("persist_case")
             self.persisted.append(data)
 
         @activity.defn(name="prepare_escalation")
         async def prepare_escalation(data: PrepareEscalation) -> EscalationRequest:
+            self._maybe_fail("prepare_escalation")
             return EscalationRequest(
                 title=f"[{data.severity.value}] Billing dispute {data.case.case_id}",
                 body=f"Reason: {data.reason}",
@@ -112,10 +126,12 @@ class FakeActivities:
 
         @activity.defn(name="persist_collections")
         async def persist_collections(data: PersistCollections) -> None:
+            self._maybe_fail("persist_collections")
             self.collections.append(data)
 
         @activity.defn(name="change_subscription")
         async def change_subscription(data: ChangeSubscription) -> SubscriptionChanged:
+            self._maybe_fail("change_subscription")
             if data.subscription_id in self.missing_subscriptions:
                 raise ApplicationError(
                     f"Partner Center 404: subscription {data.subscription_id} not found",

@@ -1,5 +1,13 @@
 """What every workflow shares: an event log, a queue of typed side effects carried out in order by
-the main loop, the loop itself (effects first, then the earliest alarm), and sending email by key.
+the main loop, the loop itself (effects first, then the earliest alarm), sending email by key, and
+the rule that data never wedges a workflow.
+
+That rule: an activity retries a transient failure (a database or a provider down) with backoff,
+for ACTIVITY_RETRY_BUDGET; a permanent one (data refused, a template that cannot render, input
+that does not validate) fails at once. Either way the step that failed does not fail the
+workflow: it is recorded in the timeline, the workflow sets NeedsAttention, tells a manager once
+and waits for an operator to retry the step (after a fix) or skip it. Everything else a workflow
+does keeps working meanwhile: updates, queries, the database row.
 """
 
 from __future__ import annotations
@@ -9,14 +17,15 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, Literal, TypeVar, cast
 
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from core import search
     from core.models import (
         CaseEvent,
         EmailData,
@@ -25,23 +34,51 @@ with workflow.unsafe.imports_passed_through():
         EmailTemplate,
         EventKind,
         Locale,
+        LogState,
         Recipient,
+        RetryStep,
+        SkipStep,
+        StepAnswer,
     )
+    from core.models.email import ManagerNeedsAttention
 
-# Nothing is dropped: transient failures (database down, 429/5xx) retry until they succeed.
+# Permanent answers a workflow handles itself: a bounced address, Partner Center's 4xx.
 BUSINESS_ERRORS = (
     "EmailRejected",
     "PartnerCenterNotFound",
     "PartnerCenterForbidden",
     "PartnerCenterRejected",
 )
+# Permanent failures of a step: retrying the same input cannot help; an operator looks.
+PERMANENT_ERRORS = ("DataRefused", "RenderFailed", "ValidationError", "PartnerCenterKeyReused")
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=5),
-    non_retryable_error_types=list(BUSINESS_ERRORS),
+    non_retryable_error_types=[*BUSINESS_ERRORS, *PERMANENT_ERRORS],
 )
 ACTIVITY_TIMEOUT = timedelta(seconds=60)
+# how long a transient failure is retried (about 80 attempts) before a person is asked
+ACTIVITY_RETRY_BUDGET = timedelta(hours=6)
+REASON_CHARS = 500
+# the events a workflow keeps (all are in the database), and how much of each text
+TAIL_EVENTS = 20
+TAIL_TEXT_CHARS = 1_000
+# a run continues as new past either (or when the server suggests it): every history stays small;
+# never before MIN_RUN_EVENTS, so a run that starts with a large state cannot loop
+HISTORY_EVENTS_BUDGET = 2_000
+HISTORY_BYTES_BUDGET = 3 * 1024 * 1024
+MIN_RUN_EVENTS = 100
+
+
+def activity_options(summary: str) -> dict[str, Any]:
+    """The timeouts and retries of every activity a workflow runs, with its line in the history."""
+    return {
+        "start_to_close_timeout": ACTIVITY_TIMEOUT,
+        "schedule_to_close_timeout": ACTIVITY_RETRY_BUDGET,
+        "retry_policy": RETRY,
+        "summary": summary,
+    }
 
 
 class ActionRefused(ApplicationError):
@@ -69,6 +106,15 @@ class SendEmail:
 
 
 @dataclass
+class Stuck:
+    """A step that failed and waits for an operator."""
+
+    step: str
+    error: str
+    since: datetime
+
+
+@dataclass
 class Alarm:
     at: datetime
     label: str
@@ -86,12 +132,34 @@ def without_timeline(view: View) -> View:
     return view.model_copy(update={"timeline": []})
 
 
+def cut(text: str, chars: int = TAIL_TEXT_CHARS) -> str:
+    """A long free text as an answer or a tail keeps it (the database and the query have it)."""
+    return text if len(text) <= chars else text[: chars - 1] + "…"
+
+
 def email_summary(email: SendEmail, locale: Locale) -> str:
     """The history's line for an email, e.g. `Email customer: case resolved (zh-CN)`."""
     what = email.template.value
     if email.recipient is not Recipient.CUSTOMER:
         what = what.partition("_")[2]  # owner_new_case -> new case
     return f"Email {email.recipient.value}: {what.replace('_', ' ')} ({locale.value})"
+
+
+def _shortened(event: CaseEvent) -> CaseEvent:
+    """An event as the workflow keeps it once it is saved: a long text cut (the database has it)."""
+    if len(event.text) <= TAIL_TEXT_CHARS:
+        return event
+    return event.model_copy(update={"text": cut(event.text)})
+
+
+def failure_reason(err: BaseException) -> str:
+    """What went wrong, for the timeline and the manager: the innermost message, bounded."""
+    while isinstance(err, FailureError) and err.cause is not None:
+        err = err.cause
+    text = err.message if isinstance(err, FailureError) else str(err)
+    kind = err.type if isinstance(err, ApplicationError) and err.type else type(err).__name__
+    reason = f"{kind}: {text}" if text else kind
+    return reason if len(reason) <= REASON_CHARS else reason[: REASON_CHARS - 1] + "…"
 
 
 def business_error(err: ActivityError) -> ApplicationError | None:
@@ -105,11 +173,31 @@ def business_error(err: ActivityError) -> ApplicationError | None:
 class EffectLoop(ABC, Generic[Effect]):
     """Base of every workflow: handlers change state and queue effects; `serve` carries them out."""
 
-    def _start_log(self) -> None:
-        self._events: list[CaseEvent] = []
-        self._persisted = 0
+    def _start_log(self, carried: LogState | None = None) -> None:
+        log = carried or LogState(last_seq=0, emails_sent=0)
+        self._tail: deque[CaseEvent] = deque(log.tail, maxlen=TAIL_EVENTS)
+        self._unsaved: list[CaseEvent] = list(log.unsaved)  # not yet in the database: whole
+        self._seq = log.last_seq
         self._effects: deque[Effect] = deque()
-        self._emails = 0
+        self._emails = log.emails_sent
+        self._stuck: Stuck | None = None
+        self._decision: Literal["retry", "skip"] | None = None
+        self._flagged: str | None = log.flagged  # why a manager must look, besides a failed step
+        self._attention_shown: str | None = log.attention  # what NeedsAttention says now
+
+    def _log_state(self) -> LogState:
+        return LogState(
+            tail=list(self._tail),
+            unsaved=list(self._unsaved),
+            last_seq=self._seq,
+            emails_sent=self._emails,
+            flagged=self._flagged,
+            attention=self._attention_shown,
+        )
+
+    def _timeline(self) -> list[CaseEvent]:
+        """The recent events (the database has them all), the unsaved ones whole."""
+        return [*self._tail, *self._unsaved]
 
     # -- provided by each workflow
     @abstractmethod
@@ -132,6 +220,51 @@ class EffectLoop(ABC, Generic[Effect]):
     def _publish_details(self) -> None:
         """Set the UI's current details (a query answer, not a command: replay is unaffected)."""
 
+    @abstractmethod
+    def _continue_as_new(self) -> None:
+        """Continue as a new run with everything the next one needs (raises, never returns)."""
+
+    @abstractmethod
+    def _send_locale(self) -> Locale:
+        """The language of this workflow's emails."""
+
+    @abstractmethod
+    async def _send(self, email: SendEmail) -> EmailSent | ApplicationError:
+        """Send with this workflow's view; a rejected address comes back, not raised."""
+
+    # -- operators: a step that failed is retried or skipped
+    @workflow.update
+    def retry_step(self, data: RetryStep) -> StepAnswer:
+        stuck = self._stuck
+        assert stuck is not None  # the validator saw to it
+        self._record(EventKind.STEP_RETRIED, data.by, stuck.step)
+        self._decision = "retry"
+        return StepAnswer(
+            workflow_id=workflow.info().workflow_id, step=stuck.step, decision="retry"
+        )
+
+    @retry_step.validator
+    def _check_retry(self, data: RetryStep) -> None:
+        self._refuse_unless_stuck()
+
+    @workflow.update
+    def skip_step(self, data: SkipStep) -> StepAnswer:
+        stuck = self._stuck
+        assert stuck is not None
+        self._record(EventKind.STEP_SKIPPED, data.by, data.reason, step=stuck.step)
+        self._decision = "skip"
+        return StepAnswer(workflow_id=workflow.info().workflow_id, step=stuck.step, decision="skip")
+
+    @skip_step.validator
+    def _check_skip(self, data: SkipStep) -> None:
+        self._refuse_unless_stuck()
+
+    def _refuse_unless_stuck(self) -> None:
+        if self._stuck is None or self._decision is not None:
+            raise ActionRefused(
+                f"{workflow.info().workflow_id} has no failed step waiting for an operator"
+            )
+
     # -- shared
     async def _serve(self) -> None:
         while True:
@@ -139,6 +272,12 @@ class EffectLoop(ABC, Generic[Effect]):
             self._publish_details()  # whatever changed, the UI shows it before we wait or end
             if self._finished():
                 break
+            if self._history_full():
+                # no handler half done; events not saved yet go along, effects are carried out
+                # first (a steady stream of actions only records events: it never holds this up)
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                if not self._effects and self._stuck is None:
+                    self._continue_as_new()
             alarm = self._next_alarm()
             if alarm is None:
                 await workflow.wait_condition(self._has_work)
@@ -154,30 +293,151 @@ class EffectLoop(ABC, Generic[Effect]):
                     pass
             alarm.fire()
         await workflow.wait_condition(workflow.all_handlers_finished)
+        # what the last handlers recorded is saved too (before this change it could be left)
+        if self._has_work() and workflow.patched("save-after-last-handlers"):
+            await self._carry_out_effects()
+
+    def _history_full(self) -> bool:
+        info = workflow.info()
+        if info.get_current_history_length() < MIN_RUN_EVENTS:
+            return False
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() >= HISTORY_EVENTS_BUDGET
+            or info.get_current_history_size() >= HISTORY_BYTES_BUDGET
+        )
 
     def _has_work(self) -> bool:
-        return bool(self._effects) or self._persisted < len(self._events)
+        return bool(self._effects) or bool(self._unsaved)
 
     async def _carry_out_effects(self) -> None:
-        while self._has_work():
-            if self._persisted < len(self._events):
-                upto = len(self._events)
-                await self._persist(self._events[self._persisted : upto])
-                self._persisted = max(self._persisted, upto)
-            elif self._effects:
-                await self._carry_out(self._effects.popleft())
+        """Save what happened, then carry out one effect, and again until nothing is left.
+
+        One effect between two saves: a steady stream of actions (notes, say) keeps adding events
+        to save, and must not hold the emails back. A full history stops here too (the events
+        go along unsaved into the next run), so such a stream cannot keep a run going either."""
+        while self._has_work() and not (
+            self._history_full() and not self._effects and not self._finished()
+        ):
+            if self._unsaved:
+                saving = list(self._unsaved)
+                await self._step("save to the database", self._persist, saving)
+                del self._unsaved[: len(saving)]
+                self._tail.extend(_shortened(event) for event in saving)
+                # before this change an effect waited until no event was left to save
+                if self._unsaved and not workflow.patched("effects-between-saves"):
+                    continue
+            if self._effects:
+                effect = self._effects[0]
+                await self._step(self._describe(effect), self._carry_out, effect)
+                self._effects.popleft()
+
+    def _describe(self, effect: Effect) -> str:
+        """An effect as the timeline and the manager read it."""
+        if isinstance(effect, SendEmail):
+            return email_summary(effect, self._send_locale())
+        return type(effect).__name__
+
+    async def _step(self, label: str, run: Callable[[Any], Any], arg: Any) -> None:
+        """Run one step; when it fails, wait for an operator to retry or skip it."""
+        while True:
+            try:
+                await run(arg)
+                return
+            except CancelledError:
+                raise
+            except FailureError as err:
+                if await self._operator_decides(label, failure_reason(err)) == "skip":
+                    return
+
+    async def _operator_decides(self, label: str, reason: str) -> Literal["retry", "skip"]:
+        self._stuck = Stuck(label, reason, workflow.now())
+        self._record(EventKind.STEP_FAILED, "workflow", reason, step=label)
+        self._show_attention()
+        self._publish_details()
+        await self._tell_manager(label, reason)
+        await workflow.wait_condition(lambda: self._decision is not None)
+        decision = self._decision
+        assert decision is not None
+        self._stuck, self._decision = None, None
+        self._show_attention()
+        return decision
+
+    async def _tell_manager(self, step: str, reason: str) -> None:
+        """Once per failed step or flag; if even this email fails, the timeline has it."""
+        email = self._email(ManagerNeedsAttention(step=step, error=reason))
+        try:
+            await self._send(email)
+        except CancelledError:
+            raise
+        except FailureError as err:
+            self._record(
+                EventKind.EMAIL_BOUNCED,
+                "workflow",
+                failure_reason(err),
+                template=email.template.value,
+            )
+
+    def _flag(self, why: str) -> None:
+        """A manager must look (a reminder ran out, a signal was refused); told once."""
+        if self._flagged == why:
+            return
+        self._flagged = why
+        self._record(EventKind.NEEDS_ATTENTION, "workflow", why)
+        self._queue_email(ManagerNeedsAttention(step=why, error=""))
+        self._show_attention()
+
+    def _unflag(self) -> None:
+        if self._flagged is not None:
+            self._flagged = None
+            self._show_attention()
+
+    def _show_attention(self) -> None:
+        wanted = (
+            search.FAILED_STEP
+            if self._stuck is not None
+            else search.STALLED
+            if self._flagged is not None
+            else None
+        )
+        if wanted != self._attention_shown:  # the attribute is written only when it changes
+            self._attention_shown = wanted
+            key = search.NEEDS_ATTENTION
+            workflow.upsert_search_attributes(
+                [key.value_set(wanted) if wanted else key.value_unset()]
+            )
+
+    def _attention_line(self) -> str | None:
+        """The line the UI's details and the views give a manager, if one must look."""
+        if self._stuck is not None:
+            return (
+                f"NEEDS ATTENTION: {self._stuck.step} failed: {self._stuck.error} "
+                "(retry-step after a fix, or skip-step --reason)"
+            )
+        if self._flagged is not None:
+            return f"NEEDS ATTENTION: {self._flagged}"
+        return None
 
     def _record(self, kind: EventKind, actor: str, text: str = "", **data: str) -> None:
-        self._events.append(
+        self._seq += 1
+        self._unsaved.append(
             CaseEvent(
-                seq=len(self._events) + 1,
-                at=workflow.now(),
-                kind=kind,
-                actor=actor,
-                text=text,
-                data=data,
+                seq=self._seq, at=workflow.now(), kind=kind, actor=actor, text=text, data=data
             )
         )
+
+    def _email_view(self, view: View) -> View:
+        """What an email gets of its view: no timeline (the database's), and what else the
+        workflow leaves out to keep an email's input small."""
+        return without_timeline(view)
+
+    def _key(self, name: str) -> str:
+        """A dedup key unique for ever: the workflow id and, since this change, its first run's
+        id (an id used again after retention starts another chain of runs)."""
+        info = workflow.info()
+        if workflow.patched("run-unique-keys"):
+            return f"{info.workflow_id}/{info.first_execution_run_id}/{name}"
+        return f"{info.workflow_id}/{name}"
 
     def _email(self, data: EmailData) -> SendEmail:
         """The email to its recipient's address as of now (queue it, or deliver it as a step)."""
@@ -192,24 +452,15 @@ class EffectLoop(ABC, Generic[Effect]):
     ) -> EmailSent | ApplicationError:
         """Send once per stable key; a rejected address comes back as the error, not raised."""
         self._emails += 1
-        key = f"{workflow.info().workflow_id}/{self._emails}-{email.template.value}"
-        if not email.data.reads_timeline:
-            about = {name: without_timeline(view) for name, view in about.items()}
+        key = self._key(f"{self._emails}-{email.template.value}")
+        about = {name: self._email_view(view) for name, view in about.items()}
         who = "customer" if email.recipient is Recipient.CUSTOMER else "staff"
         try:
             sent: EmailSent = await workflow.execute_activity(
                 "send_email",
-                EmailMessage(
-                    key=key,
-                    to=email.address,
-                    locale=locale,
-                    data=email.data,
-                    **about,
-                ),
+                EmailMessage(key=key, to=email.address, locale=locale, data=email.data, **about),
                 result_type=EmailSent,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=RETRY,
-                summary=email_summary(email, locale),
+                **activity_options(email_summary(email, locale)),
             )
         except ActivityError as err:
             rejected = business_error(err)

@@ -17,21 +17,25 @@ from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from core import search
+    from core.ids import is_collections_workflow_id
     from core.models import (
         WORKING_STATUSES,
         AddNote,
         Assign,
         CaseEvent,
         CaseRecord,
+        CaseState,
         CaseStatus,
         CaseView,
         Confirm,
         CustomerReply,
         DisputeOutcome,
+        EmailSent,
         Escalate,
         EscalationRequest,
         EscalationView,
         EventKind,
+        Locale,
         OpenCase,
         PersistCase,
         PrepareEscalation,
@@ -65,12 +69,12 @@ with workflow.unsafe.imports_passed_through():
         OwnerSlaReminder,
     )
     from workflows.base import (
-        ACTIVITY_TIMEOUT,
-        RETRY,
         ActionRefused,
         Alarm,
         EffectLoop,
         SendEmail,
+        activity_options,
+        cut,
         without_timeline,
     )
     from workflows.sla import SlaClock
@@ -78,6 +82,9 @@ with workflow.unsafe.imports_passed_through():
 # The statuses in which each SLA clock counts; elsewhere it is paused.
 FIRST_RESPONSE_RUNS = frozenset({CaseStatus.OPEN})
 RESOLUTION_RUNS = frozenset({CaseStatus.OPEN, CaseStatus.ESCALATION_PENDING})
+# escalations of one case: what it carries stays well inside a payload (each may hold 64 KiB of
+# reason, request and answer)
+MAX_ESCALATIONS = 5
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,13 @@ class DeliverResolution:
     """Effect: the resolution email; the case is resolved only once it reached the customer."""
 
     email: SendEmail
+
+
+@dataclass(frozen=True)
+class PrepareRequest:
+    """Effect: render 21Vianet request `number` (1-based) for the agent to file in the portal."""
+
+    number: int
 
 
 @dataclass(frozen=True)
@@ -101,7 +115,7 @@ class ReportOutcome:
     outcome: DisputeOutcome
 
 
-CaseEffect = SendEmail | DeliverResolution | SaveEscalation | ReportOutcome
+CaseEffect = SendEmail | DeliverResolution | PrepareRequest | SaveEscalation | ReportOutcome
 
 
 @workflow.defn
@@ -115,12 +129,16 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
         self._owner = data.owner
         self._opened_at = workflow.now()
         self._closed_at: datetime | None = None
-        self._start_log()
         targets = data.policy.sla[data.details.priority]
         reminder_at = data.policy.sla_reminder_at
-        self._first_response = SlaClock("first response", targets.first_response, reminder_at)
-        self._resolution = SlaClock("resolution", targets.resolution, reminder_at)
+        self._first_response = SlaClock(
+            name="first response", target=targets.first_response, reminder_at=reminder_at
+        )
+        self._resolution = SlaClock(
+            name="resolution", target=targets.resolution, reminder_at=reminder_at
+        )
         self._waiting_since: datetime | None = None
+        self._last_question: str | None = None
         self._customer_reminders = 0
         self._customer_silence_reported = False
         self._escalations: list[EscalationView] = []
@@ -130,15 +148,60 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
         self._told_at: datetime | None = None
         self._reopen_count = 0
         self._collections = data.collections_workflow_id
+        self._preparing: set[int] = set()  # 21Vianet requests being rendered
+        self._start_log(data.carried.log if data.carried else None)
+        if data.carried is not None:
+            self._restore(data.carried)
+
+    def _restore(self, state: CaseState) -> None:
+        """Go on where the run before this one stopped (it continued as new)."""
+        self._status, self._details, self._owner = state.status, state.details, state.owner
+        self._opened_at, self._closed_at = state.opened_at, state.closed_at
+        self._first_response = SlaClock.model_validate(state.first_response.model_dump())
+        self._resolution = SlaClock.model_validate(state.resolution.model_dump())
+        self._waiting_since, self._last_question = state.waiting_since, state.last_question
+        self._customer_reminders = state.customer_reminders
+        self._customer_silence_reported = state.customer_silence_reported
+        self._escalations = list(state.escalations)
+        self._escalation_reminders = state.escalation_reminders
+        self._vianet_follow_ups = state.vianet_follow_ups
+        self._resolution_view, self._told_at = state.resolution_view, state.told_at
+        self._reopen_count = state.reopen_count
+        self._collections = state.collections_workflow_id
+
+    def _continue_as_new(self) -> None:
+        state = CaseState(
+            status=self._status,
+            details=self._details,
+            owner=self._owner,
+            opened_at=self._opened_at,
+            closed_at=self._closed_at,
+            first_response=self._first_response,
+            resolution=self._resolution,
+            waiting_since=self._waiting_since,
+            last_question=self._last_question,
+            customer_reminders=self._customer_reminders,
+            customer_silence_reported=self._customer_silence_reported,
+            escalations=self._escalations,
+            escalation_reminders=self._escalation_reminders,
+            vianet_follow_ups=self._vianet_follow_ups,
+            resolution_view=self._resolution_view,
+            told_at=self._told_at,
+            reopen_count=self._reopen_count,
+            collections_workflow_id=self._collections,
+            log=self._log_state(),
+        )
+        workflow.continue_as_new(self._data.model_copy(update={"carried": state}))
 
     # ------------------------------------------------------------------ the story
 
     @workflow.run
     async def run(self, data: OpenCase) -> CaseView:
-        self._record(EventKind.OPENED, data.opened_by, data.details.description)
-        self._queue_email(CaseAcknowledged())
-        self._queue_email(OwnerNewCase())
-        self._sync_clocks()
+        if data.carried is None:  # a new case, not the next run of one
+            self._record(EventKind.OPENED, data.opened_by, data.details.description)
+            self._queue_email(CaseAcknowledged())
+            self._queue_email(OwnerNewCase())
+            self._sync_clocks()
         await self._serve()
         return self.view()
 
@@ -154,7 +217,7 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
         self._queue_email(OwnerNewCase())
         if workflow.patched("assign-publishes-agent"):  # older histories have no upsert here
             self._publish()
-        return without_timeline(self.view())
+        return self._answer()
 
     @assign.validator
     def _check_assign(self, data: Assign) -> None:
@@ -163,7 +226,7 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
     @workflow.update
     def note(self, data: AddNote) -> CaseView:
         self._record(EventKind.NOTE, data.by, data.text)
-        return without_timeline(self.view())
+        return self._answer()
 
     @note.validator
     def _check_note(self, data: AddNote) -> None:
@@ -176,7 +239,7 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
         )
         self._details = self._details.model_copy(update={"customer": customer})
         self._record(EventKind.NOTE, data.by, f"customer contact changed to {data.email}")
-        return without_timeline(self.view())
+        return self._answer()
 
     @update_contact.validator
     def _check_update_contact(self, data: UpdateContact) -> None:
@@ -188,9 +251,10 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
         self._set_status(CaseStatus.WAITING_ON_CUSTOMER)
         self._waiting_since, self._customer_reminders = workflow.now(), 0
         self._customer_silence_reported = False
+        self._last_question = data.question
         self._record(EventKind.INFO_REQUESTED, data.by, data.question)
         self._queue_email(InfoRequested(question=data.question))
-        return without_timeline(self.view())
+        return self._answer()
 
     @request_info.validator
     def _check_request_info(self, data: RequestInfo) -> None:
@@ -203,7 +267,7 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
             self._waiting_since = None
             self._set_status(CaseStatus.OPEN)
         self._queue_email(OwnerCaseUpdate(text=data.text))
-        return without_timeline(self.view())
+        return self._answer()
 
     @customer_reply.validator
     def _check_customer_reply(self, data: CustomerReply) -> None:
@@ -231,7 +295,7 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
         )
         resolution = self._email(CaseResolved(reopen_days=self._policy.reopen_window.days))
         self._effects.append(DeliverResolution(resolution))
-        return without_timeline(self.view())
+        return self._answer()
 
     @resolve.validator
     def _check_resolve(self, data: Resolve) -> None:
@@ -259,16 +323,37 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
         self._set_status(CaseStatus.ESCALATION_PENDING)
         number = len(self._escalations)
         self._record(EventKind.ESCALATED, data.by, data.reason, severity=data.severity.value)
-        request = await workflow.execute_activity(
+        if workflow.patched("escalation-request-as-a-step"):
+            # a step of the main loop, so a failure waits for an operator, not this update: the
+            # answer has the request to file once it is rendered, or says who must act
+            self._preparing.add(number)
+            self._effects.append(PrepareRequest(number))
+            await workflow.wait_condition(
+                lambda: number not in self._preparing or self._stuck is not None
+            )
+        else:  # running cases that escalated before: rendered inside the update
+            self._request_prepared(number, await self._prepare_request(number))
+        return self._answer(request=number)
+
+    async def _prepare_request(self, number: int) -> EscalationRequest:
+        escalation = self._escalations[number - 1]
+        request: EscalationRequest = await workflow.execute_activity(
             "prepare_escalation",
             PrepareEscalation(
-                case=self.view(), escalation_no=number, severity=data.severity, reason=data.reason
+                case=self.view(),
+                escalation_no=number,
+                severity=escalation.severity,
+                reason=escalation.reason,
             ),
             result_type=EscalationRequest,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY,
-            summary=f"Render 21Vianet request #{number} (severity {data.severity.value})",
+            **activity_options(
+                f"Render 21Vianet request #{number} (severity {escalation.severity.value})"
+            ),
         )
+        return request
+
+    def _request_prepared(self, number: int, request: EscalationRequest) -> None:
+        """The request is ready to file: the owner gets it, the customer hears of the escalation."""
         self._escalations[number - 1] = self._escalations[number - 1].model_copy(
             update={"request_title": request.title, "request_body": request.body}
         )
@@ -276,11 +361,15 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
             OwnerFileEscalation(request_title=request.title, request_body=request.body)
         )
         self._queue_email(CaseEscalated())
-        return without_timeline(self.view())
 
     @escalate.validator
     def _check_escalate(self, data: Escalate) -> None:
         self._require({CaseStatus.OPEN, CaseStatus.WAITING_ON_CUSTOMER}, "escalate")
+        if len(self._escalations) >= MAX_ESCALATIONS:
+            raise ActionRefused(
+                f"case {self._data.case_id} was escalated to 21Vianet {MAX_ESCALATIONS} times: "
+                "a manager decides what happens next"
+            )
 
     @workflow.update
     def vianet_ticket(self, data: VianetTicket) -> CaseView:
@@ -292,7 +381,7 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
         self._set_status(CaseStatus.WAITING_ON_VIANET)
         self._record(EventKind.VIANET_TICKET, data.by, data.ticket_number)
         self._effects.append(SaveEscalation(number))
-        return without_timeline(self.view())
+        return self._answer()
 
     @vianet_ticket.validator
     def _check_vianet_ticket(self, data: VianetTicket) -> None:
@@ -311,7 +400,7 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
         self._set_status(CaseStatus.OPEN)
         self._record(EventKind.VIANET_RESPONSE, data.by, data.text)
         self._effects.append(SaveEscalation(len(self._escalations)))
-        return without_timeline(self.view())
+        return self._answer()
 
     @vianet_response.validator
     def _check_vianet_response(self, data: VianetResponse) -> None:
@@ -326,7 +415,7 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
     def confirm(self, data: Confirm) -> CaseView:
         self._record(EventKind.CONFIRMED, data.by, "customer confirmed the resolution")
         self._close()
-        return without_timeline(self.view())
+        return self._answer()
 
     @confirm.validator
     def _check_confirm(self, data: Confirm) -> None:
@@ -343,7 +432,7 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
         self._record(EventKind.REOPENED, data.by, data.reason, count=str(self._reopen_count))
         self._queue_email(CaseReopened(reason=data.reason))
         self._queue_email(OwnerCaseUpdate(text=f"Reopened: {data.reason}"))
-        return without_timeline(self.view())
+        return self._answer()
 
     @reopen.validator
     def _check_reopen(self, data: Reopen) -> None:
@@ -356,7 +445,7 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
         self._closed_at = workflow.now()
         self._queue_email(CaseWithdrawn(reason=data.reason))
         self._report_to_collections()
-        return without_timeline(self.view())
+        return self._answer()
 
     @withdraw.validator
     def _check_withdraw(self, data: Withdraw) -> None:
@@ -364,9 +453,14 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
 
     @workflow.signal
     def link_collections(self, collections_workflow_id: str) -> None:
-        """The invoice this case disputes is in collections: report the outcome there."""
+        """The invoice this case disputes is in collections: report the outcome there (at once,
+        when the customer has been told it already)."""
+        if not is_collections_workflow_id(collections_workflow_id):
+            return  # not a collections workflow's id: nothing to report to
         self._collections = collections_workflow_id
         self._record(EventKind.LINKED, "workflow", collections_workflow_id)
+        if self._status is CaseStatus.RESOLVED:
+            self._report_to_collections()
 
     @workflow.query
     def view(self) -> CaseView:
@@ -390,7 +484,9 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
             resolution=self._resolution_view,
             reopen_count=self._reopen_count,
             customer_reminders_sent=self._customer_reminders,
-            timeline=list(self._events),
+            needs_attention=self._attention_line(),
+            event_count=self._seq,
+            timeline=self._timeline(),
         )
 
     # ------------------------------------------------------------------ validation helpers
@@ -412,6 +508,8 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
     # ------------------------------------------------------------------ state changes
 
     def _set_status(self, status: CaseStatus) -> None:
+        if status is not self._status:
+            self._unflag()  # what ran out was a wait in the status it leaves
         self._status = status
         self._sync_clocks()
 
@@ -481,6 +579,8 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
             lines.append(f"- Reopened: {self._reopen_count}×")
         if self._collections:
             lines.append(f"- Collections: {self._collections}")
+        if attention := self._attention_line():
+            lines[:0] = [f"**{attention}**", ""]
         workflow.set_current_details("\n".join(lines))
 
     @staticmethod
@@ -542,13 +642,13 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
                 alarms.append(Alarm(at, f"Customer silent: reminder {n}", self._remind_customer))
             elif not self._customer_silence_reported:
                 alarms.append(Alarm(at, "Customer silent: tell the owner", self._report_silence))
-        if self._status is CaseStatus.ESCALATION_PENDING:
+        if self._status is CaseStatus.ESCALATION_PENDING and not self._flagged:
             escalation = self._escalations[-1]
             at = escalation.escalated_at + policy.ticket_reminder_every * (
                 self._escalation_reminders + 1
             )
             alarms.append(Alarm(at, "21Vianet: ticket number missing", self._remind_ticket))
-        if self._status is CaseStatus.WAITING_ON_VIANET:
+        if self._status is CaseStatus.WAITING_ON_VIANET and not self._flagged:
             escalation = self._escalations[-1]
             assert escalation.ticket_recorded_at is not None
             target = policy.vianet_response_targets[escalation.severity]
@@ -592,16 +692,24 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
         self._record(
             EventKind.CUSTOMER_REMINDED, "workflow", f"reminder {self._customer_reminders}"
         )
-        self._queue_email(CustomerReminder())
+        self._queue_email(CustomerReminder(question=self._last_question))
         self._publish()
 
     def _report_silence(self) -> None:
         self._customer_silence_reported = True
         self._record(EventKind.REMINDER, "workflow", "customer has not replied; owner told")
-        self._queue_email(OwnerCustomerSilent())
+        self._queue_email(OwnerCustomerSilent(question=self._last_question))
         self._publish()
 
     def _remind_ticket(self) -> None:
+        if self._escalation_reminders >= self._policy.ticket_reminders_max:
+            self._flag(
+                f"21Vianet request #{len(self._escalations)} is still not filed after "
+                f"{self._escalation_reminders} reminders to the owner: file it in the portal "
+                "and record the ticket number (vianet-ticket), or reassign the case"
+            )
+            self._publish()
+            return
         self._escalation_reminders += 1
         self._record(EventKind.REMINDER, "workflow", "21Vianet ticket number not recorded yet")
         escalation = self._escalations[-1]
@@ -613,6 +721,14 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
         self._publish()
 
     def _follow_up_vianet(self) -> None:
+        if self._vianet_follow_ups >= self._policy.vianet_follow_ups_max:
+            ticket = self._escalations[-1].ticket_number
+            self._flag(
+                f"21Vianet has not answered ticket {ticket} after {self._vianet_follow_ups} "
+                "follow-ups: escalate with 21Vianet, or record its answer (vianet-response)"
+            )
+            self._publish()
+            return
         self._vianet_follow_ups += 1
         ticket = self._escalations[-1].ticket_number or ""
         self._record(EventKind.VIANET_FOLLOW_UP, "workflow", f"check 21Vianet ticket {ticket}")
@@ -634,15 +750,24 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
                 case_id=self._data.case_id,
                 outcome=resolution.outcome if resolution else None,
                 credit_amount=resolution.credit_amount if resolution else None,
+                tenant_id=self._details.customer.tenant_id,
+                currency=self._details.currency,
             )
             self._effects.append(ReportOutcome(outcome))
 
     async def _carry_out(self, effect: CaseEffect) -> None:
         match effect:
             case SendEmail():
-                await self._send(effect)
+                await self._deliver(effect)
             case DeliverResolution():
                 await self._deliver_resolution(effect.email)
+            case PrepareRequest():
+                try:
+                    self._request_prepared(
+                        effect.number, await self._prepare_request(effect.number)
+                    )
+                finally:  # done, or failed: the update that waits for it answers now
+                    self._preparing.discard(effect.number)
             case SaveEscalation():
                 await self._persist_escalation(effect.number)
             case ReportOutcome():
@@ -650,7 +775,7 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
 
     async def _deliver_resolution(self, email: SendEmail) -> None:
         """Closing the loop: the case is resolved only once the customer has the resolution."""
-        delivered = await self._send(email)
+        delivered = await self._deliver(email)
         if self._status is not CaseStatus.RESOLVING:
             return
         if delivered:
@@ -692,9 +817,9 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
         await workflow.execute_activity(
             "persist_case",
             PersistCase(record=self._record_row(), events=events),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY,
-            summary=f"Save case: {self._status.value}, events {events[0].seq}-{events[-1].seq}",
+            **activity_options(
+                f"Save case: {self._status.value}, events {events[0].seq}-{events[-1].seq}"
+            ),
         )
 
     async def _persist_escalation(self, number: int) -> None:
@@ -705,14 +830,54 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
                 escalation_no=number,
                 escalation=self._escalations[number - 1],
             ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY,
-            summary=f"Save 21Vianet escalation #{number}",
+            **activity_options(f"Save 21Vianet escalation #{number}"),
         )
 
-    async def _send(self, email: SendEmail) -> bool:
+    def _send_locale(self) -> Locale:
+        return self._details.customer.locale
+
+    def _answer(self, request: int = 0) -> CaseView:
+        """What an update answers (Temporal keeps it in the history): the view without the
+        timeline and with long texts cut, but for the request to file (`escalate`'s answer)."""
+        view = self.view()
+        escalations = [
+            e.model_copy(
+                update={
+                    "reason": cut(e.reason),
+                    "request_body": e.request_body if n == request else cut(e.request_body),
+                    "response": cut(e.response) if e.response else e.response,
+                }
+            )
+            for n, e in enumerate(view.escalations, 1)
+        ]
+        details = view.details.model_copy(update={"description": cut(view.details.description)})
+        resolution = view.resolution
+        if resolution is not None:
+            resolution = resolution.model_copy(update={"summary": cut(resolution.summary)})
+        return view.model_copy(
+            update={
+                "timeline": [],
+                "details": details,
+                "escalations": escalations,
+                "resolution": resolution,
+            }
+        )
+
+    def _email_view(self, view: CaseView) -> CaseView:  # type: ignore[override]
+        """An email reads the last escalation's title and reason, never the earlier ones nor a
+        request or an answer (an email that quotes the request has it in its data)."""
+        last = [
+            e.model_copy(update={"request_body": "", "response": None})
+            for e in view.escalations[-1:]
+        ]
+        return without_timeline(view).model_copy(update={"escalations": last})
+
+    async def _send(self, email: SendEmail) -> EmailSent | ApplicationError:
+        return await self._send_email(email, self._send_locale(), case=self.view())
+
+    async def _deliver(self, email: SendEmail) -> bool:
         """Whether the email went out; a bounce is recorded and the owner told."""
-        sent = await self._send_email(email, self._details.customer.locale, case=self.view())
+        sent = await self._send(email)
         if isinstance(sent, ApplicationError):
             self._bounced(email, sent.message)
             return False

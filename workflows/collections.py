@@ -13,26 +13,30 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from core import search
     from core.formatting import money
-    from core.ids import case_workflow_id, dispute_case_id
+    from core.ids import case_workflow_id, dispute_case_id, new_case_id
     from core.models import (
+        MONEY_MAX,
         BillingFailure,
         CaseDetails,
         CaseEvent,
         Category,
         ChangeSubscription,
         CollectionsAction,
+        CollectionsState,
         CollectionsStatus,
         CollectionsStep,
         CollectionsView,
         DisputeOutcome,
         EmailData,
+        EmailSent,
         EmailTemplate,
         EventKind,
+        Locale,
         OpenCase,
         OpenDispute,
         Outcome,
@@ -42,12 +46,14 @@ with workflow.unsafe.imports_passed_through():
         PromiseToPay,
         Recipient,
         ReportFraud,
+        ResumePolicy,
         StartCollections,
         StepAnchor,
         SubscriptionChanged,
         SubscriptionStatus,
         Waive,
     )
+    from core.models.collections import MAX_REPORTS, ZERO
     from core.models.email import (
         CollectionsClosed,
         CollectionsDeletionWarning,
@@ -65,18 +71,17 @@ with workflow.unsafe.imports_passed_through():
     )
     from core.ui import case_details, case_summary
     from workflows.base import (
-        ACTIVITY_TIMEOUT,
-        RETRY,
         ActionRefused,
         Alarm,
         EffectLoop,
         SendEmail,
+        activity_options,
         business_error,
+        failure_reason,
         without_timeline,
     )
     from workflows.billing_case import BillingCaseWorkflow
 
-ZERO = Decimal("0.00")
 UPHELD = (Outcome.CHARGE_UPHELD, Outcome.EXPLAINED)
 
 
@@ -109,7 +114,8 @@ CollectionsEffect = SendEmail | ChangeSubscriptions | StartDisputeCase | LinkCas
 class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
     @workflow.init
     def __init__(self, data: StartCollections) -> None:
-        self._start_log()
+        self._data = data
+        self._start_log(data.carried.log if data.carried else None)
         self._policy = data.policy
         self._case_policy = data.case_policy
         failure = data.failure
@@ -137,11 +143,58 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         self._linked_case: str | None = None
         self._disputes = 0
         self._handed_off_at: datetime | None = None
+        if data.carried is not None:
+            self._restore(data.carried)
+
+    def _restore(self, state: CollectionsState) -> None:
+        """Go on where the run before this one stopped (it continued as new)."""
+        self._customer, self._currency = state.customer, state.currency
+        self._subscriptions = list(state.subscription_ids)
+        self._amount_due, self._paid, self._credited = state.amount_due, state.paid, state.credited
+        self._payments, self._failures = set(state.payments), list(state.failures)
+        self._reason, self._status, self._stage = state.reason, state.status, state.stage
+        self._started_at, self._done = state.started_at, set(state.steps_done)
+        self._offset, self._paused_at = state.offset, state.paused_at
+        self._promised_until = state.promised_until
+        self._suspended, self._suspended_at = list(state.suspended), state.suspended_at
+        self._offset_at_suspension, self._fraud = state.offset_at_suspension, state.fraud
+        self._linked_case, self._disputes = state.linked_case, state.disputes
+        self._handed_off_at = state.handed_off_at
+
+    def _continue_as_new(self) -> None:
+        state = CollectionsState(
+            customer=self._customer,
+            currency=self._currency,
+            subscription_ids=self._subscriptions,
+            amount_due=self._amount_due,
+            paid=self._paid,
+            credited=self._credited,
+            payments=sorted(self._payments),
+            failures=self._failures,
+            reason=self._reason,
+            status=self._status,
+            stage=self._stage,
+            started_at=self._started_at,
+            steps_done=sorted(self._done),
+            offset=self._offset,
+            paused_at=self._paused_at,
+            promised_until=self._promised_until,
+            suspended=self._suspended,
+            suspended_at=self._suspended_at,
+            offset_at_suspension=self._offset_at_suspension,
+            fraud=self._fraud,
+            linked_case=self._linked_case,
+            disputes=self._disputes,
+            handed_off_at=self._handed_off_at,
+            log=self._log_state(),
+        )
+        workflow.continue_as_new(self._data.model_copy(update={"carried": state}))
 
     @workflow.run
     async def run(self, data: StartCollections) -> CollectionsView:
-        self._take_failure(data.failure)
-        self._publish()
+        if data.carried is None:  # the first run: its failure is the first
+            self._take_failure(data.failure)
+            self._publish()
         await self._serve()
         return self.view()
 
@@ -160,6 +213,10 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
     @add_failure.validator
     def _check_failure(self, failure: BillingFailure) -> None:
         self._refuse_if_final("add a billing failure to")
+        if failure.failure_id not in self._failures and len(self._failures) >= MAX_REPORTS:
+            raise ActionRefused(
+                f"invoice {self._invoice_id} has taken {MAX_REPORTS} failures: ask a manager"
+            )
         for field, theirs, ours in (
             ("invoice_id", failure.invoice_id, self._invoice_id),
             ("customer.tenant_id", failure.customer.tenant_id, self._customer.tenant_id),
@@ -224,6 +281,17 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
             raise ActionRefused(
                 f"currency: payment in {payment.currency}, invoice in {self._currency}"
             )
+        if payment.payment_id in self._payments:
+            return  # already counted: answered, changes nothing
+        if len(self._payments) >= MAX_REPORTS:
+            raise ActionRefused(
+                f"invoice {self._invoice_id} has taken {MAX_REPORTS} payments: ask a manager"
+            )
+        if self._paid + payment.amount > MONEY_MAX:
+            raise ActionRefused(
+                f"amount: the payments of invoice {self._invoice_id} would total more than "
+                f"{MONEY_MAX}"
+            )
 
     # ------------------------------------------------------------------ agents and managers
 
@@ -235,7 +303,10 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
             self._effects.append(LinkCase(case_workflow_id(data.case_id)))
         else:
             self._disputes += 1
-            self._linked_case = dispute_case_id(self._invoice_id, self._disputes)
+            if workflow.patched("unique-dispute-case-ids"):  # no id a person could have taken
+                self._linked_case = new_case_id(workflow.now(), workflow.random())
+            else:
+                self._linked_case = dispute_case_id(self._invoice_id, self._disputes)
             self._effects.append(StartDisputeCase(self._dispute_case(data, self._linked_case)))
         self._record(EventKind.DISPUTE_OPENED, data.by, data.description, case_id=self._linked_case)
         self._publish()
@@ -258,6 +329,15 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         """From the linked BillingCaseWorkflow once its customer has been told the outcome."""
         if self._status.is_final or outcome.case_id != self._linked_case:
             return
+        problem = outcome.problem(self._customer.tenant_id, self._currency)
+        if problem is not None:  # checked here: a signal cannot be refused before it lands
+            self._record(EventKind.DISPUTE_REFUSED, "workflow", problem, case_id=outcome.case_id)
+            self._flag(
+                f"the outcome of dispute case {outcome.case_id} was refused ({problem}): the "
+                "policy stays paused; resume it (resume --reason) or waive the invoice"
+            )
+            self._publish()
+            return
         credit = outcome.credit_amount or ZERO
         if outcome.outcome not in UPHELD and credit > 0:
             self._credited += min(credit, self._balance)
@@ -274,6 +354,20 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         elif self._status is CollectionsStatus.PAUSED_DISPUTE:
             self._resume(f"dispute {outcome.case_id} ended: {label}")
         self._publish()
+
+    @workflow.update
+    def resume(self, data: ResumePolicy) -> CollectionsView:
+        self._resume(f"resumed by {data.by}: {data.reason}")
+        self._publish()
+        return without_timeline(self.view())
+
+    @resume.validator
+    def _check_resume(self, data: ResumePolicy) -> None:
+        self._refuse_if_final("resume")
+        if self._status not in (CollectionsStatus.PAUSED_DISPUTE, CollectionsStatus.PAUSED_PROMISE):
+            raise ActionRefused(
+                f"invoice {self._invoice_id} is {self._status.value}: only a paused policy resumes"
+            )
 
     @workflow.update
     def report_fraud(self, data: ReportFraud) -> CollectionsView:
@@ -347,7 +441,9 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
             fraud=self._fraud,
             linked_case_id=self._linked_case,
             promised_until=self._promised_until,
-            timeline=list(self._events),
+            needs_attention=self._attention_line(),
+            event_count=self._seq,
+            timeline=self._timeline(),
         )
 
     # ------------------------------------------------------------------ the policy
@@ -455,6 +551,7 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
             self._paused_at = None
         self._status = CollectionsStatus.ACTIVE
         self._promised_until = None
+        self._unflag()
         self._record(EventKind.RESUMED, "workflow", why)
 
     def _promise_lapsed(self) -> None:
@@ -473,6 +570,7 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         self._status = status
         self._stage = status.value
         self._paused_at = None
+        self._unflag()
         self._record(EventKind.SETTLED, "workflow", why)
         if self._suspended and not self._fraud:
             self._effects.append(ChangeSubscriptions(SubscriptionStatus.ACTIVE, why))
@@ -555,6 +653,8 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         if self._linked_case:
             lines.append(f"- Dispute case: {self._linked_case}")
         lines.append(f"- Owner: {self._owner()}")
+        if attention := self._attention_line():
+            lines[:0] = [f"**{attention}**", ""]
         workflow.set_current_details("\n".join(lines))
 
     def _waiting_for(self) -> str:
@@ -587,33 +687,59 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
     async def _carry_out(self, effect: CollectionsEffect) -> None:
         match effect:
             case SendEmail():
-                await self._send_email(effect, self._customer.locale, collections=self.view())
+                await self._send(effect)
             case ChangeSubscriptions():
                 await self._change_subscriptions(effect)
             case StartDisputeCase():
-                await workflow.start_child_workflow(
-                    BillingCaseWorkflow.run,
-                    effect.data,
-                    id=case_workflow_id(effect.data.case_id),
-                    parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-                    static_summary=case_summary(effect.data),
-                    static_details=case_details(effect.data),
-                    search_attributes=search.case_attributes(effect.data.details),
-                )
+                try:
+                    await workflow.start_child_workflow(
+                        BillingCaseWorkflow.run,
+                        effect.data,
+                        id=case_workflow_id(effect.data.case_id),
+                        parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                        static_summary=case_summary(effect.data),
+                        static_details=case_details(effect.data),
+                        search_attributes=search.case_attributes(effect.data.details),
+                    )
+                except CancelledError:
+                    raise
+                except FailureError as err:  # its id was taken: the dispute has no case
+                    self._dispute_not_linked(effect.data.case_id, failure_reason(err))
             case LinkCase():
-                await workflow.get_external_workflow_handle(effect.case_workflow_id).signal(
-                    BillingCaseWorkflow.link_collections, workflow.info().workflow_id
-                )
+                try:
+                    await workflow.get_external_workflow_handle(effect.case_workflow_id).signal(
+                        BillingCaseWorkflow.link_collections, workflow.info().workflow_id
+                    )
+                except CancelledError:
+                    raise
+                except FailureError as err:  # no such case (any more)
+                    self._dispute_not_linked(effect.case_workflow_id, failure_reason(err))
+
+    def _dispute_not_linked(self, case: str, reason: str) -> None:
+        """The dispute has no case to end it: say so and go on with the policy."""
+        self._record(EventKind.NOTE, "workflow", f"dispute case {case} not linked: {reason}")
+        if self._status is CollectionsStatus.PAUSED_DISPUTE:
+            self._linked_case = None
+            self._resume("the dispute has no case")
+        self._publish()
+
+    def _send_locale(self) -> Locale:
+        return self._customer.locale
+
+    async def _send(self, email: SendEmail) -> EmailSent | ApplicationError:
+        return await self._send_email(email, self._send_locale(), collections=self.view())
 
     async def _change_subscriptions(self, change: ChangeSubscriptions) -> None:
+        suspending = change.status is SubscriptionStatus.SUSPENDED
+        # a retried step goes on where it stopped: what changed already is not changed again
         targets = (
-            self._subscriptions
-            if change.status is SubscriptionStatus.SUSPENDED
+            [s for s in self._subscriptions if s not in self._suspended]
+            if suspending
             else list(self._suspended)
         )
         verb = "Suspend" if change.status is SubscriptionStatus.SUSPENDED else "Reactivate"
         for subscription_id in targets:
-            key = f"{workflow.info().workflow_id}/{verb.lower()}/{subscription_id}"
+            key = self._key(f"{verb.lower()}/{subscription_id}")
             try:
                 done: SubscriptionChanged = await workflow.execute_activity(
                     "change_subscription",
@@ -626,10 +752,10 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
                         reason=change.reason,
                     ),
                     result_type=SubscriptionChanged,
-                    start_to_close_timeout=ACTIVITY_TIMEOUT,
-                    retry_policy=RETRY,
-                    summary=f"Partner Center: {verb.lower()} subscription "
-                    f"{subscription_id[:8]}… ({change.reason})",
+                    **activity_options(
+                        f"Partner Center: {verb.lower()} subscription "
+                        f"{subscription_id[:8]}… ({change.reason})"
+                    ),
                 )
             except ActivityError as err:
                 refused = business_error(err)
@@ -665,7 +791,5 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         await workflow.execute_activity(
             "persist_collections",
             PersistCollections(view=self.view().model_copy(update={"timeline": []}), events=events),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY,
-            summary=f"Save collections: {self._stage}, balance {self._balance:,.2f}",
+            **activity_options(f"Save collections: {self._stage}, balance {self._balance:,.2f}"),
         )

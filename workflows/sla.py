@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from core.models import SlaClockView
+from core.models import SlaClockState, SlaClockView
 
 
-@dataclass
-class SlaClock:
+class SlaClock(SlaClockState):
     """A target that counts only while running; it pauses (waiting on others) and stops (met)."""
-
-    name: str
-    target: timedelta
-    reminder_at: float
-    elapsed: timedelta = timedelta(0)
-    running_since: datetime | None = None
-    met_at: datetime | None = None
-    reminded: bool = False
-    breached: bool = False
 
     @property
     def done(self) -> bool:

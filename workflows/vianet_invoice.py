@@ -11,27 +11,30 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from core.formatting import CHINA_STANDARD_TIME, china_day, money
     from core.models import (
         CaseEvent,
+        EmailSent,
         EventKind,
+        Locale,
         MarkVianetPaid,
         PersistVianetInvoice,
         Recipient,
         RecordVianetInvoice,
+        VianetInvoiceState,
         VianetInvoiceStatus,
         VianetInvoiceView,
     )
     from core.models.email import FinanceVianetInvoiceDue, ManagerVianetInvoiceOverdue
     from workflows.base import (
-        ACTIVITY_TIMEOUT,
-        RETRY,
         ActionRefused,
         Alarm,
         EffectLoop,
         SendEmail,
+        activity_options,
         without_timeline,
     )
 
@@ -54,24 +57,37 @@ class Stage:
 class VianetInvoiceWorkflow(EffectLoop[SendEmail]):
     @workflow.init
     def __init__(self, data: RecordVianetInvoice) -> None:
-        self._start_log()
+        carried = data.carried
+        self._start_log(carried.log if carried else None)
         self._data = data
-        self._status = VianetInvoiceStatus.UNPAID
-        self._recorded_at = workflow.now()
-        self._done: set[str] = set()
-        self._reminders = 0
-        self._escalated_at: datetime | None = None
-        self._payment: MarkVianetPaid | None = None
+        self._status = carried.status if carried else VianetInvoiceStatus.UNPAID
+        self._recorded_at = carried.recorded_at if carried else workflow.now()
+        self._done: set[str] = set(carried.stages_done) if carried else set()
+        self._reminders = carried.reminders if carried else 0
+        self._escalated_at: datetime | None = carried.escalated_at if carried else None
+        self._payment: MarkVianetPaid | None = None  # paid ends the workflow: never carried
+
+    def _continue_as_new(self) -> None:
+        state = VianetInvoiceState(
+            status=self._status,
+            recorded_at=self._recorded_at,
+            stages_done=sorted(self._done),
+            reminders=self._reminders,
+            escalated_at=self._escalated_at,
+            log=self._log_state(),
+        )
+        workflow.continue_as_new(self._data.model_copy(update={"carried": state}))
 
     @workflow.run
     async def run(self, data: RecordVianetInvoice) -> VianetInvoiceView:
-        self._record(
-            EventKind.VIANET_INVOICE_RECORDED,
-            data.recorded_by,
-            f"{data.currency} {data.amount:,.2f} due {data.due_date.isoformat()}",
-            amount=str(data.amount),
-            due_date=data.due_date.isoformat(),
-        )
+        if data.carried is None:
+            self._record(
+                EventKind.VIANET_INVOICE_RECORDED,
+                data.recorded_by,
+                f"{data.currency} {data.amount:,.2f} due {data.due_date.isoformat()}",
+                amount=str(data.amount),
+                due_date=data.due_date.isoformat(),
+            )
         await self._serve()
         return self.view()
 
@@ -120,7 +136,9 @@ class VianetInvoiceWorkflow(EffectLoop[SendEmail]):
             paid_at=payment.paid_at if payment else None,
             paid_reference=payment.reference if payment else None,
             paid_by=payment.by if payment else None,
-            timeline=list(self._events),
+            needs_attention=self._attention_line(),
+            event_count=self._seq,
+            timeline=self._timeline(),
         )
 
     # ------------------------------------------------------------------ the dates
@@ -176,8 +194,10 @@ class VianetInvoiceWorkflow(EffectLoop[SendEmail]):
         data = self._data
         stage = None if self._finished() else self._next_stage()
         nxt = f"\n\nNext: {stage.name} on {stage.at:%Y-%m-%d %H:%M} CST" if stage else ""
+        attention = self._attention_line()
         workflow.set_current_details(
-            f"**{self._status.value}** · {money(data.amount, data.currency)} due "
+            (f"**{attention}**\n\n" if attention else "")
+            + f"**{self._status.value}** · {money(data.amount, data.currency)} due "
             f"{data.due_date.isoformat()} · reminders {self._reminders}{nxt}"
         )
 
@@ -191,8 +211,14 @@ class VianetInvoiceWorkflow(EffectLoop[SendEmail]):
                 return str(self._data.manager_email)
         raise ValueError(f"a 21Vianet invoice sends no email to {recipient.value}")
 
+    def _send_locale(self) -> Locale:
+        return self._data.locale
+
+    async def _send(self, email: SendEmail) -> EmailSent | ApplicationError:
+        return await self._send_email(email, self._send_locale(), vianet_invoice=self.view())
+
     async def _carry_out(self, effect: SendEmail) -> None:
-        await self._send_email(effect, self._data.locale, vianet_invoice=self.view())
+        await self._send(effect)
 
     async def _persist(self, events: list[CaseEvent]) -> None:
         await workflow.execute_activity(
@@ -200,7 +226,5 @@ class VianetInvoiceWorkflow(EffectLoop[SendEmail]):
             PersistVianetInvoice(
                 view=self.view().model_copy(update={"timeline": []}), seq=events[-1].seq
             ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY,
-            summary=f"Save 21Vianet invoice: {self._status.value}",
+            **activity_options(f"Save 21Vianet invoice: {self._status.value}"),
         )

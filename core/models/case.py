@@ -7,7 +7,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import EmailStr, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
 
 from core.models.shared import (
     CURRENCY,
@@ -20,6 +20,7 @@ from core.models.shared import (
     Guid,
     InvoiceId,
     Locale,
+    LogState,
     LongText,
     Money,
     Strict,
@@ -140,10 +141,13 @@ class CasePolicy(Strict):
     customer_reminder_after: timedelta = timedelta(days=3)
     customer_reminders_max: int = Field(default=2, ge=0, le=10)
     ticket_reminder_every: timedelta = timedelta(hours=1)
+    # then the manager is told, once, and the reminders stop: every repeating reminder has a cap
+    ticket_reminders_max: int = Field(default=24, ge=1, le=500)
     vianet_response_targets: dict[Severity, timedelta] = Field(
         default_factory=_default_vianet_targets
     )
     vianet_follow_up_every: timedelta = timedelta(days=1)
+    vianet_follow_ups_max: int = Field(default=14, ge=1, le=100)
     reopen_window: timedelta = timedelta(days=7)
     team_email: EmailStr = "billing-support@partner.example.cn"
     manager_email: EmailStr = "billing-manager@partner.example.cn"
@@ -195,6 +199,8 @@ class OpenCase(Strict):
     policy: CasePolicy = Field(default_factory=CasePolicy)
     # set when the case disputes an invoice in collections: its outcome is reported there
     collections_workflow_id: str | None = None
+    # a run continued as new carries the state of the one before
+    carried: CaseState | None = None
 
 
 class CaseForm(Strict):
@@ -212,10 +218,10 @@ class CaseForm(Strict):
     currency: Currency = CURRENCY
     priority: Priority = Priority.NORMAL
     owner: EmailStr | None = None
-    case_id: CaseId | None = None  # default: generated
     opened_by: Actor
 
     def open_case(self, case_id: str, policy: CasePolicy) -> OpenCase:
+        # the case id is never the caller's: a retried request is known by its idempotency key
         """The workflow's input: every field here is already valid there."""
         customer = Customer(
             tenant_id=self.tenant_id, name=self.name, email=self.email, locale=self.locale
@@ -368,6 +374,10 @@ class CaseView(Strict):
     resolution: ResolutionView | None = None
     reopen_count: int = 0
     customer_reminders_sent: int = 0
+    # set while a step failed or a wait ran out: what a person must do
+    needs_attention: str | None = None
+    # every event is in the database; the view has the last ones (long texts cut)
+    event_count: int = 0
     timeline: list[CaseEvent] = Field(default_factory=list)
 
     @property
@@ -434,3 +444,48 @@ class RecordEscalation(Strict):
     case_id: str
     escalation_no: int = Field(ge=1)
     escalation: EscalationView
+
+
+# --------------------------------------------------------------------------- the next run
+
+
+class SlaClockState(BaseModel):
+    """An SLA clock's bookkeeping (the workflow's SlaClock adds what it does with it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    target: timedelta
+    reminder_at: float
+    elapsed: timedelta = timedelta(0)
+    running_since: datetime | None = None
+    met_at: datetime | None = None
+    reminded: bool = False
+    breached: bool = False
+
+
+class CaseState(Strict):
+    """Everything a case's next run (continue-as-new) needs to go on where this one stopped."""
+
+    status: CaseStatus
+    details: CaseDetails
+    owner: str | None
+    opened_at: datetime
+    closed_at: datetime | None
+    first_response: SlaClockState
+    resolution: SlaClockState
+    waiting_since: datetime | None
+    last_question: str | None
+    customer_reminders: int
+    customer_silence_reported: bool
+    escalations: list[EscalationView]
+    escalation_reminders: int
+    vianet_follow_ups: int
+    resolution_view: ResolutionView | None
+    told_at: datetime | None
+    reopen_count: int
+    collections_workflow_id: str | None
+    log: LogState
+
+
+OpenCase.model_rebuild()

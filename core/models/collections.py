@@ -14,6 +14,7 @@ from core.models.case import CasePolicy, Outcome
 from core.models.email import STEP_EMAILS, EmailTemplate
 from core.models.shared import (
     CURRENCY,
+    MONEY_MAX,
     Actor,
     AwareTime,
     CaseEvent,
@@ -23,12 +24,17 @@ from core.models.shared import (
     ExternalId,
     Guid,
     InvoiceId,
+    LogState,
     LongText,
     Money,
     PositiveMoney,
     ShortText,
     Strict,
 )
+
+ZERO = Decimal("0.00")
+# failures and payments one invoice takes: far above any billing run's retries, and bounded
+MAX_REPORTS = 500
 
 
 class CollectionsAction(StrEnum):
@@ -116,6 +122,8 @@ class StartCollections(Strict):
     failure: BillingFailure
     policy: CollectionsPolicy
     case_policy: CasePolicy = Field(default_factory=CasePolicy)
+    # a run continued as new carries the state of the one before
+    carried: CollectionsState | None = None
 
 
 class PaymentReceived(Strict):
@@ -137,11 +145,37 @@ class OpenDispute(Strict):
 
 
 class DisputeOutcome(Strict):
-    """Sent by the linked BillingCaseWorkflow when its customer has been told the resolution."""
+    """Sent by the linked BillingCaseWorkflow when its customer has been told the resolution.
+
+    A signal cannot be refused before it lands, so this takes what any sender may send and the
+    collections workflow checks it (`problem`); what it refuses changes nothing."""
 
     case_id: str
     outcome: Outcome | None  # None: the case was withdrawn
     credit_amount: Decimal | None = None
+    # the case's customer and currency: another customer's case never credits this invoice
+    tenant_id: str | None = None
+    currency: str | None = None
+
+    def problem(self, tenant_id: str, currency: str) -> str | None:
+        """Why this outcome cannot be applied to an invoice of `tenant_id` in `currency`."""
+        credit = self.credit_amount
+        if credit is not None and not (
+            credit.is_finite() and ZERO <= credit <= MONEY_MAX and credit.as_tuple().exponent >= -2  # type: ignore[operator]
+        ):
+            return f"credit_amount {credit} is not an amount between 0 and {MONEY_MAX}"
+        if self.tenant_id is not None and self.tenant_id != tenant_id:
+            return f"tenant_id: the case is for tenant {self.tenant_id}, the invoice {tenant_id}"
+        if self.currency is not None and self.currency != currency:
+            return f"currency: the case is in {self.currency}, the invoice in {currency}"
+        return None
+
+
+class ResumePolicy(Strict):
+    """A manager resumes a paused policy (a dispute or a promise that will not end by itself)."""
+
+    reason: LongText
+    by: Actor
 
 
 class ReportFraud(Strict):
@@ -201,6 +235,10 @@ class CollectionsView(Strict):
     fraud: bool = False
     linked_case_id: str | None = None
     promised_until: datetime | None = None
+    # set while a step failed or a wait ran out: what a person must do
+    needs_attention: str | None = None
+    # every event is in the database; the view has the last ones (long texts cut)
+    event_count: int = 0
     timeline: list[CaseEvent] = Field(default_factory=list)
 
 
@@ -232,3 +270,35 @@ class SubscriptionChanged(Strict):
     status: SubscriptionStatus
     changed: bool  # False when it already had that status
     backend: str  # "partner-center" or "dry-run"
+
+
+class CollectionsState(Strict):
+    """Everything an invoice's next run (continue-as-new) needs to go on where this one stopped."""
+
+    customer: Customer
+    currency: str
+    subscription_ids: list[str]
+    amount_due: Decimal
+    paid: Decimal
+    credited: Decimal
+    payments: list[str]
+    failures: list[str]
+    reason: str
+    status: CollectionsStatus
+    stage: str
+    started_at: datetime
+    steps_done: list[str]
+    offset: timedelta  # total paused time
+    paused_at: datetime | None
+    promised_until: datetime | None
+    suspended: list[str]
+    suspended_at: datetime | None
+    offset_at_suspension: timedelta
+    fraud: bool
+    linked_case: str | None
+    disputes: int
+    handed_off_at: datetime | None
+    log: LogState
+
+
+StartCollections.model_rebuild()

@@ -59,6 +59,8 @@ class EmailTemplate(StrEnum):
     # the partner's payable to 21Vianet, to its own finance team and a manager
     FINANCE_VIANET_INVOICE_DUE = "finance_vianet_invoice_due"
     MANAGER_VIANET_INVOICE_OVERDUE = "manager_vianet_invoice_overdue"
+    # any workflow, to a manager: a step failed, or something waits for a person
+    MANAGER_NEEDS_ATTENTION = "manager_needs_attention"
 
     @property
     def data(self) -> type[EmailData]:
@@ -70,14 +72,9 @@ class EmailTemplate(StrEnum):
         return self.data.recipient is Recipient.CUSTOMER
 
     @property
-    def about(self) -> About:
+    def about(self) -> About | None:
+        """The view it is rendered with; None: whichever one the sending workflow has."""
         return self.data.about
-
-    @property
-    def reads_timeline(self) -> bool:
-        """Whether the email quotes the timeline: only these carry it to the activity (a test
-        checks the templates), so an email's input and the history stay small."""
-        return self.data.reads_timeline
 
 
 class Recipient(StrEnum):
@@ -101,8 +98,7 @@ class EmailData(Strict):
     """What one email needs beyond its view. Each subclass is one email (its ``template``)."""
 
     recipient: ClassVar[Recipient]
-    about: ClassVar[About]
-    reads_timeline: ClassVar[bool] = False
+    about: ClassVar[About | None]
 
     def extra(self) -> dict[str, str]:
         """The fields as the templates read them (``extra.<name>``): text, ISO 8601 moments."""
@@ -149,10 +145,10 @@ class InfoRequested(_ToCustomerOnCase):
 
 
 class CustomerReminder(_ToCustomerOnCase):
-    """Quotes the last question from the timeline."""
+    """Quotes the last question (an email queued before it was carried: from the timeline)."""
 
     template: Literal[EmailTemplate.CUSTOMER_REMINDER] = EmailTemplate.CUSTOMER_REMINDER
-    reads_timeline = True
+    question: Text | None = None
 
 
 class CaseEscalated(_ToCustomerOnCase):
@@ -215,10 +211,10 @@ class OwnerEscalationReminder(_ToOwnerOnCase):
 
 
 class OwnerCustomerSilent(_ToOwnerOnCase):
-    """Quotes the last question from the timeline."""
+    """Quotes the last question (an email queued before it was carried: from the timeline)."""
 
     template: Literal[EmailTemplate.OWNER_CUSTOMER_SILENT] = EmailTemplate.OWNER_CUSTOMER_SILENT
-    reads_timeline = True
+    question: Text | None = None
 
 
 class OwnerEmailBounced(_ToOwnerOnCase):
@@ -337,6 +333,17 @@ class ManagerVianetInvoiceOverdue(EmailData):
     days_overdue: int = Field(ge=0)
 
 
+class ManagerNeedsAttention(EmailData):
+    """About whichever workflow needs a person: a step that failed (with its error), or a wait
+    that ran out (no error)."""
+
+    recipient = Recipient.MANAGER
+    about = None
+    template: Literal[EmailTemplate.MANAGER_NEEDS_ATTENTION] = EmailTemplate.MANAGER_NEEDS_ATTENTION
+    step: Text
+    error: Text
+
+
 AnyEmailData = Annotated[
     CaseAcknowledged
     | InfoRequested
@@ -368,7 +375,8 @@ AnyEmailData = Annotated[
     | ManagerPartnerCenterError
     | ManagerFraudReported
     | FinanceVianetInvoiceDue
-    | ManagerVianetInvoiceOverdue,
+    | ManagerVianetInvoiceOverdue
+    | ManagerNeedsAttention,
     Field(discriminator="template"),
 ]
 
@@ -430,9 +438,11 @@ class EmailMessage(Strict):
             About.VIANET_INVOICE: self.vianet_invoice,
         }
         given = [name for name, view in about.items() if view is not None]
-        if given != [self.data.about]:
+        wanted = self.data.about
+        if len(given) != 1 or (wanted is not None and given != [wanted]):
+            one = wanted.value if wanted else "case, collections or 21Vianet invoice"
             raise ValueError(
-                f"email {self.template.value} is about one {self.data.about.value}, "
+                f"email {self.template.value} is about one {one}, "
                 f"given {', '.join(given) or 'nothing'}"
             )
         return self

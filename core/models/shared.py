@@ -7,6 +7,7 @@ This package imports only pydantic and the standard library, so workflow code lo
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -27,7 +28,62 @@ GUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 # the billing system's own ids of failures and payments
 EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+MONEY_MAX = Decimal("999999999999.99")  # what the database's Numeric(14, 2) holds
+# C0 controls but tab and newline, DEL, C1 controls, bidi embeddings, overrides and isolates (a
+# "\u202e" turns "exe.pdf" into "fdp.exe"), lone surrogates (no UTF-8 has them: PostgreSQL and
+# Temporal refuse them later)
+_REFUSED = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_LINE_BREAK = re.compile(r"[\n\r\u2028\u2029]")
+_NAMES = {
+    "\x00": "NUL",
+    "\x0b": "a vertical tab",
+    "\x0c": "a form feed",
+    "\x1b": "ESC",
+    "\x7f": "DEL",
+}
+
+
+def _describe(char: str) -> str:
+    if char in _NAMES:
+        return _NAMES[char]
+    if "\ud800" <= char <= "\udfff":
+        return "a lone surrogate"
+    if "\u202a" <= char <= "\u202e" or "\u2066" <= char <= "\u2069":
+        return f"the bidirectional control U+{ord(char):04X}"
+    return f"the control character U+{ord(char):04X}"
+
+
+def clean_text(
+    value: str, *, max_chars: int, max_bytes: int, multiline: bool, strip: bool = True
+) -> str:
+    """What every free text goes through at every edge: NFC, line breaks as \\n, no control
+    characters but tab and newline, no bidi overrides or isolates, bounded in characters and in
+    UTF-8 bytes (what a column, a payload or an email header holds)."""
+    refused = _REFUSED.search(value.replace("\r\n", "\n").replace("\r", "\n"))
+    if refused:
+        raise ValueError(f"must not contain {_describe(refused.group())}")
+    text = unicodedata.normalize("NFC", value.replace("\r\n", "\n").replace("\r", "\n"))
+    if strip:
+        text = text.strip()
+    if not multiline and _LINE_BREAK.search(text):
+        raise ValueError("must be one line")
+    if len(text) > max_chars:
+        raise ValueError(f"must be at most {max_chars:,} characters (it has {len(text):,})")
+    if len(text.encode("utf-8")) > max_bytes:
+        raise ValueError(f"must be at most {max_bytes:,} bytes in UTF-8")
+    return text
+
+
+def free_text(*, max_chars: int, max_bytes: int, multiline: bool, min_chars: int = 1) -> object:
+    """The validator of a free-text field, for `Annotated[str, ...]`."""
+
+    def check(value: str) -> str:
+        text = clean_text(value, max_chars=max_chars, max_bytes=max_bytes, multiline=multiline)
+        if len(text) < min_chars:
+            raise ValueError("must not be empty")
+        return text
+
+    return AfterValidator(check)
 
 
 def _two_places(value: Decimal) -> Decimal:
@@ -44,12 +100,6 @@ def _above_zero(value: Decimal) -> Decimal:
     return value
 
 
-def _printable(value: str) -> str:
-    if _CONTROL.search(value):
-        raise ValueError("must not contain control characters")
-    return value
-
-
 def _aware(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("must include a timezone (e.g. 2026-11-24T09:00:00+08:00)")
@@ -57,19 +107,19 @@ def _aware(value: datetime) -> datetime:
 
 
 # Money is Decimal, never float: at most 2 places, at most 12 digits before the point.
-Money = Annotated[
-    Decimal, Field(ge=Decimal("0"), le=Decimal("999999999999.99")), AfterValidator(_two_places)
-]
+Money = Annotated[Decimal, Field(ge=Decimal("0"), le=MONEY_MAX), AfterValidator(_two_places)]
 PositiveMoney = Annotated[Money, AfterValidator(_above_zero)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Guid = Annotated[str, StringConstraints(pattern=GUID_PATTERN, to_lower=True)]
 InvoiceId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 CaseId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 ExternalId = Annotated[str, StringConstraints(pattern=EXTERNAL_ID_PATTERN)]
-Actor = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-CompanyName = Annotated[ShortText, AfterValidator(_printable)]
-LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20000)]
+# free text, one type a size: the caps fit the columns (characters) and keep payloads small (bytes)
+Actor = Annotated[str, free_text(max_chars=200, max_bytes=800, multiline=False)]
+ShortText = Annotated[str, free_text(max_chars=500, max_bytes=2_000, multiline=False)]
+CompanyName = ShortText
+# 20,000 Chinese characters are 60,000 bytes
+LongText = Annotated[str, free_text(max_chars=20_000, max_bytes=64 * 1024, multiline=True)]
 # a moment someone else gives us: without its offset it could be any of 24 hours
 AwareTime = Annotated[datetime, AfterValidator(_aware)]
 
@@ -135,6 +185,12 @@ class EventKind(StrEnum):
     VIANET_INVOICE_RECORDED = "21vianet-invoice-recorded"
     VIANET_INVOICE_OVERDUE = "21vianet-invoice-overdue"
     VIANET_INVOICE_PAID = "21vianet-invoice-paid"
+    # a step that failed, and what an operator decided; a manager asked to look
+    STEP_FAILED = "step-failed"
+    STEP_RETRIED = "step-retried"
+    STEP_SKIPPED = "step-skipped"
+    NEEDS_ATTENTION = "needs-attention"
+    DISPUTE_REFUSED = "dispute-refused"
 
 
 class CaseEvent(Strict):
@@ -146,3 +202,40 @@ class CaseEvent(Strict):
     actor: str
     text: str = ""
     data: dict[str, str] = Field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- operators
+
+
+class RetryStep(Strict):
+    """Run the step that failed again (after its cause was fixed)."""
+
+    by: Actor
+
+
+class SkipStep(Strict):
+    """Give up the step that failed and go on without it."""
+
+    reason: LongText
+    by: Actor
+
+
+class StepAnswer(Strict):
+    workflow_id: str
+    step: str
+    decision: str  # retry | skip
+
+
+# --------------------------------------------------------------------------- a run's carried log
+
+
+class LogState(Strict):
+    """What a workflow's event log carries into its next run (continue-as-new): the recent tail
+    (every event is in the database), the counters its keys are made of, who must look."""
+
+    tail: list[CaseEvent] = Field(default_factory=list)
+    unsaved: list[CaseEvent] = Field(default_factory=list)  # the next run saves them
+    last_seq: int = Field(ge=0)
+    emails_sent: int = Field(ge=0)
+    flagged: str | None = None
+    attention: str | None = None  # what the NeedsAttention search attribute says

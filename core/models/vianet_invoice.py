@@ -15,6 +15,7 @@ from core.models.shared import (
     AwareTime,
     CaseEvent,
     Locale,
+    LogState,
     PositiveMoney,
     ShortText,
     Strict,
@@ -43,6 +44,9 @@ class RecordVianetInvoice(Strict):
     manager_email: EmailStr
     remind_days_before: int = Field(default=3, ge=1, le=60)
     locale: Locale = Locale.ZH_CN
+    # a run continued as new carries the state of the one before (its history is short: three
+    # notices and a payment, so in practice it never does)
+    carried: VianetInvoiceState | None = None
 
 
 class MarkVianetPaid(Strict):
@@ -70,6 +74,10 @@ class VianetInvoiceView(Strict):
     paid_at: datetime | None = None
     paid_reference: str | None = None
     paid_by: str | None = None
+    # set while a step failed or a wait ran out: what a person must do
+    needs_attention: str | None = None
+    # every event is in the database; the view has the last ones (long texts cut)
+    event_count: int = 0
     timeline: list[CaseEvent] = Field(default_factory=list)
 
 
@@ -78,3 +86,17 @@ class PersistVianetInvoice(Strict):
 
     view: VianetInvoiceView
     seq: int = Field(ge=0)  # how many events the state includes: orders the writes
+
+
+class VianetInvoiceState(Strict):
+    """Everything a 21Vianet invoice's next run needs to go on where this one stopped."""
+
+    status: VianetInvoiceStatus
+    recorded_at: datetime
+    stages_done: list[str]
+    reminders: int
+    escalated_at: datetime | None
+    log: LogState
+
+
+RecordVianetInvoice.model_rebuild()

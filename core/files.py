@@ -1,0 +1,22 @@
+"""Files that hold customer data: readable by their owner only, whatever the umask."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import IO
+
+OWNER_ONLY = 0o600
+
+
+def private_open(path: Path, encoding: str = "utf-8") -> IO[str]:
+    """`path` opened for writing (emptied first), created or tightened to owner-only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, OWNER_ONLY)
+    os.fchmod(fd, OWNER_ONLY)  # an older file keeps its mode otherwise
+    return os.fdopen(fd, "w", encoding=encoding, newline="")
+
+
+def private_file(path: Path) -> None:
+    """Create `path` empty and owner-only if it does not exist (a database file, say)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, OWNER_ONLY)
+    os.close(fd)
