@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import SecretStr
 from starlette.datastructures import Headers
 from starlette.requests import Request
@@ -199,6 +200,11 @@ class SignedRequests:
         await asyncio.to_thread(self._requests.finish, caller, key, status, b"".join(chunks))
 
 
+def _text(value: object) -> str:
+    """Text any JSON answer can carry: what UTF-8 cannot hold is replaced."""
+    return str(value).encode("utf-8", "replace").decode("utf-8")
+
+
 def _replaying(body: bytes, receive: Receive) -> Receive:
     """The body read once, given to the app as if it came now."""
     delivered = False
@@ -284,13 +290,24 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
     )
     app.add_middleware(SignedRequests, verifiers=verifiers, requests=requests)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, err: Exception) -> JSONResponse:
+        """422 naming each field, without echoing the input: it may be a customer's data, or
+        text no JSON answer can carry (a lone surrogate)."""
+        assert isinstance(err, RequestValidationError)
+        errors = [
+            {"type": e["type"], "loc": [str(part) for part in e["loc"]], "msg": _text(e["msg"])}
+            for e in err.errors()
+        ]
+        return JSONResponse({"detail": errors}, 422)
+
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, err: Exception) -> JSONResponse:
         code = next(code for kind, code in STATUS_OF.items() if isinstance(err, kind))
         if code == 503:
             log.error("%s", err)
             return JSONResponse({"detail": "Temporal is unavailable; retry later"}, code)
-        return JSONResponse({"detail": str(err)}, code)
+        return JSONResponse({"detail": _text(err)}, code)
 
     @app.post(
         "/v1/billing-failures",

@@ -25,6 +25,12 @@ odd_text = st.sampled_from(
         "tab\there",
         "line\nbreak",
         CONTROL,
+        "deleted\u0000 VM",  # NUL: PostgreSQL refuses it in text
+        "C1\x85next\x9bline",  # C1 controls
+        "lone \ud800 surrogate",  # no UTF-8 has it: PostgreSQL and Temporal refuse it
+        "isolate \u2066x\u2069",
+        "云帆" * 10_000,  # 20,000 characters: 60 KB of UTF-8, the most a long text takes
+        "e\u0301",  # a combining accent: stored as NFC
     ]
 )
 texts = st.one_of(st.text(max_size=60), odd_text)

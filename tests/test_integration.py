@@ -159,6 +159,12 @@ async def test_case_from_open_to_closed(dev_env: WorkflowEnvironment, running: S
 async def test_cli_show_and_refusal(dev_env: WorkflowEnvironment, running: Settings) -> None:
     cases = Service(dev_env.client, running).cases
     data = open_case()
+    # a customer's words that Rich would read as markup (the CLI once crashed on `[/b]`)
+    markup = "云帆 [/b] [link=https://evil.example]点这里[/link] [red]"
+    customer = data.details.customer.model_copy(update={"name": markup})
+    data = data.model_copy(
+        update={"details": data.details.model_copy(update={"customer": customer})}
+    )
     await cases.open(data)
     env = {
         "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
@@ -168,6 +174,8 @@ async def test_cli_show_and_refusal(dev_env: WorkflowEnvironment, running: Setti
     shown = await asyncio.to_thread(runner.invoke, starter.app, ["show", data.case_id], env=env)
     assert shown.exit_code == 0, shown.output
     assert data.case_id in shown.output and "opened" in shown.output
+    assert markup in shown.output.replace("\n", "") or "[link=https://evil.example]" in shown.output
+    assert "\x1b]8;" not in shown.output  # no terminal hyperlink
     bad = await asyncio.to_thread(
         runner.invoke,
         starter.app,

@@ -1,0 +1,353 @@
+"""Hostile input on the real stack: the real worker and activities, PostgreSQL (where
+TEST_DATABASE_URL is set, else SQLite), the signed API and the service layer the CLI uses.
+
+Hypothesis sends, one field at a time, what a careless export, a confused client or an attacker
+would: NUL and other C0/C1 controls, lone surrogates, bidi overrides, 60 KB of Chinese, huge,
+negative and NaN amounts, other currencies and tenants, mistyped ids, and the same request
+twice. Each one is either refused with a clear error naming the field (422, a ValidationError,
+or the service's typed error) and changes nothing, or carried out. Then, once the workflows are
+idle: no workflow FAILED, no activity past 3 attempts, nothing accepted lost (`verify` clean).
+
+The first two checks are the issue's own findings: a dispute linked to a mistyped case id, and a
+case whose description holds NUL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import select, text
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from core.models import (
+    AddNote,
+    Assign,
+    BillingFailure,
+    CaseForm,
+    CaseView,
+    CollectionsStatus,
+    CustomerReply,
+    Escalate,
+    OpenDispute,
+    PaymentReceived,
+    PromiseToPay,
+    Reopen,
+    ReportFraud,
+    RequestInfo,
+    Resolve,
+    RetryStep,
+    UpdateContact,
+    VianetResponse,
+    VianetTicket,
+    Withdraw,
+)
+from core.settings import Settings
+from db.migrate import upgrade
+from db.session import make_engine, one_off_session
+from db.tables import Case
+from service import Kind, Service
+from service.errors import Refused, ServiceError
+from tests.conftest import _reset_postgres
+from tests.hostile import values_for
+from tests.intake_support import SIGNED, billing_failure_body, guid, post, unique_prefix
+from worker import build_worker
+
+AGENT = "agent.hostile@partner.example.cn"
+TEXT = "2 月发票中的虚拟机费用比上月高出 ¥12,340.00，请核实。"
+# what a test of each kind builds from: one valid body; a field of it is replaced
+CASE_FORM: dict[str, Any] = {
+    "tenant_id": "3f2b8c1e-6d4a-4e7b-9a15-0c2d7e9f1a64",
+    "name": "上海云帆信息科技有限公司",
+    "email": "finance@yunfan.example.cn",
+    "category": "invoice-dispute",
+    "description": TEXT,
+    "amount": "12340.00",
+    "opened_by": "portal",
+}
+CASE_ACTIONS: dict[type[BaseModel], dict[str, Any]] = {
+    AddNote: {"text": TEXT, "by": AGENT},
+    Assign: {"agent": "agent.wang@partner.example.cn", "by": AGENT},
+    UpdateContact: {"email": "ap@yunfan.example.cn", "by": AGENT},
+    RequestInfo: {"question": TEXT, "by": AGENT},
+    CustomerReply: {"text": TEXT},
+    Escalate: {"reason": TEXT, "severity": "B", "by": AGENT},
+    VianetTicket: {"ticket_number": "VN-2612030001", "by": AGENT},
+    VianetResponse: {"text": TEXT, "by": AGENT},
+    Resolve: {"outcome": "credit-issued", "summary": TEXT, "credit_amount": "1", "by": AGENT},
+    Reopen: {"reason": TEXT},
+    Withdraw: {"reason": TEXT, "by": AGENT},
+}
+INVOICE_ACTIONS: dict[type[BaseModel], dict[str, Any]] = {
+    OpenDispute: {"description": TEXT, "disputed_amount": "10.00", "by": AGENT},
+    ReportFraud: {"reason": TEXT, "by": AGENT},
+    PromiseToPay: {"until": "2026-12-20T10:00:00+08:00", "by": AGENT},
+}
+
+
+def database() -> str | None:
+    return os.environ.get("TEST_DATABASE_URL")
+
+
+@pytest_asyncio.fixture(scope="module")
+async def stack(
+    dev_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[Service, httpx.AsyncClient]]:
+    """The real worker on PostgreSQL (or SQLite), the signed API over ASGI, the service."""
+    directory = tmp_path_factory.mktemp("hostile")
+    url = database() or f"sqlite:///{directory / 'billing.db'}"
+    if database():
+        _reset_postgres(url)
+    upgrade(url)
+    settings = Settings(
+        database_url=url, outbox_dir=directory / "outbox", task_queue=f"hostile-{uuid.uuid4()}"
+    ).model_copy(update=SIGNED)
+    service = Service(dev_env.client, settings)
+
+    async def connect() -> Service:
+        return service
+
+    transport = httpx.ASGITransport(app=create_app(settings, connect))
+    async with (
+        build_worker(dev_env.client, settings),
+        httpx.AsyncClient(transport=transport, base_url="http://intake") as api,
+    ):
+        yield service, api
+
+
+def names_the_field(error: ValidationError, field: str) -> bool:
+    return any(str(e["loc"][0]) == field for e in error.errors())
+
+
+def api_names_the_field(answer: httpx.Response, field: str) -> bool:
+    detail = answer.json()["detail"]
+    return isinstance(detail, list) and any(field in map(str, d["loc"]) for d in detail)
+
+
+async def test_a_mistyped_case_id_in_a_dispute_is_refused_and_collections_runs_on(
+    stack: tuple[Service, httpx.AsyncClient],
+) -> None:
+    service, api = stack
+    invoice = unique_prefix()
+    assert (await post(api, "/v1/billing-failures", billing_failure_body(invoice, "F1"))).is_success
+    typo = OpenDispute(case_id="BC-20990101-ABCDEF", description="wrong", by=AGENT)
+    with pytest.raises(Refused, match="case_id: no case BC-20990101-ABCDEF"):
+        await service.collections.act(invoice, typo)
+    view = await service.collections.show(invoice)
+    assert view.status is CollectionsStatus.ACTIVE and view.linked_case_id is None
+
+
+async def test_nul_in_a_description_is_refused_at_the_edge(
+    stack: tuple[Service, httpx.AsyncClient],
+) -> None:
+    _, api = stack
+    answer = await post(api, "/v1/cases", {**CASE_FORM, "description": "deleted\u0000 VM"})
+    assert answer.status_code == 422 and api_names_the_field(answer, "description")
+    with pytest.raises(ValidationError) as refused:
+        CaseForm.model_validate({**CASE_FORM, "description": "deleted\u0000 VM"})
+    assert names_the_field(refused.value, "description")
+
+
+async def _open(service: Service) -> CaseView:
+    form = CaseForm.model_validate(
+        {**CASE_FORM, "tenant_id": guid("tenant", uuid.uuid4()), "invoice_id": unique_prefix()}
+    )
+    return await service.cases.open(service.cases.prepare(form))
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],  # a shrink step replays requests
+)
+@given(data=st.data())
+async def test_hostile_input_is_refused_clearly_or_carried_out(
+    stack: tuple[Service, httpx.AsyncClient], data: st.DataObject
+) -> None:
+    service, api = stack
+    kind = data.draw(st.sampled_from(["case form", "failure", "payment", "case", "invoice"]))
+    if kind == "case form":
+        field = data.draw(st.sampled_from(sorted(CASE_FORM)), label="field")
+        body = {**CASE_FORM, field: data.draw(values_for(field), label="value")}
+        answer = await post(api, "/v1/cases", _jsonable(body))
+        assert answer.status_code in (201, 422), answer.text
+        if answer.status_code == 422:
+            assert api_names_the_field(answer, field), answer.text
+        return
+    if kind in ("failure", "payment"):
+        invoice = unique_prefix()
+        await post(api, "/v1/billing-failures", billing_failure_body(invoice, "F1"))
+        if kind == "failure":
+            body = billing_failure_body(invoice, "F2")
+            path = "/v1/billing-failures"
+        else:
+            path = "/v1/payments"
+            body = {
+                "payment_id": "P1",
+                "invoice_id": invoice,
+                "amount": "100.00",
+                "received_at": "2026-11-25T10:00:00+08:00",
+            }
+        field = data.draw(st.sampled_from(sorted(body)), label="field")
+        body[field] = data.draw(values_for(field), label="value")
+        key = str(uuid.uuid4())
+        answer = await post(api, path, _jsonable(body), key=key)
+        assert answer.status_code in (200, 202, 404, 409, 410, 422), answer.text
+        if answer.status_code == 422:
+            assert api_names_the_field(answer, field), answer.text
+        again = await post(api, path, _jsonable(body), key=key)  # the same request again
+        assert (again.status_code, again.content) == (answer.status_code, answer.content)
+        return
+    # an update of a running case or invoice, built as the CLI builds it
+    if kind == "case":
+        target = (await _open(service)).case_id
+        model = data.draw(st.sampled_from(list(CASE_ACTIONS)), label="action")
+        body = dict(CASE_ACTIONS[model])
+    else:
+        target = unique_prefix()
+        await post(api, "/v1/billing-failures", billing_failure_body(target, "F1"))
+        model = data.draw(st.sampled_from(list(INVOICE_ACTIONS)), label="action")
+        body = dict(INVOICE_ACTIONS[model])
+    field = data.draw(st.sampled_from(sorted(body)), label="field")
+    body[field] = data.draw(values_for(field), label="value")
+    try:
+        action = model.model_validate(body)
+    except ValidationError as refused:
+        assert names_the_field(refused, field) or field in str(refused), str(refused)
+        return
+    act: Callable[[], Awaitable[Any]] = (
+        (lambda: service.cases.act(target, action))  # type: ignore[arg-type]
+        if kind == "case"
+        else (lambda: service.collections.act(target, action))  # type: ignore[arg-type]
+    )
+    try:
+        await act()
+    except ServiceError as refused:
+        assert str(refused), "a refusal says why"
+
+
+def _jsonable(body: dict[str, Any]) -> Any:
+    """As a client would send it: what JSON cannot carry (a lone surrogate) sent escaped."""
+    return json.loads(json.dumps(body, default=str))
+
+
+async def test_after_all_of_it_nothing_failed_wedged_or_was_lost(
+    stack: tuple[Service, httpx.AsyncClient],
+) -> None:
+    service, _ = stack
+    client, queue = service.client, service.settings.task_queue
+    query = f"TaskQueue = '{queue}'"
+    failed = f"{query} AND ExecutionStatus = 'Failed'"
+    assert [w.id async for w in client.list_workflows(failed)] == []
+
+    async def idle() -> bool:
+        """No activity retrying: every workflow done or waiting for a person or a clock."""
+        attempts = []
+        async for execution in client.list_workflows(f"{query} AND ExecutionStatus = 'Running'"):
+            described = await client.get_workflow_handle(execution.id).describe()
+            attempts += [a.attempt for a in described.raw_description.pending_activities]
+        assert all(attempt <= 3 for attempt in attempts), attempts
+        return not attempts
+
+    for _ in range(150):
+        if await idle():
+            break
+        await asyncio.sleep(0.2)
+    assert await idle(), "activities still running"
+    report = await service.verify()
+    assert report.ok, report.differences
+    assert report.workflows >= 20 and report.running >= 1
+
+
+def test_amounts_that_are_accepted_are_exact() -> None:
+    """A payment accepted by the model is the amount sent, to the fen."""
+    payment = PaymentReceived.model_validate(
+        {
+            "payment_id": "P1",
+            "invoice_id": "G1",
+            "amount": "999999999999.99",
+            "received_at": "2026-11-25T10:00:00+08:00",
+        }
+    )
+    assert payment.amount == Decimal("999999999999.99")
+    with pytest.raises(ValidationError) as refused:
+        BillingFailure.model_validate({**billing_failure_body("G1", "F1"), "amount_due": "NaN"})
+    assert names_the_field(refused.value, "amount_due")
+
+
+async def test_a_row_the_database_refuses_waits_for_an_operator(
+    stack: tuple[Service, httpx.AsyncClient],
+) -> None:
+    """What the edge cannot know the database may still refuse (here a rule added by hand): the
+    step is not retried for ever, the case needs attention, and a retry after the fix saves it."""
+    service, _ = stack
+    url = service.settings.database_url
+    engine = make_engine(url)
+    refuse, allow = (
+        (
+            "ALTER TABLE case_events ADD CONSTRAINT ck_no_poison"
+            " CHECK (position('POISON' in text) = 0)",
+            "ALTER TABLE case_events DROP CONSTRAINT ck_no_poison",
+        )
+        if url.startswith("postgresql")
+        else (
+            "CREATE TRIGGER no_poison BEFORE INSERT ON case_events WHEN instr(NEW.text, 'POISON')"
+            " BEGIN SELECT RAISE(ABORT, 'poisoned note'); END",
+            "DROP TRIGGER no_poison",
+        )
+    )
+    with engine.begin() as connection:
+        connection.execute(text(refuse))
+    try:
+        case = await _open(service)
+        await service.cases.act(case.case_id, AddNote(text="POISON", by=AGENT))
+
+        async def stuck() -> bool:
+            return (await service.cases.show(case.case_id)).needs_attention is not None
+
+        await _eventually(stuck)
+        shown = await service.cases.show(case.case_id)
+        assert shown.needs_attention and "save to the database failed" in shown.needs_attention
+        # retried before the fix: it fails again, and still nothing is retried for ever
+        await service.retry_step(Kind.CASE, case.case_id, RetryStep(by=AGENT))
+        await _eventually(stuck)
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text(allow))
+        engine.dispose()
+    await service.retry_step(Kind.CASE, case.case_id, RetryStep(by=AGENT))
+
+    async def saved() -> bool:
+        view = await service.cases.show(case.case_id)
+        return view.needs_attention is None and not _unsaved(url, case.case_id, view.event_count)
+
+    await _eventually(saved)
+    with pytest.raises(Refused, match="no failed step"):
+        await service.retry_step(Kind.CASE, case.case_id, RetryStep(by=AGENT))
+
+
+def _unsaved(url: str, case_id: str, count: int) -> bool:
+    with one_off_session(url) as session:
+        stored = session.scalar(select(Case.last_event_seq).where(Case.case_id == case_id))
+    return stored != count
+
+
+async def _eventually(check: Callable[[], Awaitable[bool]], seconds: float = 30) -> None:
+    for _ in range(int(seconds / 0.2)):
+        if await check():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError("condition not reached")
