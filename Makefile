@@ -3,8 +3,10 @@
 # make clean — deletes var/: the local database, the email outbox and the Temporal dev server's DB
 # make bench — the pipeline against bare Temporal on this machine (BENCH_SCALE=0.1 for a quick run);
 #              make bench-suite adds the test suite's wall time
-# make chaos — 200 cases + 200 collections while the worker is SIGKILLed every few seconds and the
-#              Temporal dev server restarted once: prints lost, mismatched (verify), duplicates
+# make chaos — 200 cases + 200 collections through the HTTP intake, 3 workers and 2 API processes
+#              on PostgreSQL (database chaos), one of them SIGKILLed every few seconds and the
+#              Temporal dev server restarted once: prints lost, mismatched (verify), duplicates,
+#              refused and extra cases
 
 PYTHON ?= $(or $(shell command -v python3.11 2>/dev/null),python3)
 VENV := .venv

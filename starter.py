@@ -397,7 +397,8 @@ def open_command(
     )
 
     async def open_case(service: Service) -> CaseView:
-        return await service.cases.open(service.cases.prepare(form))
+        opened = await service.cases.open(service.cases.prepare(form))
+        return await service.cases.show(opened.case_id)  # the whole case, for the terminal
 
     view = _call(open_case, settings)
     console.print(

@@ -132,10 +132,12 @@ class EmailActivities:
             # the sender broke before the provider answered: free the key
             self._finish(message.key, claim, error=f"{type(exc).__name__}: {exc}")
             raise
-        # Kept by Temporal for the next attempt, should this commit fail: the only duplicate
-        # window left is a worker that dies between the provider's accept and this heartbeat.
         accepted = {"provider_message_id": provider_id, "subject": rendered.subject}
-        activity.heartbeat(ACCEPTED, message.key, accepted)
+        if not self.sender.idempotent:
+            # Kept by Temporal for the next attempt, should this commit fail: the only duplicate
+            # window left is a worker that dies between the provider's accept and this heartbeat.
+            # (A provider that takes the same key twice as one email needs no such record.)
+            activity.heartbeat(ACCEPTED, message.key, accepted)
         self._finish(
             message.key, None, status=SENT, sent_at=datetime.now(UTC), error=None, **accepted
         )

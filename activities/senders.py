@@ -48,6 +48,9 @@ class OutgoingEmail:
 
 class EmailSender(Protocol):
     name: str
+    # whether sending the same dedup key again delivers nothing more (then a retry needs no
+    # record of the provider's answer: it may simply send again)
+    idempotent: bool
 
     def send(self, email: OutgoingEmail) -> str:
         """Hand the email to the provider; return its message id."""
@@ -62,6 +65,7 @@ class FileOutboxSender:
     """Writes each email as an RFC 5322 ``.eml`` file, one file per dedup key."""
 
     name = "outbox"
+    idempotent = True  # one file per dedup key: sent again, it is written again, not twice
 
     def __init__(self, outbox_dir: Path) -> None:
         self.outbox_dir = Path(outbox_dir)
@@ -178,6 +182,7 @@ class SendGridSender:
     """SendGrid v3 mail/send. SendGrid has no idempotency key: callers deduplicate (EmailLog)."""
 
     name = "sendgrid"
+    idempotent = False  # SendGrid has no idempotency key: each call is a new email
 
     def __init__(self, api_key: str, host: str = SENDGRID_HOST, timeout: float = 30.0) -> None:
         self._client = SendGridAPIClient(api_key=api_key, host=host)

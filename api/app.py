@@ -24,7 +24,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.idempotency import KEY_CHARS, Answered, Conflict, IntakeRequests, key_problem
+from api.idempotency import (
+    KEY_CHARS,
+    Answered,
+    Claimed,
+    Conflict,
+    IntakeRequests,
+    key_problem,
+)
 from api.models import CaseOpened, FailureAccepted, PaymentRecorded, Problem
 from api.signing import (
     KEY_HEADER,
@@ -37,8 +44,9 @@ from api.signing import (
     Verifier,
     split_secrets,
 )
-from core.ids import collections_workflow_id
+from core.ids import case_workflow_id, collections_workflow_id, request_case_id
 from core.models import BillingFailure, CaseForm, CollectionsView, PaymentReceived
+from core.models import CaseOpened as CoreCaseOpened
 from core.settings import Settings, SettingsError, required_secret
 from core.temporal import data_converter
 from db.session import make_engine, make_session_factory
@@ -56,6 +64,7 @@ STATUS_OF: dict[type[ServiceError], int] = {
 }
 SIGNED_PREFIX = "/v1/"
 MAX_BODY_BYTES = 1024 * 1024
+CLAIM = "intake_claim"  # where a signed request's claim waits for its route (request.state)
 # who signs which requests: each caller its own secrets
 CALLERS = {
     "/v1/billing-failures": "billing",
@@ -176,6 +185,7 @@ class SignedRequests:
             retry = {"Retry-After": "5"} if claim.in_progress else {}
             await _problem(409, claim.message, **retry)(scope, receive, send)
             return
+        scope.setdefault("state", {})[CLAIM] = claim  # the route's ids come from it
         await self._carry_out(scope, _replaying(body, receive), send, caller, key)
 
     async def _carry_out(
@@ -348,12 +358,17 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
         responses={**COMMON, 409: {"model": Problem, "description": "The case id exists"}},
         openapi_extra=SIGNATURE_PARAMETERS,
     )
-    async def open_case(form: CaseForm) -> CaseOpened:
+    async def open_case(form: CaseForm, request: Request) -> CaseOpened:
         """Open a billing case: the customer is acknowledged, the owner notified."""
         service = await connection.get()
-        view = await service.cases.open(service.cases.prepare(form))
+        claim: Claimed = getattr(request.state, CLAIM)
+        case_id = request_case_id(claim.first_claimed, claim.caller, claim.key)
+        try:
+            opened = await service.cases.open(service.cases.prepare(form, case_id=case_id))
+        except AlreadyExists:  # an attempt under this key that broke before answering opened it
+            opened = CoreCaseOpened(case_id=case_id, workflow_id=case_workflow_id(case_id))
         return CaseOpened(
-            case_id=view.case_id, workflow_id=view.workflow_id, status=view.status.value
+            case_id=opened.case_id, workflow_id=opened.workflow_id, status=opened.status.value
         )
 
     return app

@@ -4,9 +4,11 @@ restarts.
 A caller names each request with an `Idempotency-Key` (signed with the request). The first request
 under a key claims it; the same key and the same request again gets the first answer; the same key
 with another request is refused (409). A claim is released when the outcome is not final (Temporal
-unavailable: 5xx), so a retry runs; a claim left by a process that died is taken over after
-`PENDING_TTL`. A replayed signed request is one with the same key: answered, never carried out
-twice.
+unavailable: 5xx), so a retry runs at once; a claim left by a process that died is taken over
+after `PENDING_TTL`. Either way the retry keeps the key's first claim, and with it the ids the
+request creates (`core.ids.request_case_id`): what an attempt started before it broke is found,
+not started twice. A replayed signed request is one with the same key: answered, never carried
+out twice.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -30,7 +32,12 @@ KEY_CHARS = 255
 
 @dataclass(frozen=True)
 class Claimed:
-    """This request runs under the key."""
+    """This request runs under the key, first claimed then (by this attempt, or by one that
+    died: what it started is found again under the same ids)."""
+
+    caller: str
+    key: str
+    first_claimed: datetime
 
 
 @dataclass(frozen=True)
@@ -107,7 +114,7 @@ class IntakeRequests:
                         in_progress=True,
                     )
                 row.updated_at = now  # its process died: this one takes it over
-                return Claimed()
+                return Claimed(caller, key, row.created_at)
             try:
                 with session.begin_nested():
                     session.add(
@@ -127,16 +134,17 @@ class IntakeRequests:
                     f"the request under Idempotency-Key {key!r} is still running: retry it later",
                     in_progress=True,
                 )
-            return Claimed()
+            return Claimed(caller, key, now)
 
     def finish(self, caller: str, key: str, status: int, body: bytes) -> None:
         """Keep a final answer, or release the key for a retry."""
         where = (IntakeRequest.caller == caller, IntakeRequest.idempotency_key == key)
         with self._sessions.begin() as session:
-            if not final(status):
-                session.execute(delete(IntakeRequest).where(*where, IntakeRequest.state == PENDING))
-                return
             row = session.scalars(select(IntakeRequest).where(*where)).first()
+            if row is not None and not final(status):
+                if row.state == PENDING:  # free at once, its first claim kept (see Claimed)
+                    row.updated_at = datetime.now(UTC) - PENDING_TTL - timedelta(seconds=1)
+                return
             if row is not None:
                 row.state, row.response_status = DONE, status
                 row.response_body = body.decode("utf-8", "replace")

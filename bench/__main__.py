@@ -38,7 +38,9 @@ from bench.suite import run_suite
 from core.settings import load_settings
 
 CASES, FAILURES, LATENCY_CASES, LATENCY_UPDATES = 300, 10_000, 50, 200
-TARGETS = {"pipeline": 0.85, "import": 0.9, "import_mib": 200, "worker_mib": 1024, "p95_ms": 250}
+TARGETS = {"import": 0.9, "import_mib": 200, "worker_mib": 1024, "p95_ms": 250}
+# pipeline / bare cases per second, by cases at once: below saturation, and at it
+PIPELINE_TARGETS = {10: 0.85, 50: 0.75}
 SUITE_TARGET_S = 300
 PERSISTENCE = ("file", "wal", "memory")
 
@@ -185,6 +187,8 @@ def pipeline_rows(runs: list[CaseRun], result: dict[str, Any]) -> list[Row]:
     )
     cpu = ", ".join(f"{k} {v:.0f}" for k, v in ours.cpu_ms_per_case.items())
     bare_cpu = ", ".join(f"{k} {v:.0f}" for k, v in bare.cpu_ms_per_case.items())
+    target = PIPELINE_TARGETS.get(ours.concurrency)
+    cost, bare_cost = ours.actions_per_case["total"], bare.actions_per_case["total"]
     return [
         Row(
             "1",
@@ -192,16 +196,26 @@ def pipeline_rows(runs: list[CaseRun], result: dict[str, Any]) -> list[Row]:
             f"{ours.per_second:.1f}",
             f"{bare.per_second:.1f}",
             ratio,
-            f"≥ {TARGETS['pipeline']}",
-            ratio >= TARGETS["pipeline"],
+            "" if target is None else f"≥ {target}",
+            None if target is None else ratio >= target,
         ),
         Row("1", "CPU ms per case", cpu, bare_cpu),
         Row(
             "1",
-            "activities per case",
-            f"{ours.activities_per_case:.1f}",
-            f"{bare.activities_per_case:.1f}",
+            "steps per case (activities + local activities)",
+            f"{ours.steps_per_case:.1f}",
+            f"{bare.steps_per_case:.1f}",
         ),
+        Row(
+            "1",
+            "Temporal Cloud billable actions per case",
+            f"{cost:.1f}",
+            f"{bare_cost:.1f}",
+            cost / bare_cost,
+            "≤ bare",
+            cost <= bare_cost,
+        ),
+        Row("1", "  of which", _kinds(ours), _kinds(bare)),
         Row(
             "1",
             "dev server per case: RPCs (queries, heartbeats); database writes of a workflow",
@@ -209,6 +223,10 @@ def pipeline_rows(runs: list[CaseRun], result: dict[str, Any]) -> list[Row]:
             _asked(bare),
         ),
     ]
+
+
+def _kinds(run: CaseRun) -> str:
+    return ", ".join(f"{k} {v:g}" for k, v in run.actions_per_case.items() if k != "total")
 
 
 def _asked(run: CaseRun) -> str:

@@ -1,7 +1,10 @@
 """Scripted cases, open → note → resolve → confirm → closed: the pipeline's and the bare baseline's.
 
-Both are driven the same way from this process (start and query, three updates, a poll until the
-case is resolved, the confirm update, the result) against a worker subprocess on its own queue.
+Both do the same business from this process (start and query, three updates, the confirm once the
+customer has the resolution, the result) against a worker subprocess on its own queue, each the
+way its client can: the bare workflow is polled until it is resolved; the pipeline's resolve
+answers once the resolution reached the customer (as the CLI and the workspace use it), so it is
+polled only if that answer came first (it never does here).
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle
 
+from bench import actions
 from bench.bare import RESOLVED, BareCaseWorkflow, BareView
 from bench.env import BIN, WORKER, Child, DevServer, profiler, worker_env
 from core.ids import case_workflow_id
@@ -43,9 +47,10 @@ class CaseRun:
     cases: int
     concurrency: int
     seconds: float
-    activities_per_case: float
+    steps_per_case: float  # activities and local activities: the same work on both sides
     cpu_ms_per_case: dict[str, float]  # worker, dev server, driver
     server_requests_per_case: dict[str, float]  # the dev server's RPCs and database calls
+    actions_per_case: dict[str, float]  # Temporal Cloud's billable actions, by kind, and "total"
 
     def requests(self, *names: str) -> float:
         return sum(self.server_requests_per_case.get(name, 0.0) for name in names)
@@ -64,8 +69,8 @@ def pipeline_script(client: Client, settings: Settings) -> Script:
         case_id = data.case_id
         await cases.act(case_id, AddNote(text="Checked the meter data", by=AGENT))
         resolve = Resolve(outcome=Outcome.EXPLAINED, summary="Usage matches the meter.", by=AGENT)
-        await cases.act(case_id, resolve)
-        await poll(lambda: cases.show(case_id), lambda view: view.status is CaseStatus.RESOLVED)
+        if (await cases.act(case_id, resolve)).status is not CaseStatus.RESOLVED:
+            await poll(lambda: cases.show(case_id), lambda v: v.status is CaseStatus.RESOLVED)
         await cases.act(case_id, Confirm())
         workflow_id = case_workflow_id(case_id)
         handle = client.get_workflow_handle_for(BillingCaseWorkflow.run, workflow_id)
@@ -117,14 +122,8 @@ async def drive(script: Script, cases: int, concurrency: int) -> tuple[float, li
     return time.perf_counter() - start, ids
 
 
-async def activities_per_case(handles: list[WorkflowHandle[Any, Any]]) -> float:
-    """The mean number of activities a case ran: checks the baseline does the same work."""
-    counts = []
-    for handle in handles:
-        history = await handle.fetch_history()
-        scheduled = EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-        counts.append(sum(1 for event in history.events if event.event_type == scheduled))
-    return sum(counts) / len(counts)
+async def histories(handles: list[WorkflowHandle[Any, Any]]) -> list[list[HistoryEvent]]:
+    return [list((await handle.fetch_history()).events) for handle in handles]
 
 
 async def run_cases(
@@ -166,11 +165,12 @@ async def run_cases(
     finally:
         await worker.stop()
     client = server.client if kind == "pipeline" else server.bare
-    handles = [client.get_workflow_handle(i) for i in ids[:: max(1, len(ids) // 10)]]
+    runs = await histories([client.get_workflow_handle(i) for i in ids])
     per_case = {name: round(1000 * used / cases, 1) for name, used in cpu.items()}
     asked = {name: round(n / cases, 2) for name, n in sorted(requests.items())}
-    activities = await activities_per_case(handles)
-    return CaseRun(kind, cases, concurrency, seconds, activities, per_case, asked)
+    work = sum(actions.steps(events) for events in runs) / len(runs)
+    billed = actions.per_case(runs, asked)
+    return CaseRun(kind, cases, concurrency, seconds, work, per_case, asked, billed)
 
 
 def _cpu(worker: Child, server: DevServer) -> dict[str, float]:

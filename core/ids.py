@@ -3,6 +3,7 @@ dispute case opened from collections) and the stores all name things the same wa
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from datetime import UTC, datetime
 from random import Random
@@ -53,3 +54,13 @@ def new_case_id(now: datetime | None = None, random: Random | None = None) -> st
     random source (replayed alike); everything else draws from the system's."""
     bits = random.getrandbits(80) if random is not None else secrets.randbits(80)
     return f"BC-{ulid(now or datetime.now(UTC), bits)}"
+
+
+def request_case_id(first_claimed: datetime, caller: str, key: str) -> str:
+    """The case an intake request opens: the same on every attempt under its Idempotency-Key (a
+    retry after a crash finds the case the first attempt started, and opens no second one), and
+    unique for ever (the key's first claim, and 80 bits of a hash of the caller and the key)."""
+    if first_claimed.tzinfo is None:  # SQLite gives back naive UTC
+        first_claimed = first_claimed.replace(tzinfo=UTC)
+    digest = hashlib.sha256(f"{caller}\n{key}".encode()).digest()
+    return f"BC-{ulid(first_claimed, int.from_bytes(digest[:10], 'big'))}"

@@ -3,10 +3,13 @@ query and start the service makes."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
@@ -14,6 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from core.settings import Settings
 from core.temporal import connect
+from db.session import shared_sessions
 from service.errors import Ended, NotFound, Refused, ServiceError, Unavailable
 
 T = TypeVar("T")
@@ -120,3 +124,14 @@ async def ended_status(client: Client, workflow_id: str) -> str:
     except RPCError:
         return "ended"
     return described.status.name.lower() if described.status else "ended"
+
+
+@contextmanager
+def reading(database_url: str) -> Iterator[Session]:
+    """A session for the service's checks in the database; Unavailable when the database cannot
+    be reached (nothing was changed, the same call may be made again)."""
+    try:
+        with shared_sessions(database_url)() as session:
+            yield session
+    except (OperationalError, InterfaceError):
+        raise Unavailable("the database is unavailable: try again later") from None

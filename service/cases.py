@@ -3,9 +3,10 @@ show."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateStage
 
 from core import search, ui
 from core.ids import case_workflow_id, new_case_id
@@ -13,6 +14,7 @@ from core.models import (
     AddNote,
     Assign,
     CaseForm,
+    CaseOpened,
     CasePolicy,
     CaseView,
     Confirm,
@@ -63,6 +65,13 @@ UPDATES: dict[type[CaseAction], Any] = {
 }
 
 
+# Updates that answer once their step is done (the resolution delivered or bounced, the
+# 21Vianet request rendered), so the agent's screen needs no query after them. Should the step
+# take longer (a provider retrying), the agent gets the case as it is after this many seconds.
+ANSWER_WAIT = 20.0
+ANSWERED_WHEN_DONE: frozenset[type[CaseAction]] = frozenset({Resolve, Escalate})
+
+
 def named(case_id: str) -> Named:
     return Named(case_workflow_id(case_id), f"case {case_id}", f"no case {case_id}")
 
@@ -72,13 +81,16 @@ class Cases:
         self._client = client
         self._settings = settings
 
-    def prepare(self, form: CaseForm, policy: CasePolicy | None = None) -> OpenCase:
-        """The workflow's input for a form, under a new case id."""
-        return form.open_case(new_case_id(), policy or self._settings.case_policy())
+    def prepare(
+        self, form: CaseForm, policy: CasePolicy | None = None, *, case_id: str | None = None
+    ) -> OpenCase:
+        """The workflow's input for a form, under a new case id (or the one its intake request
+        gives it: `core.ids.request_case_id`)."""
+        return form.open_case(case_id or new_case_id(), policy or self._settings.case_policy())
 
-    async def open(self, data: OpenCase) -> CaseView:
+    async def open(self, data: OpenCase) -> CaseOpened:
         """Start the case: the customer is acknowledged, the owner told. AlreadyExists when the
-        case id was ever used."""
+        case id was ever used. Answers without asking the workflow: `show` for the whole case."""
         started = await start(
             self._client,
             BillingCaseWorkflow.run,
@@ -91,7 +103,7 @@ class Cases:
         )
         if not started:
             raise AlreadyExists(f"case {data.case_id} already exists")
-        return await self.show(data.case_id)
+        return CaseOpened(case_id=data.case_id, workflow_id=case_workflow_id(data.case_id))
 
     async def act(
         self, case_id: str, action: CaseAction, *, update_id: str | None = None
@@ -102,10 +114,28 @@ class Cases:
             BillingCaseWorkflow.run, case_workflow_id(case_id)
         )
         update = UPDATES[type(action)]
-        view: CaseView = await attempt(
-            self._client, named(case_id), handle.execute_update(update, action, id=update_id)
-        )
+        if type(action) in ANSWERED_WHEN_DONE:
+            call = self._answer_within(handle, update, action, update_id)
+        else:
+            call = handle.execute_update(update, action, id=update_id)
+        view: CaseView = await attempt(self._client, named(case_id), call)
         return view
+
+    @staticmethod
+    async def _answer_within(
+        handle: WorkflowHandle[Any, CaseView],
+        update: Any,
+        action: CaseAction,
+        update_id: str | None,
+    ) -> CaseView:
+        accepted = await handle.start_update(
+            update, action, id=update_id, wait_for_stage=WorkflowUpdateStage.ACCEPTED
+        )
+        try:
+            return await asyncio.wait_for(accepted.result(), ANSWER_WAIT)
+        except TimeoutError:  # accepted, its step still under way: the case as it is now
+            view = await handle.query(BillingCaseWorkflow.view)
+            return view.model_copy(update={"timeline": []})
 
     async def show(self, case_id: str) -> CaseView:
         handle = self._client.get_workflow_handle_for(

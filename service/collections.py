@@ -28,9 +28,8 @@ from core.models import (
     Waive,
 )
 from core.settings import Settings
-from db.session import shared_sessions
 from db.tables import Collections as CollectionsRow
-from service.calls import Named, attempt, ended_status, start
+from service.calls import Named, attempt, ended_status, reading, start
 from service.cases import Cases
 from service.errors import Ended, NotFound, Refused
 from workflows.collections import CollectionsWorkflow
@@ -121,7 +120,7 @@ class Collections:
     def _ended(self, invoice_id: str) -> str | None:
         """How the invoice's collections ended, as the database remembers it; None if they did
         not (or never ran)."""
-        with shared_sessions(self._settings.database_url)() as session:
+        with reading(self._settings.database_url) as session:
             status = session.scalar(
                 select(CollectionsRow.status).where(CollectionsRow.invoice_id == invoice_id)
             )
@@ -134,6 +133,11 @@ class Collections:
         same `update_id` again is answered with the first outcome, not run again."""
         if isinstance(action, OpenDispute) and action.case_id:
             await self._check_link(invoice_id, action.case_id)
+        if isinstance(action, PaymentReceived) and update_id is None:
+            # a payment's id is its update's: told again (a retry after a crash, a re-sent
+            # notice), Temporal answers the first outcome, even once the invoice is paid and
+            # its collections ended
+            update_id = f"payment-{action.payment_id}"
         handle = self._client.get_workflow_handle_for(
             CollectionsWorkflow.run, collections_workflow_id(invoice_id)
         )

@@ -25,5 +25,5 @@ class AlreadyExists(ServiceError):
 
 
 class Unavailable(ServiceError):
-    """Temporal cannot be reached or did not answer in time: nothing is known to have changed,
-    and the same call may be made again."""
+    """Temporal or the database cannot be reached or did not answer in time: nothing is known to
+    have changed, and the same call may be made again."""

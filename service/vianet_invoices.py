@@ -12,9 +12,8 @@ from core import ui
 from core.ids import vianet_invoice_workflow_id
 from core.models import MarkVianetPaid, RecordVianetInvoice, VianetInvoiceView
 from core.settings import Settings
-from db.session import shared_sessions
 from db.tables import VianetInvoice
-from service.calls import Named, attempt, start
+from service.calls import Named, attempt, reading, start
 from service.errors import AlreadyExists
 from workflows.vianet_invoice import VianetInvoiceWorkflow
 
@@ -51,7 +50,7 @@ class VianetInvoices:
         return await self.show(data.invoice_number)
 
     def _recorded(self, invoice_number: str) -> bool:
-        with shared_sessions(self._settings.database_url)() as session:
+        with reading(self._settings.database_url) as session:
             row = session.scalar(
                 select(VianetInvoice.invoice_number).where(
                     VianetInvoice.invoice_number == invoice_number

@@ -8,18 +8,21 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
 from pydantic import SecretStr
+from sqlalchemy import select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from api.idempotency import PENDING, PENDING_TTL
 from api.signing import (
     KEY_HEADER,
     SIGNATURE_HEADER,
@@ -31,6 +34,8 @@ from api.signing import (
     split_secrets,
 )
 from core.settings import Settings, SettingsError
+from db.session import make_engine, make_session_factory
+from db.tables import IntakeRequest
 from service import Service
 from service.errors import Unavailable
 from tests.intake_support import (
@@ -182,6 +187,59 @@ async def test_keys_are_shared_by_every_api_process_and_kept_across_restarts(
     mine = f'TaskQueue = "{running.task_queue}" AND WorkflowType = "BillingCaseWorkflow"'
     ids = [w.id async for w in dev_env.client.list_workflows(mine)]
     assert ids == [opened.json()["workflow_id"]]
+
+
+def died_before_answering(running: Settings, key: str) -> None:
+    """As if the API process was killed after its request acted and before its answer was kept:
+    the key's claim left pending, and old enough for a retry to take it over."""
+    sessions = make_session_factory(make_engine(running.database_url))
+    with sessions.begin() as session:
+        row = session.scalars(
+            select(IntakeRequest).where(IntakeRequest.idempotency_key == key)
+        ).one()
+        row.state, row.response_status, row.response_body = PENDING, None, None
+        row.updated_at = datetime.now(UTC) - PENDING_TTL - timedelta(seconds=1)
+
+
+async def test_a_retry_after_the_process_died_acts_once(
+    dev_env: WorkflowEnvironment, running: Settings, api: httpx.AsyncClient
+) -> None:
+    """Found by `make chaos`: the retry opened a second case (a new id each attempt), and a
+    payment that had ended the collections was answered 410."""
+    invoice = unique_prefix()
+    form = {
+        "tenant_id": guid("tenant", invoice),
+        "name": "上海云帆信息科技有限公司",
+        "email": "finance@yunfan.example.cn",
+        "category": "billing-question",
+        "description": "发票金额与合同不符。",
+        "opened_by": "portal",
+    }
+    opened = await post(api, "/v1/cases", form, key=f"{invoice}-open")
+    assert opened.status_code == 201, opened.text
+    died_before_answering(running, f"{invoice}-open")
+    again = await post(api, "/v1/cases", form, key=f"{invoice}-open")
+    assert again.status_code == 201 and again.json() == opened.json()
+    mine = f'TaskQueue = "{running.task_queue}" AND WorkflowType = "BillingCaseWorkflow"'
+    assert [w.id async for w in dev_env.client.list_workflows(mine)] == [
+        opened.json()["workflow_id"]
+    ]
+
+    failure = billing_failure_body(invoice, f"{invoice}-F1", amount_due="100.00")
+    assert (await post(api, "/v1/billing-failures", failure)).status_code == 202
+    payment = {
+        "payment_id": f"{invoice}-P1",
+        "invoice_id": invoice,
+        "amount": "100.00",
+        "currency": "CNY",
+        "received_at": "2026-11-25T10:00:00+08:00",
+    }
+    paid = await post(api, "/v1/payments", payment, key=f"{invoice}-pay")
+    assert paid.status_code == 200 and paid.json()["status"] == "paid", paid.text
+    await dev_env.client.get_workflow_handle(f"collections-{invoice}").result()  # it ended
+    died_before_answering(running, f"{invoice}-pay")
+    again = await post(api, "/v1/payments", payment, key=f"{invoice}-pay")
+    assert again.status_code == 200 and again.json() == paid.json()
 
 
 async def test_a_retry_after_temporal_was_down_is_carried_out(

@@ -87,9 +87,11 @@ async def test_intake_resolve_confirm_closes_the_loop(
     )
     assert noted.timeline == []  # an update answers without the timeline: the query has it
     assert (await view(handle)).timeline[-1].kind is EventKind.NOTE
+    # the update answers once the customer has the resolution: no query needed after it
     resolved = await handle.execute_update(BillingCaseWorkflow.resolve, credit())
-    assert resolved.status is CaseStatus.RESOLVING
-    await eventually(lambda: EmailTemplate.CASE_RESOLVED in fake.templates())
+    assert resolved.status is CaseStatus.RESOLVED
+    assert resolved.resolution is not None and resolved.resolution.customer_told_at is not None
+    assert EmailTemplate.CASE_RESOLVED in fake.templates()
     await eventually(lambda: fake.persisted[-1].record.status is CaseStatus.RESOLVED)
     told = await view(handle)
     assert told.status is CaseStatus.RESOLVED

@@ -69,6 +69,7 @@ from db.session import make_engine, one_off_session
 from db.tables import Case, CaseEventRow, Collections, CollectionsEventRow, EmailLog
 from db.tables import PartnerCenterAction as Action
 from service import Service
+from service.errors import Unavailable
 from service.verify import verify
 from tests.partner_center_standin import (
     DROP,
@@ -83,6 +84,7 @@ from tests.sendgrid_standin import (
 )
 from tests.tcp_proxy import TcpProxy
 from tests.test_chaos import settle
+from tests.ui_support import LOCAL_ACTIVITY_MARKER
 from tests.workflow_support import billing_failure
 from tests.workflow_support import open_case as case_data
 from worker import build_worker
@@ -265,8 +267,9 @@ async def test_bounced_address_owner_told_and_case_goes_on(
         resolution = Resolve(
             outcome=Outcome.EXPLAINED, summary="The charge is explained.", by=AGENT
         )
-        resolving = await Service(client).cases.act(case_id, resolution)
-        assert resolving.status is CaseStatus.RESOLVING
+        # resolve answers once the email's fate is known: bounced, so back to the agent
+        answered = await Service(client).cases.act(case_id, resolution)
+        assert answered.status is CaseStatus.OPEN and answered.resolution is None
 
         async def resolution_bounced() -> bool:
             view = await case_view(client, case_id)
@@ -358,20 +361,30 @@ async def proxied_worker(
 
 
 async def retried_activities(client: Client, workflow_id: str) -> list[str]:
-    """Names of the activities that completed only on a later attempt (history: the started
-    event carries the attempt)."""
+    """Names of the activities that completed only on a later attempt: a regular one's started
+    event carries the attempt, a local one's marker its data."""
     history = await client.get_workflow_handle(workflow_id).fetch_history()
     names = {
         e.event_id: e.activity_task_scheduled_event_attributes.activity_type.name
         for e in history.events
         if e.HasField("activity_task_scheduled_event_attributes")
     }
-    return [
+    retried = [
         names[e.activity_task_started_event_attributes.scheduled_event_id]
         for e in history.events
         if e.HasField("activity_task_started_event_attributes")
         and e.activity_task_started_event_attributes.attempt > 1
     ]
+    for e in history.events:
+        marker = e.marker_recorded_event_attributes
+        if not e.HasField("marker_recorded_event_attributes") or (
+            marker.marker_name != LOCAL_ACTIVITY_MARKER
+        ):
+            continue
+        [data] = await client.data_converter.decode(marker.details["data"].payloads, [dict])
+        if data["attempt"] > 1:
+            retried.append(data["activity_type"])
+    return retried
 
 
 def stored_state(settings: Settings, case_ids: list[str]) -> tuple[dict[str, str], int]:
@@ -429,10 +442,12 @@ async def test_database_cut_for_30_seconds_loses_nothing(
         assert db_proxy.cut() > 0  # the worker's pool held open connections: all closed now
         cut_at = time.monotonic()
 
-        # the agents go on: a case opens, a failure comes in, every case gets a note and a
-        # resolution, two invoices are paid. All updates are workflow state: they succeed.
+        # the agents go on: a case opens, every case gets a note and a resolution, two invoices
+        # are paid. All updates are workflow state: they succeed. A new failure is refused for
+        # now (503 at the intake): whether its invoice's collections ended is in the database
         await open_case(client, settings, during[0])
-        await report_failure(client, settings, failures[2])
+        with pytest.raises(Unavailable, match="database is unavailable"):
+            await Service(client, settings).collections.report_failure(failures[2])
         await asyncio.gather(*(resolve_case(client, case_id) for case_id in cases))
         paid_in_cut = await asyncio.gather(*(record_payment(client, f) for f in failures[:2]))
         assert [v.status for v in paid_in_cut] == [CollectionsStatus.PAID] * 2
@@ -450,6 +465,7 @@ async def test_database_cut_for_30_seconds_loses_nothing(
         await asyncio.sleep(max(0.0, CUT_SECONDS - (time.monotonic() - cut_at)))
         db_proxy.restore()
         refused = db_proxy.counts.refused
+        await report_failure(client, settings, failures[2])  # the billing system's retry
 
         async def suspended_after_restore() -> bool:
             view = await collections_handle(client, invoices[2]).query(CollectionsWorkflow.view)
@@ -464,11 +480,11 @@ async def test_database_cut_for_30_seconds_loses_nothing(
 
     assert [view.status for view in closed] == [CaseStatus.CLOSED] * 5
     assert [view.status for view in paid] == [CollectionsStatus.PAID] * 3
-    # the cut did make the activities fail: refused connections, and in every workflow an
-    # activity that completed only on a later attempt
+    # the cut did make the activities fail: refused connections, and in every workflow that ran
+    # through it (not the invoice reported after it) a step that completed on a later attempt
     assert refused >= 20
     views: list[CaseView | CollectionsView] = [*closed, *paid]
-    for view in views:
+    for view in views[:-1]:
         assert await retried_activities(client, view.workflow_id), view.workflow_id
 
     report = await verify(client=client, settings=direct)

@@ -37,7 +37,7 @@ from core.models import (
     Assign,
     BillingFailure,
     CaseForm,
-    CaseView,
+    CaseOpened,
     CollectionsStatus,
     CustomerReply,
     Escalate,
@@ -160,7 +160,7 @@ async def test_nul_in_a_description_is_refused_at_the_edge(
     assert names_the_field(refused.value, "description")
 
 
-async def _open(service: Service) -> CaseView:
+async def _open(service: Service) -> CaseOpened:
     form = CaseForm.model_validate(
         {**CASE_FORM, "tenant_id": guid("tenant", uuid.uuid4()), "invoice_id": unique_prefix()}
     )

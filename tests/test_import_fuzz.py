@@ -46,15 +46,19 @@ SPECIAL_LINES = [
 ]
 
 
+# a lone surrogate (hostile text has them) written as a broken exporter would: not UTF-8
+SURROGATES = "surrogatepass"
+
+
 def csv_line(fields: dict[str, Any]) -> bytes:
     cells = [";".join(map(str, v)) if isinstance(v, list) else str(v) for v in fields.values()]
     out = io.StringIO()
     csv.writer(out, lineterminator="").writerow(cells)
-    return out.getvalue().encode()
+    return out.getvalue().encode("utf-8", SURROGATES)
 
 
 def json_line(fields: dict[str, Any]) -> bytes:
-    return json.dumps(fields, ensure_ascii=False).encode()
+    return json.dumps(fields, ensure_ascii=False).encode("utf-8", SURROGATES)
 
 
 @st.composite

@@ -65,6 +65,16 @@ async def assert_private(handle: WorkflowHandle[Any, Any]) -> None:
     )
 
 
+async def shows(handle: WorkflowHandle[Any, Any], key: Any, value: object) -> None:
+    """A workflow writes its search attributes when it next waits (visibility is eventually
+    consistent anyway): the value shows soon after the action, not with its answer."""
+
+    async def shown() -> bool:
+        return (await handle.describe()).typed_search_attributes.get(key) == value
+
+    await eventually(shown, f"{key.name} = {value!r}")
+
+
 async def replay(client: Client, handle: WorkflowHandle[Any, Any]) -> None:
     """The history so far replays on today's code: the new upserts are deterministic."""
     replayer = Replayer(
@@ -113,21 +123,18 @@ async def test_case_keeps_its_attributes_summary_and_details_current(
     assert (await history_summaries(client, handle))["timers"] == ["SLA: first response reminder"]
 
     await Service(client).cases.act(data.case_id, Assign(agent=AGENT, by=AGENT))
-    assert (await handle.describe()).typed_search_attributes.get(search.ASSIGNED_AGENT) == AGENT
+    await shows(handle, search.ASSIGNED_AGENT, AGENT)
     assert f"- Owner: {AGENT}" in await current_details(handle)
 
     await Service(client).cases.act(
         data.case_id, Escalate(reason="Meter error", severity=Severity.B, by=AGENT)
     )
-    attrs = (await handle.describe()).typed_search_attributes
-    assert attrs.get(search.CASE_STATUS) == "escalation-pending"
-    assert attrs.get(search.ESCALATED_TO_VIANET) is True
+    await shows(handle, search.CASE_STATUS, "escalation-pending")
+    await shows(handle, search.ESCALATED_TO_VIANET, True)
     await Service(client).cases.act(
         data.case_id, VianetTicket(ticket_number="VN-2611240001", by=AGENT)
     )
-    assert (await handle.describe()).typed_search_attributes.get(
-        search.CASE_STATUS
-    ) == "waiting-on-21vianet"
+    await shows(handle, search.CASE_STATUS, "waiting-on-21vianet")
 
     async def vianet_details() -> bool:
         return "21Vianet: response target" in await current_details(handle)
@@ -209,9 +216,7 @@ async def test_collections_and_its_dispute_case_carry_their_own_attributes(
     assert f"- From collections: collections-{failure.invoice_id}" in (
         await described.static_details() or ""
     )
-    assert (await collections.describe()).typed_search_attributes.get(
-        search.COLLECTIONS_STAGE
-    ) == "paused-dispute"
+    await shows(collections, search.COLLECTIONS_STAGE, "paused-dispute")
     assert f"waiting for the dispute case {view.linked_case_id}" in await current_details(
         collections
     )

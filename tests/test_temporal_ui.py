@@ -2,7 +2,7 @@
 endpoint, and Chromium driven by Playwright. `starter.py setup` registers the search attributes
 on it (the server starts without them), a case is escalated through the real worker, and the page
 must show it under the `EscalatedToVianet = true` filter with its summary, current details and
-activity summaries.
+activity summaries (a local activity's on its event).
 
 UI_SCREENSHOT=docs/ui-case.png also writes the case's screenshot there (the README's picture).
 """
@@ -182,9 +182,21 @@ async def test_manager_finds_an_escalated_case_in_the_ui(ui_stack: UiStack, tmp_
                 await page.get_by_role("link", name=workflow_id, exact=True).first.click(
                     timeout=WAIT_MS
                 )
-                # the timeline (newest first) names each activity and timer by its summary
-                for summary in ("Save 21Vianet escalation #1", "21Vianet: response target"):
+                # the timeline (newest first) names each activity and timer by its summary; a
+                # local activity (a database write) by its type, its summary one click away
+                for summary in (
+                    "Email customer: case escalated (zh-CN)",
+                    "21Vianet: response target",
+                ):
                     await expect(page.get_by_text(summary).first).to_be_visible(timeout=WAIT_MS)
+                await page.get_by_role("button", name="Event record_escalation").first.click(
+                    timeout=WAIT_MS
+                )
+                for text in ("core_local_activity", "Save 21Vianet escalation #1"):
+                    await expect(page.get_by_text(text, exact=True).first).to_be_visible(
+                        timeout=WAIT_MS
+                    )
+                await page.get_by_text("Close").first.click(timeout=WAIT_MS)
                 await page.get_by_test_id("user-metadata-tab").click()
                 frames = {
                     "summary": f"Invoice dispute · tenant {data.details.customer.tenant_id}"

@@ -21,7 +21,7 @@ from typing import Any, Generic, Literal, TypeVar, cast
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
@@ -61,6 +61,11 @@ ACTIVITY_TIMEOUT = timedelta(seconds=60)
 # how long a transient failure is retried (about 80 attempts) before a person is asked
 ACTIVITY_RETRY_BUDGET = timedelta(hours=6)
 REASON_CHARS = 500
+WORKFLOW = "workflow"  # the actor of what a workflow records of its own accord
+# One patch for everything this release changes in what a workflow does (one marker a workflow,
+# not one a change): a workflow that started before it keeps the old behaviour to its end, so
+# every recorded history still replays. The next release that changes commands adds another.
+RELEASE = "2026-12-03"
 # the events a workflow keeps (all are in the database), and how much of each text
 TAIL_EVENTS = 20
 TAIL_TEXT_CHARS = 1_000
@@ -174,6 +179,8 @@ class EffectLoop(ABC, Generic[Effect]):
     """Base of every workflow: handlers change state and queue effects; `serve` carries them out."""
 
     def _start_log(self, carried: LogState | None = None) -> None:
+        # asked once, at the start: the answer holds for the whole run
+        self._current = workflow.patched(RELEASE)
         log = carried or LogState(last_seq=0, emails_sent=0)
         self._tail: deque[CaseEvent] = deque(log.tail, maxlen=TAIL_EVENTS)
         self._unsaved: list[CaseEvent] = list(log.unsaved)  # not yet in the database: whole
@@ -184,6 +191,12 @@ class EffectLoop(ABC, Generic[Effect]):
         self._decision: Literal["retry", "skip"] | None = None
         self._flagged: str | None = log.flagged  # why a manager must look, besides a failed step
         self._attention_shown: str | None = log.attention  # what NeedsAttention says now
+        # what the search attributes say (as the workflow started, or its last run left them)
+        self._shown = {
+            pair.key.name: pair.value for pair in workflow.info().typed_search_attributes
+        }
+        # a new run compares them once (Temporal carries them over: normally nothing to write)
+        self._attributes_changed = carried is not None and self._current
 
     def _log_state(self) -> LogState:
         return LogState(
@@ -215,6 +228,10 @@ class EffectLoop(ABC, Generic[Effect]):
     @abstractmethod
     def _address(self, recipient: Recipient) -> str:
         """Where an email to `recipient` goes now."""
+
+    @abstractmethod
+    def _attributes(self) -> TypedSearchAttributes:
+        """What the workflow's search attributes should say now (no customer data)."""
 
     @abstractmethod
     def _publish_details(self) -> None:
@@ -269,6 +286,7 @@ class EffectLoop(ABC, Generic[Effect]):
     async def _serve(self) -> None:
         while True:
             await self._carry_out_effects()
+            self._flush_attributes()
             self._publish_details()  # whatever changed, the UI shows it before we wait or end
             if self._finished():
                 break
@@ -294,8 +312,9 @@ class EffectLoop(ABC, Generic[Effect]):
             alarm.fire()
         await workflow.wait_condition(workflow.all_handlers_finished)
         # what the last handlers recorded is saved too (before this change it could be left)
-        if self._has_work() and workflow.patched("save-after-last-handlers"):
+        if self._has_steps() and self._current:
             await self._carry_out_effects()
+        self._flush_attributes()
 
     def _history_full(self) -> bool:
         info = workflow.info()
@@ -307,8 +326,11 @@ class EffectLoop(ABC, Generic[Effect]):
             or info.get_current_history_size() >= HISTORY_BYTES_BUDGET
         )
 
-    def _has_work(self) -> bool:
+    def _has_steps(self) -> bool:
         return bool(self._effects) or bool(self._unsaved)
+
+    def _has_work(self) -> bool:
+        return self._has_steps() or self._attributes_changed
 
     async def _carry_out_effects(self) -> None:
         """Save what happened, then carry out one effect, and again until nothing is left.
@@ -316,21 +338,40 @@ class EffectLoop(ABC, Generic[Effect]):
         One effect between two saves: a steady stream of actions (notes, say) keeps adding events
         to save, and must not hold the emails back. A full history stops here too (the events
         go along unsaved into the next run), so such a stream cannot keep a run going either."""
-        while self._has_work() and not (
+        while self._has_steps() and not (
             self._history_full() and not self._effects and not self._finished()
         ):
-            if self._unsaved:
+            if self._unsaved and self._save_first():
                 saving = list(self._unsaved)
                 await self._step("save to the database", self._persist, saving)
                 del self._unsaved[: len(saving)]
                 self._tail.extend(_shortened(event) for event in saving)
                 # before this change an effect waited until no event was left to save
-                if self._unsaved and not workflow.patched("effects-between-saves"):
+                if self._unsaved and not self._current:
                     continue
             if self._effects:
                 effect = self._effects[0]
                 await self._step(self._describe(effect), self._carry_out, effect)
                 self._effects.popleft()
+
+    def _save_first(self) -> bool:
+        """Whether the events not saved yet are written before the next effect. What a person
+        did (and whatever a run records first) is in the database before the workflow acts on
+        it. Since this release the workflow's own events (an email sent, a reminder due) wait
+        for the save after the next effect: a run of effects costs one write, not one each."""
+        if not self._current or not self._effects or not self._tail:
+            return True
+        return any(event.actor != WORKFLOW for event in self._unsaved)
+
+    async def _write(self, activity: str, arg: Any, summary: str) -> None:
+        """A database write. Since this release a local activity: the worker runs it inside the
+        workflow task that asked for it, so it costs no task-queue round trip and no activity
+        events, only a marker that keeps the summary for the UI. Same timeouts, retries and
+        failed-step handling as any step."""
+        if self._current:
+            await workflow.execute_local_activity(activity, arg, **activity_options(summary))
+        else:
+            await workflow.execute_activity(activity, arg, **activity_options(summary))
 
     def _describe(self, effect: Effect) -> str:
         """An effect as the timeline and the manager read it."""
@@ -352,11 +393,16 @@ class EffectLoop(ABC, Generic[Effect]):
 
     async def _operator_decides(self, label: str, reason: str) -> Literal["retry", "skip"]:
         self._stuck = Stuck(label, reason, workflow.now())
-        self._record(EventKind.STEP_FAILED, "workflow", reason, step=label)
+        self._record(EventKind.STEP_FAILED, WORKFLOW, reason, step=label)
+        self._flush_attributes()
         self._show_attention()
         self._publish_details()
         await self._tell_manager(label, reason)
-        await workflow.wait_condition(lambda: self._decision is not None)
+        while self._decision is None:  # what handlers change meanwhile is shown meanwhile
+            await workflow.wait_condition(
+                lambda: self._decision is not None or self._attributes_changed
+            )
+            self._flush_attributes()
         decision = self._decision
         assert decision is not None
         self._stuck, self._decision = None, None
@@ -373,24 +419,46 @@ class EffectLoop(ABC, Generic[Effect]):
         except FailureError as err:
             self._record(
                 EventKind.EMAIL_BOUNCED,
-                "workflow",
+                WORKFLOW,
                 failure_reason(err),
                 template=email.template.value,
             )
 
     def _flag(self, why: str) -> None:
-        """A manager must look (a reminder ran out, a signal was refused); told once."""
+        """A manager must look (a reminder ran out, a signal was refused); told once, until the
+        flag is cleared."""
         if self._flagged == why:
             return
+        told = self._flagged is not None and self._current  # (before this release: each reason)
         self._flagged = why
-        self._record(EventKind.NEEDS_ATTENTION, "workflow", why)
-        self._queue_email(ManagerNeedsAttention(step=why, error=""))
+        self._record(EventKind.NEEDS_ATTENTION, WORKFLOW, why)
+        if not told:  # one email until a person clears the flag; the timeline has every reason
+            self._queue_email(ManagerNeedsAttention(step=why, error=""))
         self._show_attention()
 
     def _unflag(self) -> None:
         if self._flagged is not None:
             self._flagged = None
             self._show_attention()
+
+    def _publish(self) -> None:
+        """Keep what a manager filters and reads in the UI current (no customer data in either):
+        the details now, the search attributes once the main loop gets to them (one upsert for
+        all that changed since, and none when nothing did)."""
+        if self._current:
+            self._attributes_changed = True
+        else:  # how workflows started before this release wrote them: every value, every time
+            workflow.upsert_search_attributes(search.updates(self._attributes()))
+        self._publish_details()
+
+    def _flush_attributes(self) -> None:
+        if not self._attributes_changed:
+            return
+        self._attributes_changed = False
+        changed = [p for p in self._attributes() if self._shown.get(p.key.name) != p.value]
+        if changed:
+            workflow.upsert_search_attributes([p.key.value_set(p.value) for p in changed])
+            self._shown.update((p.key.name, p.value) for p in changed)
 
     def _show_attention(self) -> None:
         wanted = (
@@ -435,7 +503,7 @@ class EffectLoop(ABC, Generic[Effect]):
         """A dedup key unique for ever: the workflow id and, since this change, its first run's
         id (an id used again after retention starts another chain of runs)."""
         info = workflow.info()
-        if workflow.patched("run-unique-keys"):
+        if self._current:
             return f"{info.workflow_id}/{info.first_execution_run_id}/{name}"
         return f"{info.workflow_id}/{name}"
 
@@ -467,12 +535,12 @@ class EffectLoop(ABC, Generic[Effect]):
             if rejected is None:
                 raise
             self._record(
-                EventKind.EMAIL_BOUNCED, "workflow", rejected.message, template=email.template.value
+                EventKind.EMAIL_BOUNCED, WORKFLOW, rejected.message, template=email.template.value
             )
             return rejected
         self._record(
             EventKind.EMAIL_SENT,
-            "workflow",
+            WORKFLOW,
             email.template.value,
             to=who,
             message_id=sent.provider_message_id,

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from temporalio import workflow
+from temporalio.common import TypedSearchAttributes
 from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from core import search
     from core.ids import is_collections_workflow_id
     from core.models import (
+        FIRST_STATUS,
         WORKING_STATUSES,
         AddNote,
         Assign,
@@ -69,6 +71,7 @@ with workflow.unsafe.imports_passed_through():
         OwnerSlaReminder,
     )
     from workflows.base import (
+        WORKFLOW,
         ActionRefused,
         Alarm,
         EffectLoop,
@@ -125,7 +128,7 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
         self._data = data
         self._policy = data.policy
         self._details = data.details
-        self._status = CaseStatus.OPEN
+        self._status = FIRST_STATUS
         self._owner = data.owner
         self._opened_at = workflow.now()
         self._closed_at: datetime | None = None
@@ -274,7 +277,7 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
         self._require(WORKING_STATUSES, "record a customer reply on")
 
     @workflow.update
-    def resolve(self, data: Resolve) -> CaseView:
+    async def resolve(self, data: Resolve) -> CaseView:
         now = workflow.now()
         self._first_response.meet(now)
         self._resolution.meet(now)
@@ -295,6 +298,13 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
         )
         resolution = self._email(CaseResolved(reopen_days=self._policy.reopen_window.days))
         self._effects.append(DeliverResolution(resolution))
+        if self._current:
+            # the answer says how it went (resolved once the customer has it, back to open if
+            # the address bounced, resolving while a person must see to a failed step): the
+            # agent's screen needs no query after it
+            await workflow.wait_condition(
+                lambda: self._status is not CaseStatus.RESOLVING or self._stuck is not None
+            )
         return self._answer()
 
     @resolve.validator
@@ -323,7 +333,7 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
         self._set_status(CaseStatus.ESCALATION_PENDING)
         number = len(self._escalations)
         self._record(EventKind.ESCALATED, data.by, data.reason, severity=data.severity.value)
-        if workflow.patched("escalation-request-as-a-step"):
+        if self._current:
             # a step of the main loop, so a failure waits for an operator, not this update: the
             # answer has the request to file once it is rendered, or says who must act
             self._preparing.add(number)
@@ -458,7 +468,7 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
         if not is_collections_workflow_id(collections_workflow_id):
             return  # not a collections workflow's id: nothing to report to
         self._collections = collections_workflow_id
-        self._record(EventKind.LINKED, "workflow", collections_workflow_id)
+        self._record(EventKind.LINKED, WORKFLOW, collections_workflow_id)
         if self._status is CaseStatus.RESOLVED:
             self._report_to_collections()
 
@@ -528,7 +538,7 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
     def _close(self) -> None:
         self._set_status(CaseStatus.CLOSED)
         self._closed_at = workflow.now()
-        self._record(EventKind.CLOSED, "workflow", "case closed")
+        self._record(EventKind.CLOSED, WORKFLOW, "case closed")
         self._queue_email(CaseClosed())
 
     def _address(self, recipient: Recipient) -> str:
@@ -541,20 +551,14 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
                 return str(self._owner or self._policy.team_email)
         raise ValueError(f"a case sends no email to {recipient.value}")
 
-    def _publish(self) -> None:
-        """Keep what a manager filters and reads in the UI current (no customer data in either)."""
-        workflow.upsert_search_attributes(
-            search.updates(
-                search.case_attributes(
-                    self._details,
-                    status=self._status.value,
-                    owner=self._owner,
-                    sla_breached=self._first_response.breached or self._resolution.breached,
-                    escalated=bool(self._escalations),
-                )
-            )
+    def _attributes(self) -> TypedSearchAttributes:
+        return search.case_attributes(
+            self._details,
+            status=self._status.value,
+            owner=self._owner,
+            sla_breached=self._first_response.breached or self._resolution.breached,
+            escalated=bool(self._escalations),
         )
-        self._publish_details()
 
     def _publish_details(self) -> None:
         """The UI's current details (markdown): what the case waits for, the deadline, the owner."""
@@ -669,7 +673,7 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
     def _remind(self, clock: SlaClock) -> Callable[[], None]:
         def fire() -> None:
             clock.reminded = True
-            self._record(EventKind.SLA_REMINDER, "workflow", f"{clock.name} SLA reminder")
+            self._record(EventKind.SLA_REMINDER, WORKFLOW, f"{clock.name} SLA reminder")
             self._queue_email(OwnerSlaReminder(clock=clock.name, due_at=self._clock_due(clock)))
             self._publish()
 
@@ -678,7 +682,7 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
     def _breach(self, clock: SlaClock) -> Callable[[], None]:
         def fire() -> None:
             clock.breached = True
-            self._record(EventKind.SLA_BREACHED, "workflow", f"{clock.name} SLA breached")
+            self._record(EventKind.SLA_BREACHED, WORKFLOW, f"{clock.name} SLA breached")
             self._queue_email(ManagerSlaBreach(clock=clock.name, due_at=self._clock_due(clock)))
             self._publish()
 
@@ -689,15 +693,13 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
 
     def _remind_customer(self) -> None:
         self._customer_reminders += 1
-        self._record(
-            EventKind.CUSTOMER_REMINDED, "workflow", f"reminder {self._customer_reminders}"
-        )
+        self._record(EventKind.CUSTOMER_REMINDED, WORKFLOW, f"reminder {self._customer_reminders}")
         self._queue_email(CustomerReminder(question=self._last_question))
         self._publish()
 
     def _report_silence(self) -> None:
         self._customer_silence_reported = True
-        self._record(EventKind.REMINDER, "workflow", "customer has not replied; owner told")
+        self._record(EventKind.REMINDER, WORKFLOW, "customer has not replied; owner told")
         self._queue_email(OwnerCustomerSilent(question=self._last_question))
         self._publish()
 
@@ -711,7 +713,7 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
             self._publish()
             return
         self._escalation_reminders += 1
-        self._record(EventKind.REMINDER, "workflow", "21Vianet ticket number not recorded yet")
+        self._record(EventKind.REMINDER, WORKFLOW, "21Vianet ticket number not recorded yet")
         escalation = self._escalations[-1]
         self._queue_email(
             OwnerEscalationReminder(
@@ -731,14 +733,14 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
             return
         self._vianet_follow_ups += 1
         ticket = self._escalations[-1].ticket_number or ""
-        self._record(EventKind.VIANET_FOLLOW_UP, "workflow", f"check 21Vianet ticket {ticket}")
+        self._record(EventKind.VIANET_FOLLOW_UP, WORKFLOW, f"check 21Vianet ticket {ticket}")
         self._queue_email(
             OwnerEscalationReminder(ticket_number=ticket, follow_up=self._vianet_follow_ups)
         )
         self._publish()
 
     def _window_ends(self) -> None:
-        self._record(EventKind.NOTE, "workflow", "reopen window ended without a reopen")
+        self._record(EventKind.NOTE, WORKFLOW, "reopen window ended without a reopen")
         self._close()
 
     # ------------------------------------------------------------------ effects
@@ -790,7 +792,7 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
             update={"customer_told_at": self._told_at}
         )
         self._set_status(CaseStatus.RESOLVED)
-        self._record(EventKind.CUSTOMER_TOLD, "workflow", "resolution sent to the customer")
+        self._record(EventKind.CUSTOMER_TOLD, WORKFLOW, "resolution sent to the customer")
         self._report_to_collections()
 
     def _resolution_bounced(self) -> None:
@@ -799,7 +801,7 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
         self._set_status(CaseStatus.OPEN)
         self._record(
             EventKind.NOTE,
-            "workflow",
+            WORKFLOW,
             "resolution email bounced: correct the contact and resolve again",
         )
 
@@ -809,28 +811,26 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
             await workflow.get_external_workflow_handle(self._collections).signal(
                 "dispute_resolved", outcome
             )
-            self._record(EventKind.NOTE, "workflow", f"outcome reported to {self._collections}")
+            self._record(EventKind.NOTE, WORKFLOW, f"outcome reported to {self._collections}")
         except FailureError as err:  # collections already ended (paid, waived)
-            self._record(EventKind.NOTE, "workflow", f"{self._collections}: {err.message}")
+            self._record(EventKind.NOTE, WORKFLOW, f"{self._collections}: {err.message}")
 
     async def _persist(self, events: list[CaseEvent]) -> None:
-        await workflow.execute_activity(
+        await self._write(
             "persist_case",
             PersistCase(record=self._record_row(), events=events),
-            **activity_options(
-                f"Save case: {self._status.value}, events {events[0].seq}-{events[-1].seq}"
-            ),
+            f"Save case: {self._status.value}, events {events[0].seq}-{events[-1].seq}",
         )
 
     async def _persist_escalation(self, number: int) -> None:
-        await workflow.execute_activity(
+        await self._write(
             "record_escalation",
             RecordEscalation(
                 case_id=self._data.case_id,
                 escalation_no=number,
                 escalation=self._escalations[number - 1],
             ),
-            **activity_options(f"Save 21Vianet escalation #{number}"),
+            f"Save 21Vianet escalation #{number}",
         )
 
     def _send_locale(self) -> Locale:

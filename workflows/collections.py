@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from temporalio import workflow
+from temporalio.common import TypedSearchAttributes
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
@@ -71,6 +72,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from core.ui import case_details, case_summary
     from workflows.base import (
+        WORKFLOW,
         ActionRefused,
         Alarm,
         EffectLoop,
@@ -303,7 +305,7 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
             self._effects.append(LinkCase(case_workflow_id(data.case_id)))
         else:
             self._disputes += 1
-            if workflow.patched("unique-dispute-case-ids"):  # no id a person could have taken
+            if self._current:  # no id a person could have taken
                 self._linked_case = new_case_id(workflow.now(), workflow.random())
             else:
                 self._linked_case = dispute_case_id(self._invoice_id, self._disputes)
@@ -331,7 +333,7 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
             return
         problem = outcome.problem(self._customer.tenant_id, self._currency)
         if problem is not None:  # checked here: a signal cannot be refused before it lands
-            self._record(EventKind.DISPUTE_REFUSED, "workflow", problem, case_id=outcome.case_id)
+            self._record(EventKind.DISPUTE_REFUSED, WORKFLOW, problem, case_id=outcome.case_id)
             self._flag(
                 f"the outcome of dispute case {outcome.case_id} was refused ({problem}): the "
                 "policy stays paused; resume it (resume --reason) or waive the invoice"
@@ -344,7 +346,7 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         label = outcome.outcome.value if outcome.outcome else "withdrawn"
         self._record(
             EventKind.DISPUTE_RESOLVED,
-            "workflow",
+            WORKFLOW,
             f"case {outcome.case_id}: {label}",
             credited=str(credit),
             balance=str(self._balance),
@@ -488,7 +490,7 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
     def _take_step(self, step: CollectionsStep) -> None:
         self._done.add(step.name)
         self._stage = step.name
-        self._record(EventKind.POLICY_STEP, "workflow", step.name)
+        self._record(EventKind.POLICY_STEP, WORKFLOW, step.name)
         if step.action is CollectionsAction.SUSPEND:
             if self._suspended_at is None:  # fraud may have suspended already
                 self._suspend(self._step_email(step.email) or CollectionsSuspended())
@@ -537,7 +539,7 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
     def _hand_off(self, notice: EmailData | None) -> None:
         self._status = CollectionsStatus.HANDED_OFF
         self._handed_off_at = workflow.now()
-        self._record(EventKind.HANDED_OFF, "workflow", "a manager takes the account over")
+        self._record(EventKind.HANDED_OFF, WORKFLOW, "a manager takes the account over")
         self._queue_email(notice or ManagerCollectionsHandOff())
 
     def _pause(self, status: CollectionsStatus) -> None:
@@ -552,17 +554,17 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         self._status = CollectionsStatus.ACTIVE
         self._promised_until = None
         self._unflag()
-        self._record(EventKind.RESUMED, "workflow", why)
+        self._record(EventKind.RESUMED, WORKFLOW, why)
 
     def _promise_lapsed(self) -> None:
-        self._record(EventKind.PROMISE_LAPSED, "workflow", "no payment by the promised date")
+        self._record(EventKind.PROMISE_LAPSED, WORKFLOW, "no payment by the promised date")
         self._resume("promise to pay lapsed")
         self._publish()
 
     def _expire(self) -> None:
         self._status = CollectionsStatus.EXPIRED
         self._stage = "expired"
-        self._record(EventKind.SETTLED, "workflow", "handed off and closed without payment")
+        self._record(EventKind.SETTLED, WORKFLOW, "handed off and closed without payment")
         self._publish()
 
     def _settle(self, status: CollectionsStatus, why: str, amount: Decimal = ZERO) -> None:
@@ -571,11 +573,11 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         self._stage = status.value
         self._paused_at = None
         self._unflag()
-        self._record(EventKind.SETTLED, "workflow", why)
+        self._record(EventKind.SETTLED, WORKFLOW, why)
         if self._suspended and not self._fraud:
             self._effects.append(ChangeSubscriptions(SubscriptionStatus.ACTIVE, why))
         if self._fraud and self._suspended:
-            self._queue_email(ManagerFraudReported(reason=f"{why}; still suspended", by="workflow"))
+            self._queue_email(ManagerFraudReported(reason=f"{why}; still suspended", by=WORKFLOW))
         if status is not CollectionsStatus.PAID:
             self._queue_email(CollectionsClosed(reason=why))
         elif self._suspended and not self._fraud:
@@ -615,22 +617,16 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
                 return str(self._policy.manager_email)
         raise ValueError(f"collections sends no email to {recipient.value}")
 
-    def _publish(self) -> None:
-        """Keep what a manager filters and reads in the UI current (no customer data in either)."""
-        workflow.upsert_search_attributes(
-            search.updates(
-                search.collections_attributes(
-                    invoice_id=self._invoice_id,
-                    tenant_id=self._customer.tenant_id,
-                    stage=self._status.value
-                    if self._status is not CollectionsStatus.ACTIVE
-                    else self._stage,
-                    balance=self._balance,
-                    suspended=bool(self._suspended),
-                )
-            )
+    def _attributes(self) -> TypedSearchAttributes:
+        return search.collections_attributes(
+            invoice_id=self._invoice_id,
+            tenant_id=self._customer.tenant_id,
+            stage=self._status.value
+            if self._status is not CollectionsStatus.ACTIVE
+            else self._stage,
+            balance=self._balance,
+            suspended=bool(self._suspended),
         )
-        self._publish_details()
 
     def _publish_details(self) -> None:
         """Markdown for the UI's current details: what it waits for, the next step, suspensions."""
@@ -717,7 +713,7 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
 
     def _dispute_not_linked(self, case: str, reason: str) -> None:
         """The dispute has no case to end it: say so and go on with the policy."""
-        self._record(EventKind.NOTE, "workflow", f"dispute case {case} not linked: {reason}")
+        self._record(EventKind.NOTE, WORKFLOW, f"dispute case {case} not linked: {reason}")
         if self._status is CollectionsStatus.PAUSED_DISPUTE:
             self._linked_case = None
             self._resume("the dispute has no case")
@@ -761,7 +757,7 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
                 refused = business_error(err)
                 if refused is None:
                     raise
-                self._record(EventKind.PARTNER_CENTER_ERROR, "workflow", refused.message)
+                self._record(EventKind.PARTNER_CENTER_ERROR, WORKFLOW, refused.message)
                 self._queue_email(
                     ManagerPartnerCenterError(
                         subscription_id=subscription_id,
@@ -775,7 +771,7 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
                 if change.status is SubscriptionStatus.SUSPENDED
                 else (EventKind.REACTIVATED)
             )
-            self._record(kind, "workflow", subscription_id, backend=done.backend)
+            self._record(kind, WORKFLOW, subscription_id, backend=done.backend)
             if change.status is SubscriptionStatus.SUSPENDED:
                 self._suspended.append(subscription_id)
             else:
@@ -788,8 +784,8 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         self._publish()
 
     async def _persist(self, events: list[CaseEvent]) -> None:
-        await workflow.execute_activity(
+        await self._write(
             "persist_collections",
             PersistCollections(view=self.view().model_copy(update={"timeline": []}), events=events),
-            **activity_options(f"Save collections: {self._stage}, balance {self._balance:,.2f}"),
+            f"Save collections: {self._stage}, balance {self._balance:,.2f}",
         )

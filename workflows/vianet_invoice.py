@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from temporalio import workflow
+from temporalio.common import TypedSearchAttributes
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -30,11 +31,11 @@ with workflow.unsafe.imports_passed_through():
     )
     from core.models.email import FinanceVianetInvoiceDue, ManagerVianetInvoiceOverdue
     from workflows.base import (
+        WORKFLOW,
         ActionRefused,
         Alarm,
         EffectLoop,
         SendEmail,
-        activity_options,
         without_timeline,
     )
 
@@ -175,7 +176,7 @@ class VianetInvoiceWorkflow(EffectLoop[SendEmail]):
     def _remind(self) -> None:
         self._reminders += 1
         days_left = (self._data.due_date - self._today()).days
-        self._record(EventKind.REMINDER, "workflow", f"finance reminded: due in {days_left} days")
+        self._record(EventKind.REMINDER, WORKFLOW, f"finance reminded: due in {days_left} days")
         self._queue_email(FinanceVianetInvoiceDue(days_left=days_left))
 
     def _escalate(self) -> None:
@@ -184,10 +185,13 @@ class VianetInvoiceWorkflow(EffectLoop[SendEmail]):
         days_overdue = (self._today() - self._data.due_date).days
         self._record(
             EventKind.VIANET_INVOICE_OVERDUE,
-            "workflow",
+            WORKFLOW,
             f"{days_overdue} days overdue: manager told",
         )
         self._queue_email(ManagerVianetInvoiceOverdue(days_overdue=days_overdue))
+
+    def _attributes(self) -> TypedSearchAttributes:
+        return TypedSearchAttributes([])  # it is found by its id: no attribute of its own
 
     def _publish_details(self) -> None:
         """Markdown for the UI's current details: amount, due date, reminders, what comes next."""
@@ -221,10 +225,10 @@ class VianetInvoiceWorkflow(EffectLoop[SendEmail]):
         await self._send(effect)
 
     async def _persist(self, events: list[CaseEvent]) -> None:
-        await workflow.execute_activity(
+        await self._write(
             "persist_vianet_invoice",
             PersistVianetInvoice(
                 view=self.view().model_copy(update={"timeline": []}), seq=events[-1].seq
             ),
-            **activity_options(f"Save 21Vianet invoice: {self._status.value}"),
+            f"Save 21Vianet invoice: {self._status.value}",
         )

@@ -8,11 +8,13 @@ imported, so workflow code loads them cheaply.
 """
 
 from core.models.case import (
+    FIRST_STATUS,
     WORKING_STATUSES,
     AddNote,
     Assign,
     CaseDetails,
     CaseForm,
+    CaseOpened,
     CasePolicy,
     CaseRecord,
     CaseState,
@@ -118,6 +120,7 @@ EmailMessage.model_rebuild()
 __all__ = [
     "CURRENCY",
     "EMAIL_DATA",
+    "FIRST_STATUS",
     "GUID_PATTERN",
     "MONEY_MAX",
     "STEP_EMAILS",
@@ -133,6 +136,7 @@ __all__ = [
     "CaseEvent",
     "CaseForm",
     "CaseId",
+    "CaseOpened",
     "CasePolicy",
     "CaseRecord",
     "CaseState",

@@ -64,6 +64,9 @@ class CaseStatus(StrEnum):
         return self in (CaseStatus.CLOSED, CaseStatus.WITHDRAWN)
 
 
+# Every case starts in it (BillingCaseWorkflow's first state; what opening one answers).
+FIRST_STATUS = CaseStatus.OPEN
+
 # States in which the agent still works the case.
 WORKING_STATUSES = frozenset(
     {
@@ -201,6 +204,15 @@ class OpenCase(Strict):
     collections_workflow_id: str | None = None
     # a run continued as new carries the state of the one before
     carried: CaseState | None = None
+
+
+class CaseOpened(Strict):
+    """What opening a case answers, without asking the workflow (no query): its ids and its
+    first status."""
+
+    case_id: CaseId
+    workflow_id: str
+    status: CaseStatus = FIRST_STATUS
 
 
 class CaseForm(Strict):

@@ -1,0 +1,132 @@
+"""A small run of `make bench` scenario 1, and its count of Temporal Cloud actions.
+
+The figures themselves are the bench's (docs/performance.md), never asserted here: this checks
+that both sides do the same business through their real workers and that the cost is counted
+as Temporal Cloud counts it.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.api.common.v1 import Payload, SearchAttributes
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import (
+    ActivityTaskStartedEventAttributes,
+    HistoryEvent,
+    MarkerRecordedEventAttributes,
+    UpsertWorkflowSearchAttributesEventAttributes,
+)
+
+from bench import actions
+from bench.__main__ import pipeline_rows
+from bench.cases import run_cases
+from bench.env import dev_server
+from core.settings import load_settings
+
+E = EventType
+
+
+def event(kind: EventType.ValueType, **attributes: object) -> HistoryEvent:
+    return HistoryEvent(event_type=kind, **attributes)  # type: ignore[arg-type]
+
+
+def marker(name: str, task: int) -> HistoryEvent:
+    return event(
+        E.EVENT_TYPE_MARKER_RECORDED,
+        marker_recorded_event_attributes=MarkerRecordedEventAttributes(
+            marker_name=name, workflow_task_completed_event_id=task
+        ),
+    )
+
+
+def upsert(*keys: str) -> HistoryEvent:
+    fields = {key: Payload(data=b'"x"') for key in keys}
+    return event(
+        E.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,
+        upsert_workflow_search_attributes_event_attributes=(
+            UpsertWorkflowSearchAttributesEventAttributes(
+                search_attributes=SearchAttributes(indexed_fields=fields)
+            )
+        ),
+    )
+
+
+def test_a_history_costs_what_temporal_cloud_bills() -> None:
+    history = [
+        event(E.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED),
+        marker("core_patch", 4),  # a patch and two local activities in one workflow task: one
+        upsert(actions.CHANGE_VERSION),  # the SDK's, with the patch: free
+        marker(actions.LOCAL_ACTIVITY_MARKER, 4),
+        marker(actions.LOCAL_ACTIVITY_MARKER, 4),
+        event(E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED),
+        event(
+            E.EVENT_TYPE_ACTIVITY_TASK_STARTED,  # its third try
+            activity_task_started_event_attributes=ActivityTaskStartedEventAttributes(attempt=3),
+        ),
+        event(E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED),
+        event(E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED),  # the same update: not again
+        marker(actions.LOCAL_ACTIVITY_MARKER, 9),  # another workflow task: one more
+        upsert("CaseStatus", "AssignedAgent"),  # one upsert, however many values
+        event(E.EVENT_TYPE_TIMER_STARTED),
+        event(E.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED),
+        event(E.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED),
+        event(E.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED),
+    ]
+    assert actions.in_history(history) == {
+        "workflow start": 1,
+        "markers (one a workflow task)": 2,
+        "activity (tries)": 3,
+        "update": 1,
+        "search-attribute upsert": 1,
+        "timer": 1,
+        "signal": 1,
+        "child workflow": 2,
+    }
+    assert actions.steps(history) == 4  # 1 activity, 3 local activities
+    # queries and heartbeats leave no event: the server's counts per case are added
+    requests = {"frontend.QueryWorkflow": 1.5, "frontend.RecordActivityTaskHeartbeat": 2.0}
+    per_case = actions.per_case([history, history[:1]], requests)
+    assert per_case["workflow start"] == 1 and per_case["timer"] == 0.5
+    assert per_case["query"] == 1.5 and per_case["heartbeat"] == 2.0
+    assert per_case["total"] == pytest.approx((12 + 1) / 2 + 3.5)
+
+
+async def test_scenario_one_small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the bench's dev server sets a throwaway payload key: this test's, restored after it
+    monkeypatch.setenv("CODEC_KEYS", f"bench-1:{base64.b64encode(os.urandom(32)).decode()}")
+    settings = load_settings()
+    tuning = {
+        "max_cached_workflows": settings.max_cached_workflows,
+        "max_concurrent_activities": settings.max_concurrent_activities,
+        "max_concurrent_workflow_tasks": settings.max_concurrent_workflow_tasks,
+    }
+    async with dev_server("memory", tmp_path) as server:
+        runs = [
+            await run_cases(kind, server, tmp_path, tuning, 4, 2) for kind in ("bare", "pipeline")
+        ]
+    bare, pipeline = runs
+    for run in runs:
+        assert run.cases == 4 and run.seconds > 0
+        cost = run.actions_per_case
+        # every case: one start, its three updates (note, resolve, confirm)
+        assert cost["workflow start"] == 1 and cost["update"] == 3
+        assert cost["total"] == pytest.approx(sum(v for k, v in cost.items() if k != "total"))
+    # the same four emails on both sides; the pipeline saves through local activities
+    assert bare.actions_per_case["activity (tries)"] >= 4 + 1  # emails and saves
+    assert pipeline.actions_per_case["activity (tries)"] == 4  # the emails alone
+    assert pipeline.steps_per_case > 4  # and its saves, as local activities
+    result: dict[str, Any] = {}
+    rows = pipeline_rows(runs, result)
+    assert [row.measure for row in rows][:4] == [
+        "cases/s, 4 cases, 2 at once (best of 1)",
+        "CPU ms per case",
+        "steps per case (activities + local activities)",
+        "Temporal Cloud billable actions per case",
+    ]
+    assert rows[3].target == "≤ bare" and rows[3].met is not None
+    assert result["pipeline"][0]["concurrency"] == 2
