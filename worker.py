@@ -31,11 +31,12 @@ from activities.rendering import TemplateRenderer
 from activities.senders import EmailSender, FileOutboxSender, SendGridSender
 from activities.vianet_invoice import VianetInvoiceActivities
 from core.settings import EmailBackend, Settings, load_settings
-from core.temporal import connect
+from core.temporal import connect, data_converter
 from db.session import make_engine, make_session_factory
 from workflows import workflow_runner
 from workflows.billing_case import BillingCaseWorkflow
 from workflows.collections import CollectionsWorkflow
+from workflows.sealed import RefuseUnsealed
 from workflows.vianet_invoice import VianetInvoiceWorkflow
 
 log = logging.getLogger("worker")
@@ -96,8 +97,12 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
 
 
 def build_worker(client: Client, settings: Settings) -> Worker:
+    """The worker on `client`'s connection, with its own data converter: what a client sent in
+    clear is refused (workflows/sealed.py), what the worker itself reads is read as before."""
+    config = client.config()
+    config["data_converter"] = data_converter(settings, worker=True)
     return Worker(
-        client,
+        Client(**config),
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
         activities=build_activities(settings),
@@ -106,6 +111,7 @@ def build_worker(client: Client, settings: Settings) -> Worker:
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
         max_cached_workflows=settings.max_cached_workflows,
         workflow_runner=workflow_runner(settings.workflow_sandbox),
+        interceptors=[RefuseUnsealed()],
     )
 
 
