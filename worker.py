@@ -97,8 +97,9 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
 
 
 def build_worker(client: Client, settings: Settings) -> Worker:
-    """The worker on `client`'s connection, with its own data converter: what a client sent in
-    clear is refused (workflows/sealed.py), what the worker itself reads is read as before."""
+    """The worker on `client`'s connection with the worker's data converter, which marks what
+    reached it in clear, and the interceptor that refuses that input (workflows/sealed.py). The
+    client keeps its own converter, which reads a plain payload as it is."""
     config = client.config()
     config["data_converter"] = data_converter(settings, worker=True)
     return Worker(
