@@ -96,14 +96,19 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     ]
 
 
-def build_worker(client: Client, settings: Settings) -> Worker:
-    """The worker on `client`'s connection with the worker's data converter, which marks what
-    reached it in clear, and the interceptor that refuses that input (workflows/sealed.py). The
-    client keeps its own converter, which reads a plain payload as it is."""
+def worker_client(client: Client, settings: Settings) -> Client:
+    """`client`'s connection with the worker's data converter, which marks what reached it in
+    clear (`client` keeps its own, which reads a plain payload as it is)."""
     config = client.config()
     config["data_converter"] = data_converter(settings, worker=True)
+    return Client(**config)
+
+
+def build_worker(client: Client, settings: Settings) -> Worker:
+    """Every workflow and activity, and the interceptor that refuses input sent in clear
+    (workflows/sealed.py)."""
     return Worker(
-        Client(**config),
+        worker_client(client, settings),
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
         activities=build_activities(settings),

@@ -22,7 +22,13 @@ import pytest
 import pytest_asyncio
 import uvicorn
 from pydantic import SecretStr
-from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio import workflow
+from temporalio.client import (
+    Client,
+    WorkflowFailureError,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -51,9 +57,10 @@ from tests.conftest import DEV_SERVER
 from tests.db_queries import get_case
 from tests.intake_support import billing_failure_body, eventually, unique_prefix
 from tests.workflow_support import open_case
-from worker import WORKFLOWS, build_activities, build_worker
+from worker import WORKFLOWS, build_activities, build_worker, worker_client
 from workflows import sandbox_runner
 from workflows.billing_case import BillingCaseWorkflow
+from workflows.sealed import RefuseUnsealed
 
 MALLORY = "mallory@evil.example.com"
 AGENT = "agent.wang@partner.example.cn"
@@ -289,3 +296,37 @@ async def test_a_workflow_from_before_the_rule_replays_and_goes_on_under_it(
     ]
     history = await dev_env.client.get_workflow_handle(case.id).fetch_history()
     await replay_and_record(dev_env.client, history, "billing_case_plain_then_sealed")
+
+
+@workflow.defn(sandboxed=False)  # defined in a test module: outside the sandbox
+class Echo:
+    """A query that takes an argument (the product's take none)."""
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: False)
+
+    @workflow.query
+    def echo(self, text: str) -> str:
+        return text
+
+
+async def test_a_query_with_a_plain_argument_is_refused(dev_env: WorkflowEnvironment) -> None:
+    queue = f"echo-{uuid.uuid4()}"
+    worker = Worker(
+        worker_client(dev_env.client, Settings()),
+        task_queue=queue,
+        workflows=[Echo],
+        interceptors=[RefuseUnsealed()],
+    )
+    async with worker:
+        handle = await dev_env.client.start_workflow(
+            Echo.run, id=f"echo-{uuid.uuid4()}", task_queue=queue
+        )
+        assert await handle.query(Echo.echo, "sealed") == "sealed"
+        plain = (await plain_client(dev_env)).get_workflow_handle(handle.id)
+        with pytest.raises(
+            WorkflowQueryFailedError, match=f"query `echo` refused: its argument {NOT_SEALED}"
+        ):
+            await plain.query(Echo.echo, "in clear")
+        await handle.terminate()
