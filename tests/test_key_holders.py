@@ -303,8 +303,9 @@ class Echo:
     """A query that takes an argument (the product's take none)."""
 
     @workflow.run
-    async def run(self) -> None:
+    async def run(self, text: str) -> str:
         await workflow.wait_condition(lambda: False)
+        return text
 
     @workflow.query
     def echo(self, text: str) -> str:
@@ -321,7 +322,7 @@ async def test_a_query_with_a_plain_argument_is_refused(dev_env: WorkflowEnviron
     )
     async with worker:
         handle = await dev_env.client.start_workflow(
-            Echo.run, id=f"echo-{uuid.uuid4()}", task_queue=queue
+            Echo.run, "started", id=f"echo-{uuid.uuid4()}", task_queue=queue
         )
         assert await handle.query(Echo.echo, "sealed") == "sealed"
         plain = (await plain_client(dev_env)).get_workflow_handle(handle.id)
