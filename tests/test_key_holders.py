@@ -141,6 +141,13 @@ def codec_endpoint(codec_keys: str) -> Iterator[tuple[str, str]]:
     thread.join(10)
 
 
+def test_every_update_has_a_validator() -> None:
+    """The rule refuses a plain update in its validator: an update without one would take it."""
+    for cls in WORKFLOWS:
+        updates = workflow._Definition.must_from_class(cls).updates
+        assert updates and all(u.validator is not None for u in updates.values()), cls.__name__
+
+
 async def test_a_plain_update_is_refused_and_through_the_codec_endpoint_taken(
     dev_env: WorkflowEnvironment, running: Settings, codec_endpoint: tuple[str, str]
 ) -> None:
@@ -275,6 +282,12 @@ async def test_a_workflow_from_before_the_rule_replays_and_goes_on_under_it(
         )
         await case.execute_update(BillingCaseWorkflow.note, AddNote(text="in clear", by=AGENT))
         await case.signal(BillingCaseWorkflow.link_collections, collections_workflow_id("G1"))
+
+        async def linked() -> bool:  # taken by this worker, before today's comes
+            view = await case.query(BillingCaseWorkflow.view)
+            return any(e.kind is EventKind.LINKED for e in view.timeline)
+
+        await eventually(linked)
 
     cases = Service(dev_env.client, settings).cases
     async with build_worker(dev_env.client, settings):
