@@ -18,10 +18,16 @@ from typing import Any
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import PydanticPayloadConverter
 from temporalio.converter import PayloadConverter
+from temporalio.exceptions import ApplicationError
 
 UNSEALED = "unsealed"  # the metadata entry the worker's codec adds to a payload it got in clear
 REFUSED = "Unsealed"  # the error type of a refusal, left readable for a sender without the key
+NOT_SEALED = "is not sealed under a configured key (a client without the encryption key sent it)"
 _ABSENT = object()
+
+
+def refusal(message: str) -> ApplicationError:
+    return ApplicationError(message, type=REFUSED, non_retryable=True)
 
 
 class SealAwarePayloadConverter(PydanticPayloadConverter):
@@ -35,7 +41,16 @@ class SealAwarePayloadConverter(PydanticPayloadConverter):
     def from_payloads(
         self, payloads: Sequence[Payload], type_hints: list[type] | None = None
     ) -> list[Any]:
-        values = super().from_payloads(payloads, type_hints)
+        try:
+            values = super().from_payloads(payloads, type_hints)
+        except Exception as err:
+            if not any(UNSEALED in payload.metadata for payload in payloads):
+                raise
+            # refused, not retried: a start fails at once instead of its task failing for ever;
+            # the error's text (it may quote the input) stays out of a failure left in clear
+            raise refusal(
+                f"input refused: it {NOT_SEALED}, and is not valid either ({type(err).__name__})"
+            ) from None
         for payload, value in zip(payloads, values, strict=True):
             if UNSEALED in payload.metadata:
                 self._unsealed[id(value)] = value

@@ -47,7 +47,7 @@ from core.models import (
     Outcome,
     Waive,
 )
-from core.sealing import REFUSED
+from core.sealing import NOT_SEALED, REFUSED
 from core.settings import Settings
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
@@ -64,7 +64,6 @@ from workflows.sealed import RefuseUnsealed
 
 MALLORY = "mallory@evil.example.com"
 AGENT = "agent.wang@partner.example.cn"
-NOT_SEALED = "is not sealed under a configured key"
 
 
 @pytest_asyncio.fixture
@@ -187,8 +186,7 @@ async def test_a_plain_start_is_refused_and_does_nothing(
         await handle.result()
     assert_refused(
         failed.value.cause,
-        f"BillingCaseWorkflow refused: its start input {NOT_SEALED} (a client without the "
-        "encryption key sent it); nothing was done",
+        f"BillingCaseWorkflow refused: its start input {NOT_SEALED}; nothing was done",
     )
     history = await handle.fetch_history()
     kinds = {event.WhichOneof("attributes") for event in history.events}
@@ -209,6 +207,16 @@ async def test_a_plain_start_is_refused_and_does_nothing(
     with sessions() as session:
         assert get_case(session, data.case_id) is None
     assert not list(running.outbox_dir.glob("*"))
+    # plain and not even valid: refused the same way, not a workflow task failing for ever
+    invalid = await plain.start_workflow(
+        "BillingCaseWorkflow",
+        {"case_id": data.case_id, "by": MALLORY},
+        id=f"{case_workflow_id(data.case_id)}-invalid",
+        task_queue=running.task_queue,
+    )
+    with pytest.raises(WorkflowFailureError) as failed:
+        await invalid.result()
+    assert_refused(failed.value.cause, f"input refused: it {NOT_SEALED}, and is not valid either")
 
 
 async def test_a_forged_dispute_outcome_is_recorded_as_refused(
@@ -339,8 +347,7 @@ async def test_a_query_with_a_plain_argument_is_refused(dev_env: WorkflowEnviron
         )
         assert await handle.query(Echo.echo, "sealed") == "sealed"
         plain = (await plain_client(dev_env)).get_workflow_handle(handle.id)
-        with pytest.raises(
-            WorkflowQueryFailedError, match=f"query `echo` refused: its argument {NOT_SEALED}"
-        ):
+        with pytest.raises(WorkflowQueryFailedError) as refused:
             await plain.query(Echo.echo, "in clear")
+        assert str(refused.value) == f"query `echo` refused: its argument {NOT_SEALED}"
         await handle.terminate()

@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
 from temporalio.worker import (
     ExecuteWorkflowInput,
     HandleQueryInput,
@@ -34,11 +33,10 @@ from temporalio.worker import (
     WorkflowInterceptorClassInput,
 )
 
-from core.sealing import REFUSED, SealAwarePayloadConverter, seal_aware
+from core.sealing import NOT_SEALED, SealAwarePayloadConverter, refusal, seal_aware
 
 # the patch the start asks, and each plain signal (numbered in the run): since this release
 REFUSE_UNSEALED = "refuse-unsealed"
-WHY = "is not sealed under a configured key (a client without the encryption key sent it)"
 
 
 @runtime_checkable
@@ -46,10 +44,6 @@ class RecordsRefusals(Protocol):
     """A workflow that records a refused signal in its timeline (workflows/base.py)."""
 
     def refuse_signal(self, signal: str, why: str) -> None: ...
-
-
-def refusal(message: str) -> ApplicationError:
-    return ApplicationError(message, type=REFUSED, non_retryable=True)
 
 
 def _converter() -> SealAwarePayloadConverter:
@@ -74,12 +68,12 @@ class _RefuseUnsealed(WorkflowInboundInterceptor):
     async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
         if _unsealed(input.args) and workflow.patched(REFUSE_UNSEALED):
             kind = workflow.info().workflow_type
-            raise refusal(f"{kind} refused: its start input {WHY}; nothing was done")
+            raise refusal(f"{kind} refused: its start input {NOT_SEALED}; nothing was done")
         return await super().execute_workflow(input)
 
     def handle_update_validator(self, input: HandleUpdateInput) -> None:
         if _unsealed(input.args):
-            raise refusal(f"update `{input.update}` refused: its argument {WHY}")
+            raise refusal(f"update `{input.update}` refused: its argument {NOT_SEALED}")
         super().handle_update_validator(input)
 
     async def handle_update_handler(self, input: HandleUpdateInput) -> Any:
@@ -90,14 +84,14 @@ class _RefuseUnsealed(WorkflowInboundInterceptor):
 
     async def handle_query(self, input: HandleQueryInput) -> Any:
         if _unsealed(input.args):
-            raise refusal(f"query `{input.query}` refused: its argument {WHY}")
+            raise refusal(f"query `{input.query}` refused: its argument {NOT_SEALED}")
         return await super().handle_query(input)
 
     async def handle_signal(self, input: HandleSignalInput) -> None:
         if _unsealed(input.args):
             self._signals += 1
             if workflow.patched(f"{REFUSE_UNSEALED}-signal-{self._signals}"):
-                why = f"signal `{input.signal}` refused: its argument {WHY}; nothing changed"
+                why = f"signal `{input.signal}` refused: its argument {NOT_SEALED}; nothing changed"
                 workflow.logger.warning(why)
                 instance = workflow.instance()
                 if isinstance(instance, RecordsRefusals):
