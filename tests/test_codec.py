@@ -113,6 +113,11 @@ async def test_the_workers_converter_knows_which_values_came_in_clear() -> None:
     assert not converter.take_unsealed(opened[:1])
     assert converter.take_unsealed(opened[1:])
     assert not converter.take_unsealed(opened[1:])  # asked once: forgotten
+    # plain and not valid: refused, and the refusal quotes nothing of the input
+    [invalid] = await pydantic_data_converter.encode([{"name": CUSTOMER.name}])
+    with pytest.raises(ApplicationError) as refused:
+        await worker.decode([invalid], [Customer])
+    assert refused.value.type == REFUSED and CUSTOMER.name not in refused.value.message
     # a client's converter reads a plain payload as it is and marks nothing
     assert (
         seal_aware(data_converter(Settings(codec_keys=SecretStr(f"k1:{OLD}"))).payload_converter)
