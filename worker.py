@@ -31,11 +31,12 @@ from activities.rendering import TemplateRenderer
 from activities.senders import EmailSender, FileOutboxSender, SendGridSender
 from activities.vianet_invoice import VianetInvoiceActivities
 from core.settings import EmailBackend, Settings, load_settings
-from core.temporal import connect
+from core.temporal import connect, data_converter
 from db.session import make_engine, make_session_factory
 from workflows import workflow_runner
 from workflows.billing_case import BillingCaseWorkflow
 from workflows.collections import CollectionsWorkflow
+from workflows.sealed import RefuseUnsealed
 from workflows.vianet_invoice import VianetInvoiceWorkflow
 
 log = logging.getLogger("worker")
@@ -95,9 +96,19 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     ]
 
 
+def worker_client(client: Client, settings: Settings) -> Client:
+    """`client`'s connection with the worker's data converter, which marks what reached it in
+    clear (`client` keeps its own, which reads a plain payload as it is)."""
+    config = client.config()
+    config["data_converter"] = data_converter(settings, worker=True)
+    return Client(**config)
+
+
 def build_worker(client: Client, settings: Settings) -> Worker:
+    """Every workflow and activity, and the interceptor that refuses input sent in clear
+    (workflows/sealed.py)."""
     return Worker(
-        client,
+        worker_client(client, settings),
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
         activities=build_activities(settings),
@@ -106,6 +117,7 @@ def build_worker(client: Client, settings: Settings) -> Worker:
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
         max_cached_workflows=settings.max_cached_workflows,
         workflow_runner=workflow_runner(settings.workflow_sandbox),
+        interceptors=[RefuseUnsealed()],
     )
 
 

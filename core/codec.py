@@ -5,8 +5,9 @@ The whole serialized payload (its JSON and its metadata) is encrypted; what Temp
 decrypts, the last one encrypts. To rotate (README, "Reliability and security"), give every process
 the new key first, then make it the last; drop an old one only once no open workflow holds payloads
 sealed with it (an unknown key id is a clear error, never a guess).
-Payloads that are not encrypted pass through decoding unchanged, so histories recorded before
-encryption was enabled still replay.
+Payloads that are not encrypted pass through decoding, so histories recorded before encryption
+was enabled still read. The worker's codec also marks them (``mark_unsealed``): its workflows refuse
+what a client without the key sent (core/sealing.py, workflows/sealed.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
+from core.sealing import UNSEALED
 from core.settings import Settings, SettingsError
 
 ENCODING = b"binary/encrypted"
@@ -124,10 +126,14 @@ def write_key_file(path: Path, key_id: str = "local-1") -> None:
 
 
 class EncryptionCodec(PayloadCodec):
-    """AES-256-GCM per payload, a random 96-bit nonce each, the key id bound as associated data."""
+    """AES-256-GCM per payload, a random 96-bit nonce each, the key id bound as associated data.
 
-    def __init__(self, keyring: Keyring) -> None:
+    With `mark_unsealed` (the worker's), a payload that was not sealed comes out with the
+    ``unsealed`` metadata entry, for the workflows to refuse it as client input."""
+
+    def __init__(self, keyring: Keyring, *, mark_unsealed: bool = False) -> None:
         self.keyring = keyring
+        self.mark_unsealed = mark_unsealed
 
     def __repr__(self) -> str:
         return f"EncryptionCodec({self.keyring!r})"
@@ -150,7 +156,12 @@ class EncryptionCodec(PayloadCodec):
 
     def _open(self, payload: Payload) -> Payload:
         if payload.metadata.get("encoding") != ENCODING:
-            return payload
+            if not self.mark_unsealed:
+                return payload
+            marked = Payload()
+            marked.CopyFrom(payload)
+            marked.metadata[UNSEALED] = b"1"
+            return marked
         key_id = payload.metadata.get(KEY_ID, b"").decode("utf-8", "replace")
         cipher = self.keyring.cipher(key_id)
         if cipher is None:

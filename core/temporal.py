@@ -1,27 +1,52 @@
 """One way to reach Temporal: Temporal's env config (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TLS, API
-key, or a profile file), localhost:7233 as the fallback, and the one data converter: pydantic
-payloads encrypted by the payload codec, failure messages encrypted with them."""
+key, or a profile file), localhost:7233 as the fallback, and the data converter: pydantic payloads
+encrypted by the payload codec, failure messages encrypted with them. The worker's converter also
+marks what reached it in clear, so its workflows refuse it (README, "Trust boundary")."""
 
 from __future__ import annotations
 
+from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client
 from temporalio.contrib.pydantic import PydanticPayloadConverter
-from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+from temporalio.converter import (
+    DataConverter,
+    DefaultFailureConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    PayloadConverter,
+)
 from temporalio.envconfig import ClientConfig
+from temporalio.exceptions import ApplicationError
 
 from core.codec import EncryptionCodec, load_keyring
+from core.sealing import REFUSED, SealAwarePayloadConverter
 from core.settings import Settings, load_settings
 
 DEFAULT_ADDRESS = "localhost:7233"
 
 
-def data_converter(settings: Settings) -> DataConverter:
-    """Raises SettingsError when no encryption key is configured: nothing goes out in clear."""
+class RefusalsInClear(DefaultFailureConverterWithEncodedAttributes):
+    """Every failure message encrypted (an error can quote customer data), except the refusal of
+    input that came in clear: its sender has no key to read it, and it quotes no data."""
+
+    def to_failure(
+        self, exception: BaseException, payload_converter: PayloadConverter, failure: Failure
+    ) -> None:
+        if isinstance(exception, ApplicationError) and exception.type == REFUSED:
+            DefaultFailureConverter().to_failure(exception, payload_converter, failure)
+            failure.stack_trace = ""
+        else:
+            super().to_failure(exception, payload_converter, failure)
+
+
+def data_converter(settings: Settings, *, worker: bool = False) -> DataConverter:
+    """Raises SettingsError when no encryption key is configured: nothing goes out in clear.
+
+    Clients (CLI, API, tests) read a payload stored in clear as it is (histories from before
+    encryption); the worker's (`worker=True`) marks it, and its workflows refuse it as input."""
     return DataConverter(
-        payload_converter_class=PydanticPayloadConverter,
-        payload_codec=EncryptionCodec(load_keyring(settings)),
-        # an error message can quote customer data: it travels encrypted like the payloads
-        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+        payload_converter_class=SealAwarePayloadConverter if worker else PydanticPayloadConverter,
+        payload_codec=EncryptionCodec(load_keyring(settings), mark_unsealed=worker),
+        failure_converter_class=RefusalsInClear,
     )
 
 

@@ -1,13 +1,17 @@
 """Encrypted histories in tests: read one as the server stores it, or decrypt one to check it in.
 
-Recorded histories (tests/histories/) are checked in decrypted, so they replay with any key and no
-key is ever committed; the codec passes unencrypted payloads through on replay.
+Recorded histories (tests/histories/) are checked in decrypted, so no key is ever committed; each
+payload that was sealed keeps a `was-sealed` mark, and the replay seals it again under the session's
+key. A payload without the mark replays in clear, as it was sent (or, in the histories recorded
+before the mark, as a history from before encryption).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
@@ -17,24 +21,38 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.converter import PayloadCodec
 from temporalio.worker import Replayer
 
+from core.codec import ENCODING
+from core.settings import Settings
+from core.temporal import data_converter
 from worker import WORKFLOWS
 from workflows import sandbox_runner
+from workflows.sealed import RefuseUnsealed
 
 PAYLOAD = Payload.DESCRIPTOR.full_name
 HISTORIES = Path(__file__).parent / "histories"
+WAS_SEALED = "was-sealed"
+
+
+def replayer(**options: Any) -> Replayer:
+    """A replayer that runs workflows as the worker does: its data converter (the session's key,
+    from CODEC_KEYS) and its refusal of plain input."""
+    return Replayer(
+        workflows=WORKFLOWS,
+        data_converter=data_converter(Settings(), worker=True),
+        interceptors=[RefuseUnsealed()],
+        workflow_runner=sandbox_runner(),
+        **options,
+    )
 
 
 async def replay_and_record(client: Client, history: WorkflowHistory, name: str) -> None:
-    """Replay on today's code with the client's converter (non-determinism raises); with
+    """Replay on today's code as the worker runs it (non-determinism raises); with
     RECORD_HISTORIES=1 also write it, decrypted, to tests/histories/<name>.json."""
-    converter = client.data_converter
-    replayer = Replayer(
-        workflows=WORKFLOWS, data_converter=converter, workflow_runner=sandbox_runner()
-    )
-    await replayer.replay_workflow(history)
+    await replayer().replay_workflow(history)
     if os.environ.get("RECORD_HISTORIES"):
-        assert converter.payload_codec is not None, "the dev server client encrypts"
-        opened = await decrypted(history, converter.payload_codec)
+        codec = client.data_converter.payload_codec
+        assert codec is not None, "the dev server client encrypts"
+        opened = await decrypted(history, codec)
         (HISTORIES / f"{name}.json").write_text(opened.to_json())
 
 
@@ -48,13 +66,43 @@ async def raw_history(client: Client, workflow_id: str) -> bytes:
 
 
 async def decrypted(history: WorkflowHistory, codec: PayloadCodec) -> WorkflowHistory:
-    """A copy of the history with every payload (inputs, results, failures, summaries) decoded."""
+    """A copy of the history with every payload (inputs, results, failures, summaries) decoded,
+    those that were sealed marked so."""
+
+    async def open_one(payload: Payload) -> Payload:
+        [opened] = await codec.decode([payload])
+        if payload.metadata.get("encoding") == ENCODING:
+            opened.metadata[WAS_SEALED] = b"1"
+        return opened
+
+    return await _each_payload(history, open_one)
+
+
+async def resealed(history: WorkflowHistory, codec: PayloadCodec) -> WorkflowHistory:
+    """A copy of a decrypted history with each payload marked as sealed sealed again."""
+
+    async def seal(payload: Payload) -> Payload:
+        if WAS_SEALED not in payload.metadata:
+            return payload
+        payload = Payload(metadata=payload.metadata, data=payload.data)
+        del payload.metadata[WAS_SEALED]
+        [sealed] = await codec.encode([payload])
+        return sealed
+
+    return await _each_payload(history, seal)
+
+
+async def _each_payload(
+    history: WorkflowHistory, change: Callable[[Payload], Awaitable[Payload]]
+) -> WorkflowHistory:
     events = History(events=history.events)
-    await _decode_in_place(events, codec)
+    await _change_in_place(events, change)
     return WorkflowHistory(history.workflow_id, list(events.events))
 
 
-async def _decode_in_place(message: Message, codec: PayloadCodec) -> None:
+async def _change_in_place(
+    message: Message, change: Callable[[Payload], Awaitable[Payload]]
+) -> None:
     for field, value in message.ListFields():
         if field.type != FieldDescriptor.TYPE_MESSAGE:
             continue
@@ -67,7 +115,6 @@ async def _decode_in_place(message: Message, codec: PayloadCodec) -> None:
             items = list(value) if field.is_repeated else [value]
         for item in items:
             if item.DESCRIPTOR.full_name == PAYLOAD:
-                [opened] = await codec.decode([item])
-                item.CopyFrom(opened)
+                item.CopyFrom(await change(item))
             else:
-                await _decode_in_place(item, codec)
+                await _change_in_place(item, change)

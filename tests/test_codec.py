@@ -15,6 +15,7 @@ import pytest_asyncio
 from pydantic import SecretStr, ValidationError
 from temporalio.api.common.v1 import Payload
 from temporalio.api.failure.v1 import Failure
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 
 from api.codec import create_codec_app
@@ -29,6 +30,7 @@ from core.codec import (
     write_key_file,
 )
 from core.models import Customer
+from core.sealing import REFUSED, UNSEALED, seal_aware
 from core.settings import Settings, SettingsError
 from core.temporal import data_converter
 
@@ -87,6 +89,51 @@ async def test_an_unknown_key_id_is_a_clear_error() -> None:
 async def test_unencrypted_payloads_pass_through() -> None:
     """Histories from before encryption (and the checked-in ones) still decode."""
     assert await codec(f"k1:{OLD}").decode([plain("hello")]) == [plain("hello")]
+
+
+async def test_the_workers_codec_marks_what_came_in_clear() -> None:
+    """The worker's codec passes a plain payload on marked, a sealed one opened and unmarked."""
+    worker = EncryptionCodec(Keyring.parse(f"k1:{OLD}", "CODEC_KEYS"), mark_unsealed=True)
+    [sealed] = await worker.encode([plain("sealed")])
+    original = plain("sent in clear")
+    opened, marked = await worker.decode([sealed, original])
+    assert opened == plain("sealed")
+    assert marked.metadata[UNSEALED] == b"1" and marked.data == original.data
+    assert UNSEALED not in original.metadata  # the history's own payload is left as it was
+
+
+async def test_the_workers_converter_knows_which_values_came_in_clear() -> None:
+    worker = data_converter(Settings(codec_keys=SecretStr(f"k1:{OLD}")), worker=True)
+    [sealed] = await worker.encode([CUSTOMER])
+    [forged] = await pydantic_data_converter.encode([CUSTOMER])
+    converter = seal_aware(worker.payload_converter)
+    assert converter is not None
+    opened = await worker.decode([sealed, forged], [Customer, Customer])
+    assert opened == [CUSTOMER, CUSTOMER]
+    assert not converter.take_unsealed(opened[:1])
+    assert converter.take_unsealed(opened[1:])
+    assert not converter.take_unsealed(opened[1:])  # asked once: forgotten
+    # plain and not valid: refused, and the refusal quotes nothing of the input
+    [invalid] = await pydantic_data_converter.encode([{"name": CUSTOMER.name}])
+    with pytest.raises(ApplicationError) as refused:
+        await worker.decode([invalid], [Customer])
+    assert refused.value.type == REFUSED and CUSTOMER.name not in refused.value.message
+    # a client's converter reads a plain payload as it is and marks nothing
+    assert (
+        seal_aware(data_converter(Settings(codec_keys=SecretStr(f"k1:{OLD}"))).payload_converter)
+        is None
+    )
+
+
+async def test_a_refusal_of_plain_input_is_readable_without_the_key() -> None:
+    """Its sender has no key; every other failure message stays encrypted."""
+    converter = data_converter(Settings(codec_keys=SecretStr(f"k1:{OLD}")), worker=True)
+    refused, other = Failure(), Failure()
+    await converter.encode_failure(ApplicationError("update refused", type=REFUSED), refused)
+    await converter.encode_failure(ApplicationError(f"bounced: {CUSTOMER.email}"), other)
+    assert refused.message == "update refused" and not refused.stack_trace
+    assert refused.application_failure_info.type == REFUSED
+    assert other.message == "Encoded failure"
 
 
 @pytest.mark.parametrize(
@@ -218,9 +265,11 @@ async def test_endpoint_refuses_without_the_token(endpoint: httpx.AsyncClient) -
         "not bearer": {**HEADERS, "Authorization": f"Basic {TOKEN}"},
     }
     for name, headers in attempts.items():
-        response = await endpoint.post("/decode", json=body, headers=headers)
-        assert response.status_code == 401, name
-        assert CUSTOMER.name not in response.text and TOKEN not in response.text
+        # whoever can encode is a key holder (README, "Trust boundary"): encode needs it too
+        for operation in ("decode", "encode"):
+            response = await endpoint.post(f"/{operation}", json=body, headers=headers)
+            assert response.status_code == 401, (name, operation)
+            assert CUSTOMER.name not in response.text and TOKEN not in response.text
     wrong_path = await endpoint.post("/not-the-codec-token-at-all/decode", json=body)
     assert wrong_path.status_code == 401
     assert (await endpoint.post(f"/{TOKEN}/encode", json=body)).status_code == 200

@@ -1,7 +1,9 @@
 """Replay every checked-in history on today's workflow code: non-determinism fails the run.
 
-The histories are stored decrypted (see tests/codec_support.py); they replay through the production
-data converter, whose codec passes unencrypted payloads through.
+The histories are stored decrypted (see tests/codec_support.py): what was sealed is sealed again
+under the session's key, and they replay as the worker runs them, with its refusal of plain input.
+The histories recorded before that mark replay entirely in clear, as one from before encryption
+would: what a recorded history holds is never refused.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from temporalio.workflow import NondeterminismError
 from core.models import CollectionsView, StartCollections
 from core.settings import Settings
 from core.temporal import data_converter
+from tests.codec_support import replayer, resealed
 from worker import WORKFLOWS
-from workflows import sandbox_runner
 from workflows.collections import CollectionsWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -42,13 +44,10 @@ def test_every_workflow_type_has_a_history() -> None:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_replay(path: Path, codec_keys: str) -> None:
-    history = WorkflowHistory.from_json(path.stem, path.read_text())
-    replayer = Replayer(
-        workflows=WORKFLOWS,
-        data_converter=data_converter(Settings(codec_keys=SecretStr(codec_keys))),
-        workflow_runner=sandbox_runner(),
-    )
-    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    codec = data_converter(Settings(codec_keys=SecretStr(codec_keys))).payload_codec
+    assert codec is not None
+    history = await resealed(WorkflowHistory.from_json(path.stem, path.read_text()), codec)
+    result = await replayer().replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
 
 

@@ -436,6 +436,10 @@ class EffectLoop(ABC, Generic[Effect]):
             self._queue_email(ManagerNeedsAttention(step=why, error=""))
         self._show_attention()
 
+    def refuse_signal(self, signal: str, why: str) -> None:
+        """A signal sent in clear (workflows/sealed.py): in the timeline, and nothing changes."""
+        self._record(EventKind.SIGNAL_REFUSED, WORKFLOW, why, signal=signal)
+
     def _unflag(self) -> None:
         if self._flagged is not None:
             self._flagged = None

@@ -191,6 +191,7 @@ class EventKind(StrEnum):
     STEP_SKIPPED = "step-skipped"
     NEEDS_ATTENTION = "needs-attention"
     DISPUTE_REFUSED = "dispute-refused"
+    SIGNAL_REFUSED = "signal-refused"  # sent by a client without the encryption key
 
 
 class CaseEvent(Strict):
