@@ -34,7 +34,7 @@ from temporalio.runtime import Runtime
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from core import logs
+from core import logs, tracing
 from core.settings import Settings
 from core.temporal import sdk_runtime
 from db.migrate import upgrade
@@ -317,10 +317,10 @@ async def test_one_trace_from_the_webhook_to_the_email(
     spans = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(spans))
-    tracing = TracingInterceptor(provider.get_tracer("tests"))
+    interceptor = TracingInterceptor(provider.get_tracer("tests"))
     caplog.set_level(logging.INFO)
     async with stack(
-        dev_env, tmp_path, interceptors=[tracing], tracer_provider=provider
+        dev_env, tmp_path, interceptors=[interceptor], tracer_provider=provider
     ) as running:
         opened = await post(running.http, "/v1/cases", portal_case(guid("tenant", unique_prefix())))
         assert opened.status_code == 201, opened.text
@@ -381,3 +381,11 @@ async def test_the_readiness_probe_names_temporal(tmp_path: Path) -> None:
         answer = await h.get("/readyz")
     assert answer.status_code == 503
     assert answer.json()["problems"] == ["temporal: RuntimeError"]
+
+
+def test_tracing_is_off_unless_an_endpoint_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    assert tracing.interceptors(Settings(_env_file=None)) == []
+    assert tracing.configure(Settings(_env_file=None), "tests") is False
+    on = Settings(_env_file=None, otel_exporter_otlp_endpoint="http://collector:4318")
+    assert [type(i) for i in tracing.interceptors(on)] == [TracingInterceptor]
