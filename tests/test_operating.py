@@ -16,7 +16,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,13 +28,25 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, Interceptor
 from temporalio.contrib.opentelemetry import TracingInterceptor
+from temporalio.exceptions import ApplicationError
 from temporalio.runtime import Runtime
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+from activities.partner_center import (
+    DryRunBackend,
+    PartnerCenterActivities,
+    PartnerCenterError,
+    PartnerCenterForbidden,
+    PartnerCenterUnavailable,
+    SubscriptionBackend,
+)
+from activities.senders import EmailDeliveryError, EmailRejected, SendGridSender
 from api.app import create_app
 from core import logs, tracing
+from core.models import SubscriptionStatus
 from core.settings import Settings
 from core.temporal import sdk_runtime
 from db.migrate import upgrade
@@ -48,7 +60,17 @@ from tests.intake_support import (
     post,
     unique_prefix,
 )
+from tests.sendgrid_standin import (
+    SendGridStandIn,
+    accepted,
+    bad_request,
+    sendgrid_standin_fixture,  # noqa: F401  (pytest fixture "sendgrid_standin")
+    server_error,
+    too_many_requests,
+)
 from tests.tcp_proxy import TcpProxy
+from tests.test_partner_center import change
+from tests.test_senders import outgoing
 from worker import build_worker, operated
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -389,3 +411,52 @@ def test_tracing_is_off_unless_an_endpoint_is_set(monkeypatch: pytest.MonkeyPatc
     assert tracing.configure(Settings(_env_file=None), "tests") is False
     on = Settings(_env_file=None, otel_exporter_otlp_endpoint="http://collector:4318")
     assert [type(i) for i in tracing.interceptors(on)] == [TracingInterceptor]
+
+
+def counted(name: str, **labels: str) -> float:
+    return value(own(), name, **labels)
+
+
+def test_sendgrid_answers_counted_by_status_class(sendgrid_standin: SendGridStandIn) -> None:
+    answers = [accepted("m-1"), bad_request(), too_many_requests(), server_error()]
+    classes = ["2xx", "4xx", "429", "5xx"]
+    before = {cls: counted("billing_sendgrid_responses_total", status_class=cls) for cls in classes}
+    sender = SendGridSender("SG.metrics-test-key", sendgrid_standin.host)
+    for answer in answers:
+        sendgrid_standin.script(answer)
+        with suppress(EmailRejected, EmailDeliveryError):
+            sender.send(outgoing())
+    for cls in classes:
+        assert counted("billing_sendgrid_responses_total", status_class=cls) == before[cls] + 1
+
+
+class Refusing:
+    """A Partner Center backend whose answer the test chooses."""
+
+    name = "refusing"
+
+    def __init__(self, error: PartnerCenterError) -> None:
+        self.error = error
+
+    def set_status(self, tenant_id: str, subscription_id: str, status: SubscriptionStatus) -> bool:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("backend", "result"),
+    [
+        (DryRunBackend(), "changed"),
+        (Refusing(PartnerCenterForbidden("HTTP 403", 403)), "refused"),
+        (Refusing(PartnerCenterUnavailable("HTTP 503", 503)), "unavailable"),
+    ],
+    ids=["changed", "refused", "unavailable"],
+)
+def test_partner_center_calls_counted_by_result(
+    session_factory: sessionmaker[Session], backend: SubscriptionBackend, result: str
+) -> None:
+    labels = {"change": "suspended", "result": result}
+    before = counted("billing_partner_center_calls_total", **labels)
+    activities = PartnerCenterActivities(backend, session_factory)
+    with suppress(ApplicationError):
+        ActivityEnvironment().run(activities.change_subscription, change())
+    assert counted("billing_partner_center_calls_total", **labels) == before + 1
