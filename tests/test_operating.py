@@ -268,6 +268,8 @@ async def test_metrics_after_a_case_and_a_collections_run(
     assert grew("billing_import_lines_total", result="joined") == 1
     assert grew("billing_import_lines_total", result="rejected") == 1
     assert value(api, "billing_intake_request_seconds_count", endpoint="/v1/cases") >= 1
+    for reason in ("failed-step", "stalled"):  # nothing of this queue waits for a person
+        assert value(product, "billing_workflows_needing_attention", reason=reason) == 0
     attempts = grew("billing_emails_total")
     assert attempts == sum(sent.values()) + grew("billing_emails_total", outcome="failed")
 
