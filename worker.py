@@ -10,8 +10,9 @@ import asyncio
 import gc
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from typing import Any
 
 from temporalio.client import Client
@@ -30,9 +31,11 @@ from activities.partner_center import (
 from activities.rendering import TemplateRenderer
 from activities.senders import EmailSender, FileOutboxSender, SendGridSender
 from activities.vianet_invoice import VianetInvoiceActivities
+from core import logs, metrics, search, tracing
+from core.models import EmailTemplate, SubscriptionStatus
 from core.settings import EmailBackend, Settings, load_settings
-from core.temporal import connect, data_converter
-from db.session import make_engine, make_session_factory
+from core.temporal import connect, data_converter, sdk_runtime
+from db.session import database_problem, make_engine, make_session_factory
 from workflows import workflow_runner
 from workflows.billing_case import BillingCaseWorkflow
 from workflows.collections import CollectionsWorkflow
@@ -134,10 +137,63 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
+# --------------------------------------------------------------------------- operating it
+
+
+def readiness(worker: Worker, settings: Settings) -> Callable[[], str | None]:
+    """Ready: the worker polls its task queue and the database answers; else what is not."""
+    engine = make_engine(settings.database_url, pool_size=1, max_overflow=1)
+
+    def problem() -> str | None:
+        if not worker.is_running or worker.is_shutdown:
+            return "worker: not polling"
+        return database_problem(engine)
+
+    return problem
+
+
+async def count_attention(client: Client, settings: Settings) -> None:
+    """The workflows needing attention as a gauge, counted on a slow interval: a visibility
+    query is cheap but not free, and the count is a state (it falls when a person acts), which a
+    counter of the manager's emails could not say."""
+    while True:
+        try:
+            counts = await search.count_needing_attention(client, settings.task_queue)
+        except Exception as err:  # Temporal away: keep the last counts, say so, try again
+            log.warning("could not count the workflows needing attention: %s", type(err).__name__)
+        else:
+            for reason, count in counts.items():
+                metrics.NEEDS_ATTENTION.labels(reason).set(count)
+        await asyncio.sleep(settings.attention_interval_seconds)
+
+
+@asynccontextmanager
+async def operated(worker: Worker, client: Client, settings: Settings) -> AsyncIterator[None]:
+    """While the worker runs: its /metrics, /healthz and /ready (when WORKER_METRICS_PORT is
+    set) and the count of the workflows needing attention."""
+    metrics.preset([t.value for t in EmailTemplate], [s.value for s in SubscriptionStatus])
+    server = None
+    if settings.worker_metrics_port is not None:
+        server = metrics.serve(
+            settings.metrics_host, settings.worker_metrics_port, readiness(worker, settings)
+        )
+    counting = asyncio.create_task(count_attention(client, settings))
+    try:
+        yield
+    finally:
+        counting.cancel()
+        if server is not None:
+            await asyncio.to_thread(server.shutdown)
+
+
+# ---------------------------------------------------------------------------
+
+
 async def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = load_settings()
-    client = await connect(settings)
+    logs.configure(settings.log_format)
+    tracing.configure(settings, "billing-support-worker")
+    client = await connect(settings, runtime=sdk_runtime(settings))
     worker = build_worker(client, settings)
     tune_garbage_collector()
     stop = asyncio.Event()
@@ -150,7 +206,7 @@ async def main() -> None:
         settings.database_url.split("@")[-1],
         settings.email_backend.value,
     )
-    async with worker:
+    async with worker, operated(worker, client, settings):
         await stop.wait()
     log.info("worker stopped")
 

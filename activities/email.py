@@ -22,6 +22,7 @@ from temporalio.exceptions import ApplicationError
 from activities.errors import RENDER_ERRORS, database, render_failed
 from activities.rendering import TemplateRenderer
 from activities.senders import EmailDeliveryError, EmailRejected, EmailSender, OutgoingEmail
+from core.metrics import EMAILS
 from core.models import EmailMessage, EmailSent
 from db.tables import EmailLog, table
 
@@ -92,6 +93,20 @@ class EmailActivities:
 
     @activity.defn
     def send_email(self, message: EmailMessage) -> EmailSent:
+        try:
+            sent = self._send_email(message)
+        except ApplicationError as exc:
+            outcome = "rejected" if exc.non_retryable and exc.type == "EmailRejected" else "failed"
+            if exc.type != "EmailInProgress":  # another attempt is sending it: not a failure
+                EMAILS.labels(message.template.value, outcome).inc()
+            raise
+        except Exception:
+            EMAILS.labels(message.template.value, "failed").inc()
+            raise
+        EMAILS.labels(message.template.value, "duplicate" if sent.duplicate else "sent").inc()
+        return sent
+
+    def _send_email(self, message: EmailMessage) -> EmailSent:
         accepted = _accepted_by_an_earlier_attempt(message.key)
         if accepted is not None:
             # that attempt could not record it (the database was down): record it, send nothing

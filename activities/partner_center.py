@@ -33,6 +33,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import database
+from core.metrics import PARTNER_CENTER_CALLS
 from core.models import ChangeSubscription, SubscriptionChanged, SubscriptionStatus
 from db.tables import PartnerCenterAction
 
@@ -376,16 +377,21 @@ class PartnerCenterActivities:
         earlier = self._start(data)
         if earlier is not None:
             return earlier
+        calls = PARTNER_CENTER_CALLS
+        change = data.status.value
         try:
             changed = self.backend.set_status(data.tenant_id, data.subscription_id, data.status)
         except PartnerCenterError as exc:
+            calls.labels(change, "refused" if exc.permanent else "unavailable").inc()
             self._record(data.key, outcome=FAILED if exc.permanent else PENDING, error=str(exc))
             raise ApplicationError(
                 str(exc), type=type(exc).__name__, non_retryable=exc.permanent
             ) from exc
         except Exception as exc:
+            calls.labels(change, "error").inc()
             self._record(data.key, error=f"{type(exc).__name__}: {exc}")
             raise
+        calls.labels(change, "changed" if changed else "unchanged").inc()
         result = self._finish(data.key, changed)
         activity.logger.info(
             "subscription %s of %s: %s (%s, changed=%s)",

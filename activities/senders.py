@@ -23,6 +23,8 @@ from python_http_client import exceptions as http_errors
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import Category, CustomArg, From, Mail, To
 
+from core.metrics import SENDGRID_RESPONSES, status_class
+
 SENDGRID_HOST = "https://api.sendgrid.com"
 
 
@@ -206,10 +208,13 @@ class SendGridSender:
         try:
             response = self._client.send(mail)
         except http_errors.HTTPError as exc:
+            SENDGRID_RESPONSES.labels(status_class(int(exc.status_code))).inc()
             raise _classify(int(exc.status_code), _sendgrid_error_text(exc.body)) from exc
         except (OSError, http.client.HTTPException) as exc:
             # URLError, refused/reset connections and timeouts are all OSError
+            SENDGRID_RESPONSES.labels(status_class(None)).inc()
             raise EmailDeliveryError(f"SendGrid unreachable at {self.host}: {exc}") from exc
+        SENDGRID_RESPONSES.labels(status_class(int(response.status_code))).inc()
         # accepted is what matters: a missing id must not make us send the email again
         return str(response.headers.get("X-Message-Id") or "")
 

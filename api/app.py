@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, status
 from fastapi.exceptions import RequestValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import SecretStr
 from starlette.datastructures import Headers
 from starlette.requests import Request
@@ -44,14 +47,19 @@ from api.signing import (
     Verifier,
     split_secrets,
 )
+from core import tracing
 from core.ids import case_workflow_id, collections_workflow_id, request_case_id
+from core.metrics import INTAKE_REQUESTS, INTAKE_SECONDS
 from core.models import BillingFailure, CaseForm, CollectionsView, PaymentReceived
 from core.models import CaseOpened as CoreCaseOpened
 from core.settings import Settings, SettingsError, required_secret
 from core.temporal import data_converter
-from db.session import make_engine, make_session_factory
+from db.session import database_problem, make_engine, make_session_factory
 from service import Service
 from service.errors import AlreadyExists, Ended, NotFound, Refused, ServiceError, Unavailable
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 log = logging.getLogger("api")
 ServiceFactory = Callable[[], Awaitable[Service]]
@@ -63,6 +71,7 @@ STATUS_OF: dict[type[ServiceError], int] = {
     Unavailable: 503,
 }
 SIGNED_PREFIX = "/v1/"
+PROBE_SECONDS = 5.0  # a readiness probe answers within this, whatever hangs behind it
 MAX_BODY_BYTES = 1024 * 1024
 CLAIM = "intake_claim"  # where a signed request's claim waits for its route (request.state)
 # who signs which requests: each caller its own secrets
@@ -250,6 +259,33 @@ async def _read_body(receive: Receive, headers: Headers) -> bytes | None:
     return b"".join(chunks)
 
 
+class CountedRequests:
+    """ASGI middleware: every `/v1/` request counted by endpoint and status, and timed (the
+    endpoint is one of ours or "other": never a path someone made up)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(SIGNED_PREFIX):
+            await self._app(scope, receive, send)
+            return
+        endpoint = scope["path"] if scope["path"] in CALLERS else "other"
+        status, started = 500, time.perf_counter()
+
+        async def observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._app(scope, receive, observed)
+        finally:
+            INTAKE_REQUESTS.labels(endpoint, str(status)).inc()
+            INTAKE_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
+
+
 class ServiceConnection:
     """One service for the process, connected on first use (the API may start before Temporal)."""
 
@@ -278,9 +314,23 @@ def _payment_answer(view: CollectionsView) -> PaymentRecorded:
     )
 
 
-def create_app(settings: Settings, service_factory: ServiceFactory | None = None) -> FastAPI:
+async def _temporal_problem(connection: ServiceConnection) -> str | None:
+    try:
+        service = await connection.get()
+        await service.client.service_client.check_health(timeout=timedelta(seconds=2))
+    except Exception as err:  # unreachable, refusing or too slow: not ready, whatever the cause
+        return f"temporal: {type(err).__name__}"
+    return None
+
+
+def create_app(
+    settings: Settings,
+    service_factory: ServiceFactory | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> FastAPI:
     """The intake app; raises SettingsError (naming the missing secret, or the missing encryption
-    key) when it cannot run safely."""
+    key) when it cannot run safely. `tracer_provider`: traces to it (tests); by default the
+    global one when OTEL_EXPORTER_OTLP_ENDPOINT is set, none otherwise."""
     verifiers = {caller: Verifier(secrets) for caller, secrets in caller_secrets(settings).items()}
     requests = IntakeRequests(make_session_factory(make_engine(settings.database_url)))
     settings.case_policy(), settings.collections_policy()  # a broken policy file stops the start
@@ -299,6 +349,41 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
         ),
     )
     app.add_middleware(SignedRequests, verifiers=verifiers, requests=requests)
+    app.add_middleware(CountedRequests)  # outermost: a refused signature is counted too
+    if tracer_provider is not None or tracing.enabled(settings):
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(
+            app, tracer_provider=tracer_provider, excluded_urls="healthz,readyz,metrics"
+        )
+    probe_engine = make_engine(settings.database_url, pool_size=1, max_overflow=1)
+
+    # unsigned and outside /v1/: for the load balancer, the supervisor and Prometheus
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> JSONResponse:
+        """Live: the process answers."""
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        """Ready: Temporal and the database answer; 503 naming which does not."""
+        checks = (
+            _temporal_problem(connection),
+            asyncio.to_thread(database_problem, probe_engine),
+        )
+        answers: list[str | None]
+        try:
+            answers = list(await asyncio.wait_for(asyncio.gather(*checks), PROBE_SECONDS))
+        except TimeoutError:
+            answers = [f"no answer in {PROBE_SECONDS:.0f} s"]
+        problems = [problem for problem in answers if problem]
+        if problems:
+            return JSONResponse({"status": "not ready", "problems": problems}, 503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, err: Exception) -> JSONResponse:

@@ -10,6 +10,7 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
+from core import logs
 from core.settings import Settings, SettingsError, load_settings
 
 
@@ -19,13 +20,15 @@ def serve(
     **options: Any,
 ) -> None:
     """Build the app from the settings (exit 2 naming what is wrong) and serve it until stopped."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         settings = load_settings()
+        logs.configure(settings.log_format)
         app = build(settings)
     except SettingsError as err:
         sys.stderr.write(f"error: {err}\n")
         raise SystemExit(2) from None
+    if settings.log_format == "json":
+        options.setdefault("log_config", None)  # uvicorn's loggers go through the JSON handler
     host, port = address(settings)
     logging.getLogger("api").info("serving on http://%s:%d/", host, port)
     uvicorn.run(app, host=host, port=port, log_level="info", **options)

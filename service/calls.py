@@ -15,6 +15,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from core.metrics import UPDATE_REFUSALS
 from core.settings import Settings
 from core.temporal import connect
 from db.session import shared_sessions
@@ -59,11 +60,18 @@ def refusal(err: WorkflowUpdateFailedError) -> str:
     return cause.message if isinstance(cause, ApplicationError) else str(err)
 
 
+def refusal_reason(err: WorkflowUpdateFailedError) -> str:
+    """The refusal's error type (its message may quote what the caller sent): a metric label."""
+    cause = err.cause
+    return (cause.type or "ApplicationError") if isinstance(cause, ApplicationError) else "failed"
+
+
 async def attempt(client: Client, named: Named, call: Awaitable[T]) -> T:
     """Await an update or a query of `named`; every failure becomes a typed error."""
     try:
         return await call
     except WorkflowUpdateFailedError as err:
+        UPDATE_REFUSALS.labels(refusal_reason(err)).inc()
         raise Refused(refusal(err)) from None
     except RPCError as err:
         raise await explain(client, named, err) from None

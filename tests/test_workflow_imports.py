@@ -44,6 +44,8 @@ FORBIDDEN = (
     "typer",
     "rich",
     "cryptography",
+    "prometheus_client",
+    "opentelemetry",
     "activities",
     "db",
     "api",
