@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,11 +46,12 @@ from activities.partner_center import (
 from activities.senders import EmailDeliveryError, EmailRejected, SendGridSender
 from api.app import create_app
 from core import logs, tracing
-from core.models import SubscriptionStatus
+from core.models import AddNote, RetryStep, SubscriptionStatus
 from core.settings import Settings
 from core.temporal import sdk_runtime
 from db.migrate import upgrade
-from service import Service
+from service import Kind, Service
+from tests.hostile import poisoned_notes
 from tests.intake_support import (
     SIGNED,
     billing_failure_body,
@@ -302,6 +303,36 @@ def test_the_alert_rules_pass_promtool() -> None:
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "SUCCESS" in checked.stdout
+
+
+async def test_the_attention_gauge_counts_a_failed_step(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """A save the database refuses for good: the gauge shows 1 failed step while the case waits
+    for an operator, and 0 once the step is retried after the fix."""
+    async with stack(dev_env, tmp_path) as running:
+        service = Service(running.client, running.settings)
+        gauge = f"http://127.0.0.1:{running.settings.worker_metrics_port}/metrics"
+
+        def waiting(count: int) -> Callable[[], Awaitable[bool]]:
+            async def shown() -> bool:
+                samples = await scrape(gauge)
+                return (
+                    value(samples, "billing_workflows_needing_attention", reason="failed-step")
+                    == count
+                )
+
+            return shown
+
+        with poisoned_notes(running.settings.database_url):
+            opened = await post(
+                running.http, "/v1/cases", portal_case(guid("tenant", unique_prefix()))
+            )
+            case_id = opened.json()["case_id"]
+            await service.cases.act(case_id, AddNote(text="POISON", by="agent@partner.example.cn"))
+            await eventually(waiting(1), seconds=30)
+        await service.retry_step(Kind.CASE, case_id, RetryStep(by="agent@partner.example.cn"))
+        await eventually(waiting(0), seconds=30)
 
 
 @pytest.mark.skipif(
