@@ -200,8 +200,13 @@ async def test_flaky_sendgrid_every_email_accepted_once(
         case_data(owner=None).model_copy(update={"case_id": f"FLAKY-{run}-{n}"})
         for n in range(FLAKY_CASES)
     ]
-    # the draws leave the run id out, so every run fails the same attempts of the same emails
-    sendgrid_standin.flaky(FLAKY_RATE, SEED, key_label=lambda key: key.replace(run, "RUN"))
+    # the draws leave this test's run id and the workflow's first run id (in every dedup key) out,
+    # so every run fails the same attempts of the same emails
+    def label(key: str) -> str:
+        workflow_id, _first_run, name = key.split("/")
+        return f"{workflow_id.replace(run, 'RUN')}/{name}"
+
+    sendgrid_standin.flaky(FLAKY_RATE, SEED, key_label=label)
 
     async def open_to_closed(data: OpenCase) -> CaseView:
         await open_case(client, settings, data)
