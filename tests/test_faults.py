@@ -200,6 +200,7 @@ async def test_flaky_sendgrid_every_email_accepted_once(
         case_data(owner=None).model_copy(update={"case_id": f"FLAKY-{run}-{n}"})
         for n in range(FLAKY_CASES)
     ]
+
     # the draws leave this test's run id and the workflow's first run id (in every dedup key) out,
     # so every run fails the same attempts of the same emails
     def label(key: str) -> str:
