@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     email_from_name: str = "Billing Support"
     outbox_dir: Path = ROOT / "var" / "outbox"
     sendgrid_api_key: SecretStr | None = None
+    # replies: each thread's Reply-To is billing-support+<token>@INBOUND_DOMAIN (the subdomain
+    # whose MX points at SendGrid Inbound Parse), its token signed with EMAIL_THREAD_SECRET
+    inbound_domain: str | None = None
+    email_thread_secret: SecretStr | None = None
     # only for tests and the demo: where the SendGrid client sends its requests
     sendgrid_host: str = "https://api.sendgrid.com"
 
@@ -142,6 +146,9 @@ class Settings(BaseSettings):
     def _secrets_present(self) -> Settings:
         if self.email_backend is EmailBackend.SENDGRID and not self.sendgrid_api_key:
             raise ValueError("SENDGRID_API_KEY is required when EMAIL_BACKEND=sendgrid")
+        if self.inbound_domain and self.email_thread_secret is None:
+            # an unsigned token would let anyone write into any thread
+            raise ValueError("EMAIL_THREAD_SECRET is required when INBOUND_DOMAIN is set")
         return self
 
     @model_validator(mode="after")

@@ -105,6 +105,15 @@ class EmailLog(TimestampedModel):
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+class EmailThread(TimestampedModel):
+    """The workflow of each thread token (core/threads.py): where a reply to its emails goes."""
+
+    __tablename__ = "email_thread"
+
+    token: Mapped[str] = mapped_column(String(32), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(String(128))
+
+
 class VianetEscalation(TimestampedModel):
     __tablename__ = "vianet_escalations"
     __table_args__ = (

@@ -26,6 +26,7 @@ TABLES = {
     "cases",
     "case_events",
     "email_log",
+    "email_thread",
     "vianet_escalations",
     "partner_center_actions",
     "collections",
