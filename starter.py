@@ -537,6 +537,22 @@ def show(case: CaseArg) -> None:
     print_case(_call(lambda service: service.cases.show(case)))
 
 
+@app.command()
+def inbound(
+    file: Annotated[Path, typer.Argument(help="the email as a .eml file (the whole message)")],
+) -> None:
+    """Take a customer's email as SendGrid Inbound Parse would: its thread's case moves (a reply,
+    a confirmation, a reopening), or a new case opens. The same file again acts no more."""
+    try:
+        raw = file.read_bytes()
+    except OSError as err:
+        _fail(f"{file}: {err.strerror or err}")
+    received = _call(lambda service: service.inbound.receive(raw))
+    where = f" ({received.workflow_id})" if received.workflow_id else ""
+    again = " — received before: nothing more done" if received.duplicate else ""
+    console.print(plain(f"{received.outcome.value}{where}{again}"))
+
+
 # --------------------------------------------------------------------------- managers
 
 

@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api import inbound_parse
 from api.idempotency import (
     KEY_CHARS,
     Answered,
@@ -35,7 +36,7 @@ from api.idempotency import (
     IntakeRequests,
     key_problem,
 )
-from api.models import CaseOpened, FailureAccepted, PaymentRecorded, Problem
+from api.models import CaseOpened, FailureAccepted, InboundReceived, PaymentRecorded, Problem
 from api.signing import (
     KEY_HEADER,
     MAX_SECRETS,
@@ -154,6 +155,9 @@ class SignedRequests:
             await self._app(scope, receive, send)
             return
         path, method = scope["path"], scope["method"]
+        if path == inbound_parse.PATH:  # SendGrid signs nothing: InboundParseRequests guards it
+            await self._app(scope, receive, send)
+            return
         caller = CALLERS.get(path)
         if caller is None:
             await _problem(404, "no such endpoint")(scope, receive, send)
@@ -238,10 +242,44 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _read_body(receive: Receive, headers: Headers) -> bytes | None:
-    """The whole body, or None when it is larger than MAX_BODY_BYTES."""
+class InboundParseRequests:
+    """ASGI middleware: SendGrid Inbound Parse's posts carry our credentials (else 401, or 404
+    while INBOUND_PARSE_SECRET is unset) and are at most SendGrid's size (else 413), checked
+    before the route reads them."""
+
+    def __init__(self, app: ASGIApp, secret: SecretStr | None) -> None:
+        self._app = app
+        self._secret = secret
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != inbound_parse.PATH:
+            await self._app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if self._secret is None:
+            await _problem(404, "inbound mail is off: INBOUND_PARSE_SECRET is not set")(
+                scope, receive, send
+            )
+            return
+        if not inbound_parse.authorized(headers.get("authorization"), self._secret):
+            log.warning("refused %s: wrong or no credentials", inbound_parse.PATH)
+            await _problem(401, "credentials: wrong or missing", **{"WWW-Authenticate": "Basic"})(
+                scope, receive, send
+            )
+            return
+        body = await _read_body(receive, headers, inbound_parse.MAX_BYTES)
+        if body is None:
+            await _problem(413, f"body over {inbound_parse.MAX_BYTES} bytes")(scope, receive, send)
+            return
+        await self._app(scope, _replaying(body, receive), send)
+
+
+async def _read_body(
+    receive: Receive, headers: Headers, limit: int = MAX_BODY_BYTES
+) -> bytes | None:
+    """The whole body, or None when it is larger than ``limit``."""
     declared = headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    if declared.isdigit() and int(declared) > limit:
         return None
     chunks: list[bytes] = []
     size = 0
@@ -251,7 +289,7 @@ async def _read_body(receive: Receive, headers: Headers) -> bytes | None:
             break
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_BODY_BYTES:
+        if size > limit:
             return None
         chunks.append(chunk)
         if not message.get("more_body", False):
@@ -349,6 +387,7 @@ def create_app(
         ),
     )
     app.add_middleware(SignedRequests, verifiers=verifiers, requests=requests)
+    app.add_middleware(InboundParseRequests, secret=settings.inbound_parse_secret)
     app.add_middleware(CountedRequests)  # outermost: a refused signature is counted too
     if tracer_provider is not None or tracing.enabled(settings):
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -454,6 +493,37 @@ def create_app(
             opened = CoreCaseOpened(case_id=case_id, workflow_id=case_workflow_id(case_id))
         return CaseOpened(
             case_id=opened.case_id, workflow_id=opened.workflow_id, status=opened.status.value
+        )
+
+    @app.post(
+        inbound_parse.PATH,
+        response_model=InboundReceived,
+        responses={
+            400: {"model": Problem, "description": "Not an Inbound Parse post (names the field)"},
+            401: {"model": Problem, "description": "Wrong or missing credentials in the URL"},
+            413: {"model": Problem, "description": "Over SendGrid's 30 MB"},
+            503: {"model": Problem, "description": "Not stored: SendGrid posts it again later"},
+        },
+    )
+    async def inbound_mail(request: Request) -> Response | InboundReceived:
+        """SendGrid Inbound Parse (raw mode): a customer's email; it acts once, however often it
+        is posted. An email that cannot be read is recorded and answered 200 (a retry cannot
+        help)."""
+        try:
+            raw, envelope_to = inbound_parse.raw_email(
+                request.headers.get("content-type", ""), await request.body()
+            )
+        except inbound_parse.FormError as err:
+            return _problem(400, str(err))
+        service = await connection.get()
+        try:
+            received = await service.inbound.receive(raw, envelope_to)
+        except Refused as err:
+            return _problem(413, str(err))
+        return InboundReceived(
+            outcome=received.outcome.value,
+            workflow_id=received.workflow_id,
+            duplicate=received.duplicate,
         )
 
     return app

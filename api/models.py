@@ -32,3 +32,9 @@ class CaseOpened(Strict):
 
 class Problem(Strict):
     detail: str
+
+
+class InboundReceived(Strict):
+    outcome: str  # what the email did: replied, confirmed, reopened, new-case, auto-reply, ...
+    workflow_id: str | None = None
+    duplicate: bool = False  # posted before: it acted then, not again

@@ -54,6 +54,17 @@ class Settings(BaseSettings):
     # whose MX points at SendGrid Inbound Parse), its token signed with EMAIL_THREAD_SECRET
     inbound_domain: str | None = None
     email_thread_secret: SecretStr | None = None
+    # Inbound Parse posts to https://sendgrid:<INBOUND_PARSE_SECRET>@<api host>/v1/inbound/sendgrid
+    inbound_parse_secret: SecretStr | None = None
+    # a reply in the reopen window that begins with one of these confirms the resolution; any
+    # other reply reopens the case (comma-separated in the environment)
+    inbound_confirm_words: Annotated[list[str], NoDecode] = [
+        "确认",
+        "確認",
+        "同意",
+        "confirm",
+        "agree",
+    ]
     # only for tests and the demo: where the SendGrid client sends its requests
     sendgrid_host: str = "https://api.sendgrid.com"
 
@@ -122,10 +133,10 @@ class Settings(BaseSettings):
     # (tests/conftest.py): there it catches a workflow that would not replay.
     workflow_sandbox: bool = False
 
-    @field_validator("codec_cors_origins", mode="before")
+    @field_validator("codec_cors_origins", "inbound_confirm_words", mode="before")
     @classmethod
-    def _origins(cls, value: object) -> object:
-        # CODEC_CORS_ORIGINS is written like CODEC_KEYS: comma-separated
+    def _comma_separated(cls, value: object) -> object:
+        # CODEC_CORS_ORIGINS and INBOUND_CONFIRM_WORDS are written like CODEC_KEYS: comma-separated
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value

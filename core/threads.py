@@ -80,7 +80,7 @@ def thread_headers(
     )
 
 
-def verified(token: str, workflow_id: str, secret: SecretStr) -> bool:
+def verified(token: str, workflow_id: str, secret: SecretStr | None) -> bool:
     """Whether ``token`` is the thread token of ``workflow_id`` under ``secret``."""
     return hmac.compare_digest(token, thread_token(workflow_id, secret))
 

@@ -114,6 +114,19 @@ class EmailThread(TimestampedModel):
     workflow_id: Mapped[str] = mapped_column(String(128))
 
 
+class InboundMail(TimestampedModel):
+    """One row per inbound message (by the digest of its bytes): it acts once, however often it
+    is posted; ``outcome`` is empty until it has acted."""
+
+    __tablename__ = "inbound_mail"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    message_id: Mapped[str] = mapped_column(String(255), index=True, default="")
+    workflow_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    outcome: Mapped[str | None] = mapped_column(String(32))
+
+
 class VianetEscalation(TimestampedModel):
     __tablename__ = "vianet_escalations"
     __table_args__ = (

@@ -29,6 +29,7 @@ from service.calls import Named, attempt, client_for
 from service.cases import Cases
 from service.collections import Collections, Started
 from service.errors import Refused, ServiceError, Unavailable
+from service.inbound import Inbound
 from service.verify import VerifyReport, verify
 from service.vianet_invoices import VianetInvoices
 
@@ -55,6 +56,7 @@ class Service:
         self.cases = Cases(client, settings)
         self.collections = Collections(client, settings)
         self.vianet_invoices = VianetInvoices(client, settings)
+        self.inbound = Inbound(client, settings, self.cases)
 
     @classmethod
     async def connect(cls, settings: Settings) -> Service:

@@ -27,6 +27,7 @@ TABLES = {
     "case_events",
     "email_log",
     "email_thread",
+    "inbound_mail",
     "vianet_escalations",
     "partner_center_actions",
     "collections",
