@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     # whose MX points at SendGrid Inbound Parse), its token signed with EMAIL_THREAD_SECRET
     inbound_domain: str | None = None
     email_thread_secret: SecretStr | None = None
+    # the drop folder `make run` watches: an .eml put there is received as a customer's email
+    inbound_dir: Path = ROOT / "var" / "inbound"
     # Inbound Parse posts to https://sendgrid:<INBOUND_PARSE_SECRET>@<api host>/v1/inbound/sendgrid
     inbound_parse_secret: SecretStr | None = None
     # a reply in the reopen window that begins with one of these confirms the resolution; any

@@ -3,6 +3,7 @@ multipart as SendGrid sends them), the CLI's file, routing by thread, once per m
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import uuid
 from collections.abc import AsyncIterator
@@ -18,7 +19,9 @@ import pytest_asyncio
 from pydantic import SecretStr
 from sqlalchemy import func, select
 from temporalio.testing import WorkflowEnvironment
+from typer.testing import CliRunner
 
+import starter
 from api.app import create_app
 from api.inbound_parse import PATH
 from core.models import CaseForm, CaseStatus, Category, EventKind, Outcome, RequestInfo, Resolve
@@ -26,6 +29,7 @@ from core.settings import Settings
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
 from db.tables import Case, InboundMail
+from intake import drop_folder
 from service import Service
 from service.inbound import Outcome as Received
 from service.inbound import category_of, confirms
@@ -116,21 +120,25 @@ def _gbk_words(text: str) -> str:
     return f"=?GBK?B?{base64.b64encode(text.encode('gbk')).decode()}?="
 
 
-async def last_email(settings: Settings, template: str) -> EmailMessageFile:
-    """The last ``template`` email in the outbox, once it is there."""
-    await eventually(lambda: _found(settings, template), seconds=10)
-    return _emails(settings, template)[-1]
+async def last_email(settings: Settings, template: str, case_id: str = "") -> EmailMessageFile:
+    """The last ``template`` email (of ``case_id``) in the outbox, once it is there."""
+    await eventually(lambda: _found(settings, template, case_id), seconds=10)
+    return _emails(settings, template, case_id)[-1]
 
 
-async def _found(settings: Settings, template: str) -> bool:
-    return bool(_emails(settings, template))
+async def _found(settings: Settings, template: str, case_id: str) -> bool:
+    return bool(_emails(settings, template, case_id))
 
 
-def _emails(settings: Settings, template: str) -> list[EmailMessageFile]:
+def _emails(settings: Settings, template: str, case_id: str = "") -> list[EmailMessageFile]:
     found = []
     for path in sorted(settings.outbox_dir.glob("*.eml"), key=lambda p: p.stat().st_mtime):
         message = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
-        if isinstance(message, EmailMessageFile) and message["X-Category"] == template:
+        if (
+            isinstance(message, EmailMessageFile)
+            and message["X-Category"] == template
+            and case_id in message["X-Dedup-Key"]
+        ):
             found.append(message)
     return found
 
@@ -332,3 +340,55 @@ def test_categories_from_keywords() -> None:
     assert category_of("申请退款") is Category.REFUND_REQUEST
     assert category_of("发票抬头") is Category.INVOICE_DISPUTE
     assert category_of("你好") is Category.BILLING_QUESTION
+
+
+async def test_the_cli_and_the_drop_folder_take_an_eml_file(
+    dev_env: WorkflowEnvironment, service: Service, running: Settings, tmp_path: Path
+) -> None:
+    first, second = await resolved_case(service), await resolved_case(service)
+    replies = [
+        reply_to(await last_email(running, "case_resolved", case_id), "确认")
+        for case_id in (first, second)
+    ]
+    (tmp_path / "reply.eml").write_bytes(replies[0])
+    env = {
+        "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+        "TASK_QUEUE": running.task_queue,
+        "DATABASE_URL": running.database_url,
+        "EMAIL_THREAD_SECRET": "thread-secret-for-the-inbound-tests",
+    }
+    shown = await asyncio.to_thread(
+        CliRunner().invoke, starter.app, ["inbound", str(tmp_path / "reply.eml")], env=env
+    )
+    assert shown.exit_code == 0 and f"confirmed (case-{first})" in shown.output, shown.output
+
+    folder = tmp_path / "inbound"
+    folder.mkdir()
+    (folder / "a.eml").write_bytes(replies[1])
+    (folder / "b.eml").write_bytes(b"\x00 not mail")
+
+    async def receive(raw: bytes) -> str:
+        return (await service.inbound.receive(raw)).outcome.value
+
+    taken = await drop_folder.take(folder, receive, settle=0)
+    assert taken == [("a.eml", "confirmed"), ("b.eml", "unreadable")]
+    assert sorted(p.name for p in (folder / "done").iterdir()) == ["a.eml", "b.eml"]
+    for case_id in (first, second):
+        assert (await service.cases.show(case_id)).status is CaseStatus.CLOSED
+
+
+async def test_a_file_that_breaks_receive_is_set_aside_with_the_reason(tmp_path: Path) -> None:
+    (tmp_path / "x.eml").write_bytes(b"From: a@b.example\r\n\r\nhi")
+
+    async def broken(raw: bytes) -> str:
+        raise ValueError("email: something specific")
+
+    async def later(raw: bytes) -> str:
+        raise drop_folder.TryLater("Temporal is unavailable")
+
+    assert await drop_folder.take(tmp_path, later, settle=0) == []
+    assert (tmp_path / "x.eml").exists()  # waits for the next look
+    assert await drop_folder.take(tmp_path, broken, settle=0) == [
+        ("x.eml", "failed: email: something specific")
+    ]
+    assert (tmp_path / "failed" / "x.eml.error").read_text().strip() == "email: something specific"
