@@ -12,6 +12,7 @@ unavailable 503.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -27,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import inbound_parse
+from api import event_webhook, inbound_parse
 from api.idempotency import (
     KEY_CHARS,
     Answered,
@@ -36,7 +37,14 @@ from api.idempotency import (
     IntakeRequests,
     key_problem,
 )
-from api.models import CaseOpened, FailureAccepted, InboundReceived, PaymentRecorded, Problem
+from api.models import (
+    CaseOpened,
+    EventsAnswer,
+    FailureAccepted,
+    InboundReceived,
+    PaymentRecorded,
+    Problem,
+)
 from api.signing import (
     KEY_HEADER,
     MAX_SECRETS,
@@ -155,7 +163,7 @@ class SignedRequests:
             await self._app(scope, receive, send)
             return
         path, method = scope["path"], scope["method"]
-        if path == inbound_parse.PATH:  # SendGrid signs nothing: InboundParseRequests guards it
+        if path in (inbound_parse.PATH, event_webhook.PATH):  # SendGridRequests guards them
             await self._app(scope, receive, send)
             return
         caller = CALLERS.get(path)
@@ -242,16 +250,23 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-class InboundParseRequests:
+class SendGridRequests:
     """ASGI middleware: SendGrid Inbound Parse's posts carry our credentials (else 401, or 404
-    while INBOUND_PARSE_SECRET is unset) and are at most SendGrid's size (else 413), checked
-    before the route reads them."""
+    while INBOUND_PARSE_SECRET is unset) and are at most SendGrid's size (else 413); Event Webhook
+    posts are signed with SendGrid's key, now (else 401, or 404 while SENDGRID_EVENT_PUBLIC_KEY is
+    unset). Checked before a route reads them."""
 
-    def __init__(self, app: ASGIApp, secret: SecretStr | None) -> None:
+    def __init__(
+        self, app: ASGIApp, secret: SecretStr | None, events: event_webhook.EventVerifier | None
+    ) -> None:
         self._app = app
         self._secret = secret
+        self._events = events
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == event_webhook.PATH:
+            await self._event_webhook(scope, receive, send)
+            return
         if scope["type"] != "http" or scope["path"] != inbound_parse.PATH:
             await self._app(scope, receive, send)
             return
@@ -270,6 +285,28 @@ class InboundParseRequests:
         body = await _read_body(receive, headers, inbound_parse.MAX_BYTES)
         if body is None:
             await _problem(413, f"body over {inbound_parse.MAX_BYTES} bytes")(scope, receive, send)
+            return
+        await self._app(scope, _replaying(body, receive), send)
+
+    async def _event_webhook(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._events is None:
+            off = "email events are off: SENDGRID_EVENT_PUBLIC_KEY is not set"
+            await _problem(404, off)(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        body = await _read_body(receive, headers, event_webhook.MAX_BYTES)
+        if body is None:
+            await _problem(413, f"body over {event_webhook.MAX_BYTES} bytes")(scope, receive, send)
+            return
+        try:
+            self._events.verify(
+                body,
+                headers.get(event_webhook.SIGNATURE_HEADER),
+                headers.get(event_webhook.TIMESTAMP_HEADER),
+            )
+        except event_webhook.EventSignatureError as err:
+            log.warning("refused %s: %s", event_webhook.PATH, err)
+            await _problem(401, str(err))(scope, receive, send)
             return
         await self._app(scope, _replaying(body, receive), send)
 
@@ -387,7 +424,14 @@ def create_app(
         ),
     )
     app.add_middleware(SignedRequests, verifiers=verifiers, requests=requests)
-    app.add_middleware(InboundParseRequests, secret=settings.inbound_parse_secret)
+    events = (
+        event_webhook.EventVerifier(
+            settings.sendgrid_event_public_key, settings.sendgrid_event_window_seconds
+        )
+        if settings.sendgrid_event_public_key
+        else None
+    )
+    app.add_middleware(SendGridRequests, secret=settings.inbound_parse_secret, events=events)
     app.add_middleware(CountedRequests)  # outermost: a refused signature is counted too
     if tracer_provider is not None or tracing.enabled(settings):
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -524,6 +568,32 @@ def create_app(
             outcome=received.outcome.value,
             workflow_id=received.workflow_id,
             duplicate=received.duplicate,
+        )
+
+    @app.post(
+        event_webhook.PATH,
+        response_model=EventsAnswer,
+        responses={
+            400: {"model": Problem, "description": "Not an array of events (names the field)"},
+            401: {"model": Problem, "description": "Not signed with SendGrid's key, or stale"},
+            413: {"model": Problem, "description": "Body too large"},
+            503: {"model": Problem, "description": "Not all recorded: SendGrid posts it again"},
+        },
+    )
+    async def email_events(request: Request) -> Response | EventsAnswer:
+        """SendGrid's Event Webhook: each event recorded once in the email log; a bounce, drop
+        or block of a case's email reaches the case."""
+        try:
+            batch = json.loads(await request.body())
+        except ValueError:
+            return _problem(400, "body: not JSON")
+        service = await connection.get()
+        try:
+            recorded = await service.email_events.record(batch)
+        except Refused as err:
+            return _problem(400, str(err))
+        return EventsAnswer(
+            recorded=recorded.recorded, duplicates=recorded.duplicates, ignored=recorded.ignored
         )
 
     return app

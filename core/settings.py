@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     # whose MX points at SendGrid Inbound Parse), its token signed with EMAIL_THREAD_SECRET
     inbound_domain: str | None = None
     email_thread_secret: SecretStr | None = None
+    # SendGrid's Event Webhook: its verification key (Mail Settings > Event Webhook > Signed
+    # Event Webhook, the base64 key without PEM lines), events within this many seconds of now
+    sendgrid_event_public_key: str | None = None
+    sendgrid_event_window_seconds: int = Field(default=600, ge=30, le=86_400)
     # the drop folder `make run` watches: an .eml put there is received as a customer's email
     inbound_dir: Path = ROOT / "var" / "inbound"
     # Inbound Parse posts to https://sendgrid:<INBOUND_PARSE_SECRET>@<api host>/v1/inbound/sendgrid

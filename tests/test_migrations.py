@@ -28,6 +28,7 @@ TABLES = {
     "email_log",
     "email_thread",
     "inbound_mail",
+    "email_events",
     "vianet_escalations",
     "partner_center_actions",
     "collections",

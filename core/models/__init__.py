@@ -77,6 +77,7 @@ from core.models.email import (
     EmailMessage,
     EmailSent,
     EmailTemplate,
+    EmailUndelivered,
     Recipient,
 )
 from core.models.shared import (
@@ -159,6 +160,7 @@ __all__ = [
     "EmailMessage",
     "EmailSent",
     "EmailTemplate",
+    "EmailUndelivered",
     "Escalate",
     "EscalationRequest",
     "EscalationView",

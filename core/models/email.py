@@ -474,6 +474,16 @@ class EmailMessage(Strict):
         return ids.collections_workflow_id(self.collections.invoice_id)
 
 
+class EmailUndelivered(Strict):
+    """SendGrid's Event Webhook: an email it had accepted bounced, or was dropped or blocked."""
+
+    key: Annotated[str, StringConstraints(max_length=255)]
+    event: Literal["bounce", "dropped", "blocked"]
+    address: Annotated[str, StringConstraints(max_length=320)]
+    template: Annotated[str, StringConstraints(max_length=64)]
+    reason: Annotated[str, StringConstraints(max_length=500)] = ""
+
+
 class EmailSent(Strict):
     key: str
     provider_message_id: str
