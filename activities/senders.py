@@ -11,9 +11,7 @@ import hashlib
 import http.client
 import json
 import logging
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from email.utils import formataddr, formatdate
 from pathlib import Path
@@ -23,6 +21,7 @@ from python_http_client import exceptions as http_errors
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import Category, CustomArg, From, Header, Mail, ReplyTo, To
 
+from core.files import write_atomically
 from core.metrics import SENDGRID_RESPONSES, status_class
 
 SENDGRID_HOST = "https://api.sendgrid.com"
@@ -90,23 +89,10 @@ class FileOutboxSender:
         domain = email.from_address.rpartition("@")[2] or "localhost"
         message_id = email.message_id or f"<{_key_digest(email.dedup_key)[:32]}@{domain}>"
         try:
-            self._write_atomically(self.path_for(email.dedup_key), _mime(email, message_id))
+            write_atomically(self.path_for(email.dedup_key), _mime(email, message_id))
         except OSError as exc:
             raise EmailDeliveryError(f"outbox {self.outbox_dir}: {exc}") from exc
         return message_id
-
-    def _write_atomically(self, path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
 
 
 def _mime(email: OutgoingEmail, message_id: str) -> bytes:

@@ -58,6 +58,23 @@ class Settings(BaseSettings):
     # Event Webhook, the base64 key without PEM lines), events within this many seconds of now
     sendgrid_event_public_key: str | None = None
     sendgrid_event_window_seconds: int = Field(default=600, ge=30, le=86_400)
+    # inbound attachments: a content-addressed store outside Temporal, each at most this size and
+    # of these types (comma-separated in the environment); others are listed, not kept
+    attachments_dir: Path = ROOT / "var" / "attachments"
+    attachment_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    attachment_types: Annotated[list[str], NoDecode] = [
+        "application/pdf",
+        "image/jpeg",
+        "image/png",
+        "image/gif",
+        "text/plain",
+        "text/csv",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.ms-excel",
+        "application/msword",
+        "application/zip",
+    ]
     # the drop folder `make run` watches: an .eml put there is received as a customer's email
     inbound_dir: Path = ROOT / "var" / "inbound"
     # Inbound Parse posts to https://sendgrid:<INBOUND_PARSE_SECRET>@<api host>/v1/inbound/sendgrid
@@ -139,7 +156,9 @@ class Settings(BaseSettings):
     # (tests/conftest.py): there it catches a workflow that would not replay.
     workflow_sandbox: bool = False
 
-    @field_validator("codec_cors_origins", "inbound_confirm_words", mode="before")
+    @field_validator(
+        "codec_cors_origins", "inbound_confirm_words", "attachment_types", mode="before"
+    )
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         # CODEC_CORS_ORIGINS and INBOUND_CONFIRM_WORDS are written like CODEC_KEYS: comma-separated

@@ -13,6 +13,7 @@ case; an unknown sender's is recorded for a person.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import re
@@ -41,6 +42,7 @@ from core.models.case import WORKING_STATUSES
 from core.settings import Settings
 from core.threads import tokens_in, verified
 from db.tables import Case, EmailThread, InboundMail, table
+from intake.attachments import AttachmentStore
 from intake.mail import InboundMail as Mail
 from intake.mail import MailError, parse_mail
 from service.calls import reading
@@ -135,6 +137,9 @@ class Inbound:
         self._client = client
         self._settings = settings
         self._cases = cases
+        self._attachments = AttachmentStore(
+            settings.attachments_dir, settings.attachment_max_bytes, settings.attachment_types
+        )
 
     async def receive(self, raw: bytes, envelope_to: tuple[str, ...] = ()) -> Received:
         """Act on one inbound email, once. Refused when it is larger than SendGrid's limit;
@@ -153,6 +158,19 @@ class Inbound:
         received = await self._act(Claim(digest, claimed), mail)
         self._finish(digest, received)
         return received
+
+    async def _list_attachments(self, case_id: str, mail: Mail, claim: Claim) -> None:
+        """Keep the attachments in the store, and list them in the case's timeline."""
+        if not mail.attachments:
+            return
+        stored = await asyncio.to_thread(
+            lambda: [
+                self._attachments.keep(a.filename, a.content_type, a.data) for a in mail.attachments
+            ]
+        )
+        lines = "\n".join(s.line() for s in stored)
+        note = AddNote(text=f"attachments of the customer's email:\n{lines}", by=ACTOR)
+        await self._cases.act(case_id, note, update_id=f"{claim.update_id}-attachments")
 
     # ------------------------------------------------------------------ the record
 
@@ -264,6 +282,8 @@ class Inbound:
     async def _to_case(self, case_id: str, mail: Mail, claim: Claim) -> Received:
         case = await self._cases.show(case_id)
         update_id = claim.update_id
+        if not case.status.is_final:  # listed first: a confirmation closes the case
+            await self._list_attachments(case_id, mail, claim)
         text = _text(mail.reply)
         if not _same_party(mail.from_address, str(case.details.customer.email)):
             note = AddNote(
@@ -304,6 +324,7 @@ class Inbound:
         opened = await self._open(form, claim)
         note = AddNote(text=f"follow-up of case {case.case_id}, which had ended", by=ACTOR)
         await self._cases.act(opened, note, update_id=claim.update_id)
+        await self._list_attachments(opened, mail, claim)
         return Received(Outcome.FOLLOW_UP, f"{CASE}{opened}", opened)
 
     async def _open_case(self, known: Case, mail: Mail, claim: Claim) -> Received:
@@ -318,6 +339,7 @@ class Inbound:
             opened_by=ACTOR,
         )
         opened = await self._open(form, claim)
+        await self._list_attachments(opened, mail, claim)
         return Received(Outcome.NEW_CASE, f"{CASE}{opened}", opened)
 
     async def _open(self, form: CaseForm, claim: Claim) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -46,6 +47,7 @@ async def running(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'billing.db'}",
         outbox_dir=tmp_path / "outbox",
+        attachments_dir=tmp_path / "attachments",
         task_queue=f"billing-{uuid.uuid4()}",
         inbound_domain="reply.partner.example.cn",
         email_thread_secret=SecretStr("thread-secret-for-the-inbound-tests"),
@@ -392,3 +394,31 @@ async def test_a_file_that_breaks_receive_is_set_aside_with_the_reason(tmp_path:
         ("x.eml", "failed: email: something specific")
     ]
     assert (tmp_path / "failed" / "x.eml.error").read_text().strip() == "email: something specific"
+
+
+async def test_attachments_are_stored_outside_temporal_and_listed(
+    service: Service, running: Settings
+) -> None:
+    case_id = await open_case(service)
+    await service.cases.act(case_id, RequestInfo(question="请提供发票。", by="agent"))
+    sent = await last_email(running, "info_requested", case_id)
+    pdf = b"%PDF-1.4 invoice"
+    raw = (
+        f"From: {CUSTOMER}\r\nTo: {sent['Reply-To']}\r\nSubject: invoice\r\n"
+        f"In-Reply-To: {sent['Message-ID']}\r\nReferences: {sent['References']}\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b1"\r\n\r\n--b1\r\n'
+        "Content-Type: text/plain; charset=utf-8\r\n\r\n见附件\r\n--b1\r\n"
+        "Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n"
+        "Content-Disposition: attachment; filename*=gbk''%B7%A2%C6%B1.pdf\r\n\r\n"
+        f"{base64.b64encode(pdf).decode()}\r\n--b1--\r\n"
+    ).encode()
+
+    assert (await service.inbound.receive(raw)).outcome is Received.REPLIED
+
+    digest = hashlib.sha256(pdf).hexdigest()
+    assert (running.attachments_dir / digest[:2] / digest).read_bytes() == pdf
+    view = await service.cases.show(case_id)
+    listed = [e.text for e in view.timeline if e.kind is EventKind.NOTE]
+    assert any(f"发票.pdf (16 bytes, sha256 {digest})" in text for text in listed)
+    history = await service.client.get_workflow_handle(f"case-{case_id}").fetch_history()
+    assert pdf not in history.to_json().encode()  # never inside a workflow payload
