@@ -8,67 +8,33 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest_asyncio
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from pydantic import SecretStr
 from sqlalchemy import func, select
-from temporalio.testing import WorkflowEnvironment
 
-from api.app import create_app
 from api.event_webhook import PATH, SIGNATURE_HEADER, TIMESTAMP_HEADER
 from core.models import CaseStatus, EventKind
 from core.settings import Settings
-from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
 from db.tables import EmailEvent, EmailLog
 from service import Service
-from tests.intake_support import SIGNED, eventually
-from tests.test_inbound import _emails, last_email, reply_to, resolved_case
-from worker import build_worker
+from tests.intake_support import eventually
+from tests.test_inbound import (  # noqa: F401  (pytest fixtures running, service, sendgrid)
+    EVENT_KEY,
+    _emails,
+    last_email,
+    reply_to,
+    resolved_case,
+    running_fixture,
+    sendgrid_fixture,
+    service_fixture,
+)
 
-KEY = ec.generate_private_key(ec.SECP256R1())
-PUBLIC_KEY = base64.b64encode(
-    KEY.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-).decode()
+KEY = EVENT_KEY
 OTHER_KEY = ec.generate_private_key(ec.SECP256R1())
-
-
-@pytest_asyncio.fixture
-async def running(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Settings]:
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'billing.db'}",
-        outbox_dir=tmp_path / "outbox",
-        task_queue=f"billing-{uuid.uuid4()}",
-        email_thread_secret=SecretStr("thread-secret-for-the-event-tests"),
-        sendgrid_event_public_key=PUBLIC_KEY,
-        **SIGNED,
-    )
-    upgrade(settings.database_url)
-    async with build_worker(dev_env.client, settings):
-        yield settings
-
-
-@pytest_asyncio.fixture
-async def service(dev_env: WorkflowEnvironment, running: Settings) -> Service:
-    return Service(dev_env.client, running)
-
-
-@pytest_asyncio.fixture
-async def sendgrid(service: Service, running: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async def factory() -> Service:
-        return service
-
-    transport = httpx.ASGITransport(app=create_app(running, factory))
-    async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
-        yield http
 
 
 def signed(

@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import SecretStr
 from sqlalchemy import func, select
 from temporalio.testing import WorkflowEnvironment
@@ -38,12 +40,19 @@ from tests.intake_support import SIGNED, eventually
 from worker import build_worker
 
 PARSE_SECRET = "inbound-parse-secret-3b8f1e"
+# the Event Webhook's signing key, generated: SendGrid's console would show its public half
+EVENT_KEY = ec.generate_private_key(ec.SECP256R1())
+EVENT_PUBLIC_KEY = base64.b64encode(
+    EVENT_KEY.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+).decode()
 CUSTOMER = "finance@yunfan.example.cn"
 BOUNDARY = "xYzZY"
 
 
-@pytest_asyncio.fixture
-async def running(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Settings]:
+@pytest_asyncio.fixture(name="running")
+async def running_fixture(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Settings]:
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'billing.db'}",
         outbox_dir=tmp_path / "outbox",
@@ -52,6 +61,7 @@ async def running(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator
         inbound_domain="reply.partner.example.cn",
         email_thread_secret=SecretStr("thread-secret-for-the-inbound-tests"),
         inbound_parse_secret=SecretStr(PARSE_SECRET),
+        sendgrid_event_public_key=EVENT_PUBLIC_KEY,
         **SIGNED,
     )
     upgrade(settings.database_url)
@@ -59,13 +69,13 @@ async def running(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator
         yield settings
 
 
-@pytest_asyncio.fixture
-async def service(dev_env: WorkflowEnvironment, running: Settings) -> Service:
+@pytest_asyncio.fixture(name="service")
+async def service_fixture(dev_env: WorkflowEnvironment, running: Settings) -> Service:
     return Service(dev_env.client, running)
 
 
-@pytest_asyncio.fixture
-async def sendgrid(service: Service, running: Settings) -> AsyncIterator[httpx.AsyncClient]:
+@pytest_asyncio.fixture(name="sendgrid")
+async def sendgrid_fixture(service: Service, running: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The API as SendGrid reaches it: the credentials of the Inbound Parse URL."""
 
     async def factory() -> Service:

@@ -15,11 +15,19 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.email import EmailActivities
 from activities.rendering import TemplateRenderer
-from activities.senders import FileOutboxSender, SendGridSender
+from activities.senders import FileOutboxSender, OutgoingEmail, SendGridSender
 from core import ids
 from core.models import EmailTemplate
 from core.settings import Settings
-from core.threads import MAILBOX, EmailThreads, thread_headers, thread_token, tokens_in, verified
+from core.threads import (
+    MAILBOX,
+    EmailThreads,
+    ThreadHeaders,
+    thread_headers,
+    thread_token,
+    tokens_in,
+    verified,
+)
 from db.tables import EmailThread
 from tests.factories import CASE_ID, COLLECTIONS_INVOICE_ID, make_email_message
 from tests.sendgrid_standin import (
@@ -83,7 +91,8 @@ def _parse(data: bytes) -> EmailMessageFile:
     return message
 
 
-def test_the_outbox_writes_the_thread_headers(tmp_path: Path) -> None:
+def threaded() -> tuple[ThreadHeaders, OutgoingEmail]:
+    """A case's resolution email with its thread's headers."""
     headers = THREADS.headers("case-BC-1", "BC-1/case_resolved/1", "partner.example.cn")
     email = outgoing(
         workflow_id="case-BC-1",
@@ -92,6 +101,11 @@ def test_the_outbox_writes_the_thread_headers(tmp_path: Path) -> None:
         references=headers.references,
         reply_to=headers.reply_to or "",
     )
+    return headers, email
+
+
+def test_the_outbox_writes_the_thread_headers(tmp_path: Path) -> None:
+    headers, email = threaded()
     sender = FileOutboxSender(tmp_path)
     assert sender.send(email) == headers.message_id
     written = _parse(sender.path_for(email.dedup_key).read_bytes())
@@ -104,14 +118,7 @@ def test_sendgrid_gets_the_thread_headers_and_the_custom_args(
     sendgrid_standin: SendGridStandIn,
 ) -> None:
     sendgrid_standin.script(accepted("sg-1"))
-    headers = THREADS.headers("case-BC-1", "BC-1/case_resolved/1", "partner.example.cn")
-    email = outgoing(
-        workflow_id="case-BC-1",
-        message_id=headers.message_id,
-        in_reply_to=headers.in_reply_to,
-        references=headers.references,
-        reply_to=headers.reply_to or "",
-    )
+    headers, email = threaded()
     SendGridSender(API_KEY, sendgrid_standin.host).send(email)
 
     [request] = sendgrid_standin.requests
