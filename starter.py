@@ -58,6 +58,7 @@ from core.models import (
     RetryStep,
     Severity,
     SkipStep,
+    TriageReply,
     UpdateContact,
     VianetInvoiceView,
     VianetResponse,
@@ -911,6 +912,22 @@ def resume(
 ) -> None:
     """Resume a paused policy (a dispute or a promise that will not end by itself)."""
     _collections_act(invoice, _build(ResumePolicy, reason=reason, by=by))
+
+
+@app.command()
+def triage(
+    invoice: InvoiceArg,
+    decision: Annotated[
+        str,
+        typer.Option(
+            help="no-action (the customer's reply needs nothing), or contact-confirmed (after a "
+            "notice bounced, the address is right); a dispute or a promise: their own commands"
+        ),
+    ],
+    by: By = DEFAULT_ACTOR,
+) -> None:
+    """Release a suspension held for a person: a customer's reply, or an undelivered notice."""
+    _collections_act(invoice, _build(TriageReply, decision=decision, by=by))
 
 
 @app.command()

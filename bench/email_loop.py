@@ -1,7 +1,7 @@
 """Scenario 6: the email loop. SendGrid's Event Webhook batches through the API against raw
 Temporal signals at the same concurrency; customers' replies through Inbound Parse, each timed
-from the POST to the answer (given once the case has taken the reply). The API runs in this
-process over ASGI (no HTTP server between), the product's worker in a subprocess."""
+from the POST to the answer (given once the case has taken the reply). The API (`python -m api`)
+and the product's worker run in subprocesses, as `make run` starts them."""
 
 from __future__ import annotations
 
@@ -22,11 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import SecretStr
 
-from api.app import create_app
-from api.event_webhook import PATH as EVENTS
-from api.event_webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
-from api.inbound_parse import PATH as INBOUND
-from bench.env import WORKER, Child, DevServer, worker_env
+from bench.env import BIN, WORKER, Child, DevServer, free_port, worker_env
 from core.ids import case_workflow_id
 from core.models import CaseForm, Category
 from core.settings import Settings
@@ -35,6 +31,11 @@ from db.migrate import upgrade
 from service import Service
 
 T = TypeVar("T")
+API = [str(BIN / "python"), "-m", "api"]
+# the API's paths and SendGrid's headers, as SendGrid's own documentation names them
+EVENTS, INBOUND = "/v1/email-events/sendgrid", "/v1/inbound/sendgrid"
+SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
+TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 THREAD_SECRET = "bench-thread-secret-0123456789"
 PARSE_SECRET = "bench-parse-secret-0123456789"
 
@@ -102,27 +103,23 @@ async def run_email_loop(
     public = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    env = worker_env(task_queue, run_dir, tuning) | {"EMAIL_THREAD_SECRET": THREAD_SECRET}
+    port = free_port()
+    env = worker_env(task_queue, run_dir, tuning) | {
+        "EMAIL_THREAD_SECRET": THREAD_SECRET,
+        "INBOUND_DOMAIN": "reply.bench.example.cn",
+        "INBOUND_PARSE_SECRET": PARSE_SECRET,
+        "SENDGRID_EVENT_PUBLIC_KEY": base64.b64encode(public).decode(),
+        "BILLING_WEBHOOK_SECRETS": "bench-billing-secret-0123",
+        "PORTAL_WEBHOOK_SECRETS": "bench-portal-secret-01234",
+        "API_PORT": str(port),
+    }
     upgrade(env["DATABASE_URL"])
-    settings = Settings(
-        task_queue=task_queue,
-        database_url=env["DATABASE_URL"],
-        email_thread_secret=SecretStr(THREAD_SECRET),
-        inbound_domain="reply.bench.example.cn",
-        inbound_parse_secret=SecretStr(PARSE_SECRET),
-        sendgrid_event_public_key=base64.b64encode(public).decode(),
-        billing_webhook_secrets=SecretStr("bench-billing-secret-0123"),
-        portal_webhook_secrets=SecretStr("bench-portal-secret-01234"),
-    )
-    service = Service(server.client, settings)
-
-    async def factory() -> Service:
-        return service
-
+    service = Service(server.client, Settings(task_queue=task_queue))
     worker = Child.start("worker", WORKER, env, run_dir / "worker.log")
-    transport = httpx.ASGITransport(app=create_app(settings, factory))
+    api_process = Child.start("api", API, env, run_dir / "api.log")
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as api:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as api:
+            await _ready(api, api_process)
             ids = [await _open(service) for _ in range(cases)]
             for case_id in ids:  # each case has taken its first update: the worker is warm
                 await service.cases.show(case_id)
@@ -130,10 +127,25 @@ async def run_email_loop(
             signals_seconds = await _signals(server, ids, events, batch, concurrency)
             reply_ms = await _replies(api, ids, replies, reply_concurrency)
     finally:
+        await api_process.stop()
         await worker.stop()
     return EmailLoopRun(
         events, batch, concurrency, events_seconds, signals_seconds, replies, reply_ms
     )
+
+
+async def _ready(api: httpx.AsyncClient, process: Child, within: float = 60.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if process.process.poll() is not None:
+            raise RuntimeError(f"the API exited while starting:\n{process.tail()}")
+        try:
+            if (await api.get("/healthz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.25)
+    raise RuntimeError(f"the API is not ready in {within:.0f} s:\n{process.tail()}")
 
 
 async def _open(service: Service) -> str:

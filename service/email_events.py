@@ -18,14 +18,13 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from temporalio.client import Client
-from temporalio.service import RPCError
 
-from core.ids import CASE
+from core.ids import CASE, COLLECTIONS
 from core.models import EmailUndelivered
 from core.settings import Settings
 from db.tables import EmailEvent, EmailLog, table
-from service.calls import TRANSIENT, reading
-from service.errors import Refused, Unavailable
+from service.calls import reading, signal_if_running
+from service.errors import Refused
 
 # what each event says of the email; the higher rank holds when events come out of order
 RANK = {
@@ -218,8 +217,8 @@ class EmailEvents:
         return list({e.sg_event_id: e for e in events if e.sg_event_id in waiting}.values())
 
     async def _tell(self, event: Event) -> None:
-        if not event.workflow_id.startswith(CASE):
-            return  # collections and 21Vianet invoices: recorded (issue 14, not yet acted on)
+        if not event.workflow_id.startswith((CASE, COLLECTIONS)):
+            return  # a 21Vianet invoice's reminder to our own finance team: recorded only
         undelivered = EmailUndelivered(
             key=event.dedup_key,
             event=event.event,
@@ -227,13 +226,8 @@ class EmailEvents:
             template=event.template,
             reason=event.reason,
         )
-        handle = self._client.get_workflow_handle(event.workflow_id)
-        try:
-            await handle.signal("email_undelivered", undelivered)
-        except RPCError as err:
-            if err.status in TRANSIENT:
-                raise Unavailable(f"Temporal is unavailable: {err.message}") from None
-            # the case has ended or is unknown: the event stays recorded, nobody to tell
+        # a workflow that has ended: the event stays recorded, nobody to tell
+        await signal_if_running(self._client, event.workflow_id, "email_undelivered", undelivered)
 
 
 def _order(event: Event) -> tuple[int, datetime]:

@@ -26,13 +26,14 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from temporalio.client import Client
 
-from core.ids import CASE, request_case_id
+from core.ids import CASE, COLLECTIONS, request_case_id
 from core.models import (
     AddNote,
     CaseForm,
     CaseStatus,
     CaseView,
     Category,
+    CollectionsReply,
     Confirm,
     CustomerReply,
     Locale,
@@ -45,7 +46,7 @@ from db.tables import Case, EmailThread, InboundMail, table
 from intake.attachments import AttachmentStore
 from intake.mail import InboundMail as Mail
 from intake.mail import MailError, parse_mail
-from service.calls import reading
+from service.calls import reading, signal_if_running
 from service.cases import Cases
 from service.errors import AlreadyExists, Refused
 
@@ -271,8 +272,11 @@ class Inbound:
             return Received(Outcome.AUTO_REPLY, workflow_id)
         if workflow_id is not None and workflow_id.startswith(CASE):
             return await self._to_case(workflow_id.removeprefix(CASE), mail, claim)
-        if workflow_id is not None:
-            # collections and 21Vianet threads: recorded here for a person (issue 14, not yet)
+        if workflow_id is not None and workflow_id.startswith(COLLECTIONS):
+            reply = CollectionsReply(text=_text(mail.reply), by=f"{ACTOR} {mail.from_address}")
+            await signal_if_running(self._client, workflow_id, "customer_replied", reply)
+            return Received(Outcome.NOTED, workflow_id)
+        if workflow_id is not None:  # a 21Vianet invoice's thread (to our finance team)
             return Received(Outcome.NOTED, workflow_id)
         known = self._known_customer(mail.from_address)
         if known is None:

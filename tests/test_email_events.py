@@ -32,6 +32,7 @@ from tests.test_inbound import (  # noqa: F401  (pytest fixtures running, servic
     sendgrid_fixture,
     service_fixture,
 )
+from tests.workflow_support import billing_failure
 
 KEY = EVENT_KEY
 OTHER_KEY = ec.generate_private_key(ec.SECP256R1())
@@ -170,3 +171,18 @@ async def test_thousands_of_events_in_one_batch(
     answer = await sendgrid.post(PATH, content=body, headers=headers)
     assert answer.json() == {"recorded": 3000, "duplicates": 0, "ignored": 0}
     assert event_rows(running) == 3000
+
+
+async def test_a_bounced_notice_holds_collections_for_a_person(
+    service: Service, running: Settings, sendgrid: httpx.AsyncClient
+) -> None:
+    failure = billing_failure()
+    await service.collections.report_failure(failure)
+    notice = await last_email(running, "collections_payment_failed", failure.invoice_id)
+    workflow_id = f"collections-{failure.invoice_id}"
+    bounce = event("bounce", str(notice["X-Dedup-Key"]), workflow_id, int(time.time()))
+    body, headers = signed([bounce | {"category": ["collections_payment_failed"]}])
+
+    assert (await sendgrid.post(PATH, content=body, headers=headers)).json()["recorded"] == 1
+    view = await service.collections.show(failure.invoice_id)
+    assert view.needs_attention and "not delivered" in view.needs_attention

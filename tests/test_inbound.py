@@ -27,7 +27,16 @@ from typer.testing import CliRunner
 import starter
 from api.app import create_app
 from api.inbound_parse import PATH
-from core.models import CaseForm, CaseStatus, Category, EventKind, Outcome, RequestInfo, Resolve
+from core.models import (
+    CaseForm,
+    CaseStatus,
+    Category,
+    EventKind,
+    Outcome,
+    RequestInfo,
+    Resolve,
+    TriageReply,
+)
 from core.settings import Settings
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
@@ -37,6 +46,7 @@ from service import Service
 from service.inbound import Outcome as Received
 from service.inbound import category_of, confirms
 from tests.intake_support import SIGNED, eventually
+from tests.workflow_support import billing_failure
 from worker import build_worker
 
 PARSE_SECRET = "inbound-parse-secret-3b8f1e"
@@ -129,7 +139,9 @@ def reply_to(sent: EmailMessageFile, text: str, sender: str = CUSTOMER, **header
 
 
 def _gbk_words(text: str) -> str:
-    return f"=?GBK?B?{base64.b64encode(text.encode('gbk')).decode()}?="
+    # ¥ is not in GBK: Chinese clients write the full-width ￥
+    encoded = text.replace("¥", "￥").encode("gbk")
+    return f"=?GBK?B?{base64.b64encode(encoded).decode()}?="
 
 
 async def last_email(settings: Settings, template: str, case_id: str = "") -> EmailMessageFile:
@@ -432,3 +444,24 @@ async def test_attachments_are_stored_outside_temporal_and_listed(
     assert any(f"发票.pdf (16 bytes, sha256 {digest})" in text for text in listed)
     history = await service.client.get_workflow_handle(f"case-{case_id}").fetch_history()
     assert pdf not in history.to_json().encode()  # never inside a workflow payload
+
+
+async def test_a_reply_to_a_collections_notice_waits_for_triage(
+    service: Service, running: Settings
+) -> None:
+    failure = billing_failure()
+    await service.collections.report_failure(failure)
+    notice = await last_email(running, "collections_payment_failed", failure.invoice_id)
+    raw = reply_to(notice, "这笔扣款有误，请核实。", sender=str(failure.customer.email))
+
+    received = await service.inbound.receive(raw)
+
+    assert received.outcome is Received.NOTED
+    assert received.workflow_id == f"collections-{failure.invoice_id}"
+    view = await service.collections.show(failure.invoice_id)
+    assert view.needs_attention and "replied" in view.needs_attention
+    assert any(e.kind is EventKind.CUSTOMER_REPLIED for e in view.timeline)
+    triaged = await service.collections.act(
+        failure.invoice_id, TriageReply(decision="no-action", by="agent")
+    )
+    assert triaged.needs_attention is None

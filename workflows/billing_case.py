@@ -73,6 +73,7 @@ with workflow.unsafe.imports_passed_through():
         OwnerSlaReminder,
     )
     from workflows.base import (
+        EMAIL_EVENTS,
         WORKFLOW,
         ActionRefused,
         Alarm,
@@ -85,8 +86,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.sla import SlaClock
 
 _TEMPLATES = frozenset(t.value for t in EmailTemplate)
-# a late bounce (SendGrid's Event Webhook) reaches the case: a patch of its own, on top of RELEASE
-EMAIL_EVENTS = "email-events"
 # The statuses in which each SLA clock counts; elsewhere it is paused.
 FIRST_RESPONSE_RUNS = frozenset({CaseStatus.OPEN})
 RESOLUTION_RUNS = frozenset({CaseStatus.OPEN, CaseStatus.ESCALATION_PENDING})

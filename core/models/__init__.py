@@ -51,6 +51,7 @@ from core.models.collections import (
     ChangeSubscription,
     CollectionsAction,
     CollectionsPolicy,
+    CollectionsReply,
     CollectionsState,
     CollectionsStatus,
     CollectionsStep,
@@ -66,6 +67,7 @@ from core.models.collections import (
     StepAnchor,
     SubscriptionChanged,
     SubscriptionStatus,
+    TriageReply,
     Waive,
 )
 from core.models.email import (
@@ -147,6 +149,7 @@ __all__ = [
     "ChangeSubscription",
     "CollectionsAction",
     "CollectionsPolicy",
+    "CollectionsReply",
     "CollectionsState",
     "CollectionsStatus",
     "CollectionsStep",
@@ -207,6 +210,7 @@ __all__ = [
     "SubscriptionChanged",
     "SubscriptionStatus",
     "TicketNumber",
+    "TriageReply",
     "UpdateContact",
     "VianetInvoiceNumber",
     "VianetInvoiceState",
