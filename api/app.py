@@ -545,6 +545,7 @@ def create_app(
         responses={
             400: {"model": Problem, "description": "Not an Inbound Parse post (names the field)"},
             401: {"model": Problem, "description": "Wrong or missing credentials in the URL"},
+            404: {"model": Problem, "description": "Off: INBOUND_PARSE_SECRET is not set"},
             413: {"model": Problem, "description": "Over SendGrid's 30 MB"},
             503: {"model": Problem, "description": "Not stored: SendGrid posts it again later"},
         },
@@ -576,6 +577,7 @@ def create_app(
         responses={
             400: {"model": Problem, "description": "Not an array of events (names the field)"},
             401: {"model": Problem, "description": "Not signed with SendGrid's key, or stale"},
+            404: {"model": Problem, "description": "Off: SENDGRID_EVENT_PUBLIC_KEY is not set"},
             413: {"model": Problem, "description": "Body too large"},
             503: {"model": Problem, "description": "Not all recorded: SendGrid posts it again"},
         },

@@ -48,7 +48,7 @@ from intake.mail import InboundMail as Mail
 from intake.mail import MailError, parse_mail
 from service.calls import reading, signal_if_running
 from service.cases import Cases
-from service.errors import AlreadyExists, Refused
+from service.errors import AlreadyExists, Ended, NotFound, Refused
 
 MAX_BYTES = 30 * 1024 * 1024  # SendGrid Inbound Parse's limit on a whole message
 TEXT_CHARS = 8_000  # of a reply, kept in the case's timeline
@@ -79,6 +79,7 @@ class Outcome(StrEnum):
     LOOP = "loop"  # our own mail, or a message seen before: recorded, never acts
     UNMATCHED = "unmatched"  # no thread and an unknown sender: recorded for a person
     UNREADABLE = "unreadable"  # not an email: recorded, never acts
+    REFUSED = "refused"  # its workflow refused it or has gone: recorded for a person
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,12 @@ class Inbound:
         claimed = self._claim(digest, mail.message_id if mail else "")
         if isinstance(claimed, Received):
             return claimed
-        received = await self._act(Claim(digest, claimed), mail)
+        try:
+            received = await self._act(Claim(digest, claimed), mail)
+        except (Refused, NotFound, Ended):
+            # the workflow would not take it (its state moved on, or it is gone): the message is
+            # recorded for a person, and never posted back to us for ever
+            received = Received(Outcome.REFUSED)
         self._finish(digest, received)
         return received
 

@@ -38,9 +38,10 @@ from core.models import (
     TriageReply,
 )
 from core.settings import Settings
+from core.threads import thread_token
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
-from db.tables import Case, InboundMail
+from db.tables import Case, EmailThread, InboundMail
 from intake import drop_folder
 from service import Service
 from service.inbound import Outcome as Received
@@ -465,3 +466,22 @@ async def test_a_reply_to_a_collections_notice_waits_for_triage(
         failure.invoice_id, TriageReply(decision="no-action", by="agent")
     )
     assert triaged.needs_attention is None
+
+
+async def test_a_thread_whose_workflow_is_gone_is_recorded_not_retried(
+    service: Service, running: Settings
+) -> None:
+    # a thread recorded for a workflow that is no more (past the namespace's retention)
+    workflow_id = f"case-BC-GONE{uuid.uuid4().hex[:8].upper()}"
+    secret = running.email_thread_secret
+    token = thread_token(workflow_id, secret)
+    with make_session_factory(make_engine(running.database_url))() as session:
+        session.add(EmailThread(token=token, workflow_id=workflow_id))
+        session.commit()
+    raw = (
+        f"From: {CUSTOMER}\r\nTo: billing-support+{token}@reply.partner.example.cn\r\n"
+        "Subject: re\r\nMessage-ID: <gone-1@yunfan.example.cn>\r\n\r\n确认\r\n"
+    ).encode()
+    assert (await service.inbound.receive(raw)).outcome is Received.REFUSED
+    again = await service.inbound.receive(raw)
+    assert again.outcome is Received.REFUSED and again.duplicate
