@@ -58,6 +58,7 @@ from core.models import (
     RetryStep,
     Severity,
     SkipStep,
+    TriageReply,
     UpdateContact,
     VianetInvoiceView,
     VianetResponse,
@@ -67,14 +68,16 @@ from core.models import (
 )
 from core.settings import Settings, SettingsError, load_settings
 from core.ui import CATEGORY_LABELS
+from intake import drop_folder
 from intake.bulk import ImportAborted, ImportSummary
+from intake.drop_folder import TryLater
 from intake.failure_file import FailureFileError, FileFormat, detect_format
 from reporting.html import write_html
 from reporting.terminal import print_report
 from service import Kind, Service, Started, load_report
 from service.cases import CaseAction
 from service.collections import InvoiceAction
-from service.errors import ServiceError
+from service.errors import ServiceError, Unavailable
 
 T = TypeVar("T")
 app = typer.Typer(
@@ -537,6 +540,59 @@ def show(case: CaseArg) -> None:
     print_case(_call(lambda service: service.cases.show(case)))
 
 
+@app.command()
+def inbound(
+    file: Annotated[Path, typer.Argument(help="the email as a .eml file (the whole message)")],
+) -> None:
+    """Take a customer's email as SendGrid Inbound Parse would: its thread's case moves (a reply,
+    a confirmation, a reopening), or a new case opens. The same file again acts no more."""
+    try:
+        raw = file.read_bytes()
+    except OSError as err:
+        _fail(f"{file}: {err.strerror or err}")
+    received = _call(lambda service: service.inbound.receive(raw))
+    where = f" ({received.workflow_id})" if received.workflow_id else ""
+    again = " — received before: nothing more done" if received.duplicate else ""
+    console.print(plain(f"{received.outcome.value}{where}{again}"))
+
+
+@app.command("inbound-watch")
+def inbound_watch(
+    folder: Annotated[
+        Path | None, typer.Argument(help="the drop folder (default INBOUND_DIR, var/inbound)")
+    ] = None,
+) -> None:
+    """Receive every .eml file put into the drop folder, as `inbound` does, until stopped
+    (`make run` runs this). Each file moves to done/, or to failed/ with the reason beside it."""
+    settings = _load_settings()
+    where = folder or settings.inbound_dir
+
+    async def run() -> None:
+        service = await Service.connect(settings)
+
+        async def receive(raw: bytes) -> str:
+            try:
+                received = await service.inbound.receive(raw)
+            except Unavailable as err:
+                raise TryLater(str(err)) from None
+            return received.outcome.value + (
+                f" ({received.workflow_id})" if received.workflow_id else ""
+            )
+
+        def report(name: str, outcome: str) -> None:
+            console.print(plain(f"inbound {name}: {outcome}"))
+
+        console.print(plain(f"watching {where} for .eml files"))
+        await drop_folder.watch(where, receive, report)
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    except ServiceError as err:
+        _fail(str(err))
+
+
 # --------------------------------------------------------------------------- managers
 
 
@@ -856,6 +912,22 @@ def resume(
 ) -> None:
     """Resume a paused policy (a dispute or a promise that will not end by itself)."""
     _collections_act(invoice, _build(ResumePolicy, reason=reason, by=by))
+
+
+@app.command()
+def triage(
+    invoice: InvoiceArg,
+    decision: Annotated[
+        str,
+        typer.Option(
+            help="no-action (the customer's reply needs nothing), or contact-confirmed (after a "
+            "notice bounced, the address is right); a dispute or a promise: their own commands"
+        ),
+    ],
+    by: By = DEFAULT_ACTOR,
+) -> None:
+    """Release a suspension held for a person: a customer's reply, or an undelivered notice."""
+    _collections_act(invoice, _build(TriageReply, decision=decision, by=by))
 
 
 @app.command()

@@ -24,7 +24,8 @@ from activities.rendering import TemplateRenderer
 from activities.senders import EmailDeliveryError, EmailRejected, EmailSender, OutgoingEmail
 from core.metrics import EMAILS
 from core.models import EmailMessage, EmailSent
-from db.tables import EmailLog, table
+from core.threads import EmailThreads
+from db.tables import EmailLog, EmailThread, table
 
 PENDING = "pending"
 SENT = "sent"
@@ -47,6 +48,8 @@ _PENDING_ROW = update(EMAIL_LOG).where(
 )
 # ... and with the attempt count an attempt read or set: a compare-and-set on its claim
 _CLAIMED_ROW = _PENDING_ROW.where(EMAIL_LOG.c.attempts == bindparam("claimed"))
+EMAIL_THREAD = table(EmailThread)
+_FIND_THREAD = select(EMAIL_THREAD.c.workflow_id).where(EMAIL_THREAD.c.token == bindparam("token"))
 
 
 SUBJECT_CHARS = 998  # email_log.subject, RFC 5322's longest line
@@ -83,6 +86,7 @@ class EmailActivities:
         from_address: str,
         from_name: str,
         claim_timeout: timedelta = DEFAULT_CLAIM_TIMEOUT,
+        threads: EmailThreads | None = None,
     ) -> None:
         self.renderer = renderer
         self.sender = sender
@@ -90,6 +94,8 @@ class EmailActivities:
         self.from_address = from_address
         self.from_name = from_name
         self.claim_timeout = claim_timeout
+        self.threads = threads or EmailThreads()
+        self.domain = from_address.rpartition("@")[2] or "localhost"
 
     @activity.defn
     def send_email(self, message: EmailMessage) -> EmailSent:
@@ -112,7 +118,9 @@ class EmailActivities:
             # that attempt could not record it (the database was down): record it, send nothing
             self._finish(message.key, None, status=SENT, sent_at=datetime.now(UTC), **accepted)
             return EmailSent(key=message.key, provider_message_id=accepted["provider_message_id"])
+        thread = self.threads.headers(message.workflow_id, message.key, self.domain)
         with database(f"the email log row of {message.key}"):
+            self._record_thread(thread.token, message.workflow_id)  # before: a claim is not left
             claim = self._claim(message)
         if isinstance(claim, EmailSent):
             return claim
@@ -133,6 +141,11 @@ class EmailActivities:
                     text=rendered.text,
                     html=rendered.html,
                     category=message.template.value,
+                    workflow_id=message.workflow_id,
+                    message_id=thread.message_id,
+                    in_reply_to=thread.in_reply_to,
+                    references=thread.references,
+                    reply_to=thread.reply_to,
                 )
             )
         except EmailRejected as exc:
@@ -216,6 +229,26 @@ class EmailActivities:
                 raise _in_progress(message.key)
             session.commit()
             return attempt
+
+    def _record_thread(self, token: str, workflow_id: str) -> None:
+        """Where a reply carrying ``token`` goes; written once, before the first email goes out."""
+        with self.session_factory() as session:
+            if session.execute(_FIND_THREAD, {"token": token}).first() is not None:
+                return
+            now = datetime.now(UTC)
+            try:
+                session.execute(
+                    insert(EMAIL_THREAD),
+                    {
+                        "token": token,
+                        "workflow_id": workflow_id,
+                        "created_at": now,
+                        "updated_at": now,
+                    },
+                )
+                session.commit()
+            except IntegrityError:
+                session.rollback()  # another email of the thread recorded it first
 
     def _finish(self, key: str, attempt: int | None, **values: Any) -> None:
         """Record the outcome; with ``attempt``, only while this attempt still holds the claim."""

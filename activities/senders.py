@@ -11,9 +11,7 @@ import hashlib
 import http.client
 import json
 import logging
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from email.utils import formataddr, formatdate
 from pathlib import Path
@@ -21,8 +19,9 @@ from typing import Any, Protocol
 
 from python_http_client import exceptions as http_errors
 from sendgrid import SendGridAPIClient
-from sendgrid.helpers.mail import Category, CustomArg, From, Mail, To
+from sendgrid.helpers.mail import Category, CustomArg, From, Header, Mail, ReplyTo, To
 
+from core.files import write_atomically
 from core.metrics import SENDGRID_RESPONSES, status_class
 
 SENDGRID_HOST = "https://api.sendgrid.com"
@@ -46,6 +45,12 @@ class OutgoingEmail:
     text: str
     html: str
     category: str
+    # the thread (core/threads.py): with no message_id the outbox makes one from the key
+    workflow_id: str = ""
+    message_id: str = ""
+    in_reply_to: str = ""
+    references: str = ""
+    reply_to: str | None = None
 
 
 class EmailSender(Protocol):
@@ -82,25 +87,12 @@ class FileOutboxSender:
 
     def send(self, email: OutgoingEmail) -> str:
         domain = email.from_address.rpartition("@")[2] or "localhost"
-        message_id = f"<{_key_digest(email.dedup_key)[:32]}@{domain}>"
+        message_id = email.message_id or f"<{_key_digest(email.dedup_key)[:32]}@{domain}>"
         try:
-            self._write_atomically(self.path_for(email.dedup_key), _mime(email, message_id))
+            write_atomically(self.path_for(email.dedup_key), _mime(email, message_id))
         except OSError as exc:
             raise EmailDeliveryError(f"outbox {self.outbox_dir}: {exc}") from exc
         return message_id
-
-    def _write_atomically(self, path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
 
 
 def _mime(email: OutgoingEmail, message_id: str) -> bytes:
@@ -116,6 +108,7 @@ def _mime(email: OutgoingEmail, message_id: str) -> bytes:
         f"From: {_sender(email.from_name, email.from_address)}",
         f"To: {_header(email.to)}",
         f"Subject: {_header(email.subject)}",
+        *_thread_lines(email),
         f"X-Dedup-Key: {_header(email.dedup_key)}",
         f"X-Category: {_header(email.category)}",
         "MIME-Version: 1.0",
@@ -134,6 +127,15 @@ def _mime(email: OutgoingEmail, message_id: str) -> bytes:
         ]
     lines += [f"--{boundary}--", ""]
     return "\r\n".join(lines).encode("ascii")
+
+
+def _thread_lines(email: OutgoingEmail) -> list[str]:
+    lines = [f"Reply-To: {_header(email.reply_to)}"] if email.reply_to else []
+    if email.in_reply_to:
+        lines.append(f"In-Reply-To: {_header(email.in_reply_to)}")
+    if email.references:
+        lines.append(f"References: {_header(email.references)}")
+    return lines
 
 
 def _sender(name: str, address: str) -> str:
@@ -203,7 +205,19 @@ class SendGridSender:
             plain_text_content=email.text,
             html_content=email.html,
         )
+        if email.reply_to:
+            mail.reply_to = ReplyTo(email.reply_to)
+        for name, value in (
+            ("Message-ID", email.message_id),
+            ("In-Reply-To", email.in_reply_to),
+            ("References", email.references),
+        ):
+            if value:
+                mail.header = Header(name, value)
+        # come back on every Event Webhook event of this email: events route without a lookup
         mail.custom_arg = CustomArg("dedup_key", email.dedup_key)
+        if email.workflow_id:
+            mail.custom_arg = CustomArg("workflow_id", email.workflow_id)
         mail.category = Category(email.category)
         try:
             response = self._client.send(mail)

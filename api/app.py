@@ -12,6 +12,7 @@ unavailable 503.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api import event_webhook, inbound_parse
 from api.idempotency import (
     KEY_CHARS,
     Answered,
@@ -35,7 +37,14 @@ from api.idempotency import (
     IntakeRequests,
     key_problem,
 )
-from api.models import CaseOpened, FailureAccepted, PaymentRecorded, Problem
+from api.models import (
+    CaseOpened,
+    EventsAnswer,
+    FailureAccepted,
+    InboundReceived,
+    PaymentRecorded,
+    Problem,
+)
 from api.signing import (
     KEY_HEADER,
     MAX_SECRETS,
@@ -154,6 +163,9 @@ class SignedRequests:
             await self._app(scope, receive, send)
             return
         path, method = scope["path"], scope["method"]
+        if path in (inbound_parse.PATH, event_webhook.PATH):  # SendGridRequests guards them
+            await self._app(scope, receive, send)
+            return
         caller = CALLERS.get(path)
         if caller is None:
             await _problem(404, "no such endpoint")(scope, receive, send)
@@ -238,10 +250,73 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _read_body(receive: Receive, headers: Headers) -> bytes | None:
-    """The whole body, or None when it is larger than MAX_BODY_BYTES."""
+class SendGridRequests:
+    """ASGI middleware: SendGrid Inbound Parse's posts carry our credentials (else 401, or 404
+    while INBOUND_PARSE_SECRET is unset) and are at most SendGrid's size (else 413); Event Webhook
+    posts are signed with SendGrid's key, now (else 401, or 404 while SENDGRID_EVENT_PUBLIC_KEY is
+    unset). Checked before a route reads them."""
+
+    def __init__(
+        self, app: ASGIApp, secret: SecretStr | None, events: event_webhook.EventVerifier | None
+    ) -> None:
+        self._app = app
+        self._secret = secret
+        self._events = events
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == event_webhook.PATH:
+            await self._event_webhook(scope, receive, send)
+            return
+        if scope["type"] != "http" or scope["path"] != inbound_parse.PATH:
+            await self._app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if self._secret is None:
+            await _problem(404, "inbound mail is off: INBOUND_PARSE_SECRET is not set")(
+                scope, receive, send
+            )
+            return
+        if not inbound_parse.authorized(headers.get("authorization"), self._secret):
+            log.warning("refused %s: wrong or no credentials", inbound_parse.PATH)
+            await _problem(401, "credentials: wrong or missing", **{"WWW-Authenticate": "Basic"})(
+                scope, receive, send
+            )
+            return
+        body = await _read_body(receive, headers, inbound_parse.MAX_BYTES)
+        if body is None:
+            await _problem(413, f"body over {inbound_parse.MAX_BYTES} bytes")(scope, receive, send)
+            return
+        await self._app(scope, _replaying(body, receive), send)
+
+    async def _event_webhook(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._events is None:
+            off = "email events are off: SENDGRID_EVENT_PUBLIC_KEY is not set"
+            await _problem(404, off)(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        body = await _read_body(receive, headers, event_webhook.MAX_BYTES)
+        if body is None:
+            await _problem(413, f"body over {event_webhook.MAX_BYTES} bytes")(scope, receive, send)
+            return
+        try:
+            self._events.verify(
+                body,
+                headers.get(event_webhook.SIGNATURE_HEADER),
+                headers.get(event_webhook.TIMESTAMP_HEADER),
+            )
+        except event_webhook.EventSignatureError as err:
+            log.warning("refused %s: %s", event_webhook.PATH, err)
+            await _problem(401, str(err))(scope, receive, send)
+            return
+        await self._app(scope, _replaying(body, receive), send)
+
+
+async def _read_body(
+    receive: Receive, headers: Headers, limit: int = MAX_BODY_BYTES
+) -> bytes | None:
+    """The whole body, or None when it is larger than ``limit``."""
     declared = headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    if declared.isdigit() and int(declared) > limit:
         return None
     chunks: list[bytes] = []
     size = 0
@@ -251,7 +326,7 @@ async def _read_body(receive: Receive, headers: Headers) -> bytes | None:
             break
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_BODY_BYTES:
+        if size > limit:
             return None
         chunks.append(chunk)
         if not message.get("more_body", False):
@@ -349,6 +424,14 @@ def create_app(
         ),
     )
     app.add_middleware(SignedRequests, verifiers=verifiers, requests=requests)
+    events = (
+        event_webhook.EventVerifier(
+            settings.sendgrid_event_public_key, settings.sendgrid_event_window_seconds
+        )
+        if settings.sendgrid_event_public_key
+        else None
+    )
+    app.add_middleware(SendGridRequests, secret=settings.inbound_parse_secret, events=events)
     app.add_middleware(CountedRequests)  # outermost: a refused signature is counted too
     if tracer_provider is not None or tracing.enabled(settings):
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -454,6 +537,65 @@ def create_app(
             opened = CoreCaseOpened(case_id=case_id, workflow_id=case_workflow_id(case_id))
         return CaseOpened(
             case_id=opened.case_id, workflow_id=opened.workflow_id, status=opened.status.value
+        )
+
+    @app.post(
+        inbound_parse.PATH,
+        response_model=InboundReceived,
+        responses={
+            400: {"model": Problem, "description": "Not an Inbound Parse post (names the field)"},
+            401: {"model": Problem, "description": "Wrong or missing credentials in the URL"},
+            404: {"model": Problem, "description": "Off: INBOUND_PARSE_SECRET is not set"},
+            413: {"model": Problem, "description": "Over SendGrid's 30 MB"},
+            503: {"model": Problem, "description": "Not stored: SendGrid posts it again later"},
+        },
+    )
+    async def inbound_mail(request: Request) -> Response | InboundReceived:
+        """SendGrid Inbound Parse (raw mode): a customer's email; it acts once, however often it
+        is posted. An email that cannot be read is recorded and answered 200 (a retry cannot
+        help)."""
+        try:
+            raw, envelope_to = inbound_parse.raw_email(
+                request.headers.get("content-type", ""), await request.body()
+            )
+        except inbound_parse.FormError as err:
+            return _problem(400, str(err))
+        service = await connection.get()
+        try:
+            received = await service.inbound.receive(raw, envelope_to)
+        except Refused as err:
+            return _problem(413, str(err))
+        return InboundReceived(
+            outcome=received.outcome.value,
+            workflow_id=received.workflow_id,
+            duplicate=received.duplicate,
+        )
+
+    @app.post(
+        event_webhook.PATH,
+        response_model=EventsAnswer,
+        responses={
+            400: {"model": Problem, "description": "Not an array of events (names the field)"},
+            401: {"model": Problem, "description": "Not signed with SendGrid's key, or stale"},
+            404: {"model": Problem, "description": "Off: SENDGRID_EVENT_PUBLIC_KEY is not set"},
+            413: {"model": Problem, "description": "Body too large"},
+            503: {"model": Problem, "description": "Not all recorded: SendGrid posts it again"},
+        },
+    )
+    async def email_events(request: Request) -> Response | EventsAnswer:
+        """SendGrid's Event Webhook: each event recorded once in the email log; a bounce, drop
+        or block of a case's email reaches the case."""
+        try:
+            batch = json.loads(await request.body())
+        except ValueError:
+            return _problem(400, "body: not JSON")
+        service = await connection.get()
+        try:
+            recorded = await service.email_events.record(batch)
+        except Refused as err:
+            return _problem(400, str(err))
+        return EventsAnswer(
+            recorded=recorded.recorded, duplicates=recorded.duplicates, ignored=recorded.ignored
         )
 
     return app

@@ -32,3 +32,15 @@ class CaseOpened(Strict):
 
 class Problem(Strict):
     detail: str
+
+
+class InboundReceived(Strict):
+    outcome: str  # what the email did: replied, confirmed, reopened, new-case, auto-reply, ...
+    workflow_id: str | None = None
+    duplicate: bool = False  # posted before: it acted then, not again
+
+
+class EventsAnswer(Strict):
+    recorded: int  # new events
+    duplicates: int  # posted before: not recorded again
+    ignored: int  # not ours, or of a kind we do not keep (open, click, ...)

@@ -7,6 +7,8 @@
    and agents' update latency meanwhile
 4. dev server persistence: bare throughput on the SQLite file, with WAL pragmas, in memory
 5. (--suite, or BENCH_SUITE=1) the test suite's wall time
+6. the email loop: Event Webhook batches through the API against raw signals, and customers'
+   replies through Inbound Parse, each timed from the POST to the case's change
 
 Every figure is a ratio against a baseline measured in the same run on the same dev server: the
 machine is shared, so absolute times are noisy. BENCH_SCALE=0.1 (or --scale) for a quick run.
@@ -31,6 +33,7 @@ from typing import Any
 from bench import report
 from bench.billing_run import StartRun, discard, run_starts
 from bench.cases import CaseRun, run_cases
+from bench.email_loop import EmailLoopRun, run_email_loop
 from bench.env import ROOT, dev_server, machine, mib
 from bench.open_workflows import OpenRun, run_open_workflows
 from bench.report import Row
@@ -38,7 +41,22 @@ from bench.suite import run_suite
 from core.settings import load_settings
 
 CASES, FAILURES, LATENCY_CASES, LATENCY_UPDATES = 300, 10_000, 50, 200
-TARGETS = {"import": 0.9, "import_mib": 200, "worker_mib": 1024, "p95_ms": 250}
+EVENTS, EVENT_BATCH, EVENT_LANES, REPLY_CASES, REPLIES, REPLY_LANES = (
+    10_000,
+    1_000,
+    4,
+    100,
+    1_000,
+    10,
+)
+TARGETS = {
+    "import": 0.9,
+    "import_mib": 200,
+    "worker_mib": 1024,
+    "p95_ms": 250,
+    "events": 0.9,
+    "reply_p95_ms": 500,
+}
 # pipeline / bare cases per second, by cases at once: below saturation, and at it
 PIPELINE_TARGETS = {10: 0.85, 50: 0.75}
 SUITE_TARGET_S = 300
@@ -57,8 +75,8 @@ def parse() -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        default="1,2,3,4",
-        help="scenarios to run, comma-separated (3 needs 2; default 1,2,3,4)",
+        default="1,2,3,4,6",
+        help="scenarios to run, comma-separated (3 needs 2; default 1,2,3,4,6)",
     )
     parser.add_argument(
         "--suite",
@@ -143,6 +161,21 @@ async def bench(args: argparse.Namespace, workdir: Path, result: dict[str, Any])
                     )
                     say(f"3. drained {opened.workflows} in {opened.drain_seconds:.0f} s")
                     rows += open_rows(opened, result)
+    if "6" in only:
+        async with dev_server("wal", workdir) as server:
+            loop = await run_email_loop(
+                server,
+                workdir,
+                tuning,
+                events=sized(EVENTS, args.scale),
+                batch=EVENT_BATCH,
+                concurrency=EVENT_LANES,
+                cases=sized(REPLY_CASES, args.scale),
+                replies=sized(REPLIES, args.scale),
+                reply_concurrency=REPLY_LANES,
+            )
+        say(f"6. events {loop.events / loop.events_seconds:.0f}/s, replies p95 {loop.p(95):.0f} ms")
+        rows += email_loop_rows(loop, result)
     if "4" in only:
         bare: dict[str, list[CaseRun]] = {mode: [] for mode in PERSISTENCE}
         for mode in PERSISTENCE:
@@ -309,6 +342,31 @@ def open_rows(opened: OpenRun, result: dict[str, Any]) -> list[Row]:
             )
         )
     return rows
+
+
+def email_loop_rows(loop: EmailLoopRun, result: dict[str, Any]) -> list[Row]:
+    result["email_loop"] = asdict(loop) | {"ratio": loop.ratio, "reply_p95_ms": loop.p(95)}
+    p50, p95 = statistics.median(loop.reply_ms), loop.p(95)
+    return [
+        Row(
+            "6",
+            f"Event Webhook events/s, {loop.events:,} in batches of {loop.batch:,}, "
+            f"{loop.concurrency} at once (raw signals)",
+            f"{loop.events / loop.events_seconds:.0f}",
+            f"{loop.events / loop.signals_seconds:.0f}",
+            loop.ratio,
+            f"≥ {TARGETS['events']}",
+            loop.ratio >= TARGETS["events"],
+        ),
+        Row(
+            "6",
+            f"Inbound Parse reply to the case's change: p50 / p95 ms ({loop.replies:,} replies, "
+            f"{REPLY_LANES} at once)",
+            f"{p50:.0f} / {p95:.0f}",
+            target=f"p95 ≤ {TARGETS['reply_p95_ms']}",
+            met=p95 <= TARGETS["reply_p95_ms"],
+        ),
+    ]
 
 
 def persistence_rows(bare: dict[str, list[CaseRun]], result: dict[str, Any]) -> list[Row]:

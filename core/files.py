@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import IO
 
@@ -20,3 +21,18 @@ def private_file(path: Path) -> None:
     """Create `path` empty and owner-only if it does not exist (a database file, say)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, OWNER_ONLY)
     os.close(fd)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """`path` holds `data` whole or not at all (written aside, synced, then renamed), owner-only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise

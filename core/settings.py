@@ -50,6 +50,44 @@ class Settings(BaseSettings):
     email_from_name: str = "Billing Support"
     outbox_dir: Path = ROOT / "var" / "outbox"
     sendgrid_api_key: SecretStr | None = None
+    # replies: each thread's Reply-To is billing-support+<token>@INBOUND_DOMAIN (the subdomain
+    # whose MX points at SendGrid Inbound Parse), its token signed with EMAIL_THREAD_SECRET
+    inbound_domain: str | None = None
+    email_thread_secret: SecretStr | None = None
+    # SendGrid's Event Webhook: its verification key (Mail Settings > Event Webhook > Signed
+    # Event Webhook, the base64 key without PEM lines), events within this many seconds of now
+    sendgrid_event_public_key: str | None = None
+    sendgrid_event_window_seconds: int = Field(default=600, ge=30, le=86_400)
+    # inbound attachments: a content-addressed store outside Temporal, each at most this size and
+    # of these types (comma-separated in the environment); others are listed, not kept
+    attachments_dir: Path = ROOT / "var" / "attachments"
+    attachment_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    attachment_types: Annotated[list[str], NoDecode] = [
+        "application/pdf",
+        "image/jpeg",
+        "image/png",
+        "image/gif",
+        "text/plain",
+        "text/csv",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.ms-excel",
+        "application/msword",
+        "application/zip",
+    ]
+    # the drop folder `make run` watches: an .eml put there is received as a customer's email
+    inbound_dir: Path = ROOT / "var" / "inbound"
+    # Inbound Parse posts to https://sendgrid:<INBOUND_PARSE_SECRET>@<api host>/v1/inbound/sendgrid
+    inbound_parse_secret: SecretStr | None = None
+    # a reply in the reopen window that begins with one of these confirms the resolution; any
+    # other reply reopens the case (comma-separated in the environment)
+    inbound_confirm_words: Annotated[list[str], NoDecode] = [
+        "确认",
+        "確認",
+        "同意",
+        "confirm",
+        "agree",
+    ]
     # only for tests and the demo: where the SendGrid client sends its requests
     sendgrid_host: str = "https://api.sendgrid.com"
 
@@ -118,10 +156,12 @@ class Settings(BaseSettings):
     # (tests/conftest.py): there it catches a workflow that would not replay.
     workflow_sandbox: bool = False
 
-    @field_validator("codec_cors_origins", mode="before")
+    @field_validator(
+        "codec_cors_origins", "inbound_confirm_words", "attachment_types", mode="before"
+    )
     @classmethod
-    def _origins(cls, value: object) -> object:
-        # CODEC_CORS_ORIGINS is written like CODEC_KEYS: comma-separated
+    def _comma_separated(cls, value: object) -> object:
+        # CODEC_CORS_ORIGINS and INBOUND_CONFIRM_WORDS are written like CODEC_KEYS: comma-separated
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
@@ -142,6 +182,9 @@ class Settings(BaseSettings):
     def _secrets_present(self) -> Settings:
         if self.email_backend is EmailBackend.SENDGRID and not self.sendgrid_api_key:
             raise ValueError("SENDGRID_API_KEY is required when EMAIL_BACKEND=sendgrid")
+        if self.inbound_domain and self.email_thread_secret is None:
+            # an unsigned token would let anyone write into any thread
+            raise ValueError("EMAIL_THREAD_SECRET is required when INBOUND_DOMAIN is set")
         return self
 
     @model_validator(mode="after")

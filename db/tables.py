@@ -103,6 +103,47 @@ class EmailLog(TimestampedModel):
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # what SendGrid's Event Webhook last said of it that counts (service/email_events.py)
+    delivery: Mapped[str | None] = mapped_column(String(16))
+    delivery_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class EmailEvent(TimestampedModel):
+    """One SendGrid Event Webhook event, once (by its ``sg_event_id``)."""
+
+    __tablename__ = "email_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sg_event_id: Mapped[str] = mapped_column(String(100), unique=True)
+    dedup_key: Mapped[str] = mapped_column(String(255), index=True)
+    workflow_id: Mapped[str] = mapped_column(String(128))
+    event: Mapped[str] = mapped_column(String(16))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    # an undelivered email's workflow has been told (else the next post of the event tells it)
+    routed: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class EmailThread(TimestampedModel):
+    """The workflow of each thread token (core/threads.py): where a reply to its emails goes."""
+
+    __tablename__ = "email_thread"
+
+    token: Mapped[str] = mapped_column(String(32), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(String(128))
+
+
+class InboundMail(TimestampedModel):
+    """One row per inbound message (by the digest of its bytes): it acts once, however often it
+    is posted; ``outcome`` is empty until it has acted."""
+
+    __tablename__ = "inbound_mail"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    message_id: Mapped[str] = mapped_column(String(255), index=True, default="")
+    workflow_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    outcome: Mapped[str | None] = mapped_column(String(32))
 
 
 class VianetEscalation(TimestampedModel):

@@ -175,9 +175,13 @@ def main() -> int:
                 env[name] = local_secret(path)
         api = [sys.executable, "-m", "api"]
         children["intake API"] = subprocess.Popen(api, env=env, process_group=0)
+        settings.inbound_dir.mkdir(parents=True, exist_ok=True)
+        drop = [sys.executable, "starter.py", "inbound-watch"]
+        children["inbound drop folder"] = subprocess.Popen(drop, env=env, process_group=0)
         print(f"\nTemporal UI        http://localhost:{UI_PORT}\nTemporal frontend  {HOST}:{PORT}")
         print(f"database           {make_url(settings.database_url).render_as_string()}")
         print(f"email outbox       {settings.outbox_dir}")
+        print(f"customer replies   put an .eml into {settings.inbound_dir}")
         print(f"codec endpoint     {codec_url}/ (token in {CODEC_TOKEN_FILE})")
         api_url = f"http://{settings.api_host}:{settings.api_port}"
         secrets = ", ".join(str(path.relative_to(ROOT)) for path in CALLER_SECRET_FILES.values())

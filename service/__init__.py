@@ -28,7 +28,9 @@ from service import cases, collections, vianet_invoices
 from service.calls import Named, attempt, client_for
 from service.cases import Cases
 from service.collections import Collections, Started
+from service.email_events import EmailEvents
 from service.errors import Refused, ServiceError, Unavailable
+from service.inbound import Inbound
 from service.verify import VerifyReport, verify
 from service.vianet_invoices import VianetInvoices
 
@@ -55,6 +57,8 @@ class Service:
         self.cases = Cases(client, settings)
         self.collections = Collections(client, settings)
         self.vianet_invoices = VianetInvoices(client, settings)
+        self.inbound = Inbound(client, settings, self.cases)
+        self.email_events = EmailEvents(client, settings)
 
     @classmethod
     async def connect(cls, settings: Settings) -> Service:

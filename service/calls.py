@@ -125,6 +125,16 @@ async def start(
     return True
 
 
+async def signal_if_running(client: Client, workflow_id: str, signal: str, data: Any) -> None:
+    """Signal a workflow; one that has ended (or never was) is not told, and that is no error.
+    Unavailable when Temporal does not answer."""
+    try:
+        await client.get_workflow_handle(workflow_id).signal(signal, data)
+    except RPCError as err:
+        if err.status in TRANSIENT:
+            raise Unavailable(f"Temporal is unavailable: {err.message}") from None
+
+
 async def ended_status(client: Client, workflow_id: str) -> str:
     """How a workflow whose id cannot be started again ended, e.g. `completed`."""
     try:

@@ -25,6 +25,7 @@ from core.models import (
     ReportFraud,
     ResumePolicy,
     StartCollections,
+    TriageReply,
     Waive,
 )
 from core.settings import Settings
@@ -40,7 +41,9 @@ class Started(StrEnum):
     JOINED = "joined"  # the invoice's running workflow took the failure
 
 
-InvoiceAction = PaymentReceived | OpenDispute | ReportFraud | PromiseToPay | Waive | ResumePolicy
+InvoiceAction = (
+    PaymentReceived | OpenDispute | ReportFraud | PromiseToPay | Waive | ResumePolicy | TriageReply
+)
 UPDATES: dict[type[InvoiceAction], Any] = {
     PaymentReceived: CollectionsWorkflow.payment_received,
     OpenDispute: CollectionsWorkflow.open_dispute,
@@ -48,6 +51,7 @@ UPDATES: dict[type[InvoiceAction], Any] = {
     PromiseToPay: CollectionsWorkflow.promise_to_pay,
     Waive: CollectionsWorkflow.waive,
     ResumePolicy: CollectionsWorkflow.resume,
+    TriageReply: CollectionsWorkflow.triage_reply,
 }
 Policies = tuple[CollectionsPolicy, CasePolicy]
 

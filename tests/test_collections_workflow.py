@@ -14,10 +14,12 @@ from temporalio.testing import WorkflowEnvironment
 
 from core.models import (
     BillingFailure,
+    CollectionsReply,
     CollectionsStatus,
     CollectionsView,
     Confirm,
     EmailTemplate,
+    EmailUndelivered,
     EventKind,
     OpenDispute,
     Outcome,
@@ -27,6 +29,7 @@ from core.models import (
     Resolve,
     StartCollections,
     SubscriptionStatus,
+    TriageReply,
     Waive,
     Withdraw,
 )
@@ -377,4 +380,47 @@ async def test_partner_center_refusal_alerts_a_manager(
     assert alert.data.extra()["subscription_id"] == failure.subscription_ids[0]
     assert "404" in alert.data.extra()["error"]
     await handle.execute_update(CollectionsWorkflow.waive, Waive(reason="x", by="m"))
+    await handle.result()
+
+
+async def test_a_reply_to_a_notice_holds_the_suspension_for_triage(
+    time_env: WorkflowEnvironment, fake: FakeActivities
+) -> None:
+    handle = await start(time_env, fake, billing_failure())
+    await day(time_env, handle, 8)  # the final notice went out on day 7
+    await handle.signal(
+        CollectionsWorkflow.customer_replied, CollectionsReply(text="金额不对", by="customer")
+    )
+    await eventually(lambda: persisted(fake, EventKind.CUSTOMER_REPLIED))
+    held = await view(handle)
+    assert held.needs_attention and "replied" in held.needs_attention
+    await day(time_env, handle, 10.5)  # the suspension was due on day 10: it waits for triage
+    assert not fake.subscription_changes
+    await day(time_env, handle, 11.01)  # reply_triage_wait (3 days) after the reply: it goes on
+    await eventually(lambda: len(fake.subscription_changes) == 2)
+    assert step_days(await view(handle))["suspension"] == 11
+
+
+async def test_triage_releases_the_hold_and_a_bounced_notice_waits_for_a_person(
+    time_env: WorkflowEnvironment, fake: FakeActivities
+) -> None:
+    handle = await start(time_env, fake, billing_failure())
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await handle.execute_update(
+            CollectionsWorkflow.triage_reply, TriageReply(decision="no-action", by="agent")
+        )
+    assert "nothing waits for triage" in str(err.value.cause)
+    await day(time_env, handle, 7.5)
+    bounced = EmailUndelivered(
+        key="k", event="bounce", address="finance@yunfan.example.cn", template="x"
+    )
+    await handle.signal(CollectionsWorkflow.email_undelivered, bounced)
+    await day(time_env, handle, 40)  # no suspension follows a notice that did not arrive
+    assert not fake.subscription_changes
+    released = await handle.execute_update(
+        CollectionsWorkflow.triage_reply, TriageReply(decision="contact-confirmed", by="agent")
+    )
+    assert released.needs_attention is None
+    await eventually(lambda: len(fake.subscription_changes) == 2)  # overdue: at once
+    await handle.execute_update(CollectionsWorkflow.waive, Waive(reason="done", by="m"))
     await handle.result()

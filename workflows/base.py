@@ -66,6 +66,8 @@ WORKFLOW = "workflow"  # the actor of what a workflow records of its own accord
 # not one a change): a workflow that started before it keeps the old behaviour to its end, so
 # every recorded history still replays. The next release that changes commands adds another.
 RELEASE = "2026-12-03"
+# customers' replies and late bounces (issue 14) reach a workflow: a patch of its own on top
+EMAIL_EVENTS = "email-events"
 # the events a workflow keeps (all are in the database), and how much of each text
 TAIL_EVENTS = 20
 TAIL_TEXT_CHARS = 1_000

@@ -60,6 +60,8 @@ with workflow.unsafe.imports_passed_through():
         CaseResolved,
         CaseWithdrawn,
         CustomerReminder,
+        EmailTemplate,
+        EmailUndelivered,
         InfoRequested,
         ManagerSlaBreach,
         OwnerCaseUpdate,
@@ -71,6 +73,7 @@ with workflow.unsafe.imports_passed_through():
         OwnerSlaReminder,
     )
     from workflows.base import (
+        EMAIL_EVENTS,
         WORKFLOW,
         ActionRefused,
         Alarm,
@@ -82,6 +85,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.sla import SlaClock
 
+_TEMPLATES = frozenset(t.value for t in EmailTemplate)
 # The statuses in which each SLA clock counts; elsewhere it is paused.
 FIRST_RESPONSE_RUNS = frozenset({CaseStatus.OPEN})
 RESOLUTION_RUNS = frozenset({CaseStatus.OPEN, CaseStatus.ESCALATION_PENDING})
@@ -471,6 +475,28 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
         self._record(EventKind.LINKED, WORKFLOW, collections_workflow_id)
         if self._status is CaseStatus.RESOLVED:
             self._report_to_collections()
+
+    @workflow.signal
+    def email_undelivered(self, data: EmailUndelivered) -> None:
+        """An email the provider had taken did not reach its address: the owner is told, and a
+        resolution that bounced sends the case back to the agent (correct the contact, resolve
+        again), as a bounce at sending does."""
+        if not workflow.patched(EMAIL_EVENTS) or self._status.is_final:
+            return
+        template = EmailTemplate(data.template) if data.template in _TEMPLATES else None
+        if template is None or not template.to_customer:
+            return  # a staff address: the email log shows it
+        self._record(EventKind.NOTE, WORKFLOW, f"{template.value} was not delivered ({data.event})")
+        if template is EmailTemplate.CASE_RESOLVED and self._status is CaseStatus.RESOLVED:
+            self._told_at = None
+            self._resolution_bounced()
+        self._queue_email(
+            OwnerEmailBounced(
+                bounced_address=data.address,
+                bounced_template=template,
+                error=f"{data.event}: {data.reason}"[:500],
+            )
+        )
 
     @workflow.query
     def view(self) -> CaseView:

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         Category,
         ChangeSubscription,
         CollectionsAction,
+        CollectionsReply,
         CollectionsState,
         CollectionsStatus,
         CollectionsStep,
@@ -52,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         StepAnchor,
         SubscriptionChanged,
         SubscriptionStatus,
+        TriageReply,
         Waive,
     )
     from core.models.collections import MAX_REPORTS, ZERO
@@ -66,12 +68,14 @@ with workflow.unsafe.imports_passed_through():
         CollectionsReactivated,
         CollectionsReminder,
         CollectionsSuspended,
+        EmailUndelivered,
         ManagerCollectionsHandOff,
         ManagerFraudReported,
         ManagerPartnerCenterError,
     )
     from core.ui import case_details, case_summary
     from workflows.base import (
+        EMAIL_EVENTS,
         WORKFLOW,
         ActionRefused,
         Alarm,
@@ -145,6 +149,9 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         self._linked_case: str | None = None
         self._disputes = 0
         self._handed_off_at: datetime | None = None
+        # the suspension waits for a person (a reply to triage, a notice that bounced): until
+        self._hold: str | None = None
+        self._hold_until: datetime | None = None  # None: until a person acts
         if data.carried is not None:
             self._restore(data.carried)
 
@@ -162,6 +169,7 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         self._offset_at_suspension, self._fraud = state.offset_at_suspension, state.fraud
         self._linked_case, self._disputes = state.linked_case, state.disputes
         self._handed_off_at = state.handed_off_at
+        self._hold, self._hold_until = state.hold, state.hold_until
 
     def _continue_as_new(self) -> None:
         state = CollectionsState(
@@ -188,6 +196,8 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
             linked_case=self._linked_case,
             disputes=self._disputes,
             handed_off_at=self._handed_off_at,
+            hold=self._hold,
+            hold_until=self._hold_until,
             log=self._log_state(),
         )
         workflow.continue_as_new(self._data.model_copy(update={"carried": state}))
@@ -418,6 +428,45 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
     def _check_waive(self, data: Waive) -> None:
         self._refuse_if_final("waive")
 
+    @workflow.signal
+    def customer_replied(self, data: CollectionsReply) -> None:
+        """The customer answered a notice: recorded, a person told, and the suspension waits
+        for their triage (a dispute, a promise to pay, or no action) for the policy's time."""
+        if not workflow.patched(EMAIL_EVENTS) or self._status.is_final:
+            return
+        self._record(EventKind.CUSTOMER_REPLIED, data.by, data.text)
+        if self._suspended_at is None and self._hold is None:
+            self._hold = "customer replied"
+            self._hold_until = workflow.now() + self._policy.reply_triage_wait
+        self._flag("the customer replied to a notice: triage it (dispute, promise or no action)")
+        self._publish()
+
+    @workflow.signal
+    def email_undelivered(self, data: EmailUndelivered) -> None:
+        """A notice bounced (or was dropped or blocked) after the provider took it: no
+        suspension follows until a person confirms the contact."""
+        if not workflow.patched(EMAIL_EVENTS) or self._status.is_final:
+            return
+        self._record(EventKind.NOTE, WORKFLOW, f"{data.template} was not delivered ({data.event})")
+        if self._suspended_at is None:
+            self._hold, self._hold_until = "notice undelivered", None
+        self._flag("a notice was not delivered: confirm the customer's contact")
+        self._publish()
+
+    @workflow.update
+    def triage_reply(self, data: TriageReply) -> CollectionsView:
+        self._record(EventKind.NOTE, data.by, f"triage: {data.decision} ({self._hold})")
+        self._hold = self._hold_until = None
+        self._unflag()
+        self._publish()
+        return without_timeline(self.view())
+
+    @triage_reply.validator
+    def _check_triage(self, data: TriageReply) -> None:
+        self._refuse_if_final("triage")
+        if self._hold is None:
+            raise ActionRefused(f"invoice {self._invoice_id}: nothing waits for triage")
+
     @workflow.query
     def view(self) -> CollectionsView:
         step = self._next_step()
@@ -472,9 +521,16 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         pending = [
             (due, step)
             for step in self._policy.steps
-            if step.name not in self._done and (due := self._due(step)) is not None
+            if step.name not in self._done and (due := self._held(step)) is not None
         ]
         return min(pending, key=lambda p: p[0]) if pending else None
+
+    def _held(self, step: CollectionsStep) -> datetime | None:
+        """When the step is due, a held suspension waiting for its person (or its time)."""
+        due = self._due(step)
+        if due is None or step.action is not CollectionsAction.SUSPEND or self._hold is None:
+            return due
+        return None if self._hold_until is None else max(due, self._hold_until)
 
     def _next_alarm(self) -> Alarm | None:
         if self._status is CollectionsStatus.PAUSED_PROMISE and self._promised_until:
@@ -543,6 +599,7 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         self._queue_email(notice or ManagerCollectionsHandOff())
 
     def _pause(self, status: CollectionsStatus) -> None:
+        self._hold = self._hold_until = None  # a dispute or a promise is the triage
         if self._paused_at is None:
             self._paused_at = workflow.now()
         self._status = status

@@ -51,6 +51,7 @@ from core.models.collections import (
     ChangeSubscription,
     CollectionsAction,
     CollectionsPolicy,
+    CollectionsReply,
     CollectionsState,
     CollectionsStatus,
     CollectionsStep,
@@ -66,6 +67,7 @@ from core.models.collections import (
     StepAnchor,
     SubscriptionChanged,
     SubscriptionStatus,
+    TriageReply,
     Waive,
 )
 from core.models.email import (
@@ -77,6 +79,7 @@ from core.models.email import (
     EmailMessage,
     EmailSent,
     EmailTemplate,
+    EmailUndelivered,
     Recipient,
 )
 from core.models.shared import (
@@ -146,6 +149,7 @@ __all__ = [
     "ChangeSubscription",
     "CollectionsAction",
     "CollectionsPolicy",
+    "CollectionsReply",
     "CollectionsState",
     "CollectionsStatus",
     "CollectionsStep",
@@ -159,6 +163,7 @@ __all__ = [
     "EmailMessage",
     "EmailSent",
     "EmailTemplate",
+    "EmailUndelivered",
     "Escalate",
     "EscalationRequest",
     "EscalationView",
@@ -205,6 +210,7 @@ __all__ = [
     "SubscriptionChanged",
     "SubscriptionStatus",
     "TicketNumber",
+    "TriageReply",
     "UpdateContact",
     "VianetInvoiceNumber",
     "VianetInvoiceState",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import EmailStr, Field, StringConstraints, field_validator, model_validator
 
@@ -79,6 +79,8 @@ class CollectionsPolicy(Strict):
     # the data of a suspended subscription is deleted this long after suspension (Partner Center)
     data_deletion_after: timedelta = timedelta(days=90)
     promise_max: timedelta = timedelta(days=30)
+    # a customer's reply to a notice holds the suspension this long for an agent's triage
+    reply_triage_wait: timedelta = timedelta(days=3)
     manager_email: EmailStr = "billing-manager@partner.example.cn"
     team_email: EmailStr = "billing-support@partner.example.cn"
 
@@ -169,6 +171,21 @@ class DisputeOutcome(Strict):
         if self.currency is not None and self.currency != currency:
             return f"currency: the case is in {self.currency}, the invoice in {currency}"
         return None
+
+
+class CollectionsReply(Strict):
+    """A customer's email in reply to a notice (service/inbound.py)."""
+
+    text: LongText
+    by: Actor
+
+
+class TriageReply(Strict):
+    """An agent has looked at a reply or an undelivered notice: a dispute and a promise to pay
+    have their own actions; this is for "no action", or "the contact is right" after a bounce."""
+
+    decision: Literal["no-action", "contact-confirmed"]
+    by: Actor
 
 
 class ResumePolicy(Strict):
@@ -298,6 +315,9 @@ class CollectionsState(Strict):
     linked_case: str | None
     disputes: int
     handed_off_at: datetime | None
+    # the suspension waits for a person: why, and until when (None: until triaged)
+    hold: str | None = None
+    hold_until: datetime | None = None
     log: LogState
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import EmailStr, Field, StringConstraints, model_validator
 
+from core import ids
 from core.models.shared import Locale, Strict
 
 if TYPE_CHECKING:
@@ -461,6 +462,26 @@ class EmailMessage(Strict):
             return self.vianet_invoice.invoice_number
         assert self.collections is not None
         return self.collections.invoice_id
+
+    @property
+    def workflow_id(self) -> str:
+        """The workflow whose email this is: its thread, and where its delivery events go."""
+        if self.case is not None:
+            return ids.case_workflow_id(self.case.case_id)
+        if self.vianet_invoice is not None:
+            return ids.vianet_invoice_workflow_id(self.vianet_invoice.invoice_number)
+        assert self.collections is not None
+        return ids.collections_workflow_id(self.collections.invoice_id)
+
+
+class EmailUndelivered(Strict):
+    """SendGrid's Event Webhook: an email it had accepted bounced, or was dropped or blocked."""
+
+    key: Annotated[str, StringConstraints(max_length=255)]
+    event: Literal["bounce", "dropped", "blocked"]
+    address: Annotated[str, StringConstraints(max_length=320)]
+    template: Annotated[str, StringConstraints(max_length=64)]
+    reason: Annotated[str, StringConstraints(max_length=500)] = ""
 
 
 class EmailSent(Strict):

@@ -1,0 +1,360 @@
+"""Customer email coming in: one function for every way it arrives (SendGrid Inbound Parse, the
+CLI's `inbound FILE.eml`, the drop folder), which finds the email's thread and acts on it once.
+
+The thread is found by its signed token (core/threads.py) in the recipient, else in
+``In-Reply-To``/``References``. In a case: a working case records the reply (``customer_reply``:
+a case waiting on the customer runs its clocks again, the owner is told); a resolved case in its
+reopen window is confirmed by a reply beginning with a confirmation word (a setting) and reopened
+by any other, the reply its reason; a reply after the case ended opens a new case, linked by a note.
+A reply from another address than the customer's (or its domain) is only noted; auto-replies and
+our own mail coming back are recorded and never act. No thread: a known customer's email opens a
+case; an unknown sender's is recorded for a person.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from temporalio.client import Client
+
+from core.ids import CASE, COLLECTIONS, request_case_id
+from core.models import (
+    AddNote,
+    CaseForm,
+    CaseStatus,
+    CaseView,
+    Category,
+    CollectionsReply,
+    Confirm,
+    CustomerReply,
+    Locale,
+    Reopen,
+)
+from core.models.case import WORKING_STATUSES
+from core.settings import Settings
+from core.threads import tokens_in, verified
+from db.tables import Case, EmailThread, InboundMail, table
+from intake.attachments import AttachmentStore
+from intake.mail import InboundMail as Mail
+from intake.mail import MailError, parse_mail
+from service.calls import reading, signal_if_running
+from service.cases import Cases
+from service.errors import AlreadyExists, Ended, NotFound, Refused
+
+MAX_BYTES = 30 * 1024 * 1024  # SendGrid Inbound Parse's limit on a whole message
+TEXT_CHARS = 8_000  # of a reply, kept in the case's timeline
+ACTOR = "customer (email)"
+# the first keyword found decides the category of a case opened by email
+KEYWORDS: tuple[tuple[Category, tuple[str, ...]], ...] = (
+    (Category.FRAUD_CONCERN, ("盗刷", "欺诈", "fraud")),
+    (Category.REFUND_REQUEST, ("退款", "refund")),
+    (Category.CREDIT_NOTE, ("红字", "贷项", "credit note")),
+    (Category.UNEXPECTED_CHARGE, ("扣费", "多扣", "重复扣", "unexpected charge")),
+    (Category.INVOICE_DISPUTE, ("发票", "账单有误", "invoice")),
+    (Category.PAYMENT, ("付款", "支付", "payment")),
+    (Category.SUBSCRIPTION_CHANGE, ("订阅", "subscription")),
+)
+_NEGATION = re.compile(r"^(?:不|没|沒|未|无|無|not\b|no\b|don'?t\b)", re.IGNORECASE)
+_LEADING = re.compile(r"^[\s\W_]+")
+INBOUND = table(InboundMail)
+
+
+class Outcome(StrEnum):
+    REPLIED = "replied"  # customer_reply on a working case
+    CONFIRMED = "confirmed"
+    REOPENED = "reopened"
+    NOTED = "noted"  # a note on the case: another sender, or a case that takes no reply now
+    NEW_CASE = "new-case"  # no thread: a known customer's email opened a case
+    FOLLOW_UP = "follow-up"  # the thread had ended: a new case, linked to the old one
+    AUTO_REPLY = "auto-reply"  # recorded, never acts
+    LOOP = "loop"  # our own mail, or a message seen before: recorded, never acts
+    UNMATCHED = "unmatched"  # no thread and an unknown sender: recorded for a person
+    UNREADABLE = "unreadable"  # not an email: recorded, never acts
+    REFUSED = "refused"  # its workflow refused it or has gone: recorded for a person
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One inbound message this call acts on: its digest, and when it first came."""
+
+    digest: str
+    first_received: datetime
+
+    @property
+    def update_id(self) -> str:
+        return f"inbound-{self.digest[:40]}"
+
+
+@dataclass(frozen=True)
+class Received:
+    outcome: Outcome
+    workflow_id: str | None = None
+    case_id: str | None = None
+    duplicate: bool = False  # the same message came before: it acted then, not again
+
+
+def _text(value: str) -> str:
+    """A reply as a case's timeline holds it: no control characters, bounded."""
+    kept = "".join(
+        c for c in value if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cf", "Cs")
+    )
+    return kept.strip()[:TEXT_CHARS] or "(empty)"
+
+
+def confirms(reply: str, words: list[str]) -> bool:
+    """Whether the reply's first line begins with a confirmation word (and no negation)."""
+    first = _LEADING.sub("", reply.strip().split("\n", 1)[0]).lower()
+    first = re.sub(r"^(?:我|i)\s*", "", first)
+    if _NEGATION.match(first):
+        return False
+    return any(first.startswith(word.lower()) for word in words if word)
+
+
+def category_of(text: str) -> Category:
+    lowered = text.lower()
+    for category, keywords in KEYWORDS:
+        if any(keyword in lowered for keyword in keywords):
+            return category
+    return Category.BILLING_QUESTION  # the issue's "other": a question an agent sorts
+
+
+def _same_party(sender: str, customer: str) -> bool:
+    return (
+        sender == customer.lower()
+        or sender.rpartition("@")[2] == customer.lower().rpartition("@")[2]
+    )
+
+
+class Inbound:
+    def __init__(self, client: Client, settings: Settings, cases: Cases) -> None:
+        self._client = client
+        self._settings = settings
+        self._cases = cases
+        self._attachments = AttachmentStore(
+            settings.attachments_dir, settings.attachment_max_bytes, settings.attachment_types
+        )
+
+    async def receive(self, raw: bytes, envelope_to: tuple[str, ...] = ()) -> Received:
+        """Act on one inbound email, once. Refused when it is larger than SendGrid's limit;
+        Unavailable when the database or Temporal cannot be reached (nothing recorded as done:
+        the same call may be made again)."""
+        if len(raw) > MAX_BYTES:
+            raise Refused(f"email: larger than {MAX_BYTES // (1024 * 1024)} MB")
+        digest = hashlib.sha256(raw).hexdigest()
+        try:
+            mail: Mail | None = parse_mail(raw, envelope_to)
+        except MailError:
+            mail = None
+        claimed = self._claim(digest, mail.message_id if mail else "")
+        if isinstance(claimed, Received):
+            return claimed
+        try:
+            received = await self._act(Claim(digest, claimed), mail)
+        except (Refused, NotFound, Ended):
+            # the workflow would not take it (its state moved on, or it is gone): the message is
+            # recorded for a person, and never posted back to us for ever
+            received = Received(Outcome.REFUSED)
+        self._finish(digest, received)
+        return received
+
+    async def _list_attachments(self, case_id: str, mail: Mail, claim: Claim) -> None:
+        """Keep the attachments in the store, and list them in the case's timeline."""
+        if not mail.attachments:
+            return
+        stored = await asyncio.to_thread(
+            lambda: [
+                self._attachments.keep(a.filename, a.content_type, a.data) for a in mail.attachments
+            ]
+        )
+        lines = "\n".join(s.line() for s in stored)
+        note = AddNote(text=f"attachments of the customer's email:\n{lines}", by=ACTOR)
+        await self._cases.act(case_id, note, update_id=f"{claim.update_id}-attachments")
+
+    # ------------------------------------------------------------------ the record
+
+    def _claim(self, digest: str, message_id: str) -> Received | datetime:
+        """The earlier outcome of the same message, or when it was first received once it is
+        ours to act on."""
+        now = datetime.now(UTC)
+        with reading(self._settings.database_url) as session:
+            row = session.execute(
+                select(INBOUND.c.outcome, INBOUND.c.workflow_id, INBOUND.c.created_at).where(
+                    INBOUND.c.digest == digest
+                )
+            ).first()
+            if row is not None:
+                # an earlier post that acted is answered from the record; one that stopped half-way
+                # acts again (its updates and its case id are the same: each happens once)
+                if row.outcome:
+                    return Received(Outcome(row.outcome), row.workflow_id, duplicate=True)
+                return row.created_at  # type: ignore[no-any-return]
+            try:
+                session.execute(
+                    insert(INBOUND),
+                    {
+                        "digest": digest,
+                        "message_id": message_id[:255],
+                        "created_at": now,
+                        "updated_at": now,
+                    },
+                )
+                session.commit()
+            except IntegrityError:
+                session.rollback()  # the same message posted twice at once: the other acts
+                return Received(Outcome.LOOP, duplicate=True)
+        return now
+
+    def _finish(self, digest: str, received: Received) -> None:
+        with reading(self._settings.database_url) as session:
+            session.execute(
+                update(INBOUND)
+                .where(INBOUND.c.digest == digest)
+                .values(
+                    outcome=received.outcome.value,
+                    workflow_id=received.workflow_id,
+                    updated_at=datetime.now(UTC),
+                )
+            )
+            session.commit()
+
+    def _seen_before(self, digest: str, message_id: str) -> bool:
+        if not message_id:
+            return False
+        with reading(self._settings.database_url) as session:
+            found = session.execute(
+                select(INBOUND.c.id)
+                .where(INBOUND.c.message_id == message_id[:255], INBOUND.c.digest != digest)
+                .limit(1)
+            ).first()
+        return found is not None
+
+    def _thread_of(self, mail: Mail) -> str | None:
+        """The workflow of the first token that is ours, signed under our secret."""
+        candidates = tokens_in(*mail.recipients, mail.in_reply_to, *mail.references)
+        if not candidates:
+            return None
+        threads = table(EmailThread)
+        with reading(self._settings.database_url) as session:
+            rows = session.execute(
+                select(threads.c.token, threads.c.workflow_id).where(
+                    threads.c.token.in_(candidates)
+                )
+            ).all()
+        found = {row.token: row.workflow_id for row in rows}
+        for token in candidates:
+            workflow_id = found.get(token)
+            if workflow_id and verified(token, workflow_id, self._settings.email_thread_secret):
+                return str(workflow_id)
+        return None
+
+    def _known_customer(self, address: str) -> Case | None:
+        with reading(self._settings.database_url) as session:
+            return session.scalars(
+                select(Case)
+                .where(Case.customer_email == address)
+                .order_by(Case.opened_at.desc())
+                .limit(1)
+            ).first()
+
+    # ------------------------------------------------------------------ acting
+
+    async def _act(self, claim: Claim, mail: Mail | None) -> Received:
+        if mail is None:
+            return Received(Outcome.UNREADABLE)
+        ours = str(self._settings.email_from).lower()
+        if mail.from_address == ours or self._seen_before(claim.digest, mail.message_id):
+            return Received(Outcome.LOOP)
+        workflow_id = self._thread_of(mail)
+        if mail.auto_reply:
+            return Received(Outcome.AUTO_REPLY, workflow_id)
+        if workflow_id is not None and workflow_id.startswith(CASE):
+            return await self._to_case(workflow_id.removeprefix(CASE), mail, claim)
+        if workflow_id is not None and workflow_id.startswith(COLLECTIONS):
+            reply = CollectionsReply(text=_text(mail.reply), by=f"{ACTOR} {mail.from_address}")
+            await signal_if_running(self._client, workflow_id, "customer_replied", reply)
+            return Received(Outcome.NOTED, workflow_id)
+        if workflow_id is not None:  # a 21Vianet invoice's thread (to our finance team)
+            return Received(Outcome.NOTED, workflow_id)
+        known = self._known_customer(mail.from_address)
+        if known is None:
+            return Received(Outcome.UNMATCHED)
+        return await self._open_case(known, mail, claim)
+
+    async def _to_case(self, case_id: str, mail: Mail, claim: Claim) -> Received:
+        case = await self._cases.show(case_id)
+        update_id = claim.update_id
+        if not case.status.is_final:  # listed first: a confirmation closes the case
+            await self._list_attachments(case_id, mail, claim)
+        text = _text(mail.reply)
+        if not _same_party(mail.from_address, str(case.details.customer.email)):
+            note = AddNote(
+                text=f"email from another sender ({mail.from_address}): {text}", by=ACTOR
+            )
+            return await self._noted(case, note, update_id)
+        if case.status.is_final:
+            return await self._follow_up(case, mail, claim)
+        if case.status is CaseStatus.RESOLVED:
+            if confirms(text, self._settings.inbound_confirm_words):
+                await self._cases.act(case_id, Confirm(by=ACTOR), update_id=update_id)
+                return Received(Outcome.CONFIRMED, case.workflow_id, case_id)
+            await self._cases.act(case_id, Reopen(reason=text, by=ACTOR), update_id=update_id)
+            return Received(Outcome.REOPENED, case.workflow_id, case_id)
+        if case.status in WORKING_STATUSES:
+            await self._cases.act(case_id, CustomerReply(text=text, by=ACTOR), update_id=update_id)
+            return Received(Outcome.REPLIED, case.workflow_id, case_id)
+        # resolving (the resolution on its way): the reply waits for the agent as a note
+        return await self._noted(case, AddNote(text=f"customer email: {text}", by=ACTOR), update_id)
+
+    async def _noted(self, case: CaseView, note: AddNote, update_id: str) -> Received:
+        await self._cases.act(case.case_id, note, update_id=update_id)
+        return Received(Outcome.NOTED, case.workflow_id, case.case_id)
+
+    async def _follow_up(self, case: CaseView, mail: Mail, claim: Claim) -> Received:
+        details = case.details
+        form = CaseForm(
+            tenant_id=details.customer.tenant_id,
+            name=details.customer.name,
+            email=details.customer.email,
+            locale=details.customer.locale,
+            category=details.category,
+            invoice_id=details.invoice_id,
+            subscription_id=details.subscription_id,
+            description=_text(mail.reply),
+            opened_by=ACTOR,
+        )
+        opened = await self._open(form, claim)
+        note = AddNote(text=f"follow-up of case {case.case_id}, which had ended", by=ACTOR)
+        await self._cases.act(opened, note, update_id=claim.update_id)
+        await self._list_attachments(opened, mail, claim)
+        return Received(Outcome.FOLLOW_UP, f"{CASE}{opened}", opened)
+
+    async def _open_case(self, known: Case, mail: Mail, claim: Claim) -> Received:
+        text = _text(mail.reply)
+        form = CaseForm(
+            tenant_id=known.tenant_id,
+            name=known.customer_name,
+            email=mail.from_address,
+            locale=Locale(known.locale),
+            category=category_of(f"{mail.subject}\n{text}"),
+            description=text,
+            opened_by=ACTOR,
+        )
+        opened = await self._open(form, claim)
+        await self._list_attachments(opened, mail, claim)
+        return Received(Outcome.NEW_CASE, f"{CASE}{opened}", opened)
+
+    async def _open(self, form: CaseForm, claim: Claim) -> str:
+        """The new case's id: the same for the same message, so a retry opens no second case."""
+        case_id = request_case_id(claim.first_received, "email", claim.digest)
+        with contextlib.suppress(AlreadyExists):  # an earlier attempt at this message opened it
+            await self._cases.open(self._cases.prepare(form, case_id=case_id))
+        return case_id

@@ -1,0 +1,487 @@
+"""Customer email in, on the real dev server and worker: SendGrid Inbound Parse's posts (raw mode,
+multipart as SendGrid sends them), the CLI's file, routing by thread, once per message."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from email import policy
+from email.message import EmailMessage as EmailMessageFile
+from email.parser import BytesParser
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from pydantic import SecretStr
+from sqlalchemy import func, select
+from temporalio.testing import WorkflowEnvironment
+from typer.testing import CliRunner
+
+import starter
+from api.app import create_app
+from api.inbound_parse import PATH
+from core.models import (
+    CaseForm,
+    CaseStatus,
+    Category,
+    EventKind,
+    Outcome,
+    RequestInfo,
+    Resolve,
+    TriageReply,
+)
+from core.settings import Settings
+from core.threads import thread_token
+from db.migrate import upgrade
+from db.session import make_engine, make_session_factory
+from db.tables import Case, EmailThread, InboundMail
+from intake import drop_folder
+from service import Service
+from service.inbound import Outcome as Received
+from service.inbound import category_of, confirms
+from tests.intake_support import SIGNED, eventually
+from tests.workflow_support import billing_failure
+from worker import build_worker
+
+PARSE_SECRET = "inbound-parse-secret-3b8f1e"
+# the Event Webhook's signing key, generated: SendGrid's console would show its public half
+EVENT_KEY = ec.generate_private_key(ec.SECP256R1())
+EVENT_PUBLIC_KEY = base64.b64encode(
+    EVENT_KEY.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+).decode()
+CUSTOMER = "finance@yunfan.example.cn"
+BOUNDARY = "xYzZY"
+
+
+@pytest_asyncio.fixture(name="running")
+async def running_fixture(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Settings]:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'billing.db'}",
+        outbox_dir=tmp_path / "outbox",
+        attachments_dir=tmp_path / "attachments",
+        task_queue=f"billing-{uuid.uuid4()}",
+        inbound_domain="reply.partner.example.cn",
+        email_thread_secret=SecretStr("thread-secret-for-the-inbound-tests"),
+        inbound_parse_secret=SecretStr(PARSE_SECRET),
+        sendgrid_event_public_key=EVENT_PUBLIC_KEY,
+        **SIGNED,
+    )
+    upgrade(settings.database_url)
+    async with build_worker(dev_env.client, settings):
+        yield settings
+
+
+@pytest_asyncio.fixture(name="service")
+async def service_fixture(dev_env: WorkflowEnvironment, running: Settings) -> Service:
+    return Service(dev_env.client, running)
+
+
+@pytest_asyncio.fixture(name="sendgrid")
+async def sendgrid_fixture(service: Service, running: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The API as SendGrid reaches it: the credentials of the Inbound Parse URL."""
+
+    async def factory() -> Service:
+        return service
+
+    transport = httpx.ASGITransport(app=create_app(running, factory))
+    auth = httpx.BasicAuth("sendgrid", PARSE_SECRET)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api", auth=auth) as http:
+        yield http
+
+
+def form(email: bytes, to: str = "") -> tuple[bytes, str]:
+    """An Inbound Parse post in raw mode, as SendGrid writes it (boundary xYzZY)."""
+    fields = [
+        ("dkim", b"{@yunfan.example.cn : pass}"),
+        ("email", email),
+        ("to", to.encode()),
+        ("from", CUSTOMER.encode()),
+        ("envelope", f'{{"to":["{to}"],"from":"{CUSTOMER}"}}'.encode()),
+        ("charsets", b'{"to":"UTF-8","from":"UTF-8","subject":"UTF-8"}'),
+        ("SPF", b"pass"),
+    ]
+    body = b"".join(
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+        + value
+        + b"\r\n"
+        for name, value in fields
+    )
+    return body + f"--{BOUNDARY}--\r\n".encode(), f"multipart/form-data; boundary={BOUNDARY}"
+
+
+def reply_to(sent: EmailMessageFile, text: str, sender: str = CUSTOMER, **headers: str) -> bytes:
+    """The customer's Foxmail reply to ``sent``: GBK, base64, the history quoted below."""
+    quoted = (
+        f"{text}\n\n------------------ 原始邮件 ------------------\n发件人: 账单支持\n\n尊敬的客户"
+    )
+    head = {
+        "From": f"{_gbk_words('云帆财务')} <{sender}>",
+        "To": str(sent["Reply-To"]),
+        "Subject": _gbk_words("回复：" + str(sent["Subject"])),
+        "Message-ID": f"<{uuid.uuid4()}@qq.com>",
+        "In-Reply-To": str(sent["Message-ID"]),
+        "References": f"{sent['References']} {sent['Message-ID']}",
+        "MIME-Version": "1.0",
+        "Content-Type": 'text/plain; charset="gbk"',
+        "Content-Transfer-Encoding": "base64",
+        **headers,
+    }
+    lines = "".join(f"{name}: {value}\r\n" for name, value in head.items())
+    return lines.encode() + b"\r\n" + base64.encodebytes(quoted.encode("gbk"))
+
+
+def _gbk_words(text: str) -> str:
+    # ¥ is not in GBK: Chinese clients write the full-width ￥
+    encoded = text.replace("¥", "￥").encode("gbk")
+    return f"=?GBK?B?{base64.b64encode(encoded).decode()}?="
+
+
+async def last_email(settings: Settings, template: str, case_id: str = "") -> EmailMessageFile:
+    """The last ``template`` email (of ``case_id``) in the outbox, once it is there."""
+    await eventually(lambda: _found(settings, template, case_id), seconds=10)
+    return _emails(settings, template, case_id)[-1]
+
+
+async def _found(settings: Settings, template: str, case_id: str) -> bool:
+    return bool(_emails(settings, template, case_id))
+
+
+def _emails(settings: Settings, template: str, case_id: str = "") -> list[EmailMessageFile]:
+    found = []
+    for path in sorted(settings.outbox_dir.glob("*.eml"), key=lambda p: p.stat().st_mtime):
+        message = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+        if (
+            isinstance(message, EmailMessageFile)
+            and message["X-Category"] == template
+            and case_id in message["X-Dedup-Key"]
+        ):
+            found.append(message)
+    return found
+
+
+async def open_case(service: Service) -> str:
+    form_ = CaseForm(
+        tenant_id=str(uuid.uuid4()),
+        name="上海云帆科技有限公司",
+        email=CUSTOMER,
+        category=Category.INVOICE_DISPUTE,
+        description="十月发票多收了一台已删除的虚拟机。",
+        amount=Decimal("1200.00"),
+        opened_by="agent@partner.example.cn",
+    )
+    opened = await service.cases.open(service.cases.prepare(form_))
+    return opened.case_id
+
+
+async def resolved_case(service: Service) -> str:
+    case_id = await open_case(service)
+    resolve = Resolve(outcome=Outcome.EXPLAINED, summary="已核对，费用说明见附件。", by="agent")
+    view = await service.cases.act(case_id, resolve)
+    assert view.status is CaseStatus.RESOLVED
+    return case_id
+
+
+async def _known(settings: Settings) -> bool:
+    with make_session_factory(make_engine(settings.database_url))() as session:
+        return (
+            session.scalar(select(Case.case_id).where(Case.customer_email == CUSTOMER)) is not None
+        )
+
+
+def inbound_rows(settings: Settings) -> int:
+    with make_session_factory(make_engine(settings.database_url))() as session:
+        return int(session.scalar(select(func.count()).select_from(InboundMail)) or 0)
+
+
+async def test_the_customers_confirmation_closes_the_case_once(
+    service: Service, running: Settings, sendgrid: httpx.AsyncClient
+) -> None:
+    case_id = await resolved_case(service)
+    resolution = await last_email(running, "case_resolved")
+    body, content_type = form(reply_to(resolution, "确认，谢谢！"), str(resolution["Reply-To"]))
+
+    first = await sendgrid.post(PATH, content=body, headers={"Content-Type": content_type})
+    again = await sendgrid.post(PATH, content=body, headers={"Content-Type": content_type})
+
+    assert first.status_code == 200, first.text
+    assert first.json() == {
+        "outcome": "confirmed",
+        "workflow_id": f"case-{case_id}",
+        "duplicate": False,
+    }
+    assert again.json()["duplicate"] is True
+    view = await service.cases.show(case_id)
+    assert view.status is CaseStatus.CLOSED
+    assert [e.kind for e in view.timeline].count(EventKind.CONFIRMED) == 1
+
+
+async def test_any_other_reply_reopens_with_the_reply_as_reason(
+    service: Service, running: Settings
+) -> None:
+    case_id = await resolved_case(service)
+    raw = reply_to(await last_email(running, "case_resolved"), "不同意，发票金额应为 ￥1,000.00。")
+    received = await service.inbound.receive(raw)
+
+    assert received.outcome is Received.REOPENED
+    view = await service.cases.show(case_id)
+    assert view.status is CaseStatus.OPEN and view.reopen_count == 1
+    reopened = [e for e in view.timeline if e.kind is EventKind.REOPENED]
+    assert reopened[0].text == "不同意，发票金额应为 ￥1,000.00。"
+
+
+async def test_a_reply_to_a_question_runs_the_clocks_again(
+    service: Service, running: Settings
+) -> None:
+    case_id = await open_case(service)
+    asked = await service.cases.act(case_id, RequestInfo(question="请提供发票号。", by="agent"))
+    assert asked.status is CaseStatus.WAITING_ON_CUSTOMER
+    raw = reply_to(await last_email(running, "info_requested"), "发票号 G000123456")
+    assert (await service.inbound.receive(raw)).outcome is Received.REPLIED
+    assert (await service.cases.show(case_id)).status is CaseStatus.OPEN
+
+
+async def test_another_sender_auto_replies_and_loops_never_act(
+    service: Service, running: Settings
+) -> None:
+    case_id = await resolved_case(service)
+    sent = await last_email(running, "case_resolved")
+    colleague = reply_to(sent, "确认", sender="boss@other.example.com")
+    auto = reply_to(sent, "我正在休假。", **{"Auto-Submitted": "auto-replied"})
+    ours = reply_to(sent, "确认", sender="billing-support@partner.example.cn")
+
+    assert (await service.inbound.receive(colleague)).outcome is Received.NOTED
+    assert (await service.inbound.receive(auto)).outcome is Received.AUTO_REPLY
+    assert (await service.inbound.receive(ours)).outcome is Received.LOOP
+    assert (await service.cases.show(case_id)).status is CaseStatus.RESOLVED
+
+
+async def test_a_reply_after_the_case_ended_opens_a_linked_case(
+    service: Service, running: Settings
+) -> None:
+    case_id = await resolved_case(service)
+    sent = await last_email(running, "case_resolved")
+    await service.inbound.receive(reply_to(sent, "确认"))
+    later = await service.inbound.receive(reply_to(sent, "又收到了同样的错误账单。"))
+
+    assert later.outcome is Received.FOLLOW_UP and later.case_id and later.case_id != case_id
+    view = await service.cases.show(later.case_id)
+    assert view.details.description == "又收到了同样的错误账单。"
+    assert any(case_id in e.text for e in view.timeline if e.kind is EventKind.NOTE)
+
+
+async def test_no_thread_opens_a_case_for_a_known_customer_only(
+    service: Service, running: Settings
+) -> None:
+    await open_case(service)
+    await eventually(lambda: _known(running), seconds=10)  # the case's row, written by its worker
+    new = (
+        f"From: {CUSTOMER}\r\nTo: billing-support@reply.partner.example.cn\r\n"
+        "Subject: =?UTF-8?B?" + base64.b64encode("申请退款".encode()).decode() + "?=\r\n"
+        "Message-ID: <new-1@yunfan.example.cn>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        "上月重复扣款，请退款。\r\n"
+    ).encode()
+    received = await service.inbound.receive(new)
+    assert received.outcome is Received.NEW_CASE and received.case_id
+    view = await service.cases.show(received.case_id)
+    assert view.details.category is Category.REFUND_REQUEST and view.owner is None
+
+    stranger = new.replace(CUSTOMER.encode(), b"someone@unknown.example").replace(b"new-1", b"n2")
+    assert (await service.inbound.receive(stranger)).outcome is Received.UNMATCHED
+
+
+async def test_forged_unsigned_and_oversized_posts_are_refused_and_change_nothing(
+    service: Service, running: Settings, sendgrid: httpx.AsyncClient
+) -> None:
+    case_id = await resolved_case(service)
+    body, content_type = form(reply_to(await last_email(running, "case_resolved"), "确认"))
+    headers = {"Content-Type": content_type}
+
+    unsigned = await sendgrid.post(PATH, content=body, headers=headers, auth=lambda r: r)
+    wrong = await sendgrid.post(PATH, content=body, headers=headers, auth=("sendgrid", "guess"))
+    huge = await sendgrid.post(
+        PATH, content=b"x", headers={**headers, "Content-Length": str(31 * 1024 * 1024)}
+    )
+    no_email = await sendgrid.post(PATH, content=form(b"")[0].replace(b'"email"', b'"text"'))
+
+    assert (unsigned.status_code, wrong.status_code, huge.status_code) == (401, 401, 413)
+    assert no_email.status_code == 400 and "multipart" in no_email.json()["detail"]
+    assert inbound_rows(running) == 0
+    assert (await service.cases.show(case_id)).status is CaseStatus.RESOLVED
+
+
+async def test_a_forged_token_routes_nowhere(service: Service, running: Settings) -> None:
+    case_id = await resolved_case(service)
+    sent = await last_email(running, "case_resolved")
+    forged = reply_to(
+        sent,
+        "确认",
+        To="billing-support+aaaaaaaaaaaaaaaaaaaa@reply.partner.example.cn",
+        **{
+            "In-Reply-To": "<x@y>",
+            "References": "<thread.bbbbbbbbbbbbbbbbbbbb@partner.example.cn>",
+        },
+    )
+    received = await service.inbound.receive(forged)
+    assert received.outcome is not Received.CONFIRMED
+    assert (await service.cases.show(case_id)).status is CaseStatus.RESOLVED
+
+
+async def test_an_unreadable_email_is_recorded_and_answered(
+    service: Service, running: Settings, sendgrid: httpx.AsyncClient
+) -> None:
+    body, content_type = form(b"\x00\x01 not mail")
+    answer = await sendgrid.post(PATH, content=body, headers={"Content-Type": content_type})
+    assert answer.status_code == 200 and answer.json()["outcome"] == "unreadable"
+
+
+@pytest.mark.parametrize(
+    ("reply", "confirmed"),
+    [
+        ("确认", True),
+        ("确认，谢谢。", True),
+        ("同意", True),
+        ("Confirmed, thanks", True),
+        ("我确认", True),
+        ("不同意", False),
+        ("不确认", False),
+        ("金额不对", False),
+        ("", False),
+    ],
+)
+def test_what_confirms(reply: str, confirmed: bool) -> None:
+    assert confirms(reply, ["确认", "同意", "confirm"]) is confirmed
+
+
+def test_categories_from_keywords() -> None:
+    assert category_of("申请退款") is Category.REFUND_REQUEST
+    assert category_of("发票抬头") is Category.INVOICE_DISPUTE
+    assert category_of("你好") is Category.BILLING_QUESTION
+
+
+async def test_the_cli_and_the_drop_folder_take_an_eml_file(
+    dev_env: WorkflowEnvironment, service: Service, running: Settings, tmp_path: Path
+) -> None:
+    first, second = await resolved_case(service), await resolved_case(service)
+    replies = [
+        reply_to(await last_email(running, "case_resolved", case_id), "确认")
+        for case_id in (first, second)
+    ]
+    (tmp_path / "reply.eml").write_bytes(replies[0])
+    env = {
+        "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+        "TASK_QUEUE": running.task_queue,
+        "DATABASE_URL": running.database_url,
+        "EMAIL_THREAD_SECRET": "thread-secret-for-the-inbound-tests",
+    }
+    shown = await asyncio.to_thread(
+        CliRunner().invoke, starter.app, ["inbound", str(tmp_path / "reply.eml")], env=env
+    )
+    assert shown.exit_code == 0 and f"confirmed (case-{first})" in shown.output, shown.output
+
+    folder = tmp_path / "inbound"
+    folder.mkdir()
+    (folder / "a.eml").write_bytes(replies[1])
+    (folder / "b.eml").write_bytes(b"\x00 not mail")
+
+    async def receive(raw: bytes) -> str:
+        return (await service.inbound.receive(raw)).outcome.value
+
+    taken = await drop_folder.take(folder, receive, settle=0)
+    assert taken == [("a.eml", "confirmed"), ("b.eml", "unreadable")]
+    assert sorted(p.name for p in (folder / "done").iterdir()) == ["a.eml", "b.eml"]
+    for case_id in (first, second):
+        assert (await service.cases.show(case_id)).status is CaseStatus.CLOSED
+
+
+async def test_a_file_that_breaks_receive_is_set_aside_with_the_reason(tmp_path: Path) -> None:
+    (tmp_path / "x.eml").write_bytes(b"From: a@b.example\r\n\r\nhi")
+
+    async def broken(raw: bytes) -> str:
+        raise ValueError("email: something specific")
+
+    async def later(raw: bytes) -> str:
+        raise drop_folder.TryLater("Temporal is unavailable")
+
+    assert await drop_folder.take(tmp_path, later, settle=0) == []
+    assert (tmp_path / "x.eml").exists()  # waits for the next look
+    assert await drop_folder.take(tmp_path, broken, settle=0) == [
+        ("x.eml", "failed: email: something specific")
+    ]
+    assert (tmp_path / "failed" / "x.eml.error").read_text().strip() == "email: something specific"
+
+
+async def test_attachments_are_stored_outside_temporal_and_listed(
+    service: Service, running: Settings
+) -> None:
+    case_id = await open_case(service)
+    await service.cases.act(case_id, RequestInfo(question="请提供发票。", by="agent"))
+    sent = await last_email(running, "info_requested", case_id)
+    pdf = b"%PDF-1.4 invoice"
+    raw = (
+        f"From: {CUSTOMER}\r\nTo: {sent['Reply-To']}\r\nSubject: invoice\r\n"
+        f"In-Reply-To: {sent['Message-ID']}\r\nReferences: {sent['References']}\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b1"\r\n\r\n--b1\r\n'
+        "Content-Type: text/plain; charset=utf-8\r\n\r\n见附件\r\n--b1\r\n"
+        "Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n"
+        "Content-Disposition: attachment; filename*=gbk''%B7%A2%C6%B1.pdf\r\n\r\n"
+        f"{base64.b64encode(pdf).decode()}\r\n--b1--\r\n"
+    ).encode()
+
+    assert (await service.inbound.receive(raw)).outcome is Received.REPLIED
+
+    digest = hashlib.sha256(pdf).hexdigest()
+    assert (running.attachments_dir / digest[:2] / digest).read_bytes() == pdf
+    view = await service.cases.show(case_id)
+    listed = [e.text for e in view.timeline if e.kind is EventKind.NOTE]
+    assert any(f"发票.pdf (16 bytes, sha256 {digest})" in text for text in listed)
+    history = await service.client.get_workflow_handle(f"case-{case_id}").fetch_history()
+    assert pdf not in history.to_json().encode()  # never inside a workflow payload
+
+
+async def test_a_reply_to_a_collections_notice_waits_for_triage(
+    service: Service, running: Settings
+) -> None:
+    failure = billing_failure()
+    await service.collections.report_failure(failure)
+    notice = await last_email(running, "collections_payment_failed", failure.invoice_id)
+    raw = reply_to(notice, "这笔扣款有误，请核实。", sender=str(failure.customer.email))
+
+    received = await service.inbound.receive(raw)
+
+    assert received.outcome is Received.NOTED
+    assert received.workflow_id == f"collections-{failure.invoice_id}"
+    view = await service.collections.show(failure.invoice_id)
+    assert view.needs_attention and "replied" in view.needs_attention
+    assert any(e.kind is EventKind.CUSTOMER_REPLIED for e in view.timeline)
+    triaged = await service.collections.act(
+        failure.invoice_id, TriageReply(decision="no-action", by="agent")
+    )
+    assert triaged.needs_attention is None
+
+
+async def test_a_thread_whose_workflow_is_gone_is_recorded_not_retried(
+    service: Service, running: Settings
+) -> None:
+    # a thread recorded for a workflow that is no more (past the namespace's retention)
+    workflow_id = f"case-BC-GONE{uuid.uuid4().hex[:8].upper()}"
+    secret = running.email_thread_secret
+    token = thread_token(workflow_id, secret)
+    with make_session_factory(make_engine(running.database_url))() as session:
+        session.add(EmailThread(token=token, workflow_id=workflow_id))
+        session.commit()
+    raw = (
+        f"From: {CUSTOMER}\r\nTo: billing-support+{token}@reply.partner.example.cn\r\n"
+        "Subject: re\r\nMessage-ID: <gone-1@yunfan.example.cn>\r\n\r\n确认\r\n"
+    ).encode()
+    assert (await service.inbound.receive(raw)).outcome is Received.REFUSED
+    again = await service.inbound.receive(raw)
+    assert again.outcome is Received.REFUSED and again.duplicate

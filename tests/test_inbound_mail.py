@@ -1,0 +1,171 @@
+"""Replies as Chinese and other mail clients send them: each charset, encoding and quote format."""
+
+from __future__ import annotations
+
+import base64
+import quopri
+from pathlib import Path
+
+import pytest
+import sendgrid
+
+from intake.mail import MailError, new_text, parse_mail
+
+OURS = "billing-support@partner.example.cn"
+QUOTED = {
+    # Outlook zh-CN
+    "outlook": "确认，谢谢。\n\n发件人: 账单支持 <{ours}>\n发送时间: 2026年12月3日 13:08\n"
+    "收件人: finance@yunfan.example.cn\n主题: [案例 BC-1] 已解决\n\n"
+    "尊敬的客户：\n您的问题已解决。\n",
+    # Foxmail and QQ Mail
+    "foxmail": "确认\n\n\n------------------ 原始邮件 ------------------\n"
+    '发件人: "账单支持"<{ours}>;\n发送时间: 2026年12月3日(星期四) 下午1:08\n'
+    '收件人: "finance"<finance@yunfan.example.cn>;\n主题: [案例 BC-1] 已解决\n\n尊敬的客户：\n',
+    # NetEase (163, 126)
+    "netease": '确认\n\n在 2026-12-03 13:08:00，"账单支持" <{ours}> 写道：\n'
+    ">尊敬的客户：\n>已解决。\n",
+    # Gmail
+    "gmail": "确认\n\nOn Thu, Dec 3, 2026 at 1:08 PM Billing Support <{ours}> wrote:\n\n"
+    "> Dear customer,\n> resolved.\n",
+    # Apple Mail, zh and en
+    "apple-zh": "确认\n\n> 2026年12月3日 13:08，账单支持 <{ours}> 写道：\n> \n> 尊敬的客户：\n",
+    "apple-en": "确认\n\n> On 3 Dec 2026, at 13:08, Billing Support <{ours}> wrote:\n> \n> Dear\n",
+}
+# Foxmail in Traditional Chinese, as a Big5 client writes it
+TRADITIONAL = (
+    "確認\n\n------------------ 原始郵件 ------------------\n"
+    f"發件人: 帳單支持 <{OURS}>\n主題: [案例 BC-1] 已解決\n\n尊敬的客戶：\n"
+)
+
+
+@pytest.mark.parametrize("client", sorted(QUOTED))
+def test_the_new_text_is_cut_from_each_clients_quoted_history(client: str) -> None:
+    assert new_text(QUOTED[client].format(ours=OURS)) == (
+        "确认，谢谢。" if client == "outlook" else "确认"
+    )
+
+
+def test_text_without_history_is_kept_whole() -> None:
+    assert new_text("不同意。\n发票金额应为 ￥1,200.00，\n请重新核对。\n") == (
+        "不同意。\n发票金额应为 ￥1,200.00，\n请重新核对。"
+    )
+
+
+def raw_email(
+    body: str,
+    charset: str,
+    encoding: str,
+    *,
+    subject: str = "=?GB2312?B?{subject}?=",
+    headers: str = "",
+    html: bool = False,
+) -> bytes:
+    """An email as a client writes it: body and subject in ``charset``, not re-encoded by Python."""
+    data = body.encode(charset)
+    payload = base64.encodebytes(data) if encoding == "base64" else quopri.encodestring(data)
+    subject = subject.format(
+        subject=base64.b64encode("回复: [案例 BC-1] 已解决".encode("gb2312")).decode()
+    )
+    head = (
+        f"From: =?GBK?B?{base64.b64encode('云帆财务'.encode('gbk')).decode()}?= "
+        "<Finance@Yunfan.example.cn>\r\n"
+        f"To: <billing-support+abcdefghijklmnopqrst@reply.partner.example.cn>\r\n"
+        f"Subject: {subject}\r\n"
+        "Message-ID: <reply-1@yunfan.example.cn>\r\n"
+        "In-Reply-To: <thread.abcdefghijklmnopqrst@partner.example.cn>\r\n"
+        "References: <thread.abcdefghijklmnopqrst@partner.example.cn>\r\n"
+        "   <x.abcdefghijklmnopqrst@partner.example.cn>\r\n"
+        f"{headers}"
+        "MIME-Version: 1.0\r\n"
+        f'Content-Type: text/{"html" if html else "plain"}; charset="{charset}"\r\n'
+        f"Content-Transfer-Encoding: {encoding}\r\n\r\n"
+    )
+    return head.encode("ascii") + payload.replace(b"\n", b"\r\n")
+
+
+@pytest.mark.parametrize("charset", ["gb2312", "gbk", "gb18030", "big5", "utf-8"])
+@pytest.mark.parametrize("encoding", ["base64", "quoted-printable"])
+def test_each_charset_and_transfer_encoding_reads(charset: str, encoding: str) -> None:
+    words = "確認" if charset == "big5" else "确认"
+    text = TRADITIONAL if charset == "big5" else QUOTED["foxmail"].format(ours=OURS)
+    mail = parse_mail(raw_email(text, charset, encoding))
+
+    assert mail.reply == words
+    assert mail.subject == "回复: [案例 BC-1] 已解决"
+    assert (mail.from_address, mail.from_name) == ("finance@yunfan.example.cn", "云帆财务")
+    assert mail.in_reply_to == "<thread.abcdefghijklmnopqrst@partner.example.cn>"
+    assert len(mail.references) == 2
+    assert mail.recipients == ("billing-support+abcdefghijklmnopqrst@reply.partner.example.cn",)
+    assert not mail.auto_reply
+
+
+def test_gbk_characters_in_a_gb2312_label_still_read() -> None:
+    # 镕 is in GBK, not GB2312: clients label such text gb2312 all the same
+    mail = parse_mail(
+        raw_email("朱镕基路 1 号：确认\n", "gbk", "base64").replace(b"gbk", b"gb2312")
+    )
+    assert mail.reply == "朱镕基路 1 号：确认"
+
+
+def test_an_html_only_reply_reads_as_text() -> None:
+    html = (
+        "<html><head><style>p{}</style></head><body><div>确认&nbsp;</div><div><br></div>"
+        '<div style="">------------------&nbsp;原始邮件&nbsp;------------------</div>'
+        "<div>发件人: 账单支持</div><blockquote>尊敬的客户</blockquote></body></html>"
+    )
+    assert parse_mail(raw_email(html, "utf-8", "base64", html=True)).reply == "确认"
+
+
+@pytest.mark.parametrize(
+    ("header", "subject"),
+    [
+        ("Auto-Submitted: auto-replied\r\n", ""),
+        ("X-Autoreply: yes\r\n", ""),
+        ("Precedence: bulk\r\n", ""),
+        ("Precedence: auto_reply\r\n", ""),
+        ("", f"=?UTF-8?B?{base64.b64encode('自动回复: 我正在休假'.encode()).decode()}?="),
+        ("", "Out of Office: back on Monday"),
+    ],
+)
+def test_auto_replies_are_known(header: str, subject: str) -> None:
+    raw = raw_email("我正在休假。", "utf-8", "base64", headers=header, subject=subject or "Re: x")
+    assert parse_mail(raw).auto_reply
+
+
+def test_rfc_2231_attachment_names_and_the_sendgrid_sample_with_attachments() -> None:
+    raw = (
+        b"From: a@b.example\r\nTo: c@d.example\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n--b1\r\n'
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\nsee attached\r\n--b1\r\n"
+        b"Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n"
+        b"Content-Disposition: attachment; filename*=gbk''%B7%A2%C6%B1.pdf\r\n\r\n"
+        + base64.b64encode(b"%PDF-1.4 test")
+        + b"\r\n--b1--\r\n"
+    )
+    [attachment] = parse_mail(raw).attachments
+    assert (attachment.filename, attachment.content_type) == ("发票.pdf", "application/pdf")
+    assert attachment.data == b"%PDF-1.4 test"
+
+    sample = _sendgrid_sample("raw_data_with_attachments.txt")
+    mail = parse_mail(sample)
+    assert mail.from_address and mail.attachments
+    assert all(a.filename and a.data for a in mail.attachments)
+
+
+def _sendgrid_sample(name: str) -> bytes:
+    """The raw message in the ``email`` field of a sample request that ships with sendgrid."""
+    path = Path(sendgrid.__file__).parent / "helpers" / "inbound" / "sample_data" / name
+    form = path.read_bytes().replace(b"\r\n", b"\n")
+    start = form.index(b'name="email"\n\n') + len(b'name="email"\n\n')
+    return form[start : form.index(b"\n--xYzZY", start)]
+
+
+def test_the_sendgrid_raw_sample_reads() -> None:
+    mail = parse_mail(_sendgrid_sample("raw_data.txt"))
+    assert (mail.from_address, mail.reply) == ("test@example.com", "Hello Twilio SendGrid!")
+
+
+@pytest.mark.parametrize("raw", [b"", b"not an email at all", b"To: a@b.example\r\n\r\nhi"])
+def test_a_message_without_a_sender_is_refused_by_name(raw: bytes) -> None:
+    with pytest.raises(MailError, match="From"):
+        parse_mail(raw)
