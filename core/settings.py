@@ -208,7 +208,11 @@ class Settings(BaseSettings):
         return self
 
     def case_policy(self) -> CasePolicy:
-        return load_case_policy(self.case_policy_file)
+        """The policy file's rules, and whether a resolution waits for its delivery (SendGrid
+        reports it later; the outbox's written file is delivered)."""
+        policy = load_case_policy(self.case_policy_file)
+        delivered_later = self.email_backend is EmailBackend.SENDGRID
+        return policy.model_copy(update={"told_when_delivered": delivered_later})
 
     def collections_policy(self) -> CollectionsPolicy:
         return load_collections_policy(self.collections_policy_file)

@@ -5,7 +5,8 @@ SendGrid puts them on every event of that email, so an event routes without a lo
 late, twice and out of order: each ``sg_event_id`` is recorded once, and an email's delivery state
 moves only forward (processed < deferred < delivered < bounce, dropped, blocked; at the same rank
 the later event wins). A bounce, drop or block of a case's email reaches the case
-(``email_undelivered``); events of other emails are recorded only.
+(``email_undelivered``), and so does the delivery of a resolution, which the case waits for
+(``email_delivered``); events of other emails are recorded only.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 from temporalio.client import Client
 
 from core.ids import CASE, COLLECTIONS
-from core.models import EmailUndelivered
+from core.models import EmailDelivered, EmailTemplate, EmailUndelivered
 from core.settings import Settings
 from db.tables import EmailEvent, EmailLog, table
 from service.calls import reading, signal_if_running
@@ -37,6 +38,7 @@ RANK = {
     "spamreport": 5,
 }
 UNDELIVERED = frozenset({"bounce", "dropped", "blocked"})
+RESOLUTION = EmailTemplate.CASE_RESOLVED.value  # its delivery closes the loop: the case is told
 CHUNK = 500  # ids in one IN (...) clause
 EVENTS = table(EmailEvent)
 EMAIL_LOG = table(EmailLog)
@@ -120,7 +122,7 @@ class EmailEvents:
             new, duplicates = self._insert(session, events)
             self._advance(session, new)
             session.commit()
-            pending = self._unrouted(session, [e for e in events if e.event in UNDELIVERED])
+            pending = self._unrouted(session, [e for e in events if _routed(e)])
         for event in pending:
             await self._tell(event)
             with reading(self._settings.database_url) as session:
@@ -159,7 +161,7 @@ class EmailEvents:
                         "event": e.event,
                         "occurred_at": e.occurred_at,
                         "reason": e.reason,
-                        "routed": e.event not in UNDELIVERED,
+                        "routed": not _routed(e),
                         "created_at": now,
                         "updated_at": now,
                     }
@@ -219,6 +221,10 @@ class EmailEvents:
     async def _tell(self, event: Event) -> None:
         if not event.workflow_id.startswith((CASE, COLLECTIONS)):
             return  # a 21Vianet invoice's reminder to our own finance team: recorded only
+        if event.event == "delivered":
+            delivered = EmailDelivered(key=event.dedup_key, template=event.template)
+            await signal_if_running(self._client, event.workflow_id, "email_delivered", delivered)
+            return
         undelivered = EmailUndelivered(
             key=event.dedup_key,
             event=event.event,
@@ -228,6 +234,13 @@ class EmailEvents:
         )
         # a workflow that has ended: the event stays recorded, nobody to tell
         await signal_if_running(self._client, event.workflow_id, "email_undelivered", undelivered)
+
+
+def _routed(event: Event) -> bool:
+    """Whether the event is told to its workflow (else only recorded)."""
+    return event.event in UNDELIVERED or (
+        event.event == "delivered" and event.template == RESOLUTION
+    )
 
 
 def _order(event: Event) -> tuple[int, datetime]:

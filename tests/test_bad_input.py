@@ -50,6 +50,7 @@ from core.models import (
     Customer,
     CustomerReply,
     DisputeOutcome,
+    EmailDelivered,
     EmailUndelivered,
     Escalate,
     MarkVianetPaid,
@@ -175,6 +176,7 @@ def examples(ctx: Context) -> dict[type[BaseModel], dict[str, Any]]:
             "template": "case_resolved",
             "reason": "550 5.1.1 mailbox unknown",
         },
+        EmailDelivered: {"key": f"{ctx.case_id}/case_resolved/1", "template": "case_resolved"},
         RetryStep: {"by": AGENT},
         SkipStep: {"reason": TEXT, "by": AGENT},
         RecordVianetInvoice: {

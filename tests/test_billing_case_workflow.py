@@ -15,11 +15,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from core.models import (
     AddNote,
+    CasePolicy,
     CaseStatus,
     CaseView,
     Confirm,
     CustomerReply,
     EmailTemplate,
+    EmailUndelivered,
     Escalate,
     EventKind,
     OpenCase,
@@ -306,3 +308,36 @@ async def test_bounced_resolution_returns_to_the_agent(
     await eventually(lambda: fake.persisted[-1].record.status is CaseStatus.RESOLVED)
     await handle.execute_update(BillingCaseWorkflow.confirm, Confirm())
     assert (await handle.result()).status is CaseStatus.CLOSED
+
+
+async def status_after(env: WorkflowEnvironment, handle: Handle, wait: timedelta) -> CaseStatus:
+    await env.sleep(wait)  # the time-skipping server moves its clock on
+    for _ in range(100):  # and the worker gets to the timer that fired
+        current = (await view(handle)).status
+        if current is not CaseStatus.RESOLVING:
+            return current
+        await asyncio.sleep(0.02)
+    return CaseStatus.RESOLVING
+
+
+async def test_an_accepted_resolution_is_told_after_the_window_unless_it_bounces(
+    time_env: WorkflowEnvironment, fake: FakeActivities
+) -> None:
+    """Under SendGrid, accepted is not delivered: the case waits for the delivery (the Event
+    Webhook) or for the window to pass without a bounce; a bounce meanwhile sends it back."""
+    policy = CasePolicy(told_when_delivered=True, no_bounce_window=timedelta(hours=1))
+    quiet = await start(time_env, fake, open_case(policy=policy))
+    bounced = await start(time_env, fake, open_case(policy=policy))
+    for handle in (quiet, bounced):
+        answer = await handle.execute_update(BillingCaseWorkflow.resolve, credit())
+        assert answer.status is CaseStatus.RESOLVING
+        assert answer.waiting_for == "the resolution email to reach the customer"
+    undelivered = EmailUndelivered(
+        key="k", event="bounce", address="finance@customer.example.cn", template="case_resolved"
+    )
+    await bounced.signal(BillingCaseWorkflow.email_undelivered, undelivered)
+    assert await status_after(time_env, quiet, timedelta(minutes=30)) is CaseStatus.RESOLVING
+    assert (await view(bounced)).status is CaseStatus.OPEN
+    assert await status_after(time_env, quiet, timedelta(minutes=31)) is CaseStatus.RESOLVED
+    told = await view(quiet)
+    assert told.resolution is not None and told.resolution.customer_told_at is not None

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select
 
 from api.event_webhook import PATH, SIGNATURE_HEADER, TIMESTAMP_HEADER
-from core.models import CaseStatus, EventKind
+from core.models import CaseStatus, EventKind, Outcome, Resolve
 from core.settings import Settings
 from db.session import make_engine, make_session_factory
 from db.tables import EmailEvent, EmailLog
@@ -26,6 +26,7 @@ from tests.test_inbound import (  # noqa: F401  (pytest fixtures running, servic
     EVENT_KEY,
     _emails,
     last_email,
+    open_case,
     reply_to,
     resolved_case,
     running_fixture,
@@ -98,6 +99,34 @@ async def test_delivered_then_the_customers_confirmation_closes_the_case(
         "confirmed"
     )
     assert (await service.cases.show(case_id)).status is CaseStatus.CLOSED
+
+
+async def test_a_resolution_counts_as_told_only_once_delivered(
+    service: Service, running: Settings, sendgrid: httpx.AsyncClient
+) -> None:
+    """Accepted is not delivered: the case waits in `resolving` until SendGrid's delivered event
+    (a bounce instead sends it back to the agent)."""
+    told = await open_case(service, told_when_delivered=True)
+    bounced = await open_case(service, told_when_delivered=True)
+    now = int(time.time())
+    batch = []
+    for case_id, kind in ((told, "delivered"), (bounced, "bounce")):
+        resolve = Resolve(outcome=Outcome.EXPLAINED, summary="已核对。", by="agent")
+        answer = await service.cases.act(case_id, resolve)
+        assert answer.status is CaseStatus.RESOLVING, answer.status
+        assert answer.waiting_for == "the resolution email to reach the customer"
+        key = str((await last_email(running, "case_resolved", case_id))["X-Dedup-Key"])
+        batch.append(event(kind, key, f"case-{case_id}", now, reason="550 mailbox unknown"))
+    body, headers = signed(batch)
+    assert (await sendgrid.post(PATH, content=body, headers=headers)).status_code == 200
+
+    async def settled() -> bool:
+        views = [await service.cases.show(c) for c in (told, bounced)]
+        return [v.status for v in views] == [CaseStatus.RESOLVED, CaseStatus.OPEN]
+
+    await eventually(settled, seconds=10)
+    view = await service.cases.show(told)
+    assert view.resolution is not None and view.resolution.customer_told_at is not None
 
 
 async def test_a_late_bounce_sends_the_case_back_and_tells_the_owner(

@@ -168,7 +168,9 @@ def _emails(settings: Settings, template: str, case_id: str = "") -> list[EmailM
     return found
 
 
-async def open_case(service: Service) -> str:
+async def open_case(service: Service, *, told_when_delivered: bool = False) -> str:
+    """A case of the customer; `told_when_delivered`: as under SendGrid, its resolution counts
+    as told once delivered (the fixture's emails go to the outbox)."""
     form_ = CaseForm(
         tenant_id=str(uuid.uuid4()),
         name="上海云帆科技有限公司",
@@ -178,7 +180,10 @@ async def open_case(service: Service) -> str:
         amount=Decimal("1200.00"),
         opened_by="agent@partner.example.cn",
     )
-    opened = await service.cases.open(service.cases.prepare(form_))
+    policy = service.settings.case_policy().model_copy(
+        update={"told_when_delivered": told_when_delivered}
+    )
+    opened = await service.cases.open(service.cases.prepare(form_, policy))
     return opened.case_id
 
 

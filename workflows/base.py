@@ -68,6 +68,8 @@ WORKFLOW = "workflow"  # the actor of what a workflow records of its own accord
 RELEASE = "2026-12-03"
 # customers' replies and late bounces (issue 14) reach a workflow: a patch of its own on top
 EMAIL_EVENTS = "email-events"
+# a resolution SendGrid accepted counts as told when delivered, or when no bounce came in a window
+TOLD_WHEN_DELIVERED = "told-when-delivered"
 # the events a workflow keeps (all are in the database), and how much of each text
 TAIL_EVENTS = 20
 TAIL_TEXT_CHARS = 1_000

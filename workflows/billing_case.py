@@ -60,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
         CaseResolved,
         CaseWithdrawn,
         CustomerReminder,
+        EmailDelivered,
         EmailTemplate,
         EmailUndelivered,
         InfoRequested,
@@ -74,6 +75,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.base import (
         EMAIL_EVENTS,
+        TOLD_WHEN_DELIVERED,
         WORKFLOW,
         ActionRefused,
         Alarm,
@@ -153,6 +155,7 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
         self._vianet_follow_ups = 0
         self._resolution_view: ResolutionView | None = None
         self._told_at: datetime | None = None
+        self._accepted_at: datetime | None = None  # a resolution accepted, not yet delivered
         self._reopen_count = 0
         self._collections = data.collections_workflow_id
         self._preparing: set[int] = set()  # 21Vianet requests being rendered
@@ -173,6 +176,7 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
         self._escalation_reminders = state.escalation_reminders
         self._vianet_follow_ups = state.vianet_follow_ups
         self._resolution_view, self._told_at = state.resolution_view, state.told_at
+        self._accepted_at = state.accepted_at
         self._reopen_count = state.reopen_count
         self._collections = state.collections_workflow_id
 
@@ -194,6 +198,7 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
             vianet_follow_ups=self._vianet_follow_ups,
             resolution_view=self._resolution_view,
             told_at=self._told_at,
+            accepted_at=self._accepted_at,
             reopen_count=self._reopen_count,
             collections_workflow_id=self._collections,
             log=self._log_state(),
@@ -307,7 +312,11 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
             # the address bounced, resolving while a person must see to a failed step): the
             # agent's screen needs no query after it
             await workflow.wait_condition(
-                lambda: self._status is not CaseStatus.RESOLVING or self._stuck is not None
+                lambda: (
+                    self._status is not CaseStatus.RESOLVING
+                    or self._stuck is not None
+                    or self._accepted_at is not None
+                )  # accepted: its delivery may take a while
             )
         return self._answer()
 
@@ -490,6 +499,9 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
         if template is EmailTemplate.CASE_RESOLVED and self._status is CaseStatus.RESOLVED:
             self._told_at = None
             self._resolution_bounced()
+        elif template is EmailTemplate.CASE_RESOLVED and self._awaiting_delivery():
+            self._accepted_at = None
+            self._resolution_bounced()
         self._queue_email(
             OwnerEmailBounced(
                 bounced_address=data.address,
@@ -497,6 +509,17 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
                 error=f"{data.event}: {data.reason}"[:500],
             )
         )
+
+    @workflow.signal
+    def email_delivered(self, data: EmailDelivered) -> None:
+        """SendGrid delivered an email: the resolution waiting for it has reached the customer."""
+        if not self._awaiting_delivery():
+            return  # (only a case resolved since TOLD_WHEN_DELIVERED waits for it)
+        if data.template == EmailTemplate.CASE_RESOLVED.value:
+            self._resolution_delivered()
+
+    def _awaiting_delivery(self) -> bool:
+        return self._status is CaseStatus.RESOLVING and self._accepted_at is not None
 
     @workflow.query
     def view(self) -> CaseView:
@@ -690,6 +713,9 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
                 else ("21Vianet: follow up")
             )
             alarms.append(Alarm(at, label, self._follow_up_vianet))
+        if self._awaiting_delivery() and self._accepted_at is not None:
+            at = self._accepted_at + policy.no_bounce_window
+            alarms.append(Alarm(at, "Resolution: no bounce", self._resolution_delivered))
         if self._status is CaseStatus.RESOLVED and self._told_at:
             alarms.append(
                 Alarm(self._told_at + policy.reopen_window, "Reopen window ends", self._window_ends)
@@ -806,12 +832,20 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
         delivered = await self._deliver(email)
         if self._status is not CaseStatus.RESOLVING:
             return
-        if delivered:
-            self._resolution_delivered()
-        else:
+        if not delivered:
             self._resolution_bounced()
+        elif self._policy.told_when_delivered and workflow.patched(TOLD_WHEN_DELIVERED):
+            # accepted is not delivered: told once SendGrid reports the delivery, or once the
+            # window passed without a bounce; a bounce meanwhile sends the case back
+            self._accepted_at = workflow.now()
+            self._record(
+                EventKind.NOTE, WORKFLOW, "resolution accepted by SendGrid: waiting for delivery"
+            )
+        else:
+            self._resolution_delivered()
 
     def _resolution_delivered(self) -> None:
+        self._accepted_at = None
         self._told_at = workflow.now()
         assert self._resolution_view is not None
         self._resolution_view = self._resolution_view.model_copy(

@@ -152,6 +152,11 @@ class CasePolicy(Strict):
     vianet_follow_up_every: timedelta = timedelta(days=1)
     vianet_follow_ups_max: int = Field(default=14, ge=1, le=100)
     reopen_window: timedelta = timedelta(days=7)
+    # a provider that reports delivery later (SendGrid): the customer counts as told of the
+    # resolution when it is delivered, or when it was accepted and no bounce came within the
+    # window (the Event Webhook off, or late). Set from EMAIL_BACKEND when the case opens.
+    told_when_delivered: bool = False
+    no_bounce_window: timedelta = Field(default=timedelta(hours=1), gt=timedelta(0))
     team_email: EmailStr = "billing-support@partner.example.cn"
     manager_email: EmailStr = "billing-manager@partner.example.cn"
 
@@ -495,6 +500,7 @@ class CaseState(Strict):
     vianet_follow_ups: int
     resolution_view: ResolutionView | None
     told_at: datetime | None
+    accepted_at: datetime | None = None  # the resolution accepted, its delivery not known yet
     reopen_count: int
     collections_workflow_id: str | None
     log: LogState

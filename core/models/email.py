@@ -484,6 +484,13 @@ class EmailUndelivered(Strict):
     reason: Annotated[str, StringConstraints(max_length=500)] = ""
 
 
+class EmailDelivered(Strict):
+    """SendGrid's Event Webhook: an email it had accepted reached the customer's mail server."""
+
+    key: Annotated[str, StringConstraints(max_length=255)]
+    template: Annotated[str, StringConstraints(max_length=64)]
+
+
 class EmailSent(Strict):
     key: str
     provider_message_id: str
