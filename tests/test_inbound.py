@@ -31,10 +31,12 @@ from core.models import (
     CaseForm,
     CaseStatus,
     Category,
+    Escalate,
     EventKind,
     Outcome,
     RequestInfo,
     Resolve,
+    Severity,
     TriageReply,
 )
 from core.settings import Settings
@@ -448,6 +450,10 @@ async def test_attachments_are_stored_outside_temporal_and_listed(
     view = await service.cases.show(case_id)
     listed = [e.text for e in view.timeline if e.kind is EventKind.NOTE]
     assert any(f"发票.pdf (16 bytes, sha256 {digest})" in text for text in listed)
+    # and the 21Vianet service request filed for the case lists them too
+    escalate = Escalate(reason="计量数据与账单不符。", severity=Severity.B, by="agent")
+    escalated = await service.cases.act(case_id, escalate)
+    assert f"发票.pdf (16 bytes, sha256 {digest})" in escalated.escalations[-1].request_body
     history = await service.client.get_workflow_handle(f"case-{case_id}").fetch_history()
     assert pdf not in history.to_json().encode()  # never inside a workflow payload
 
