@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -189,7 +190,7 @@ def exclusive_database(url: str, wait: float | None = None) -> Iterator[str]:
         engine.dispose()
 
 
-class ChildProcess:
+class ChildProcess(ABC):
     """One process of the run (`command`) on the run's settings, against the Temporal server at
     `address`, its output in `log`; SIGKILLed and restarted."""
 
@@ -214,8 +215,9 @@ class ChildProcess:
         self.kills = 0
         self._log: IO[bytes] | None = None
 
+    @abstractmethod
     def command(self) -> list[str]:
-        raise NotImplementedError
+        """The process's command line (a worker's, an API process's)."""
 
     def start(self) -> None:
         assert self.process is None or self.process.poll() is not None
@@ -229,6 +231,7 @@ class ChildProcess:
 
     def wait_ready(self) -> None:
         """Return once the process serves; nothing to wait for unless it listens."""
+        return None
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
