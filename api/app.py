@@ -584,7 +584,7 @@ def create_app(
     )
     async def email_events(request: Request) -> Response | EventsAnswer:
         """SendGrid's Event Webhook: each event recorded once in the email log; a bounce, drop
-        or block of a case's email reaches the case."""
+        or block of a case's email reaches the case, and so does a resolution's delivery."""
         try:
             batch = json.loads(await request.body())
         except ValueError:

@@ -74,6 +74,22 @@ def failure_fields(invoice_id: str, failure_id: str, /, **overrides: Any) -> dic
     return {**fields, **overrides}
 
 
+PORTAL_NAME = "上海云帆信息科技有限公司"
+PORTAL_EMAIL = "finance@yunfan.example.cn"
+
+
+def portal_case(tenant: str) -> dict[str, str]:
+    """A case as the customer portal sends it to POST /v1/cases."""
+    return {
+        "tenant_id": tenant,
+        "name": PORTAL_NAME,
+        "email": PORTAL_EMAIL,
+        "category": "billing-question",
+        "description": "发票金额与合同不符。",
+        "opened_by": "portal",
+    }
+
+
 def billing_failure_body(invoice_id: str, failure_id: str, /, **overrides: Any) -> dict[str, Any]:
     """The same failure as the HTTP intake takes it (a BillingFailure)."""
     flat = failure_fields(invoice_id, failure_id)

@@ -44,6 +44,7 @@ from tests.intake_support import (
     SIGNED,
     billing_failure_body,
     guid,
+    portal_case,
     post,
     signed,
     unique_prefix,
@@ -164,23 +165,11 @@ async def test_refused_requests_start_nothing(
         assert secret not in caplog.text and secret not in replayed.text
 
 
-def portal_case(invoice: str) -> dict[str, str]:
-    """A case as the customer portal sends it, its tenant named after `invoice`."""
-    return {
-        "tenant_id": guid("tenant", invoice),
-        "name": "上海云帆信息科技有限公司",
-        "email": "finance@yunfan.example.cn",
-        "category": "billing-question",
-        "description": "发票金额与合同不符。",
-        "opened_by": "portal",
-    }
-
-
 async def test_keys_are_shared_by_every_api_process_and_kept_across_restarts(
     dev_env: WorkflowEnvironment, running: Settings
 ) -> None:
     invoice = unique_prefix()
-    case_form = portal_case(invoice)
+    case_form = portal_case(guid("tenant", invoice))
     raw, headers = signed(case_form, path="/v1/cases", key=f"{invoice}-open")
     async with intake(dev_env.client, running) as first:
         opened = await first.post("/v1/cases", content=raw, headers=headers)
@@ -212,7 +201,7 @@ async def test_a_retry_after_the_process_died_acts_once(
     """Found by `make chaos`: the retry opened a second case (a new id each attempt), and a
     payment that had ended the collections was answered 410."""
     invoice = unique_prefix()
-    form = portal_case(invoice)
+    form = portal_case(guid("tenant", invoice))
     opened = await post(api, "/v1/cases", form, key=f"{invoice}-open")
     assert opened.status_code == 201, opened.text
     died_before_answering(running, f"{invoice}-open")

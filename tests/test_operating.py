@@ -53,11 +53,14 @@ from db.migrate import upgrade
 from service import Kind, Service
 from tests.hostile import poisoned_notes
 from tests.intake_support import (
+    PORTAL_EMAIL,
+    PORTAL_NAME,
     SIGNED,
     billing_failure_body,
     eventually,
     failure_fields,
     guid,
+    portal_case,
     post,
     unique_prefix,
 )
@@ -77,8 +80,6 @@ from worker import build_worker, operated
 ROOT = Path(__file__).resolve().parent.parent
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "billing-support.json"
-NAME = "上海云帆信息科技有限公司"
-EMAIL = "finance@yunfan.example.cn"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -155,17 +156,6 @@ async def stack(
         httpx.AsyncClient(transport=transport, base_url="http://intake") as http,
     ):
         yield Stack(client, settings, http)
-
-
-def portal_case(tenant: str) -> dict[str, str]:
-    return {
-        "tenant_id": tenant,
-        "name": NAME,
-        "email": EMAIL,
-        "category": "billing-question",
-        "description": "发票金额与合同不符。",
-        "opened_by": "portal",
-    }
 
 
 async def scrape(url: str) -> Samples:
@@ -287,7 +277,7 @@ async def test_metrics_after_a_case_and_a_collections_run(
 
     # no customer data in any label
     for text in (str(product), str(api), str(sdk)):
-        assert EMAIL not in text and NAME not in text and invoice not in text
+        assert PORTAL_EMAIL not in text and PORTAL_NAME not in text and invoice not in text
 
     exported = {name for name, _ in {**product, **api, **sdk}}
     missing = referenced_metrics() - exported
@@ -410,18 +400,18 @@ async def test_one_trace_from_the_webhook_to_the_email(
         "run_id",
     }
     text = "\n".join(json.dumps(line, ensure_ascii=False) for line in lines)
-    assert EMAIL not in text and NAME not in text
+    assert PORTAL_EMAIL not in text and PORTAL_NAME not in text
 
 
 def test_json_logs_never_carry_an_exception_message() -> None:
     try:
-        raise ValueError(f"SendGrid 400: {EMAIL} bounced")
+        raise ValueError(f"SendGrid 400: {PORTAL_EMAIL} bounced")
     except ValueError:
         record = logging.LogRecord("x", logging.ERROR, __file__, 1, "email failed", (), None)
         record.exc_info = sys.exc_info()
     line = json.loads(logs.JsonFormatter().format(record))
     assert line["error_type"] == "ValueError" and line["message"] == "email failed"
-    assert EMAIL not in json.dumps(line) and line["stack"]
+    assert PORTAL_EMAIL not in json.dumps(line) and line["stack"]
 
 
 async def test_the_readiness_probe_names_temporal(tmp_path: Path) -> None:
