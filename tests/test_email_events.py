@@ -16,11 +16,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select
 
 from api.event_webhook import PATH, SIGNATURE_HEADER, TIMESTAMP_HEADER
-from core.models import CaseStatus, EventKind, Outcome, Resolve
+from core.models import CaseStatus, Confirm, EventKind, Outcome, Resolve
 from core.settings import Settings
 from db.session import make_engine, make_session_factory
 from db.tables import EmailEvent, EmailLog
 from service import Service
+from tests.codec_support import replay_and_record
 from tests.intake_support import eventually
 from tests.test_inbound import (  # noqa: F401  (pytest fixtures running, service, sendgrid)
     EVENT_KEY,
@@ -127,6 +128,13 @@ async def test_a_resolution_counts_as_told_only_once_delivered(
     await eventually(settled, seconds=10)
     view = await service.cases.show(told)
     assert view.resolution is not None and view.resolution.customer_told_at is not None
+    # confirmed: the history of a resolution told once delivered replays (the recorded one)
+    await service.cases.act(told, Confirm())
+    handle = service.client.get_workflow_handle(f"case-{told}")
+    await handle.result()
+    await replay_and_record(
+        service.client, await handle.fetch_history(), "billing_case_told_when_delivered"
+    )
 
 
 async def test_a_late_bounce_sends_the_case_back_and_tells_the_owner(

@@ -8,6 +8,7 @@ import base64
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from email import policy
 from email.message import EmailMessage as EmailMessageFile
@@ -34,6 +35,7 @@ from core.models import (
     Escalate,
     EventKind,
     Outcome,
+    PaymentReceived,
     RequestInfo,
     Resolve,
     Severity,
@@ -48,6 +50,7 @@ from intake import drop_folder
 from service import Service
 from service.inbound import Outcome as Received
 from service.inbound import category_of, confirms
+from tests.codec_support import replay_and_record
 from tests.intake_support import SIGNED, eventually
 from tests.workflow_support import billing_failure
 from worker import build_worker
@@ -477,6 +480,19 @@ async def test_a_reply_to_a_collections_notice_waits_for_triage(
         failure.invoice_id, TriageReply(decision="no-action", by="agent")
     )
     assert triaged.needs_attention is None
+    # paid: the history of a reply triaged replays (and is the recorded one)
+    payment = PaymentReceived(
+        payment_id=f"P-{failure.invoice_id}",
+        invoice_id=failure.invoice_id,
+        amount=failure.amount_due,
+        received_at=datetime.now(UTC),
+    )
+    await service.collections.act(failure.invoice_id, payment)
+    handle = service.client.get_workflow_handle(f"collections-{failure.invoice_id}")
+    await handle.result()
+    await replay_and_record(
+        service.client, await handle.fetch_history(), "collections_reply_triaged"
+    )
 
 
 async def test_a_thread_whose_workflow_is_gone_is_recorded_not_retried(
