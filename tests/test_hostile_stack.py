@@ -15,6 +15,7 @@ case whose description holds NUL.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import uuid
@@ -61,8 +62,9 @@ from db.tables import Case
 from service import Kind, Service
 from service.errors import Refused, ServiceError
 from tests.conftest import _reset_postgres
-from tests.hostile import poisoned_notes, values_for
+from tests.hostile import odd_text, poisoned_notes, values_for
 from tests.intake_support import SIGNED, billing_failure_body, guid, post, unique_prefix
+from tests.test_inbound import last_email
 from worker import build_worker
 
 AGENT = "agent.hostile@partner.example.cn"
@@ -242,6 +244,65 @@ async def test_hostile_input_is_refused_clearly_or_carried_out(
 def _jsonable(body: dict[str, Any]) -> Any:
     """As a client would send it: what JSON cannot carry (a lone surrogate) sent escaped."""
     return json.loads(json.dumps(body, default=str))
+
+
+_REPLIED_TO: dict[str, Any] = {}  # the case the hostile replies answer (opened once)
+
+
+def _mime_words(text: str) -> str:
+    """A header as a careless client encodes it: UTF-8 base64, a lone surrogate kept as bytes."""
+    return f"=?utf-8?b?{base64.b64encode(text.encode('utf-8', 'surrogatepass')).decode()}?="
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
+@given(
+    body=odd_text,
+    subject=odd_text,
+    thread=st.sampled_from(["ours", "unknown", "forged-token", "none"]),
+)
+async def test_a_hostile_email_is_recorded_or_acted_on_and_never_wedges_its_case(
+    stack: tuple[Service, httpx.AsyncClient], body: str, subject: str, thread: str
+) -> None:
+    """The inbound edge (issue 14) on the real worker: NUL, controls, bidi overrides, lone
+    surrogates, 60 KB of Chinese in the body or the subject, a reply to an unknown message, a
+    forged thread token. Each is answered (acted on, recorded, or refused for its size) and the
+    case it names goes on taking actions."""
+    service, _ = stack
+    if "case" not in _REPLIED_TO:
+        opened = await _open(service)
+        _REPLIED_TO["case"] = opened.case_id
+        _REPLIED_TO["sent"] = await last_email(
+            service.settings, "case_acknowledged", opened.case_id
+        )
+    case_id, sent = _REPLIED_TO["case"], _REPLIED_TO["sent"]
+    replying_to = {
+        "ours": str(sent["Message-ID"]),
+        "unknown": f"<{uuid.uuid4()}@partner.example.cn>",
+        "forged-token": "<thread.forged0token@partner.example.cn>",
+        "none": "",
+    }[thread]
+    head = (
+        f"From: {CASE_FORM['email']}\r\nTo: billing-support+forged@reply.partner.example.cn\r\n"
+        f"Subject: {_mime_words(subject)}\r\nMessage-ID: <{uuid.uuid4()}@yunfan.example.cn>\r\n"
+        + (f"In-Reply-To: {replying_to}\r\nReferences: {replying_to}\r\n" if replying_to else "")
+        + "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\n"
+    )
+    raw = head.encode() + base64.encodebytes(body.encode("utf-8", "surrogatepass"))
+    try:
+        received = await service.inbound.receive(raw)
+    except Refused as refused:
+        assert str(refused)
+    else:
+        assert received.outcome.value
+    # the case answers and still takes an action (it did not fail or wedge on the email)
+    await service.cases.act(case_id, AddNote(text="after a hostile email", by=AGENT))
+    assert (await service.cases.show(case_id)).case_id == case_id
 
 
 async def test_after_all_of_it_nothing_failed_wedged_or_was_lost(
