@@ -30,6 +30,8 @@ from core.codec import CodecError
 from core.formatting import money, utc_minute
 from core.ids import collections_workflow_id
 from core.models import (
+    AccountOverrides,
+    AccountView,
     AddNote,
     Assign,
     BillingFailure,
@@ -39,9 +41,12 @@ from core.models import (
     Category,
     CollectionsView,
     Confirm,
+    CorrectContact,
     Customer,
     CustomerReply,
     Escalate,
+    HoldReason,
+    LiftFraud,
     Locale,
     MarkVianetPaid,
     OpenDispute,
@@ -56,6 +61,7 @@ from core.models import (
     Resolve,
     ResumePolicy,
     RetryStep,
+    SetOverrides,
     Severity,
     SkipStep,
     TriageReply,
@@ -76,7 +82,7 @@ from reporting.html import write_html
 from reporting.terminal import print_report
 from service import Kind, Service, Started, load_report
 from service.cases import CaseAction
-from service.collections import InvoiceAction
+from service.collections import Approve, InvoiceAction, RefuseSuspension
 from service.errors import ServiceError, Unavailable
 
 T = TypeVar("T")
@@ -940,10 +946,130 @@ def waive(
     _collections_act(invoice, _build(Waive, reason=reason, by=by))
 
 
+@app.command("approve-suspension")
+def approve_suspension(
+    invoice: InvoiceArg,
+    reason: Annotated[str, typer.Option(help="Why the suspension goes ahead (a manager).")],
+    by: By = DEFAULT_ACTOR,
+) -> None:
+    """Approve the suspension the policy asks a manager for: the subscriptions are suspended."""
+    _collections_act(invoice, _build(Approve, reason=reason, by=by))
+
+
+@app.command("refuse-suspension")
+def refuse_suspension(
+    invoice: InvoiceArg,
+    reason: Annotated[str, typer.Option(help="Why not (a manager).")],
+    by: By = DEFAULT_ACTOR,
+) -> None:
+    """Refuse the suspension: nothing is suspended and the manager takes the invoice over."""
+    _collections_act(invoice, _build(RefuseSuspension, reason=reason, by=by))
+
+
+@app.command("collections-contact")
+def collections_contact(
+    invoice: InvoiceArg,
+    email: Annotated[str, typer.Option(help="Where the invoice's notices go from now on.")],
+    by: By = DEFAULT_ACTOR,
+) -> None:
+    """Correct the collections contact after a notice bounced: an undelivered final notice is
+    sent again to the new address, and the suspension waits for its delivery."""
+    _collections_act(invoice, _build(CorrectContact, email=email, by=by))
+
+
 @app.command("collections-show")
 def collections_show(invoice: InvoiceArg) -> None:
     """Print an invoice's collections: balance, stage, next step, suspensions, timeline."""
     print_collections(_call(lambda service: service.collections.show(invoice)))
+
+
+# --------------------------------------------------------------------------- accounts
+
+TenantArg = Annotated[str, typer.Argument(help="The customer's tenant id (a GUID).")]
+
+
+def print_account(view: AccountView) -> None:
+    head = Table.grid(padding=(0, 2))
+    attention_row(head, view.needs_attention)
+    c = view.customer
+    head.add_row("Customer", plain(f"{c.name} <{c.email}> · {c.locale.value}"))
+    suspended = view.suspended_subscriptions
+    head.add_row("Suspended", ", ".join(suspended) if suspended else "-")
+    o = view.overrides
+    head.add_row(
+        "Overrides",
+        plain(
+            f"exempt from suspension: {'yes' if o.exempt_from_suspension else 'no'} · extra "
+            f"grace {o.extra_grace_days} day(s) · policy {o.policy_file or 'the partner default'}"
+        ),
+    )
+    console.print(Panel(head, title=f"Account {view.tenant_id}", expand=False))
+    holds = Table("Subscription", "Reason", "Invoice", "Since", "By")
+    for hold in view.holds:
+        holds.add_row(
+            hold.subscription_id,
+            Text(hold.reason.value, style="red" if hold.reason is HoldReason.FRAUD else ""),
+            hold.invoice_id,
+            utc_minute(hold.placed_at),
+            plain(hold.by),
+        )
+    console.print(holds)
+    console.print(timeline_table(view.timeline, view.event_count))
+
+
+@app.command("account-show")
+def account_show(tenant: TenantArg) -> None:
+    """Print a customer's account: its holds per subscription, overrides and timeline."""
+    print_account(_call(lambda service: service.accounts.show(tenant)))
+
+
+@app.command("lift-fraud")
+def lift_fraud(
+    tenant: TenantArg,
+    reason: Annotated[str, typer.Option(help="Why the fraud hold is lifted (a manager).")],
+    invoice: Annotated[
+        str | None, typer.Option(help="Lift only this invoice's fraud hold (default: all).")
+    ] = None,
+    by: By = DEFAULT_ACTOR,
+) -> None:
+    """Lift the account's fraud holds: what nothing else holds is reactivated."""
+    data = _build(LiftFraud, reason=reason, invoice_id=invoice, by=by)
+    print_account(_call(lambda service: service.accounts.lift_fraud(tenant, data)))
+
+
+@app.command("account-overrides")
+def account_overrides(
+    tenant: TenantArg,
+    reason: Annotated[str, typer.Option(help="Why this customer differs (a manager).")],
+    exempt: Annotated[
+        bool, typer.Option("--exempt/--not-exempt", help="Never suspend for non-payment.")
+    ] = False,
+    extra_grace_days: Annotated[
+        int, typer.Option(help="Suspend this many days later than the policy says.")
+    ] = 0,
+    policy_file: Annotated[
+        str | None, typer.Option(help="Another collections policy, a file in config/.")
+    ] = None,
+    by: By = DEFAULT_ACTOR,
+) -> None:
+    """Set a customer's overrides (recorded with who and why); invoices that fail from now on
+    start with them."""
+    overrides = _build(
+        AccountOverrides,
+        exempt_from_suspension=exempt,
+        extra_grace_days=extra_grace_days,
+        policy_file=policy_file,
+    )
+    data = _build(SetOverrides, overrides=overrides, reason=reason, by=by)
+    print_account(_call(lambda service: service.accounts.set_overrides(tenant, data)))
+
+
+@app.command("accounts-hand-over")
+def accounts_hand_over() -> None:
+    """After upgrading to accounts: every running collections that suspended subscriptions
+    itself hands them over to its customer's account (safe to run again)."""
+    told = _call(lambda service: service.accounts.hand_over())
+    console.print(f"{told} invoice(s) told to hand their suspensions over")
 
 
 # --------------------------------------------------------------------------- payable to 21Vianet

@@ -38,6 +38,7 @@ from core.temporal import connect, data_converter, sdk_runtime
 from core.threads import EmailThreads
 from db.session import database_problem, make_engine, make_session_factory
 from workflows import workflow_runner
+from workflows.account import AccountWorkflow
 from workflows.billing_case import BillingCaseWorkflow
 from workflows.collections import CollectionsWorkflow
 from workflows.sealed import RefuseUnsealed
@@ -45,7 +46,7 @@ from workflows.vianet_invoice import VianetInvoiceWorkflow
 
 log = logging.getLogger("worker")
 
-WORKFLOWS = [BillingCaseWorkflow, CollectionsWorkflow, VianetInvoiceWorkflow]
+WORKFLOWS = [BillingCaseWorkflow, CollectionsWorkflow, VianetInvoiceWorkflow, AccountWorkflow]
 GC_THRESHOLD = 5_000  # allocations between young collections (Python's default: 700)
 
 
@@ -93,6 +94,7 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     return [
         store.persist_case,
         store.persist_collections,
+        store.persist_account,
         email.send_email,
         escalation.prepare_escalation,
         escalation.record_escalation,

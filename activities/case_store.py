@@ -11,18 +11,35 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
 from activities.errors import database
-from core.models import CaseEvent, PersistCase, PersistCollections
+from core.models import CaseEvent, PersistAccount, PersistCase, PersistCollections
 from db.session import lock_for_write, twice_on_conflict
-from db.tables import Case, CaseEventRow, Collections, CollectionsEventRow, table
+from db.tables import (
+    Account,
+    AccountEventRow,
+    Case,
+    CaseEventRow,
+    Collections,
+    CollectionsEventRow,
+    table,
+)
 
 # Written with Core statements, not the ORM's unit of work: 8 of these run per case, and the ORM
 # took 1.7 ms of the worker's CPU for each (docs/performance.md).
 CASES, CASE_EVENTS = table(Case), table(CaseEventRow)
 COLLECTIONS, COLLECTIONS_EVENTS = table(Collections), table(CollectionsEventRow)
+ACCOUNTS, ACCOUNT_EVENTS = table(Account), table(AccountEventRow)
 
 
 # what a collections view has that its row does not (the events have a table of their own)
-NOT_STORED = {"customer", "failures", "timeline", "needs_attention", "event_count"}
+NOT_STORED = {
+    "customer",
+    "failures",
+    "timeline",
+    "needs_attention",
+    "event_count",
+    "approval_asked_at",
+    "final_notice",
+}
 
 
 class CaseStoreActivities:
@@ -49,6 +66,23 @@ class CaseStoreActivities:
             }
         )
         self._upsert(COLLECTIONS, COLLECTIONS_EVENTS, view.invoice_id, columns, data.events)
+
+    @activity.defn
+    def persist_account(self, data: PersistAccount) -> None:
+        """Upsert the account row (its holds and overrides) and append its new events."""
+        view = data.view
+        columns = {
+            "workflow_id": view.workflow_id,
+            "tenant_id": view.tenant_id,
+            "customer_name": view.customer.name,
+            "customer_email": str(view.customer.email),
+            "locale": view.customer.locale.value,
+            "holds": [hold.model_dump(mode="json") for hold in view.holds],
+            "suspended_subscriptions": list(view.suspended_subscriptions),
+            "fraud": view.fraud,
+            "overrides": view.overrides.model_dump(mode="json"),
+        }
+        self._upsert(ACCOUNTS, ACCOUNT_EVENTS, view.tenant_id, columns, data.events)
 
     def _upsert(
         self,

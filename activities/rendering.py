@@ -81,7 +81,10 @@ class TemplateRenderer:
                 "case": message.case,
                 "collections": message.collections,
                 "vianet_invoice": message.vianet_invoice,
+                "account": message.account,
                 "extra": message.data.extra(),
+                # a consolidated notice lists the customer's other invoices of the same kind
+                "also": getattr(message.data, "also", []),
             },
         )
 

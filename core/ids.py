@@ -11,6 +11,7 @@ from random import Random
 CASE = "case-"
 COLLECTIONS = "collections-"
 VIANET_INVOICE = "vianet-invoice-"
+ACCOUNT = "account-"
 
 
 def case_workflow_id(case_id: str) -> str:
@@ -23,6 +24,11 @@ def collections_workflow_id(invoice_id: str) -> str:
 
 def is_collections_workflow_id(workflow_id: str) -> bool:
     return workflow_id.startswith(COLLECTIONS) and 0 < len(workflow_id) - len(COLLECTIONS) <= 64
+
+
+def account_workflow_id(tenant_id: str) -> str:
+    """A customer's account: one per tenant (workflows/account.py)."""
+    return f"{ACCOUNT}{tenant_id}"
 
 
 def vianet_invoice_workflow_id(invoice_number: str) -> str:

@@ -142,6 +142,16 @@ def collections_attributes(
     )
 
 
+def account_attributes(*, tenant_id: str, suspended: bool) -> TypedSearchAttributes:
+    """Every key an AccountWorkflow carries: its tenant, and whether it holds any suspended."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(CUSTOMER_TENANT_ID, tenant_id),
+            SearchAttributePair(SUSPENDED, suspended),
+        ]
+    )
+
+
 def updates(attributes: TypedSearchAttributes) -> list[SearchAttributeUpdate[Any]]:
     """The same values as `workflow.upsert_search_attributes` takes them."""
     return [pair.key.value_set(pair.value) for pair in attributes]

@@ -2,7 +2,7 @@
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -224,6 +224,30 @@ class CollectionsEventRow(TimelineEvent, Model):
     )
 
     invoice_id: Mapped[str] = mapped_column(ForeignKey("collections.invoice_id"), index=True)
+
+
+class Account(CustomerColumns, TimestampedModel):
+    """One customer tenant: the AccountWorkflow's holds on its subscriptions and its overrides."""
+
+    __tablename__ = "accounts"
+
+    account_id: Mapped[str] = mapped_column(String(36), primary_key=True)  # the tenant id
+    workflow_id: Mapped[str] = mapped_column(String(128), unique=True)
+    # each hold: subscription_id, reason (non-payment or fraud), invoice_id, placed_at, by
+    holds: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    suspended_subscriptions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    fraud: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    overrides: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    last_event_seq: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AccountEventRow(TimelineEvent, Model):
+    __tablename__ = "account_events"
+    __table_args__ = (
+        UniqueConstraint("account_id", "seq", name="uq_account_events_account_id_seq"),
+    )
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id"), index=True)
 
 
 class VianetInvoice(TimestampedModel):

@@ -24,7 +24,8 @@ from db.session import one_off_session
 from intake.bulk import ImportSummary, LineRejected, run_import
 from intake.failure_file import FileFormat
 from reporting.queries import Report, build_report
-from service import cases, collections, vianet_invoices
+from service import accounts, cases, collections, vianet_invoices
+from service.accounts import Accounts
 from service.calls import Named, attempt, client_for
 from service.cases import Cases
 from service.collections import Collections, Started
@@ -41,12 +42,14 @@ class Kind(StrEnum):
     CASE = "case"  # by case id
     INVOICE = "invoice"  # an invoice in collections, by invoice id
     VIANET_INVOICE = "vianet-invoice"  # a 21Vianet invoice, by its number
+    ACCOUNT = "account"  # a customer's account, by tenant id
 
 
 NAMED: dict[Kind, Callable[[str], Named]] = {
     Kind.CASE: cases.named,
     Kind.INVOICE: collections.named,
     Kind.VIANET_INVOICE: vianet_invoices.named,
+    Kind.ACCOUNT: accounts.named,
 }
 
 
@@ -56,6 +59,7 @@ class Service:
         self.settings = settings = settings or load_settings()
         self.cases = Cases(client, settings)
         self.collections = Collections(client, settings)
+        self.accounts = Accounts(client, settings)
         self.vianet_invoices = VianetInvoices(client, settings)
         self.inbound = Inbound(client, settings, self.cases)
         self.email_events = EmailEvents(client, settings)

@@ -19,6 +19,8 @@ from core.models import (
     CollectionsPolicy,
     CollectionsStatus,
     CollectionsView,
+    CorrectContact,
+    DecideSuspension,
     OpenDispute,
     PaymentReceived,
     PromiseToPay,
@@ -30,10 +32,19 @@ from core.models import (
 )
 from core.settings import Settings
 from db.tables import Collections as CollectionsRow
+from service.accounts import Accounts
 from service.calls import Named, attempt, ended_status, reading, start
 from service.cases import Cases
 from service.errors import Ended, NotFound, Refused
 from workflows.collections import CollectionsWorkflow
+
+
+class Approve(DecideSuspension):
+    """A manager approves the suspension the policy asks for."""
+
+
+class RefuseSuspension(DecideSuspension):
+    """A manager refuses it: no suspension, the manager takes the invoice over."""
 
 
 class Started(StrEnum):
@@ -42,7 +53,16 @@ class Started(StrEnum):
 
 
 InvoiceAction = (
-    PaymentReceived | OpenDispute | ReportFraud | PromiseToPay | Waive | ResumePolicy | TriageReply
+    PaymentReceived
+    | OpenDispute
+    | ReportFraud
+    | PromiseToPay
+    | Waive
+    | ResumePolicy
+    | TriageReply
+    | CorrectContact
+    | Approve
+    | RefuseSuspension
 )
 UPDATES: dict[type[InvoiceAction], Any] = {
     PaymentReceived: CollectionsWorkflow.payment_received,
@@ -52,6 +72,9 @@ UPDATES: dict[type[InvoiceAction], Any] = {
     Waive: CollectionsWorkflow.waive,
     ResumePolicy: CollectionsWorkflow.resume,
     TriageReply: CollectionsWorkflow.triage_reply,
+    CorrectContact: CollectionsWorkflow.correct_contact,
+    Approve: CollectionsWorkflow.approve_suspension,
+    RefuseSuspension: CollectionsWorkflow.refuse_suspension,
 }
 Policies = tuple[CollectionsPolicy, CasePolicy]
 
@@ -68,19 +91,24 @@ class Collections:
     def __init__(self, client: Client, settings: Settings) -> None:
         self._client = client
         self._settings = settings
+        self._accounts = Accounts(client, settings)
 
     def policies(self) -> Policies:
         """The collections and the case policy a new collections workflow starts with."""
         return self._settings.collections_policy(), self._settings.case_policy()
 
     async def start(self, failure: BillingFailure, policies: Policies | None = None) -> bool:
-        """Start the invoice's CollectionsWorkflow with its first failure; False when its id was
-        used already (the invoice's collections runs, or ran)."""
+        """Start the invoice's CollectionsWorkflow with its first failure, under the policy as
+        the customer's overrides shape it; False when its id was used already (the invoice's
+        collections runs, or ran)."""
         policy, case_policy = policies or self.policies()
+        policy, overridden = await self._accounts.for_customer(failure.customer.tenant_id, policy)
         return await start(
             self._client,
             CollectionsWorkflow.run,
-            StartCollections(failure=failure, policy=policy, case_policy=case_policy),
+            StartCollections(
+                failure=failure, policy=policy, case_policy=case_policy, overridden=overridden
+            ),
             named(failure.invoice_id),
             self._settings.task_queue,
             static_summary=ui.collections_summary(failure),

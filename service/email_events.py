@@ -5,8 +5,9 @@ SendGrid puts them on every event of that email, so an event routes without a lo
 late, twice and out of order: each ``sg_event_id`` is recorded once, and an email's delivery state
 moves only forward (processed < deferred < delivered < bounce, dropped, blocked; at the same rank
 the later event wins). A bounce, drop or block of a case's email reaches the case
-(``email_undelivered``), and so does the delivery of a resolution, which the case waits for
-(``email_delivered``); events of other emails are recorded only.
+(``email_undelivered``), and so does the delivery of a resolution, which the case waits for,
+and of a final notice, which a suspension waits for (``email_delivered``); events of other
+emails are recorded only.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from temporalio.client import Client
 
-from core.ids import CASE, COLLECTIONS
+from core.ids import ACCOUNT, CASE, COLLECTIONS
 from core.models import EmailDelivered, EmailTemplate, EmailUndelivered
 from core.settings import Settings
 from db.tables import EmailEvent, EmailLog, table
@@ -39,6 +40,8 @@ RANK = {
 }
 UNDELIVERED = frozenset({"bounce", "dropped", "blocked"})
 RESOLUTION = EmailTemplate.CASE_RESOLVED.value  # its delivery closes the loop: the case is told
+FINAL_NOTICE = EmailTemplate.COLLECTIONS_FINAL_NOTICE.value  # its delivery allows the suspension
+TOLD_DELIVERED = frozenset({RESOLUTION, FINAL_NOTICE})
 CHUNK = 500  # ids in one IN (...) clause
 EVENTS = table(EmailEvent)
 EMAIL_LOG = table(EmailLog)
@@ -219,7 +222,7 @@ class EmailEvents:
         return list({e.sg_event_id: e for e in events if e.sg_event_id in waiting}.values())
 
     async def _tell(self, event: Event) -> None:
-        if not event.workflow_id.startswith((CASE, COLLECTIONS)):
+        if not event.workflow_id.startswith((CASE, COLLECTIONS, ACCOUNT)):
             return  # a 21Vianet invoice's reminder to our own finance team: recorded only
         if event.event == "delivered":
             delivered = EmailDelivered(key=event.dedup_key, template=event.template)
@@ -239,7 +242,7 @@ class EmailEvents:
 def _routed(event: Event) -> bool:
     """Whether the event is told to its workflow (else only recorded)."""
     return event.event in UNDELIVERED or (
-        event.event == "delivered" and event.template == RESOLUTION
+        event.event == "delivered" and event.template in TOLD_DELIVERED
     )
 
 

@@ -38,6 +38,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from core.models import (
+    AccountOverrides,
     AddNote,
     Assign,
     BillingFailure,
@@ -47,26 +48,35 @@ from core.models import (
     CollectionsPolicy,
     CollectionsReply,
     Confirm,
+    CorrectContact,
     Customer,
     CustomerReply,
+    DecideSuspension,
     DisputeOutcome,
     EmailDelivered,
     EmailUndelivered,
     Escalate,
+    LiftFraud,
     MarkVianetPaid,
     Money,
+    Notice,
+    NoticeOutcome,
     OpenCase,
     OpenDispute,
     PaymentReceived,
+    PlaceHolds,
     PromiseToPay,
     RecordVianetInvoice,
+    ReleaseHolds,
     Reopen,
     ReportFraud,
     RequestInfo,
     Resolve,
     ResumePolicy,
     RetryStep,
+    SetOverrides,
     SkipStep,
+    StartAccount,
     StartCollections,
     TriageReply,
     UpdateContact,
@@ -79,6 +89,7 @@ from core.settings import Settings
 from tests.hostile import amounts, currencies, ids, junk, locales, moments, values_for
 from tests.workflow_support import FakeActivities
 from worker import WORKFLOWS
+from workflows.account import AccountWorkflow
 from workflows.billing_case import BillingCaseWorkflow
 from workflows.collections import CollectionsWorkflow
 from workflows.vianet_invoice import VianetInvoiceWorkflow
@@ -192,6 +203,43 @@ def examples(ctx: Context) -> dict[type[BaseModel], dict[str, Any]]:
             "reference": "ICBC-20261124-0042",
             "by": AGENT,
         },
+        StartAccount: {"customer": customer, "policy": collections_policy},
+        PlaceHolds: {
+            "invoice_id": ctx.invoice_id,
+            "reason": "non-payment",
+            "subscription_ids": ["a7c4e2d9-1b3f-4c8a-8e6d-5f0b9c2a7e13"],
+            "customer": customer,
+            "by": "workflow",
+        },
+        ReleaseHolds: {"invoice_id": ctx.invoice_id, "why": "paid in full"},
+        LiftFraud: {"reason": TEXT, "by": AGENT},
+        AccountOverrides: {"exempt_from_suspension": True, "extra_grace_days": 5},
+        SetOverrides: {
+            "overrides": {"exempt_from_suspension": True, "extra_grace_days": 5},
+            "reason": TEXT,
+            "by": AGENT,
+        },
+        DecideSuspension: {"reason": TEXT, "by": AGENT},
+        Notice: {
+            "data": {"template": "collections_reminder"},
+            "view": {
+                "invoice_id": ctx.invoice_id,
+                "workflow_id": f"collections-{ctx.invoice_id}",
+                "status": "active",
+                "stage": "reminder",
+                "customer": customer,
+                "subscription_ids": ["a7c4e2d9-1b3f-4c8a-8e6d-5f0b9c2a7e13"],
+                "currency": "CNY",
+                "amount_due": "48760.00",
+                "paid": "0.00",
+                "credited": "0.00",
+                "balance": "48760.00",
+                "first_failed_at": "2026-11-24T09:00:00+08:00",
+                "failures": [f"{ctx.invoice_id}-F1"],
+            },
+        },
+        NoticeOutcome: {"template": "collections_final_notice", "state": "delivered"},
+        CorrectContact: {"email": "ap@yunfan.example.cn", "by": AGENT},
         CaseForm: {
             "tenant_id": customer["tenant_id"],
             "name": customer["name"],
@@ -404,10 +452,22 @@ async def start_vianet(client: Client, fake: FakeActivities, ctx: Context) -> An
     )
 
 
+async def start_account(client: Client, fake: FakeActivities, ctx: Context) -> Any:
+    data = StartAccount.model_validate(examples(ctx)[StartAccount])
+    handle = await client.start_workflow(
+        AccountWorkflow.run, data, id=f"account-{ctx.invoice_id}", task_queue=fake.task_queue
+    )
+    # a fraud hold, so that lift-fraud has something to lift
+    hold = {**examples(ctx)[PlaceHolds], "reason": "fraud"}
+    await handle.signal(AccountWorkflow.place_holds, PlaceHolds.model_validate(hold))
+    return handle
+
+
 STARTS: dict[type, Callable[[Client, FakeActivities, Context], Awaitable[Any]]] = {
     BillingCaseWorkflow: start_case,
     CollectionsWorkflow: start_collections,
     VianetInvoiceWorkflow: start_vianet,
+    AccountWorkflow: start_account,
 }
 
 

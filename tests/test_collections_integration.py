@@ -5,6 +5,7 @@ etag), a signed payment reactivates."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -17,13 +18,15 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from chaos.harness import FAST_POLICY
 from core import search
-from core.ids import collections_workflow_id
+from core.ids import account_workflow_id, collections_workflow_id
 from core.models import BillingFailure, CollectionsStatus, PaymentReceived
 from core.settings import Settings
 from db.session import make_engine, make_session_factory
-from db.tables import Collections, PartnerCenterAction
-from service import Service
+from db.tables import Account, Collections, PartnerCenterAction
+from service import Service, Started
+from service.collections import Approve
 from tests.codec_support import replay_and_record
 from tests.intake_support import SIGNED, post
 from tests.partner_center_standin import (
@@ -101,7 +104,8 @@ async def _suspended_then_paid(
     assert paid.status_code == 200, paid.text
     result = await handle.result()
     assert result.status is CollectionsStatus.PAID
-    assert statuses() == {"active"}
+    # the customer's account reactivates: nothing else holds the subscriptions
+    await _eventually(lambda: _now(statuses() == {"active"}))
     patches = [r for r in partner_center_standin.api_requests if r.method == "PATCH"]
     assert len(patches) == 4 and all(r.status == 200 for r in patches)
 
@@ -112,9 +116,12 @@ async def _suspended_then_paid(
         assert row.paid == Decimal("8800.00") and row.suspended_subscriptions == []
         actions = session.scalars(select(PartnerCenterAction)).all()
         assert sorted(a.status for a in actions) == ["active", "active", "suspended", "suspended"]
-    emails = sorted(p.name for p in settings.outbox_dir.glob("*.eml"))
-    assert any("collections_suspended" in name for name in emails)
-    assert any("collections_reactivated" in name for name in emails)
+
+    def emails() -> list[str]:
+        return sorted(p.name for p in settings.outbox_dir.glob("*.eml"))
+
+    assert any("collections_suspended" in name for name in emails())
+    await _eventually(lambda: _now(any("collections_reactivated" in n for n in emails())))
 
     described = await handle.describe()
     assert described.typed_search_attributes.get(search.COLLECTIONS_STAGE) == "paid"
@@ -148,3 +155,82 @@ async def _eventually(check: Callable[[], Awaitable[bool]], seconds: float = 30)
             return
         await asyncio.sleep(0.1)
     raise AssertionError("condition not reached")
+
+
+async def test_a_manager_approves_and_the_account_holds_what_two_invoices_share(
+    dev_env: WorkflowEnvironment,
+    settings: Settings,
+    partner_center_standin: PartnerCenterStandIn,
+    tmp_path: Path,
+) -> None:
+    """On the real worker and Partner Center client: two invoices of one customer share a
+    subscription; each suspension waits for a manager; the shared subscription is suspended
+    once, stays suspended while either invoice is unpaid, and is reactivated once."""
+    client = dev_env.client
+    policy = tmp_path / "approval_policy.toml"
+    policy.write_text(
+        FAST_POLICY.replace('action = "suspend"', 'action = "suspend"\napproval = "manager"')
+    )
+    service = Service(client, settings.model_copy(update={"collections_policy_file": policy}))
+    a = billing_failure(amount="100.00", subscriptions=2)
+    b = billing_failure(amount="200.00").model_copy(
+        update={
+            "customer": a.customer,
+            "subscription_ids": [a.subscription_ids[0], str(uuid.uuid4())],
+        }
+    )
+    tenant, shared = a.customer.tenant_id, a.subscription_ids[0]
+    every = sorted({*a.subscription_ids, *b.subscription_ids})
+    for subscription_id in every:
+        partner_center_standin.add_subscription(tenant, subscription_id)
+
+    def status(subscription_id: str) -> str:
+        return str(partner_center_standin.subscription(tenant, subscription_id)["status"])
+
+    def patches(subscription_id: str) -> int:
+        return sum(
+            1
+            for r in partner_center_standin.api_requests
+            if r.method == "PATCH" and r.path.endswith(subscription_id)
+        )
+
+    for failure in (a, b):
+        assert await service.collections.report_failure(failure) is Started.STARTED
+
+    async def asked(failure: BillingFailure) -> bool:
+        return (await service.collections.show(failure.invoice_id)).approval_asked_at is not None
+
+    for failure in (a, b):
+        await _eventually(lambda failure=failure: asked(failure))  # type: ignore[misc]
+    assert {status(s) for s in every} == {"active"}  # nothing without a manager
+    decision = Approve(reason="多次催缴未果，批准暂停", by="manager.wang@partner.example.cn")
+    for failure in (a, b):
+        await service.collections.act(failure.invoice_id, decision)
+    await _eventually(lambda: _now({status(s) for s in every} == {"suspended"}))
+    assert patches(shared) == 1
+
+    await service.collections.act(
+        a.invoice_id, PaymentReceived.model_validate(_payment(a.invoice_id, "100.00", "PA"))
+    )
+    await _eventually(lambda: _now(status(a.subscription_ids[1]) == "active"))
+    assert status(shared) == "suspended"  # invoice B still holds it
+    await service.collections.act(
+        b.invoice_id, PaymentReceived.model_validate(_payment(b.invoice_id, "200.00", "PB"))
+    )
+    await _eventually(lambda: _now({status(s) for s in every} == {"active"}))
+    assert patches(shared) == 2
+
+    account = await service.accounts.show(tenant)
+    assert account.holds == [] and account.suspended_subscriptions == []
+    sessions = make_session_factory(make_engine(settings.database_url))
+
+    async def stored_without_holds() -> bool:
+        with sessions() as session:
+            row = session.get(Account, tenant)
+            return row is not None and row.holds == [] and row.suspended_subscriptions == []
+
+    await _eventually(stored_without_holds)
+    collections = client.get_workflow_handle(collections_workflow_id(a.invoice_id))
+    await replay_and_record(client, await collections.fetch_history(), "collections_approved_paid")
+    handle = client.get_workflow_handle(account_workflow_id(tenant))
+    await replay_and_record(client, await handle.fetch_history(), "account_shared_holds")

@@ -40,9 +40,11 @@ from core.models import (
     CaseForm,
     CaseOpened,
     CollectionsStatus,
+    CorrectContact,
     CustomerReply,
     Escalate,
     EventKind,
+    LiftFraud,
     OpenDispute,
     PaymentReceived,
     PromiseToPay,
@@ -51,6 +53,7 @@ from core.models import (
     RequestInfo,
     Resolve,
     RetryStep,
+    SetOverrides,
     UpdateContact,
     VianetResponse,
     VianetTicket,
@@ -61,6 +64,7 @@ from db.migrate import upgrade
 from db.session import one_off_session
 from db.tables import Case
 from service import Kind, Service
+from service.collections import Approve
 from service.errors import Refused, ServiceError
 from tests.conftest import _reset_postgres
 from tests.hostile import odd_text, poisoned_notes, values_for
@@ -97,6 +101,16 @@ INVOICE_ACTIONS: dict[type[BaseModel], dict[str, Any]] = {
     OpenDispute: {"description": TEXT, "disputed_amount": "10.00", "by": AGENT},
     ReportFraud: {"reason": TEXT, "by": AGENT},
     PromiseToPay: {"until": "2026-12-20T10:00:00+08:00", "by": AGENT},
+    CorrectContact: {"email": "ap@yunfan.example.cn", "by": AGENT},
+    Approve: {"reason": TEXT, "by": AGENT},
+}
+ACCOUNT_ACTIONS: dict[type[BaseModel], dict[str, Any]] = {
+    LiftFraud: {"reason": TEXT, "by": AGENT},
+    SetOverrides: {
+        "overrides": {"exempt_from_suspension": True, "extra_grace_days": 5},
+        "reason": TEXT,
+        "by": AGENT,
+    },
 }
 
 
@@ -181,7 +195,9 @@ async def test_hostile_input_is_refused_clearly_or_carried_out(
     stack: tuple[Service, httpx.AsyncClient], data: st.DataObject
 ) -> None:
     service, api = stack
-    kind = data.draw(st.sampled_from(["case form", "failure", "payment", "case", "invoice"]))
+    kind = data.draw(
+        st.sampled_from(["case form", "failure", "payment", "case", "invoice", "account"])
+    )
     if kind == "case form":
         field = data.draw(st.sampled_from(sorted(CASE_FORM)), label="field")
         body = {**CASE_FORM, field: data.draw(values_for(field), label="value")}
@@ -214,7 +230,30 @@ async def test_hostile_input_is_refused_clearly_or_carried_out(
         again = await post(api, path, _jsonable(body), key=key)  # the same request again
         assert (again.status_code, again.content) == (answer.status_code, answer.content)
         return
-    # an update of a running case or invoice, built as the CLI builds it
+    # an update of a running case, invoice or account, built as the CLI builds it
+    if kind == "account":
+        invoice = unique_prefix()
+        await post(api, "/v1/billing-failures", billing_failure_body(invoice, "F1"))
+        fraud = ReportFraud(reason=TEXT, by=AGENT)
+        tenant = (await service.collections.act(invoice, fraud)).customer.tenant_id
+        await _until_account(service, tenant)
+        model = data.draw(st.sampled_from(list(ACCOUNT_ACTIONS)), label="action")
+        body = dict(ACCOUNT_ACTIONS[model])
+        field = data.draw(st.sampled_from(sorted(body)), label="field")
+        body[field] = data.draw(values_for(field), label="value")
+        try:
+            action = model.model_validate(body)
+        except ValidationError as refused:
+            assert names_the_field(refused, field) or field in str(refused), str(refused)
+            return
+        try:
+            if isinstance(action, LiftFraud):
+                await service.accounts.lift_fraud(tenant, action)
+            else:
+                await service.accounts.set_overrides(tenant, action)  # type: ignore[arg-type]
+        except ServiceError as refused:
+            assert str(refused), "a refusal says why"
+        return
     if kind == "case":
         target = (await _open(service)).case_id
         model = data.draw(st.sampled_from(list(CASE_ACTIONS)), label="action")
@@ -240,6 +279,18 @@ async def test_hostile_input_is_refused_clearly_or_carried_out(
         await act()
     except ServiceError as refused:
         assert str(refused), "a refusal says why"
+
+
+async def _until_account(service: Service, tenant: str) -> None:
+    """The fraud's hold reached the customer's account (started by the invoice)."""
+    for _ in range(300):
+        try:
+            if (await service.accounts.show(tenant)).fraud:
+                return
+        except ServiceError:
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no account with a fraud hold for tenant {tenant}")
 
 
 def _jsonable(body: dict[str, Any]) -> Any:

@@ -35,6 +35,8 @@ TABLES = {
     "collections_events",
     "vianet_invoices",
     "intake_requests",
+    "accounts",
+    "account_events",
 }
 
 

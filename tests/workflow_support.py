@@ -13,11 +13,13 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from core.models import (
+    Approval,
     BillingFailure,
     CaseDetails,
     CasePolicy,
     Category,
     ChangeSubscription,
+    CollectionsPolicy,
     Customer,
     EmailMessage,
     EmailSent,
@@ -25,6 +27,7 @@ from core.models import (
     EscalationRequest,
     Locale,
     OpenCase,
+    PersistAccount,
     PersistCase,
     PersistCollections,
     PersistVianetInvoice,
@@ -78,6 +81,7 @@ class FakeActivities:
     subscription_changes: list[ChangeSubscription] = field(default_factory=list)
     missing_subscriptions: set[str] = field(default_factory=set)  # Partner Center answers 404
     vianet_invoices: list[PersistVianetInvoice] = field(default_factory=list)
+    accounts: list[PersistAccount] = field(default_factory=list)
     task_queue: str = field(default_factory=lambda: f"cases-{uuid.uuid4()}")
     # activity name -> the permanent errors (type, message) its next calls raise, in order
     failing: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
@@ -129,6 +133,11 @@ class FakeActivities:
             self._maybe_fail("persist_collections")
             self.collections.append(data)
 
+        @activity.defn(name="persist_account")
+        async def persist_account(data: PersistAccount) -> None:
+            self._maybe_fail("persist_account")
+            self.accounts.append(data)
+
         @activity.defn(name="change_subscription")
         async def change_subscription(data: ChangeSubscription) -> SubscriptionChanged:
             self._maybe_fail("change_subscription")
@@ -156,6 +165,7 @@ class FakeActivities:
             prepare_escalation,
             record_escalation,
             persist_collections,
+            persist_account,
             change_subscription,
             persist_vianet_invoice,
         ]
@@ -183,3 +193,9 @@ def billing_failure(
         failed_at=datetime(2026, 11, 24, 9, 0, tzinfo=UTC),
         reason="card declined",
     )
+
+
+def auto_approval(policy: CollectionsPolicy) -> CollectionsPolicy:
+    """`policy` with its suspension taken when it falls due, without a manager's approval."""
+    steps = [step.model_copy(update={"approval": Approval.AUTO}) for step in policy.steps]
+    return policy.model_copy(update={"steps": steps})

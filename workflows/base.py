@@ -70,6 +70,14 @@ RELEASE = "2026-12-03"
 EMAIL_EVENTS = "email-events"
 # a resolution SendGrid accepted counts as told when delivered, or when no bounce came in a window
 TOLD_WHEN_DELIVERED = "told-when-delivered"
+# an invoice's suspensions go through its customer's account (holds); asked where the behaviour
+# first differs (a suspension, a fraud report, a settlement)
+ACCOUNT_HOLDS = "account-holds"
+# a collections that suspended before accounts hands its suspensions over (its own patch: the one
+# above is asked, and answered "no", when such a run replays its suspension)
+HAND_OVER = "account-hand-over"
+# the suspension waits for the final notice's delivery and, where the policy says, a manager
+SUSPENSION_RULES = "suspension-rules"
 # the events a workflow keeps (all are in the database), and how much of each text
 TAIL_EVENTS = 20
 TAIL_TEXT_CHARS = 1_000

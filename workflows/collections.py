@@ -8,20 +8,28 @@ the remaining steps move later by the length of the pause, so nothing fires in a
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from temporalio import workflow
 from temporalio.common import TypedSearchAttributes
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    FailureError,
+    WorkflowAlreadyStartedError,
+)
 
 with workflow.unsafe.imports_passed_through():
     from core import search
     from core.formatting import money
-    from core.ids import case_workflow_id, dispute_case_id, new_case_id
+    from core.ids import account_workflow_id, case_workflow_id, dispute_case_id, new_case_id
     from core.models import (
         MONEY_MAX,
+        Approval,
         BillingFailure,
         CaseDetails,
         CaseEvent,
@@ -33,22 +41,31 @@ with workflow.unsafe.imports_passed_through():
         CollectionsStatus,
         CollectionsStep,
         CollectionsView,
+        CorrectContact,
+        DecideSuspension,
         DisputeOutcome,
         EmailData,
         EmailSent,
         EmailTemplate,
         EventKind,
+        HoldReason,
         Locale,
+        Notice,
+        NoticeOutcome,
+        NoticeState,
         OpenCase,
         OpenDispute,
         Outcome,
         PaymentReceived,
         PersistCollections,
+        PlaceHolds,
         Priority,
         PromiseToPay,
         Recipient,
+        ReleaseHolds,
         ReportFraud,
         ResumePolicy,
+        StartAccount,
         StartCollections,
         StepAnchor,
         SubscriptionChanged,
@@ -68,14 +85,20 @@ with workflow.unsafe.imports_passed_through():
         CollectionsReactivated,
         CollectionsReminder,
         CollectionsSuspended,
+        EmailDelivered,
         EmailUndelivered,
         ManagerCollectionsHandOff,
         ManagerFraudReported,
+        ManagerNeedsAttention,
         ManagerPartnerCenterError,
     )
     from core.ui import case_details, case_summary
+    from workflows.account import AccountWorkflow
     from workflows.base import (
+        ACCOUNT_HOLDS,
         EMAIL_EVENTS,
+        HAND_OVER,
+        SUSPENSION_RULES,
         WORKFLOW,
         ActionRefused,
         Alarm,
@@ -89,6 +112,14 @@ with workflow.unsafe.imports_passed_through():
     from workflows.billing_case import BillingCaseWorkflow
 
 UPHELD = (Outcome.CHARGE_UPHELD, Outcome.EXPLAINED)
+# the notices the customer's account sends, one email a kind a day for all their invoices
+CONSOLIDATED = frozenset(
+    {
+        EmailTemplate.COLLECTIONS_PAYMENT_FAILED,
+        EmailTemplate.COLLECTIONS_REMINDER,
+        EmailTemplate.COLLECTIONS_FINAL_NOTICE,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -113,7 +144,16 @@ class LinkCase:
     case_workflow_id: str
 
 
-CollectionsEffect = SendEmail | ChangeSubscriptions | StartDisputeCase | LinkCase
+@dataclass(frozen=True)
+class TellAccount:
+    """Effect: place or release holds, or hand a notice over, through the customer's account
+    (started if need be)."""
+
+    signal: str
+    arg: PlaceHolds | ReleaseHolds | Notice
+
+
+CollectionsEffect = SendEmail | ChangeSubscriptions | StartDisputeCase | LinkCase | TellAccount
 
 
 @workflow.defn
@@ -152,6 +192,14 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         # the suspension waits for a person (a reply to triage, a notice that bounced): until
         self._hold: str | None = None
         self._hold_until: datetime | None = None  # None: until a person acts
+        # the suspension rules (approval, delivery of the final notice): asked by the main loop
+        self._rules = False
+        self._asked_at: datetime | None = None  # a manager was asked to approve the suspension
+        self._reminders = 0
+        self._notice: NoticeState | None = None  # the final notice
+        self._notice_at: datetime | None = None
+        self._handed_over = False  # what this invoice suspended is held through the account
+        self._account_started = False
         if data.carried is not None:
             self._restore(data.carried)
 
@@ -170,6 +218,9 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         self._linked_case, self._disputes = state.linked_case, state.disputes
         self._handed_off_at = state.handed_off_at
         self._hold, self._hold_until = state.hold, state.hold_until
+        self._asked_at, self._reminders = state.approval_asked_at, state.approval_reminders
+        self._notice, self._notice_at = state.notice, state.notice_at
+        self._handed_over = state.handed_over
 
     def _continue_as_new(self) -> None:
         state = CollectionsState(
@@ -198,6 +249,11 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
             handed_off_at=self._handed_off_at,
             hold=self._hold,
             hold_until=self._hold_until,
+            approval_asked_at=self._asked_at,
+            approval_reminders=self._reminders,
+            notice=self._notice,
+            notice_at=self._notice_at,
+            handed_over=self._handed_over,
             log=self._log_state(),
         )
         workflow.continue_as_new(self._data.model_copy(update={"carried": state}))
@@ -206,6 +262,8 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
     async def run(self, data: StartCollections) -> CollectionsView:
         if data.carried is None:  # the first run: its failure is the first
             self._take_failure(data.failure)
+            if data.overridden:
+                self._record(EventKind.POLICY_OVERRIDDEN, WORKFLOW, data.overridden)
             self._publish()
         await self._serve()
         return self.view()
@@ -386,7 +444,15 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         self._fraud = True
         self._record(EventKind.FRAUD_REPORTED, data.by, data.reason)
         self._queue_email(ManagerFraudReported(reason=data.reason, by=data.by))
-        if self._suspended_at is None:
+        if self._handed_over or workflow.patched(ACCOUNT_HOLDS):
+            # a fraud hold of its own, even on what non-payment holds already: paying the
+            # invoice does not lift it, only a manager does (lift-fraud on the account)
+            self._hand_over()
+            self._hold_through_account(HoldReason.FRAUD, data.by)
+            if self._suspended_at is None:
+                self._suspended_now()
+                self._queue_email(CollectionsFraudSuspended(reason=data.reason))
+        elif self._suspended_at is None:
             self._suspend(CollectionsFraudSuspended(reason=data.reason))
         self._publish()
         return without_timeline(self.view())
@@ -448,14 +514,131 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         if not workflow.patched(EMAIL_EVENTS) or self._status.is_final:
             return
         self._record(EventKind.NOTE, WORKFLOW, f"{data.template} was not delivered ({data.event})")
+        if self._rules and data.template == EmailTemplate.COLLECTIONS_FINAL_NOTICE.value:
+            self._notice = NoticeState.UNDELIVERED
         if self._suspended_at is None:
             self._hold, self._hold_until = "notice undelivered", None
         self._flag("a notice was not delivered: confirm the customer's contact")
         self._publish()
 
+    @workflow.signal
+    def email_delivered(self, data: EmailDelivered) -> None:
+        """The final notice reached the customer's mailbox (SendGrid's Event Webhook): the
+        suspension may follow when it falls due."""
+        if (
+            not self._rules
+            or self._status.is_final
+            or data.template != EmailTemplate.COLLECTIONS_FINAL_NOTICE.value
+            or self._notice is not NoticeState.SENT
+        ):
+            return
+        self._notice = NoticeState.DELIVERED
+        self._record(EventKind.NOTICE_DELIVERED, WORKFLOW, data.template)
+        self._publish()
+
+    @workflow.signal
+    def notice_outcome(self, data: NoticeOutcome) -> None:
+        """From the customer's account: our notice went out (in its email), was delivered, or
+        was not."""
+        if not self._rules or self._status.is_final:
+            return
+        if data.template != EmailTemplate.COLLECTIONS_FINAL_NOTICE.value:
+            if data.state is NoticeState.UNDELIVERED and self._suspended_at is None:
+                self._hold, self._hold_until = "notice undelivered", None
+                self._flag("a notice was not delivered: confirm the customer's contact")
+                self._publish()
+            return
+        if data.state is NoticeState.SENT:
+            if self._notice is None:
+                self._notice, self._notice_at = NoticeState.SENT, workflow.now()
+        elif data.state is NoticeState.DELIVERED:
+            if self._notice is not NoticeState.DELIVERED:
+                self._notice = NoticeState.DELIVERED
+                self._record(EventKind.NOTICE_DELIVERED, WORKFLOW, data.template)
+        else:
+            self._notice = NoticeState.UNDELIVERED
+            if self._suspended_at is None:
+                self._hold, self._hold_until = "notice undelivered", None
+            self._flag(
+                "the final notice was not delivered: correct the contact (collections-contact) "
+                "or confirm it (triage --decision contact-confirmed)"
+            )
+        self._publish()
+
+    @workflow.signal
+    def hand_over_holds(self) -> None:
+        """After an upgrade: what this invoice suspended itself is held through its account
+        from now on (`starter.py accounts hand-over` sends this to every such invoice)."""
+        if self._status.is_final or not self._suspended or self._handed_over:
+            return
+        if workflow.patched(HAND_OVER):
+            self._hand_over()
+            self._publish()
+
+    @workflow.update
+    def correct_contact(self, data: CorrectContact) -> CollectionsView:
+        self._customer = self._customer.model_copy(update={"email": data.email})
+        self._record(EventKind.CONTACT_CORRECTED, data.by, f"notices go to {data.email}")
+        if self._hold == "notice undelivered":
+            self._hold = self._hold_until = None
+            self._unflag()
+        if self._notice is NoticeState.UNDELIVERED:  # the final notice again, to the new address
+            self._notice = None
+            if (notice := self._step_email(EmailTemplate.COLLECTIONS_FINAL_NOTICE)) is not None:
+                self._notify(notice)
+        self._publish()
+        return without_timeline(self.view())
+
+    @correct_contact.validator
+    def _check_contact(self, data: CorrectContact) -> None:
+        self._refuse_if_final("correct the contact of")
+        if str(data.email).lower() == str(self._customer.email).lower():
+            raise ActionRefused(f"email: notices of invoice {self._invoice_id} go there already")
+
+    @workflow.update
+    def approve_suspension(self, data: DecideSuspension) -> CollectionsView:
+        self._asked_at = None
+        self._record(EventKind.SUSPENSION_APPROVED, data.by, data.reason)
+        self._unflag()
+        step = self._suspend_step()
+        self._suspend((self._step_email(step.email) if step else None) or CollectionsSuspended())
+        self._publish()
+        return without_timeline(self.view())
+
+    @workflow.update
+    def refuse_suspension(self, data: DecideSuspension) -> CollectionsView:
+        self._asked_at = None
+        self._record(EventKind.SUSPENSION_REFUSED, data.by, data.reason)
+        self._unflag()
+        self._hand_off(None)  # no suspension: a manager takes the invoice over now
+        self._publish()
+        return without_timeline(self.view())
+
+    @approve_suspension.validator
+    def _check_approve(self, data: DecideSuspension) -> None:
+        self._check_decision("approve")
+
+    @refuse_suspension.validator
+    def _check_refuse(self, data: DecideSuspension) -> None:
+        self._check_decision("refuse")
+
+    def _check_decision(self, verb: str) -> None:
+        self._refuse_if_final(f"{verb} the suspension of")
+        if self._asked_at is None:
+            raise ActionRefused(
+                f"invoice {self._invoice_id}: no suspension waits for a manager's approval"
+            )
+        if self._status is not CollectionsStatus.ACTIVE:
+            raise ActionRefused(
+                f"invoice {self._invoice_id} is {self._status.value}: the suspension waits "
+                "until the policy runs again"
+            )
+
     @workflow.update
     def triage_reply(self, data: TriageReply) -> CollectionsView:
         self._record(EventKind.NOTE, data.by, f"triage: {data.decision} ({self._hold})")
+        if data.decision == "contact-confirmed" and self._notice is NoticeState.UNDELIVERED:
+            self._notice = NoticeState.DELIVERED  # a person confirmed the contact
         self._hold = self._hold_until = None
         self._unflag()
         self._publish()
@@ -492,6 +675,8 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
             fraud=self._fraud,
             linked_case_id=self._linked_case,
             promised_until=self._promised_until,
+            approval_asked_at=self._asked_at,
+            final_notice=self._notice,
             needs_attention=self._attention_line(),
             event_count=self._seq,
             timeline=self._timeline(),
@@ -526,34 +711,83 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         return min(pending, key=lambda p: p[0]) if pending else None
 
     def _held(self, step: CollectionsStep) -> datetime | None:
-        """When the step is due, a held suspension waiting for its person (or its time)."""
+        """When the step is due, a held suspension waiting for its person (or its time), or
+        (since the suspension rules) for the final notice to be delivered."""
         due = self._due(step)
-        if due is None or step.action is not CollectionsAction.SUSPEND or self._hold is None:
+        if due is None or step.action is not CollectionsAction.SUSPEND:
+            return due
+        if self._rules and self._gives_final_notice():
+            match self._notice:
+                case None | NoticeState.UNDELIVERED:
+                    return None  # not sent yet, or a person must look first
+                case NoticeState.SENT if self._case_policy.told_when_delivered:
+                    # no delivery event: delivered once the provider's bounce window passed
+                    assert self._notice_at is not None
+                    due = max(due, self._notice_at + self._case_policy.no_bounce_window)
+        if self._hold is None:
             return due
         return None if self._hold_until is None else max(due, self._hold_until)
 
+    def _gives_final_notice(self) -> bool:
+        return any(s.email is EmailTemplate.COLLECTIONS_FINAL_NOTICE for s in self._policy.steps)
+
+    def _suspend_step(self) -> CollectionsStep | None:
+        return next((s for s in self._policy.steps if s.action is CollectionsAction.SUSPEND), None)
+
     def _next_alarm(self) -> Alarm | None:
+        self._rules = workflow.patched(SUSPENSION_RULES)  # once a run: the first answer holds
         if self._status is CollectionsStatus.PAUSED_PROMISE and self._promised_until:
             return Alarm(self._promised_until, "Promise to pay: due", self._promise_lapsed)
         if self._status is CollectionsStatus.HANDED_OFF and self._handed_off_at:
             at = self._handed_off_at + self._policy.close_after_hand_off
             return Alarm(at, "Hand-off: close", self._expire)
         step = self._next_step() if self._status is CollectionsStatus.ACTIVE else None
+        remind = self._approval_reminder()
+        if remind is not None and (step is None or remind <= step[0]):
+            return Alarm(remind, "Suspension: remind the manager", self._remind_manager)
         if step is None:
             return None
         return Alarm(step[0], f"Collections: {step[1].name}", lambda: self._take_step(step[1]))
+
+    def _approval_reminder(self) -> datetime | None:
+        if self._asked_at is None or self._status is not CollectionsStatus.ACTIVE:
+            return None
+        if self._reminders >= self._policy.approval_reminders_max:
+            return None
+        return self._asked_at + self._policy.approval_reminder_every * (self._reminders + 1)
+
+    def _remind_manager(self) -> None:
+        self._reminders += 1
+        self._record(
+            EventKind.REMINDER, WORKFLOW, f"suspension approval, reminder {self._reminders}"
+        )
+        self._queue_email(ManagerNeedsAttention(step=self._approval_question(), error=""))
+        self._publish()
+
+    def _approval_question(self) -> str:
+        return (
+            f"invoice {self._invoice_id} is due for suspension: approve it "
+            "(approve-suspension --reason) or refuse it (refuse-suspension --reason)"
+        )
 
     def _take_step(self, step: CollectionsStep) -> None:
         self._done.add(step.name)
         self._stage = step.name
         self._record(EventKind.POLICY_STEP, WORKFLOW, step.name)
         if step.action is CollectionsAction.SUSPEND:
-            if self._suspended_at is None:  # fraud may have suspended already
+            if self._suspended_at is not None:
+                pass  # fraud suspended already
+            elif self._rules and step.approval is Approval.MANAGER:
+                self._asked_at, self._reminders = workflow.now(), 0
+                self._stage = "awaiting-approval"
+                self._record(EventKind.SUSPENSION_ASKED, WORKFLOW, "a manager decides")
+                self._flag(self._approval_question())
+            else:
                 self._suspend(self._step_email(step.email) or CollectionsSuspended())
         elif step.action is CollectionsAction.HAND_OFF:
             self._hand_off(self._step_email(step.email))
         elif step.email is not None and (data := self._step_email(step.email)) is not None:
-            self._queue_email(data)
+            self._notify(data)
         self._publish()
 
     def _step_email(self, template: EmailTemplate | None) -> EmailData | None:
@@ -583,14 +817,73 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         return None  # no step sends anything else (the policy refuses it when it loads)
 
     def _suspend(self, notice: EmailData) -> None:
+        if workflow.patched(ACCOUNT_HOLDS):  # held through the account, its only writer
+            self._hand_over()
+            reason = HoldReason.FRAUD if self._fraud else HoldReason.NON_PAYMENT
+            self._hold_through_account(reason, WORKFLOW)
+            self._suspended_now()
+            self._queue_email(notice)
+            return
+        self._suspended_now()
+        why = "fraud or misuse" if self._fraud else "non-payment"
+        self._effects.append(ChangeSubscriptions(SubscriptionStatus.SUSPENDED, why))
+        self._queue_email(notice)
+
+    def _notify(self, data: EmailData) -> None:
+        """A policy notice. Since the suspension rules the customer's account sends it, with
+        their other invoices' notices of the same kind (one conversation: never two of a kind
+        the same day), and tells us what became of it (`notice_outcome`)."""
+        if self._rules and data.template in CONSOLIDATED:  # type: ignore[attr-defined]
+            notice = Notice.model_validate(
+                {"data": data.model_dump(), "view": without_timeline(self.view()).model_dump()}
+            )
+            self._effects.append(TellAccount("notice", notice))
+        else:
+            self._queue_email(data)
+
+    def _suspended_now(self) -> None:
         self._suspended_at = workflow.now()
         self._offset_at_suspension = self._offset
         self._done.update(
             s.name for s in self._policy.steps if s.action is CollectionsAction.SUSPEND
         )
-        why = "fraud or misuse" if self._fraud else "non-payment"
-        self._effects.append(ChangeSubscriptions(SubscriptionStatus.SUSPENDED, why))
-        self._queue_email(notice)
+
+    def _hold_through_account(self, reason: HoldReason, by: str) -> None:
+        self._handed_over = True
+        self._suspended = list(self._subscriptions)  # what this invoice holds
+        self._effects.append(
+            TellAccount(
+                "place_holds",
+                PlaceHolds(
+                    invoice_id=self._invoice_id,
+                    reason=reason,
+                    subscription_ids=list(self._subscriptions),
+                    customer=self._customer,
+                    by=by,
+                ),
+            )
+        )
+
+    def _hand_over(self) -> None:
+        """What a run from before the account suspended itself becomes the account's holds."""
+        if self._handed_over:
+            return
+        self._handed_over = True
+        if self._suspended:
+            self._record(EventKind.NOTE, WORKFLOW, "suspensions handed over to the account")
+            reason = HoldReason.FRAUD if self._fraud else HoldReason.NON_PAYMENT
+            self._effects.append(
+                TellAccount(
+                    "place_holds",
+                    PlaceHolds(
+                        invoice_id=self._invoice_id,
+                        reason=reason,
+                        subscription_ids=list(self._suspended),
+                        customer=self._customer,
+                        by=WORKFLOW,
+                    ),
+                )
+            )
 
     def _hand_off(self, notice: EmailData | None) -> None:
         self._status = CollectionsStatus.HANDED_OFF
@@ -629,8 +922,12 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         self._status = status
         self._stage = status.value
         self._paused_at = None
+        self._asked_at = None
         self._unflag()
         self._record(EventKind.SETTLED, WORKFLOW, why)
+        if self._suspended and (self._handed_over or workflow.patched(HAND_OVER)):
+            self._release(status, why, amount)
+            return
         if self._suspended and not self._fraud:
             self._effects.append(ChangeSubscriptions(SubscriptionStatus.ACTIVE, why))
         if self._fraud and self._suspended:
@@ -641,6 +938,30 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
             self._queue_email(CollectionsReactivated(amount=amount))
         else:
             self._queue_email(CollectionsPaymentReceived(amount=amount))
+
+    def _release(self, status: CollectionsStatus, why: str, amount: Decimal) -> None:
+        """Through the account: this invoice's non-payment holds go (a fraud hold stays until a
+        manager lifts it); what the customer is told of a payment depends on what else holds
+        their subscriptions, so the account tells them."""
+        self._hand_over()
+        paid = status is CollectionsStatus.PAID
+        self._effects.append(
+            TellAccount(
+                "release_holds",
+                ReleaseHolds(
+                    invoice_id=self._invoice_id,
+                    why=status.value,  # not the free text: a waiver's reason stays here
+                    paid=amount if paid else None,
+                    view=without_timeline(self.view()) if paid else None,
+                ),
+            )
+        )
+        if not self._fraud:
+            self._suspended = []  # this invoice holds nothing any more (fraud stays held)
+        if self._fraud:
+            self._queue_email(ManagerFraudReported(reason=f"{why}; still suspended", by=WORKFLOW))
+        if not paid:
+            self._queue_email(CollectionsClosed(reason=why))
 
     def _dispute_case(self, data: OpenDispute, case_id: str) -> OpenCase:
         return OpenCase(
@@ -711,6 +1032,10 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         workflow.set_current_details("\n".join(lines))
 
     def _waiting_for(self) -> str:
+        if self._asked_at is not None and self._status is CollectionsStatus.ACTIVE:
+            return (
+                f"a manager to approve or refuse the suspension (asked {self._asked_at:%Y-%m-%d})"
+            )
         match self._status:
             case CollectionsStatus.ACTIVE:
                 step = self._next_step()
@@ -758,6 +1083,8 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
                     raise
                 except FailureError as err:  # its id was taken: the dispute has no case
                     self._dispute_not_linked(effect.data.case_id, failure_reason(err))
+            case TellAccount():
+                await self._tell_account(effect)
             case LinkCase():
                 try:
                     await workflow.get_external_workflow_handle(effect.case_workflow_id).signal(
@@ -767,6 +1094,34 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
                     raise
                 except FailureError as err:  # no such case (any more)
                     self._dispute_not_linked(effect.case_workflow_id, failure_reason(err))
+
+    async def _tell_account(self, effect: TellAccount) -> None:
+        """Signal the customer's account, starting it first if no invoice of theirs has."""
+        account_id = account_workflow_id(self._customer.tenant_id)
+        if not self._account_started:
+            with suppress(WorkflowAlreadyStartedError):  # another invoice of theirs did
+                await workflow.start_child_workflow(
+                    AccountWorkflow.run,
+                    StartAccount(
+                        customer=self._customer,
+                        policy=self._policy,
+                        told_when_delivered=self._case_policy.told_when_delivered,
+                    ),
+                    id=account_id,
+                    parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                    static_summary=f"Account of tenant {self._customer.tenant_id}",
+                    search_attributes=search.account_attributes(
+                        tenant_id=self._customer.tenant_id, suspended=False
+                    ),
+                )
+            self._account_started = True
+        try:
+            await workflow.get_external_workflow_handle(account_id).signal(
+                effect.signal, effect.arg
+            )
+        except FailureError:
+            self._account_started = False  # ended by hand? a retry starts it again
+            raise
 
     def _dispute_not_linked(self, case: str, reason: str) -> None:
         """The dispute has no case to end it: say so and go on with the policy."""

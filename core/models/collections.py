@@ -43,6 +43,20 @@ class CollectionsAction(StrEnum):
     HAND_OFF = "hand-off"  # a manager takes the account over; the policy ends
 
 
+class Approval(StrEnum):
+    AUTO = "auto"  # the step is taken when it falls due
+    MANAGER = "manager"  # a manager is asked (and reminded) and approves or refuses it
+
+
+class NoticeState(StrEnum):
+    """The final notice: a suspension follows only once it was delivered (or a person confirmed
+    the contact)."""
+
+    SENT = "sent"  # the provider took it; delivery not known yet
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"  # bounced, dropped or blocked: a person must look
+
+
 class StepAnchor(StrEnum):
     FAILURE = "failure"  # days after the (first) billing failure
     SUSPENSION = "suspension"  # days after the subscriptions were suspended
@@ -54,6 +68,8 @@ class CollectionsStep(Strict):
     after: StepAnchor = StepAnchor.FAILURE
     email: EmailTemplate | None = None
     action: CollectionsAction = CollectionsAction.NONE
+    # only on the suspend step: "manager" asks a manager to approve the suspension
+    approval: Approval = Approval.AUTO
 
     @field_validator("email")
     @classmethod
@@ -67,6 +83,8 @@ class CollectionsStep(Strict):
     def _does_something(self) -> CollectionsStep:
         if self.email is None and self.action is CollectionsAction.NONE:
             raise ValueError(f"step {self.name}: needs an email, an action, or both")
+        if self.approval is not Approval.AUTO and self.action is not CollectionsAction.SUSPEND:
+            raise ValueError(f"step {self.name}: approval is for the suspend step only")
         return self
 
 
@@ -83,6 +101,9 @@ class CollectionsPolicy(Strict):
     reply_triage_wait: timedelta = timedelta(days=3)
     manager_email: EmailStr = "billing-manager@partner.example.cn"
     team_email: EmailStr = "billing-support@partner.example.cn"
+    # a suspension waiting for a manager's approval: the manager is reminded this often
+    approval_reminder_every: timedelta = timedelta(days=1)
+    approval_reminders_max: int = Field(default=10, ge=0, le=100)
 
     @model_validator(mode="after")
     def _ordered(self) -> CollectionsPolicy:
@@ -104,6 +125,35 @@ class CollectionsPolicy(Strict):
     def suspension_day(self) -> int | None:
         return next((s.day for s in self.steps if s.action is CollectionsAction.SUSPEND), None)
 
+    def for_customer(self, exempt: bool, extra_grace_days: int) -> CollectionsPolicy:
+        """This policy as one customer's overrides change it: exempt hands the invoice to a
+        manager instead of suspending, and drops what would follow the suspension; a longer
+        grace moves the suspension (and any later step dated from the failure) later."""
+        steps = self.steps
+        suspension = self.suspension_day
+        if exempt:  # a manager takes the invoice over when the suspension would have come
+            steps = [
+                s.model_copy(
+                    update={
+                        "action": CollectionsAction.HAND_OFF,
+                        "email": EmailTemplate.MANAGER_COLLECTIONS_HAND_OFF,
+                        "approval": Approval.AUTO,
+                    }
+                )
+                if s.action is CollectionsAction.SUSPEND
+                else s
+                for s in steps
+                if s.after is StepAnchor.FAILURE
+            ]
+        elif extra_grace_days and suspension is not None:
+            steps = [
+                s.model_copy(update={"day": s.day + extra_grace_days})
+                if s.after is StepAnchor.FAILURE and s.day >= suspension
+                else s
+                for s in steps
+            ]
+        return self.model_validate({**self.model_dump(), "steps": [s.model_dump() for s in steps]})
+
 
 class BillingFailure(Strict):
     """A failed payment reported by the billing system (one line of a billing run's failures)."""
@@ -124,6 +174,8 @@ class StartCollections(Strict):
     failure: BillingFailure
     policy: CollectionsPolicy
     case_policy: CasePolicy = Field(default_factory=CasePolicy)
+    # the customer's overrides (their account) that shaped `policy`, as a line for the timeline
+    overridden: ShortText | None = None
     # a run continued as new carries the state of the one before
     carried: CollectionsState | None = None
 
@@ -200,6 +252,20 @@ class ReportFraud(Strict):
     by: Actor
 
 
+class DecideSuspension(Strict):
+    """A manager approves or refuses the suspension the policy asks for."""
+
+    reason: LongText
+    by: Actor
+
+
+class CorrectContact(Strict):
+    """The collections contact was wrong (a notice bounced): where notices go from now on."""
+
+    email: EmailStr
+    by: Actor
+
+
 class PromiseToPay(Strict):
     until: AwareTime
     by: Actor
@@ -252,6 +318,9 @@ class CollectionsView(Strict):
     fraud: bool = False
     linked_case_id: str | None = None
     promised_until: datetime | None = None
+    # a suspension that waits for a manager's approval (since it was asked)
+    approval_asked_at: datetime | None = None
+    final_notice: NoticeState | None = None
     # set while a step failed or a wait ran out: what a person must do
     needs_attention: str | None = None
     # every event is in the database; the view has the last ones (long texts cut)
@@ -318,6 +387,12 @@ class CollectionsState(Strict):
     # the suspension waits for a person: why, and until when (None: until triaged)
     hold: str | None = None
     hold_until: datetime | None = None
+    # since the account-holds and suspension-rules patches
+    approval_asked_at: datetime | None = None
+    approval_reminders: int = 0
+    notice: NoticeState | None = None
+    notice_at: datetime | None = None
+    handed_over: bool = False
     log: LogState
 
 

@@ -16,6 +16,7 @@ from core import ids
 from core.models.shared import Locale, Strict
 
 if TYPE_CHECKING:
+    from core.models.account import AccountView
     from core.models.case import CaseView
     from core.models.collections import CollectionsView
     from core.models.vianet_invoice import VianetInvoiceView
@@ -93,6 +94,7 @@ class About(StrEnum):
     CASE = "case"
     COLLECTIONS = "collections"
     VIANET_INVOICE = "vianet_invoice"
+    ACCOUNT = "account"
 
 
 class EmailData(Strict):
@@ -103,7 +105,7 @@ class EmailData(Strict):
 
     def extra(self) -> dict[str, str]:
         """The fields as the templates read them (``extra.<name>``): text, ISO 8601 moments."""
-        values = self.model_dump(exclude={"template"}, exclude_none=True)
+        values = self.model_dump(exclude={"template", "also"}, exclude_none=True)
         return {
             name: value.isoformat() if isinstance(value, datetime) else str(value)
             for name, value in values.items()
@@ -126,6 +128,22 @@ class _ToOwnerOnCase(EmailData):
 class _ToCustomerOnInvoice(EmailData):
     recipient = Recipient.CUSTOMER
     about = About.COLLECTIONS
+
+
+class OtherInvoice(Strict):
+    """Another overdue invoice of the same customer, listed in one consolidated notice."""
+
+    invoice_id: str
+    balance: Decimal
+    currency: str
+    suspension_date: datetime | None = None  # a final notice names each invoice's date
+
+
+class _Consolidated(_ToCustomerOnInvoice):
+    """A policy notice the customer's account may send for several invoices at once: the one
+    the email is about, and `also` the others of the same kind (AccountWorkflow)."""
+
+    also: list[OtherInvoice] = Field(default_factory=list, max_length=200)
 
 
 class _ToManagerOnInvoice(EmailData):
@@ -233,18 +251,18 @@ class OwnerCaseUpdate(_ToOwnerOnCase):
 # --------------------------------------------------------------------------- about an invoice
 
 
-class CollectionsPaymentFailed(_ToCustomerOnInvoice):
+class CollectionsPaymentFailed(_Consolidated):
     template: Literal[EmailTemplate.COLLECTIONS_PAYMENT_FAILED] = (
         EmailTemplate.COLLECTIONS_PAYMENT_FAILED
     )
     reason: Text
 
 
-class CollectionsReminder(_ToCustomerOnInvoice):
+class CollectionsReminder(_Consolidated):
     template: Literal[EmailTemplate.COLLECTIONS_REMINDER] = EmailTemplate.COLLECTIONS_REMINDER
 
 
-class CollectionsFinalNotice(_ToCustomerOnInvoice):
+class CollectionsFinalNotice(_Consolidated):
     template: Literal[EmailTemplate.COLLECTIONS_FINAL_NOTICE] = (
         EmailTemplate.COLLECTIONS_FINAL_NOTICE
     )
@@ -417,6 +435,7 @@ class EmailMessage(Strict):
     case: CaseView | None = None
     collections: CollectionsView | None = None
     vianet_invoice: VianetInvoiceView | None = None
+    account: AccountView | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -437,11 +456,12 @@ class EmailMessage(Strict):
             About.CASE: self.case,
             About.COLLECTIONS: self.collections,
             About.VIANET_INVOICE: self.vianet_invoice,
+            About.ACCOUNT: self.account,
         }
         given = [name for name, view in about.items() if view is not None]
         wanted = self.data.about
         if len(given) != 1 or (wanted is not None and given != [wanted]):
-            one = wanted.value if wanted else "case, collections or 21Vianet invoice"
+            one = wanted.value if wanted else "case, collections, 21Vianet invoice or account"
             raise ValueError(
                 f"email {self.template.value} is about one {one}, "
                 f"given {', '.join(given) or 'nothing'}"
@@ -460,6 +480,8 @@ class EmailMessage(Strict):
             return self.case.case_id
         if self.vianet_invoice is not None:
             return self.vianet_invoice.invoice_number
+        if self.account is not None:
+            return self.account.tenant_id
         assert self.collections is not None
         return self.collections.invoice_id
 
@@ -470,6 +492,8 @@ class EmailMessage(Strict):
             return ids.case_workflow_id(self.case.case_id)
         if self.vianet_invoice is not None:
             return ids.vianet_invoice_workflow_id(self.vianet_invoice.invoice_number)
+        if self.account is not None:
+            return ids.account_workflow_id(self.account.tenant_id)
         assert self.collections is not None
         return ids.collections_workflow_id(self.collections.invoice_id)
 

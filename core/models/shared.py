@@ -181,6 +181,16 @@ class EventKind(StrEnum):
     HANDED_OFF = "handed-off"
     SETTLED = "settled"
     LINKED = "linked"
+    SUSPENSION_ASKED = "suspension-asked"  # a manager must approve the suspension
+    SUSPENSION_APPROVED = "suspension-approved"
+    SUSPENSION_REFUSED = "suspension-refused"
+    NOTICE_DELIVERED = "notice-delivered"
+    CONTACT_CORRECTED = "contact-corrected"
+    # a customer's account: holds on its subscriptions, and how its policy differs
+    HOLD_PLACED = "hold-placed"
+    HOLD_RELEASED = "hold-released"
+    FRAUD_LIFTED = "fraud-lifted"
+    POLICY_OVERRIDDEN = "policy-overridden"
     # the partner's own invoices from 21Vianet
     VIANET_INVOICE_RECORDED = "21vianet-invoice-recorded"
     VIANET_INVOICE_OVERDUE = "21vianet-invoice-overdue"

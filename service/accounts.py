@@ -1,0 +1,124 @@
+"""Customer accounts as the service offers them: look at one (holds, overrides), a manager lifts a
+fraud hold or sets a customer's overrides, and an operator hands the suspensions of collections
+that started before accounts existed over to them."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import select
+from temporalio.client import Client
+
+from core import search
+from core.ids import account_workflow_id
+from core.models import AccountOverrides, AccountView, CollectionsPolicy, LiftFraud, SetOverrides
+from core.settings import Settings, SettingsError, load_collections_policy
+from db.tables import Account
+from service.calls import Named, attempt, reading
+from service.errors import Refused
+from workflows.account import AccountWorkflow
+from workflows.collections import CollectionsWorkflow
+
+
+def named(tenant_id: str) -> Named:
+    return Named(
+        account_workflow_id(tenant_id),
+        f"account of tenant {tenant_id}",
+        f"tenant {tenant_id} has no account (none of its invoices has been suspended)",
+    )
+
+
+def overridden(policy: CollectionsPolicy, overrides: AccountOverrides) -> str:
+    """The line a collections records when a customer's overrides shaped its policy."""
+    parts = []
+    if overrides.policy_file:
+        parts.append(f"policy {overrides.policy_file}")
+    if overrides.exempt_from_suspension:
+        parts.append("exempt from suspension")
+    elif overrides.extra_grace_days and policy.suspension_day is not None:
+        parts.append(f"suspension {overrides.extra_grace_days} day(s) later")
+    return "customer overrides: " + ", ".join(parts)
+
+
+class Accounts:
+    def __init__(self, client: Client, settings: Settings) -> None:
+        self._client = client
+        self._settings = settings
+
+    def _handle(self, tenant_id: str):  # type: ignore[no-untyped-def]
+        return self._client.get_workflow_handle_for(
+            AccountWorkflow.run, account_workflow_id(tenant_id)
+        )
+
+    async def show(self, tenant_id: str) -> AccountView:
+        view: AccountView = await attempt(
+            self._client, named(tenant_id), self._handle(tenant_id).query(AccountWorkflow.view)
+        )
+        return view
+
+    async def lift_fraud(self, tenant_id: str, data: LiftFraud) -> AccountView:
+        """A manager lifts the account's fraud holds (or one invoice's): what nothing else holds
+        is reactivated."""
+        update = self._handle(tenant_id).execute_update(AccountWorkflow.lift_fraud, data)
+        view: AccountView = await attempt(self._client, named(tenant_id), update)
+        return view
+
+    async def set_overrides(self, tenant_id: str, data: SetOverrides) -> AccountView:
+        """A manager changes how this customer differs from the policy; invoices that fail from
+        now on start with it (a running collections keeps the policy it started with, but an
+        exempt account never suspends for non-payment)."""
+        if data.overrides.policy_file:
+            self.policy_file(data.overrides.policy_file)  # refused here if it cannot be read
+        update = self._handle(tenant_id).execute_update(AccountWorkflow.set_overrides, data)
+        view: AccountView = await attempt(self._client, named(tenant_id), update)
+        return view
+
+    def policy_file(self, name: str) -> CollectionsPolicy:
+        path = self._settings.collections_policy_file.parent / name
+        try:
+            return load_collections_policy(path)
+        except SettingsError as err:  # the file is missing, or its line and key are named
+            raise Refused(f"overrides.policy_file: {name}: {err}") from None
+
+    def overrides(self, tenant_id: str) -> AccountOverrides | None:
+        """The customer's overrides as the database has them; None when they have none."""
+        with reading(self._settings.database_url) as session:
+            stored = session.scalar(
+                select(Account.overrides).where(Account.account_id == tenant_id)
+            )
+        if not stored:
+            return None
+        overrides = AccountOverrides.model_validate(stored)
+        return None if overrides == AccountOverrides() else overrides
+
+    async def for_customer(
+        self, tenant_id: str, policy: CollectionsPolicy
+    ) -> tuple[CollectionsPolicy, str | None]:
+        """The policy a new collections of this customer starts with, and the line saying how
+        their overrides shaped it (None: the partner's policy as it is)."""
+        overrides = await asyncio.to_thread(self.overrides, tenant_id)
+        if overrides is None:
+            return policy, None
+        if overrides.policy_file:
+            policy = self.policy_file(overrides.policy_file)
+        shaped = policy.for_customer(overrides.exempt_from_suspension, overrides.extra_grace_days)
+        return shaped, overridden(policy, overrides)
+
+    async def hand_over(self) -> int:
+        """Every running collections that suspended before accounts existed hands its
+        suspensions over to its customer's account (once; a second call changes nothing).
+        The number of invoices told."""
+        query = (
+            f"TaskQueue = '{self._settings.task_queue}' AND ExecutionStatus = 'Running' AND "
+            f"{search.SUSPENDED.name} = true AND WorkflowType = 'CollectionsWorkflow'"
+        )
+        told = 0
+        async for workflow in self._client.list_workflows(query):
+            handle = self._client.get_workflow_handle_for(CollectionsWorkflow.run, workflow.id)
+            await attempt(
+                self._client,
+                Named(workflow.id, workflow.id, workflow.id),
+                handle.signal(CollectionsWorkflow.hand_over_holds),
+            )
+            told += 1
+        return told

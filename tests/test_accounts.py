@@ -1,0 +1,390 @@
+"""The customer's account (workflows/account.py) on the time-skipping server: holds from several
+invoices and from fraud on shared subscriptions, a manager lifting fraud, a suspension approved or
+refused by a manager, and a suspension that waits for its final notice to be delivered."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+
+import pytest
+from temporalio import workflow as temporal_workflow
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, Worker
+
+from activities.rendering import TemplateRenderer
+from core.ids import account_workflow_id
+from core.models import (
+    AccountOverrides,
+    BillingFailure,
+    CaseEvent,
+    CollectionsStatus,
+    CorrectContact,
+    DecideSuspension,
+    EmailTemplate,
+    EventKind,
+    LiftFraud,
+    NoticeState,
+    ReportFraud,
+    SetOverrides,
+    StartCollections,
+    SubscriptionStatus,
+)
+from core.settings import ROOT
+from tests.test_collections_workflow import (
+    CASE_POLICY,
+    POLICY,
+    SHIPPED,
+    Handle,
+    account_view,
+    day,
+    eventually,
+    pay,
+    sent,
+    view,
+)
+from tests.workflow_support import FakeActivities, billing_failure
+from workflows import sandbox_runner
+from workflows.account import AccountWorkflow
+from workflows.base import ACCOUNT_HOLDS, HAND_OVER, SUSPENSION_RULES
+from workflows.collections import CollectionsWorkflow
+
+RENDERER = TemplateRenderer(ROOT / "templates")
+
+
+def invoices_sharing(shared: int = 1, own: int = 1) -> tuple[BillingFailure, BillingFailure]:
+    """Two unpaid invoices of one customer that both carry `shared` subscriptions."""
+    a = billing_failure(subscriptions=shared + own)
+    common = a.subscription_ids[:shared]
+    b_own = [str(uuid.uuid4()) for _ in range(own)]
+    b = billing_failure().model_copy(
+        update={"customer": a.customer, "subscription_ids": [*common, *b_own]}
+    )
+    return a, b
+
+
+async def start(
+    env: WorkflowEnvironment, fake: FakeActivities, failure: BillingFailure, policy=POLICY
+) -> Handle:
+    handle = await env.client.start_workflow(
+        CollectionsWorkflow.run,
+        StartCollections(failure=failure, policy=policy, case_policy=CASE_POLICY),
+        id=f"collections-{failure.invoice_id}",
+        task_queue=fake.task_queue,
+    )
+    await eventually(lambda: EmailTemplate.COLLECTIONS_PAYMENT_FAILED in sent(fake))
+    return handle
+
+
+def changes(fake: FakeActivities, status: SubscriptionStatus) -> Counter[str]:
+    return Counter(c.subscription_id for c in fake.subscription_changes if c.status is status)
+
+
+def account(env: WorkflowEnvironment, failure: BillingFailure):  # type: ignore[no-untyped-def]
+    return env.client.get_workflow_handle_for(
+        AccountWorkflow.run, account_workflow_id(failure.customer.tenant_id)
+    )
+
+
+async def test_paying_one_invoice_keeps_what_the_other_holds(
+    time_env: WorkflowEnvironment, fake: FakeActivities
+) -> None:
+    a, b = invoices_sharing()
+    shared, a_own, b_own = a.subscription_ids[0], a.subscription_ids[1], b.subscription_ids[1]
+    handle_a = await start(time_env, fake, a)
+    handle_b = await start(time_env, fake, b)
+    await day(time_env, handle_a, 10.01)
+    await eventually(lambda: len(changes(fake, SubscriptionStatus.SUSPENDED)) == 3)
+    # the shared subscription was suspended once, though two invoices hold it
+    assert changes(fake, SubscriptionStatus.SUSPENDED) == {shared: 1, a_own: 1, b_own: 1}
+
+    await handle_a.execute_update(CollectionsWorkflow.payment_received, pay(a, "5000.00", "PA"))
+    await handle_a.result()
+    await eventually(lambda: changes(fake, SubscriptionStatus.ACTIVE) == {a_own: 1})
+    held = await account_view(time_env, a)
+    assert shared in held.suspended_subscriptions  # B still holds it
+    assert {h.invoice_id for h in held.holds} == {b.invoice_id}
+    # the customer hears the payment was received, not that the service is back
+    await eventually(lambda: EmailTemplate.COLLECTIONS_PAYMENT_RECEIVED in sent(fake))
+    assert EmailTemplate.COLLECTIONS_REACTIVATED not in sent(fake)
+
+    await handle_b.execute_update(CollectionsWorkflow.payment_received, pay(b, "5000.00", "PB"))
+    await handle_b.result()
+    await eventually(
+        lambda: changes(fake, SubscriptionStatus.ACTIVE) == {a_own: 1, shared: 1, b_own: 1}
+    )
+    await eventually(lambda: EmailTemplate.COLLECTIONS_REACTIVATED in sent(fake))
+    assert (await account_view(time_env, a)).holds == []
+    # every change went through the account's keys: none was asked twice
+    keys = [c.key for c in fake.subscription_changes]
+    assert len(keys) == len(set(keys))
+    assert {k.split("/")[0] for k in keys} == {account_workflow_id(a.customer.tenant_id)}
+
+
+async def test_fraud_under_b_survives_both_payments_until_a_manager_lifts_it(
+    time_env: WorkflowEnvironment, fake: FakeActivities
+) -> None:
+    a, b = invoices_sharing()
+    shared = a.subscription_ids[0]
+    handle_a = await start(time_env, fake, a)
+    handle_b = await start(time_env, fake, b)
+    fraud = ReportFraud(reason="内部风控信号：异常挖矿", by="risk@partner.cn")
+    await handle_b.execute_update(CollectionsWorkflow.report_fraud, fraud)
+    await eventually(lambda: len(changes(fake, SubscriptionStatus.SUSPENDED)) == 2)
+    await day(time_env, handle_a, 10.01)  # A suspends too: the shared one is suspended already
+    await eventually(lambda: len(changes(fake, SubscriptionStatus.SUSPENDED)) == 3)
+    assert changes(fake, SubscriptionStatus.SUSPENDED)[shared] == 1
+
+    for handle, failure, pid in ((handle_a, a, "PA"), (handle_b, b, "PB")):
+        await handle.execute_update(
+            CollectionsWorkflow.payment_received, pay(failure, "5000.00", pid)
+        )
+        assert (await handle.result()).status is CollectionsStatus.PAID
+    await eventually(lambda: a.subscription_ids[1] in changes(fake, SubscriptionStatus.ACTIVE))
+    held = await account_view(time_env, a)
+    assert set(held.suspended_subscriptions) == set(b.subscription_ids)  # fraud holds them
+    assert held.fraud and {h.invoice_id for h in held.holds} == {b.invoice_id}
+
+    acct = account(time_env, a)
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await acct.execute_update(
+            AccountWorkflow.lift_fraud, LiftFraud(reason="x", by="m", invoice_id=a.invoice_id)
+        )
+    assert "no fraud hold for invoice" in str(refused.value.cause)
+    lifted = await acct.execute_update(
+        AccountWorkflow.lift_fraud,
+        LiftFraud(reason="风控复核：误报", by="manager.wang@partner.cn"),
+    )
+    assert lifted.holds == [] and not lifted.fraud
+    await eventually(
+        lambda: (
+            changes(fake, SubscriptionStatus.ACTIVE)
+            == {a.subscription_ids[1]: 1, shared: 1, b.subscription_ids[1]: 1}
+        )
+    )
+    events = await saved_account_events(fake)
+    lift = next(e for e in events if e.kind is EventKind.FRAUD_LIFTED)
+    assert lift.actor == "manager.wang@partner.cn" and lift.text == "风控复核：误报"
+
+
+async def saved_account_events(fake: FakeActivities) -> list[CaseEvent]:
+    await eventually(
+        lambda: any(e.kind is EventKind.FRAUD_LIFTED for p in fake.accounts for e in p.events)
+    )
+    return [e for p in fake.accounts for e in p.events]
+
+
+async def test_a_manager_approves_or_refuses_the_suspension(
+    time_env: WorkflowEnvironment, fake: FakeActivities
+) -> None:
+    approve, refuse = billing_failure(), billing_failure()
+    handle = await start(time_env, fake, approve, SHIPPED)
+    other = await start(time_env, fake, refuse, SHIPPED)
+    await day(time_env, handle, 10.01)
+    asked = await view(handle)
+    assert asked.stage == "awaiting-approval" and asked.approval_asked_at is not None
+    assert asked.needs_attention and "approve-suspension" in asked.needs_attention
+    assert not fake.subscription_changes  # nothing suspended without a manager
+    await eventually(lambda: sent(fake).count(EmailTemplate.MANAGER_NEEDS_ATTENTION) == 2)
+    await day(time_env, handle, 12.02)  # reminded daily
+    await eventually(lambda: sent(fake).count(EmailTemplate.MANAGER_NEEDS_ATTENTION) == 6)
+
+    decided = DecideSuspension(reason="客户多次催缴未果", by="manager.wang@partner.cn")
+    done = await handle.execute_update(CollectionsWorkflow.approve_suspension, decided)
+    assert done.suspended_at is not None and done.approval_asked_at is None
+    await eventually(lambda: len(changes(fake, SubscriptionStatus.SUSPENDED)) == 2)
+    await eventually(lambda: EmailTemplate.COLLECTIONS_SUSPENDED in sent(fake))
+    with pytest.raises(WorkflowUpdateFailedError) as again:
+        await handle.execute_update(CollectionsWorkflow.approve_suspension, decided)
+    assert "no suspension waits" in str(again.value.cause)
+
+    refused = await other.execute_update(
+        CollectionsWorkflow.refuse_suspension,
+        DecideSuspension(reason="战略客户，先电话沟通", by="manager.wang@partner.cn"),
+    )
+    assert refused.status is CollectionsStatus.HANDED_OFF and refused.suspended_at is None
+    assert len(changes(fake, SubscriptionStatus.SUSPENDED)) == 2  # only the approved invoice's
+    for h in (handle, other):
+        await h.execute_update(
+            CollectionsWorkflow.payment_received,
+            pay(approve if h is handle else refuse, "5000.00", "P"),
+        )
+
+
+async def test_a_bounced_final_notice_holds_the_suspension_until_the_contact_is_fixed(
+    time_env: WorkflowEnvironment, fake: FakeActivities
+) -> None:
+    failure = billing_failure()
+    fake.reject.add(EmailTemplate.COLLECTIONS_FINAL_NOTICE)
+    handle = await start(time_env, fake, failure)
+    await day(time_env, handle, 12)
+    held = await view(handle)
+    assert held.final_notice is NoticeState.UNDELIVERED
+    assert held.needs_attention and "final notice" in held.needs_attention
+    assert held.next_step != "suspension" and held.suspended_at is None
+    assert not fake.subscription_changes  # two days past due, and nothing suspended
+    assert EmailTemplate.MANAGER_NEEDS_ATTENTION in sent(fake)
+
+    with pytest.raises(WorkflowUpdateFailedError) as same:
+        await handle.execute_update(
+            CollectionsWorkflow.correct_contact,
+            CorrectContact(email=failure.customer.email, by="a"),
+        )
+    assert "go there already" in str(same.value.cause)
+    fake.reject.clear()
+    fixed = await handle.execute_update(
+        CollectionsWorkflow.correct_contact,
+        CorrectContact(email="finance@customer.example.cn", by="agent.li@partner.cn"),
+    )
+    assert fixed.customer.email == "finance@customer.example.cn"
+    # the final notice again, to the new address; then the suspension that was due
+    await eventually(lambda: EmailTemplate.COLLECTIONS_SUSPENDED in sent(fake))
+    notices = [e for e in fake.emails if e.template is EmailTemplate.COLLECTIONS_FINAL_NOTICE]
+    assert [e.to for e in notices] == ["finance@customer.example.cn"]
+    assert (await view(handle)).final_notice is NoticeState.DELIVERED
+    await eventually(lambda: len(changes(fake, SubscriptionStatus.SUSPENDED)) == 2)
+    await handle.execute_update(CollectionsWorkflow.payment_received, pay(failure, "5000.00", "P"))
+
+
+async def test_overrides_are_recorded_and_an_exempt_customer_is_never_suspended(
+    time_env: WorkflowEnvironment, fake: FakeActivities
+) -> None:
+    failure = billing_failure()
+    handle = await start(time_env, fake, failure)
+    await handle.execute_update(
+        CollectionsWorkflow.report_fraud, ReportFraud(reason="signal", by="risk")
+    )
+    acct = account(time_env, failure)
+    await eventually(lambda: len(changes(fake, SubscriptionStatus.SUSPENDED)) == 2)
+    exempt = SetOverrides(
+        overrides=AccountOverrides(exempt_from_suspension=True, extra_grace_days=5),
+        reason="政府客户，合同约定不停服",
+        by="manager.wang@partner.cn",
+    )
+    shown = await acct.execute_update(AccountWorkflow.set_overrides, exempt)
+    assert shown.overrides.exempt_from_suspension and shown.overrides.extra_grace_days == 5
+    with pytest.raises(WorkflowUpdateFailedError) as same:
+        await acct.execute_update(AccountWorkflow.set_overrides, exempt)
+    assert "already has these overrides" in str(same.value.cause)
+    # exempt from suspension for non-payment; fraud still holds
+    assert set((await account_view(time_env, failure)).suspended_subscriptions) == set(
+        failure.subscription_ids
+    )
+    await acct.execute_update(AccountWorkflow.lift_fraud, LiftFraud(reason="ok", by="m"))
+    await eventually(lambda: len(changes(fake, SubscriptionStatus.ACTIVE)) == 2)
+    # a later non-payment hold on an exempt customer suspends nothing, and a manager hears
+    await handle.execute_update(CollectionsWorkflow.payment_received, pay(failure, "5000.00", "P"))
+    second = billing_failure().model_copy(update={"customer": failure.customer})
+    other = await start(time_env, fake, second)
+    await day(time_env, other, 10.01)
+    await eventually(
+        lambda: any(
+            "exempt" in e.data.extra().get("step", "")
+            for e in fake.emails
+            if e.template is EmailTemplate.MANAGER_NEEDS_ATTENTION
+        )
+    )
+    assert len(changes(fake, SubscriptionStatus.SUSPENDED)) == 2
+    events = [e for p in fake.accounts for e in p.events]
+    override = next(e for e in events if e.kind is EventKind.POLICY_OVERRIDDEN)
+    assert override.data == {"exempt_from_suspension": "True", "extra_grace_days": "5"}
+    await other.execute_update(CollectionsWorkflow.payment_received, pay(second, "5000.00", "P2"))
+
+
+async def test_one_conversation_a_notice_of_a_kind_a_day_listing_every_invoice(
+    time_env: WorkflowEnvironment, fake: FakeActivities
+) -> None:
+    a = billing_failure()
+    b, c = (billing_failure().model_copy(update={"customer": a.customer}) for _ in range(2))
+    handles = [await start(time_env, fake, f) for f in (a, b, c)]
+    # the first payment-failed notice went at once; the others of the day wait for tomorrow
+    assert sent(fake).count(EmailTemplate.COLLECTIONS_PAYMENT_FAILED) == 1
+    await day(time_env, handles[0], 1.5)
+    notices = [e for e in fake.emails if e.template is EmailTemplate.COLLECTIONS_PAYMENT_FAILED]
+    assert len(notices) == 2
+    together = notices[1]
+    assert together.collections is not None and together.collections.invoice_id == b.invoice_id
+    assert [o.invoice_id for o in together.data.also] == [c.invoice_id]  # type: ignore[union-attr]
+    assert together.to == a.customer.email
+    # the customer reads every invoice in the one email (rendered as it is sent)
+    rendered = RENDERER.render_message(together)
+    assert b.invoice_id in rendered.text and c.invoice_id in rendered.text
+    for handle, failure in zip(handles, (a, b, c), strict=True):
+        await handle.execute_update(
+            CollectionsWorkflow.payment_received, pay(failure, "5000.00", "P")
+        )
+
+
+async def test_a_collections_that_suspended_before_accounts_hands_its_holds_over(
+    time_env: WorkflowEnvironment, fake: FakeActivities, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upgrade, as it happens: a collections started on the code before accounts (its
+    patches answered "no", as a worker of that release would) suspended by itself. A worker of
+    this release then replays it unchanged, and `hand_over_holds` makes its suspensions holds
+    of the customer's account, so another invoice's payment no longer lifts them."""
+    a, b = invoices_sharing()
+    shared = a.subscription_ids[0]
+    asked = temporal_workflow.patched
+    new = {ACCOUNT_HOLDS, HAND_OVER, SUSPENSION_RULES}
+    old_task_queue = f"old-{uuid.uuid4()}"
+    monkeypatch.setattr(temporal_workflow, "patched", lambda id: False if id in new else asked(id))
+    async with Worker(
+        time_env.client,
+        task_queue=old_task_queue,
+        workflows=[CollectionsWorkflow, AccountWorkflow],
+        activities=fake.all(),
+        workflow_runner=UnsandboxedWorkflowRunner(),
+        max_cached_workflows=0,
+    ):
+        old = await time_env.client.start_workflow(
+            CollectionsWorkflow.run,
+            StartCollections(failure=a, policy=POLICY, case_policy=CASE_POLICY),
+            id=f"collections-{a.invoice_id}",
+            task_queue=old_task_queue,
+        )
+        await day(time_env, old, 10.01)
+        await eventually(lambda: len(changes(fake, SubscriptionStatus.SUSPENDED)) == 2)
+        assert (await view(old)).suspended_subscriptions  # suspended by itself, no account
+    monkeypatch.setattr(temporal_workflow, "patched", asked)
+    # this release's worker takes the old task queue over, and the new invoice B
+    async with Worker(
+        time_env.client,
+        task_queue=old_task_queue,
+        workflows=[CollectionsWorkflow, AccountWorkflow],
+        activities=fake.all(),
+        workflow_runner=sandbox_runner(),
+    ):
+        await old.signal(CollectionsWorkflow.hand_over_holds)
+        handle_b = await time_env.client.start_workflow(
+            CollectionsWorkflow.run,
+            StartCollections(failure=b, policy=POLICY, case_policy=CASE_POLICY),
+            id=f"collections-{b.invoice_id}",
+            task_queue=old_task_queue,
+        )
+        await eventually(
+            lambda: (
+                sum(1 for p in fake.accounts for e in p.events if e.kind is EventKind.HOLD_PLACED)
+                >= 1
+            )
+        )
+        await day(time_env, handle_b, 10.01)
+        await eventually(lambda: len(changes(fake, SubscriptionStatus.SUSPENDED)) == 3)
+        held = await account_view(time_env, b)
+        assert {h.invoice_id for h in held.holds if h.subscription_id == shared} == {
+            a.invoice_id,
+            b.invoice_id,
+        }
+        await handle_b.execute_update(CollectionsWorkflow.payment_received, pay(b, "5000.00", "PB"))
+        await eventually(lambda: b.subscription_ids[1] in changes(fake, SubscriptionStatus.ACTIVE))
+        assert shared not in changes(fake, SubscriptionStatus.ACTIVE)  # A still holds it
+        await old.execute_update(CollectionsWorkflow.payment_received, pay(a, "5000.00", "PA"))
+        await eventually(lambda: shared in changes(fake, SubscriptionStatus.ACTIVE))
+        await old.result()
+        # the old run replays on this release's code, hand-over and all
+        replayer = Replayer(
+            workflows=[CollectionsWorkflow],
+            data_converter=time_env.client.data_converter,
+            workflow_runner=sandbox_runner(),
+        )
+        await replayer.replay_workflow(await old.fetch_history())
