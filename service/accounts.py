@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from sqlalchemy import select
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 
 from core import search
 from core.ids import account_workflow_id
@@ -45,7 +45,7 @@ class Accounts:
         self._client = client
         self._settings = settings
 
-    def _handle(self, tenant_id: str):  # type: ignore[no-untyped-def]
+    def _handle(self, tenant_id: str) -> WorkflowHandle[AccountWorkflow, AccountView]:
         return self._client.get_workflow_handle_for(
             AccountWorkflow.run, account_workflow_id(tenant_id)
         )

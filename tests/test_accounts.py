@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 from temporalio import workflow as temporal_workflow
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, Worker
 
@@ -19,6 +19,7 @@ from core.models import (
     AccountOverrides,
     BillingFailure,
     CaseEvent,
+    CollectionsPolicy,
     CollectionsStatus,
     CorrectContact,
     DecideSuspension,
@@ -65,7 +66,10 @@ def invoices_sharing(shared: int = 1, own: int = 1) -> tuple[BillingFailure, Bil
 
 
 async def start(
-    env: WorkflowEnvironment, fake: FakeActivities, failure: BillingFailure, policy=POLICY
+    env: WorkflowEnvironment,
+    fake: FakeActivities,
+    failure: BillingFailure,
+    policy: CollectionsPolicy = POLICY,
 ) -> Handle:
     handle = await env.client.start_workflow(
         CollectionsWorkflow.run,
@@ -81,7 +85,9 @@ def changes(fake: FakeActivities, status: SubscriptionStatus) -> Counter[str]:
     return Counter(c.subscription_id for c in fake.subscription_changes if c.status is status)
 
 
-def account(env: WorkflowEnvironment, failure: BillingFailure):  # type: ignore[no-untyped-def]
+def account(
+    env: WorkflowEnvironment, failure: BillingFailure
+) -> WorkflowHandle[AccountWorkflow, AccountView]:
     return env.client.get_workflow_handle_for(
         AccountWorkflow.run, account_workflow_id(failure.customer.tenant_id)
     )

@@ -85,9 +85,8 @@ async def view(handle: Handle) -> CollectionsView:
 async def account_view(env: WorkflowEnvironment, failure: BillingFailure) -> AccountView:
     """The customer's account, where the invoice's suspensions are held."""
     account = account_workflow_id(failure.customer.tenant_id)
-    return await env.client.get_workflow_handle(account).query(
-        AccountWorkflow.view, result_type=AccountView
-    )
+    handle = env.client.get_workflow_handle_for(AccountWorkflow.run, account)
+    return await handle.query(AccountWorkflow.view)
 
 
 async def day(env: WorkflowEnvironment, handle: Handle, n: float) -> None:
