@@ -17,6 +17,7 @@ from activities.rendering import TemplateRenderer
 from core.ids import account_workflow_id
 from core.models import (
     AccountOverrides,
+    AccountView,
     BillingFailure,
     CaseEvent,
     CollectionsPolicy,
