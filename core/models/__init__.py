@@ -83,6 +83,7 @@ from core.models.email import (
     EmailUndelivered,
     Recipient,
 )
+from core.models.letters import DEMO_LETTERHEAD, Letterhead, PaymentFailure, payment_failure
 from core.models.shared import (
     CURRENCY,
     GUID_PATTERN,
@@ -123,6 +124,7 @@ EmailMessage.model_rebuild()
 
 __all__ = [
     "CURRENCY",
+    "DEMO_LETTERHEAD",
     "EMAIL_DATA",
     "FIRST_STATUS",
     "GUID_PATTERN",
@@ -173,6 +175,7 @@ __all__ = [
     "ExternalId",
     "Guid",
     "InvoiceId",
+    "Letterhead",
     "Locale",
     "LogState",
     "LongText",
@@ -181,6 +184,7 @@ __all__ = [
     "OpenCase",
     "OpenDispute",
     "Outcome",
+    "PaymentFailure",
     "PaymentReceived",
     "PersistCase",
     "PersistCollections",
@@ -222,4 +226,5 @@ __all__ = [
     "VianetTicket",
     "Waive",
     "Withdraw",
+    "payment_failure",
 ]
