@@ -306,3 +306,17 @@ def test_the_letterhead_comes_from_the_settings(monkeypatch: pytest.MonkeyPatch)
     settings = Settings(_env_file=None)
     assert settings.letterhead().phone == "021-6000-0000"
     assert settings.letterhead().bank_account_number == "6222 0000 1111"
+
+
+@pytest.mark.parametrize("locale", list(Locale))
+@pytest.mark.parametrize("template", CUSTOMER_TEMPLATES)
+def test_subjects_name_days_and_no_bracket_nests_in_another(
+    renderer: TemplateRenderer, template: EmailTemplate, locale: Locale
+) -> None:
+    email = renderer.render_message(make_email_message(template, locale=locale))
+    assert not re.search(r"\d:\d\d", email.subject), email.subject
+    for part in (email.subject, email.text):
+        assert not re.search(r"（[^（）]*（", part)
+    if locale is Locale.ZH_CN:
+        assert re.match(r"【(工单|账单) [^】]+】", email.subject)
+        assert "案例" not in email.text and "发票号" not in email.text
