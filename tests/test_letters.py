@@ -72,15 +72,15 @@ class Swapped:
         data = message.data.model_dump(mode="json")
         for name, value in list(data.items()):
             if isinstance(value, str) and CJK.search(value):
-                data[name] = self._value(f"extra.{name}", value)
+                data[name] = self._value(f"extra.{name}")
         # what an older workflow still passes: the retired free text, never shown
         for name in type(message.data).retired:
-            data[name] = self._value(f"retired.{name}", "")
+            data[name] = self._value(f"retired.{name}")
         self.message = message.model_copy(
             update={**views, "data": type(message.data).model_validate(data)}
         )
 
-    def _value(self, path: str, _old: str) -> str:
+    def _value(self, path: str) -> str:
         value = self.text(len(self.persons) + len(self.internal))
         (self.persons if PERSONS_WORDS.search(path) else self.internal).append(value)
         return value
@@ -106,7 +106,7 @@ class Swapped:
             if ID_FIELD.search(path):
                 self.ids.add(value)
             if CJK.search(value):
-                return self._value(path, value)
+                return self._value(path)
         return value
 
     def _asked(self, swapped: str) -> str:
@@ -154,6 +154,19 @@ def test_a_chinese_letter_has_no_latin_word_but_ids_amounts_products_and_address
             for m in LATIN_WORD.finditer(left)
         ]
         assert not words, f"{template.value}: Latin words in a zh-CN letter: {words}"
+
+
+@pytest.mark.parametrize("inputs", [_english, _hostile], ids=["english", "hostile"])
+@pytest.mark.parametrize("template", CUSTOMER_TEMPLATES)
+def test_an_english_letter_has_no_internal_text_either(
+    renderer: TemplateRenderer, template: EmailTemplate, inputs: Callable[[int], str]
+) -> None:
+    swapped = Swapped(make_email_message(template, locale=Locale.EN_US), inputs)
+    email = renderer.render_message(swapped.message)
+    for part, is_html in ((email.subject, False), (email.text, False), (email.html, True)):
+        readable = _readable(part, is_html)
+        for value in swapped.internal:
+            assert value.strip() not in readable, f"internal text reached the customer: {value!r}"
 
 
 def test_the_latin_check_finds_a_leak(renderer: TemplateRenderer) -> None:
