@@ -674,7 +674,8 @@ def report(
 ) -> None:
     """The managers' report, from the database: backlog by status and age, SLA attainment,
     escalations and 21Vianet's response times, time to close, reopens, money in dispute,
-    receivables in collections, suspended subscriptions, and what the partner owes 21Vianet
+    receivables in collections by stage and by age (0–30, 31–60, 61–90, 90+ days past due, each
+    currency apart), suspended subscriptions, and what the partner owes 21Vianet
     against what its customers owe it.
 
     Exit code 2: bad input or settings; 1: the database cannot be read."""

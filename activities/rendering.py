@@ -15,7 +15,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from core.formatting import day, duration, localized_money, timestamp, when
-from core.models import About, EmailMessage, EmailTemplate, Locale
+from core.models import DEMO_LETTERHEAD, About, EmailMessage, EmailTemplate, Letterhead, Locale
 
 _BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
 
@@ -35,7 +35,7 @@ def _tidy(text: str) -> str:
 class TemplateRenderer:
     """One Jinja environment over the templates directory; safe to share between threads."""
 
-    def __init__(self, templates_dir: Path) -> None:
+    def __init__(self, templates_dir: Path, letterhead: Letterhead = DEMO_LETTERHEAD) -> None:
         self.env = Environment(
             loader=FileSystemLoader(templates_dir),
             # only .html is escaped: text parts and the 21Vianet request keep the customer's words
@@ -48,6 +48,8 @@ class TemplateRenderer:
         self.env.filters.update(
             money=localized_money, when=when, day=day, duration=duration, timestamp=timestamp
         )
+        # every letter's signature and payment instructions
+        self.env.globals["partner"] = letterhead
 
     def render(
         self, template: EmailTemplate, locale: Locale, context: Mapping[str, Any]

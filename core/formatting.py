@@ -77,11 +77,13 @@ def when(value: datetime | str, locale: str) -> str:
     return moment + suffix
 
 
-def day(value: date | str, locale: str) -> str:
-    """A calendar day (a due date), as a reader in that locale writes it."""
+def day(value: date | datetime | str, locale: str) -> str:
+    """A calendar day (a due date, a moment's day in China), as that locale writes it."""
     from babel.dates import format_date
 
-    moment = date.fromisoformat(value) if isinstance(value, str) else value
+    if isinstance(value, str):
+        value = date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
+    moment = china_day(value) if isinstance(value, datetime) else value
     return format_date(moment, _DATE_FORMAT[locale], locale=_babel_locale(locale))
 
 

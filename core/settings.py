@@ -19,7 +19,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from core.models import CasePolicy, CollectionsPolicy, Locale
+from core.models import DEMO_LETTERHEAD, CasePolicy, CollectionsPolicy, Letterhead, Locale
+from core.models.letters import Line
 
 ROOT = Path(__file__).resolve().parent.parent
 P = TypeVar("P", bound=BaseModel)
@@ -109,6 +110,15 @@ class Settings(BaseSettings):
     portal_webhook_secrets: SecretStr | None = None  # the customer portal: cases
 
     # the partner's payable to 21Vianet: who pays its invoices, reminded this many days before due
+    # the partner in its customers' letters: the signature, and the account they transfer to
+    partner_name: Line = DEMO_LETTERHEAD.partner_name
+    partner_name_en: Line = DEMO_LETTERHEAD.partner_name_en
+    partner_phone: Line = DEMO_LETTERHEAD.phone
+    partner_hours: Line = DEMO_LETTERHEAD.hours
+    bank_account_name: Line = DEMO_LETTERHEAD.bank_account_name
+    bank_name: Line = DEMO_LETTERHEAD.bank_name
+    bank_account_number: Line = DEMO_LETTERHEAD.bank_account_number
+
     finance_email: EmailStr = "finance@partner.example.cn"
     finance_locale: Locale = Locale.ZH_CN
     vianet_invoice_reminder_days: int = Field(default=3, ge=1, le=60)
@@ -206,6 +216,17 @@ class Settings(BaseSettings):
                     f"{names} {verb} required when PARTNER_CENTER_BACKEND=partner-center"
                 )
         return self
+
+    def letterhead(self) -> Letterhead:
+        return Letterhead(
+            partner_name=self.partner_name,
+            partner_name_en=self.partner_name_en,
+            phone=self.partner_phone,
+            hours=self.partner_hours,
+            bank_account_name=self.bank_account_name,
+            bank_name=self.bank_name,
+            bank_account_number=self.bank_account_number,
+        )
 
     def case_policy(self) -> CasePolicy:
         """The policy file's rules, and whether a resolution waits for its delivery (SendGrid

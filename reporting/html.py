@@ -14,7 +14,7 @@ from plotly.offline import get_plotlyjs
 
 from core.files import private_open
 from core.formatting import money
-from reporting.queries import Report
+from reporting.queries import AGING_BUCKETS, Aging, Report
 from reporting.sections import heading, sections
 
 LAYOUT: dict[str, Any] = {
@@ -86,6 +86,14 @@ def figures(report: Report) -> dict[str, go.Figure]:
         ),
         layout={**LAYOUT, "title": f"Balance in collections by stage ({cur})"},
     )
+    nothing = Aging(cur, [Decimal("0.00")] * len(AGING_BUCKETS), [0] * len(AGING_BUCKETS))
+    aged = next((a for a in report.aging if a.currency == cur), nothing)
+    aging = go.Figure(
+        go.Bar(
+            x=aged.buckets, y=_amounts(aged.balances), text=[money(b, cur) for b in aged.balances]
+        ),
+        layout={**LAYOUT, "title": f"Receivables aging, days past due ({cur})"},
+    )
     e = report.exposure
     sides = ["Owed to 21Vianet", "Owed by customers"]
     parts = [
@@ -105,6 +113,7 @@ def figures(report: Report) -> dict[str, go.Figure]:
         "sla": sla,
         "severity": severity,
         "receivables": receivables,
+        "aging": aging,
         "exposure": exposure,
     }
 

@@ -42,6 +42,13 @@ AGE_BUCKETS: tuple[tuple[str, timedelta | None], ...] = (
     ("30+ days", None),
 )
 DUE_SOON = timedelta(days=7)
+# receivables aging: (label, most days past due in the bucket); the last bucket has no bound
+AGING_BUCKETS: tuple[tuple[str, int | None], ...] = (
+    ("0–30 days", 30),
+    ("31–60 days", 60),
+    ("61–90 days", 90),
+    ("90+ days", None),
+)
 
 
 # --------------------------------------------------------------------------- figures
@@ -143,6 +150,24 @@ class Receivable:
 
 
 @dataclass(frozen=True)
+class Aging:
+    """What customers owe in one currency, by days past due: whole China calendar days since
+    the payment failed (the billing system charges on the due date)."""
+
+    currency: str
+    balances: list[Decimal]  # one a bucket of AGING_BUCKETS
+    invoices: list[int]
+
+    @property
+    def buckets(self) -> list[str]:
+        return [label for label, _ in AGING_BUCKETS]
+
+    @property
+    def total(self) -> Decimal:
+        return sum(self.balances, ZERO)
+
+
+@dataclass(frozen=True)
 class Suspension:
     invoice_id: str
     customer_name: str
@@ -196,6 +221,7 @@ class Report:
     in_dispute: Decimal  # open cases' disputed amounts
     disputed_cases: int
     receivables: list[Receivable]
+    aging: list[Aging]  # every currency, each apart
     suspensions: list[Suspension]
     exposure: Exposure
     payables: list[Payable]
@@ -251,6 +277,7 @@ def build_report(
         in_dispute=sum((c.disputed_amount for c in disputed if c.disputed_amount > 0), ZERO),
         disputed_cases=sum(1 for c in disputed if c.disputed_amount > 0),
         receivables=_receivables(owed),
+        aging=_aging(collections, now),
         suspensions=_suspensions(session, now),
         exposure=_exposure(owed, unpaid, now),
         payables=[
@@ -383,6 +410,29 @@ def _receivables(owed: list[Collections]) -> list[Receivable]:
             groups.items(), key=lambda item: (order.index(item[0][0]), item[0][1])
         )
     ]
+
+
+def days_past_due(first_failed_at: datetime, now: datetime) -> int:
+    return max((china_today(now) - china_day(first_failed_at)).days, 0)
+
+
+def aging_bucket(days: int) -> int:
+    """The index in AGING_BUCKETS of an amount ``days`` past due."""
+    return next(i for i, (_, most) in enumerate(AGING_BUCKETS) if most is None or days <= most)
+
+
+def _aging(open_collections: list[Collections], now: datetime) -> list[Aging]:
+    """Every open invoice with a balance (disputed and promised ones too: still owed), per
+    currency, in Decimal."""
+    balances: dict[str, list[Decimal]] = defaultdict(lambda: [ZERO] * len(AGING_BUCKETS))
+    invoices: dict[str, list[int]] = defaultdict(lambda: [0] * len(AGING_BUCKETS))
+    for row in open_collections:
+        if row.balance <= 0:
+            continue
+        bucket = aging_bucket(days_past_due(row.first_failed_at, now))
+        balances[row.currency][bucket] += row.balance
+        invoices[row.currency][bucket] += 1
+    return [Aging(cur, balances[cur], invoices[cur]) for cur in sorted(balances)]
 
 
 def _suspensions(session: Session, now: datetime) -> list[Suspension]:

@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from core.formatting import CHINA_STANDARD_TIME, duration, money
-from reporting.queries import Clock, Durations, Rate, Report
+from reporting.queries import AGING_BUCKETS, Clock, Durations, Rate, Report
+
+AGING_LABELS = [label for label, _ in AGING_BUCKETS]
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,26 @@ def sections(report: Report) -> list[Section]:
                 money(report.receivable_total, cur),
             ],
             text_columns=2,
+        ),
+        Section(
+            "aging",
+            "Receivables aging: days past due",
+            ["Currency", *AGING_LABELS, "Total"],
+            [
+                [
+                    a.currency,
+                    *(
+                        f"{money(b, a.currency)} ({n})"
+                        for b, n in zip(a.balances, a.invoices, strict=True)
+                    ),
+                    f"{money(a.total, a.currency)} ({sum(a.invoices)})",
+                ]
+                for a in report.aging
+            ],
+            note=(
+                "balance (invoices) of every unpaid invoice in collections, disputed ones too;"
+                " days since the payment failed, in China; each currency apart"
+            ),
         ),
         Section(
             "suspensions",

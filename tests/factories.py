@@ -34,6 +34,7 @@ from core.models import (
     SlaClockView,
     VianetInvoiceStatus,
     VianetInvoiceView,
+    payment_failure,
 )
 
 CASE_ID = "BC-20250303-0042"
@@ -218,7 +219,6 @@ def sample_extra(template: EmailTemplate) -> dict[str, str]:
         EmailTemplate.INFO_REQUESTED: {"question": QUESTION},
         EmailTemplate.CASE_RESOLVED: {"reopen_days": "7"},
         EmailTemplate.CASE_REOPENED: {"reason": "贷项金额与争议金额不一致，少了 ¥340.00。"},
-        EmailTemplate.CASE_WITHDRAWN: {"reason": "客户确认费用无误，主动撤回。"},
         EmailTemplate.OWNER_SLA_REMINDER: {"clock": "resolution", "due_at": due_at},
         EmailTemplate.MANAGER_SLA_BREACH: {"clock": "resolution", "due_at": due_at},
         EmailTemplate.OWNER_FILE_ESCALATION: {
@@ -231,15 +231,13 @@ def sample_extra(template: EmailTemplate) -> dict[str, str]:
             "error": "SendGrid 400: The to email does not contain a valid address.",
         },
         EmailTemplate.OWNER_CASE_UPDATE: {"text": "客户回复：订阅 ID 见附件。"},
-        EmailTemplate.COLLECTIONS_PAYMENT_FAILED: {"reason": PAYMENT_FAILURE},
+        EmailTemplate.COLLECTIONS_PAYMENT_FAILED: {
+            "failure": payment_failure(PAYMENT_FAILURE).value
+        },
         EmailTemplate.COLLECTIONS_FINAL_NOTICE: {"suspension_date": SUSPENDED_AT.isoformat()},
         EmailTemplate.COLLECTIONS_DELETION_WARNING: {"days_left": "50"},
         EmailTemplate.COLLECTIONS_PAYMENT_RECEIVED: {"amount": "20000.00"},
         EmailTemplate.COLLECTIONS_REACTIVATED: {"amount": str(AMOUNT_DUE)},
-        EmailTemplate.COLLECTIONS_FRAUD_SUSPENDED: {"reason": FRAUD_REASON},
-        EmailTemplate.COLLECTIONS_CLOSED: {
-            "reason": f"案例 {CASE_ID} 确认计费错误，已开具全额贷项通知单抵扣本发票。"
-        },
         EmailTemplate.MANAGER_PARTNER_CENTER_ERROR: {
             "subscription_id": SECOND_SUBSCRIPTION_ID,
             "error": "412 Precondition Failed: the If-Match etag does not match the subscription.",

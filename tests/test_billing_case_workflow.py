@@ -282,7 +282,10 @@ async def test_withdraw_tells_the_customer(
     result = await handle.result()
     assert result.status is CaseStatus.WITHDRAWN and result.closed_at is not None
     assert fake.templates()[-1] is EmailTemplate.CASE_WITHDRAWN
-    assert fake.emails[-1].data.extra()["reason"] == "Customer paid in full"
+    # the agent's reason is on the timeline, never in the letter
+    assert fake.emails[-1].data.extra() == {}
+    withdrawn = [e for e in result.timeline if e.kind is EventKind.WITHDRAWN]
+    assert [e.text for e in withdrawn] == ["Customer paid in full"]
 
 
 async def test_bounced_resolution_returns_to_the_agent(

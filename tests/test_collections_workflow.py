@@ -123,6 +123,8 @@ async def test_whole_policy_without_payment(
     handle = await start(time_env, fake, failure)
     await day(time_env, handle, 2.9)
     assert sent(fake) == [EmailTemplate.COLLECTIONS_PAYMENT_FAILED]
+    # the customer gets the billing system's reason as a code; its words stay on the timeline
+    assert fake.emails[0].data.extra() == {"failure": "card-declined"}
     await day(time_env, handle, 7.01)
     await eventually(lambda: EmailTemplate.COLLECTIONS_FINAL_NOTICE in sent(fake))
     notice = next(e for e in fake.emails if e.template is EmailTemplate.COLLECTIONS_FINAL_NOTICE)
@@ -282,6 +284,9 @@ async def test_fraud_suspends_at_once_and_payment_does_not_lift_it(
     await handle.execute_update(CollectionsWorkflow.report_fraud, fraud)
     await eventually(lambda: EmailTemplate.COLLECTIONS_FRAUD_SUSPENDED in sent(fake))
     assert EmailTemplate.MANAGER_FRAUD_REPORTED in sent(fake)
+    told = {e.template: e.data.extra() for e in fake.emails}
+    assert told[EmailTemplate.COLLECTIONS_FRAUD_SUSPENDED] == {}  # the signal is the manager's
+    assert told[EmailTemplate.MANAGER_FRAUD_REPORTED]["reason"] == fraud.reason
     await eventually(lambda: len(fake.subscription_changes) == 2)
     with pytest.raises(WorkflowUpdateFailedError) as refused:
         await handle.execute_update(CollectionsWorkflow.report_fraud, fraud)
@@ -345,6 +350,7 @@ async def test_waive_after_suspension_reactivates(
     result = await handle.result()
     assert result.suspended_subscriptions == []
     assert fake.emails[-1].template is EmailTemplate.COLLECTIONS_CLOSED
+    assert fake.emails[-1].data.extra() == {}  # why it was waived stays internal
     with pytest.raises(RPCError):  # the workflow has ended: no more actions
         await handle.execute_update(CollectionsWorkflow.waive, Waive(reason="x", by="m"))
 

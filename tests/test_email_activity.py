@@ -80,7 +80,7 @@ def test_outbox_email_is_sent_once_per_key(
     assert len(list(tmp_path.glob("*.eml"))) == 1
     row = log_row(session_factory)
     assert (row.status, row.attempts, row.processor) == ("sent", 1, "outbox")
-    assert row.subject.startswith("[案例 BC-20250303-0042]")
+    assert row.subject.startswith("【工单 BC-20250303-0042】")
     assert row.case_id == "BC-20250303-0042" and row.template == "info_requested"
     assert row.sent_at is not None and row.error is None
 
@@ -170,7 +170,7 @@ def test_an_accepted_email_whose_record_failed_is_not_sent_again(
     assert sent.provider_message_id == "sg-1" and len(sendgrid_standin.requests) == 1
     row = log_row(session_factory)
     assert (row.status, row.provider_message_id) == ("sent", "sg-1")
-    assert row.subject is not None and row.subject.startswith("[案例 BC-20250303-0042]")
+    assert row.subject is not None and row.subject.startswith("【工单 BC-20250303-0042】")
 
 
 def test_repeated_failures_before_sending_free_the_key_each_time(
@@ -297,9 +297,9 @@ def test_collections_email_is_logged_under_its_invoice(
         COLLECTIONS_INVOICE_ID,
         "collections_final_notice",
     )
-    assert row.subject.startswith(f"[发票 {COLLECTIONS_INVOICE_ID}] 最终付款通知")
+    assert row.subject.startswith(f"【账单 {COLLECTIONS_INVOICE_ID}】最终付款通知")
     [eml] = tmp_path.glob("*.eml")
     sent = message_from_bytes(eml.read_bytes(), policy=policy.default)
     assert isinstance(sent, EmailMessageFile)
     text = sent.get_body(("plain",))
-    assert text is not None and f"发票号：{COLLECTIONS_INVOICE_ID}" in text.get_content()
+    assert text is not None and f"账单编号：{COLLECTIONS_INVOICE_ID}" in text.get_content()

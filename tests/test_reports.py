@@ -22,7 +22,7 @@ from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
 from db.tables import Case, CaseEventRow, Collections, VianetEscalation, VianetInvoice
 from reporting.html import render_html
-from reporting.queries import Report, build_report
+from reporting.queries import AGING_BUCKETS, Report, aging_bucket, build_report, days_past_due
 from reporting.sections import sections
 from reporting.terminal import print_report
 from starter import app
@@ -81,7 +81,7 @@ def _collections(invoice_id: str, status: str, stage: str, balance: str, **kw: A
         paid=Decimal("0.00"),
         credited=Decimal("0.00"),
         balance=Decimal(balance),
-        first_failed_at=now - 30 * DAY,
+        first_failed_at=now - kw.pop("failed_days_ago", 30) * DAY,
         subscription_ids=[str(uuid.uuid4())],
         suspended_subscriptions=[str(uuid.uuid4()) for _ in range(kw.pop("suspended", 0))],
         suspended_at=suspended_at,
@@ -218,9 +218,11 @@ def seed(session_factory: sessionmaker[Session], now: datetime = NOW) -> None:
     ]
     collections = [
         _collections("K1", "active", "reminder", "5000.00", now=now),
-        _collections("K2", "active", "final-notice", "3000.10", now=now),
-        _collections("K3", "active", "reminder", "1999.90", now=now),
-        _collections("K4", "paused-dispute", "final-notice", "8000.00", now=now),
+        _collections("K2", "active", "final-notice", "3000.10", now=now, failed_days_ago=31),
+        _collections("K3", "active", "reminder", "1999.90", now=now, failed_days_ago=2),
+        _collections(
+            "K4", "paused-dispute", "final-notice", "8000.00", now=now, failed_days_ago=60
+        ),
         _collections(
             "K5",
             "handed-off",
@@ -230,15 +232,25 @@ def seed(session_factory: sessionmaker[Session], now: datetime = NOW) -> None:
             suspended=2,
             suspended_days_ago=85,
             customer_name=EVIL_NAME,
+            failed_days_ago=120,
         ),
         _collections(
-            "K6", "active", "suspension", "4000.00", now=now, suspended=1, suspended_days_ago=10
+            "K6",
+            "active",
+            "suspension",
+            "4000.00",
+            now=now,
+            suspended=1,
+            suspended_days_ago=10,
+            failed_days_ago=61,
         ),
         _collections(
             "K7", "paid", "paid", "0.00", now=now, suspended=1, suspended_days_ago=30, fraud=True
         ),
         _collections("K8", "paid", "paid", "0.00", now=now),
-        _collections("K9", "active", "reminder", "700.00", now=now, currency="USD"),
+        _collections(
+            "K9", "active", "reminder", "700.00", now=now, currency="USD", failed_days_ago=91
+        ),
     ]
     today = (now + 8 * HOUR).date()
     invoices = [
@@ -336,6 +348,22 @@ def test_report_figures(session_factory: sessionmaker[Session]) -> None:
     ]
     assert got.receivable_total == Decimal("34000.00")
 
+    # aging, each currency apart: K1 30 days past due, K3 2 | K2 31, K4 60 (disputed, still
+    # owed) | K6 61 | K5 120; K9 91 in USD; the paid K7 and K8 are not receivables
+    assert [(a.currency, a.balances, a.invoices) for a in got.aging] == [
+        (
+            "CNY",
+            [Decimal("6999.90"), Decimal("11000.10"), Decimal("4000.00"), Decimal("12000.00")],
+            [2, 2, 1, 1],
+        ),
+        (
+            "USD",
+            [Decimal("0.00"), Decimal("0.00"), Decimal("0.00"), Decimal("700.00")],
+            [0, 0, 0, 1],
+        ),
+    ]
+    assert got.aging[0].total == got.receivable_total
+
     # the fraud case K7 is paid but stays suspended: its data still goes
     assert [(s.invoice_id, s.subscriptions, s.days_left) for s in got.suspensions] == [
         ("K5", 2, 5),
@@ -392,6 +420,25 @@ def test_sections_format_money_and_rates(session_factory: sessionmaker[Session])
     assert rendered["dispute"].rows[1] == ["Disputed amount", "¥16,740.75"]
     assert rendered["exposure"].footer == ["Net (customers owe − the partner owes)", "-¥166,000.50"]
     assert rendered["receivables"].footer == ["Total", "", "6", "¥34,000.00"]
+    assert rendered["aging"].columns == [
+        "Currency",
+        "0–30 days",
+        "31–60 days",
+        "61–90 days",
+        "90+ days",
+        "Total",
+    ]
+    assert rendered["aging"].rows == [
+        [
+            "CNY",
+            "¥6,999.90 (2)",
+            "¥11,000.10 (2)",
+            "¥4,000.00 (1)",
+            "¥12,000.00 (1)",
+            "¥34,000.00 (6)",
+        ],
+        ["USD", "USD 0.00 (0)", "USD 0.00 (0)", "USD 0.00 (0)", "USD 700.00 (1)", "USD 700.00 (1)"],
+    ]
     assert rendered["escalations"].rows[0] == ["Escalation rate", "22.2% (2/9)"]
     assert rendered["backlog"].footer == ["Total", "1", "2", "1", "1", "1", "1", "7"]
     assert rendered["closing"].rows[1] == ["Time to close: median", "7 days"]
@@ -401,7 +448,8 @@ def test_html_report_has_charts_and_figures(session_factory: sessionmaker[Sessio
     seed(session_factory)
     html = render_html(report(session_factory), ROOT / "templates")
     assert html.startswith("<!DOCTYPE html>")
-    assert html.count('class="plotly-graph-div"') == 5
+    assert html.count('class="plotly-graph-div"') == 6
+    assert 'id="aging"' in html and "¥11,000.10 (2)" in html and "USD 700.00 (1)" in html
     assert "Plotly.newPlot" in html
     assert get_plotlyjs()[:500] in html and "<script src=" not in html  # inlined: offline
     for figure in ("¥16,740.75", "¥34,000.00", "-¥166,000.50", "¥200,000.50", "22.2% (2/9)"):
@@ -417,6 +465,7 @@ def test_terminal_tables_print_names_as_they_are(session_factory: sessionmaker[S
     printed = console.export_text()
     assert EVIL_NAME in printed  # no markup taken from a customer's name
     assert "Net (customers owe − the partner owes) │ -¥166,000.50" in printed
+    assert "Receivables aging: days past due" in printed and "¥12,000.00 (1)" in printed
 
 
 # --------------------------------------------------------------------------- the command line
@@ -484,3 +533,22 @@ def test_report_command_on_an_unmigrated_database(
     result = CliRunner().invoke(app, ["report"])
     assert result.exit_code == 1
     assert "db.migrate" in result.output
+
+
+@pytest.mark.parametrize(
+    ("failed", "now", "days", "bucket"),
+    [
+        # a day in China: 23:30 and 00:30 Beijing time are a day apart
+        ("2026-01-01T15:30:00+00:00", "2026-01-01T16:30:00+00:00", 1, "0–30 days"),
+        ("2026-01-01T15:30:00+00:00", "2026-01-01T15:59:00+00:00", 0, "0–30 days"),
+        ("2026-01-01T02:00:00+00:00", "2026-01-31T02:00:00+00:00", 30, "0–30 days"),
+        ("2026-01-01T02:00:00+00:00", "2026-02-01T02:00:00+00:00", 31, "31–60 days"),
+        ("2026-01-01T02:00:00+00:00", "2026-04-01T02:00:00+00:00", 90, "61–90 days"),
+        ("2026-01-01T02:00:00+00:00", "2026-04-02T02:00:00+00:00", 91, "90+ days"),
+        ("2026-01-02T02:00:00+00:00", "2026-01-01T02:00:00+00:00", 0, "0–30 days"),  # clock skew
+    ],
+)
+def test_days_past_due_and_their_bucket(failed: str, now: str, days: int, bucket: str) -> None:
+    got = days_past_due(datetime.fromisoformat(failed), datetime.fromisoformat(now))
+    assert got == days
+    assert AGING_BUCKETS[aging_bucket(got)][0] == bucket

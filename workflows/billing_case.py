@@ -466,7 +466,7 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
         self._record(EventKind.WITHDRAWN, data.by, data.reason)
         self._set_status(CaseStatus.WITHDRAWN)
         self._closed_at = workflow.now()
-        self._queue_email(CaseWithdrawn(reason=data.reason))
+        self._queue_email(CaseWithdrawn())
         self._report_to_collections()
         return self._answer()
 

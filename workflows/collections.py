@@ -72,6 +72,7 @@ with workflow.unsafe.imports_passed_through():
         SubscriptionStatus,
         TriageReply,
         Waive,
+        payment_failure,
     )
     from core.models.collections import MAX_REPORTS, ZERO
     from core.models.email import (
@@ -451,9 +452,9 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
             self._hold_through_account(HoldReason.FRAUD, data.by)
             if self._suspended_at is None:
                 self._suspended_now()
-                self._queue_email(CollectionsFraudSuspended(reason=data.reason))
+                self._queue_email(CollectionsFraudSuspended())
         elif self._suspended_at is None:
-            self._suspend(CollectionsFraudSuspended(reason=data.reason))
+            self._suspend(CollectionsFraudSuspended())
         self._publish()
         return without_timeline(self.view())
 
@@ -794,7 +795,7 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         """A policy step's email, filled in from the state; None when it has nothing to say."""
         match template:
             case EmailTemplate.COLLECTIONS_PAYMENT_FAILED:
-                return CollectionsPaymentFailed(reason=self._reason)
+                return CollectionsPaymentFailed(failure=payment_failure(self._reason))
             case EmailTemplate.COLLECTIONS_REMINDER:
                 return CollectionsReminder()
             case EmailTemplate.COLLECTIONS_SUSPENDED:
@@ -933,7 +934,7 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         if self._fraud and self._suspended:
             self._queue_email(ManagerFraudReported(reason=f"{why}; still suspended", by=WORKFLOW))
         if status is not CollectionsStatus.PAID:
-            self._queue_email(CollectionsClosed(reason=why))
+            self._queue_email(CollectionsClosed())
         elif self._suspended and not self._fraud:
             self._queue_email(CollectionsReactivated(amount=amount))
         else:
@@ -961,7 +962,7 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         if self._fraud:
             self._queue_email(ManagerFraudReported(reason=f"{why}; still suspended", by=WORKFLOW))
         if not paid:
-            self._queue_email(CollectionsClosed(reason=why))
+            self._queue_email(CollectionsClosed())
 
     def _dispute_case(self, data: OpenDispute, case_id: str) -> OpenCase:
         return OpenCase(

@@ -102,6 +102,7 @@ from core.models.email import (
     EmailUndelivered,
     Recipient,
 )
+from core.models.letters import DEMO_LETTERHEAD, Letterhead, PaymentFailure, payment_failure
 from core.models.shared import (
     CURRENCY,
     GUID_PATTERN,
@@ -142,6 +143,7 @@ EmailMessage.model_rebuild()
 
 __all__ = [
     "CURRENCY",
+    "DEMO_LETTERHEAD",
     "EMAIL_DATA",
     "FIRST_STATUS",
     "GUID_PATTERN",
@@ -200,6 +202,7 @@ __all__ = [
     "Hold",
     "HoldReason",
     "InvoiceId",
+    "Letterhead",
     "LiftFraud",
     "Locale",
     "LogState",
@@ -212,6 +215,7 @@ __all__ = [
     "OpenCase",
     "OpenDispute",
     "Outcome",
+    "PaymentFailure",
     "PaymentReceived",
     "PersistAccount",
     "PersistCase",
@@ -258,4 +262,5 @@ __all__ = [
     "VianetTicket",
     "Waive",
     "Withdraw",
+    "payment_failure",
 ]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from pydantic import EmailStr, Field, StringConstraints, model_validator
 
 from core import ids
+from core.models.letters import PaymentFailure, payment_failure
 from core.models.shared import Locale, Strict
 
 if TYPE_CHECKING:
@@ -102,6 +103,20 @@ class EmailData(Strict):
 
     recipient: ClassVar[Recipient]
     about: ClassVar[About | None]
+    # fields an older workflow still passes to an email scheduled before they were dropped
+    retired: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade(cls, value: Any) -> Any:
+        if isinstance(value, dict) and cls.retired.intersection(value):
+            value = cls.upgrade({k: v for k, v in value.items()})
+        return value
+
+    @classmethod
+    def upgrade(cls, old: dict[str, Any]) -> dict[str, Any]:
+        """An older payload as this email reads it now: its retired fields dropped."""
+        return {name: value for name, value in old.items() if name not in cls.retired}
 
     def extra(self) -> dict[str, str]:
         """The fields as the templates read them (``extra.<name>``): text, ISO 8601 moments."""
@@ -189,8 +204,10 @@ class CaseClosed(_ToCustomerOnCase):
 
 
 class CaseWithdrawn(_ToCustomerOnCase):
+    """Why it was withdrawn is the agent's note: on the timeline, not in the letter."""
+
     template: Literal[EmailTemplate.CASE_WITHDRAWN] = EmailTemplate.CASE_WITHDRAWN
-    reason: Text
+    retired = frozenset({"reason"})
 
 
 class OwnerNewCase(_ToOwnerOnCase):
@@ -252,10 +269,20 @@ class OwnerCaseUpdate(_ToOwnerOnCase):
 
 
 class CollectionsPaymentFailed(_Consolidated):
+    """The billing system's reason as a code (``payment_failure``): its words stay internal."""
+
     template: Literal[EmailTemplate.COLLECTIONS_PAYMENT_FAILED] = (
         EmailTemplate.COLLECTIONS_PAYMENT_FAILED
     )
-    reason: Text
+    failure: PaymentFailure = PaymentFailure.UNKNOWN
+    retired = frozenset({"reason"})
+
+    @classmethod
+    def upgrade(cls, old: dict[str, Any]) -> dict[str, Any]:
+        reason = old.get("reason")
+        new = super().upgrade(old)
+        new.setdefault("failure", payment_failure(reason if isinstance(reason, str) else None))
+        return new
 
 
 class CollectionsReminder(_Consolidated):
@@ -293,10 +320,12 @@ class CollectionsReactivated(_ToCustomerOnInvoice):
 
 
 class CollectionsFraudSuspended(_ToCustomerOnInvoice):
+    """The fraud signal that led to it is internal (``ManagerFraudReported``, the timeline)."""
+
     template: Literal[EmailTemplate.COLLECTIONS_FRAUD_SUSPENDED] = (
         EmailTemplate.COLLECTIONS_FRAUD_SUSPENDED
     )
-    reason: Text
+    retired = frozenset({"reason"})
 
 
 class CollectionsPromiseAccepted(_ToCustomerOnInvoice):
@@ -306,8 +335,10 @@ class CollectionsPromiseAccepted(_ToCustomerOnInvoice):
 
 
 class CollectionsClosed(_ToCustomerOnInvoice):
+    """Why nothing is owed is the invoice's status (credited, waived); the note stays internal."""
+
     template: Literal[EmailTemplate.COLLECTIONS_CLOSED] = EmailTemplate.COLLECTIONS_CLOSED
-    reason: Text
+    retired = frozenset({"reason"})
 
 
 class ManagerCollectionsHandOff(_ToManagerOnInvoice):
@@ -445,7 +476,7 @@ class EmailMessage(Strict):
             value = dict(value)
             template = EmailTemplate(value.pop("template"))
             extra = value.pop("extra", None) or {}
-            fields = template.data.model_fields
+            fields = template.data.model_fields.keys() | template.data.retired
             known = {name: text for name, text in extra.items() if name in fields}
             value["data"] = {"template": template, **known}
         return value
