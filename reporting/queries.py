@@ -23,11 +23,12 @@ from core.models import (
     CaseStatus,
     CollectionsStatus,
     EventKind,
+    HoldReason,
     Priority,
     Severity,
     VianetInvoiceStatus,
 )
-from db.tables import Case, CaseEventRow, Collections, VianetEscalation, VianetInvoice
+from db.tables import Account, Case, CaseEventRow, Collections, VianetEscalation, VianetInvoice
 
 ZERO = Decimal("0.00")
 FINAL_CASE_STATUSES = (CaseStatus.CLOSED.value, CaseStatus.WITHDRAWN.value)
@@ -180,6 +181,19 @@ class Suspension:
 
 
 @dataclass(frozen=True)
+class AccountHolds:
+    """A customer's account: what holds its subscriptions suspended (AccountWorkflow)."""
+
+    tenant_id: str
+    customer_name: str
+    suspended: int  # subscriptions suspended now
+    non_payment: int  # holds from unpaid invoices
+    fraud: int  # holds only a manager lifts
+    invoices: int  # invoices holding something
+    exempt: bool  # the customer is exempt from suspension for non-payment
+
+
+@dataclass(frozen=True)
 class Payable:
     """An unpaid invoice from 21Vianet."""
 
@@ -223,6 +237,7 @@ class Report:
     receivables: list[Receivable]
     aging: list[Aging]  # every currency, each apart
     suspensions: list[Suspension]
+    holds: list[AccountHolds]
     exposure: Exposure
     payables: list[Payable]
     other_currency: int = 0  # open cases and collections in other currencies, left out of money
@@ -279,6 +294,7 @@ def build_report(
         receivables=_receivables(owed),
         aging=_aging(collections, now),
         suspensions=_suspensions(session, now),
+        holds=_holds(session),
         exposure=_exposure(owed, unpaid, now),
         payables=[
             Payable(
@@ -433,6 +449,28 @@ def _aging(open_collections: list[Collections], now: datetime) -> list[Aging]:
         balances[row.currency][bucket] += row.balance
         invoices[row.currency][bucket] += 1
     return [Aging(cur, balances[cur], invoices[cur]) for cur in sorted(balances)]
+
+
+def _holds(session: Session) -> list[AccountHolds]:
+    """Every account holding something, fraud first, then by how much it holds."""
+    rows = session.scalars(select(Account).order_by(Account.account_id))
+    found = []
+    for row in rows:
+        if not row.holds and not row.suspended_subscriptions:
+            continue
+        reasons = Counter(hold["reason"] for hold in row.holds)
+        found.append(
+            AccountHolds(
+                tenant_id=row.tenant_id,
+                customer_name=row.customer_name,
+                suspended=len(row.suspended_subscriptions),
+                non_payment=reasons[HoldReason.NON_PAYMENT.value],
+                fraud=reasons[HoldReason.FRAUD.value],
+                invoices=len({hold["invoice_id"] for hold in row.holds}),
+                exempt=bool(row.overrides.get("exempt_from_suspension")),
+            )
+        )
+    return sorted(found, key=lambda a: (-a.fraud, -a.suspended, a.tenant_id))
 
 
 def _suspensions(session: Session, now: datetime) -> list[Suspension]:

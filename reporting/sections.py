@@ -222,6 +222,25 @@ def sections(report: Report) -> list[Section]:
             text_columns=4,
         ),
         Section(
+            "holds",
+            "Holds per account",
+            ["Customer", "Tenant", "Suspended", "Non-payment holds", "Fraud holds", "Invoices"],
+            [
+                [
+                    a.customer_name + (" (exempt)" if a.exempt else ""),
+                    a.tenant_id,
+                    str(a.suspended),
+                    str(a.non_payment),
+                    str(a.fraud),
+                    str(a.invoices),
+                ]
+                for a in report.holds
+            ],
+            note="a subscription stays suspended while any hold is left; fraud holds are lifted "
+            "only by a manager (lift-fraud)",
+            text_columns=2,
+        ),
+        Section(
             "exposure",
             "Exposure: owed to 21Vianet against owed by customers",
             ["Figure", "Amount"],

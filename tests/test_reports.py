@@ -20,7 +20,7 @@ from core.models import CasePolicy, CaseStatus, Priority, Severity
 from core.settings import ROOT, load_case_policy
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
-from db.tables import Case, CaseEventRow, Collections, VianetEscalation, VianetInvoice
+from db.tables import Account, Case, CaseEventRow, Collections, VianetEscalation, VianetInvoice
 from reporting.html import render_html
 from reporting.queries import AGING_BUCKETS, Report, aging_bucket, build_report, days_past_due
 from reporting.sections import sections
@@ -552,3 +552,41 @@ def test_days_past_due_and_their_bucket(failed: str, now: str, days: int, bucket
     got = days_past_due(datetime.fromisoformat(failed), datetime.fromisoformat(now))
     assert got == days
     assert AGING_BUCKETS[aging_bucket(got)][0] == bucket
+
+
+def test_holds_per_account(session_factory: sessionmaker[Session]) -> None:
+    """Each account holding something: its suspended subscriptions and holds by reason, fraud
+    first; an account with nothing left is not listed."""
+
+    def account(tenant: str, name: str, holds: list[tuple[str, str, str]], **kw: Any) -> Account:
+        return Account(
+            account_id=tenant,
+            workflow_id=f"account-{tenant}",
+            tenant_id=tenant,
+            customer_name=name,
+            customer_email="ap@customer.example.cn",
+            locale="zh-CN",
+            holds=[
+                {"subscription_id": s, "reason": r, "invoice_id": i, "placed_at": "x", "by": "w"}
+                for s, r, i in holds
+            ],
+            suspended_subscriptions=sorted({s for s, _, _ in holds}),
+            fraud=any(r == "fraud" for _, r, _ in holds),
+            overrides=kw.get("overrides", {}),
+        )
+
+    with session_factory.begin() as session:
+        session.add_all(
+            [
+                account("t-a", "甲公司", [("S1", "non-payment", "A"), ("S1", "non-payment", "B")]),
+                account("t-b", "乙公司", [("S2", "fraud", "C"), ("S2", "non-payment", "C")]),
+                account("t-c", "丙公司", [], overrides={"exempt_from_suspension": True}),
+            ]
+        )
+    got = report(session_factory).holds
+    assert [(a.tenant_id, a.suspended, a.non_payment, a.fraud, a.invoices) for a in got] == [
+        ("t-b", 1, 1, 1, 1),
+        ("t-a", 1, 2, 0, 2),
+    ]
+    rendered = {s.key: s for s in sections(report(session_factory))}
+    assert rendered["holds"].rows[0] == ["乙公司", "t-b", "1", "1", "1", "1"]
