@@ -96,6 +96,16 @@ def codec_keys() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def around_the_clock() -> Iterator[None]:
+    """BUSINESS_CALENDAR off for the session: a test on the real server runs at whatever hour
+    CI does, and a customer email must not wait for Beijing's morning. The calendar's own tests
+    (tests/test_calendar*.py) give the workflows one of their own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BUSINESS_CALENDAR", "false")
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def default_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A migrated SQLite file in DATABASE_URL for the session: a Settings() that names no
     database of its own (the service layer reads it) never touches var/."""
