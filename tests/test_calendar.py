@@ -16,9 +16,9 @@ CAL = china(date(2026, 2, 13))
 HOUR = timedelta(hours=1)
 
 
-def cst(*args: int) -> datetime:
+def cst(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
     """An instant given in China Standard Time."""
-    return datetime(*args, tzinfo=CAL.tz)  # type: ignore[misc]
+    return datetime(year, month, day, hour, minute, tzinfo=CAL.tz)
 
 
 def local(at: datetime) -> datetime:
@@ -74,9 +74,7 @@ def test_business_hours_across_a_weekend_and_national_day() -> None:
         2026, 9, 20, 12
     )
     # a target that ends with the day is due at closing time, not next morning
-    assert local(CAL.add_business_hours(cst(2026, 10, 9, 9), 9 * HOUR)) == datetime(
-        2026, 10, 9, 18
-    )
+    assert local(CAL.add_business_hours(cst(2026, 10, 9, 9), 9 * HOUR)) == datetime(2026, 10, 9, 18)
     assert CAL.business_time(opened, cst(2026, 10, 10, 16)) == 27 * HOUR
 
 
@@ -108,7 +106,7 @@ def test_business_hours_and_zone_come_from_the_settings() -> None:
         Settings(business_hours="18:00-09:00")
     with pytest.raises(ValueError, match="business_timezone"):
         Settings(business_timezone="Mars/Olympus")
-    with pytest.raises(SettingsError, match="BUSINESS_TIMEZONE.*UTC offset"):
+    with pytest.raises(SettingsError, match=r"BUSINESS_TIMEZONE.*UTC offset"):
         Settings(business_calendar=True, business_timezone="Europe/Berlin").calendar(
             date(2026, 2, 13)
         )

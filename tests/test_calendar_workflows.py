@@ -34,6 +34,7 @@ from core.models import (
 from core.models.case import Escalate
 from core.settings import ROOT, load_case_policy, load_collections_policy
 from tests.codec_support import replay_and_record
+from tests.test_calendar import CAL, cst  # 2026 from chinesecalendar
 from tests.workflow_support import (
     FakeActivities,
     billing_failure,
@@ -44,7 +45,6 @@ from tests.workflow_support import (
 from workflows.billing_case import BillingCaseWorkflow
 from workflows.collections import CollectionsWorkflow
 
-CAL = china(date(2026, 2, 13))  # 2026 from chinesecalendar, 2027 not covered (weekends only)
 POLICY = load_collections_policy(ROOT / "config" / "collections_policy.toml").model_copy(
     update={"calendar": CAL}
 )
@@ -52,10 +52,6 @@ CASE_POLICY = load_case_policy(ROOT / "config" / "case_policy.toml").model_copy(
     update={"calendar": CAL}
 )
 AGENT = "agent.li@partner.example.cn"
-
-
-def cst(*args: int) -> datetime:
-    return datetime(*args, tzinfo=CAL.tz)  # type: ignore[misc]
 
 
 def minute(at: datetime) -> datetime:
