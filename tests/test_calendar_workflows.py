@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -29,10 +29,12 @@ from core.models import (
     Severity,
     StartCollections,
     VianetTicket,
+    Waive,
     Withdraw,
 )
 from core.models.case import Escalate
-from core.settings import ROOT, load_case_policy, load_collections_policy
+from core.settings import ROOT, Settings, load_case_policy, load_collections_policy
+from service import Service
 from tests.codec_support import replay_and_record
 from tests.test_calendar import CAL, cst  # 2026 from chinesecalendar
 from tests.workflow_support import (
@@ -334,3 +336,28 @@ async def test_a_year_not_covered_tells_a_manager_once(tmp_path: Path) -> None:
         assert final.next_step_at is not None
         # 2027-01-01 (New Year) counts as a weekday: weekends only
         assert minute(final.next_step_at) == datetime(2027, 1, 6, 10)
+
+
+async def test_the_service_starts_workflows_with_the_settings_calendar(
+    dev_env: WorkflowEnvironment, running: Settings
+) -> None:
+    """On the real stack (sealed payloads, the real worker), at whatever hour this runs: a case and
+    a collections workflow started through the service carry the calendar the settings build."""
+    settings = running.model_copy(update={"business_calendar": True})
+    calendar = settings.calendar()
+    assert calendar is not None and calendar.source.startswith("chinesecalendar")
+    service = Service(dev_env.client, settings)
+    data = open_case(priority=Priority.NORMAL, policy=settings.case_policy())
+    assert data.policy.calendar == calendar
+    await service.cases.open(data)
+    case = await service.cases.show(data.case_id)
+    first_response = calendar.add_business_hours(case.opened_at, timedelta(hours=8))
+    assert case.sla[0].name == "first response" and case.sla[0].due_at == first_response
+    await service.cases.act(data.case_id, Withdraw(reason="calendar checked", by=AGENT))
+
+    failure = billing_failure()
+    await service.collections.report_failure(failure)
+    invoice = await service.collections.show(failure.invoice_id)
+    assert invoice.next_step_at is not None and calendar.is_open(invoice.next_step_at)
+    assert invoice.next_step_at == calendar.next_opening(invoice.first_failed_at)
+    await service.collections.act(failure.invoice_id, Waive(reason="calendar checked", by=AGENT))
