@@ -4,13 +4,20 @@ business hours, and a year the package does not cover."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from email import message_from_bytes, policy
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy.orm import Session, sessionmaker
 
+from activities.senders import FileOutboxSender
 from core.calendar import BusinessCalendar, china, official_years
+from core.models import EmailTemplate
 from core.settings import Settings, SettingsError
+from tests.factories import collections_for, make_email_message
+from tests.test_email_activity import email_activities, send
 
 CAL = china(date(2026, 2, 13))
 HOUR = timedelta(hours=1)
@@ -145,3 +152,24 @@ def test_business_days_land_on_working_days_in_opening_hours(at: datetime, days:
 
 def _days(first: date, last: date) -> list[date]:
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def test_the_uncovered_year_is_told_once_whichever_workflow_asks(
+    session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Every workflow that reaches the uncovered year asks, under the year's key: the email log
+    sends the first and answers the others as duplicates."""
+    activities = email_activities(session_factory, FileOutboxSender(tmp_path))
+    key = "business-calendar/2027-not-covered"
+    step = "China business calendar: chinesecalendar 1.11.0 has no official holidays for 2027"
+    about_a_case = make_email_message(
+        EmailTemplate.MANAGER_NEEDS_ATTENTION, key=key, extra={"step": step, "error": ""}
+    )
+    about_an_invoice = about_a_case.model_copy(
+        update={"case": None, "collections": collections_for(EmailTemplate.COLLECTIONS_REMINDER)}
+    )
+    first, second = send(activities, about_a_case), send(activities, about_an_invoice)
+    assert not first.duplicate and second.duplicate
+    [sent] = list(tmp_path.glob("*.eml"))
+    text = message_from_bytes(sent.read_bytes(), policy=policy.default).get_body(("plain",))
+    assert text is not None and step in text.get_content()
