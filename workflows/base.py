@@ -26,6 +26,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 
 with workflow.unsafe.imports_passed_through():
     from core import search
+    from core.calendar import BusinessCalendar
     from core.models import (
         CaseEvent,
         EmailData,
@@ -78,6 +79,9 @@ ACCOUNT_HOLDS = "account-holds"
 HAND_OVER = "account-hand-over"
 # the suspension waits for the final notice's delivery and, where the policy says, a manager
 SUSPENSION_RULES = "suspension-rules"
+# China's business calendar (core/calendar.py) in the input: working days and opening hours time
+# the steps, SLA clocks and reminders; a workflow started without one keeps every clock 24×7
+BUSINESS_CALENDAR = "business-calendar"
 # the events a workflow keeps (all are in the database), and how much of each text
 TAIL_EVENTS = 20
 TAIL_TEXT_CHARS = 1_000
@@ -112,6 +116,8 @@ class SendEmail:
 
     data: EmailData
     address: str
+    # the dedup key of an email sent once whichever workflow sends it (else one of this workflow)
+    key: str | None = None
 
     @property
     def template(self) -> EmailTemplate:
@@ -203,6 +209,7 @@ class EffectLoop(ABC, Generic[Effect]):
         self._decision: Literal["retry", "skip"] | None = None
         self._flagged: str | None = log.flagged  # why a manager must look, besides a failed step
         self._attention_shown: str | None = log.attention  # what NeedsAttention says now
+        self._calendar_alerted: set[int] = set()  # uncovered years a manager was told of
         # what the search attributes say (as the workflow started, or its last run left them)
         self._shown = {
             pair.key.name: pair.value for pair in workflow.info().typed_search_attributes
@@ -531,12 +538,30 @@ class EffectLoop(ABC, Generic[Effect]):
         # every workflow's effects include SendEmail
         self._effects.append(cast(Effect, self._email(data)))
 
+    def _calendar_alert(self, calendar: BusinessCalendar, *instants: datetime | None) -> None:
+        """A time this workflow keeps falls in a year the calendar's package does not cover:
+        one email to a manager for that year, from whichever workflow comes first (its key is
+        the year's, so the email log sends it once)."""
+        year = calendar.first_uncovered(*instants)
+        if year is None or year in self._calendar_alerted:
+            return
+        self._calendar_alerted.add(year)
+        why = (
+            f"China business calendar: {calendar.source} has no official holidays or 调休 "
+            f"make-up days for {year}, so {year} counts Monday to Friday as working days until "
+            "the package is updated (pip install -U chinesecalendar, then restart the worker, "
+            "the API and the CLI)"
+        )
+        email = self._email(ManagerNeedsAttention(step=why, error=""))
+        key = f"business-calendar/{year}-not-covered"
+        self._effects.append(cast(Effect, SendEmail(email.data, email.address, key)))
+
     async def _send_email(
         self, email: SendEmail, locale: Locale, **about: Any
     ) -> EmailSent | ApplicationError:
         """Send once per stable key; a rejected address comes back as the error, not raised."""
         self._emails += 1
-        key = self._key(f"{self._emails}-{email.template.value}")
+        key = email.key or self._key(f"{self._emails}-{email.template.value}")
         about = {name: self._email_view(view) for name, view in about.items()}
         who = "customer" if email.recipient is Recipient.CUSTOMER else "staff"
         try:

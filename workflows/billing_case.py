@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import TypedSearchAttributes
@@ -74,6 +74,7 @@ with workflow.unsafe.imports_passed_through():
         OwnerSlaReminder,
     )
     from workflows.base import (
+        BUSINESS_CALENDAR,
         EMAIL_EVENTS,
         TOLD_WHEN_DELIVERED,
         WORKFLOW,
@@ -140,11 +141,21 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
         self._closed_at: datetime | None = None
         targets = data.policy.sla[data.details.priority]
         reminder_at = data.policy.sla_reminder_at
+        calendar = data.policy.calendar
+        # the case's working calendar: its SLA (per priority), reminders and 21Vianet follow-ups
+        self._calendar = calendar if calendar and workflow.patched(BUSINESS_CALENDAR) else None
+        sla_calendar = self._calendar if targets.business_hours else None
         self._first_response = SlaClock(
-            name="first response", target=targets.first_response, reminder_at=reminder_at
+            name="first response",
+            target=targets.first_response,
+            reminder_at=reminder_at,
+            calendar=sla_calendar,
         )
         self._resolution = SlaClock(
-            name="resolution", target=targets.resolution, reminder_at=reminder_at
+            name="resolution",
+            target=targets.resolution,
+            reminder_at=reminder_at,
+            calendar=sla_calendar,
         )
         self._waiting_since: datetime | None = None
         self._last_question: str | None = None
@@ -214,6 +225,8 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
             self._queue_email(CaseAcknowledged())
             self._queue_email(OwnerNewCase())
             self._sync_clocks()
+            if self._calendar is not None:
+                self._calendar_alert(self._calendar, *(a.at for a in self._alarms() if a))
         await self._serve()
         return self.view()
 
@@ -690,23 +703,24 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
         policy = self._policy
         if self._status is CaseStatus.WAITING_ON_CUSTOMER and self._waiting_since:
             n = self._customer_reminders + 1
-            at = self._waiting_since + policy.customer_reminder_after * n
+            at = self._later(self._waiting_since, policy.customer_reminder_after * n)
             if self._customer_reminders < policy.customer_reminders_max:
                 alarms.append(Alarm(at, f"Customer silent: reminder {n}", self._remind_customer))
             elif not self._customer_silence_reported:
                 alarms.append(Alarm(at, "Customer silent: tell the owner", self._report_silence))
         if self._status is CaseStatus.ESCALATION_PENDING and not self._flagged:
             escalation = self._escalations[-1]
-            at = escalation.escalated_at + policy.ticket_reminder_every * (
-                self._escalation_reminders + 1
+            at = self._later(
+                escalation.escalated_at,
+                policy.ticket_reminder_every * (self._escalation_reminders + 1),
             )
             alarms.append(Alarm(at, "21Vianet: ticket number missing", self._remind_ticket))
         if self._status is CaseStatus.WAITING_ON_VIANET and not self._flagged:
             escalation = self._escalations[-1]
             assert escalation.ticket_recorded_at is not None
             target = policy.vianet_response_targets[escalation.severity]
-            at = escalation.ticket_recorded_at + target
-            at += policy.vianet_follow_up_every * self._vianet_follow_ups
+            at = self._later(escalation.ticket_recorded_at, target)
+            at = self._later(at, policy.vianet_follow_up_every * self._vianet_follow_ups)
             label = (
                 "21Vianet: response target"
                 if not self._vianet_follow_ups
@@ -721,6 +735,12 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
                 Alarm(self._told_at + policy.reopen_window, "Reopen window ends", self._window_ends)
             )
         return alarms
+
+    def _later(self, at: datetime, duration: timedelta) -> datetime:
+        """`duration` after `at`: with a calendar in business time (customers and staff are
+        reminded, 21Vianet followed up, on working days in opening hours), else around the
+        clock."""
+        return at + duration if self._calendar is None else self._calendar.add(at, duration)
 
     def _remind(self, clock: SlaClock) -> Callable[[], None]:
         def fire() -> None:

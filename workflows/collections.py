@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         CollectionsStep,
         CollectionsView,
         CorrectContact,
+        DayCount,
         DecideSuspension,
         DisputeOutcome,
         EmailData,
@@ -97,6 +98,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.account import AccountWorkflow
     from workflows.base import (
         ACCOUNT_HOLDS,
+        BUSINESS_CALENDAR,
         EMAIL_EVENTS,
         HAND_OVER,
         SUSPENSION_RULES,
@@ -121,6 +123,8 @@ CONSOLIDATED = frozenset(
         EmailTemplate.COLLECTIONS_FINAL_NOTICE,
     }
 )
+# a customer email queued this soon after closing time still goes (a step due at 17:59)
+SEND_GRACE = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -165,6 +169,9 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         self._start_log(data.carried.log if data.carried else None)
         self._policy = data.policy
         self._case_policy = data.case_policy
+        calendar = data.policy.calendar  # steps and customer emails on working days, in hours
+        self._calendar = calendar if calendar and workflow.patched(BUSINESS_CALENDAR) else None
+        self._waiting: list[SendEmail] = []  # customer emails held for the next opening
         failure = data.failure
         self._invoice_id = failure.invoice_id
         self._customer = failure.customer
@@ -224,6 +231,8 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         self._handed_over = state.handed_over
 
     def _continue_as_new(self) -> None:
+        if self._waiting:  # the customer emails held for the opening go first: this run has them
+            return
         state = CollectionsState(
             customer=self._customer,
             currency=self._currency,
@@ -266,11 +275,12 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
             if data.overridden:
                 self._record(EventKind.POLICY_OVERRIDDEN, WORKFLOW, data.overridden)
             self._publish()
+            self._alert_calendar()
         await self._serve()
         return self.view()
 
     def _finished(self) -> bool:
-        return self._status.is_final
+        return self._status.is_final and not self._waiting
 
     # ------------------------------------------------------------------ the billing system
 
@@ -696,12 +706,20 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         return self._suspended_at + self._policy.data_deletion_after
 
     def _due(self, step: CollectionsStep) -> datetime | None:
+        """Its day after its anchor, moved later by the pauses; with a calendar on a working day
+        in opening hours (its days counted as working days, or as days and then the next
+        opening)."""
         if step.after is StepAnchor.FAILURE:
-            return self._started_at + timedelta(days=step.day) + self._offset
-        if self._suspended_at is None:
+            anchor = self._started_at + self._offset
+        elif self._suspended_at is None:
             return None
-        moved = self._offset - self._offset_at_suspension
-        return self._suspended_at + timedelta(days=step.day) + moved
+        else:
+            anchor = self._suspended_at + (self._offset - self._offset_at_suspension)
+        if self._calendar is None:
+            return anchor + timedelta(days=step.day)
+        if self._policy.counts(step) is DayCount.BUSINESS:
+            return self._calendar.add_business_days(anchor, step.day)
+        return self._calendar.next_opening(anchor + timedelta(days=step.day))
 
     def _next_step(self) -> tuple[datetime, CollectionsStep] | None:
         pending = [
@@ -727,7 +745,15 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
                     due = max(due, self._notice_at + self._case_policy.no_bounce_window)
         if self._hold is None:
             return due
-        return None if self._hold_until is None else max(due, self._hold_until)
+        if self._hold_until is None:
+            return None
+        held = max(due, self._hold_until)
+        return held if self._calendar is None else self._calendar.next_opening(held)
+
+    def _alert_calendar(self) -> None:
+        """The next step falls in a year the calendar does not cover: a manager is told."""
+        if self._calendar is not None and (step := self._next_step()) is not None:
+            self._calendar_alert(self._calendar, step[0])
 
     def _gives_final_notice(self) -> bool:
         return any(s.email is EmailTemplate.COLLECTIONS_FINAL_NOTICE for s in self._policy.steps)
@@ -737,6 +763,19 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
 
     def _next_alarm(self) -> Alarm | None:
         self._rules = workflow.patched(SUSPENSION_RULES)  # once a run: the first answer holds
+        alarm = self._policy_alarm()
+        if self._calendar is None or not self._waiting:
+            return alarm
+        opening = self._calendar.next_opening(workflow.now())
+        if alarm is not None and alarm.at <= opening:
+            return alarm
+        return Alarm(opening, "Customer emails: business hours", self._release_emails)
+
+    def _release_emails(self) -> None:
+        self._effects.extend(self._waiting)
+        self._waiting.clear()
+
+    def _policy_alarm(self) -> Alarm | None:
         if self._status is CollectionsStatus.PAUSED_PROMISE and self._promised_until:
             return Alarm(self._promised_until, "Promise to pay: due", self._promise_lapsed)
         if self._status is CollectionsStatus.HANDED_OFF and self._handed_off_at:
@@ -790,6 +829,7 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         elif step.email is not None and (data := self._step_email(step.email)) is not None:
             self._notify(data)
         self._publish()
+        self._alert_calendar()
 
     def _step_email(self, template: EmailTemplate | None) -> EmailData | None:
         """A policy step's email, filled in from the state; None when it has nothing to say."""
@@ -1065,6 +1105,8 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
 
     async def _carry_out(self, effect: CollectionsEffect) -> None:
         match effect:
+            case SendEmail() if self._held_for_opening(effect):
+                self._waiting.append(effect)
             case SendEmail():
                 await self._send(effect)
             case ChangeSubscriptions():
@@ -1123,6 +1165,15 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         except FailureError:
             self._account_started = False  # ended by hand? a retry starts it again
             raise
+
+    def _held_for_opening(self, email: SendEmail) -> bool:
+        """A customer reads us in business hours: an email queued at night or on a holiday (a
+        payment, a promise, a dispute's end) waits for the next opening, the effects after it do
+        not; staff's go at once."""
+        if self._calendar is None or email.recipient is not Recipient.CUSTOMER:
+            return False
+        now = workflow.now()
+        return self._calendar.next_opening(now - SEND_GRACE) > now
 
     def _dispute_not_linked(self, case: str, reason: str) -> None:
         """The dispute has no case to end it: say so and go on with the policy."""

@@ -8,7 +8,11 @@ from core.models import SlaClockState, SlaClockView
 
 
 class SlaClock(SlaClockState):
-    """A target that counts only while running; it pauses (waiting on others) and stops (met)."""
+    """A target that counts only while running; it pauses (waiting on others) and stops (met).
+
+    With a calendar it counts opening hours only: `elapsed` is opening time, the target is
+    opening time too (each day of it one working day's hours), and the instants it is due at
+    fall in opening hours (or at closing time, when the target ends with the day)."""
 
     @property
     def done(self) -> bool:
@@ -20,7 +24,10 @@ class SlaClock(SlaClockState):
 
     def pause(self, now: datetime) -> None:
         if self.running_since is not None:
-            self.elapsed += now - self.running_since
+            if self.calendar is None:
+                self.elapsed += now - self.running_since
+            else:
+                self.elapsed += self.calendar.business_time(self.running_since, now)
             self.running_since = None
 
     def meet(self, now: datetime) -> None:
@@ -37,7 +44,10 @@ class SlaClock(SlaClockState):
     def _at(self, fraction: float) -> datetime | None:
         if self.running_since is None:
             return None
-        return self.running_since + self.target * fraction - self.elapsed
+        if self.calendar is None:
+            return self.running_since + self.target * fraction - self.elapsed
+        left = self.calendar.business_length(self.target) * fraction - self.elapsed
+        return self.calendar.add_business_hours(self.running_since, left)
 
     @property
     def reminder_due(self) -> datetime | None:

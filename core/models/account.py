@@ -17,6 +17,7 @@ from pydantic import Field, StringConstraints
 
 from core.models.collections import CollectionsPolicy, CollectionsView, NoticeState
 from core.models.email import (
+    AnyEmailData,
     CollectionsFinalNotice,
     CollectionsPaymentFailed,
     CollectionsReminder,
@@ -124,6 +125,13 @@ class NoticeOutcome(Strict):
     state: NoticeState
 
 
+class HeldLetter(Strict):
+    """A letter about an invoice the account holds until the customer's next business hours."""
+
+    data: AnyEmailData
+    view: CollectionsView
+
+
 class AccountState(Strict):
     """Everything the account's next run (continue-as-new) needs."""
 
@@ -136,6 +144,7 @@ class AccountState(Strict):
     pending: list[Notice] = Field(default_factory=list)  # notices waiting for their day
     last_sent: dict[str, str] = Field(default_factory=dict)  # kind -> China date last sent
     sent_notices: dict[str, list[str]] = Field(default_factory=dict)  # email key -> invoices
+    letters: list[HeldLetter] = Field(default_factory=list)  # waiting for business hours
     log: LogState
 
 

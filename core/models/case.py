@@ -9,6 +9,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
 
+from core.calendar import BusinessCalendar
 from core.models.shared import (
     CURRENCY,
     Actor,
@@ -104,6 +105,9 @@ class Severity(StrEnum):
 class SlaTargets(Strict):
     first_response: timedelta
     resolution: timedelta
+    # counted in the business calendar's opening hours (a day = one working day's hours), not
+    # around the clock; without a calendar in the policy, around the clock all the same
+    business_hours: bool = False
 
     @model_validator(mode="after")
     def _positive(self) -> SlaTargets:
@@ -159,6 +163,9 @@ class CasePolicy(Strict):
     no_bounce_window: timedelta = Field(default=timedelta(hours=1), gt=timedelta(0))
     team_email: EmailStr = "billing-support@partner.example.cn"
     manager_email: EmailStr = "billing-manager@partner.example.cn"
+    # China's working days and hours, set when the case opens (core/calendar.py); None: every
+    # clock runs around the clock, as before the calendar
+    calendar: BusinessCalendar | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> CasePolicy:
@@ -479,6 +486,8 @@ class SlaClockState(BaseModel):
     met_at: datetime | None = None
     reminded: bool = False
     breached: bool = False
+    # set: the target counts opening hours only (SlaTargets.business_hours)
+    calendar: BusinessCalendar | None = None
 
 
 class CaseState(Strict):

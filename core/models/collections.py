@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import EmailStr, Field, StringConstraints, field_validator, model_validator
 
+from core.calendar import BusinessCalendar
 from core.models.case import CasePolicy, Outcome
 from core.models.email import STEP_EMAILS, EmailTemplate
 from core.models.shared import (
@@ -62,10 +63,18 @@ class StepAnchor(StrEnum):
     SUSPENSION = "suspension"  # days after the subscriptions were suspended
 
 
+class DayCount(StrEnum):
+    """How a step's `day` counts, once the policy has a business calendar."""
+
+    CALENDAR = "calendar"  # every day; the step then waits for the next opening
+    BUSINESS = "business"  # working days only (holidays off, 调休 days on), in opening hours
+
+
 class CollectionsStep(Strict):
     name: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,40}$")]
     day: int = Field(ge=0, le=400)
     after: StepAnchor = StepAnchor.FAILURE
+    days: DayCount | None = None  # None: as the policy's `days`
     email: EmailTemplate | None = None
     action: CollectionsAction = CollectionsAction.NONE
     # only on the suspend step: "manager" asks a manager to approve the suspension
@@ -104,6 +113,11 @@ class CollectionsPolicy(Strict):
     # a suspension waiting for a manager's approval: the manager is reminded this often
     approval_reminder_every: timedelta = timedelta(days=1)
     approval_reminders_max: int = Field(default=10, ge=0, le=100)
+    # how the steps' days count (a step may say otherwise); only with a calendar
+    days: DayCount = DayCount.CALENDAR
+    # China's working days and hours, set when the workflow starts (core/calendar.py); None:
+    # steps and emails at any hour, as before the calendar
+    calendar: BusinessCalendar | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> CollectionsPolicy:
@@ -120,6 +134,9 @@ class CollectionsPolicy(Strict):
             if days != sorted(days):
                 raise ValueError(f"steps: days after {anchor.value} must be in order")
         return self
+
+    def counts(self, step: CollectionsStep) -> DayCount:
+        return step.days or self.days
 
     @property
     def suspension_day(self) -> int | None:
