@@ -16,10 +16,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from core.calendar import BusinessCalendar, china
 from core.models import (
+    Approval,
     CaseEvent,
     CaseView,
+    CollectionsAction,
     CollectionsStatus,
     CollectionsView,
+    DecideSuspension,
     EmailTemplate,
     EscalationView,
     EventKind,
@@ -370,3 +373,39 @@ async def test_the_service_starts_workflows_with_the_settings_calendar(
     assert invoice.next_step_at is not None and calendar.is_open(invoice.next_step_at)
     assert invoice.next_step_at == calendar.next_opening(invoice.first_failed_at)
     await service.collections.act(failure.invoice_id, Waive(reason="calendar checked", by=AGENT))
+
+
+async def test_a_suspension_approved_at_night_waits_for_the_next_opening(tmp_path: Path) -> None:
+    """The manager may approve at any hour; the customer's account suspends for non-payment
+    only on a working day in business hours."""
+    steps = [
+        s.model_copy(update={"approval": Approval.MANAGER})
+        if s.action is CollectionsAction.SUSPEND
+        else s
+        for s in POLICY.steps
+    ]
+    policy = POLICY.model_copy(update={"steps": steps})
+    async with (
+        time_skipping(cst(2026, 3, 2, 10), tmp_path) as env,
+        fake_worker(env.client) as fake,
+    ):
+        failure = billing_failure()
+        handle = await env.client.start_workflow(
+            CollectionsWorkflow.run,
+            StartCollections(failure=failure, policy=policy, case_policy=CASE_POLICY),
+            id=f"collections-{failure.invoice_id}",
+            task_queue=fake.task_queue,
+        )
+        await sleep_until(env, cst(2026, 3, 16, 20))  # well past the suspension day, at 20:00
+        asked = await handle.query(CollectionsWorkflow.view)
+        assert asked.approval_asked_at is not None and not fake.subscription_changes
+        await handle.execute_update(
+            CollectionsWorkflow.approve_suspension,
+            DecideSuspension(reason="批准", by="manager.wang@partner.example.cn"),
+        )
+        await sleep_until(env, cst(2026, 3, 17, 8, 59))
+        assert not fake.subscription_changes  # not at night
+        await sleep_until(env, cst(2026, 3, 17, 9, 5))
+        await eventually(lambda: len(fake.subscription_changes) == 2)
+        suspended = collections_events(fake, EventKind.SUSPENDED)
+        assert [minute(e.at) for e in suspended] == [datetime(2026, 3, 17, 9)] * 2

@@ -348,7 +348,7 @@ class AccountWorkflow(EffectLoop[AccountEffect]):
     # ------------------------------------------------------------------ the holds
 
     def _wanted(self) -> list[str]:
-        """The subscriptions that must be suspended now, in the order their holds came."""
+        """The subscriptions that must stay (or be) suspended, in the order their holds came."""
         exempt = self._overrides.exempt_from_suspension
         held = sorted(self._holds.values(), key=lambda h: (h.placed_at, h.key))
         return list(
@@ -359,21 +359,35 @@ class AccountWorkflow(EffectLoop[AccountEffect]):
             )
         )
 
+    def _may_suspend(self, subscription_id: str) -> bool:
+        """Fraud suspends at once; non-payment only on a working day in business hours."""
+        calendar = self._data.policy.calendar
+        if calendar is None or calendar.is_open(workflow.now()):
+            return True
+        return any(key[0] == subscription_id and key[1] is HoldReason.FRAUD for key in self._holds)
+
+    def _waiting_for_hours(self) -> bool:
+        """A non-payment suspension waits for the next opening."""
+        return any(s not in self._suspended and not self._may_suspend(s) for s in self._wanted())
+
     def _next_alarm(self) -> Alarm | None:
         """The next kind of notice due to go out (the invoices keep the policy's clocks)."""
         due = [(self._notice_due(kind), kind) for kind in sorted(self._pending)]
         calendar = self._data.policy.calendar
-        if self._letters:
+        if self._letters or self._waiting_for_hours():
             at = workflow.now() if calendar is None else calendar.next_opening(workflow.now())
             due.append((at, ""))
         if not due:
             return None
         at, kind = min(due)
         if not kind:
-            return Alarm(at, "Letters: business hours", self._release_letters)
+            return Alarm(at, "Business hours: suspensions and letters", self._release_letters)
         return Alarm(at, f"Notices: {kind}", lambda: self._send_notices(kind))
 
     def _release_letters(self) -> None:
+        """Business hours began: what waited for them goes now."""
+        if any(s not in self._suspended for s in self._wanted()):
+            self._effects.append(Reconcile("business hours"))
         self._effects.extend(SendLetter(letter) for letter in self._letters)
         self._letters.clear()
 
@@ -459,7 +473,9 @@ class AccountWorkflow(EffectLoop[AccountEffect]):
 
     async def _reconcile(self, why: str) -> None:
         wanted = self._wanted()
-        for subscription_id in [s for s in wanted if s not in self._suspended]:
+        for subscription_id in [
+            s for s in wanted if s not in self._suspended and self._may_suspend(s)
+        ]:
             await self._change(subscription_id, SubscriptionStatus.SUSPENDED, why)
         for subscription_id in [s for s in self._suspended if s not in wanted]:
             await self._change(subscription_id, SubscriptionStatus.ACTIVE, why)
