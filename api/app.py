@@ -15,7 +15,6 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -64,14 +63,13 @@ from core.models import CaseOpened as CoreCaseOpened
 from core.settings import Settings, SettingsError, required_secret
 from core.temporal import data_converter
 from db.session import database_problem, make_engine, make_session_factory
-from service import Service
+from service import Service, ServiceConnection, ServiceFactory
 from service.errors import AlreadyExists, Ended, NotFound, Refused, ServiceError, Unavailable
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
 log = logging.getLogger("api")
-ServiceFactory = Callable[[], Awaitable[Service]]
 STATUS_OF: dict[type[ServiceError], int] = {
     NotFound: 404,
     Refused: 409,
@@ -359,21 +357,6 @@ class CountedRequests:
         finally:
             INTAKE_REQUESTS.labels(endpoint, str(status)).inc()
             INTAKE_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
-
-
-class ServiceConnection:
-    """One service for the process, connected on first use (the API may start before Temporal)."""
-
-    def __init__(self, factory: ServiceFactory) -> None:
-        self._factory = factory
-        self._service: Service | None = None
-        self._lock = asyncio.Lock()
-
-    async def get(self) -> Service:
-        async with self._lock:
-            if self._service is None:
-                self._service = await self._factory()
-            return self._service
 
 
 def _payment_answer(view: CollectionsView) -> PaymentRecorded:

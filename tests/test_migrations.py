@@ -35,6 +35,7 @@ TABLES = {
     "collections_events",
     "vianet_invoices",
     "intake_requests",
+    "workspace_users",
 }
 
 
