@@ -65,6 +65,7 @@ CODES = (
     _("no-action"),
     _("contact-confirmed"),
     _("first_response"),
+    _("first response"),
     _("resolution"),
     _("take"),
     _("note"),
