@@ -1,0 +1,192 @@
+"""Scenario 7: the workspace's pages with thousands of open cases and collections.
+
+The product's worker (a subprocess) brings `cases` billing cases and `cases` collections to their
+first wait on the bench's dev server, so the projection holds them as it would in production
+(owners spread over a team, every priority). Then an agent, signed in with a local account, asks
+the workspace (in this process, over the same dev server) for queue pages (every queue, pages and
+filters) and case pages (random open cases: most are long evicted from the worker's cache, so the
+query replays their history). Each page's time is taken inside the app, from the request to the
+last byte of the answer: the server's side, without the client's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+import statistics
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bench.env import WORKER, Child, DevServer, worker_env
+from core.models import Locale, Priority
+from core.settings import Settings
+from db.migrate import upgrade
+from service import Service
+from service.users import NewUser, Role
+from service.workspace import Queue
+from tests.workflow_support import billing_failure, open_case
+from web.app import create_app
+
+TEAM = [f"agent.{n:02d}@partner.example.cn" for n in range(20)]
+ME = TEAM[0]
+PASSWORD = "bench password, long enough"
+STARTS_AT_ONCE = 50
+
+
+@dataclass
+class PageTimes:
+    what: str
+    ms: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "what": self.what,
+            "pages": len(self.ms),
+            "statuses": self.statuses,
+            "p50_ms": round(statistics.median(self.ms), 1),
+            "p95_ms": round(self.quantile(0.95), 1),
+            "max_ms": round(max(self.ms), 1),
+        }
+
+
+@dataclass
+class WorkspaceRun:
+    cases: int
+    collections: int
+    seed_seconds: float
+    pages: list[PageTimes]
+
+
+class Timed:
+    """The app's own time per request: from its first call to the end of its answer's body."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.last_ms = 0.0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = time.perf_counter()
+
+        async def timed(message: Message) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                self.last_ms = 1000 * (time.perf_counter() - start)
+
+        await self.app(scope, receive, timed)
+
+
+def projected(database_url: str) -> tuple[int, int]:
+    """Open cases and collections the worker has stored so far."""
+    path = database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as db:
+        cases = db.execute("SELECT count(*) FROM cases").fetchone()[0]
+        collections = db.execute("SELECT count(*) FROM collections").fetchone()[0]
+    return int(cases), int(collections)
+
+
+async def seed(service: Service, count: int) -> list[str]:
+    """`count` cases (owners over the team, a tenth unassigned, every priority) and `count`
+    collections, started `STARTS_AT_ONCE` at a time; the case ids."""
+    pick = random.Random(7)
+    limit = asyncio.Semaphore(STARTS_AT_ONCE)
+    priorities = list(Priority)
+    ids: list[str] = []
+
+    async def one(n: int) -> None:
+        owner = None if n % 10 == 9 else TEAM[n % len(TEAM)]
+        amount = f"{pick.randrange(0, 100_000)}.00"
+        case = open_case(owner=owner, priority=priorities[n % len(priorities)], amount=amount)
+        failure = billing_failure(amount=str(Decimal(amount) + 1), subscriptions=1)
+        async with limit:
+            await service.cases.open(case)
+            await service.collections.start(failure)
+        ids.append(case.case_id)
+
+    await asyncio.gather(*(one(n) for n in range(count)))
+    return ids
+
+
+async def run_workspace(
+    server: DevServer, workdir: Path, tuning: dict[str, int], *, cases: int, requests: int
+) -> WorkspaceRun:
+    run_dir = workdir / f"workspace-{uuid.uuid4().hex[:8]}"
+    run_dir.mkdir(parents=True)
+    env = worker_env(run_dir.name, run_dir, tuning)
+    upgrade(env["DATABASE_URL"])
+    settings = Settings(
+        task_queue=env["TASK_QUEUE"],
+        database_url=env["DATABASE_URL"],
+        outbox_dir=Path(env["OUTBOX_DIR"]),
+        web_session_secret=SecretStr(uuid.uuid4().hex * 2),
+    )
+    service = Service(server.client, settings)
+    worker = Child.start("worker", WORKER, env, run_dir / "worker.log")
+    try:
+        start = time.perf_counter()
+        ids = await seed(service, cases)
+        while (stored := projected(settings.database_url)) < (cases, cases):
+            if worker.process.poll() is not None:
+                raise RuntimeError(f"the worker stopped at {stored}:\n{worker.tail()}")
+            print(f"  7. stored {stored[0]:,} cases, {stored[1]:,} collections", file=sys.stderr)
+            await asyncio.sleep(5)
+        seeded = time.perf_counter() - start
+        await service.users.add(
+            NewUser(
+                email=ME,
+                name="Bench",
+                roles=[Role.AGENT],
+                locale=Locale.ZH_CN,
+                password=SecretStr(PASSWORD),
+            )
+        )
+
+        async def factory() -> Service:
+            return service
+
+        timed = Timed(create_app(settings, factory))
+        pages = await browse(timed, ids, requests)
+    finally:
+        await worker.stop()
+    return WorkspaceRun(cases, cases, seeded, pages)
+
+
+async def browse(app: Timed, ids: list[str], requests: int) -> list[PageTimes]:
+    """One agent's pages, one at a time: queues (each queue, pages 1-3, a filter now and then),
+    case pages (random cases) and the collections list."""
+    pick = random.Random(11)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://web")
+    login = await client.get("/login")
+    token = login.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    signed = await client.post(
+        "/login", data={"email": ME, "password": PASSWORD, "csrf_token": token}
+    )
+    assert signed.status_code == 303, signed.text
+    queues, case_pages = PageTimes("queue page"), PageTimes("case page")
+    lists = PageTimes("collections list")
+    for n in range(requests):
+        queue = list(Queue)[n % len(Queue)]
+        query = f"?page={1 + n % 3}" + ("&priority=high" if n % 4 == 3 else "")
+        for times, path in (
+            (queues, f"/queues/{queue.value}{query}"),
+            (case_pages, f"/cases/{pick.choice(ids)}"),
+            (lists, f"/collections?page={1 + n % 3}"),
+        ):
+            answer = await client.get(path)
+            times.statuses[answer.status_code] = times.statuses.get(answer.status_code, 0) + 1
+            times.ms.append(app.last_ms)
+    return [queues, case_pages, lists]
