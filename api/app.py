@@ -64,19 +64,17 @@ from core.settings import Settings, SettingsError, required_secret
 from core.temporal import data_converter
 from db.session import database_problem, make_engine, make_session_factory
 from service import Service, ServiceConnection, ServiceFactory
-from service.errors import AlreadyExists, Ended, NotFound, Refused, ServiceError, Unavailable
+from service.errors import (
+    HTTP_STATUS,
+    AlreadyExists,
+    Refused,
+    ServiceError,
+)
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
 log = logging.getLogger("api")
-STATUS_OF: dict[type[ServiceError], int] = {
-    NotFound: 404,
-    Refused: 409,
-    AlreadyExists: 409,
-    Ended: 410,
-    Unavailable: 503,
-}
 SIGNED_PREFIX = "/v1/"
 PROBE_SECONDS = 5.0  # a readiness probe answers within this, whatever hangs behind it
 MAX_BODY_BYTES = 1024 * 1024
@@ -464,7 +462,7 @@ def create_app(
 
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, err: Exception) -> JSONResponse:
-        code = next(code for kind, code in STATUS_OF.items() if isinstance(err, kind))
+        code = next(code for kind, code in HTTP_STATUS.items() if isinstance(err, kind))
         if code == 503:
             log.error("%s", err)
             return JSONResponse({"detail": "Temporal is unavailable; retry later"}, code)

@@ -28,6 +28,7 @@ from pydantic import SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bench.env import WORKER, Child, DevServer, worker_env
+from bench.open_workflows import quantile
 from core.models import Locale, Priority
 from core.settings import Settings
 from db.migrate import upgrade
@@ -49,17 +50,13 @@ class PageTimes:
     ms: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
 
-    def quantile(self, q: float) -> float:
-        ordered = sorted(self.ms)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
     def summary(self) -> dict[str, Any]:
         return {
             "what": self.what,
             "pages": len(self.ms),
             "statuses": self.statuses,
             "p50_ms": round(statistics.median(self.ms), 1),
-            "p95_ms": round(self.quantile(0.95), 1),
+            "p95_ms": round(quantile(self.ms, 0.95), 1),
             "max_ms": round(max(self.ms), 1),
         }
 

@@ -31,7 +31,13 @@ from core.models import Category, Locale, Priority
 from core.settings import Settings, required_secret
 from core.temporal import data_converter
 from service import Service, ServiceConnection, ServiceFactory
-from service.errors import AlreadyExists, Ended, NotFound, Refused, ServiceError, Unavailable
+from service.errors import (
+    HTTP_STATUS,
+    AlreadyExists,
+    NotFound,
+    Refused,
+    ServiceError,
+)
 from service.users import Person, Role, roles_from_groups
 from service.workspace import PAGE_SIZE, CaseFilter, Queue
 from web import actions as registry
@@ -53,13 +59,6 @@ from web.i18n import _, best_locale, translations
 
 log = logging.getLogger("web")
 HERE = Path(__file__).resolve().parent
-STATUS_OF: dict[type[ServiceError], int] = {
-    NotFound: 404,
-    Refused: 409,
-    AlreadyExists: 409,
-    Ended: 410,
-    Unavailable: 503,
-}
 QUEUE_LABELS = {
     Queue.MINE: _("Mine"),
     Queue.UNASSIGNED: _("Unassigned"),
@@ -221,7 +220,7 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, err: Exception) -> Response:
-        code = STATUS_OF.get(type(err), 500) if isinstance(err, ServiceError) else 500
+        code = next((c for kind, c in HTTP_STATUS.items() if isinstance(err, kind)), 500)
         return pages.render(request, "error.html", _signed_in(request), code, message=str(err))
 
     def _signed_in(request: Request) -> Person | None:
