@@ -1,8 +1,12 @@
 """Scenario 7: the workspace's pages with thousands of open cases and collections.
 
-The product's worker (a subprocess) brings `cases` billing cases and `cases` collections to their
-first wait on the bench's dev server, so the projection holds them as it would in production
-(owners spread over a team, every priority). Then an agent, signed in with a local account, asks
+The product's worker (a subprocess) brings `workflows` billing cases and as many collections to
+their first wait on the bench's dev server (owners spread over a team, every priority), and the
+projection is filled up to `rows` open cases and `rows` open collections with rows of the same
+shape: a queue page reads only the projection, so its size is what counts there, and bringing
+10,000 workflows of each to their first wait takes this 2-core machine over an hour. A case page
+asks its workflow: with more workflows than the worker caches, most of them replay first. Then
+an agent, signed in with a local account, asks
 the workspace (in this process, over the same dev server) for queue pages (every queue, pages and
 filters) and case pages (random open cases: most are long evicted from the worker's cache, so the
 query replays their history). Each page's time is taken inside the app, from the request to the
@@ -19,12 +23,14 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
+from sqlalchemy import insert
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bench.env import WORKER, Child, DevServer, worker_env
@@ -32,6 +38,9 @@ from bench.open_workflows import quantile
 from core.models import Locale, Priority
 from core.settings import Settings
 from db.migrate import upgrade
+from db.session import make_engine
+from db.tables import Case, table
+from db.tables import Collections as CollectionsRow
 from service import Service
 from service.users import NewUser, Role
 from service.workspace import Queue
@@ -63,9 +72,9 @@ class PageTimes:
 
 @dataclass
 class WorkspaceRun:
-    cases: int
-    collections: int
-    seed_seconds: float
+    workflows: int  # real cases, and as many real collections
+    rows: int  # open cases, and as many open collections, in the projection
+    seed_seconds: float  # the workflows brought to their first wait
     pages: list[PageTimes]
 
 
@@ -118,8 +127,74 @@ async def seed(service: Service, count: int) -> list[str]:
     return ids
 
 
+def pad(database_url: str, rows: int) -> None:
+    """Open cases and collections straight into the projection, up to `rows` of each, as the
+    worker writes them (owners over the team, a tenth unassigned, every priority)."""
+    cases_now, collections_now = projected(database_url)
+    now = datetime.now(UTC)
+    priorities = [priority.value for priority in Priority]
+    customer = {
+        "tenant_id": "3f2b8c1e-6d4a-4e7b-9a15-0c2d7e9f1a64",
+        "customer_name": "上海云帆信息科技有限公司",
+        "customer_email": "finance@yunfan.example.cn",
+        "locale": "zh-CN",
+        "created_at": now,
+        "updated_at": now,
+    }
+    cases = [
+        customer
+        | {
+            "case_id": f"BP{n:08d}",
+            "workflow_id": f"case-BP{n:08d}",
+            "status": "open" if n % 3 else "waiting-on-customer",
+            "invoice_id": f"GP{n:08d}",
+            "category": "invoice-dispute",
+            "priority": priorities[n % len(priorities)],
+            "disputed_amount": Decimal(n % 100_000),
+            "currency": "CNY",
+            "description": "padding",
+            "owner": None if n % 10 == 9 else TEAM[n % len(TEAM)],
+            "opened_at": now - timedelta(minutes=n),
+            "sla_breached": n % 50 == 0,
+        }
+        for n in range(max(0, rows - cases_now))
+    ]
+    collections = [
+        customer
+        | {
+            "invoice_id": f"GP{n:08d}",
+            "workflow_id": f"collections-GP{n:08d}",
+            "status": "active",
+            "stage": "payment-failed",
+            "currency": "CNY",
+            "amount_due": Decimal("12340.50"),
+            "paid": Decimal(0),
+            "credited": Decimal(0),
+            "balance": Decimal("12340.50"),
+            "first_failed_at": now - timedelta(minutes=n),
+            "subscription_ids": [],
+            "suspended_subscriptions": [],
+        }
+        for n in range(max(0, rows - collections_now))
+    ]
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            for model, values in ((Case, cases), (CollectionsRow, collections)):
+                if values:
+                    connection.execute(insert(table(model)), values)
+    finally:
+        engine.dispose()
+
+
 async def run_workspace(
-    server: DevServer, workdir: Path, tuning: dict[str, int], *, cases: int, requests: int
+    server: DevServer,
+    workdir: Path,
+    tuning: dict[str, int],
+    *,
+    workflows: int,
+    rows: int,
+    requests: int,
 ) -> WorkspaceRun:
     run_dir = workdir / f"workspace-{uuid.uuid4().hex[:8]}"
     run_dir.mkdir(parents=True)
@@ -135,13 +210,14 @@ async def run_workspace(
     worker = Child.start("worker", WORKER, env, run_dir / "worker.log")
     try:
         start = time.perf_counter()
-        ids = await seed(service, cases)
-        while (stored := projected(settings.database_url)) < (cases, cases):
+        ids = await seed(service, workflows)
+        while (stored := projected(settings.database_url)) < (workflows, workflows):
             if worker.process.poll() is not None:
                 raise RuntimeError(f"the worker stopped at {stored}:\n{worker.tail()}")
             print(f"  7. stored {stored[0]:,} cases, {stored[1]:,} collections", file=sys.stderr)
             await asyncio.sleep(5)
         seeded = time.perf_counter() - start
+        pad(settings.database_url, rows)
         await service.users.add(
             NewUser(
                 email=ME,
@@ -159,7 +235,7 @@ async def run_workspace(
         pages = await browse(timed, ids, requests)
     finally:
         await worker.stop()
-    return WorkspaceRun(cases, cases, seeded, pages)
+    return WorkspaceRun(workflows, max(rows, workflows), seeded, pages)
 
 
 async def browse(app: Timed, ids: list[str], requests: int) -> list[PageTimes]:
