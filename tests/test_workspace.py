@@ -317,3 +317,23 @@ def test_user_add_refuses_a_short_password_and_a_second_account(tmp_path: Path) 
         row = session.get(WorkspaceUser, "li@partner.example.cn")
     assert row is not None and row.roles == ["agent"]
     assert row.password_hash.startswith("$argon2id$") and PASSWORD not in row.password_hash
+
+
+async def test_each_person_chooses_their_language(stack: Stack) -> None:
+    chinese = await signed_in(stack.app, AGENT)  # an account in zh-CN
+    page = await chinese.get("/queues/unassigned")
+    assert "未分配" in page.text and 'lang="zh-CN"' in page.text
+    switched = await chinese.post(
+        "/locale",
+        data={"locale": "en-US", "next": "/queues/unassigned", "csrf_token": csrf_of(page.text)},
+    )
+    assert switched.status_code == 303 and switched.headers["location"] == "/queues/unassigned"
+    page = await chinese.get("/queues/unassigned")
+    assert "Unassigned" in page.text and "未分配" not in page.text
+    english = await signed_in(stack.app, FINANCE)  # an account in en-US
+    assert "Record a 21Vianet invoice" in (await english.get("/payables")).text
+    anonymous = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=stack.app), base_url="http://web.test"
+    )
+    page = await anonymous.get("/login", headers={"Accept-Language": "en-GB,en;q=0.9"})
+    assert ">Sign in<" in page.text
