@@ -19,10 +19,11 @@ from typer.testing import CliRunner
 
 import starter
 from core.models import CaseStatus, Category, Locale, Priority
+from core.settings import Settings
 from db.migrate import upgrade
 from db.session import shared_sessions
 from db.tables import Case, WorkspaceUser
-from service.workspace import PAGE_SIZE
+from service.workspace import PAGE_SIZE, CaseFilter, Queue, Workspace
 from tests.workflow_support import billing_failure, open_case
 from tests.workspace_support import (
     AGENT,
@@ -337,3 +338,44 @@ async def test_each_person_chooses_their_language(stack: Stack) -> None:
     )
     page = await anonymous.get("/login", headers={"Accept-Language": "en-GB,en;q=0.9"})
     assert ">Sign in<" in page.text
+
+
+async def test_the_queries_on_each_database(database_url: str) -> None:
+    """The queues' SQL (text search with wildcards escaped, SLA at risk, paging) on SQLite and
+    on PostgreSQL."""
+    settings = Settings(database_url=database_url)
+    now = datetime.now(UTC)
+    with shared_sessions(database_url)() as session:
+        for n, (name, priority, hours) in enumerate(
+            [("100%_上海", "urgent", 1), ("100 上海", "urgent", 100), ("北京", "low", 1)]
+        ):
+            session.add(
+                Case(
+                    case_id=f"DB{n}",
+                    workflow_id=f"case-DB{n}",
+                    status="open",
+                    tenant_id="t",
+                    customer_name=name,
+                    customer_email="a@b.cn",
+                    locale="zh-CN",
+                    category="billing-question",
+                    priority=priority,
+                    disputed_amount=Decimal(0),
+                    currency="CNY",
+                    description="d",
+                    owner=None,
+                    opened_at=now - timedelta(hours=hours),
+                )
+            )
+        session.commit()
+    workspace = Workspace(settings)
+
+    async def ids(queue: Queue, text: str = "", page: int = 1) -> list[str]:
+        found = await workspace.cases(queue, AGENT, CaseFilter(text=text), page, now=now)
+        return [row.case_id for row in found.rows]
+
+    assert await ids(Queue.UNASSIGNED, "100%_") == ["DB0"]  # % and _ are not wildcards
+    assert await ids(Queue.UNASSIGNED, "上海") == ["DB0", "DB1"]
+    assert await ids(Queue.SLA) == ["DB1"]  # urgent and 100 h old: past 75 % of its target
+    assert await ids(Queue.UNASSIGNED, page=2) == []
+    assert (await workspace.cases(Queue.MINE, AGENT, CaseFilter(), 1, now=now)).total == 0
