@@ -234,6 +234,11 @@ async def _payment(values: Values, person: Person, service: Service, invoice_id:
     return {**values, "invoice_id": invoice_id, "received_at": received, "by": person.email}
 
 
+# A manager's action on an invoice is one more entry, e.g. lifting a fraud hold:
+#   Action("lift-fraud", _("Lift the fraud hold"), MANAGERS, LiftFraud,
+#          (Field("reason", _("Reason"), Kind.TEXTAREA),), call=_act_on_invoice)
+# the page offers its form to managers only, the route refuses anyone else with 403, and
+# test_every_page_text_has_a_chinese_translation asks for its texts in web/locale/.
 COLLECTIONS_ACTIONS: dict[str, Action] = {
     action.name: action
     for action in (
