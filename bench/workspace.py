@@ -3,8 +3,10 @@
 The product's worker (a subprocess) brings `workflows` billing cases and as many collections to
 their first wait on the bench's dev server (owners spread over a team, every priority), and the
 projection is filled up to `rows` open cases and `rows` open collections with rows of the same
-shape: a queue page reads only the projection, so its size is what counts there, and bringing
-10,000 workflows of each to their first wait takes this 2-core machine over an hour. A case page
+shape: a queue page reads only the projection, so its size is what counts there, while bringing
+20,000 workflows to their first wait takes this shared 2-core machine half an hour at its best
+rate (10 a second) and far longer under the load of the day (a try on 2026-12-03 stored 700 in 9
+minutes). A case page
 asks its workflow: with more workflows than the worker caches, most of them replay first. Then
 an agent, signed in with a local account, asks
 the workspace (in this process, over the same dev server) for queue pages (every queue, pages and
