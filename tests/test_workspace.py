@@ -95,6 +95,13 @@ async def test_sign_in_sets_a_signed_httponly_samesite_cookie(stack: Stack) -> N
         data={"email": AGENT, "password": PASSWORD, "csrf_token": token, "next": "//evil.cn"},
     )
     assert evil.headers["location"] == "/"
+    for elsewhere in ("/\t/evil.cn", "/\\evil.cn", "https://evil.cn", "/%0a/evil"):
+        token = csrf_of((await client.get("/login")).text)
+        answer = await client.post(
+            "/login",
+            data={"email": AGENT, "password": PASSWORD, "csrf_token": token, "next": elsewhere},
+        )
+        assert answer.headers["location"] in ("/", "/%0a/evil"), elsewhere
     logout = await client.post("/logout", data={"csrf_token": csrf_of(page.text)})
     assert logout.status_code == 403  # the page's token belonged to the session before
     token = csrf_of((await client.get("/queues/mine")).text)

@@ -10,6 +10,7 @@ an invoice page asks its workflow (the SLA clocks, what it waits for).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -59,6 +60,7 @@ from web.i18n import _, best_locale, translations
 
 log = logging.getLogger("web")
 HERE = Path(__file__).resolve().parent
+SAFE_PATH = re.compile(r"/[A-Za-z0-9/_.~%?=&+-]*")
 QUEUE_LABELS = {
     Queue.MINE: _("Mine"),
     Queue.UNASSIGNED: _("Unassigned"),
@@ -542,8 +544,9 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
 
 
 def _safe_next(target: str) -> str:
-    """Only a path of this site: a sign-in link must not send anyone elsewhere."""
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Only a path of this site: a sign-in link must not send anyone elsewhere (no `//host`, and
+    no tab, newline or backslash a browser would drop or turn into one)."""
+    if not SAFE_PATH.fullmatch(target) or target.startswith("//"):
         return "/"
     return target
 
