@@ -169,6 +169,7 @@ async def test_a_refusal_and_a_bad_field_show_inline(stack: Stack) -> None:
     taken = await act(client, page, "take")  # the agent's own case: fine
     assert taken.status_code == 303
     other = await signed_in(stack.app, "agent.li@partner.example.cn")
+    assert 'data-action="take"' not in (await other.get(page)).text  # not offered, and refused:
     grab = await act(other, page, "take")
     assert grab.status_code == 409 and "a manager reassigns it" in grab.text
 
@@ -385,4 +386,10 @@ async def test_the_queries_on_each_database(database_url: str) -> None:
     assert await ids(Queue.UNASSIGNED, "上海") == ["DB0", "DB1"]
     assert await ids(Queue.SLA) == ["DB1"]  # urgent and 100 h old: past 75 % of its target
     assert await ids(Queue.UNASSIGNED, page=2) == []
+    # needs attention: the workflows Temporal lists (NeedsAttention), as the route passes them
+    flagged = await workspace.cases(
+        Queue.NEEDS_ATTENTION, AGENT, CaseFilter(), 1, now=now, attention=["case-DB2"]
+    )
+    assert [row.case_id for row in flagged.rows] == ["DB2"]
+    assert await ids(Queue.NEEDS_ATTENTION) == []
     assert (await workspace.cases(Queue.MINE, AGENT, CaseFilter(), 1, now=now)).total == 0

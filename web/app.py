@@ -403,7 +403,11 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
             status_code,
             view=view,
             thread=thread,
-            actions=_allowed(registry.CASE_ACTIONS, person),
+            actions=[
+                action
+                for action in _allowed(registry.CASE_ACTIONS, person)
+                if action.name != "take" or _may_take(view.owner, person)
+            ],
             form_url=f"/cases/{quote(case_id)}/actions",
             temporal_url=_temporal_url(service, view.workflow_id),
             done=request.query_params.get("done"),
@@ -541,6 +545,11 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
 
     app.state.started = time.time()
     return app
+
+
+def _may_take(owner: str | None, person: Person) -> bool:
+    """Whether "take this case" is worth offering (web/actions.py decides when it is sent)."""
+    return owner != person.email and (owner is None or Role.MANAGER in person.roles)
 
 
 def _safe_next(target: str) -> str:
