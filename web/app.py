@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +26,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.formatting import day, duration, localized_money, money, when
+from core.formatting import day, duration, money, when
 from core.models import Category, Locale, Priority
 from core.settings import Settings, required_secret
 from core.temporal import data_converter
@@ -40,7 +39,7 @@ from service.errors import (
     ServiceError,
 )
 from service.users import Person, Role, roles_from_groups
-from service.workspace import PAGE_SIZE, CaseFilter, Queue
+from service.workspace import CaseFilter, Queue
 from web import actions as registry
 from web.actions import Action
 from web.auth import (
@@ -121,8 +120,7 @@ def _choice(kind: Any, value: str | None) -> Any:
 class Pages:
     """The templates, rendered in the person's language."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self) -> None:
         self.env = Environment(
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=select_autoescape(default=True),
@@ -133,7 +131,6 @@ class Pages:
             money=money,
             csrf_field=CSRF_FIELD,
             queues=QUEUE_LABELS,
-            page_size=PAGE_SIZE,
             agents=registry.AGENTS,
         )
 
@@ -160,7 +157,6 @@ class Pages:
             when=lambda value: when(value, locale.value) if value else "",
             day=lambda value: day(value, locale.value) if value else "",
             duration=lambda value: duration(value, locale.value),
-            amount=lambda value, currency="CNY": localized_money(value, currency, locale.value),
             **context,
         )
         return HTMLResponse(html, status_code=status_code)
@@ -179,7 +175,7 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
     if service_factory is None:
         data_converter(settings)  # no encryption key, no start
     connection = ServiceConnection(service_factory or (lambda: Service.connect(settings)))
-    pages = Pages(settings)
+    pages = Pages()
     idle = settings.web_session_idle_minutes * 60
     app = FastAPI(
         title="Billing support workspace", docs_url=None, redoc_url=None, openapi_url=None
@@ -543,7 +539,6 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
         base = settings.temporal_ui_url.rstrip("/")
         return f"{base}/namespaces/{quote(service.client.namespace)}/workflows/{quote(workflow_id)}"
 
-    app.state.started = time.time()
     return app
 
 
