@@ -391,23 +391,22 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
     ) -> Response:
         service = await connection.get()
         view = await service.cases.show(case_id)
-        thread = await service.workspace.thread(case_id)
-        return pages.render(
+        actions = [
+            action
+            for action in _allowed(registry.CASE_ACTIONS, person)
+            if action.name != "take" or _may_take(view.owner, person)
+        ]
+        return _workflow_page(
             request,
-            "case.html",
             person,
+            "case.html",
+            f"/cases/{quote(case_id)}",
+            service,
+            view,
+            actions,
             status_code,
-            view=view,
-            thread=thread,
-            actions=[
-                action
-                for action in _allowed(registry.CASE_ACTIONS, person)
-                if action.name != "take" or _may_take(view.owner, person)
-            ],
-            form_url=f"/cases/{quote(case_id)}/actions",
-            temporal_url=_temporal_url(service, view.workflow_id),
-            done=request.query_params.get("done"),
-            **problem,
+            problem,
+            thread=await service.workspace.thread(case_id),
         )
 
     @app.post("/cases/{case_id}/actions/{name}")
@@ -439,18 +438,17 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
     ) -> Response:
         service = await connection.get()
         view = await service.collections.show(invoice_id)
-        return pages.render(
+        return _workflow_page(
             request,
-            "invoice.html",
             person,
+            "invoice.html",
+            f"/collections/{quote(invoice_id)}",
+            service,
+            view,
+            _allowed(registry.COLLECTIONS_ACTIONS, person),
             status_code,
-            view=view,
+            problem,
             policy=service.settings.collections_policy(),
-            actions=_allowed(registry.COLLECTIONS_ACTIONS, person),
-            form_url=f"/collections/{quote(invoice_id)}/actions",
-            temporal_url=_temporal_url(service, view.workflow_id),
-            done=request.query_params.get("done"),
-            **problem,
         )
 
     @app.post("/collections/{invoice_id}/actions/{name}")
@@ -531,6 +529,34 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
             return await show(request, person, key, 409, failed=name, refusal=str(err), sent=sent)
         log.info("%s: %s %s", person.email, name, key)
         return RedirectResponse(f"{back}?{urlencode({'done': name})}", status_code=303)
+
+    def _workflow_page(
+        request: Request,
+        person: Person,
+        template: str,
+        url: str,
+        service: Service,
+        view: Any,
+        actions: list[Action],
+        status_code: int,
+        problem: dict[str, Any],
+        **context: Any,
+    ) -> Response:
+        """A case's or an invoice's page: its workflow's view, the actions the person may take
+        (and the refusal of the one just sent), the link to the workflow in the Temporal UI."""
+        return pages.render(
+            request,
+            template,
+            person,
+            status_code,
+            view=view,
+            actions=actions,
+            form_url=f"{url}/actions",
+            temporal_url=_temporal_url(service, view.workflow_id),
+            done=request.query_params.get("done"),
+            **context,
+            **problem,
+        )
 
     def _allowed(actions: dict[str, Action], person: Person) -> list[Action]:
         return [action for action in actions.values() if person.may(action.roles)]
