@@ -84,6 +84,7 @@ from service import Kind, Service, Started, load_report
 from service.cases import CaseAction
 from service.collections import Approve, InvoiceAction, RefuseSuspension
 from service.errors import ServiceError, Unavailable
+from service.users import NewUser, Role, Users
 
 T = TypeVar("T")
 app = typer.Typer(
@@ -597,6 +598,44 @@ def inbound_watch(
         pass
     except ServiceError as err:
         _fail(str(err))
+
+
+# --------------------------------------------------------------------------- the workspace
+
+users_app = typer.Typer(help="Local accounts of the web workspace (`make run`, small teams).")
+app.add_typer(users_app, name="user")
+
+
+@users_app.command("add")
+def user_add(
+    email: Annotated[str, typer.Argument(help="Their email: what they sign in with and act as.")],
+    name: Annotated[str, typer.Option(help="Their name, as the workspace shows it.")],
+    role: Annotated[
+        list[Role], typer.Option("--role", help="agent, manager or finance (repeat for several).")
+    ],
+    locale: Annotated[str, typer.Option(help="Their language: zh-CN or en-US.")] = "zh-CN",
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True,
+            hide_input=True,
+            confirmation_prompt=True,
+            envvar="WORKSPACE_PASSWORD",
+            help="At least 12 characters; asked for when not given (or $WORKSPACE_PASSWORD).",
+        ),
+    ] = "",
+) -> None:
+    """Create a local account of the workspace; its password is kept as an argon2id hash.
+
+    Exit code 2: bad input; 1: the email has an account already."""
+    settings = _load_settings()
+    user = _build(NewUser, email=email, name=name, roles=role, locale=locale, password=password)
+    try:
+        person = asyncio.run(Users(settings).add(user))
+    except ServiceError as err:
+        _fail(str(err))
+    roles = ", ".join(sorted(person.roles))
+    console.print(Text.assemble("added ", plain(person.email), f" ({roles})"))
 
 
 # --------------------------------------------------------------------------- managers

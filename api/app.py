@@ -15,7 +15,6 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -64,21 +63,18 @@ from core.models import CaseOpened as CoreCaseOpened
 from core.settings import Settings, SettingsError, required_secret
 from core.temporal import data_converter
 from db.session import database_problem, make_engine, make_session_factory
-from service import Service
-from service.errors import AlreadyExists, Ended, NotFound, Refused, ServiceError, Unavailable
+from service import Service, ServiceConnection, ServiceFactory
+from service.errors import (
+    HTTP_STATUS,
+    AlreadyExists,
+    Refused,
+    ServiceError,
+)
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
 log = logging.getLogger("api")
-ServiceFactory = Callable[[], Awaitable[Service]]
-STATUS_OF: dict[type[ServiceError], int] = {
-    NotFound: 404,
-    Refused: 409,
-    AlreadyExists: 409,
-    Ended: 410,
-    Unavailable: 503,
-}
 SIGNED_PREFIX = "/v1/"
 PROBE_SECONDS = 5.0  # a readiness probe answers within this, whatever hangs behind it
 MAX_BODY_BYTES = 1024 * 1024
@@ -361,21 +357,6 @@ class CountedRequests:
             INTAKE_SECONDS.labels(endpoint).observe(time.perf_counter() - started)
 
 
-class ServiceConnection:
-    """One service for the process, connected on first use (the API may start before Temporal)."""
-
-    def __init__(self, factory: ServiceFactory) -> None:
-        self._factory = factory
-        self._service: Service | None = None
-        self._lock = asyncio.Lock()
-
-    async def get(self) -> Service:
-        async with self._lock:
-            if self._service is None:
-                self._service = await self._factory()
-            return self._service
-
-
 def _payment_answer(view: CollectionsView) -> PaymentRecorded:
     return PaymentRecorded(
         invoice_id=view.invoice_id,
@@ -481,7 +462,7 @@ def create_app(
 
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, err: Exception) -> JSONResponse:
-        code = next(code for kind, code in STATUS_OF.items() if isinstance(err, kind))
+        code = next(code for kind, code in HTTP_STATUS.items() if isinstance(err, kind))
         if code == 503:
             log.error("%s", err)
             return JSONResponse({"detail": "Temporal is unavailable; retry later"}, code)

@@ -9,6 +9,8 @@
 5. (--suite, or BENCH_SUITE=1) the test suite's wall time
 6. the email loop: Event Webhook batches through the API against raw signals, and customers'
    replies through Inbound Parse, each timed from the POST to the case's change
+7. the workspace: queue and case pages, timed inside the app, with 10,000 open cases and
+   10,000 open collections (1,000 of each real workflows on the dev server)
 
 Every figure is a ratio against a baseline measured in the same run on the same dev server: the
 machine is shared, so absolute times are noisy. BENCH_SCALE=0.1 (or --scale) for a quick run.
@@ -38,6 +40,7 @@ from bench.env import ROOT, dev_server, machine, mib
 from bench.open_workflows import OpenRun, run_open_workflows
 from bench.report import Row
 from bench.suite import run_suite
+from bench.workspace import WorkspaceRun, run_workspace
 from core.settings import load_settings
 
 CASES, FAILURES, LATENCY_CASES, LATENCY_UPDATES = 300, 10_000, 50, 200
@@ -56,7 +59,10 @@ TARGETS = {
     "p95_ms": 250,
     "events": 0.9,
     "reply_p95_ms": 500,
+    "queue page": 200,
+    "case page": 300,
 }
+WORKSPACE_ROWS, WORKSPACE_WORKFLOWS, WORKSPACE_PAGES = 10_000, 1_000, 200
 # pipeline / bare cases per second, by cases at once: below saturation, and at it
 PIPELINE_TARGETS = {10: 0.85, 50: 0.75}
 SUITE_TARGET_S = 300
@@ -75,8 +81,8 @@ def parse() -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        default="1,2,3,4,6",
-        help="scenarios to run, comma-separated (3 needs 2; default 1,2,3,4,6)",
+        default="1,2,3,4,6,7",
+        help="scenarios to run, comma-separated (3 needs 2; default 1,2,3,4,6,7)",
     )
     parser.add_argument(
         "--suite",
@@ -176,6 +182,18 @@ async def bench(args: argparse.Namespace, workdir: Path, result: dict[str, Any])
             )
         say(f"6. events {loop.events / loop.events_seconds:.0f}/s, replies p95 {loop.p(95):.0f} ms")
         rows += email_loop_rows(loop, result)
+    if "7" in only:
+        async with dev_server("wal", workdir) as server:
+            workspace = await run_workspace(
+                server,
+                workdir,
+                tuning,
+                workflows=sized(WORKSPACE_WORKFLOWS, args.scale),
+                rows=sized(WORKSPACE_ROWS, args.scale),
+                requests=sized(WORKSPACE_PAGES, args.scale),
+            )
+        say(f"7. seeded in {workspace.seed_seconds:.0f} s")
+        rows += workspace_rows(workspace, result)
     if "4" in only:
         bare: dict[str, list[CaseRun]] = {mode: [] for mode in PERSISTENCE}
         for mode in PERSISTENCE:
@@ -367,6 +385,32 @@ def email_loop_rows(loop: EmailLoopRun, result: dict[str, Any]) -> list[Row]:
             met=p95 <= TARGETS["reply_p95_ms"],
         ),
     ]
+
+
+def workspace_rows(run: WorkspaceRun, result: dict[str, Any]) -> list[Row]:
+    result["workspace"] = asdict(run) | {"pages": [page.summary() for page in run.pages]}
+    rows = [
+        Row(
+            "7",
+            f"cases and collections brought to their first wait /s ({run.workflows:,} each; "
+            f"the projection filled up to {run.rows:,} open of each)",
+            f"{2 * run.workflows / run.seed_seconds:.1f}",
+        )
+    ]
+    for page in run.pages:
+        summary = page.summary()
+        limit = TARGETS.get(page.what)
+        rows.append(
+            Row(
+                "7",
+                f"{page.what}: p50 / p95 ms, in the app ({summary['pages']} pages, "
+                f"answers {summary['statuses']})",
+                f"{summary['p50_ms']:.0f} / {summary['p95_ms']:.0f}",
+                target="" if limit is None else f"p95 ≤ {limit}",
+                met=None if limit is None else summary["p95_ms"] <= limit,
+            )
+        )
+    return rows
 
 
 def persistence_rows(bare: dict[str, list[CaseRun]], result: dict[str, Any]) -> list[Row]:

@@ -32,6 +32,12 @@ from tests.workflow_support import open_case
 AGENT = "agent.bench@partner.example.cn"
 
 
+def quantile(ms: list[float], q: float) -> float:
+    """The nearest rank."""
+    ordered = sorted(ms)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
 @dataclass
 class Latency:
     """Milliseconds of each update, as the agent's CLI call sees it."""
@@ -41,8 +47,7 @@ class Latency:
     ms: list[float] = field(default_factory=list)
 
     def quantile(self, q: float) -> float:
-        ordered = sorted(self.ms)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        return quantile(self.ms, q)
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -119,6 +119,22 @@ class Settings(BaseSettings):
     business_calendar: bool = True
     business_timezone: str = "Asia/Shanghai"
     business_hours: str = "09:00-18:00"
+    # the agents' workspace (`python -m web`): sessions signed with WEB_SESSION_SECRET (the
+    # workspace refuses to start without it; `make run` keeps a local one under var/)
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=8010, ge=1, le=65535)
+    web_session_secret: SecretStr | None = None
+    web_session_idle_minutes: int = Field(default=480, ge=1, le=7 * 24 * 60)
+    web_secure_cookies: bool = False  # true behind HTTPS: the session cookie is sent over it only
+    temporal_ui_url: str = "http://localhost:8233"  # each case links to its workflow there
+    # sign-in with the partner's Microsoft Entra ID operated by 21Vianet (off while unset); the
+    # roles come from the `groups` claim: the object ids of each role's groups, comma-separated
+    oidc_authority: str | None = None  # e.g. https://login.partner.microsoftonline.cn/<tenant>/v2.0
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_agent_groups: Annotated[list[str], NoDecode] = []
+    oidc_manager_groups: Annotated[list[str], NoDecode] = []
+    oidc_finance_groups: Annotated[list[str], NoDecode] = []
 
     # the partner's payable to 21Vianet: who pays its invoices, reminded this many days before due
     # the partner in its customers' letters: the signature, and the account they transfer to
@@ -178,7 +194,13 @@ class Settings(BaseSettings):
     workflow_sandbox: bool = False
 
     @field_validator(
-        "codec_cors_origins", "inbound_confirm_words", "attachment_types", mode="before"
+        "codec_cors_origins",
+        "inbound_confirm_words",
+        "attachment_types",
+        "oidc_agent_groups",
+        "oidc_manager_groups",
+        "oidc_finance_groups",
+        mode="before",
     )
     @classmethod
     def _comma_separated(cls, value: object) -> object:
@@ -221,6 +243,14 @@ class Settings(BaseSettings):
         if self.inbound_domain and self.email_thread_secret is None:
             # an unsigned token would let anyone write into any thread
             raise ValueError("EMAIL_THREAD_SECRET is required when INBOUND_DOMAIN is set")
+        return self
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> Settings:
+        if self.oidc_authority and not (self.oidc_client_id and self.oidc_client_secret):
+            raise ValueError(
+                "OIDC_CLIENT_ID and OIDC_CLIENT_SECRET are required with OIDC_AUTHORITY"
+            )
         return self
 
     @model_validator(mode="after")

@@ -293,3 +293,16 @@ class IntakeRequest(TimestampedModel):
     state: Mapped[str] = mapped_column(String(16), index=True)
     response_status: Mapped[int | None] = mapped_column(Integer)
     response_body: Mapped[str | None] = mapped_column(Text)
+
+
+class WorkspaceUser(TimestampedModel):
+    """A local account of the workspace (`starter.py user add`): for `make run` and small teams;
+    people who sign in with Entra ID are not stored."""
+
+    __tablename__ = "workspace_users"
+
+    email: Mapped[str] = mapped_column(String(320), primary_key=True)  # lower case
+    name: Mapped[str] = mapped_column(String(200))
+    roles: Mapped[list[str]] = mapped_column(JSON, default=list)  # agent, manager, finance
+    locale: Mapped[str] = mapped_column(String(8))
+    password_hash: Mapped[str] = mapped_column(String(200))  # argon2id

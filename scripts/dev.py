@@ -36,6 +36,7 @@ CALLER_SECRET_FILES = {
     "BILLING_WEBHOOK_SECRETS": ROOT / "var" / "billing-webhook.secret",
     "PORTAL_WEBHOOK_SECRETS": ROOT / "var" / "portal-webhook.secret",
 }
+WEB_SESSION_SECRET_FILE = ROOT / "var" / "web-session.secret"
 
 
 class DevError(RuntimeError):
@@ -175,6 +176,10 @@ def main() -> int:
                 env[name] = local_secret(path)
         api = [sys.executable, "-m", "api"]
         children["intake API"] = subprocess.Popen(api, env=env, process_group=0)
+        if settings.web_session_secret is None:
+            env["WEB_SESSION_SECRET"] = local_secret(WEB_SESSION_SECRET_FILE)
+        web = [sys.executable, "-m", "web"]
+        children["workspace"] = subprocess.Popen(web, env=env, process_group=0)
         settings.inbound_dir.mkdir(parents=True, exist_ok=True)
         drop = [sys.executable, "starter.py", "inbound-watch"]
         children["inbound drop folder"] = subprocess.Popen(drop, env=env, process_group=0)
@@ -190,6 +195,10 @@ def main() -> int:
         worker_url = f"http://{settings.metrics_host}:{worker_metrics}"
         print(f"worker health      {worker_url}/healthz  {worker_url}/ready  {worker_url}/metrics")
         print(f"Temporal SDK       http://{settings.metrics_host}:{temporal_metrics}/metrics")
+        print(f"workspace          http://{settings.web_host}:{settings.web_port}/", end="")
+        print(
+            "  (a local account: .venv/bin/python starter.py user add EMAIL --name N --role agent)"
+        )
         print("drive cases with:  .venv/bin/python starter.py --help", flush=True)
         while not (died := [name for name, child in children.items() if child.poll() is not None]):
             time.sleep(0.5)

@@ -8,7 +8,8 @@ the database and Temporal agree. Failures come back as the typed errors of `serv
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -32,8 +33,10 @@ from service.collections import Collections, Started
 from service.email_events import EmailEvents
 from service.errors import Refused, ServiceError, Unavailable
 from service.inbound import Inbound
+from service.users import Users
 from service.verify import VerifyReport, verify
 from service.vianet_invoices import VianetInvoices
+from service.workspace import Workspace
 
 
 class Kind(StrEnum):
@@ -63,6 +66,8 @@ class Service:
         self.vianet_invoices = VianetInvoices(client, settings)
         self.inbound = Inbound(client, settings, self.cases)
         self.email_events = EmailEvents(client, settings)
+        self.users = Users(settings)
+        self.workspace = Workspace(settings)
 
     @classmethod
     async def connect(cls, settings: Settings) -> Service:
@@ -147,6 +152,25 @@ class Service:
         return await verify(client=self.client, settings=self.settings)
 
 
+ServiceFactory = Callable[[], Awaitable[Service]]
+
+
+class ServiceConnection:
+    """One service for a process, connected on first use (an API or the workspace may start
+    before Temporal)."""
+
+    def __init__(self, factory: ServiceFactory) -> None:
+        self._factory = factory
+        self._service: Service | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Service:
+        async with self._lock:
+            if self._service is None:
+                self._service = await self._factory()
+            return self._service
+
+
 def load_report(settings: Settings, *, now: datetime, days: int, currency: str) -> Report:
     """The managers' report from the settings' database (no Temporal); `days` 0 means all time."""
     with one_off_session(settings.database_url) as session:
@@ -159,4 +183,11 @@ def load_report(settings: Settings, *, now: datetime, days: int, currency: str) 
         )
 
 
-__all__ = ["Kind", "Service", "Started", "load_report"]
+__all__ = [
+    "Kind",
+    "Service",
+    "ServiceConnection",
+    "ServiceFactory",
+    "Started",
+    "load_report",
+]

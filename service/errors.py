@@ -27,3 +27,13 @@ class AlreadyExists(ServiceError):
 class Unavailable(ServiceError):
     """Temporal or the database cannot be reached or did not answer in time: nothing is known to
     have changed, and the same call may be made again."""
+
+
+# the HTTP answer of each, for the adapters that speak HTTP (the intake API, the workspace)
+HTTP_STATUS: dict[type[ServiceError], int] = {
+    NotFound: 404,
+    Refused: 409,
+    AlreadyExists: 409,
+    Ended: 410,
+    Unavailable: 503,
+}

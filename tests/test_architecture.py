@@ -2,8 +2,8 @@
 
 Layers, bottom up: `core` (models, settings, ids, formatting) imports nothing of ours above it;
 `db`, `workflows`, `intake` and `reporting` stand on `core` (`reporting` also reads `db`);
-`activities` on `core` and `db`; `service` is the one Temporal client layer over them; `api` and
-`starter.py` are adapters over `service`. Only tests import `starter`.
+`activities` on `core` and `db`; `service` is the one Temporal client layer over them; `api`, the
+workspace `web` and `starter.py` are adapters over `service`. Only tests import `starter`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ OURS = {
     "reporting",
     "service",
     "api",
+    "web",
     "starter",
     "worker",
     "bench",
@@ -44,11 +45,13 @@ ALLOWED: dict[str, set[str]] = {
     "service": {"core", "db", "workflows", "intake", "reporting", "service"},
     # (and db: the intake keeps its idempotency keys there)
     "api": {"core", "db", "service", "api"},
+    # (and api.serving: every ASGI app of ours is served the same way)
+    "web": {"core", "service", "web", "api"},
     "starter": {"core", "intake", "reporting", "service"},
     "worker": {"core", "db", "workflows", "activities"},
     # the harnesses drive the product through the service (and build workers as tests do)
     "bench": OURS - {"starter", "api"},
-    "chaos": OURS - {"starter", "api", "bench"},
+    "chaos": OURS - {"starter", "api", "bench", "web"},
     "scripts": {"core"},
 }
 
@@ -116,6 +119,12 @@ def _loaded_by(module: str) -> set[str]:
 def test_the_api_loads_no_cli_or_chart_library() -> None:
     loaded = _loaded_by("api.app")
     assert "service" in loaded and "fastapi" in loaded  # the check sees what the app imports
+    assert not {"typer", "rich", "plotly", "starter"} & loaded
+
+
+def test_the_workspace_loads_no_cli_or_chart_library() -> None:
+    loaded = _loaded_by("web.app")
+    assert "service" in loaded and "jinja2" in loaded
     assert not {"typer", "rich", "plotly", "starter"} & loaded
 
 

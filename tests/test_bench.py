@@ -23,10 +23,12 @@ from temporalio.api.history.v1 import (
 )
 
 from bench import actions
-from bench.__main__ import pipeline_rows
+from bench.__main__ import pipeline_rows, workspace_rows
 from bench.cases import run_cases
 from bench.env import dev_server
+from bench.workspace import pad, projected, run_workspace
 from core.settings import load_settings
+from db.migrate import upgrade
 
 E = EventType
 
@@ -130,3 +132,28 @@ async def test_scenario_one_small(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     ]
     assert rows[3].target == "≤ bare" and rows[3].met is not None
     assert result["pipeline"][0]["concurrency"] == 2
+
+
+async def test_scenario_seven_small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workspace's pages over a few real cases and collections: every page answers 200 and
+    each is timed (the figures are the bench's)."""
+    monkeypatch.setenv("CODEC_KEYS", f"bench-7:{base64.b64encode(os.urandom(32)).decode()}")
+    async with dev_server("memory", tmp_path) as server:
+        run = await run_workspace(server, tmp_path, {}, workflows=8, rows=40, requests=6)
+    assert (run.workflows, run.rows) == (8, 40) and run.seed_seconds > 0
+    assert [page.what for page in run.pages] == ["queue page", "case page", "collections list"]
+    for page in run.pages:
+        assert page.statuses == {200: 6} and len(page.ms) == 6 and min(page.ms) > 0
+    result: dict[str, Any] = {}
+    rows = workspace_rows(run, result)
+    assert [row.target for row in rows] == ["", "p95 ≤ 200", "p95 ≤ 300", ""]
+    assert result["workspace"]["pages"][0]["pages"] == 6
+
+
+def test_scenario_seven_fills_the_projection_up(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'billing.db'}"
+    upgrade(url)
+    pad(url, 30)
+    assert projected(url) == (30, 30)
+    pad(url, 30)  # up to, not on top of
+    assert projected(url) == (30, 30)

@@ -37,6 +37,7 @@ TABLES = {
     "intake_requests",
     "accounts",
     "account_events",
+    "workspace_users",
 }
 
 

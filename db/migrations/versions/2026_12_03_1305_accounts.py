@@ -1,7 +1,7 @@
 """accounts
 
 Revision ID: ac107249464b
-Revises: 93bda225859e
+Revises: ee968707e495
 Create Date: 2026-12-03 13:05:10.836388+00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "ac107249464b"
-down_revision: str | Sequence[str] | None = "93bda225859e"
+down_revision: str | Sequence[str] | None = "ee968707e495"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

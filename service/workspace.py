@@ -1,0 +1,222 @@
+"""What the workspace's pages read from the database projection (no Temporal round trip): the
+case queues, the invoices in collections, the 21Vianet payables and a case's email thread."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
+
+from core.models import CasePolicy, CaseStatus, Category, CollectionsStatus, Priority
+from core.settings import Settings
+from db.tables import Case, Collections, EmailLog, VianetInvoice
+from service.calls import reading
+
+T = TypeVar("T")
+PAGE_SIZE = 25
+OPEN_STATUSES = [status.value for status in CaseStatus if not status.is_final]
+OPEN_COLLECTIONS = [status.value for status in CollectionsStatus if not status.is_final]
+# a case is "at risk" once this share of its priority's resolution target has passed since it was
+# opened (calendar time: the projection has no business-hours clock; the case page shows the
+# workflow's own clocks)
+AT_RISK_SHARE = 0.75
+
+
+class Queue(StrEnum):
+    MINE = "mine"
+    UNASSIGNED = "unassigned"
+    SLA = "sla"  # SLA at risk or breached
+    WAITING_ON_CUSTOMER = "waiting-on-customer"
+    WAITING_ON_VIANET = "waiting-on-21vianet"
+    NEEDS_ATTENTION = "needs-attention"
+
+
+@dataclass(frozen=True)
+class CaseFilter:
+    priority: Priority | None = None
+    category: Category | None = None
+    text: str = ""  # a case id, invoice id or part of the customer's name
+
+
+@dataclass(frozen=True)
+class CaseRow:
+    case_id: str
+    workflow_id: str
+    customer_name: str
+    category: str
+    priority: str
+    status: str
+    owner: str | None
+    opened_at: datetime
+    sla_breached: bool
+    disputed_amount: Decimal
+    currency: str
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    rows: list[T]
+    total: int
+    page: int  # 1-based
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // PAGE_SIZE))
+
+
+@dataclass(frozen=True)
+class ThreadEmail:
+    """One email of a case's thread, as the email log has it."""
+
+    at: datetime
+    template: str
+    to_address: str
+    subject: str
+    status: str
+    delivery: str | None
+
+
+def _text_match(columns: list[Any], text: str) -> ColumnElement[bool]:
+    pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return or_(*(column.ilike(pattern, escape="\\") for column in columns))
+
+
+class Workspace:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def _queue_condition(
+        self,
+        queue: Queue,
+        me: str,
+        now: datetime,
+        policy: CasePolicy,
+        attention: list[str],
+    ) -> ColumnElement[bool]:
+        match queue:
+            case Queue.MINE:
+                return Case.owner == me
+            case Queue.UNASSIGNED:
+                return Case.owner.is_(None)
+            case Queue.SLA:
+                at_risk = [
+                    and_(
+                        Case.priority == priority.value,
+                        Case.opened_at < now - targets.resolution * AT_RISK_SHARE,
+                    )
+                    for priority, targets in policy.sla.items()
+                ]
+                return or_(Case.sla_breached.is_(True), *at_risk)
+            case Queue.WAITING_ON_CUSTOMER:
+                return Case.status == CaseStatus.WAITING_ON_CUSTOMER.value
+            case Queue.WAITING_ON_VIANET:
+                return Case.status.in_(
+                    [CaseStatus.ESCALATION_PENDING.value, CaseStatus.WAITING_ON_VIANET.value]
+                )
+            case Queue.NEEDS_ATTENTION:
+                return Case.workflow_id.in_(attention) if attention else false()
+
+    async def cases(
+        self,
+        queue: Queue,
+        me: str,
+        found: CaseFilter,
+        page: int,
+        *,
+        now: datetime,
+        attention: list[str] | None = None,
+    ) -> Page[CaseRow]:
+        """One page of a queue's open cases, newest first. `attention`: the workflow ids that
+        need a person (Temporal's NeedsAttention: the projection does not keep it)."""
+        policy = self._settings.case_policy()
+        condition = and_(
+            Case.status.in_(OPEN_STATUSES),
+            self._queue_condition(queue, me, now, policy, attention or []),
+        )
+        if found.priority:
+            condition = and_(condition, Case.priority == found.priority.value)
+        if found.category:
+            condition = and_(condition, Case.category == found.category.value)
+        if found.text:
+            columns = [Case.case_id, Case.invoice_id, Case.customer_name]
+            condition = and_(condition, _text_match(columns, found.text))
+        query = select(Case).where(condition).order_by(Case.opened_at.desc(), Case.case_id)
+        return await asyncio.to_thread(self._page, query, condition, page, _case_row)
+
+    async def collections(self, text: str, page: int) -> Page[Collections]:
+        """One page of the invoices in collections (not yet ended), the oldest failure first."""
+        condition: ColumnElement[bool] = Collections.status.in_(OPEN_COLLECTIONS)
+        if text:
+            columns = [Collections.invoice_id, Collections.customer_name]
+            condition = and_(condition, _text_match(columns, text))
+        query = select(Collections).where(condition)
+        query = query.order_by(Collections.first_failed_at, Collections.invoice_id)
+        return await asyncio.to_thread(self._page, query, condition, page, lambda row: row)
+
+    async def payables(self, page: int) -> Page[VianetInvoice]:
+        """The partner's 21Vianet invoices: unpaid ones first, by due date."""
+        paid = VianetInvoice.status == "paid"
+        query = select(VianetInvoice).order_by(
+            paid, VianetInvoice.due_date, VianetInvoice.invoice_number
+        )
+        return await asyncio.to_thread(self._page, query, None, page, lambda row: row)
+
+    async def thread(self, case_id: str) -> list[ThreadEmail]:
+        """The emails of a case, oldest first (their text is in the outbox or SendGrid)."""
+        return await asyncio.to_thread(self._thread, case_id)
+
+    def _thread(self, case_id: str) -> list[ThreadEmail]:
+        query = select(EmailLog).where(EmailLog.case_id == case_id).order_by(EmailLog.id)
+        with reading(self._settings.database_url) as session:
+            return [
+                ThreadEmail(
+                    row.sent_at or row.created_at,
+                    row.template,
+                    row.to_address,
+                    row.subject,
+                    row.status,
+                    row.delivery,
+                )
+                for row in session.scalars(query)
+            ]
+
+    def _page(
+        self,
+        query: Select[Any],
+        condition: ColumnElement[bool] | None,
+        page: int,
+        convert: Any,
+    ) -> Page[Any]:
+        page = max(1, page)
+        model = query.column_descriptions[0]["entity"]
+        counting = select(func.count()).select_from(model)
+        if condition is not None:
+            counting = counting.where(condition)
+        with reading(self._settings.database_url) as session:
+            total = session.scalar(counting) or 0
+            rows = session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
+            return Page([convert(row) for row in rows], total, page)
+
+
+def _case_row(row: Case) -> CaseRow:
+    return CaseRow(
+        row.case_id,
+        row.workflow_id,
+        row.customer_name,
+        row.category,
+        row.priority,
+        row.status,
+        row.owner,
+        row.opened_at,
+        row.sla_breached,
+        row.disputed_amount,
+        row.currency,
+    )
+
+
+__all__ = ["PAGE_SIZE", "CaseFilter", "CaseRow", "Page", "Queue", "ThreadEmail", "Workspace"]

@@ -1,0 +1,1 @@
+"""The agents' web workspace (`python -m web`): an adapter over the service layer."""

@@ -1,0 +1,118 @@
+"""The workspace in zh-CN and en-US: the page texts are English message ids in the templates and
+`web/actions.py`, translated by Babel from `web/locale/<locale>/LC_MESSAGES/messages.po` (read and
+compiled in memory at start: no build step, no binary file in the repository)."""
+
+from __future__ import annotations
+
+import functools
+from gettext import NullTranslations
+from io import BytesIO
+from pathlib import Path
+
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import Translations
+
+from core.models import Locale
+
+
+def _(message: str) -> str:
+    """Marks a text for translation (Babel extracts it); the page translates it as it renders."""
+    return message
+
+
+# the codes pages show (statuses, categories, priorities, outcomes, roles...): en-US shows the
+# code itself, zh-CN its translation
+CODES = (
+    _("open"),
+    _("waiting-on-customer"),
+    _("escalation-pending"),
+    _("waiting-on-21vianet"),
+    _("resolving"),
+    _("resolved"),
+    _("closed"),
+    _("withdrawn"),
+    _("low"),
+    _("normal"),
+    _("high"),
+    _("urgent"),
+    _("invoice-dispute"),
+    _("unexpected-charge"),
+    _("refund-request"),
+    _("payment"),
+    _("credit-note"),
+    _("subscription-change"),
+    _("billing-question"),
+    _("fraud-concern"),
+    _("credit-issued"),
+    _("refund-issued"),
+    _("invoice-corrected"),
+    _("charge-upheld"),
+    _("explained"),
+    _("agent"),
+    _("manager"),
+    _("finance"),
+    _("active"),
+    _("paused-dispute"),
+    _("paused-promise"),
+    _("handed-off"),
+    _("paid"),
+    _("credited"),
+    _("waived"),
+    _("expired"),
+    _("unpaid"),
+    _("overdue"),
+    _("no-action"),
+    _("contact-confirmed"),
+    _("first_response"),
+    _("first response"),
+    _("resolution"),
+    _("take"),
+    _("note"),
+    _("request-info"),
+    _("customer-reply"),
+    _("escalate"),
+    _("vianet-ticket"),
+    _("vianet-response"),
+    _("resolve"),
+    _("contact"),
+    _("confirm"),
+    _("reopen"),
+    _("withdraw"),
+    _("assign"),
+    _("dispute"),
+    _("promise"),
+    _("triage"),
+    _("fraud"),
+    _("resume"),
+    _("waive"),
+    _("record"),
+)
+
+LOCALE_DIR = Path(__file__).resolve().parent / "locale"
+CATALOGS = {Locale.ZH_CN: LOCALE_DIR / "zh_CN" / "LC_MESSAGES" / "messages.po"}
+
+
+@functools.cache
+def translations(locale: Locale) -> NullTranslations:
+    """The page texts in `locale`; en-US is the message ids themselves."""
+    path = CATALOGS.get(locale)
+    if path is None:
+        return NullTranslations()
+    with path.open("rb") as source:
+        catalog = read_po(source, locale=locale.value.replace("-", "_"))
+    compiled = BytesIO()
+    write_mo(compiled, catalog)
+    compiled.seek(0)
+    return Translations(compiled)
+
+
+def best_locale(accept_language: str | None) -> Locale:
+    """The person's browser's first choice of ours; zh-CN by default (the partner's staff)."""
+    for item in (accept_language or "").split(","):
+        tag = item.split(";")[0].strip().lower()
+        if tag.startswith("en"):
+            return Locale.EN_US
+        if tag.startswith("zh"):
+            return Locale.ZH_CN
+    return Locale.ZH_CN
