@@ -4,6 +4,7 @@ text inert. (The same in a real browser: test_workspace_browser.py.)"""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import time
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from core.settings import Settings
 from db.migrate import upgrade
 from db.session import shared_sessions
 from db.tables import Case, WorkspaceUser
+from service.errors import ServiceError
 from service.workspace import PAGE_SIZE, CaseFilter, Queue, Workspace
 from tests.workflow_support import billing_failure, open_case
 from tests.workspace_support import (
@@ -393,3 +395,37 @@ async def test_the_queries_on_each_database(database_url: str) -> None:
     assert [row.case_id for row in flagged.rows] == ["DB2"]
     assert await ids(Queue.NEEDS_ATTENTION) == []
     assert (await workspace.cases(Queue.MINE, AGENT, CaseFilter(), 1, now=now)).total == 0
+
+
+async def test_a_manager_lifts_fraud_and_decides_a_suspension_an_agent_cannot(
+    stack: Stack,
+) -> None:
+    """Issue 15's manager actions in the workspace: an agent reports fraud; only a manager
+    lifts the fraud hold (on the customer's account, shown on the invoice page) and approves or
+    refuses a suspension the policy asks for."""
+    failure = billing_failure(amount="5000.00")
+    await stack.service.collections.report_failure(failure)
+    page = f"/collections/{failure.invoice_id}"
+    agent = await signed_in(stack.app, AGENT)
+    manager = await signed_in(stack.app, MANAGER)
+    assert (await act(agent, page, "fraud", reason="风控信号")).status_code == 303
+    tenant = failure.customer.tenant_id
+    for _ in range(100):  # the hold reaches the customer's account
+        try:
+            if (await stack.service.accounts.show(tenant)).fraud:
+                break
+        except ServiceError:
+            pass
+        await asyncio.sleep(0.1)
+    shown = (await manager.get(page)).text
+    assert 'data-testid="account-holds"' in shown and "fraud" in shown
+    assert (await act(agent, page, "lift-fraud", reason="误报")).status_code == 403
+    assert (await stack.service.accounts.show(tenant)).fraud  # the 403 changed nothing
+    nothing = await act(manager, page, "approve-suspension", reason="批准")
+    assert nothing.status_code == 409 and "no suspension waits" in nothing.text
+    lifted = await act(manager, page, "lift-fraud", reason="风控复核：误报")
+    assert lifted.status_code == 303
+    account = await stack.service.accounts.show(tenant)
+    assert not account.fraud
+    lift = next(e for e in account.timeline if e.kind.value == "fraud-lifted")
+    assert lift.actor == MANAGER and lift.text == "风控复核：误报"

@@ -20,8 +20,10 @@ from core.models import (
     AddNote,
     Assign,
     Confirm,
+    CorrectContact,
     CustomerReply,
     Escalate,
+    LiftFraud,
     Locale,
     MarkVianetPaid,
     OpenDispute,
@@ -43,6 +45,7 @@ from core.models import (
     Withdraw,
 )
 from service import Service
+from service.collections import Approve, RefuseSuspension
 from service.errors import Refused
 from service.users import Person, Role
 from web.i18n import _
@@ -234,11 +237,21 @@ async def _payment(values: Values, person: Person, service: Service, invoice_id:
     return {**values, "invoice_id": invoice_id, "received_at": received, "by": person.email}
 
 
-# A manager's action on an invoice is one more entry, e.g. lifting a fraud hold:
-#   Action("lift-fraud", _("Lift the fraud hold"), MANAGERS, LiftFraud,
-#          (Field("reason", _("Reason"), Kind.TEXTAREA),), call=_act_on_invoice)
-# the page offers its form to managers only, the route refuses anyone else with 403, and
-# test_every_page_text_has_a_chinese_translation asks for its texts in web/locale/.
+async def _lift_fraud(service: Service, invoice_id: str, model: Any) -> Any:
+    """The invoice's fraud hold, lifted on its customer's account (the subscriptions' only
+    writer): what nothing else holds is reactivated. The page shows the invoice again."""
+    view = await service.collections.show(invoice_id)
+    await service.accounts.lift_fraud(view.customer.tenant_id, model)
+    return await service.collections.show(invoice_id)
+
+
+async def _this_invoice(values: Values, person: Person, service: Service, key: str) -> Values:
+    return {**values, "invoice_id": key, "by": person.email}
+
+
+# A manager's action on an invoice is one entry: the page offers its form to managers only, the
+# route refuses anyone else with 403, and test_every_page_text_has_a_chinese_translation asks for
+# its texts in web/locale/.
 COLLECTIONS_ACTIONS: dict[str, Action] = {
     action.name: action
     for action in (
@@ -302,6 +315,45 @@ COLLECTIONS_ACTIONS: dict[str, Action] = {
             prepare=_payment,
         ),
         Action(
+            "contact",
+            _("Correct the collections contact"),
+            AGENTS,
+            CorrectContact,
+            (Field("email", _("Email"), Kind.EMAIL),),
+            call=_act_on_invoice,
+            hint=_("After a notice bounced: the final notice goes again to the new address."),
+        ),
+        Action(
+            "approve-suspension",
+            _("Approve the suspension"),
+            MANAGERS,
+            Approve,
+            (Field("reason", _("Reason"), Kind.TEXTAREA),),
+            call=_act_on_invoice,
+            danger=True,
+            hint=_("The customer's subscriptions are suspended in business hours."),
+        ),
+        Action(
+            "refuse-suspension",
+            _("Refuse the suspension"),
+            MANAGERS,
+            RefuseSuspension,
+            (Field("reason", _("Reason"), Kind.TEXTAREA),),
+            call=_act_on_invoice,
+            hint=_("Nothing is suspended; you take the invoice over."),
+        ),
+        Action(
+            "lift-fraud",
+            _("Lift the fraud hold"),
+            MANAGERS,
+            LiftFraud,
+            (Field("reason", _("Reason"), Kind.TEXTAREA),),
+            call=_lift_fraud,
+            prepare=_this_invoice,
+            danger=True,
+            hint=_("Only this invoice's fraud hold; what nothing else holds is reactivated."),
+        ),
+        Action(
             "resume",
             _("Resume the policy"),
             MANAGERS,
@@ -317,7 +369,7 @@ COLLECTIONS_ACTIONS: dict[str, Action] = {
             (Field("reason", _("Reason"), Kind.TEXTAREA),),
             call=_act_on_invoice,
             danger=True,
-            hint=_("Ends collections and reactivates what was suspended."),
+            hint=_("Ends collections and releases its holds (a fraud hold stays)."),
         ),
     )
 }

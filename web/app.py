@@ -438,6 +438,10 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
     ) -> Response:
         service = await connection.get()
         view = await service.collections.show(invoice_id)
+        try:  # the customer's account: every hold on their subscriptions, this invoice's or not
+            account = await service.accounts.show(view.customer.tenant_id)
+        except NotFound:
+            account = None  # nothing of theirs was ever held
         return _workflow_page(
             request,
             person,
@@ -449,6 +453,7 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
             status_code,
             problem,
             policy=service.settings.collections_policy(),
+            account=account,
         )
 
     @app.post("/collections/{invoice_id}/actions/{name}")
