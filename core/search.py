@@ -142,14 +142,10 @@ def collections_attributes(
     )
 
 
-def account_attributes(*, tenant_id: str, suspended: bool) -> TypedSearchAttributes:
-    """Every key an AccountWorkflow carries: its tenant, and whether it holds any suspended."""
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(CUSTOMER_TENANT_ID, tenant_id),
-            SearchAttributePair(SUSPENDED, suspended),
-        ]
-    )
+def account_attributes(*, tenant_id: str) -> TypedSearchAttributes:
+    """Every key an AccountWorkflow carries: its tenant (the saved query `suspended` lists the
+    invoices whose suspensions it holds, not the account)."""
+    return TypedSearchAttributes([SearchAttributePair(CUSTOMER_TENANT_ID, tenant_id)])
 
 
 def updates(attributes: TypedSearchAttributes) -> list[SearchAttributeUpdate[Any]]:

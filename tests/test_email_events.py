@@ -221,5 +221,11 @@ async def test_a_bounced_notice_holds_collections_for_a_person(
     body, headers = signed([bounce | {"category": ["collections_payment_failed"]}])
 
     assert (await sendgrid.post(PATH, content=body, headers=headers)).json()["recorded"] == 1
-    view = await service.collections.show(failure.invoice_id)
-    assert view.needs_attention and "not delivered" in view.needs_attention
+
+    # the invoice hands the event to the customer's account, which sent the notice and tells
+    # every invoice it named
+    async def held() -> bool:
+        view = await service.collections.show(failure.invoice_id)
+        return bool(view.needs_attention and "not delivered" in view.needs_attention)
+
+    await eventually(held)

@@ -167,7 +167,8 @@ def _emails(settings: Settings, template: str, case_id: str = "") -> list[EmailM
         if (
             isinstance(message, EmailMessageFile)
             and message["X-Category"] == template
-            and case_id in message["X-Dedup-Key"]
+            # a collections notice is sent by the customer's account: its subject names the bill
+            and (case_id in message["X-Dedup-Key"] or case_id in str(message["Subject"]))
         ):
             found.append(message)
     return found

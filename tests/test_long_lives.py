@@ -49,7 +49,7 @@ from core.models import (
     VianetTicket,
 )
 from core.settings import ROOT, load_collections_policy
-from tests.workflow_support import FakeActivities, billing_failure, open_case
+from tests.workflow_support import FakeActivities, auto_approval, billing_failure, open_case
 from worker import WORKFLOWS
 from workflows.billing_case import BillingCaseWorkflow
 from workflows.collections import CollectionsWorkflow
@@ -61,7 +61,8 @@ HISTORY_BUDGET_EVENTS = 2_500
 AGENT = "agent.li@partner.example.cn"
 DAY = timedelta(days=1)
 NOTE = "客户称十月账单中的虚拟机在九月已删除，请核对计量数据与删除记录。" * 600  # 19,800 chars
-POLICY = load_collections_policy(ROOT / "config" / "collections_policy.toml")
+# suspended when due (a manager approving it: tests/test_accounts.py)
+POLICY = auto_approval(load_collections_policy(ROOT / "config" / "collections_policy.toml"))
 
 
 async def update(handle: WorkflowHandle[Any, Any], method: Any, arg: Any) -> Any:
@@ -250,6 +251,8 @@ async def test_a_120_day_collections_life(
     assert final.status is CollectionsStatus.PAID and final.balance == Decimal("0.00")
     within_budget(measured)
     stored_once_in_order([e.seq for p in fake.collections for e in p.events], final.event_count)
+    # the customer's account reactivates (the invoice no longer holds anything)
+    await eventually(lambda: len(fake.subscription_changes) == 4)
     changes = [(c.subscription_id, c.status) for c in fake.subscription_changes]
     assert (
         sorted(s for _, s in changes)
@@ -289,6 +292,7 @@ async def test_collections_continues_as_new_and_carries_its_state(
     assert final.failures[0] == failure.failure_id and len(final.failures) == 21
     stored_once_in_order([e.seq for p in fake.collections for e in p.events], final.event_count)
     # the same business as in one run: suspended once, reactivated once, no email twice
+    await eventually(lambda: len(fake.subscription_changes) == 4)
     changes = [c.status for c in fake.subscription_changes]
     assert sorted(changes) == [SubscriptionStatus.ACTIVE] * 2 + [SubscriptionStatus.SUSPENDED] * 2
     keys = [e.key for e in fake.emails]

@@ -221,7 +221,11 @@ async def test_collections_and_its_dispute_case_carry_their_own_attributes(
         collections
     )
     summaries = await history_summaries(client, collections)
-    assert summaries["children"] == [f"Invoice dispute · tenant {tenant} · ¥15,000.00 · high"]
+    # the dispute's case, and the customer's account the invoice's notices went through
+    assert summaries["children"] == [
+        f"Account of tenant {tenant}",
+        f"Invoice dispute · tenant {tenant} · ¥15,000.00 · high",
+    ]
     await assert_private(collections)
     await assert_private(child)
     await replay(client, collections)

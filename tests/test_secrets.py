@@ -145,6 +145,15 @@ async def test_no_secret_in_logs_errors_or_history(
         result = await handle.result()
         assert result.status is CollectionsStatus.PAID and result.paid == Decimal("3000.00")
 
+        # the customer's account suspends and reactivates (Partner Center) and sends the
+        # reactivation's letter, after the invoice ended
+        async def every_email() -> bool:
+            patches = [r for r in partner_center_standin.api_requests if r.method == "PATCH"]
+            changed = len(patches) >= 2 * len(body["subscription_ids"])
+            return changed and len(sendgrid_standin.requests) >= 4
+
+        await eventually(every_email)
+
         # the UI's codec endpoint: one refused request, one decoded history event
         refused = await codec_http.post("/decode", json={"payloads": []})
         assert refused.status_code == 401
@@ -157,6 +166,7 @@ async def test_no_secret_in_logs_errors_or_history(
     assert all(
         r.headers["Authorization"] == f"Bearer {SENDGRID_KEY}" for r in sendgrid_standin.requests
     )
+
     assert len(sendgrid_standin.requests) >= 4  # the failed attempt, then every email
     assert any(CLIENT_SECRET.encode() in r.body for r in partner_center_standin.token_requests)
 

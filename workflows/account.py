@@ -265,9 +265,11 @@ class AccountWorkflow(EffectLoop[AccountEffect]):
         self._forward(data.key, data.template, NoticeState.UNDELIVERED)
 
     def _forward(self, key: str, template: str, state: NoticeState) -> None:
-        invoices = self._sent_notices.get(key)
-        if not invoices:
+        sent = self._sent_notices.get(key)
+        if not sent:
             return  # not a notice (a letter), or one too old to remember
+        # as it was sent: the kind, then the invoices (the event's own words are not trusted)
+        template, invoices = sent[0], sent[1:]
         self._record(EventKind.NOTE, WORKFLOW, f"{template} {state.value}: {', '.join(invoices)}")
         self._effects.append(
             TellInvoices(tuple(invoices), NoticeOutcome(template=template, state=state))
@@ -425,9 +427,7 @@ class AccountWorkflow(EffectLoop[AccountEffect]):
         raise ValueError(f"an account sends no email to {recipient.value}")
 
     def _attributes(self) -> TypedSearchAttributes:
-        return search.account_attributes(
-            tenant_id=self._customer.tenant_id, suspended=bool(self._suspended)
-        )
+        return search.account_attributes(tenant_id=self._customer.tenant_id)
 
     def _publish_details(self) -> None:
         fraud = sum(1 for key in self._holds if key[1] is HoldReason.FRAUD)
@@ -578,7 +578,7 @@ class AccountWorkflow(EffectLoop[AccountEffect]):
         if isinstance(sent, ApplicationError):
             state = NoticeState.UNDELIVERED
         else:
-            self._sent_notices[sent.key] = list(invoices)
+            self._sent_notices[sent.key] = [data.template, *invoices]
             while len(self._sent_notices) > SENT_NOTICES_KEPT:
                 del self._sent_notices[next(iter(self._sent_notices))]
             state = NoticeState.SENT if self._data.told_when_delivered else NoticeState.DELIVERED

@@ -155,7 +155,7 @@ class TellAccount:
     (started if need be)."""
 
     signal: str
-    arg: PlaceHolds | ReleaseHolds | Notice
+    arg: PlaceHolds | ReleaseHolds | Notice | EmailDelivered | EmailUndelivered
 
 
 CollectionsEffect = SendEmail | ChangeSubscriptions | StartDisputeCase | LinkCase | TellAccount
@@ -524,9 +524,9 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         suspension follows until a person confirms the contact."""
         if not workflow.patched(EMAIL_EVENTS) or self._status.is_final:
             return
+        if self._from_account(data.key, "email_undelivered", data):
+            return
         self._record(EventKind.NOTE, WORKFLOW, f"{data.template} was not delivered ({data.event})")
-        if self._rules and data.template == EmailTemplate.COLLECTIONS_FINAL_NOTICE.value:
-            self._notice = NoticeState.UNDELIVERED
         if self._suspended_at is None:
             self._hold, self._hold_until = "notice undelivered", None
         self._flag("a notice was not delivered: confirm the customer's contact")
@@ -536,16 +536,18 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
     def email_delivered(self, data: EmailDelivered) -> None:
         """The final notice reached the customer's mailbox (SendGrid's Event Webhook): the
         suspension may follow when it falls due."""
-        if (
-            not self._rules
-            or self._status.is_final
-            or data.template != EmailTemplate.COLLECTIONS_FINAL_NOTICE.value
-            or self._notice is not NoticeState.SENT
-        ):
+        if not self._rules or self._status.is_final:
             return
-        self._notice = NoticeState.DELIVERED
-        self._record(EventKind.NOTICE_DELIVERED, WORKFLOW, data.template)
+        self._from_account(data.key, "email_delivered", data)
+
+    def _from_account(self, key: str, signal: str, data: EmailDelivered | EmailUndelivered) -> bool:
+        """An event of a notice the customer's account sent (the email names this invoice
+        first; others may be in it too): the account tells each of them (`notice_outcome`)."""
+        if not self._rules or not key.startswith(account_workflow_id(self._customer.tenant_id)):
+            return False
+        self._effects.append(TellAccount(signal, data))
         self._publish()
+        return True
 
     @workflow.signal
     def notice_outcome(self, data: NoticeOutcome) -> None:
@@ -1153,9 +1155,7 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
                     id=account_id,
                     parent_close_policy=workflow.ParentClosePolicy.ABANDON,
                     static_summary=f"Account of tenant {self._customer.tenant_id}",
-                    search_attributes=search.account_attributes(
-                        tenant_id=self._customer.tenant_id, suspended=False
-                    ),
+                    search_attributes=search.account_attributes(tenant_id=self._customer.tenant_id),
                 )
             self._account_started = True
         try:

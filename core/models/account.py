@@ -143,7 +143,8 @@ class AccountState(Strict):
     refused: list[str]  # subscriptions Partner Center refused to change: a manager looks
     pending: list[Notice] = Field(default_factory=list)  # notices waiting for their day
     last_sent: dict[str, str] = Field(default_factory=dict)  # kind -> China date last sent
-    sent_notices: dict[str, list[str]] = Field(default_factory=dict)  # email key -> invoices
+    # email key -> the notice's kind, then the invoices it named
+    sent_notices: dict[str, list[str]] = Field(default_factory=dict)
     letters: list[HeldLetter] = Field(default_factory=list)  # waiting for business hours
     log: LogState
 
