@@ -88,3 +88,23 @@ def per_case(
             actions[kind] = actions.get(kind, 0.0) + requests_per_case[operation]
     actions["total"] = sum(actions.values())
     return {kind: round(n, 2) for kind, n in actions.items()}
+
+
+def main(paths: list[str]) -> None:
+    """`python -m bench.actions HISTORY.json …`: the billable actions each recorded history
+    shows (queries and heartbeats leave none in a history: not counted here)."""
+    from pathlib import Path
+
+    from temporalio.client import WorkflowHistory
+
+    for path in map(Path, paths):
+        history = WorkflowHistory.from_json(path.stem, path.read_text())
+        counted = in_history(history.events)
+        kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(counted.items()))
+        print(f"{path.stem}: {sum(counted.values())} actions ({kinds})")
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])

@@ -127,6 +127,8 @@ async def _suspended_then_paid(
     assert described.typed_search_attributes.get(search.COLLECTIONS_STAGE) == "paid"
     history = await handle.fetch_history()
     await replay_and_record(client, history, "collections_suspended_paid")
+    account = client.get_workflow_handle(account_workflow_id(tenant))
+    await replay_and_record(client, await account.fetch_history(), "account_suspended_paid")
 
 
 def _payment(invoice_id: str, amount: str, payment_id: str) -> dict[str, str]:
