@@ -20,7 +20,6 @@ from core.models import (
     AccountView,
     BillingFailure,
     CaseEvent,
-    CollectionsPolicy,
     CollectionsStatus,
     CorrectContact,
     DecideSuspension,
@@ -38,12 +37,12 @@ from tests.test_collections_workflow import (
     CASE_POLICY,
     POLICY,
     SHIPPED,
-    Handle,
     account_view,
     day,
     eventually,
     pay,
     sent,
+    start,
     view,
 )
 from tests.workflow_support import FakeActivities, billing_failure
@@ -64,22 +63,6 @@ def invoices_sharing(shared: int = 1, own: int = 1) -> tuple[BillingFailure, Bil
         update={"customer": a.customer, "subscription_ids": [*common, *b_own]}
     )
     return a, b
-
-
-async def start(
-    env: WorkflowEnvironment,
-    fake: FakeActivities,
-    failure: BillingFailure,
-    policy: CollectionsPolicy = POLICY,
-) -> Handle:
-    handle = await env.client.start_workflow(
-        CollectionsWorkflow.run,
-        StartCollections(failure=failure, policy=policy, case_policy=CASE_POLICY),
-        id=f"collections-{failure.invoice_id}",
-        task_queue=fake.task_queue,
-    )
-    await eventually(lambda: EmailTemplate.COLLECTIONS_PAYMENT_FAILED in sent(fake))
-    return handle
 
 
 def changes(fake: FakeActivities, status: SubscriptionStatus) -> Counter[str]:

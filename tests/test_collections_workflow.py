@@ -16,6 +16,7 @@ from core.ids import account_workflow_id
 from core.models import (
     AccountView,
     BillingFailure,
+    CollectionsPolicy,
     CollectionsReply,
     CollectionsStatus,
     CollectionsView,
@@ -49,11 +50,16 @@ Handle = WorkflowHandle[CollectionsWorkflow, CollectionsView]
 DAY = timedelta(days=1)
 
 
-async def start(env: WorkflowEnvironment, fake: FakeActivities, failure: BillingFailure) -> Handle:
+async def start(
+    env: WorkflowEnvironment,
+    fake: FakeActivities,
+    failure: BillingFailure,
+    policy: CollectionsPolicy = POLICY,
+) -> Handle:
     """As the triggers do: `collections-<invoice>` started with its first failure."""
     handle = await env.client.start_workflow(
         CollectionsWorkflow.run,
-        StartCollections(failure=failure, policy=POLICY, case_policy=CASE_POLICY),
+        StartCollections(failure=failure, policy=policy, case_policy=CASE_POLICY),
         id=f"collections-{failure.invoice_id}",
         task_queue=fake.task_queue,
     )

@@ -894,18 +894,17 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
     def _hold_through_account(self, reason: HoldReason, by: str) -> None:
         self._handed_over = True
         self._suspended = list(self._subscriptions)  # what this invoice holds
-        self._effects.append(
-            TellAccount(
-                "place_holds",
-                PlaceHolds(
-                    invoice_id=self._invoice_id,
-                    reason=reason,
-                    subscription_ids=list(self._subscriptions),
-                    customer=self._customer,
-                    by=by,
-                ),
-            )
+        self._place_holds(reason, self._subscriptions, by)
+
+    def _place_holds(self, reason: HoldReason, subscription_ids: list[str], by: str) -> None:
+        holds = PlaceHolds(
+            invoice_id=self._invoice_id,
+            reason=reason,
+            subscription_ids=list(subscription_ids),
+            customer=self._customer,
+            by=by,
         )
+        self._effects.append(TellAccount("place_holds", holds))
 
     def _hand_over(self) -> None:
         """What a run from before the account suspended itself becomes the account's holds."""
@@ -915,18 +914,7 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         if self._suspended:
             self._record(EventKind.NOTE, WORKFLOW, "suspensions handed over to the account")
             reason = HoldReason.FRAUD if self._fraud else HoldReason.NON_PAYMENT
-            self._effects.append(
-                TellAccount(
-                    "place_holds",
-                    PlaceHolds(
-                        invoice_id=self._invoice_id,
-                        reason=reason,
-                        subscription_ids=list(self._suspended),
-                        customer=self._customer,
-                        by=WORKFLOW,
-                    ),
-                )
-            )
+            self._place_holds(reason, self._suspended, WORKFLOW)
 
     def _hand_off(self, notice: EmailData | None) -> None:
         self._status = CollectionsStatus.HANDED_OFF
