@@ -48,8 +48,9 @@ from chaos.harness import (
     report_failure,
     resolve_case,
 )
-from core.ids import case_workflow_id, collections_workflow_id
+from core.ids import account_workflow_id, case_workflow_id, collections_workflow_id
 from core.models import (
+    AccountView,
     BillingFailure,
     CaseStatus,
     CaseView,
@@ -88,6 +89,7 @@ from tests.ui_support import LOCAL_ACTIVITY_MARKER
 from tests.workflow_support import billing_failure
 from tests.workflow_support import open_case as case_data
 from worker import build_worker
+from workflows.account import AccountWorkflow
 from workflows.billing_case import BillingCaseWorkflow
 from workflows.collections import CollectionsWorkflow
 
@@ -127,8 +129,20 @@ def collections_handle(
     )
 
 
-def count(view: CaseView | CollectionsView, kind: EventKind, text: str | None = None) -> int:
+def count(
+    view: CaseView | CollectionsView | AccountView, kind: EventKind, text: str | None = None
+) -> int:
     return sum(e.kind is kind and text in (None, e.text) for e in view.timeline)
+
+
+async def accounts(client: Client, failures: list[BillingFailure]) -> list[AccountView]:
+    """The accounts of the failures' customers, in their order."""
+    return [
+        await client.get_workflow_handle_for(
+            AccountWorkflow.run, account_workflow_id(f.customer.tenant_id)
+        ).query(AccountWorkflow.view)
+        for f in failures
+    ]
 
 
 async def record_payment(client: Client, failure: BillingFailure) -> CollectionsView:
@@ -484,6 +498,16 @@ async def test_database_cut_for_30_seconds_loses_nothing(
         )
         paid = [await collections_handle(client, invoice).result() for invoice in invoices]
 
+        async def reactivated_and_told() -> bool:  # by the customers' accounts, after
+            return all(
+                not v.suspended_subscriptions
+                and count(v, EventKind.EMAIL_SENT, EmailTemplate.COLLECTIONS_REACTIVATED.value)
+                for v in await accounts(client, failures)
+            )
+
+        await eventually(reactivated_and_told, "every account reactivated and told its customer")
+        held = await accounts(client, failures)
+
     assert [view.status for view in closed] == [CaseStatus.CLOSED] * 5
     assert [view.status for view in paid] == [CollectionsStatus.PAID] * 3
     # the cut did make the activities fail: refused connections, and in every workflow that ran
@@ -502,7 +526,7 @@ async def test_database_cut_for_30_seconds_loses_nothing(
         view.workflow_id: list(range(1, len(view.timeline) + 1)) for view in views
     }
     keys = assert_each_email_accepted_once(direct, sendgrid_standin)
-    sent_events = sum(count(view, EventKind.EMAIL_SENT) for view in views)
+    sent_events = sum(count(view, EventKind.EMAIL_SENT) for view in [*views, *held])
     assert len(keys) == sent_events == len(sendgrid_standin.requests)
 
 
@@ -631,14 +655,16 @@ async def test_partner_center_down_suspends_and_reactivates_once(
         await eventually(tried("suspended", 3), "three failed suspension attempts each")
         for handle in handles:
             view = await handle.query(CollectionsWorkflow.view)
-            assert view.status is CollectionsStatus.ACTIVE and view.suspended_subscriptions == []
+            assert view.status is CollectionsStatus.ACTIVE  # its holds placed, nothing suspended
+        for account in await accounts(client, failures):
+            assert account.suspended_subscriptions == [] and len(account.holds) == 2
         # Partner Center is back, but one PATCH's answer is lost on the way (of a subscription not
         # tried yet: its retry comes after 1 s, not after the outage's longer backoff)
         standin.lose_next_answers(1, failures[0].subscription_ids[1])
         standin.end_outage()
 
-        async def all_suspended() -> bool:
-            views = [await handle.query(CollectionsWorkflow.view) for handle in handles]
+        async def all_suspended() -> bool:  # by the customers' accounts, their only writers
+            views = await accounts(client, failures)
             return all(len(v.suspended_subscriptions) == 2 for v in views)
 
         await eventually(all_suspended, "every subscription suspended")
@@ -654,6 +680,17 @@ async def test_partner_center_down_suspends_and_reactivates_once(
         results = await asyncio.wait_for(
             asyncio.gather(*(handle.result() for handle in handles)), HANG_GUARD
         )
+
+        async def all_reactivated() -> bool:  # and the letter that says so
+            views = await accounts(client, failures)
+            return all(
+                not v.suspended_subscriptions
+                and count(v, EventKind.EMAIL_SENT, EmailTemplate.COLLECTIONS_REACTIVATED.value)
+                for v in views
+            )
+
+        await eventually(all_reactivated, "every subscription reactivated")
+        held = await accounts(client, failures)
 
     assert [view.status for view in results] == [CollectionsStatus.PAID] * 2
     # once each way per subscription, though answers were lost and attempts repeated
@@ -684,12 +721,15 @@ async def test_partner_center_down_suspends_and_reactivates_once(
         assert sum(r.attempts >= attempts for r in rows) >= 2, [(r.key, r.attempts) for r in rows]
         # the lost answer: a second attempt read the subscription, found it done, sent no PATCH
         assert [r.attempts for r in rows if r.subscription_id == lost_one] == [2]
-    for view in results:
-        assert count(view, EventKind.SUSPENDED) == 2 and count(view, EventKind.REACTIVATED) == 2
-        assert count(view, EventKind.PARTNER_CENTER_ERROR) == 0
+    for view, account in zip(results, held, strict=True):
+        # the account suspends and reactivates; the invoice tells the customer of the suspension
+        assert count(account, EventKind.SUSPENDED) == 2
+        assert count(account, EventKind.REACTIVATED) == 2
+        assert count(account, EventKind.PARTNER_CENTER_ERROR) == 0
         assert count(view, EventKind.HANDED_OFF) == 0
         assert count(view, EventKind.EMAIL_SENT, EmailTemplate.COLLECTIONS_SUSPENDED.value) == 1
-        assert count(view, EventKind.EMAIL_SENT, EmailTemplate.COLLECTIONS_REACTIVATED.value) == 1
+        reactivated = EmailTemplate.COLLECTIONS_REACTIVATED.value
+        assert count(account, EventKind.EMAIL_SENT, reactivated) == 1
     emails = check_emails(settings)
     assert emails.not_sent == 0 and emails.duplicates == 0 and emails.files == emails.sent
     report = await verify(client=client, settings=settings)

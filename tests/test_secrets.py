@@ -129,9 +129,12 @@ async def test_no_secret_in_logs_errors_or_history(
             CollectionsWorkflow.run, collections_workflow_id(invoice)
         )
 
-        async def suspended() -> bool:
-            view = await handle.query(CollectionsWorkflow.view)
-            return len(view.suspended_subscriptions) == len(body["subscription_ids"])
+        async def suspended() -> bool:  # in Partner Center, by the customer's account
+            statuses = {
+                partner_center_standin.subscription(tenant, subscription)["status"]
+                for subscription in body["subscription_ids"]
+            }
+            return statuses == {"suspended"}
 
         await eventually(suspended)
         payment = {
