@@ -21,7 +21,7 @@ from core.settings import Settings
 from core.temporal import data_converter
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
-from tests.workflow_support import FakeActivities, fake_worker, time_skipping
+from tests.workflow_support import SERVER_STARTUP, FakeActivities, fake_worker, time_skipping
 from worker import build_worker
 
 # The product's worker runs without Temporal's sandbox by default, for speed; every test runs the
@@ -118,6 +118,8 @@ async def dev_env(codec_keys: str) -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=path,
         search_attributes=search.ALL_KEYS,
         ip="127.0.0.1",
+        # the SDK waits 5 s by default: a busy machine (a CI runner) has taken longer
+        dev_server_startup_timeout=SERVER_STARTUP,
     )
     yield env
     await env.shutdown()

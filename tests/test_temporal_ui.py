@@ -41,7 +41,7 @@ from core.temporal import data_converter
 from db.migrate import upgrade
 from service import Service
 from tests.ui_support import eventually, history_summaries
-from tests.workflow_support import open_case
+from tests.workflow_support import SERVER_STARTUP, open_case
 from worker import build_worker
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's; Playwright downloads no browser of its own
@@ -101,6 +101,7 @@ async def ui_stack(codec_keys: str) -> AsyncIterator[UiStack]:
         dev_server_existing_path=shutil.which("temporal")
         or str(Path(sys.executable).parent / "temporal"),
         ip="127.0.0.1",
+        dev_server_startup_timeout=SERVER_STARTUP,
         ui=True,
         ui_port=ui_port,
         dev_server_extra_args=[

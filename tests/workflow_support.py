@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -210,6 +210,9 @@ def auto_approval(policy: CollectionsPolicy) -> CollectionsPolicy:
     return policy.model_copy(update={"steps": steps})
 
 
+# how long a test waits for a Temporal server it starts to listen (the SDK's default is 5 s, and
+# a busy machine has taken longer)
+SERVER_STARTUP = timedelta(seconds=60)
 TEST_SERVER = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "temporal-test-server"
 
 
@@ -234,7 +237,9 @@ async def time_skipping(
         script.chmod(0o755)
         path = str(script)
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=path
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=path,
+        test_server_startup_timeout=SERVER_STARTUP,
     )
     try:
         await search.register(env.client, "default")
