@@ -85,6 +85,13 @@ def parse() -> argparse.Namespace:
         help="scenarios to run, comma-separated (3 needs 2; default 1,2,3,4,6,7)",
     )
     parser.add_argument(
+        "--workspace-workflows",
+        type=int,
+        default=WORKSPACE_WORKFLOWS,
+        help="real cases and collections (each) the worker brings to their first wait in 7\n"
+        f"(default {WORKSPACE_WORKFLOWS:,}; the projection holds {WORKSPACE_ROWS:,} open of each)",
+    )
+    parser.add_argument(
         "--suite",
         action="store_true",
         default=os.environ.get("BENCH_SUITE") == "1",
@@ -188,7 +195,7 @@ async def bench(args: argparse.Namespace, workdir: Path, result: dict[str, Any])
                 server,
                 workdir,
                 tuning,
-                workflows=sized(WORKSPACE_WORKFLOWS, args.scale),
+                workflows=sized(args.workspace_workflows, args.scale),
                 rows=sized(WORKSPACE_ROWS, args.scale),
                 requests=sized(WORKSPACE_PAGES, args.scale),
             )

@@ -719,8 +719,10 @@ async def test_partner_center_down_suspends_and_reactivates_once(
         rows = actions(settings, status)
         assert len(rows) == 4 and {r.outcome for r in rows} == {"done"}
         assert sum(r.attempts >= attempts for r in rows) >= 2, [(r.key, r.attempts) for r in rows]
-        # the lost answer: a second attempt read the subscription, found it done, sent no PATCH
-        assert [r.attempts for r in rows if r.subscription_id == lost_one] == [2]
+        # the lost answer: a later attempt read the subscription, found it done and sent no
+        # PATCH (the changes above are once each way); the outage may have failed it before
+        [tries] = [r.attempts for r in rows if r.subscription_id == lost_one]
+        assert tries >= 2
     for view, account in zip(results, held, strict=True):
         # the account suspends and reactivates; the invoice tells the customer of the suspension
         assert count(account, EventKind.SUSPENDED) == 2

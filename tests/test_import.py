@@ -1,9 +1,9 @@
 """Bulk import of a billing run's failures on the real dev server with the real worker.
 
-1,000 CSV lines over 300 invoices, 50 of them bad, imported twice: the first run starts 300
-collections workflows and joins 650, the second starts none. The counts are exact because the
-server lets one start of an id succeed and refuses the rest, which then join through the
-workflow's update, whatever the concurrency.
+1,000 CSV lines over 100 invoices, 50 of them bad, imported twice: the first run starts 100
+collections workflows (and their customers' accounts) and joins 850, the second starts none.
+The counts are exact because the server lets one start of an id succeed and refuses the rest,
+which then join through the workflow's update, whatever the concurrency.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ from service import Service
 from tests.intake_support import eventually, failure_fields, guid, unique_prefix
 from workflows.collections import CollectionsWorkflow
 
-INVOICES = 300
+INVOICES = 100  # each its customer's: 100 accounts too
 GOOD = 949  # plus one exact duplicate: 950 accepted
+FAILURES_OF_0005 = len(range(5, GOOD, INVOICES))  # the good lines of invoice ...-0005
 FORMULA_NAME = '=HYPERLINK("http://evil.example/pay","Pay here")'
 
 
@@ -140,7 +141,8 @@ async def test_import_csv_twice(
     first = await Service(client, running).import_failures(
         source, concurrency=20, progress=lambda s: seen.append(s.done)
     )
-    assert (first.lines, first.started, first.joined, first.rejected) == (1000, 300, 650, 50)
+    counts = (first.lines, first.started, first.joined, first.rejected)
+    assert counts == (1000, INVOICES, 950 - INVOICES, 50)
     assert first.bytes_read == first.total_bytes == source.stat().st_size
     assert seen and seen[-1] == 1000
     assert first.rejected_file == tmp_path / "billing-run-2026-11.csv.rejected.csv"
@@ -165,7 +167,7 @@ async def test_import_csv_twice(
         CollectionsWorkflow.run, collections_workflow_id(formula_invoice)
     )
     view = await handle.query(CollectionsWorkflow.view)
-    assert f"{prefix}-F00005" in view.failures and len(view.failures) == 4
+    assert f"{prefix}-F00005" in view.failures and len(view.failures) == FAILURES_OF_0005
 
     async def all_started() -> bool:
         query = f'WorkflowId STARTS_WITH "collections-{prefix}-"'
@@ -177,7 +179,7 @@ async def test_import_csv_twice(
     assert (second.started, second.joined, second.rejected) == (0, 950, 50)
     assert set(read_rejected_csv(source.with_name(source.name + ".rejected.csv"))) == set(rejected)
     await eventually(all_started)
-    assert len((await handle.query(CollectionsWorkflow.view)).failures) == 4
+    assert len((await handle.query(CollectionsWorkflow.view)).failures) == FAILURES_OF_0005
 
 
 async def test_import_json_lines_and_ended_invoice(
