@@ -10,11 +10,12 @@ A row moves ``pending -> sent | rejected``. A pending row is *claimed* by one at
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, bindparam, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -54,6 +55,9 @@ _FIND_THREAD = select(EMAIL_THREAD.c.workflow_id).where(EMAIL_THREAD.c.token == 
 
 SUBJECT_CHARS = 998  # email_log.subject, RFC 5322's longest line
 ACCEPTED = "accepted"  # heartbeat details: the provider took this key's email
+# how long an attempt whose email the provider took waits for the database to record it (within
+# the activity's 60 s): a database cut shorter than this never sends an email twice
+SENT_PATIENCE = timedelta(seconds=45)
 
 
 def _accepted_by_an_earlier_attempt(key: str) -> dict[str, str] | None:
@@ -166,9 +170,7 @@ class EmailActivities:
             # window left is a worker that dies between the provider's accept and this heartbeat.
             # (A provider that takes the same key twice as one email needs no such record.)
             activity.heartbeat(ACCEPTED, message.key, accepted)
-        self._finish(
-            message.key, None, status=SENT, sent_at=datetime.now(UTC), error=None, **accepted
-        )
+        self._record_sent(message.key, accepted)
         activity.logger.info("email %s (%s) sent: %s", message.key, message.template, provider_id)
         return EmailSent(key=message.key, provider_message_id=provider_id)
 
@@ -249,6 +251,25 @@ class EmailActivities:
                 session.commit()
             except IntegrityError:
                 session.rollback()  # another email of the thread recorded it first
+
+    def _record_sent(self, key: str, accepted: dict[str, str]) -> None:
+        """The provider took the email: its row says so. A database that does not answer is
+        waited for (up to SENT_PATIENCE) rather than failing the attempt: the heartbeat above
+        is not kept by every server when an attempt fails, and a retry would send again."""
+        deadline = time.monotonic() + SENT_PATIENCE.total_seconds()
+        pause = 0.5
+        while True:
+            try:
+                self._finish(
+                    key, None, status=SENT, sent_at=datetime.now(UTC), error=None, **accepted
+                )
+                return
+            except (OperationalError, InterfaceError):
+                if time.monotonic() + pause > deadline:
+                    raise
+                activity.heartbeat(ACCEPTED, key, accepted)
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
 
     def _finish(self, key: str, attempt: int | None, **values: Any) -> None:
         """Record the outcome; with ``attempt``, only while this attempt still holds the claim."""

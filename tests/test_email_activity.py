@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from activities import email as email_module
 from activities.email import DEFAULT_CLAIM_TIMEOUT, EmailActivities
 from activities.rendering import TemplateRenderer
 from activities.senders import EmailSender, FileOutboxSender, SendGridSender
@@ -144,8 +145,10 @@ def test_an_accepted_email_whose_record_failed_is_not_sent_again(
     sendgrid_standin: SendGridStandIn,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """SendGrid took it, then the database went away before `sent` was written: the heartbeat
-    carries SendGrid's answer to the next attempt, which records it and sends nothing."""
+    """SendGrid took it, then the database went away before `sent` was written (for longer
+    than the attempt waits for it): the heartbeat carries SendGrid's answer to the next attempt,
+    which records it and sends nothing."""
+    monkeypatch.setattr(email_module, "SENT_PATIENCE", timedelta(seconds=1))
     sendgrid_standin.script(accepted("sg-1"))
     activities = email_activities(session_factory, SendGridSender("SG.k", sendgrid_standin.host))
     finish = activities._finish
