@@ -97,12 +97,16 @@ class Collections:
         """The collections and the case policy a new collections workflow starts with."""
         return self._settings.collections_policy(), self._settings.case_policy()
 
-    async def start(self, failure: BillingFailure, policies: Policies | None = None) -> bool:
-        """Start the invoice's CollectionsWorkflow with its first failure, under the policy as
-        the customer's overrides shape it; False when its id was used already (the invoice's
-        collections runs, or ran)."""
+    async def start(
+        self,
+        failure: BillingFailure,
+        policies: Policies | None = None,
+        overridden: str | None = None,
+    ) -> bool:
+        """Start the invoice's CollectionsWorkflow with its first failure; False when its id was
+        used already (the invoice's collections runs, or ran). `overridden`: how the customer's
+        overrides shaped `policies` (report_failure looks them up)."""
         policy, case_policy = policies or self.policies()
-        policy, overridden = await self._accounts.for_customer(failure.customer.tenant_id, policy)
         return await start(
             self._client,
             CollectionsWorkflow.run,
@@ -132,7 +136,10 @@ class Collections:
         ended = await asyncio.to_thread(self._ended, failure.invoice_id)
         if ended is not None:  # for ever: Temporal forgets a closed workflow after retention
             raise Ended(f"invoice {failure.invoice_id}: its collections already ended ({ended})")
-        if await self.start(failure, policies):
+        policy, case_policy = policies or self.policies()
+        tenant = failure.customer.tenant_id
+        policy, overridden = await self._accounts.for_customer(tenant, policy)
+        if await self.start(failure, (policy, case_policy), overridden):
             return Started.STARTED
         invoice = named(failure.invoice_id)  # it runs (join it) or it ended (say so)
         handle = self._client.get_workflow_handle_for(CollectionsWorkflow.run, invoice.workflow_id)

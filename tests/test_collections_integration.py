@@ -21,12 +21,20 @@ from api.app import create_app
 from chaos.harness import FAST_POLICY
 from core import search
 from core.ids import account_workflow_id, collections_workflow_id
-from core.models import BillingFailure, CollectionsStatus, PaymentReceived
+from core.models import (
+    AccountOverrides,
+    BillingFailure,
+    CollectionsStatus,
+    EventKind,
+    PaymentReceived,
+    SetOverrides,
+)
 from core.settings import Settings
 from db.session import make_engine, make_session_factory
 from db.tables import Account, Collections, PartnerCenterAction
 from service import Service, Started
 from service.collections import Approve
+from service.errors import ServiceError
 from tests.codec_support import replay_and_record
 from tests.intake_support import SIGNED, post
 from tests.partner_center_standin import (
@@ -236,3 +244,57 @@ async def test_a_manager_approves_and_the_account_holds_what_two_invoices_share(
     await replay_and_record(client, await collections.fetch_history(), "collections_approved_paid")
     handle = client.get_workflow_handle(account_workflow_id(tenant))
     await replay_and_record(client, await handle.fetch_history(), "account_shared_holds")
+
+
+async def test_an_exempt_customers_next_invoice_starts_under_their_overrides(
+    dev_env: WorkflowEnvironment,
+    settings: Settings,
+    partner_center_standin: PartnerCenterStandIn,
+) -> None:
+    """A manager exempts a customer from suspension on their account; the next invoice that
+    fails starts with the policy as the override shapes it (a manager takes it over on the
+    suspension day), and its timeline says why."""
+    client = dev_env.client
+    service = Service(client, settings)
+    first = billing_failure(amount="100.00")
+    tenant = first.customer.tenant_id
+    for subscription_id in first.subscription_ids:
+        partner_center_standin.add_subscription(tenant, subscription_id)
+    await service.collections.report_failure(first)
+
+    async def has_account() -> bool:
+        try:
+            return bool((await service.accounts.show(tenant)).holds)
+        except ServiceError:
+            return False
+
+    await _eventually(has_account)
+    exempt = SetOverrides(
+        overrides=AccountOverrides(exempt_from_suspension=True),
+        reason="政府客户，合同约定不停服",
+        by="manager.wang@partner.example.cn",
+    )
+    await service.accounts.set_overrides(tenant, exempt)
+
+    async def stored() -> bool:
+        return await asyncio.to_thread(service.accounts.overrides, tenant) is not None
+
+    await _eventually(stored)
+    second = billing_failure(amount="200.00").model_copy(update={"customer": first.customer})
+    for subscription_id in second.subscription_ids:
+        partner_center_standin.add_subscription(tenant, subscription_id)
+    await service.collections.report_failure(second)
+
+    async def handed_off() -> bool:
+        view = await service.collections.show(second.invoice_id)
+        return view.status is CollectionsStatus.HANDED_OFF
+
+    await _eventually(handed_off)
+    view = await service.collections.show(second.invoice_id)
+    assert view.suspended_subscriptions == [] and view.suspended_at is None
+    overridden = [e for e in view.timeline if e.kind is EventKind.POLICY_OVERRIDDEN]
+    assert [e.text for e in overridden] == ["customer overrides: exempt from suspension"]
+    statuses = {
+        partner_center_standin.subscription(tenant, s)["status"] for s in second.subscription_ids
+    }
+    assert statuses == {"active"}
