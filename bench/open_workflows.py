@@ -76,11 +76,13 @@ class OpenRun:
 
 
 def waiting(database_url: str) -> int:
-    """How many collections have stored their day-0 email: each then waits on its next timer."""
+    """How many collections have had their day-0 email stored (their customer's account sends
+    it; each customer here has one invoice): each then waits on its next timer."""
     path = database_url.removeprefix("sqlite:///")
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as db:
         row = db.execute(
-            "SELECT count(*) FROM collections_events WHERE kind = ?", (EventKind.EMAIL_SENT.value,)
+            "SELECT count(*) FROM account_events WHERE kind = ? AND text = ?",
+            (EventKind.EMAIL_SENT.value, "collections_payment_failed"),
         ).fetchone()
     return int(row[0])
 
