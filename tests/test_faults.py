@@ -107,12 +107,14 @@ HANG_GUARD = 150.0  # seconds: a stuck run fails instead of hanging the suite
 POLL = 0.2
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Poll until `check` holds; past HANG_GUARD the test fails naming `what`."""
-    deadline = time.monotonic() + HANG_GUARD
+async def eventually(
+    check: Callable[[], Awaitable[bool]], what: str, guard: float = HANG_GUARD
+) -> None:
+    """Poll until `check` holds; past `guard` seconds the test fails naming `what`."""
+    deadline = time.monotonic() + guard
     while not await check():
         if time.monotonic() > deadline:
-            raise AssertionError(f"not reached in {HANG_GUARD:.0f} s: {what}")
+            raise AssertionError(f"not reached in {guard:.0f} s: {what}")
         await asyncio.sleep(POLL)
 
 
@@ -505,7 +507,11 @@ async def test_database_cut_for_30_seconds_loses_nothing(
                 for v in await accounts(client, failures)
             )
 
-        await eventually(reactivated_and_told, "every account reactivated and told its customer")
+        # the accounts act last, after activity retries that backed off through the cut (up
+        # to minutes apart): a longer guard
+        await eventually(
+            reactivated_and_told, "every account reactivated and told its customer", 2 * HANG_GUARD
+        )
         held = await accounts(client, failures)
 
     assert [view.status for view in closed] == [CaseStatus.CLOSED] * 5
