@@ -15,6 +15,7 @@ from core.formatting import day, duration, when
 from core.formatting import localized_money as money
 from core.models import (
     About,
+    AccountView,
     CaseStatus,
     CaseView,
     CollectionsStatus,
@@ -145,17 +146,30 @@ def test_an_email_needs_the_view_it_is_about(
         renderer.render(template, Locale.ZH_CN, {other: view, "extra": sample_extra(template)})
 
 
-@pytest.mark.parametrize("about", ["case", "collections", "vianet_invoice"])
-def test_the_attention_email_is_about_any_workflow(renderer: TemplateRenderer, about: str) -> None:
+@pytest.mark.parametrize("locale", list(Locale))
+@pytest.mark.parametrize("about", ["case", "collections", "vianet_invoice", "account"])
+def test_the_attention_email_is_about_any_workflow(
+    renderer: TemplateRenderer, about: str, locale: Locale
+) -> None:
     template = EmailTemplate.MANAGER_NEEDS_ATTENTION
+    customer = make_customer()
     view = {
         "case": case_for(template),
         "collections": collections_for(template),
         "vianet_invoice": vianet_invoice_for(template),
+        "account": AccountView(
+            tenant_id=customer.tenant_id, workflow_id="account-1", customer=customer
+        ),
     }[about]
-    message = make_email_message(template).model_copy(update={"case": None, about: view})
+    update = {"case": None, about: view, "locale": locale}
+    message = make_email_message(template).model_copy(update=update)
     email = renderer.render_message(message)
-    kind = {"case": "case", "collections": "invoice", "vianet_invoice": "vianet-invoice"}[about]
+    kind = {
+        "case": "case",
+        "collections": "invoice",
+        "vianet_invoice": "vianet-invoice",
+        "account": "account",
+    }[about]
     assert f"retry-step {kind} {message.subject_id}" in email.text
     assert "DataRefused" in email.html and message.subject_id in email.subject
 
