@@ -4,17 +4,15 @@ that started before accounts existed over to them."""
 
 from __future__ import annotations
 
-import asyncio
+from typing import Any
 
-from sqlalchemy import select
 from temporalio.client import Client, WorkflowHandle
 
 from core import search
 from core.ids import account_workflow_id
 from core.models import AccountOverrides, AccountView, CollectionsPolicy, LiftFraud, SetOverrides
 from core.settings import Settings, SettingsError, load_collections_policy
-from db.tables import Account
-from service.calls import Named, attempt, reading
+from service.calls import Named, attempt
 from service.errors import Refused
 from workflows.account import AccountWorkflow
 from workflows.collections import CollectionsWorkflow
@@ -80,24 +78,14 @@ class Accounts:
         except SettingsError as err:  # the file is missing, or its line and key are named
             raise Refused(f"overrides.policy_file: {name}: {err}") from None
 
-    def overrides(self, tenant_id: str) -> AccountOverrides | None:
-        """The customer's overrides as the database has them; None when they have none."""
-        with reading(self._settings.database_url) as session:
-            stored = session.scalar(
-                select(Account.overrides).where(Account.account_id == tenant_id)
-            )
-        if not stored:
-            return None
-        overrides = AccountOverrides.model_validate(stored)
-        return None if overrides == AccountOverrides() else overrides
-
-    async def for_customer(
-        self, tenant_id: str, policy: CollectionsPolicy
+    def for_customer(
+        self, policy: CollectionsPolicy, stored: dict[str, Any] | None
     ) -> tuple[CollectionsPolicy, str | None]:
-        """The policy a new collections of this customer starts with, and the line saying how
-        their overrides shaped it (None: the partner's policy as it is)."""
-        overrides = await asyncio.to_thread(self.overrides, tenant_id)
-        if overrides is None:
+        """The policy a new collections of a customer starts with, given the overrides their
+        accounts row has (`stored`, read with the invoice's own row: one query a failure), and
+        the line saying how they shaped it (None: the partner's policy as it is)."""
+        overrides = AccountOverrides.model_validate(stored) if stored else AccountOverrides()
+        if overrides == AccountOverrides():
             return policy, None
         if overrides.policy_file:
             policy = self.policy_file(overrides.policy_file)

@@ -31,6 +31,7 @@ from core.models import (
     Waive,
 )
 from core.settings import Settings
+from db.tables import Account
 from db.tables import Collections as CollectionsRow
 from service.accounts import Accounts
 from service.calls import Named, attempt, ended_status, reading, start
@@ -133,12 +134,12 @@ class Collections:
         (the same failure id again changes nothing; another tenant or currency is refused). An
         invoice whose collections ended is Ended: re-running an import starts nothing.
         `policies`: read once by a caller reporting many failures; by default from the files."""
-        ended = await asyncio.to_thread(self._ended, failure.invoice_id)
+        tenant = failure.customer.tenant_id
+        ended, overrides = await asyncio.to_thread(self._known, failure.invoice_id, tenant)
         if ended is not None:  # for ever: Temporal forgets a closed workflow after retention
             raise Ended(f"invoice {failure.invoice_id}: its collections already ended ({ended})")
         policy, case_policy = policies or self.policies()
-        tenant = failure.customer.tenant_id
-        policy, overridden = await self._accounts.for_customer(tenant, policy)
+        policy, overridden = self._accounts.for_customer(policy, overrides)
         if await self.start(failure, (policy, case_policy), overridden):
             return Started.STARTED
         invoice = named(failure.invoice_id)  # it runs (join it) or it ended (say so)
@@ -156,14 +157,18 @@ class Collections:
             ) from None
         return Started.JOINED
 
-    def _ended(self, invoice_id: str) -> str | None:
-        """How the invoice's collections ended, as the database remembers it; None if they did
-        not (or never ran)."""
+    def _known(self, invoice_id: str, tenant_id: str) -> tuple[str | None, dict[str, Any] | None]:
+        """What the database knows before a failure is reported, in one round trip: how the
+        invoice's collections ended (None if they did not, or never ran) and the customer's
+        overrides (None without an account)."""
+        status = select(CollectionsRow.status).where(CollectionsRow.invoice_id == invoice_id)
+        overrides = select(Account.overrides).where(Account.account_id == tenant_id)
         with reading(self._settings.database_url) as session:
-            status = session.scalar(
-                select(CollectionsRow.status).where(CollectionsRow.invoice_id == invoice_id)
-            )
-        return status if status and CollectionsStatus(status).is_final else None
+            row = session.execute(
+                select(status.scalar_subquery(), overrides.scalar_subquery())
+            ).one()
+        ended = row[0] if row[0] and CollectionsStatus(row[0]).is_final else None
+        return ended, row[1]
 
     async def act(
         self, invoice_id: str, action: InvoiceAction, *, update_id: str | None = None

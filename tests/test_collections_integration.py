@@ -30,7 +30,7 @@ from core.models import (
     SetOverrides,
 )
 from core.settings import Settings
-from db.session import make_engine, make_session_factory
+from db.session import make_engine, make_session_factory, one_off_session
 from db.tables import Account, Collections, PartnerCenterAction
 from service import Service, Started
 from service.collections import Approve
@@ -276,8 +276,13 @@ async def test_an_exempt_customers_next_invoice_starts_under_their_overrides(
     )
     await service.accounts.set_overrides(tenant, exempt)
 
+    def overrides_stored() -> bool:
+        with one_off_session(settings.database_url) as session:
+            query = select(Account.overrides).where(Account.account_id == tenant)
+            return bool((session.scalar(query) or {}).get("exempt_from_suspension"))
+
     async def stored() -> bool:
-        return await asyncio.to_thread(service.accounts.overrides, tenant) is not None
+        return await asyncio.to_thread(overrides_stored)
 
     await _eventually(stored)
     second = billing_failure(amount="200.00").model_copy(update={"customer": first.customer})
