@@ -4,6 +4,7 @@ refused by a manager, and a suspension that waits for its final notice to be del
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
 
@@ -33,6 +34,7 @@ from core.models import (
     SubscriptionStatus,
 )
 from core.settings import ROOT
+from tests.codec_support import replay_and_record
 from tests.test_collections_workflow import (
     CASE_POLICY,
     POLICY,
@@ -110,6 +112,39 @@ async def test_paying_one_invoice_keeps_what_the_other_holds(
     keys = [c.key for c in fake.subscription_changes]
     assert len(keys) == len(set(keys))
     assert {k.split("/")[0] for k in keys} == {account_workflow_id(a.customer.tenant_id)}
+
+
+async def test_paid_while_being_suspended_nothing_more_is_suspended_and_the_payer_is_told(
+    time_env: WorkflowEnvironment, fake: FakeActivities
+) -> None:
+    """The payment lands while Partner Center suspends the invoice's first subscription: the
+    second is never suspended, the first is reactivated, and the customer hears "reactivated"
+    (as the invoice told them of the suspension), not only "payment received"."""
+    fake.suspension_gate = asyncio.Event()
+    a = billing_failure(subscriptions=2)
+    first, second = a.subscription_ids
+    handle = await start(time_env, fake, a)
+    # the clock cannot pass the suspension while it is under way: it moves meanwhile
+    moving = asyncio.create_task(day(time_env, handle, 10.01))
+    await asyncio.wait_for(fake.suspending.wait(), 10)  # the first suspension is under way
+    await handle.execute_update(CollectionsWorkflow.payment_received, pay(a, "5000.00", "PA"))
+    for _ in range(500):  # the invoice tells its account of the payment: the holds go
+        if not (await account_view(time_env, a)).holds:
+            break
+        await asyncio.sleep(0.02)
+    fake.suspension_gate.set()
+    await moving
+    assert (await handle.result()).status is CollectionsStatus.PAID
+    await eventually(lambda: EmailTemplate.COLLECTIONS_REACTIVATED in sent(fake))
+    # the one under way when the payment came was suspended and reactivated; the other never
+    suspended = changes(fake, SubscriptionStatus.SUSPENDED)
+    assert len(suspended) == 1 and set(suspended) < {first, second}
+    assert changes(fake, SubscriptionStatus.ACTIVE) == suspended == {next(iter(suspended)): 1}
+    assert EmailTemplate.COLLECTIONS_PAYMENT_RECEIVED not in sent(fake)
+    held = await account_view(time_env, a)
+    assert held.holds == [] and held.suspended_subscriptions == []
+    history = await account(time_env, a).fetch_history()
+    await replay_and_record(time_env.client, history, "account_paid_while_suspending")
 
 
 async def test_fraud_under_b_survives_both_payments_until_a_manager_lifts_it(

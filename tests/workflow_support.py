@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -44,6 +45,7 @@ from core.models import (
     Priority,
     RecordEscalation,
     SubscriptionChanged,
+    SubscriptionStatus,
 )
 
 
@@ -94,6 +96,9 @@ class FakeActivities:
     task_queue: str = field(default_factory=lambda: f"cases-{uuid.uuid4()}")
     # activity name -> the permanent errors (type, message) its next calls raise, in order
     failing: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    # set: each suspension is under way (`suspending` set) until the test opens the gate
+    suspension_gate: asyncio.Event | None = None
+    suspending: asyncio.Event = field(default_factory=asyncio.Event)
 
     def fail_next(self, activity_name: str, error_type: str, message: str, times: int = 1) -> None:
         self.failing.setdefault(activity_name, []).extend([(error_type, message)] * times)
@@ -156,6 +161,9 @@ class FakeActivities:
                     type="PartnerCenterNotFound",
                     non_retryable=True,
                 )
+            if self.suspension_gate is not None and data.status is SubscriptionStatus.SUSPENDED:
+                self.suspending.set()
+                await self.suspension_gate.wait()
             self.subscription_changes.append(data)
             return SubscriptionChanged(
                 subscription_id=data.subscription_id,

@@ -55,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         OtherInvoice,
     )
     from workflows.base import (
+        LIVE_RECONCILE,
         WORKFLOW,
         ActionRefused,
         Alarm,
@@ -135,6 +136,8 @@ class AccountWorkflow(EffectLoop[AccountEffect]):
         self._sent_notices: dict[str, list[str]] = dict(carried.sent_notices) if carried else {}
         # letters to the customer held until business hours (with a calendar)
         self._letters: list[HeldLetter] = list(carried.letters) if carried else []
+        # the subscription whose suspension Partner Center is carrying out now, if any
+        self._suspending: str | None = None
 
     @workflow.run
     async def run(self, data: StartAccount) -> AccountView:
@@ -236,6 +239,10 @@ class AccountWorkflow(EffectLoop[AccountEffect]):
             self._effects.append(Reconcile(f"invoice {data.invoice_id}: {data.why}"))
         if data.paid is not None and data.view is not None:
             were = tuple(s for s in data.view.subscription_ids if s in self._suspended)
+            # paid while one of its subscriptions is being suspended: that one counts as
+            # suspended (the reconcile below reactivates it, and the customer is told so)
+            if self._suspending in data.view.subscription_ids and workflow.patched(LIVE_RECONCILE):
+                were = (*were, self._suspending)
             self._effects.append(TellPayer(data, were))
         self._publish()
 
@@ -476,8 +483,19 @@ class AccountWorkflow(EffectLoop[AccountEffect]):
         for subscription_id in [
             s for s in wanted if s not in self._suspended and self._may_suspend(s)
         ]:
-            await self._change(subscription_id, SubscriptionStatus.SUSPENDED, why)
+            # its holds may have gone while an earlier change ran (the invoice was paid): a
+            # subscription nothing holds any more is not suspended
+            if subscription_id not in self._wanted() and workflow.patched(LIVE_RECONCILE):
+                continue
+            self._suspending = subscription_id
+            try:
+                await self._change(subscription_id, SubscriptionStatus.SUSPENDED, why)
+            finally:
+                self._suspending = None
         for subscription_id in [s for s in self._suspended if s not in wanted]:
+            # held again while an earlier reactivation ran (fraud reported): it stays suspended
+            if subscription_id in self._wanted() and workflow.patched(LIVE_RECONCILE):
+                continue
             await self._change(subscription_id, SubscriptionStatus.ACTIVE, why)
         self._publish()
 

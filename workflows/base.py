@@ -77,6 +77,9 @@ ACCOUNT_HOLDS = "account-holds"
 # a collections that suspended before accounts hands its suspensions over (its own patch: the one
 # above is asked, and answered "no", when such a run replays its suspension)
 HAND_OVER = "account-hand-over"
+# an account's reconcile follows holds that change while it runs (an invoice paid while its
+# subscriptions were being suspended): nothing held is suspended, and the payer is told of it
+LIVE_RECONCILE = "account-live-reconcile"
 # the suspension waits for the final notice's delivery and, where the policy says, a manager
 SUSPENSION_RULES = "suspension-rules"
 # China's business calendar (core/calendar.py) in the input: working days and opening hours time
