@@ -17,13 +17,14 @@ import asyncio
 import os
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from functools import partial
 from pathlib import Path
 
 from sqlalchemy import func, make_url, select, update
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
@@ -49,13 +50,21 @@ from chaos.harness import (
     retry,
     signature,
 )
-from core.ids import case_workflow_id, collections_workflow_id
-from core.models import CaseStatus, CaseView, CollectionsStatus, CollectionsView, EventKind
+from core.ids import account_workflow_id, case_workflow_id, collections_workflow_id
+from core.models import (
+    AccountView,
+    CaseStatus,
+    CaseView,
+    CollectionsStatus,
+    CollectionsView,
+    EventKind,
+)
 from core.settings import Settings
 from db.session import make_engine, make_session_factory, one_off_session
-from db.tables import Case, Collections, EmailLog
+from db.tables import Account, Case, Collections, EmailLog
 from service.verify import verify
 from tests.workflow_support import billing_failure
+from workflows.account import AccountWorkflow
 from workflows.billing_case import BillingCaseWorkflow
 from workflows.collections import CollectionsWorkflow
 
@@ -78,10 +87,11 @@ async def settle(
     case_ids: list[str],
     invoices: list[str],
     case_ready: CaseStatus | None,
+    tenants: Sequence[str] = (),
 ) -> None:
     """Wait until every workflow did its part (cases: acknowledged and the team told, or in
-    `case_ready`; collections: the suspension emailed), stored all of it, and no email is
-    pending."""
+    `case_ready`; collections: the suspension emailed; the `tenants`' accounts: every held
+    subscription suspended), stored all of it, and no email is pending."""
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
     cases = [
@@ -92,9 +102,14 @@ async def settle(
         client.get_workflow_handle_for(CollectionsWorkflow.run, collections_workflow_id(invoice))
         for invoice in invoices
     ]
+    holders = [
+        client.get_workflow_handle_for(AccountWorkflow.run, account_workflow_id(tenant))
+        for tenant in tenants
+    ]
     try:
         while True:
             # a query fails while its workflow task is retried (a deadlock detected under load)
+            held = [await account_view(account) for account in holders]
             views: list[CaseView | CollectionsView] = [
                 await retry(partial(case.query, BillingCaseWorkflow.view)) for case in cases
             ]
@@ -105,26 +120,48 @@ async def settle(
             with sessions() as session:
                 stored = {
                     workflow_id: seq
-                    for table in (Case, Collections)
+                    for table in (Case, Collections, Account)
                     for workflow_id, seq in session.execute(
                         select(table.workflow_id, table.last_event_seq)
                     )
                 }
                 pending = session.scalar(select(func.count()).where(EmailLog.status == "pending"))
-            done = pending == 0 and all(
-                stored.get(view.workflow_id) == len(view.timeline)
-                and (
-                    (view.status is case_ready if case_ready else _emails(view) >= 2)
-                    if isinstance(view, CaseView)
-                    else _emails(view, "collections_suspended") == 1
+            done = (
+                pending == 0
+                and all(
+                    stored.get(view.workflow_id) == len(view.timeline)
+                    and (
+                        (view.status is case_ready if case_ready else _emails(view) >= 2)
+                        if isinstance(view, CaseView)
+                        else _emails(view, "collections_suspended") == 1
+                    )
+                    for view in views
                 )
-                for view in views
+                and all(
+                    account is not None
+                    and stored.get(account.workflow_id) == account.event_count
+                    and set(account.suspended_subscriptions)
+                    == {hold.subscription_id for hold in account.holds}
+                    for account in held
+                )
             )
             if done:
                 return
             await asyncio.sleep(0.2)
     finally:
         engine.dispose()
+
+
+async def account_view(
+    handle: WorkflowHandle[AccountWorkflow, AccountView],
+) -> AccountView | None:
+    """The account's view; None before its first invoice started it."""
+    try:
+        return await retry(partial(handle.query, AccountWorkflow.view))
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return None
+        raise
 
 
 def test_the_harness_signs_as_the_api_checks() -> None:
@@ -204,13 +241,14 @@ async def scenario(
         *(report_failure_http(intake, failure, new_key("failure")) for failure in failures)
     )
     invoices = [failure.invoice_id for failure in failures]
-    await settle(client, settings, case_ids, invoices, None)
+    tenants = [failure.customer.tenant_id for failure in failures]
+    await settle(client, settings, case_ids, invoices, None, tenants)
     listening = kill(workers[0], apis[0])  # 1: cases acknowledged, subscriptions suspended
     await asyncio.gather(*(resolve_case(client, case_id) for case_id in case_ids), listening)
     # the same request again, to the new process: the database's first answer, no second case
     async with Intake(apis[:1], settings) as restarted:
         assert await open_case_http(restarted, forms[0], case_keys[0]) == case_ids[0]
-    await settle(client, settings, case_ids, invoices, CaseStatus.RESOLVED)
+    await settle(client, settings, case_ids, invoices, CaseStatus.RESOLVED, tenants)
     listening = kill(
         workers[1], apis[1]
     )  # 2: customers told the resolution, reopen windows running

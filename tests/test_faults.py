@@ -460,7 +460,9 @@ async def test_database_cut_for_30_seconds_loses_nothing(
         # 4 cases acknowledged, 2 subscriptions suspended, all of it stored: then the cut
         await asyncio.gather(*(open_case(client, settings, data) for data in before))
         await asyncio.gather(*(report_failure(client, settings, f) for f in failures[:2]))
-        await asyncio.wait_for(settle(client, direct, cases[:4], invoices[:2], None), HANG_GUARD)
+        tenants = [failure.customer.tenant_id for failure in failures[:2]]
+        settled = settle(client, direct, cases[:4], invoices[:2], None, tenants)
+        await asyncio.wait_for(settled, HANG_GUARD)
         assert db_proxy.cut() > 0  # the worker's pool held open connections: all closed now
         cut_at = time.monotonic()
 
