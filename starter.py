@@ -734,10 +734,10 @@ def report(
 
 @app.command()
 def verify() -> None:
-    """Check that the database and Temporal agree: every case and collections row has its
-    workflow with the same final status (a running workflow may be ahead of its row, never
-    behind), every case and collections workflow on the task queue has its row, and no email has
-    been pending for more than 5 minutes.
+    """Check that the database and Temporal agree: every case, collections and account row has
+    its workflow with the same final status (a running workflow may be ahead of its row, never
+    behind), every such workflow on the task queue has its row, and no email has been pending
+    for more than 5 minutes.
 
     Exit code 1: a difference (listed), or Temporal or the database cannot be read."""
     try:
@@ -746,7 +746,8 @@ def verify() -> None:
         reason = getattr(err, "orig", None) or err
         _fail(f"database: {reason} (is it migrated? python -m db.migrate)")
     console.print(
-        f"{result.cases} cases, {result.collections} collections in the database; "
+        f"{result.cases} cases, {result.collections} collections, {result.accounts} accounts "
+        "in the database; "
         f"{result.workflows} workflows in Temporal ({result.running} running)"
     )
     if result.ok:

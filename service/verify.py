@@ -1,11 +1,11 @@
 """`starter.py verify`: the database and Temporal tell the same story, and no email is stuck.
 
-For every case and collections row: its workflow exists; a completed workflow's final status and
-event count are the row's; a running one is never behind the row (the row may lag a running
-workflow that is still persisting, never lead it). Every BillingCaseWorkflow and
-CollectionsWorkflow on the task queue has its row (one started in the last `STUCK_AFTER` may not
-have stored it yet). An email_log row still 'pending' after
-`STUCK_AFTER` is reported: its email may never have gone out.
+For every case, collections and account row: its workflow exists; a completed workflow's final
+status and event count are the row's; a running one is never behind the row (the row may lag a
+running workflow that is still persisting, never lead it). Every BillingCaseWorkflow,
+CollectionsWorkflow and AccountWorkflow on the task queue has its row (one started in the last
+`STUCK_AFTER` may not have stored it yet). An email_log row still 'pending' after `STUCK_AFTER`
+is reported: its email may never have gone out.
 """
 
 from __future__ import annotations
@@ -21,21 +21,32 @@ from sqlalchemy import select
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from core.models import CaseView, CollectionsView
+from core.models import AccountView, CaseView, CollectionsView
 from core.settings import Settings
 from db.session import one_off_session
-from db.tables import Case, Collections, EmailLog
+from db.tables import Account, Case, Collections, EmailLog
 
 STUCK_AFTER = timedelta(minutes=5)
 CONCURRENCY = 20
-TYPES = {"BillingCaseWorkflow": "case", "CollectionsWorkflow": "collections"}
+TYPES = {
+    "BillingCaseWorkflow": "case",
+    "CollectionsWorkflow": "collections",
+    "AccountWorkflow": "account",
+}
+VIEWS: dict[str, type[BaseModel]] = {
+    "case": CaseView,
+    "collections": CollectionsView,
+    "account": AccountView,
+}
+# an account runs as long as its customer: its row has no status (it holds, or it does not)
+ACCOUNT_STATUS = "open"
 
 
 @dataclass(frozen=True)
 class Difference:
     """One disagreement: what the database says against what Temporal says."""
 
-    kind: str  # case | collections | email
+    kind: str  # case | collections | account | email
     id: str  # the workflow id, or the email's dedup key
     problem: str
     database: str
@@ -46,7 +57,8 @@ class Difference:
 class VerifyReport:
     cases: int = 0
     collections: int = 0
-    workflows: int = 0  # of both types on the task queue
+    accounts: int = 0
+    workflows: int = 0  # of the three types on the task queue
     running: int = 0
     differences: list[Difference] = field(default_factory=list)
 
@@ -73,6 +85,10 @@ def _load_rows(settings: Settings, now: datetime) -> tuple[list[_Row], list[Emai
             _Row("collections", c.workflow_id, c.status, c.last_event_seq)
             for c in session.scalars(select(Collections))
         ]
+        rows += [
+            _Row("account", a.workflow_id, ACCOUNT_STATUS, a.last_event_seq)
+            for a in session.scalars(select(Account))
+        ]
         stuck = list(
             session.scalars(
                 select(EmailLog)
@@ -84,7 +100,7 @@ def _load_rows(settings: Settings, now: datetime) -> tuple[list[_Row], list[Emai
     return rows, stuck
 
 
-def events(view: CaseView | CollectionsView) -> int:
+def events(view: CaseView | CollectionsView | AccountView) -> int:
     """How many events the workflow recorded (a result from before the count: its timeline)."""
     return view.event_count or len(view.timeline)
 
@@ -93,7 +109,7 @@ async def _check_row(client: Client, row: _Row) -> list[Difference]:
     def diff(problem: str, database: str, temporal: str) -> list[Difference]:
         return [Difference(row.kind, row.workflow_id, problem, database, temporal)]
 
-    view_type: type[BaseModel] = CaseView if row.kind == "case" else CollectionsView
+    view_type = VIEWS[row.kind]
     handle = client.get_workflow_handle(row.workflow_id, result_type=view_type)
     try:
         described = await handle.describe()
@@ -104,15 +120,16 @@ async def _check_row(client: Client, row: _Row) -> list[Difference]:
     status = described.status
     if status is WorkflowExecutionStatus.COMPLETED:
         view = await handle.result()
-        assert isinstance(view, CaseView | CollectionsView)
-        if view.status.value != row.status:
-            return diff("status", row.status, view.status.value)
+        assert isinstance(view, CaseView | CollectionsView | AccountView)
+        status_value = view.status.value if not isinstance(view, AccountView) else ACCOUNT_STATUS
+        if status_value != row.status:
+            return diff("status", row.status, status_value)
         if row.last_event_seq != events(view):
             return diff("events stored", f"seq {row.last_event_seq}", f"{events(view)} events")
         return []
     if status is WorkflowExecutionStatus.RUNNING:
         view = await handle.query("view", result_type=view_type)
-        assert isinstance(view, CaseView | CollectionsView)
+        assert isinstance(view, CaseView | CollectionsView | AccountView)
         if row.last_event_seq > events(view):
             return diff(
                 "row ahead of workflow", f"seq {row.last_event_seq}", f"{events(view)} events"
@@ -142,6 +159,7 @@ async def verify(
     report = VerifyReport(
         cases=sum(row.kind == "case" for row in rows),
         collections=sum(row.kind == "collections" for row in rows),
+        accounts=sum(row.kind == "account" for row in rows),
     )
     report.differences += await _gather([partial(_check_row, client, row) for row in rows])
 

@@ -271,7 +271,8 @@ async def check(client: Client, settings: Settings, case_workflow: str) -> None:
     """verify finds nothing, no email went out twice; then it finds `case_workflow`'s row
     changed, and so does the CLI."""
     report = await verify(client=client, settings=settings)
-    assert (report.cases, report.collections, report.workflows) == (COUNT, COUNT, 2 * COUNT)
+    counts = (report.cases, report.collections, report.accounts, report.workflows)
+    assert counts == (COUNT, COUNT, COUNT, 3 * COUNT)
     assert report.differences == []
 
     emails = check_emails(settings)
