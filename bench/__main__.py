@@ -400,7 +400,7 @@ def workspace_rows(run: WorkspaceRun, result: dict[str, Any]) -> list[Row]:
         Row(
             "7",
             f"cases and collections brought to their first wait /s ({run.workflows:,} each; "
-            f"the projection filled up to {run.rows:,} open of each)",
+            f"the projection filled up to {run.rows:,} open of each; worker cache {run.cache:,})",
             f"{2 * run.workflows / run.seed_seconds:.1f}",
         )
     ]

@@ -7,7 +7,10 @@ shape: a queue page reads only the projection, so its size is what counts there,
 20,000 workflows to their first wait takes this shared 2-core machine half an hour at its best
 rate (10 a second) and far longer under the load of the day (a try on 2026-12-03 stored 700 in 9
 minutes). A case page
-asks its workflow: with more workflows than the worker caches, most of them replay first. Then
+asks its workflow: with more workflows than the worker caches, most of them replay first, so the
+worker caches the share of the real workflows it would cache of `rows` (1,000 of 10,000 open
+cases and 10,000 open collections: a tenth of the real ones), and a case page replays as often as
+it would with all of them real. Then
 an agent, signed in with a local account, asks
 the workspace (in this process, over the same dev server) for queue pages (every queue, pages and
 filters) and case pages (random open cases: most are long evicted from the worker's cache, so the
@@ -78,6 +81,7 @@ class WorkspaceRun:
     rows: int  # open cases, and as many open collections, in the projection
     seed_seconds: float  # the workflows brought to their first wait
     pages: list[PageTimes]
+    cache: int  # the worker's max_cached_workflows in this run
 
 
 class Timed:
@@ -200,7 +204,11 @@ async def run_workspace(
 ) -> WorkspaceRun:
     run_dir = workdir / f"workspace-{uuid.uuid4().hex[:8]}"
     run_dir.mkdir(parents=True)
-    env = worker_env(run_dir.name, run_dir, tuning)
+    # the worker caches the share of the real workflows it would cache of `rows` of each: a case
+    # page misses the cache (and replays its workflow's history) as often as it would there
+    default = Settings.model_fields["max_cached_workflows"].default
+    cache = scaled_cache(tuning.get("max_cached_workflows", default), workflows, rows)
+    env = worker_env(run_dir.name, run_dir, {**tuning, "max_cached_workflows": cache})
     upgrade(env["DATABASE_URL"])
     settings = Settings(
         task_queue=env["TASK_QUEUE"],
@@ -237,7 +245,12 @@ async def run_workspace(
         pages = await browse(timed, ids, requests)
     finally:
         await worker.stop()
-    return WorkspaceRun(workflows, max(rows, workflows), seeded, pages)
+    return WorkspaceRun(workflows, max(rows, workflows), seeded, pages, cache)
+
+
+def scaled_cache(cache: int, workflows: int, rows: int) -> int:
+    """The cache that holds the share of `workflows` that `cache` holds of `rows` (at least 1)."""
+    return max(1, min(cache, cache * workflows // max(rows, workflows)))
 
 
 async def browse(app: Timed, ids: list[str], requests: int) -> list[PageTimes]:

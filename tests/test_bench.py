@@ -26,7 +26,7 @@ from bench import actions
 from bench.__main__ import pipeline_rows, workspace_rows
 from bench.cases import run_cases
 from bench.env import dev_server
-from bench.workspace import pad, projected, run_workspace
+from bench.workspace import pad, projected, run_workspace, scaled_cache
 from core.settings import load_settings
 from db.migrate import upgrade
 
@@ -141,6 +141,7 @@ async def test_scenario_seven_small(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     async with dev_server("memory", tmp_path) as server:
         run = await run_workspace(server, tmp_path, {}, workflows=8, rows=40, requests=6)
     assert (run.workflows, run.rows) == (8, 40) and run.seed_seconds > 0
+    assert run.cache == 200  # the worker caches a fifth of them, as 1,000 of 5 times as many
     assert [page.what for page in run.pages] == ["queue page", "case page", "collections list"]
     for page in run.pages:
         assert page.statuses == {200: 6} and len(page.ms) == 6 and min(page.ms) > 0
@@ -148,6 +149,13 @@ async def test_scenario_seven_small(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     rows = workspace_rows(run, result)
     assert [row.target for row in rows] == ["", "p95 ≤ 200", "p95 ≤ 300", ""]
     assert result["workspace"]["pages"][0]["pages"] == 6
+
+
+def test_scenario_seven_caches_the_share_it_would_of_all_rows() -> None:
+    assert scaled_cache(1000, 1000, 10_000) == 100
+    assert scaled_cache(1000, 10_000, 10_000) == 1000
+    assert scaled_cache(1000, 20_000, 10_000) == 1000  # never more than asked
+    assert scaled_cache(1000, 3, 10_000) == 1
 
 
 def test_scenario_seven_fills_the_projection_up(tmp_path: Path) -> None:
