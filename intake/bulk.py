@@ -64,6 +64,7 @@ async def run_import(
     fmt: FileFormat | None = None,
     concurrency: int = 20,
     progress: Callable[[ImportSummary], None] | None = None,
+    prepare: Callable[[list[BillingFailure]], None] | None = None,
 ) -> ImportSummary:
     """Read, validate and report each line; raises FailureFileError before reporting anything
     when the file as a whole is unusable."""
@@ -87,12 +88,20 @@ async def run_import(
             summary.rejected += 1
             summary.rejected_file = rejected.path
 
+        lines: Iterator[Line] = iter(reader)
+
+        def read_batch() -> list[Line]:
+            """The next lines; `prepare` sees their failures first (in this thread)."""
+            batch = list(itertools.islice(lines, BATCH))
+            if prepare is not None:
+                prepare([line.failure for line in batch if line.failure is not None])
+            return batch
+
         async def read() -> None:
-            lines: Iterator[Line] = iter(reader)
             try:
                 while not stop.is_set():
                     # the disk is read in a thread so the reporting tasks keep running meanwhile
-                    batch = await asyncio.to_thread(lambda: list(itertools.islice(lines, BATCH)))
+                    batch = await asyncio.to_thread(read_batch)
                     if not batch:
                         break
                     summary.bytes_read = reader.offset

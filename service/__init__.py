@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -29,7 +30,7 @@ from service import accounts, cases, collections, vianet_invoices
 from service.accounts import Accounts
 from service.calls import Named, attempt, client_for
 from service.cases import Cases
-from service.collections import Collections, Started
+from service.collections import Collections, Known, Started
 from service.email_events import EmailEvents
 from service.errors import Refused, ServiceError, Unavailable
 from service.inbound import Inbound
@@ -123,10 +124,17 @@ class Service:
         # read once, before line 1: a broken policy stops the import before it reports anything,
         # and every line starts with the same rules, even if a policy file changes meanwhile
         policies = self.collections.policies()
+        # what the database knows of each line's invoice and customer, read a batch at a time
+        known: dict[str, Known] = {}
+
+        def prepare(failures: list[BillingFailure]) -> None:
+            with suppress(Unavailable):  # each line asks for itself, and stops the import if not
+                known.update(self.collections.known_many(failures))
 
         async def report(failure: BillingFailure) -> str:
             try:
-                return await self.collections.report_failure(failure, policies)
+                ahead = known.pop(failure.invoice_id, None)
+                return await self.collections.report_failure(failure, policies, ahead)
             except Unavailable:
                 raise  # stops the import: run it again
             except ServiceError as err:
@@ -145,7 +153,9 @@ class Service:
             if progress is not None:
                 progress(summary)
 
-        return await run_import(path, report, fmt=fmt, concurrency=concurrency, progress=count)
+        return await run_import(
+            path, report, fmt=fmt, concurrency=concurrency, progress=count, prepare=prepare
+        )
 
     async def verify(self) -> VerifyReport:
         """Whether the database and Temporal tell the same story (see `service.verify`)."""

@@ -13,11 +13,14 @@ import csv
 import io
 import json
 import stat
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
-from temporalio.client import WorkflowExecutionStatus
+from sqlalchemy import insert
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
@@ -25,10 +28,14 @@ import starter
 from core.ids import collections_workflow_id
 from core.models import BillingFailure
 from core.settings import Settings
+from db.session import make_engine
+from db.tables import Account, table
+from db.tables import Collections as CollectionsRow
 from intake.bulk import ImportAborted, run_import
 from intake.failure_file import COLUMNS, FORMULA_START, MAX_LINE_BYTES, FailureFileError
 from service import Service
 from tests.intake_support import eventually, failure_fields, guid, unique_prefix
+from tests.workflow_support import billing_failure
 from workflows.collections import CollectionsWorkflow
 
 INVOICES = 100  # each its customer's: 100 accounts too
@@ -342,3 +349,70 @@ async def test_bounded_concurrency_and_abort(tmp_path: Path) -> None:
     with pytest.raises(ImportAborted, match="Temporal is unavailable") as aborted:
         await run_import(source, unavailable, concurrency=4)
     assert 45 <= aborted.value.summary.joined < 60 and calls < 60
+
+
+def test_a_batch_is_known_as_each_of_its_lines(database_url: str, tmp_path: Path) -> None:
+    """What an import reads of a batch at once (ended invoices, customers' overrides) is what
+    each line would have read alone: on SQLite and PostgreSQL."""
+    settings = Settings(database_url=database_url, outbox_dir=tmp_path / "outbox")
+    collections = Service(cast(Client, None), settings).collections
+    now = datetime.now(UTC)
+    a, b, c, d = (billing_failure() for _ in range(4))
+    c = c.model_copy(update={"customer": a.customer})  # two invoices of one customer
+    row = {
+        "customer_name": "上海云帆信息科技有限公司",
+        "customer_email": "finance@yunfan.example.cn",
+        "locale": "zh-CN",
+        "created_at": now,
+        "updated_at": now,
+        "stage": "payment-failed",
+        "currency": "CNY",
+        "amount_due": Decimal("100.00"),
+        "paid": Decimal(0),
+        "credited": Decimal(0),
+        "balance": Decimal("100.00"),
+        "first_failed_at": now,
+        "subscription_ids": [],
+        "suspended_subscriptions": [],
+    }
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(
+            insert(table(CollectionsRow)),
+            [
+                row
+                | {"invoice_id": f.invoice_id, "workflow_id": f"collections-{f.invoice_id}"}
+                | {"tenant_id": f.customer.tenant_id, "status": status}
+                for f, status in ((a, "paid"), (b, "active"))
+            ],
+        )
+        connection.execute(
+            insert(table(Account)),
+            {
+                "account_id": a.customer.tenant_id,
+                "workflow_id": f"account-{a.customer.tenant_id}",
+                "tenant_id": a.customer.tenant_id,
+                "customer_name": "上海云帆信息科技有限公司",
+                "customer_email": "finance@yunfan.example.cn",
+                "locale": "zh-CN",
+                "created_at": now,
+                "updated_at": now,
+                "holds": [],
+                "suspended_subscriptions": [],
+                "fraud": False,
+                "overrides": {"exempt_from_suspension": True},
+                "last_event_seq": 1,
+            },
+        )
+    engine.dispose()
+    batch = [a, b, c, d]
+    alone = {f.invoice_id: collections._known(f) for f in batch}
+    assert collections.known_many(batch) == alone
+    exempt = {"exempt_from_suspension": True}
+    assert [alone[f.invoice_id] for f in batch] == [
+        ("paid", exempt),  # ended: the import refuses its line
+        (None, None),  # running: joined
+        (None, exempt),  # another invoice of the exempt customer
+        (None, None),
+    ]
+    assert collections.known_many([]) == {}
