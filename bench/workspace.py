@@ -1,21 +1,19 @@
 """Scenario 7: the workspace's pages with thousands of open cases and collections.
 
-The product's worker (a subprocess) brings `workflows` billing cases and as many collections to
-their first wait on the bench's dev server (owners spread over a team, every priority), and the
-projection is filled up to `rows` open cases and `rows` open collections with rows of the same
-shape: a queue page reads only the projection, so its size is what counts there, while bringing
-20,000 workflows to their first wait takes this shared 2-core machine half an hour at its best
-rate (10 a second) and far longer under the load of the day (a try on 2026-12-03 stored 700 in 9
-minutes). A case page
-asks its workflow: with more workflows than the worker caches, most of them replay first, so the
-worker caches the share of the real workflows it would cache of `rows` (1,000 of 10,000 open
-cases and 10,000 open collections: a tenth of the real ones), and a case page replays as often as
-it would with all of them real. Then
-an agent, signed in with a local account, asks
-the workspace (in this process, over the same dev server) for queue pages (every queue, pages and
-filters) and case pages (random open cases: most are long evicted from the worker's cache, so the
-query replays their history). Each page's time is taken inside the app, from the request to the
-last byte of the answer: the server's side, without the client's.
+The product's worker (a subprocess) brings `workflows` billing cases and as many collections (and
+their customers' accounts) to their first wait on the bench's dev server (owners spread over a
+team, every priority); by default 10,000 of each, which a quiet 2-core machine does in about 13
+minutes (26.7 a second). The projection is then filled up to `rows` open cases and `rows` open
+collections with rows of the same shape, for a smaller run (`--workspace-workflows`): a queue page
+reads only the projection, so its size is what counts there. A case page asks its workflow: with
+more workflows than the worker caches, most of them replay first, so in a smaller run the worker
+caches the share of the real workflows it would cache of `rows` (1,000 real of each against
+10,000: a cache of 100), and a case page replays as often as it would with all of them real.
+Then an agent, signed in with a local account, asks the workspace (in this process, over the same
+dev server) for queue pages (every queue, pages and filters) and case pages (random open cases:
+most are long evicted from the worker's cache, so the query replays their history). Each page's
+time is taken inside the app, from the request to the last byte of the answer: the server's side,
+without the client's.
 """
 
 from __future__ import annotations
