@@ -128,7 +128,13 @@ async def _check_row(client: Client, row: _Row) -> list[Difference]:
             return diff("events stored", f"seq {row.last_event_seq}", f"{events(view)} events")
         return []
     if status is WorkflowExecutionStatus.RUNNING:
-        view = await handle.query("view", result_type=view_type)
+        try:
+            view = await handle.query("view", result_type=view_type)
+        except RPCError as err:
+            if err.status is not RPCStatusCode.FAILED_PRECONDITION:
+                raise
+            # no worker polls its task queue (Temporal: "no poller seen"): it cannot be read now
+            return diff("no worker answered its query", f"seq {row.last_event_seq}", "running")
         assert isinstance(view, CaseView | CollectionsView | AccountView)
         if row.last_event_seq > events(view):
             return diff(
