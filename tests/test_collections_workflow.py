@@ -37,7 +37,8 @@ from core.models import (
     Withdraw,
 )
 from core.settings import ROOT, load_case_policy, load_collections_policy
-from tests.workflow_support import FakeActivities, auto_approval, billing_failure
+from tests.codec_support import replay_and_record
+from tests.workflow_support import FakeActivities, auto_approval, billing_failure, fake_worker
 from workflows.account import AccountWorkflow
 from workflows.billing_case import BillingCaseWorkflow
 from workflows.collections import CollectionsWorkflow
@@ -167,6 +168,34 @@ async def test_whole_policy_without_payment(
     assert fake.collections[-1].view.status is CollectionsStatus.EXPIRED
     stored = [e.seq for p in fake.collections for e in p.events]
     assert stored == list(range(1, len(result.timeline) + 1))
+
+
+async def test_a_failure_in_the_same_task_as_the_start_comes_after_the_first(
+    time_env: WorkflowEnvironment,
+) -> None:
+    """A busy worker gets the start and a later failure's update in one workflow task, and runs
+    the update's handler before the run method: the failure that started it stays the first."""
+    fake = FakeActivities()
+    failure = billing_failure()
+    handle = await time_env.client.start_workflow(
+        CollectionsWorkflow.run,
+        StartCollections(failure=failure, policy=POLICY, case_policy=CASE_POLICY),
+        id=f"collections-{failure.invoice_id}",
+        task_queue=fake.task_queue,
+    )
+    later = failure.model_copy(update={"failure_id": "F-LATER"})
+    # no worker yet: the update waits in the workflow's first task with the start
+    joining = asyncio.create_task(handle.execute_update(CollectionsWorkflow.add_failure, later))
+    await asyncio.sleep(0.5)
+    async with fake_worker(time_env.client, fake):
+        joined = await joining
+        assert joined.failures == [failure.failure_id, "F-LATER"]
+        v = await view(handle)
+        taken = [e.data["failure_id"] for e in v.timeline if e.kind is EventKind.BILLING_FAILED]
+        assert taken == [failure.failure_id, "F-LATER"]
+        await replay_and_record(
+            time_env.client, await handle.fetch_history(), "collections_failure_with_the_start"
+        )
 
 
 @pytest.mark.parametrize("pay_on_day", [1, 5, 8, 12, 60, 100])

@@ -257,12 +257,15 @@ async def time_skipping(
 
 
 @asynccontextmanager
-async def fake_worker(client: Client) -> AsyncIterator[FakeActivities]:
-    """A worker with every workflow and recorded stand-ins for the activities, own task queue."""
+async def fake_worker(
+    client: Client, fake: FakeActivities | None = None
+) -> AsyncIterator[FakeActivities]:
+    """A worker with every workflow and recorded stand-ins for the activities, own task queue
+    (`fake`'s, when given: a workflow can be started before its worker)."""
     from worker import WORKFLOWS  # the product's worker module: only where a worker is built
     from workflows import sandbox_runner
 
-    fake = FakeActivities()
+    fake = fake or FakeActivities()
     async with Worker(
         client,
         task_queue=fake.task_queue,

@@ -80,6 +80,9 @@ HAND_OVER = "account-hand-over"
 # an account's reconcile follows holds that change while it runs (an invoice paid while its
 # subscriptions were being suspended): nothing held is suspended, and the payer is told of it
 LIVE_RECONCILE = "account-live-reconcile"
+# a collections takes the failure that started it first, also when a later one reaches it in the
+# same workflow task (asked only then)
+FIRST_FAILURE_FIRST = "first-failure-first"
 # the suspension waits for the final notice's delivery and, where the policy says, a manager
 SUSPENSION_RULES = "suspension-rules"
 # China's business calendar (core/calendar.py) in the input: working days and opening hours time

@@ -100,6 +100,7 @@ with workflow.unsafe.imports_passed_through():
         ACCOUNT_HOLDS,
         BUSINESS_CALENDAR,
         EMAIL_EVENTS,
+        FIRST_FAILURE_FIRST,
         HAND_OVER,
         SUSPENSION_RULES,
         WORKFLOW,
@@ -208,6 +209,7 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         self._notice_at: datetime | None = None
         self._handed_over = False  # what this invoice suspended is held through the account
         self._account_started = False
+        self._first_taken = False  # the failure that started the first run (run() takes it)
         if data.carried is not None:
             self._restore(data.carried)
 
@@ -271,9 +273,7 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
     @workflow.run
     async def run(self, data: StartCollections) -> CollectionsView:
         if data.carried is None:  # the first run: its failure is the first
-            self._take_failure(data.failure)
-            if data.overridden:
-                self._record(EventKind.POLICY_OVERRIDDEN, WORKFLOW, data.overridden)
+            self._take_first_failure()
             self._publish()
             self._alert_calendar()
         await self._serve()
@@ -287,6 +287,7 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
     @workflow.update
     def add_failure(self, failure: BillingFailure) -> CollectionsView:
         """A later failure of this invoice joins (the same failure id again changes nothing)."""
+        self._first_failure_first()
         self._take_failure(failure)
         self._publish()
         return without_timeline(self.view())
@@ -314,7 +315,23 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         """How failures arrived before `add_failure` (signal-with-start); kept for the workflows
         started so: the first started us, repeats join."""
         if failure.invoice_id == self._invoice_id and not self._status.is_final:
+            self._first_failure_first()
             self._take_failure(failure)
+
+    def _first_failure_first(self) -> None:
+        """A later failure that reaches a busy worker in the same task as the start is handled
+        before the run method begins: the failure that started the workflow is taken first."""
+        first_run = self._data.carried is None
+        if not self._first_taken and first_run and workflow.patched(FIRST_FAILURE_FIRST):
+            self._take_first_failure()
+
+    def _take_first_failure(self) -> None:
+        if self._first_taken:
+            return
+        self._first_taken = True
+        self._take_failure(self._data.failure)
+        if self._data.overridden:
+            self._record(EventKind.POLICY_OVERRIDDEN, WORKFLOW, self._data.overridden)
 
     def _take_failure(self, failure: BillingFailure) -> None:
         if failure.failure_id in self._failures:
