@@ -57,6 +57,7 @@ from core.models import (
     CaseView,
     CollectionsStatus,
     CollectionsView,
+    EmailTemplate,
     EventKind,
 )
 from core.settings import Settings
@@ -74,7 +75,7 @@ HANG_GUARD = 120  # seconds: a stuck run fails instead of hanging the suite
 LOCK_WAIT = 10.0  # seconds: `make chaos` may hold the chaos database for many minutes
 
 
-def _emails(view: CaseView | CollectionsView, template: str | None = None) -> int:
+def _emails(view: CaseView | CollectionsView | AccountView, template: str | None = None) -> int:
     return sum(
         event.kind is EventKind.EMAIL_SENT and template in (None, event.text)
         for event in view.timeline
@@ -88,10 +89,11 @@ async def settle(
     invoices: list[str],
     case_ready: CaseStatus | None,
     tenants: Sequence[str] = (),
+    told: EmailTemplate | None = None,
 ) -> None:
     """Wait until every workflow did its part (cases: acknowledged and the team told, or in
     `case_ready`; collections: the suspension emailed; the `tenants`' accounts: every held
-    subscription suspended), stored all of it, and no email is pending."""
+    subscription suspended, and `told` sent), stored all of it, and no email is pending."""
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
     cases = [
@@ -142,6 +144,7 @@ async def settle(
                     and stored.get(account.workflow_id) == account.event_count
                     and set(account.suspended_subscriptions)
                     == {hold.subscription_id for hold in account.holds}
+                    and (told is None or _emails(account, told.value) >= 1)
                     for account in held
                 )
             )
@@ -264,6 +267,11 @@ async def scenario(
     assert [process.kills for process in [*workers, *apis]] == [1] * (WORKERS + APIS)
     assert intake.refused == []
     assert await extra_cases(client, settings, set(case_ids)) == []
+    # the customers' accounts act last: every subscription reactivated, the customer told, and
+    # the email recorded, before `check` counts the emails
+    await settle(
+        client, settings, [], [], None, tenants, told=EmailTemplate.COLLECTIONS_REACTIVATED
+    )
     return case_ids
 
 
