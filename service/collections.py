@@ -172,22 +172,14 @@ class Collections:
         return Started.JOINED
 
     def _known(self, failure: BillingFailure) -> Known:
-        """What the database knows before a failure is reported, in one round trip: how the
-        invoice's collections ended (None if they did not, or never ran) and the customer's
-        overrides (None without an account)."""
-        tenant_id = failure.customer.tenant_id
-        status = select(CollectionsRow.status).where(
-            CollectionsRow.invoice_id == failure.invoice_id
-        )
-        overrides = select(Account.overrides).where(Account.account_id == tenant_id)
-        with reading(self._settings.database_url) as session:
-            row = session.execute(
-                select(status.scalar_subquery(), overrides.scalar_subquery())
-            ).one()
-        return _ended(row[0]), row[1]
+        """What the database knows before a failure is reported: how the invoice's collections
+        ended (None if they did not, or never ran) and the customer's overrides (None without an
+        account)."""
+        return self.known_many([failure])[failure.invoice_id]
 
     def known_many(self, failures: list[BillingFailure]) -> dict[str, Known]:
-        """`_known` for many failures at once (an import's batch), by invoice id: two queries."""
+        """`_known` for many failures at once (an import reads a batch so), by invoice id: two
+        queries in one session."""
         invoices = {f.invoice_id for f in failures}
         tenants = {f.customer.tenant_id for f in failures}
         if not invoices:
