@@ -21,6 +21,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -68,7 +69,14 @@ from service.collections import Approve
 from service.errors import Refused, ServiceError
 from tests.conftest import _reset_postgres
 from tests.hostile import odd_text, poisoned_notes, values_for
-from tests.intake_support import SIGNED, billing_failure_body, guid, post, unique_prefix
+from tests.intake_support import (
+    SIGNED,
+    billing_failure_body,
+    failure_fields,
+    guid,
+    post,
+    unique_prefix,
+)
 from tests.test_inbound import last_email
 from worker import build_worker
 
@@ -345,6 +353,43 @@ async def test_a_hostile_email_is_recorded_or_acted_on_and_never_wedges_its_case
     # the case answers and still takes an action (it did not fail or wedge on the email)
     await service.cases.act(case_id, AddNote(text="after a hostile email", by=AGENT))
     assert (await service.cases.show(case_id)).case_id == case_id
+
+
+async def test_a_hostile_billing_run_file_is_imported_line_by_line(
+    stack: tuple[Service, httpx.AsyncClient], tmp_path: Path
+) -> None:
+    """A billing run's file with NUL, controls, bidi, 60 KB of Chinese and wrong ids beside good
+    lines, through the import's batch reads on the real worker: every line is started, joined or
+    rejected with the field named; nothing else happens to it."""
+    service, _ = stack
+    prefix = unique_prefix()
+    good = [failure_fields(f"{prefix}-{n}", f"{prefix}-F{n}") for n in range(3)]
+    good.append(failure_fields(f"{prefix}-0", f"{prefix}-F9"))  # its invoice again, same batch
+    hostile = [
+        # 60 KB of Chinese: within the line's 64 KiB, too long for a failure's reason
+        failure_fields(f"{prefix}-3", f"{prefix}-H0", reason="账单扣款失败" * 3300),
+        failure_fields(f"{prefix}-4", f"{prefix}-H1", reason="card\x00declined"),
+        failure_fields(f"{prefix}-5", f"{prefix}-H2", customer_name="云帆\x07\x1b[31m"),
+        failure_fields(f"{prefix}-6", f"{prefix}-H3", customer_name="云帆\u202e司公"),
+        failure_fields(f"{prefix}-7", f"{prefix}-H4", tenant_id="not-a-guid"),
+        failure_fields("INV/../1", f"{prefix}-H5"),
+        failure_fields(f"{prefix}-8", "\x00"),
+        failure_fields(f"{prefix}-9", f"{prefix}-H6", reason="账" * 30_000),  # over 64 KiB
+    ]
+    path = tmp_path / "hostile.jsonl"
+    lines = [json.dumps(line, ensure_ascii=False) + "\n" for line in [*good, *hostile]]
+    path.write_text("".join(lines), encoding="utf-8")
+    summary = await service.import_failures(path)
+    assert summary.lines == len(good) + len(hostile)
+    assert (summary.started, summary.joined) == (3, 1)
+    assert summary.started + summary.joined + summary.rejected == summary.lines
+    assert summary.rejected == len(hostile)
+    assert summary.rejected_file is not None
+    for rejected in summary.rejected_file.read_text().splitlines():
+        reason = json.loads(rejected)["reason"]  # the field named, or the line's own limit
+        assert ": " in reason or reason == "line longer than 65536 bytes", reason
+    view = await service.collections.show(f"{prefix}-0")
+    assert view.failures == [f"{prefix}-F0", f"{prefix}-F9"]
 
 
 async def test_after_all_of_it_nothing_failed_wedged_or_was_lost(
