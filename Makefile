@@ -13,15 +13,24 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint fmt clean bench bench-suite chaos
+.PHONY: venv run test lint fmt clean bench bench-suite chaos lock
 
 venv: $(STAMP)
 
-# Re-installs only when pyproject.toml is newer than the stamp.
-$(STAMP): pyproject.toml
+# Re-installs only when pyproject.toml or the lock is newer than the stamp. Every dependency comes
+# pinned with its hashes from requirements.lock (a file that does not match is refused); then the
+# project itself, without resolving anything again.
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --no-input -e '.[dev]'
+	$(BIN)/python -m pip install --no-input --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --no-input --no-deps -e .
 	touch $@
+
+# make lock — after changing pyproject.toml's dependencies: pins them all again, with their hashes
+lock:
+	test -x .venv-lock/bin/uv || ($(PYTHON) -m venv .venv-lock && .venv-lock/bin/pip install -q uv)
+	.venv-lock/bin/uv pip compile pyproject.toml --extra dev --generate-hashes \
+		--python-version 3.11 --custom-compile-command "make lock" -o requirements.lock
 
 run: venv
 	$(BIN)/python scripts/dev.py
