@@ -45,6 +45,7 @@ from core.models import (
     Customer,
     CustomerReply,
     Escalate,
+    HandOverHolds,
     HoldReason,
     LiftFraud,
     Locale,
@@ -1106,10 +1107,11 @@ def account_overrides(
 
 
 @app.command("accounts-hand-over")
-def accounts_hand_over() -> None:
+def accounts_hand_over(by: By = DEFAULT_ACTOR) -> None:
     """After upgrading to accounts: every running collections that suspended subscriptions
     itself hands them over to its customer's account (safe to run again)."""
-    told = _call(lambda service: service.accounts.hand_over())
+    _build(HandOverHolds, by=by)
+    told = _call(lambda service: service.accounts.hand_over(by))
     console.print(f"{told} invoice(s) told to hand their suspensions over")
 
 

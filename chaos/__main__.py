@@ -50,7 +50,7 @@ from chaos.harness import (
 from core.codec import new_key as new_codec_key
 from core.ids import collections_workflow_id
 from core.models import CaseStatus, CollectionsStatus
-from core.temporal import data_converter
+from core.temporal import StampActions, data_converter
 from service.verify import verify
 from workflows.collections import CollectionsWorkflow
 
@@ -93,7 +93,9 @@ async def run(plan: Plan, work: Path, database_url: str | None) -> int:
     try:
         settings = chaos_settings(work, "chaos", f"chaos:{new_codec_key()}", database_url)
         address = f"127.0.0.1:{port}"
-        client = await Client.connect(address, data_converter=data_converter(settings))
+        client = await Client.connect(
+            address, data_converter=data_converter(settings), interceptors=[StampActions()]
+        )
         workers = [
             WorkerProcess(settings, address, work / f"worker-{n}.log") for n in range(plan.workers)
         ]

@@ -1,13 +1,16 @@
 """Payload encryption: every Temporal payload is sealed with AES-256-GCM before it leaves us.
 
 The whole serialized payload (its JSON and its metadata) is encrypted; what Temporal stores is
-``encoding: binary/encrypted``, the key id and the ciphertext. Keys form a keyring: each key
+``encoding: binary/encrypted``, the key id, the place it is sealed to (namespace and workflow id,
+authenticated with it) and the ciphertext. A payload copied into another workflow's history does
+not open there as sealed (core/sealing.py). Keys form a keyring: each key
 decrypts, the last one encrypts. To rotate (README, "Reliability and security"), give every process
 the new key first, then make it the last; drop an old one only once no open workflow holds payloads
 sealed with it (an unknown key id is a clear error, never a guess).
 Payloads that are not encrypted pass through decoding, so histories recorded before encryption
-was enabled still read. The worker's codec also marks them (``mark_unsealed``): its workflows refuse
-what a client without the key sent (core/sealing.py, workflows/sealed.py).
+was enabled still read, and so do those sealed before payloads were bound to a place. The worker's
+codec marks both (``mark_unsealed``): its workflows refuse what a client without the key sent, or
+sent elsewhere (core/sealing.py, workflows/sealed.py).
 """
 
 from __future__ import annotations
@@ -21,14 +24,23 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payload
-from temporalio.converter import PayloadCodec
+from temporalio.converter import (
+    ActivitySerializationContext,
+    PayloadCodec,
+    SerializationContext,
+    WithSerializationContext,
+    WorkflowSerializationContext,
+)
 
-from core.sealing import UNSEALED
+from core.sealing import LEGACY, UNSEALED, SealState
 from core.settings import Settings, SettingsError
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
+NAMESPACE = "sealed-namespace"  # the place a payload is sealed to, in clear beside the key id
+WORKFLOW_ID = "sealed-workflow-id"
 KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12
 TAG_BYTES = 16  # GCM's authentication tag
@@ -125,30 +137,70 @@ def write_key_file(path: Path, key_id: str = "local-1") -> None:
         out.write(f"{key_id}:{new_key()}\n")
 
 
-class EncryptionCodec(PayloadCodec):
-    """AES-256-GCM per payload, a random 96-bit nonce each, the key id bound as associated data.
+Place = tuple[str, str]  # (namespace, workflow id) a payload is sealed to
 
-    With `mark_unsealed` (the worker's), a payload that was not sealed comes out with the
-    ``unsealed`` metadata entry, for the workflows to refuse it as client input."""
 
-    def __init__(self, keyring: Keyring, *, mark_unsealed: bool = False) -> None:
+def place_of(context: SerializationContext) -> Place | None:
+    """Where the SDK's serialization context says a payload is going to or coming from: its
+    workflow's (an activity's payloads belong to the workflow that runs it)."""
+    if isinstance(context, WorkflowSerializationContext):
+        return (context.namespace, context.workflow_id)
+    if isinstance(context, ActivitySerializationContext) and context.workflow_id:
+        return (context.namespace, context.workflow_id)
+    return None
+
+
+def associated_data(key_id: str, place: Place | None) -> bytes:
+    """What the tag authenticates besides the ciphertext: the key id and (from this release on)
+    the place, each part length-prefixed so no two places share their bytes."""
+    if place is None:  # sealed before payloads were bound to their place
+        return key_id.encode()
+    parts = [b"temporal-payload-v2", key_id.encode(), *(part.encode() for part in place)]
+    return b"".join(len(part).to_bytes(4, "big") + part for part in parts)
+
+
+class EncryptionCodec(PayloadCodec, WithSerializationContext):
+    """AES-256-GCM per payload, a random 96-bit nonce each; the key id, the namespace and the
+    workflow id (the SDK's serialization context) bound as associated data and named in the
+    metadata, so the codec endpoint can open a payload without knowing where it lives.
+
+    The worker's (`mark_unsealed`) never fails on what it gets: a payload that was not sealed, was
+    sealed for another place, or does not open comes out marked (core/sealing.py), for its
+    workflows to refuse as client input instead of failing the workflow task for ever."""
+
+    def __init__(
+        self, keyring: Keyring, *, mark_unsealed: bool = False, place: Place | None = None
+    ) -> None:
         self.keyring = keyring
         self.mark_unsealed = mark_unsealed
+        self.place = place
 
     def __repr__(self) -> str:
-        return f"EncryptionCodec({self.keyring!r})"
+        return f"EncryptionCodec({self.keyring!r}, place={self.place!r})"
+
+    def with_context(self, context: SerializationContext) -> EncryptionCodec:
+        place = place_of(context)
+        if place == self.place:
+            return self
+        return EncryptionCodec(self.keyring, mark_unsealed=self.mark_unsealed, place=place)
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         key_id = self.keyring.current
         cipher = self.keyring.cipher(key_id)
         assert cipher is not None
+        namespace, workflow_id = self.place or ("", "")
+        aad = associated_data(key_id, (namespace, workflow_id))
         sealed = []
         for payload in payloads:
             nonce = os.urandom(NONCE_BYTES)
-            data = cipher.encrypt(nonce, payload.SerializeToString(), key_id.encode())
-            sealed.append(
-                Payload(metadata={"encoding": ENCODING, KEY_ID: key_id.encode()}, data=nonce + data)
-            )
+            data = cipher.encrypt(nonce, payload.SerializeToString(), aad)
+            metadata = {
+                "encoding": ENCODING,
+                KEY_ID: key_id.encode(),
+                NAMESPACE: namespace.encode(),
+                WORKFLOW_ID: workflow_id.encode(),
+            }
+            sealed.append(Payload(metadata=metadata, data=nonce + data))
         return sealed
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
@@ -156,13 +208,37 @@ class EncryptionCodec(PayloadCodec):
 
     def _open(self, payload: Payload) -> Payload:
         if payload.metadata.get("encoding") != ENCODING:
+            return self._marked(payload, SealState.CLEAR) if self.mark_unsealed else payload
+        try:
+            opened, place = self._decrypt(payload)
+        except CodecError:
             if not self.mark_unsealed:
-                return payload
-            marked = Payload()
-            marked.CopyFrom(payload)
-            marked.metadata[UNSEALED] = b"1"
-            return marked
-        key_id = payload.metadata.get(KEY_ID, b"").decode("utf-8", "replace")
+                raise
+            return self._marked(payload, SealState.BROKEN)
+        if not self.mark_unsealed:
+            return opened
+        if place is None:
+            opened.metadata[LEGACY] = b"1"
+        elif self.place is not None and place != self.place:
+            opened.metadata[UNSEALED] = SealState.FOREIGN.value.encode()
+        return opened
+
+    @staticmethod
+    def _marked(payload: Payload, state: SealState) -> Payload:
+        marked = Payload()
+        marked.CopyFrom(payload)
+        marked.metadata[UNSEALED] = state.value.encode()
+        return marked
+
+    def _decrypt(self, payload: Payload) -> tuple[Payload, Place | None]:
+        metadata = payload.metadata
+        key_id = metadata.get(KEY_ID, b"").decode("utf-8", "replace")
+        place: Place | None = None
+        if WORKFLOW_ID in metadata:
+            place = (
+                metadata.get(NAMESPACE, b"").decode("utf-8", "replace"),
+                metadata[WORKFLOW_ID].decode("utf-8", "replace"),
+            )
         cipher = self.keyring.cipher(key_id)
         if cipher is None:
             known = ", ".join(self.keyring.ids)
@@ -177,12 +253,15 @@ class EncryptionCodec(PayloadCodec):
             )
         nonce, data = payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:]
         try:
-            plain = cipher.decrypt(nonce, data, key_id.encode())
+            plain = cipher.decrypt(nonce, data, associated_data(key_id, place))
         except InvalidTag:
             raise CodecError(
                 f"payload with key id {key_id!r} does not authenticate: that id holds other key "
                 "material than the one it was encrypted with, or the payload was altered"
             ) from None
         opened = Payload()
-        opened.ParseFromString(plain)
-        return opened
+        try:
+            opened.ParseFromString(plain)
+        except DecodeError:
+            raise CodecError(f"payload with key id {key_id!r} holds no payload") from None
+        return opened, place

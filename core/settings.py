@@ -157,7 +157,11 @@ class Settings(BaseSettings):
     # the codec endpoint the Temporal UI decodes through (`python -m api.codec`)
     codec_host: str = "127.0.0.1"
     codec_port: int = Field(default=8234, ge=1, le=65535)
+    # operators' tools decode with it (`Authorization: Bearer`, never in a URL)
     codec_token: SecretStr | None = None
+    # a Temporal UI with no sign-in of its own (`make run`) decodes without a credential: only on
+    # a loopback host (anyone on this machine then reads what the UI shows)
+    codec_local_ui: bool = False
     codec_cors_origins: Annotated[list[str], NoDecode] = [
         "http://localhost:8233",
         "http://127.0.0.1:8233",

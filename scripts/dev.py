@@ -152,11 +152,13 @@ def main() -> int:
         ensure_codec_key(settings)
         token = settings.codec_token
         env["CODEC_TOKEN"] = token.get_secret_value() if token else local_secret(CODEC_TOKEN_FILE)
-        # the UI sends no Authorization header without its own login: the token is in the path
+        # the local UI has no sign-in, so it sends no credential: the endpoint (on loopback only)
+        # decodes for it, and nothing in the UI's settings or any command line is a secret
         codec_url = f"http://{settings.codec_host}:{settings.codec_port}"
-        codec_endpoint = f"{codec_url}/{env['CODEC_TOKEN']}/"
+        codec_endpoint = f"{codec_url}/"
         codec = [sys.executable, "-m", "api.codec"]
-        children["codec endpoint"] = subprocess.Popen(codec, env=env, process_group=0)
+        codec_env = {**env, "CODEC_LOCAL_UI": "true"}
+        children["codec endpoint"] = subprocess.Popen(codec, env=codec_env, process_group=0)
         if asyncio.run(reuse_running_server()):
             print(f"Reusing the Temporal dev server already running on {HOST}:{PORT}", flush=True)
         else:
@@ -187,7 +189,7 @@ def main() -> int:
         print(f"database           {make_url(settings.database_url).render_as_string()}")
         print(f"email outbox       {settings.outbox_dir}")
         print(f"customer replies   put an .eml into {settings.inbound_dir}")
-        print(f"codec endpoint     {codec_url}/ (token in {CODEC_TOKEN_FILE})")
+        print(f"codec endpoint     {codec_url}/ (decodes only; the token in {CODEC_TOKEN_FILE})")
         api_url = f"http://{settings.api_host}:{settings.api_port}"
         secrets = ", ".join(str(path.relative_to(ROOT)) for path in CALLER_SECRET_FILES.values())
         print(f"intake API         {api_url}/docs (callers' secrets in {secrets})")

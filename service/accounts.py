@@ -10,7 +10,14 @@ from temporalio.client import Client, WorkflowHandle
 
 from core import search
 from core.ids import account_workflow_id
-from core.models import AccountOverrides, AccountView, CollectionsPolicy, LiftFraud, SetOverrides
+from core.models import (
+    AccountOverrides,
+    AccountView,
+    CollectionsPolicy,
+    HandOverHolds,
+    LiftFraud,
+    SetOverrides,
+)
 from core.settings import Settings, SettingsError, load_collections_policy
 from service.calls import Named, attempt
 from service.errors import Refused
@@ -92,7 +99,7 @@ class Accounts:
         shaped = policy.for_customer(overrides.exempt_from_suspension, overrides.extra_grace_days)
         return shaped, overridden(policy, overrides)
 
-    async def hand_over(self) -> int:
+    async def hand_over(self, by: str) -> int:
         """Every running collections that suspended before accounts existed hands its
         suspensions over to its customer's account (once; a second call changes nothing).
         The number of invoices told."""
@@ -106,7 +113,7 @@ class Accounts:
             await attempt(
                 self._client,
                 Named(workflow.id, workflow.id, workflow.id),
-                handle.signal(CollectionsWorkflow.hand_over_holds),
+                handle.signal(CollectionsWorkflow.hand_over_holds, HandOverHolds(by=by)),
             )
             told += 1
         return told

@@ -18,10 +18,10 @@ from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload
 from temporalio.api.history.v1 import History
 from temporalio.client import Client, WorkflowHistory
-from temporalio.converter import PayloadCodec
+from temporalio.converter import PayloadCodec, WorkflowSerializationContext
 from temporalio.worker import Replayer
 
-from core.codec import ENCODING
+from core.codec import ENCODING, KEY_ID, NONCE_BYTES, WORKFLOW_ID, EncryptionCodec, Keyring
 from core.settings import Settings
 from core.temporal import data_converter
 from worker import WORKFLOWS
@@ -30,7 +30,9 @@ from workflows.sealed import RefuseUnsealed
 
 PAYLOAD = Payload.DESCRIPTOR.full_name
 HISTORIES = Path(__file__).parent / "histories"
-WAS_SEALED = "was-sealed"
+WAS_SEALED = "was-sealed"  # b"1": sealed before places (key id alone); b"bound": to its place
+LEGACY, BOUND = b"1", b"bound"
+REPLAY_NAMESPACE = "default"  # the namespace the tests' histories are recorded and replayed in
 
 
 def replayer(**options: Any) -> Replayer:
@@ -41,8 +43,19 @@ def replayer(**options: Any) -> Replayer:
         data_converter=data_converter(Settings(), worker=True),
         interceptors=[RefuseUnsealed()],
         workflow_runner=sandbox_runner(),
+        namespace=REPLAY_NAMESPACE,
         **options,
     )
+
+
+def seal_legacy(keyring: Keyring, payload: Payload) -> Payload:
+    """A payload sealed as the release before places did: the key id alone as associated data."""
+    cipher = keyring.cipher(keyring.current)
+    assert cipher is not None
+    nonce = os.urandom(NONCE_BYTES)
+    data = cipher.encrypt(nonce, payload.SerializeToString(), keyring.current.encode())
+    metadata = {"encoding": ENCODING, KEY_ID: keyring.current.encode()}
+    return Payload(metadata=metadata, data=nonce + data)
 
 
 async def replay_and_record(client: Client, history: WorkflowHistory, name: str) -> None:
@@ -72,22 +85,28 @@ async def decrypted(history: WorkflowHistory, codec: PayloadCodec) -> WorkflowHi
     async def open_one(payload: Payload) -> Payload:
         [opened] = await codec.decode([payload])
         if payload.metadata.get("encoding") == ENCODING:
-            opened.metadata[WAS_SEALED] = b"1"
+            opened.metadata[WAS_SEALED] = BOUND if WORKFLOW_ID in payload.metadata else LEGACY
         return opened
 
     return await _each_payload(history, open_one)
 
 
-async def resealed(history: WorkflowHistory, codec: PayloadCodec) -> WorkflowHistory:
-    """A copy of a decrypted history with each payload marked as sealed sealed again."""
+async def resealed(history: WorkflowHistory, codec: EncryptionCodec) -> WorkflowHistory:
+    """A copy of a decrypted history with each payload marked as sealed sealed again: to the
+    replayer's namespace and the history's workflow, or (recorded before places) as it was."""
+    here = codec.with_context(
+        WorkflowSerializationContext(namespace=REPLAY_NAMESPACE, workflow_id=history.workflow_id)
+    )
 
     async def seal(payload: Payload) -> Payload:
         if WAS_SEALED not in payload.metadata:
             return payload
         payload = Payload(metadata=payload.metadata, data=payload.data)
-        del payload.metadata[WAS_SEALED]
-        [sealed] = await codec.encode([payload])
-        return sealed
+        how = payload.metadata.pop(WAS_SEALED)
+        if how == BOUND:
+            [sealed] = await here.encode([payload])
+            return sealed
+        return seal_legacy(codec.keyring, payload)
 
     return await _each_payload(history, seal)
 

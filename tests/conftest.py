@@ -18,7 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from core import search
 from core.codec import new_key
 from core.settings import Settings
-from core.temporal import data_converter
+from core.temporal import StampActions, data_converter
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
 from tests.workflow_support import SERVER_STARTUP, FakeActivities, fake_worker, time_skipping
@@ -115,6 +115,7 @@ async def dev_env(codec_keys: str) -> AsyncIterator[WorkflowEnvironment]:
     path = shutil.which("temporal") or str(DEV_SERVER)
     env = await WorkflowEnvironment.start_local(
         data_converter=data_converter(Settings(codec_keys=SecretStr(codec_keys))),
+        interceptors=[StampActions()],
         dev_server_existing_path=path,
         search_attributes=search.ALL_KEYS,
         ip="127.0.0.1",

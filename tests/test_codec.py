@@ -16,12 +16,14 @@ from pydantic import SecretStr, ValidationError
 from temporalio.api.common.v1 import Payload
 from temporalio.api.failure.v1 import Failure
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import ActivitySerializationContext, WorkflowSerializationContext
 from temporalio.exceptions import ApplicationError
 
 from api.codec import create_codec_app
 from core.codec import (
     ENCODING,
     KEY_ID,
+    WORKFLOW_ID,
     CodecError,
     EncryptionCodec,
     Keyring,
@@ -30,9 +32,19 @@ from core.codec import (
     write_key_file,
 )
 from core.models import Customer
-from core.sealing import REFUSED, UNSEALED, seal_aware
+from core.sealing import (
+    LEGACY,
+    REFUSED,
+    UNSEALED,
+    Seal,
+    SealState,
+    Stamp,
+    Stamped,
+    seal_aware,
+)
 from core.settings import Settings, SettingsError
 from core.temporal import data_converter
+from tests.codec_support import seal_legacy
 
 OLD = new_key()
 NEW = new_key()
@@ -98,31 +110,106 @@ async def test_the_workers_codec_marks_what_came_in_clear() -> None:
     original = plain("sent in clear")
     opened, marked = await worker.decode([sealed, original])
     assert opened == plain("sealed")
-    assert marked.metadata[UNSEALED] == b"1" and marked.data == original.data
+    assert marked.metadata[UNSEALED] == b"clear" and marked.data == original.data
     assert UNSEALED not in original.metadata  # the history's own payload is left as it was
 
 
-async def test_the_workers_converter_knows_which_values_came_in_clear() -> None:
+PLACE = WorkflowSerializationContext(namespace="default", workflow_id="collections-G000123456")
+ELSEWHERE = WorkflowSerializationContext(namespace="default", workflow_id="collections-G000999999")
+
+
+async def test_a_payload_opens_as_sealed_only_in_its_place() -> None:
+    """Sealed to its namespace and workflow (the SDK's serialization context): copied into
+    another workflow's history it opens there marked, for the workflow to refuse."""
+    keys = Keyring.parse(f"k1:{OLD}", "CODEC_KEYS")
+    client = EncryptionCodec(keys).with_context(PLACE)
+    worker = EncryptionCodec(keys, mark_unsealed=True)
+    [sealed] = await client.encode([plain("waive: goodwill for A only")])
+    assert sealed.metadata[WORKFLOW_ID] == b"collections-G000123456"
+    [here] = await worker.with_context(PLACE).decode([sealed])
+    assert here == plain("waive: goodwill for A only")
+    [there] = await worker.with_context(ELSEWHERE).decode([sealed])
+    assert there.metadata[UNSEALED] == b"foreign"
+    # an activity's payloads belong to the workflow that runs it
+    activity = ActivitySerializationContext(
+        namespace="default",
+        activity_id="1",
+        activity_type="send_email",
+        activity_task_queue="billing",
+        workflow_id="collections-G000123456",
+        workflow_type="CollectionsWorkflow",
+        is_local=False,
+    )
+    [for_activity] = await worker.with_context(activity).decode([sealed])
+    assert UNSEALED not in for_activity.metadata
+    # another namespace is another place
+    other = WorkflowSerializationContext(namespace="staging", workflow_id=PLACE.workflow_id)
+    [in_other] = await worker.with_context(other).decode([sealed])
+    assert in_other.metadata[UNSEALED] == b"foreign"
+    # the place named beside the ciphertext is authenticated with it: rewritten, nothing opens
+    moved = Payload()
+    moved.CopyFrom(sealed)
+    moved.metadata[WORKFLOW_ID] = b"collections-G000999999"
+    [broken] = await worker.with_context(ELSEWHERE).decode([moved])
+    assert broken.metadata[UNSEALED] == b"broken"
+    with pytest.raises(CodecError, match="does not authenticate"):
+        await EncryptionCodec(keys).decode([moved])
+    # the UI and operators' tools open a payload wherever it lives (no context)
+    assert await EncryptionCodec(keys).decode([sealed]) == [plain("waive: goodwill for A only")]
+
+
+async def test_what_does_not_open_never_fails_the_worker() -> None:
+    """A payload claiming to be sealed that does not open, under an unknown key id or none that
+    fits, reaches the worker marked broken: its workflow refuses it and goes on serving."""
+    worker = EncryptionCodec(Keyring.parse(f"k1:{OLD}", "CODEC_KEYS"), mark_unsealed=True)
+    fake = Payload(metadata={"encoding": ENCODING, KEY_ID: b"k1"}, data=b"\x00" * 64)
+    unknown = Payload(metadata={"encoding": ENCODING, KEY_ID: b"k7"}, data=b"\x00" * 64)
+    short = Payload(metadata={"encoding": ENCODING}, data=b"")
+    for payload in (fake, unknown, short):
+        [marked] = await worker.with_context(PLACE).decode([payload])
+        assert marked.metadata[UNSEALED] == b"broken" and marked.data == payload.data
+
+
+async def test_a_payload_sealed_before_places_opens_marked_legacy() -> None:
+    keyring = Keyring.parse(f"k1:{OLD}", "CODEC_KEYS")
+    old = seal_legacy(keyring, plain("from the release before"))
+    [opened] = await EncryptionCodec(keyring, mark_unsealed=True).with_context(PLACE).decode([old])
+    assert opened.metadata[LEGACY] == b"1" and opened.data == plain("x").data.replace(
+        b'"x"', b'"from the release before"'
+    )
+    assert await EncryptionCodec(keyring).decode([old]) == [plain("from the release before")]
+
+
+async def test_the_workers_converter_knows_each_values_seal() -> None:
     worker = data_converter(Settings(codec_keys=SecretStr(f"k1:{OLD}")), worker=True)
-    [sealed] = await worker.encode([CUSTOMER])
+    client = data_converter(Settings(codec_keys=SecretStr(f"k1:{OLD}")))
+    stamp = Stamp("update:waive", "01KBCW3Z5Q8RDJ5Y1T2V3X4W9N")
+    [stamped] = await client.with_context(PLACE).encode([Stamped(CUSTOMER, stamp)])
+    assert CUSTOMER.name.encode() not in stamped.SerializeToString()
+    [internal] = await client.with_context(PLACE).encode([CUSTOMER])
     [forged] = await pydantic_data_converter.encode([CUSTOMER])
+    [elsewhere] = await client.with_context(ELSEWHERE).encode([Stamped(CUSTOMER, stamp)])
     converter = seal_aware(worker.payload_converter)
     assert converter is not None
-    opened = await worker.decode([sealed, forged], [Customer, Customer])
-    assert opened == [CUSTOMER, CUSTOMER]
-    assert not converter.take_unsealed(opened[:1])
-    assert converter.take_unsealed(opened[1:])
-    assert not converter.take_unsealed(opened[1:])  # asked once: forgotten
+    opened = await worker.with_context(PLACE).decode(
+        [stamped, internal, forged, elsewhere], [Customer] * 4
+    )
+    assert opened == [CUSTOMER] * 4
+    assert converter.take_seals(opened) == [
+        Seal(SealState.SEALED, "update:waive", "01KBCW3Z5Q8RDJ5Y1T2V3X4W9N"),
+        Seal(SealState.SEALED),
+        Seal(SealState.CLEAR),
+        Seal(SealState.FOREIGN, "update:waive", "01KBCW3Z5Q8RDJ5Y1T2V3X4W9N"),
+    ]
+    # asked once: forgotten (and nothing of what the worker made itself was kept)
+    assert converter.take_seals(opened) == [Seal(SealState.SEALED)] * 4
     # plain and not valid: refused, and the refusal quotes nothing of the input
     [invalid] = await pydantic_data_converter.encode([{"name": CUSTOMER.name}])
     with pytest.raises(ApplicationError) as refused:
         await worker.decode([invalid], [Customer])
     assert refused.value.type == REFUSED and CUSTOMER.name not in refused.value.message
-    # a client's converter reads a plain payload as it is and marks nothing
-    assert (
-        seal_aware(data_converter(Settings(codec_keys=SecretStr(f"k1:{OLD}"))).payload_converter)
-        is None
-    )
+    # a client's converter marks nothing
+    assert seal_aware(client.payload_converter) is None
 
 
 async def test_a_refusal_of_plain_input_is_readable_without_the_key() -> None:
@@ -231,29 +318,28 @@ def from_json(body: dict[str, list[dict[str, object]]]) -> list[Payload]:
 HEADERS = {"Authorization": f"Bearer {TOKEN}", "X-Namespace": "default"}
 
 
-async def test_endpoint_round_trip(endpoint: httpx.AsyncClient) -> None:
+async def test_endpoint_decodes_and_never_seals(endpoint: httpx.AsyncClient) -> None:
     original = plain(CUSTOMER.name)
-    encoded = await endpoint.post("/encode", json=as_json(original), headers=HEADERS)
-    assert encoded.status_code == 200, encoded.text
-    [sealed] = from_json(encoded.json())
-    assert sealed.metadata[KEY_ID] == b"k1" and CUSTOMER.name.encode() not in sealed.data
-    decoded = await endpoint.post("/decode", json=encoded.json(), headers=HEADERS)
-    assert decoded.status_code == 200 and from_json(decoded.json()) == [original]
-    # what the worker sealed, the endpoint opens (same keys)
+    # what the worker sealed, the endpoint opens (same keys), wherever it was sealed to
     [by_worker] = await codec(f"k1:{OLD}").encode([original])
-    opened = await endpoint.post("/decode", json=as_json(by_worker), headers=HEADERS)
-    assert from_json(opened.json()) == [original]
-    # the Temporal UI: the token in the path; UI 2.54 appends "/decode" to the endpoint
-    # (".../<token>/" gives "//decode"), later versions resolve "decode" against it
-    for path in (f"/{TOKEN}//decode", f"/{TOKEN}/decode"):
-        ui = await endpoint.post(
-            f"{path}?preserveStorageRefs=true",
-            json=as_json(by_worker),
-            headers={"X-Namespace": "default"},
-        )
-        assert ui.status_code == 200 and from_json(ui.json()) == [original]
+    [in_place] = await codec(f"k1:{OLD}").with_context(PLACE).encode([original])
+    opened = await endpoint.post("/decode", json=as_json(by_worker, in_place), headers=HEADERS)
+    assert opened.status_code == 200, opened.text
+    assert from_json(opened.json()) == [original, original]
+    # UI 2.54 appends "/decode" to the endpoint (".../" gives "//decode")
+    ui = await endpoint.post(
+        "http://127.0.0.1:8234//decode?preserveStorageRefs=true",
+        json=as_json(by_worker),
+        headers=HEADERS,
+    )
+    assert ui.status_code == 200 and from_json(ui.json()) == [original]
     empty = await endpoint.post("/decode", json={"payloads": []}, headers=HEADERS)
     assert empty.json() == {"payloads": []}
+    # sealing is acting: whatever the credential, the endpoint seals nothing
+    for headers in (HEADERS, {"X-Namespace": "default"}):
+        refused = await endpoint.post("/encode", json=as_json(original), headers=headers)
+        assert refused.status_code == 403 and "only decodes" in refused.json()["detail"]
+        assert CUSTOMER.name not in refused.text
 
 
 async def test_endpoint_refuses_without_the_token(endpoint: httpx.AsyncClient) -> None:
@@ -265,15 +351,53 @@ async def test_endpoint_refuses_without_the_token(endpoint: httpx.AsyncClient) -
         "not bearer": {**HEADERS, "Authorization": f"Basic {TOKEN}"},
     }
     for name, headers in attempts.items():
-        # whoever can encode is a key holder (README, "Trust boundary"): encode needs it too
-        for operation in ("decode", "encode"):
-            response = await endpoint.post(f"/{operation}", json=body, headers=headers)
-            assert response.status_code == 401, (name, operation)
-            assert CUSTOMER.name not in response.text and TOKEN not in response.text
-    wrong_path = await endpoint.post("/not-the-codec-token-at-all/decode", json=body)
-    assert wrong_path.status_code == 401
-    assert (await endpoint.post(f"/{TOKEN}/encode", json=body)).status_code == 200
+        response = await endpoint.post("/decode", json=body, headers=headers)
+        assert response.status_code == 401, name
+        assert CUSTOMER.name not in response.text and TOKEN not in response.text
+    # the token in a URL (as the UI's settings once held it) is no credential
+    for path in (f"/{TOKEN}/decode", f"/{TOKEN}//decode"):
+        assert (await endpoint.post(path, json=body)).status_code == 401
     assert (await endpoint.post("/elsewhere", json=body, headers=HEADERS)).status_code == 404
+
+
+async def test_a_local_ui_decodes_without_a_credential_on_loopback_only() -> None:
+    settings = Settings(
+        codec_keys=SecretStr(f"k1:{OLD}"), codec_token=SecretStr(TOKEN), codec_local_ui=True
+    )
+    transport = httpx.ASGITransport(app=create_codec_app(settings))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8234") as http:
+        [sealed] = await codec(f"k1:{OLD}").encode([plain("x")])
+        answer = await http.post("/decode", json=as_json(sealed))
+        assert answer.status_code == 200 and from_json(answer.json()) == [plain("x")]
+        # a wrong token is still wrong: a credential given is checked
+        wrong = await http.post(
+            "/decode", json=as_json(sealed), headers={"Authorization": "Bearer nope-nope-nope"}
+        )
+        assert wrong.status_code == 401
+        assert (await http.post("/encode", json=as_json(sealed))).status_code == 403
+    for host in ("0.0.0.0", "10.1.2.3", "codec.partner.example.cn"):
+        with pytest.raises(SettingsError, match="CODEC_HOST must be a loopback address"):
+            create_codec_app(settings.model_copy(update={"codec_host": host}))
+
+
+async def test_endpoint_reads_no_more_than_its_limit(
+    endpoint: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunked body (no Content-Length) is cut off at the limit, not read whole first."""
+    monkeypatch.setattr("api.codec.MAX_BODY_BYTES", 1024)
+    read = 0
+
+    async def chunks() -> AsyncIterator[bytes]:
+        nonlocal read
+        for _ in range(10_000):
+            read += 512
+            yield b" " * 512
+
+    answer = await endpoint.post("/decode", content=chunks(), headers=HEADERS)
+    assert answer.status_code == 413
+    assert read < 10_000 * 512
+    lying = {**HEADERS, "Content-Length": "9" * 30}
+    assert (await endpoint.post("/decode", content=b"{}", headers=lying)).status_code == 413
 
 
 async def test_endpoint_bad_bodies_and_unknown_keys(endpoint: httpx.AsyncClient) -> None:

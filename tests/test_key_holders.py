@@ -9,6 +9,7 @@ workflow that took plain input before this rule replays and goes on under it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import secrets
 import shutil
 import threading
@@ -18,11 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pytest
 import pytest_asyncio
 import uvicorn
 from pydantic import SecretStr
 from temporalio import workflow
+from temporalio.api.common.v1 import Payload
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import (
     Client,
     WorkflowFailureError,
@@ -36,6 +40,7 @@ from temporalio.worker import Worker
 
 from api.codec import create_codec_app
 from chaos.harness import free_port
+from core.codec import ENCODING, KEY_ID
 from core.ids import case_workflow_id, collections_workflow_id
 from core.models import (
     AddNote,
@@ -45,6 +50,7 @@ from core.models import (
     EventKind,
     OpenDispute,
     Outcome,
+    ResumePolicy,
     Waive,
 )
 from core.sealing import NOT_SEALED, REFUSED
@@ -147,7 +153,7 @@ def test_every_update_has_a_validator() -> None:
         assert updates and all(u.validator is not None for u in updates.values()), cls.__name__
 
 
-async def test_a_plain_update_is_refused_and_through_the_codec_endpoint_taken(
+async def test_a_plain_update_is_refused_and_the_codec_endpoint_seals_nothing(
     dev_env: WorkflowEnvironment, running: Settings, codec_endpoint: tuple[str, str]
 ) -> None:
     cases = Service(dev_env.client, running).cases
@@ -159,16 +165,128 @@ async def test_a_plain_update_is_refused_and_through_the_codec_endpoint_taken(
     assert code != 0
     assert f"update `note` refused: its argument {NOT_SEALED}" in out, out
 
-    # the same through the codec endpoint, with its token: sealed, so taken (and read back)
+    # the codec endpoint, with its token, only decodes: nobody seals through it (the CLI given
+    # it as its --codec-endpoint retries the 403 until its deadline, and sends nothing)
     url, token = codec_endpoint
-    sealed = note_by_cli(data.case_id, "through the codec endpoint")
+    async with httpx.AsyncClient() as http:
+        body = {"payloads": [{"metadata": {}, "data": ""}]}
+        headers = {"Authorization": f"Bearer {token}", "X-Namespace": dev_env.client.namespace}
+        answer = await http.post(f"{url}/encode", json=body, headers=headers)
+    assert answer.status_code == 403
+
+    assert not [e for e in (await cases.show(data.case_id)).timeline if e.actor == MALLORY]
+
+
+async def raw_events(dev_env: WorkflowEnvironment, workflow_id: str) -> list[HistoryEvent]:
+    """A workflow's history as a namespace user without the key reads it."""
+    plain = await Client.connect(
+        dev_env.client.service_client.config.target_host, namespace=dev_env.client.namespace
+    )
+    return list((await plain.get_workflow_handle(workflow_id).fetch_history()).events)
+
+
+def sealed_update_argument(events: list[HistoryEvent], update: str) -> Payload:
+    [accepted] = [
+        e.workflow_execution_update_accepted_event_attributes
+        for e in events
+        if e.HasField("workflow_execution_update_accepted_event_attributes")
+        and e.workflow_execution_update_accepted_event_attributes.accepted_request.input.name
+        == update
+    ]
+    [payload] = accepted.accepted_request.input.args.payloads
+    assert payload.metadata["encoding"] == ENCODING  # sealed: the copier cannot read it
+    return payload
+
+
+def as_cli_input(payload: Payload) -> list[str]:
+    """The CLI's flags that send `payload` exactly as it was stored."""
+    meta = [f"--input-meta={key}={value.decode()}" for key, value in payload.metadata.items()]
+    return [*meta, "--input-base64", "--input", base64.b64encode(payload.data).decode()]
+
+
+async def test_a_sealed_argument_copied_from_a_history_acts_nowhere_else_and_once(
+    dev_env: WorkflowEnvironment, running: Settings
+) -> None:
+    """The issue's replay, with the real `temporal` CLI and no key: invoice A's sealed `waive`
+    sent as invoice B's is refused, and so is B's own `resume` sent as its `waive`, or as its
+    `resume` again."""
+    service = Service(dev_env.client, running)
+    invoice_a, invoice_b = unique_prefix(), unique_prefix()
+    for invoice in (invoice_a, invoice_b):
+        await service.collections.report_failure(
+            BillingFailure.model_validate(billing_failure_body(invoice, f"{invoice}-F1"))
+        )
+    await service.collections.act(
+        invoice_a, Waive(reason="goodwill for A only", by="manager.zhao@partner.example.cn")
+    )
+    copied = sealed_update_argument(
+        await raw_events(dev_env, collections_workflow_id(invoice_a)), "waive"
+    )
+    workflow_b = collections_workflow_id(invoice_b)
+    update = ["workflow", "update", "execute", "-w", workflow_b]
+    code, out = await temporal_cli(dev_env, *update, "--name", "waive", *as_cli_input(copied))
+    assert code != 0
+    assert "update `waive` refused: its argument was sealed for another workflow" in out, out
+
+    # B's own sealed `resume` (same shape as `waive`): not a `waive`, and not a second `resume`
+    await service.collections.act(invoice_b, OpenDispute(description="deleted VM", by=AGENT))
+    await service.collections.act(
+        invoice_b, ResumePolicy(reason="dispute answered by phone", by=AGENT)
+    )
+    resume = sealed_update_argument(await raw_events(dev_env, workflow_b), "resume")
+    code, out = await temporal_cli(dev_env, *update, "--name", "waive", *as_cli_input(resume))
+    assert code != 0
+    assert "update `waive` refused: its argument was sealed for `update:resume`" in out, out
+    await service.collections.act(invoice_b, OpenDispute(description="again", by=AGENT))
+    code, out = await temporal_cli(dev_env, *update, "--name", "resume", *as_cli_input(resume))
+    assert code != 0 and "was taken already" in out, out
+
+    view = await service.collections.show(invoice_b)
+    assert view.status is CollectionsStatus.PAUSED_DISPUTE and view.balance == view.amount_due
+    resumed = [e.text for e in view.timeline if e.kind is EventKind.RESUMED]
+    assert len(resumed) == 1 and resumed[0].endswith("dispute answered by phone")
+    await service.collections.act(invoice_b, Waive(reason="test over", by=AGENT))
+    history = await dev_env.client.get_workflow_handle(workflow_b).fetch_history()
+    await replay_and_record(dev_env.client, history, "collections_copied_argument_refused")
+
+
+async def test_a_fake_sealed_signal_is_refused_and_the_workflow_keeps_serving(
+    dev_env: WorkflowEnvironment, running: Settings
+) -> None:
+    """A signal whose payload claims to be sealed and does not open: recorded as refused, and
+    the next key holder's update is answered (it used to fail the workflow task for ever)."""
+    service = Service(dev_env.client, running)
+    invoice = unique_prefix()
+    await service.collections.report_failure(
+        BillingFailure.model_validate(billing_failure_body(invoice, f"{invoice}-F1"))
+    )
+    fake = Payload(
+        metadata={"encoding": ENCODING, KEY_ID: b"test-key"}, data=secrets.token_bytes(80)
+    )
+    signal = ["workflow", "signal", "-w", collections_workflow_id(invoice)]
+    code, out = await temporal_cli(dev_env, *signal, "--name", "waive", *as_cli_input(fake))
+    assert code == 0, out  # a signal lands before anything can refuse it
     code, out = await temporal_cli(
-        dev_env, *sealed, "--codec-endpoint", url, "--codec-auth", f"Bearer {token}"
+        dev_env, *signal, "--name", "customer_replied", *as_cli_input(fake)
     )
     assert code == 0, out
+    # a signal without an argument names no sender: refused, from anyone (the low finding's
+    # `hand_over_holds`, which the release before sent bare)
+    code, out = await temporal_cli(dev_env, *signal, "--name", "hand_over_holds")
+    assert code == 0, out
 
-    notes = [e.text for e in (await cases.show(data.case_id)).timeline if e.actor == MALLORY]
-    assert notes == ["through the codec endpoint"]
+    async def refused() -> bool:
+        view = await service.collections.show(invoice)
+        return any(e.data == {"signal": "hand_over_holds"} for e in view.timeline)
+
+    await eventually(refused)
+    done = await asyncio.wait_for(
+        service.collections.act(invoice, Waive(reason="test over", by=AGENT)), timeout=30
+    )
+    assert done.status is CollectionsStatus.WAIVED
+    view = await service.collections.show(invoice)
+    [event] = [e for e in view.timeline if e.kind is EventKind.SIGNAL_REFUSED]
+    assert event.text.startswith("signal `hand_over_holds` refused: it carries no sealed argument")
 
 
 async def test_a_plain_start_is_refused_and_does_nothing(

@@ -48,7 +48,7 @@ from api.app import create_app
 from core import logs, tracing
 from core.models import AddNote, RetryStep, SubscriptionStatus
 from core.settings import Settings
-from core.temporal import sdk_runtime
+from core.temporal import StampActions, sdk_runtime
 from db.migrate import upgrade
 from service import Kind, Service
 from tests.hostile import poisoned_notes
@@ -132,7 +132,7 @@ async def stack(
         namespace=env.client.namespace,
         data_converter=env.client.data_converter,
         runtime=runtime,
-        interceptors=interceptors,
+        interceptors=[StampActions(), *interceptors],
     )
     settings = Settings(
         database_url=database_url or f"sqlite:///{tmp_path / 'billing.db'}",

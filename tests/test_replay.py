@@ -18,6 +18,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
+from core.codec import EncryptionCodec
 from core.models import CollectionsView, StartCollections
 from core.settings import Settings
 from core.temporal import data_converter
@@ -45,7 +46,7 @@ def test_every_workflow_type_has_a_history() -> None:
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_replay(path: Path, codec_keys: str) -> None:
     codec = data_converter(Settings(codec_keys=SecretStr(codec_keys))).payload_codec
-    assert codec is not None
+    assert isinstance(codec, EncryptionCodec)
     history = await resealed(WorkflowHistory.from_json(path.stem, path.read_text()), codec)
     result = await replayer().replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None

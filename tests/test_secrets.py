@@ -28,7 +28,7 @@ from core.codec import new_key
 from core.ids import collections_workflow_id
 from core.models import CollectionsStatus
 from core.settings import EmailBackend, Settings
-from core.temporal import data_converter
+from core.temporal import StampActions, data_converter
 from service import Service
 from tests.codec_support import decrypted, raw_history
 from tests.intake_support import billing_failure_body, eventually, unique_prefix
@@ -100,6 +100,7 @@ async def test_no_secret_in_logs_errors_or_history(
     client = await Client.connect(
         dev_env.client.service_client.config.target_host,
         data_converter=data_converter(settings),
+        interceptors=[StampActions()],
     )
     invoice = unique_prefix()
     body = billing_failure_body(invoice, f"{invoice}-F1", amount_due="3000.00")

@@ -37,7 +37,7 @@ from api.codec import create_codec_app
 from core import search
 from core.models import Escalate, Severity, VianetTicket
 from core.settings import Settings
-from core.temporal import data_converter
+from core.temporal import StampActions, data_converter
 from db.migrate import upgrade
 from service import Service
 from tests.ui_support import eventually, history_summaries
@@ -84,6 +84,7 @@ async def ui_stack(codec_keys: str) -> AsyncIterator[UiStack]:
         codec_keys=SecretStr(codec_keys),
         codec_token=SecretStr(token),
         codec_cors_origins=[url],
+        codec_local_ui=True,  # as `make run`: the UI has no sign-in, and no secret in its settings
     )
     codec = uvicorn.Server(
         uvicorn.Config(
@@ -98,6 +99,7 @@ async def ui_stack(codec_keys: str) -> AsyncIterator[UiStack]:
     thread.start()
     env = await WorkflowEnvironment.start_local(
         data_converter=data_converter(settings),
+        interceptors=[StampActions()],
         dev_server_existing_path=shutil.which("temporal")
         or str(Path(sys.executable).parent / "temporal"),
         ip="127.0.0.1",
@@ -107,7 +109,7 @@ async def ui_stack(codec_keys: str) -> AsyncIterator[UiStack]:
         dev_server_extra_args=[
             "--ui-disable-news-fetch",
             "--ui-codec-endpoint",
-            f"http://127.0.0.1:{codec_port}/{token}/",
+            f"http://127.0.0.1:{codec_port}/",
         ],
     )
     try:

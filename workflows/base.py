@@ -199,6 +199,31 @@ def business_error(err: ActivityError) -> ApplicationError | None:
     return None
 
 
+class RecentActions:
+    """The action ids a workflow took (ULIDs: they sort by when they were made), the newest KEEP
+    of them; an id at or before the newest one forgotten counts as taken."""
+
+    KEEP = 256
+
+    def __init__(self, kept: list[str], forgotten: str = "") -> None:
+        self._kept = set(kept)
+        self.forgotten = forgotten
+
+    @property
+    def kept(self) -> list[str]:
+        return sorted(self._kept)
+
+    def knows(self, action_id: str) -> bool:
+        return action_id in self._kept or action_id <= self.forgotten
+
+    def remember(self, action_id: str) -> None:
+        self._kept.add(action_id)
+        if len(self._kept) > self.KEEP:
+            oldest = min(self._kept)
+            self._kept.remove(oldest)
+            self.forgotten = max(self.forgotten, oldest)
+
+
 class EffectLoop(ABC, Generic[Effect]):
     """Base of every workflow: handlers change state and queue effects; `serve` carries them out."""
 
@@ -216,6 +241,7 @@ class EffectLoop(ABC, Generic[Effect]):
         self._flagged: str | None = log.flagged  # why a manager must look, besides a failed step
         self._attention_shown: str | None = log.attention  # what NeedsAttention says now
         self._calendar_alerted: set[int] = set()  # uncovered years a manager was told of
+        self._actions = RecentActions(log.actions, log.actions_forgotten)
         # what the search attributes say (as the workflow started, or its last run left them)
         self._shown = {
             pair.key.name: pair.value for pair in workflow.info().typed_search_attributes
@@ -231,6 +257,8 @@ class EffectLoop(ABC, Generic[Effect]):
             emails_sent=self._emails,
             flagged=self._flagged,
             attention=self._attention_shown,
+            actions=self._actions.kept,
+            actions_forgotten=self._actions.forgotten,
         )
 
     def _timeline(self) -> list[CaseEvent]:
@@ -460,6 +488,12 @@ class EffectLoop(ABC, Generic[Effect]):
         if not told:  # one email until a person clears the flag; the timeline has every reason
             self._queue_email(ManagerNeedsAttention(step=why, error=""))
         self._show_attention()
+
+    def knows_action(self, action_id: str) -> bool:
+        return self._actions.knows(action_id)
+
+    def remember_action(self, action_id: str) -> None:
+        self._actions.remember(action_id)
 
     def refuse_signal(self, signal: str, why: str) -> None:
         """A signal sent in clear (workflows/sealed.py): in the timeline, and nothing changes."""

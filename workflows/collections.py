@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         EmailSent,
         EmailTemplate,
         EventKind,
+        HandOverHolds,
         HoldReason,
         Locale,
         Notice,
@@ -596,9 +597,11 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         self._publish()
 
     @workflow.signal
-    def hand_over_holds(self) -> None:
+    def hand_over_holds(self, data: HandOverHolds | None = None) -> None:
         """After an upgrade: what this invoice suspended itself is held through its account
-        from now on (`starter.py accounts hand-over` sends this to every such invoice)."""
+        from now on (`starter.py accounts hand-over` sends this to every such invoice). Sent
+        without an argument, as the release before accounts did, it is refused (its sender is
+        unknown: workflows/sealed.py); a recorded one replays."""
         if self._status.is_final or not self._suspended or self._handed_over:
             return
         if workflow.patched(HAND_OVER):

@@ -264,6 +264,13 @@ class ResumePolicy(Strict):
     by: Actor
 
 
+class HandOverHolds(Strict):
+    """An operator has an invoice that suspended by itself (before accounts) hold its suspensions
+    through its customer's account."""
+
+    by: Actor
+
+
 class ReportFraud(Strict):
     reason: LongText
     by: Actor

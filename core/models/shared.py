@@ -250,3 +250,7 @@ class LogState(Strict):
     emails_sent: int = Field(ge=0)
     flagged: str | None = None
     attention: str | None = None  # what the NeedsAttention search attribute says
+    # the most recent action ids taken (workflows/sealed.py), and the newest one forgotten: an id
+    # at or before it that is not kept was taken long ago
+    actions: list[str] = Field(default_factory=list)
+    actions_forgotten: str = ""
