@@ -53,14 +53,13 @@ from api.signing import (
     WINDOW_SECONDS,
     SignatureError,
     Verifier,
-    split_secrets,
 )
 from core import tracing
 from core.ids import case_workflow_id, collections_workflow_id, request_case_id
 from core.metrics import INTAKE_REQUESTS, INTAKE_SECONDS
 from core.models import BillingFailure, CaseForm, CollectionsView, PaymentReceived
 from core.models import CaseOpened as CoreCaseOpened
-from core.settings import Settings, SettingsError, required_secret
+from core.settings import Settings, required_secrets
 from core.temporal import data_converter
 from db.session import database_problem, make_engine, make_session_factory
 from service import Service, ServiceConnection, ServiceFactory
@@ -129,13 +128,9 @@ def caller_secrets(settings: Settings) -> dict[str, list[SecretStr]]:
         ("billing", "billing_webhook_secrets"),
         ("portal", "portal_webhook_secrets"),
     ):
-        name = setting.upper()
-        secrets = split_secrets(required_secret(getattr(settings, setting), name, why, 1))
-        if len(secrets) > MAX_SECRETS:
-            raise SettingsError(f"{name}: at most {MAX_SECRETS} secrets (the old and the new)")
-        for secret in secrets:
-            required_secret(secret, name, why, MIN_SECRET_LENGTH)
-        found[caller] = secrets
+        found[caller] = required_secrets(
+            getattr(settings, setting), setting.upper(), why, MIN_SECRET_LENGTH, MAX_SECRETS
+        )
     return found
 
 

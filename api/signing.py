@@ -57,13 +57,6 @@ def sign(
     return hmac.new(_key(secret), message, hashlib.sha256).hexdigest()
 
 
-def split_secrets(value: SecretStr | None) -> list[SecretStr]:
-    """`old,new` (or one): the secrets a caller may sign with."""
-    if value is None:
-        return []
-    return [SecretStr(part.strip()) for part in value.get_secret_value().split(",") if part.strip()]
-
-
 class Verifier:
     """Checks one request's signature headers against its method, path, key and raw body."""
 

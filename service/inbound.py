@@ -41,7 +41,7 @@ from core.models import (
 )
 from core.models.case import WORKING_STATUSES
 from core.settings import Settings
-from core.threads import tokens_in, verified
+from core.threads import tokens_in
 from db.tables import Case, EmailThread, InboundMail, table
 from intake.attachments import AttachmentStore
 from intake.mail import InboundMail as Mail
@@ -139,6 +139,7 @@ class Inbound:
         self._client = client
         self._settings = settings
         self._cases = cases
+        self._threads = settings.email_threads()
         self._attachments = AttachmentStore(
             settings.attachments_dir, settings.attachment_max_bytes, settings.attachment_types
         )
@@ -146,7 +147,8 @@ class Inbound:
     async def receive(self, raw: bytes, envelope_to: tuple[str, ...] = ()) -> Received:
         """Act on one inbound email, once. Refused when it is larger than SendGrid's limit;
         Unavailable when the database or Temporal cannot be reached (nothing recorded as done:
-        the same call may be made again)."""
+        the same call may be made again). SettingsError without EMAIL_THREAD_SECRET."""
+        self._settings.inbound_threads()  # never a thread that anyone could name
         if len(raw) > MAX_BYTES:
             raise Refused(f"email: larger than {MAX_BYTES // (1024 * 1024)} MB")
         digest = hashlib.sha256(raw).hexdigest()
@@ -238,7 +240,7 @@ class Inbound:
         return found is not None
 
     def _thread_of(self, mail: Mail) -> str | None:
-        """The workflow of the first token that is ours, signed under our secret."""
+        """The workflow of the first token that is ours, signed under one of our secrets."""
         candidates = tokens_in(*mail.recipients, mail.in_reply_to, *mail.references)
         if not candidates:
             return None
@@ -252,7 +254,7 @@ class Inbound:
         found = {row.token: row.workflow_id for row in rows}
         for token in candidates:
             workflow_id = found.get(token)
-            if workflow_id and verified(token, workflow_id, self._settings.email_thread_secret):
+            if workflow_id and self._threads.verified(token, workflow_id):
                 return str(workflow_id)
         return None
 

@@ -31,9 +31,8 @@ from api.signing import (
     SignatureError,
     Verifier,
     sign,
-    split_secrets,
 )
-from core.settings import Settings, SettingsError
+from core.settings import Settings, SettingsError, split_secrets
 from db.session import make_engine, make_session_factory
 from db.tables import IntakeRequest
 from service import Service

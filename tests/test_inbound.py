@@ -41,7 +41,7 @@ from core.models import (
     Severity,
     TriageReply,
 )
-from core.settings import Settings
+from core.settings import Settings, SettingsError
 from core.threads import thread_token
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
@@ -56,6 +56,7 @@ from tests.workflow_support import billing_failure
 from worker import build_worker
 
 PARSE_SECRET = "inbound-parse-secret-3b8f1e"
+THREAD_SECRET = "thread-secret-for-the-inbound-tests"
 # the Event Webhook's signing key, generated: SendGrid's console would show its public half
 EVENT_KEY = ec.generate_private_key(ec.SECP256R1())
 EVENT_PUBLIC_KEY = base64.b64encode(
@@ -75,7 +76,7 @@ async def running_fixture(dev_env: WorkflowEnvironment, tmp_path: Path) -> Async
         attachments_dir=tmp_path / "attachments",
         task_queue=f"billing-{uuid.uuid4()}",
         inbound_domain="reply.partner.example.cn",
-        email_thread_secret=SecretStr("thread-secret-for-the-inbound-tests"),
+        email_thread_secret=SecretStr(THREAD_SECRET),
         inbound_parse_secret=SecretStr(PARSE_SECRET),
         sendgrid_event_public_key=EVENT_PUBLIC_KEY,
         **SIGNED,
@@ -346,6 +347,32 @@ async def test_a_forged_token_routes_nowhere(service: Service, running: Settings
     assert (await service.cases.show(case_id)).status is CaseStatus.RESOLVED
 
 
+async def test_a_reply_on_a_thread_from_before_a_rotation_still_reaches_its_case(
+    dev_env: WorkflowEnvironment, service: Service, running: Settings
+) -> None:
+    case_id = await resolved_case(service)
+    resolution = await last_email(running, "case_resolved")  # its token under the old secret
+    both = SecretStr(f"{THREAD_SECRET},the-next-thread-secret-after-rotation-42")
+    rotated = running.model_copy(update={"email_thread_secret": both})
+
+    received = await Service(dev_env.client, rotated).inbound.receive(reply_to(resolution, "确认"))
+
+    assert received.outcome is Received.CONFIRMED and received.case_id == case_id
+    assert (await service.cases.show(case_id)).status is CaseStatus.CLOSED
+
+
+async def test_no_inbound_mail_without_a_thread_secret(
+    dev_env: WorkflowEnvironment, service: Service, running: Settings
+) -> None:
+    case_id = await resolved_case(service)
+    unsigned = running.model_copy(update={"email_thread_secret": None})
+    reply = reply_to(await last_email(running, "case_resolved"), "确认")
+    with pytest.raises(SettingsError, match="EMAIL_THREAD_SECRET is not set"):
+        await Service(dev_env.client, unsigned).inbound.receive(reply)
+    assert inbound_rows(running) == 0
+    assert (await service.cases.show(case_id)).status is CaseStatus.RESOLVED
+
+
 async def test_an_unreadable_email_is_recorded_and_answered(
     service: Service, running: Settings, sendgrid: httpx.AsyncClient
 ) -> None:
@@ -391,7 +418,7 @@ async def test_the_cli_and_the_drop_folder_take_an_eml_file(
         "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
         "TASK_QUEUE": running.task_queue,
         "DATABASE_URL": running.database_url,
-        "EMAIL_THREAD_SECRET": "thread-secret-for-the-inbound-tests",
+        "EMAIL_THREAD_SECRET": THREAD_SECRET,
     }
     shown = await asyncio.to_thread(
         CliRunner().invoke, starter.app, ["inbound", str(tmp_path / "reply.eml")], env=env
