@@ -531,14 +531,14 @@ def create_app(
         is posted. An email that cannot be read is recorded and answered 200 (a retry cannot
         help)."""
         try:
-            raw, envelope_to = inbound_parse.raw_email(
+            raw, envelope_to, verdicts = inbound_parse.raw_email(
                 request.headers.get("content-type", ""), await request.body()
             )
         except inbound_parse.FormError as err:
             return _problem(400, str(err))
         service = await connection.get()
         try:
-            received = await service.inbound.receive(raw, envelope_to)
+            received = await service.inbound.receive(raw, envelope_to, verdicts)
         except Refused as err:
             return _problem(413, str(err))
         return InboundReceived(

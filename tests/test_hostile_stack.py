@@ -29,7 +29,7 @@ import pytest
 import pytest_asyncio
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 
@@ -137,7 +137,10 @@ async def stack(
         _reset_postgres(url)
     upgrade(url)
     settings = Settings(
-        database_url=url, outbox_dir=directory / "outbox", task_queue=f"hostile-{uuid.uuid4()}"
+        database_url=url,
+        outbox_dir=directory / "outbox",
+        task_queue=f"hostile-{uuid.uuid4()}",
+        email_thread_secret=SecretStr("thread-secret-of-the-hostile-stack-0123"),
     ).model_copy(update=SIGNED)
     service = Service(dev_env.client, settings)
 
