@@ -45,6 +45,7 @@ from core.models import (
     CaseDetails,
     CaseForm,
     CasePolicy,
+    CaseRequest,
     CollectionsPolicy,
     CollectionsReply,
     Confirm,
@@ -64,6 +65,7 @@ from core.models import (
     OpenCase,
     OpenDispute,
     PaymentReceived,
+    PaymentReport,
     PlaceHolds,
     PromiseToPay,
     RecordVianetInvoice,
@@ -96,7 +98,7 @@ from workflows.vianet_invoice import VianetInvoiceWorkflow
 
 AGENT = "agent.li@partner.example.cn"
 TEXT = "2 月发票中的虚拟机费用比上月高出 ¥12,340.00，请核实。"
-API_BODIES: list[type[BaseModel]] = [CaseForm, BillingFailure, PaymentReceived]
+API_BODIES: list[type[BaseModel]] = [CaseRequest, BillingFailure, PaymentReport]
 
 
 @dataclass
@@ -170,6 +172,12 @@ def examples(ctx: Context) -> dict[type[BaseModel], dict[str, Any]]:
             "invoice_id": ctx.invoice_id,
             "amount": "1000.00",
             "currency": "CNY",
+            "received_at": ctx.now.isoformat(),
+        },
+        PaymentReport: {
+            "payment_id": f"{ctx.invoice_id}-P1",
+            "invoice_id": ctx.invoice_id,
+            "amount": "1000.00",
             "received_at": ctx.now.isoformat(),
         },
         OpenDispute: {"description": TEXT, "disputed_amount": "100.00", "by": AGENT},
@@ -247,7 +255,16 @@ def examples(ctx: Context) -> dict[type[BaseModel], dict[str, Any]]:
             "category": "unexpected-charge",
             "description": TEXT,
             "amount": "12340.00",
-            "opened_by": "portal",
+            "opened_by": AGENT,
+        },
+        CaseRequest: {
+            "tenant_id": customer["tenant_id"],
+            "name": customer["name"],
+            "email": customer["email"],
+            "category": "unexpected-charge",
+            "description": TEXT,
+            "amount": "12340.00",
+            "owner": "agent.wang@partner.example.cn",
         },
     }
 

@@ -38,8 +38,8 @@ from core.models import (
     AddNote,
     Assign,
     BillingFailure,
-    CaseForm,
     CaseOpened,
+    CaseRequest,
     CollectionsStatus,
     CorrectContact,
     CustomerReply,
@@ -90,7 +90,6 @@ CASE_FORM: dict[str, Any] = {
     "category": "invoice-dispute",
     "description": TEXT,
     "amount": "12340.00",
-    "opened_by": "portal",
 }
 CASE_ACTIONS: dict[type[BaseModel], dict[str, Any]] = {
     AddNote: {"text": TEXT, "by": AGENT},
@@ -184,14 +183,14 @@ async def test_nul_in_a_description_is_refused_at_the_edge(
     answer = await post(api, "/v1/cases", {**CASE_FORM, "description": "deleted\u0000 VM"})
     assert answer.status_code == 422 and api_names_the_field(answer, "description")
     with pytest.raises(ValidationError) as refused:
-        CaseForm.model_validate({**CASE_FORM, "description": "deleted\u0000 VM"})
+        CaseRequest.model_validate({**CASE_FORM, "description": "deleted\u0000 VM"})
     assert names_the_field(refused.value, "description")
 
 
 async def _open(service: Service) -> CaseOpened:
-    form = CaseForm.model_validate(
+    form = CaseRequest.model_validate(
         {**CASE_FORM, "tenant_id": guid("tenant", uuid.uuid4()), "invoice_id": unique_prefix()}
-    )
+    ).opened_by_caller(AGENT)
     return await service.cases.open(service.cases.prepare(form))
 
 
