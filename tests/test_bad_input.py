@@ -139,6 +139,22 @@ def examples(ctx: Context) -> dict[type[BaseModel], dict[str, Any]]:
         "failed_at": "2026-11-24T09:00:00+08:00",
         "reason": "卡片余额不足",
     }
+    case_request = {  # as the portal sends it: who opened it is the caller
+        "tenant_id": customer["tenant_id"],
+        "name": customer["name"],
+        "email": customer["email"],
+        "category": "unexpected-charge",
+        "description": TEXT,
+        "amount": "12340.00",
+        "owner": "agent.wang@partner.example.cn",
+    }
+    payment = {
+        "payment_id": f"{ctx.invoice_id}-P1",
+        "invoice_id": ctx.invoice_id,
+        "amount": "1000.00",
+        "currency": "CNY",
+        "received_at": ctx.now.isoformat(),
+    }
     return {
         Customer: customer,
         CaseDetails: details,
@@ -167,19 +183,8 @@ def examples(ctx: Context) -> dict[type[BaseModel], dict[str, Any]]:
             "failure": failure,
             "policy": collections_policy,
         },
-        PaymentReceived: {
-            "payment_id": f"{ctx.invoice_id}-P1",
-            "invoice_id": ctx.invoice_id,
-            "amount": "1000.00",
-            "currency": "CNY",
-            "received_at": ctx.now.isoformat(),
-        },
-        PaymentReport: {
-            "payment_id": f"{ctx.invoice_id}-P1",
-            "invoice_id": ctx.invoice_id,
-            "amount": "1000.00",
-            "received_at": ctx.now.isoformat(),
-        },
+        PaymentReceived: {**payment, "by": AGENT},
+        PaymentReport: payment,
         OpenDispute: {"description": TEXT, "disputed_amount": "100.00", "by": AGENT},
         DisputeOutcome: {"case_id": ctx.case_id, "outcome": "credit-issued", "credit_amount": "1"},
         ReportFraud: {"reason": TEXT, "by": AGENT},
@@ -248,24 +253,8 @@ def examples(ctx: Context) -> dict[type[BaseModel], dict[str, Any]]:
         },
         NoticeOutcome: {"template": "collections_final_notice", "state": "delivered"},
         CorrectContact: {"email": "ap@yunfan.example.cn", "by": AGENT},
-        CaseForm: {
-            "tenant_id": customer["tenant_id"],
-            "name": customer["name"],
-            "email": customer["email"],
-            "category": "unexpected-charge",
-            "description": TEXT,
-            "amount": "12340.00",
-            "opened_by": AGENT,
-        },
-        CaseRequest: {
-            "tenant_id": customer["tenant_id"],
-            "name": customer["name"],
-            "email": customer["email"],
-            "category": "unexpected-charge",
-            "description": TEXT,
-            "amount": "12340.00",
-            "owner": "agent.wang@partner.example.cn",
-        },
+        CaseForm: {**case_request, "opened_by": AGENT},
+        CaseRequest: case_request,
     }
 
 

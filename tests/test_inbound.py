@@ -29,6 +29,7 @@ import starter
 from api.app import create_app
 from api.inbound_parse import PATH
 from core.models import (
+    BillingFailure,
     CaseForm,
     CaseStatus,
     Category,
@@ -512,12 +513,20 @@ async def test_attachments_are_stored_outside_temporal_and_listed(
     assert pdf not in history.to_json().encode()  # never inside a workflow payload
 
 
+async def in_collections(
+    service: Service, settings: Settings
+) -> tuple[BillingFailure, EmailMessageFile]:
+    """A failed payment's collections, and the notice its customer got (a reply goes to it)."""
+    failure = billing_failure()
+    await service.collections.report_failure(failure)
+    notice = await last_email(settings, "collections_payment_failed", failure.invoice_id)
+    return failure, notice
+
+
 async def test_a_reply_to_a_collections_notice_waits_for_triage(
     service: Service, running: Settings
 ) -> None:
-    failure = billing_failure()
-    await service.collections.report_failure(failure)
-    notice = await last_email(running, "collections_payment_failed", failure.invoice_id)
+    failure, notice = await in_collections(service, running)
     raw = reply_to(notice, "这笔扣款有误，请核实。", sender=str(failure.customer.email))
 
     received = await service.inbound.receive(raw)
@@ -549,9 +558,7 @@ async def test_a_reply_to_a_collections_notice_waits_for_triage(
 async def test_an_outsider_cannot_hold_an_invoices_suspension(
     service: Service, running: Settings
 ) -> None:
-    failure = billing_failure()
-    await service.collections.report_failure(failure)
-    notice = await last_email(running, "collections_payment_failed", failure.invoice_id)
+    failure, notice = await in_collections(service, running)
     for sender in ("someone@customer.example.cn", "attacker@qq.com"):  # the customer's: ap@
         received = await service.inbound.receive(reply_to(notice, "已付款，请勿停用。", sender))
         assert received.outcome is Received.OTHER_SENDER, sender
@@ -599,9 +606,7 @@ async def test_a_sender_failing_spf_or_dkim_acts_on_nothing_and_the_verdicts_are
     ]
 
     # nor does a forged reply to a collections notice hold its suspension
-    failure = billing_failure()
-    await service.collections.report_failure(failure)
-    notice = await last_email(running, "collections_payment_failed", failure.invoice_id)
+    failure, notice = await in_collections(service, running)
     forged = reply_to(notice, "已付款。", sender=str(failure.customer.email))
     body, content_type = form(forged, str(notice["Reply-To"]), spf=b"softfail")
     answer = await sendgrid.post(PATH, content=body, headers={"Content-Type": content_type})
