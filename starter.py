@@ -139,10 +139,13 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _load_settings() -> Settings:
+def _load_settings(*, inbound: bool = False) -> Settings:
+    """`inbound`: for a command that takes customers' email (it needs EMAIL_THREAD_SECRET)."""
     try:
         settings = load_settings()
         settings.collections_policy(), settings.case_policy()
+        if inbound:
+            settings.inbound_threads()
     except SettingsError as err:
         _fail(f"settings: {err}", code=2)
     return settings
@@ -558,7 +561,7 @@ def inbound(
         raw = file.read_bytes()
     except OSError as err:
         _fail(f"{file}: {err.strerror or err}")
-    received = _call(lambda service: service.inbound.receive(raw))
+    received = _call(lambda service: service.inbound.receive(raw), _load_settings(inbound=True))
     where = f" ({received.workflow_id})" if received.workflow_id else ""
     again = " — received before: nothing more done" if received.duplicate else ""
     console.print(plain(f"{received.outcome.value}{where}{again}"))
@@ -572,7 +575,7 @@ def inbound_watch(
 ) -> None:
     """Receive every .eml file put into the drop folder, as `inbound` does, until stopped
     (`make run` runs this). Each file moves to done/, or to failed/ with the reason beside it."""
-    settings = _load_settings()
+    settings = _load_settings(inbound=True)
     where = folder or settings.inbound_dir
 
     async def run() -> None:

@@ -35,7 +35,6 @@ from core import logs, metrics, search, tracing
 from core.models import EmailTemplate, SubscriptionStatus
 from core.settings import EmailBackend, Settings, load_settings
 from core.temporal import connect, data_converter, sdk_runtime
-from core.threads import EmailThreads
 from db.session import database_problem, make_engine, make_session_factory
 from workflows import workflow_runner
 from workflows.account import AccountWorkflow
@@ -85,7 +84,7 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
         sessions,
         str(settings.email_from),
         settings.email_from_name,
-        threads=EmailThreads(settings.email_thread_secret, settings.inbound_domain),
+        threads=settings.email_threads(),
     )
     store = CaseStoreActivities(sessions)
     escalation = EscalationActivities(renderer, sessions)

@@ -2,7 +2,8 @@
 
 Every `/v1/` request is signed (see `api/signing.py`); the signature is checked on the raw bytes
 before anything reads the body, so an unsigned request never reaches validation or Temporal, and an
-invalid body (422) never reaches Temporal either. OpenAPI documentation is at /docs.
+invalid body (422) never reaches Temporal either. Who acts is the caller that signed (`actor`),
+never a name in the body. OpenAPI documentation is at /docs.
 
 Thin over the service layer: each endpoint makes one call to it and maps its typed errors, with no
 round trip of its own: not found 404, refused or already there 409, ended 410, Temporal
@@ -53,14 +54,13 @@ from api.signing import (
     WINDOW_SECONDS,
     SignatureError,
     Verifier,
-    split_secrets,
 )
 from core import tracing
 from core.ids import case_workflow_id, collections_workflow_id, request_case_id
 from core.metrics import INTAKE_REQUESTS, INTAKE_SECONDS
-from core.models import BillingFailure, CaseForm, CollectionsView, PaymentReceived
+from core.models import BillingFailure, CaseRequest, CollectionsView, PaymentReport
 from core.models import CaseOpened as CoreCaseOpened
-from core.settings import Settings, SettingsError, required_secret
+from core.settings import Settings, required_secrets
 from core.temporal import data_converter
 from db.session import database_problem, make_engine, make_session_factory
 from service import Service, ServiceConnection, ServiceFactory
@@ -79,7 +79,7 @@ SIGNED_PREFIX = "/v1/"
 PROBE_SECONDS = 5.0  # a readiness probe answers within this, whatever hangs behind it
 MAX_BODY_BYTES = 1024 * 1024
 CLAIM = "intake_claim"  # where a signed request's claim waits for its route (request.state)
-# who signs which requests: each caller its own secrets
+# who signs which requests: each caller its own secrets, and it acts as itself (`actor`)
 CALLERS = {
     "/v1/billing-failures": "billing",
     "/v1/payments": "billing",
@@ -129,14 +129,21 @@ def caller_secrets(settings: Settings) -> dict[str, list[SecretStr]]:
         ("billing", "billing_webhook_secrets"),
         ("portal", "portal_webhook_secrets"),
     ):
-        name = setting.upper()
-        secrets = split_secrets(required_secret(getattr(settings, setting), name, why, 1))
-        if len(secrets) > MAX_SECRETS:
-            raise SettingsError(f"{name}: at most {MAX_SECRETS} secrets (the old and the new)")
-        for secret in secrets:
-            required_secret(secret, name, why, MIN_SECRET_LENGTH)
-        found[caller] = secrets
+        found[caller] = required_secrets(
+            getattr(settings, setting), setting.upper(), why, MIN_SECRET_LENGTH, MAX_SECRETS
+        )
     return found
+
+
+def actor(caller: str) -> str:
+    """Who a signed request acts as on a timeline: the caller whose secret signed it, never a
+    name in its body."""
+    return f"{caller} (API)"
+
+
+def _claim(request: Request) -> Claimed:
+    claim: Claimed = getattr(request.state, CLAIM)
+    return claim
 
 
 def _problem(status: int, detail: str, **headers: str) -> JSONResponse:
@@ -401,7 +408,9 @@ def create_app(
             "operated by 21Vianet partner. Every request carries `Idempotency-Key` (unique per "
             "request), `X-Signature-Timestamp` (unix seconds) and `X-Signature` = hex "
             "HMAC-SHA256(the caller's secret, `{timestamp}\\n{METHOD}\\n{path}\\n{key}\\n` + "
-            "the raw body)."
+            "the raw body). The caller whose secret signs a request is who acts: a case is opened "
+            "by `portal (API)`, a payment recorded by `billing (API)`; a body that names someone "
+            "(`opened_by`, `by`) is refused with 422."
         ),
     )
     app.add_middleware(SignedRequests, verifiers=verifiers, requests=requests)
@@ -496,9 +505,11 @@ def create_app(
         },
         openapi_extra=SIGNATURE_PARAMETERS,
     )
-    async def payment(payment: PaymentReceived) -> PaymentRecorded:
-        """A payment received (full or partial); a repeated payment id is counted once."""
+    async def payment(report: PaymentReport, request: Request) -> PaymentRecorded:
+        """A payment received (full or partial); a repeated payment id is counted once. It is
+        recorded as the signing caller's."""
         service = await connection.get()
+        payment = report.recorded_by(actor(_claim(request).caller))
         return _payment_answer(await service.collections.act(payment.invoice_id, payment))
 
     @app.post(
@@ -507,10 +518,12 @@ def create_app(
         responses={**COMMON, 409: {"model": Problem, "description": "The case id exists"}},
         openapi_extra=SIGNATURE_PARAMETERS,
     )
-    async def open_case(form: CaseForm, request: Request) -> CaseOpened:
-        """Open a billing case: the customer is acknowledged, the owner notified."""
+    async def open_case(case: CaseRequest, request: Request) -> CaseOpened:
+        """Open a billing case: the customer is acknowledged, the owner (if one is named)
+        notified. The signing caller is the one who opened it."""
         service = await connection.get()
-        claim: Claimed = getattr(request.state, CLAIM)
+        claim = _claim(request)
+        form = case.opened_by_caller(actor(claim.caller))
         case_id = request_case_id(claim.first_claimed, claim.caller, claim.key)
         try:
             opened = await service.cases.open(service.cases.prepare(form, case_id=case_id))
@@ -536,14 +549,14 @@ def create_app(
         is posted. An email that cannot be read is recorded and answered 200 (a retry cannot
         help)."""
         try:
-            raw, envelope_to = inbound_parse.raw_email(
+            raw, envelope_to, verdicts = inbound_parse.raw_email(
                 request.headers.get("content-type", ""), await request.body()
             )
         except inbound_parse.FormError as err:
             return _problem(400, str(err))
         service = await connection.get()
         try:
-            received = await service.inbound.receive(raw, envelope_to)
+            received = await service.inbound.receive(raw, envelope_to, verdicts)
         except Refused as err:
             return _problem(413, str(err))
         return InboundReceived(

@@ -10,6 +10,8 @@ import time
 
 from sendgrid.helpers.eventwebhook import EventWebhook
 
+from api.signing import unix_seconds
+
 PATH = "/v1/email-events/sendgrid"
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -35,7 +37,8 @@ class EventVerifier:
         """The body as text, once its signature and timestamp are checked."""
         if not signature or not timestamp:
             raise EventSignatureError(f"{SIGNATURE_HEADER} and {TIMESTAMP_HEADER}: required")
-        if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > self._window:
+        seconds = unix_seconds(timestamp)
+        if seconds is None or abs(time.time() - seconds) > self._window:
             raise EventSignatureError(f"{TIMESTAMP_HEADER}: outside {self._window} s of now")
         try:
             payload = body.decode("utf-8")

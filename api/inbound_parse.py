@@ -1,6 +1,7 @@
 """SendGrid Inbound Parse as it posts (raw mode): multipart/form-data with the whole message in
-``email`` and the SMTP ``envelope`` as JSON. SendGrid signs nothing here: the URL carries basic-auth
-credentials (``https://sendgrid:<INBOUND_PARSE_SECRET>@host/v1/inbound/sendgrid``), checked first.
+``email``, the SMTP ``envelope`` as JSON, and its ``SPF`` and ``dkim`` verdicts on the sender.
+SendGrid signs nothing here: the URL carries basic-auth credentials
+(``https://sendgrid:<INBOUND_PARSE_SECRET>@host/v1/inbound/sendgrid``), checked first.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from email import policy
 from email.parser import BytesParser
 
 from pydantic import SecretStr
+
+from core.verdicts import Verdicts
 
 PATH = "/v1/inbound/sendgrid"
 USER = "sendgrid"
@@ -37,8 +40,8 @@ def authorized(header: str | None, secret: SecretStr) -> bool:
     return hmac.compare_digest(given, expected)
 
 
-def raw_email(content_type: str, body: bytes) -> tuple[bytes, tuple[str, ...]]:
-    """The message in the ``email`` field and the envelope's recipients."""
+def raw_email(content_type: str, body: bytes) -> tuple[bytes, tuple[str, ...], Verdicts]:
+    """The message in the ``email`` field, the envelope's recipients and the sender's verdicts."""
     if not content_type.lower().startswith("multipart/form-data"):
         raise FormError("body: must be multipart/form-data, as Inbound Parse posts")
     form = BytesParser(policy=policy.HTTP).parsebytes(
@@ -52,7 +55,8 @@ def raw_email(content_type: str, body: bytes) -> tuple[bytes, tuple[str, ...]]:
             fields[name] = payload
     if "email" not in fields:
         raise FormError("email: missing (set Inbound Parse to post the raw, full MIME message)")
-    return fields["email"], _recipients(fields.get("envelope"))
+    verdicts = Verdicts.posted(fields.get("SPF"), fields.get("dkim"))
+    return fields["email"], _recipients(fields.get("envelope")), verdicts
 
 
 def _recipients(envelope: bytes | None) -> tuple[str, ...]:

@@ -36,7 +36,7 @@ API = [str(BIN / "python"), "-m", "api"]
 EVENTS, INBOUND = "/v1/email-events/sendgrid", "/v1/inbound/sendgrid"
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
-THREAD_SECRET = "bench-thread-secret-0123456789"
+THREAD_SECRET = "bench-thread-secret-0123456789abcdef"
 PARSE_SECRET = "bench-parse-secret-0123456789"
 
 

@@ -53,7 +53,7 @@ from core.ids import case_workflow_id, collections_workflow_id
 from core.models import (
     AddNote,
     BillingFailure,
-    CaseForm,
+    CaseRequest,
     CaseStatus,
     CaseView,
     Category,
@@ -61,7 +61,7 @@ from core.models import (
     Confirm,
     OpenCase,
     Outcome,
-    PaymentReceived,
+    PaymentReport,
     Resolve,
 )
 from core.settings import Settings
@@ -402,9 +402,10 @@ def new_key(kind: str) -> str:
     return f"chaos-{kind}-{uuid.uuid4()}"
 
 
-def case_form() -> CaseForm:
-    """What the customer portal sends for a new case (the case id is the API's)."""
-    return CaseForm(
+def case_form() -> CaseRequest:
+    """What the customer portal sends for a new case (the case id is the API's, and the one who
+    opened it the portal that signed it)."""
+    return CaseRequest(
         tenant_id=str(uuid.uuid4()),
         name="上海示例科技有限公司",
         email="finance@customer.example.cn",
@@ -413,11 +414,10 @@ def case_form() -> CaseForm:
         subscription_id=str(uuid.uuid4()),
         invoice_id="G000123456",
         amount=Decimal("12340.00"),
-        opened_by="portal@customer.example.cn",
     )
 
 
-async def open_case_http(intake: Intake, form: CaseForm, key: str) -> str:
+async def open_case_http(intake: Intake, form: CaseRequest, key: str) -> str:
     """POST /v1/cases: the new case's id (the same for the same key, from any API process)."""
     answer = await intake.post(CASES, form, key)
     return str(answer["case_id"])
@@ -432,7 +432,7 @@ async def pay_in_full(
     intake: Intake, client: Client, failure: BillingFailure, key: str
 ) -> CollectionsView:
     """POST /v1/payments with the whole amount under one payment id; the workflow's final view."""
-    payment = PaymentReceived(
+    payment = PaymentReport(
         payment_id=f"PAY-{failure.invoice_id}",
         invoice_id=failure.invoice_id,
         amount=failure.amount_due,

@@ -24,9 +24,14 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from core.calendar import BusinessCalendar, china, opening_hours
 from core.models import DEMO_LETTERHEAD, CasePolicy, CollectionsPolicy, Letterhead, Locale
 from core.models.letters import Line
+from core.threads import EmailThreads
 
 ROOT = Path(__file__).resolve().parent.parent
 P = TypeVar("P", bound=BaseModel)
+# a thread's token is a MAC anyone can compute for a guessed secret: long enough not to be guessed
+THREAD_SECRET_LENGTH = 32
+# the password in Inbound Parse's URL: all that keeps the internet from posting customers' mail
+PARSE_SECRET_LENGTH = 16
 
 
 class EmailBackend(StrEnum):
@@ -56,6 +61,7 @@ class Settings(BaseSettings):
     sendgrid_api_key: SecretStr | None = None
     # replies: each thread's Reply-To is billing-support+<token>@INBOUND_DOMAIN (the subdomain
     # whose MX points at SendGrid Inbound Parse), its token signed with EMAIL_THREAD_SECRET
+    # ("old,new" while it is rotated: the last signs, each verifies; `make run` keeps one in var/)
     inbound_domain: str | None = None
     email_thread_secret: SecretStr | None = None
     # SendGrid's Event Webhook: its verification key (Mail Settings > Event Webhook > Signed
@@ -244,9 +250,22 @@ class Settings(BaseSettings):
     def _secrets_present(self) -> Settings:
         if self.email_backend is EmailBackend.SENDGRID and not self.sendgrid_api_key:
             raise ValueError("SENDGRID_API_KEY is required when EMAIL_BACKEND=sendgrid")
-        if self.inbound_domain and self.email_thread_secret is None:
+        if self.inbound_parse_secret is not None:
+            why = "SendGrid Inbound Parse posts with it in its URL"
+            required_secret(
+                self.inbound_parse_secret,
+                "INBOUND_PARSE_SECRET",
+                why,
+                PARSE_SECRET_LENGTH,
+                generated=False,
+            )
+        if self.email_thread_secret is not None:
+            self.inbound_threads()
+        elif self.inbound_domain or self.inbound_parse_secret is not None:
             # an unsigned token would let anyone write into any thread
-            raise ValueError("EMAIL_THREAD_SECRET is required when INBOUND_DOMAIN is set")
+            raise ValueError(
+                "EMAIL_THREAD_SECRET is required when INBOUND_DOMAIN or INBOUND_PARSE_SECRET is set"
+            )
         return self
 
     @model_validator(mode="after")
@@ -276,6 +295,18 @@ class Settings(BaseSettings):
                     f"{names} {verb} required when PARTNER_CENTER_BACKEND=partner-center"
                 )
         return self
+
+    def email_threads(self) -> EmailThreads:
+        """How emails are threaded: tokens made with the last EMAIL_THREAD_SECRET, replies
+        verified against each (none set: emails still thread, and no reply routes)."""
+        return EmailThreads(tuple(split_secrets(self.email_thread_secret)), self.inbound_domain)
+
+    def inbound_threads(self) -> EmailThreads:
+        """The threads inbound mail acts on; SettingsError without a thread secret, or with one
+        too short to stay unguessed."""
+        why = "a reply acts on a thread only when its token is signed with it"
+        required_secrets(self.email_thread_secret, "EMAIL_THREAD_SECRET", why, THREAD_SECRET_LENGTH)
+        return self.email_threads()
 
     def letterhead(self) -> Letterhead:
         return Letterhead(
@@ -314,16 +345,36 @@ class Settings(BaseSettings):
             raise SettingsError(f"BUSINESS_TIMEZONE: {err}") from None
 
 
-def required_secret(secret: SecretStr | None, name: str, why: str, min_length: int) -> SecretStr:
-    """A secret a process will not start without; SettingsError names it and says why."""
+def required_secret(
+    secret: SecretStr | None, name: str, why: str, min_length: int, *, generated: bool = True
+) -> SecretStr:
+    """A secret a process will not start without; SettingsError names it and says why.
+    `generated`: `make run` makes a local one."""
     if secret is None or not secret.get_secret_value().strip():
-        raise SettingsError(
-            f"{name} is not set: {why} (set it in the environment or .env; `make run` generates a "
-            "local one under var/)"
-        )
+        local = "; `make run` generates a local one under var/" if generated else ""
+        raise SettingsError(f"{name} is not set: {why} (set it in the environment or .env{local})")
     if len(secret.get_secret_value()) < min_length:
         raise SettingsError(f"{name} must be at least {min_length} characters")
     return secret
+
+
+def split_secrets(value: SecretStr | None) -> list[SecretStr]:
+    """`old,new` (or one): the secrets of a setting that is rotated, oldest first."""
+    if value is None:
+        return []
+    return [SecretStr(part.strip()) for part in value.get_secret_value().split(",") if part.strip()]
+
+
+def required_secrets(
+    value: SecretStr | None, name: str, why: str, min_length: int, most: int | None = None
+) -> list[SecretStr]:
+    """`required_secret` for a setting of `old,new` secrets: each at least `min_length`."""
+    secrets = split_secrets(required_secret(value, name, why, 1))
+    if most is not None and len(secrets) > most:
+        raise SettingsError(f"{name}: at most {most} secrets (the old and the new)")
+    for secret in secrets:
+        required_secret(secret, name, why, min_length)
+    return secrets
 
 
 def load_settings() -> Settings:

@@ -6,6 +6,10 @@ the thread's root id that every email names in ``In-Reply-To`` and ``References`
 notifications do: no email needs to know which one went first, and a mail client groups them all),
 and in the per-thread ``Reply-To`` address. A reply carries the token back in its recipient or its
 ``In-Reply-To``/``References``; ``email_thread`` maps the token to the workflow.
+
+The setting holds ``old,new`` while the secret is rotated: tokens are made with the last, and a
+reply's token is verified against each, so a reply to an email sent before the rotation still
+reaches its workflow.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import base64
 import hashlib
 import hmac
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pydantic import SecretStr
@@ -80,17 +85,26 @@ def thread_headers(
     )
 
 
-def verified(token: str, workflow_id: str, secret: SecretStr | None) -> bool:
-    """Whether ``token`` is the thread token of ``workflow_id`` under ``secret``."""
-    return hmac.compare_digest(token, thread_token(workflow_id, secret))
+def verified(token: str, workflow_id: str, secrets: Sequence[SecretStr]) -> bool:
+    """Whether ``token`` is the thread token of ``workflow_id`` under one of ``secrets``. Never
+    without a secret: the unsigned token of a thread is anyone's to make."""
+    matches = [  # every secret is tried: the time taken says nothing of which one
+        hmac.compare_digest(token, thread_token(workflow_id, secret)) for secret in secrets
+    ]
+    return any(matches)
 
 
 @dataclass(frozen=True)
 class EmailThreads:
-    """The settings threads are made with: the worker builds it, the email activity uses it."""
+    """The settings threads are made with (``Settings.email_threads``): the email activity makes
+    each email's headers with the newest secret, inbound mail verifies a token against all."""
 
-    secret: SecretStr | None = None
+    secrets: tuple[SecretStr, ...] = ()  # oldest first: the last one makes the tokens
     inbound_domain: str | None = None
 
     def headers(self, workflow_id: str, dedup_key: str, domain: str) -> ThreadHeaders:
-        return thread_headers(workflow_id, dedup_key, domain, self.secret, self.inbound_domain)
+        current = self.secrets[-1] if self.secrets else None
+        return thread_headers(workflow_id, dedup_key, domain, current, self.inbound_domain)
+
+    def verified(self, token: str, workflow_id: str) -> bool:
+        return verified(token, workflow_id, self.secrets)

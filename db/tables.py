@@ -144,6 +144,9 @@ class InboundMail(TimestampedModel):
     message_id: Mapped[str] = mapped_column(String(255), index=True, default="")
     workflow_id: Mapped[str | None] = mapped_column(String(128), index=True)
     outcome: Mapped[str | None] = mapped_column(String(32))
+    # SendGrid's verdicts on its sender (core/verdicts.py); none for the CLI's file or the folder
+    spf: Mapped[str | None] = mapped_column(String(32))
+    dkim: Mapped[str | None] = mapped_column(String(500))
 
 
 class VianetEscalation(TimestampedModel):

@@ -37,6 +37,8 @@ CALLER_SECRET_FILES = {
     "PORTAL_WEBHOOK_SECRETS": ROOT / "var" / "portal-webhook.secret",
 }
 WEB_SESSION_SECRET_FILE = ROOT / "var" / "web-session.secret"
+# the worker signs each thread's token with it, the drop folder verifies a reply's
+EMAIL_THREAD_SECRET_FILE = ROOT / "var" / "email-thread.secret"
 
 
 class DevError(RuntimeError):
@@ -171,6 +173,8 @@ def main() -> int:
             str(worker_metrics),
             str(temporal_metrics),
         )
+        if settings.email_thread_secret is None:
+            env["EMAIL_THREAD_SECRET"] = local_secret(EMAIL_THREAD_SECRET_FILE)
         worker = [sys.executable, "worker.py"]
         children["worker"] = subprocess.Popen(worker, env=env, process_group=0)
         for name, path in CALLER_SECRET_FILES.items():  # local secrets, unless set

@@ -65,7 +65,7 @@ class Service:
         self.collections = Collections(client, settings)
         self.accounts = Accounts(client, settings)
         self.vianet_invoices = VianetInvoices(client, settings)
-        self.inbound = Inbound(client, settings, self.cases)
+        self.inbound = Inbound(client, settings, self.cases, self.collections)
         self.email_events = EmailEvents(client, settings)
         self.users = Users(settings)
         self.workspace = Workspace(settings)

@@ -6,9 +6,11 @@ The thread is found by its signed token (core/threads.py) in the recipient, else
 a case waiting on the customer runs its clocks again, the owner is told); a resolved case in its
 reopen window is confirmed by a reply beginning with a confirmation word (a setting) and reopened
 by any other, the reply its reason; a reply after the case ended opens a new case, linked by a note.
-A reply from another address than the customer's (or its domain) is only noted; auto-replies and
-our own mail coming back are recorded and never act. No thread: a known customer's email opens a
-case; an unknown sender's is recorded for a person.
+A reply acts only when it comes from the thread's customer, their address exactly (a colleague's
+or a stranger's is noted on a case, and holds no invoice's suspension), and SendGrid's SPF and
+DKIM verdicts do not say its sender was forged (core/verdicts.py: noted on a case, never acts);
+auto-replies and our own mail coming back are recorded and never act. No thread: a known customer's
+email opens a case; an unknown sender's is recorded for a person.
 """
 
 from __future__ import annotations
@@ -41,18 +43,22 @@ from core.models import (
 )
 from core.models.case import WORKING_STATUSES
 from core.settings import Settings
-from core.threads import tokens_in, verified
+from core.threads import tokens_in
+from core.verdicts import Verdicts
 from db.tables import Case, EmailThread, InboundMail, table
 from intake.attachments import AttachmentStore
 from intake.mail import InboundMail as Mail
 from intake.mail import MailError, parse_mail
 from service.calls import reading, signal_if_running
 from service.cases import Cases
+from service.collections import Collections
 from service.errors import AlreadyExists, Ended, NotFound, Refused
 
 MAX_BYTES = 30 * 1024 * 1024  # SendGrid Inbound Parse's limit on a whole message
 TEXT_CHARS = 8_000  # of a reply, kept in the case's timeline
 ACTOR = "customer (email)"
+OTHER_SENDER = "another sender (email)"
+UNVERIFIED_SENDER = "unverified sender (email)"
 # the first keyword found decides the category of a case opened by email
 KEYWORDS: tuple[tuple[Category, tuple[str, ...]], ...] = (
     (Category.FRAUD_CONCERN, ("盗刷", "欺诈", "fraud")),
@@ -72,7 +78,9 @@ class Outcome(StrEnum):
     REPLIED = "replied"  # customer_reply on a working case
     CONFIRMED = "confirmed"
     REOPENED = "reopened"
-    NOTED = "noted"  # a note on the case: another sender, or a case that takes no reply now
+    NOTED = "noted"  # a note on a case that takes no reply now; a collections reply to triage
+    OTHER_SENDER = "other-sender"  # not the thread's customer: noted on a case, acts on nothing
+    UNVERIFIED = "unverified"  # SPF or DKIM failed for its sender: noted on a case, acts on nothing
     NEW_CASE = "new-case"  # no thread: a known customer's email opened a case
     FOLLOW_UP = "follow-up"  # the thread had ended: a new case, linked to the old one
     AUTO_REPLY = "auto-reply"  # recorded, never acts
@@ -127,26 +135,41 @@ def category_of(text: str) -> Category:
     return Category.BILLING_QUESTION  # the issue's "other": a question an agent sorts
 
 
-def _same_party(sender: str, customer: str) -> bool:
-    return (
-        sender == customer.lower()
-        or sender.rpartition("@")[2] == customer.lower().rpartition("@")[2]
-    )
+def same_address(sender: str, customer: str) -> bool:
+    """Whether two addresses are one mailbox: exactly, but for case, Unicode normalization and
+    how the domain is written (an internationalized domain as Unicode or as xn--). Never by
+    domain: on qq.com or 163.com that would be everyone."""
+    return _mailbox(sender) == _mailbox(customer)
+
+
+def _mailbox(address: str) -> str:
+    local, _, domain = unicodedata.normalize("NFC", address.strip()).rpartition("@")
+    with contextlib.suppress(UnicodeError):  # not a domain IDNA writes: compared as it is
+        domain = domain.encode("idna").decode("ascii")
+    return f"{local}@{domain}".lower()
 
 
 class Inbound:
-    def __init__(self, client: Client, settings: Settings, cases: Cases) -> None:
+    def __init__(
+        self, client: Client, settings: Settings, cases: Cases, collections: Collections
+    ) -> None:
         self._client = client
         self._settings = settings
         self._cases = cases
+        self._collections = collections
+        self._threads = settings.email_threads()
         self._attachments = AttachmentStore(
             settings.attachments_dir, settings.attachment_max_bytes, settings.attachment_types
         )
 
-    async def receive(self, raw: bytes, envelope_to: tuple[str, ...] = ()) -> Received:
-        """Act on one inbound email, once. Refused when it is larger than SendGrid's limit;
+    async def receive(
+        self, raw: bytes, envelope_to: tuple[str, ...] = (), verdicts: Verdicts | None = None
+    ) -> Received:
+        """Act on one inbound email, once; `verdicts`: SendGrid's on its sender, recorded with
+        it. Refused when it is larger than SendGrid's limit;
         Unavailable when the database or Temporal cannot be reached (nothing recorded as done:
-        the same call may be made again)."""
+        the same call may be made again). SettingsError without EMAIL_THREAD_SECRET."""
+        self._settings.inbound_threads()  # never a thread that anyone could name
         if len(raw) > MAX_BYTES:
             raise Refused(f"email: larger than {MAX_BYTES // (1024 * 1024)} MB")
         digest = hashlib.sha256(raw).hexdigest()
@@ -154,11 +177,12 @@ class Inbound:
             mail: Mail | None = parse_mail(raw, envelope_to)
         except MailError:
             mail = None
-        claimed = self._claim(digest, mail.message_id if mail else "")
+        verdicts = verdicts or Verdicts()
+        claimed = self._claim(digest, mail.message_id if mail else "", verdicts)
         if isinstance(claimed, Received):
             return claimed
         try:
-            received = await self._act(Claim(digest, claimed), mail)
+            received = await self._act(Claim(digest, claimed), mail, verdicts)
         except (Refused, NotFound, Ended):
             # the workflow would not take it (its state moved on, or it is gone): the message is
             # recorded for a person, and never posted back to us for ever
@@ -181,7 +205,7 @@ class Inbound:
 
     # ------------------------------------------------------------------ the record
 
-    def _claim(self, digest: str, message_id: str) -> Received | datetime:
+    def _claim(self, digest: str, message_id: str, verdicts: Verdicts) -> Received | datetime:
         """The earlier outcome of the same message, or when it was first received once it is
         ours to act on."""
         now = datetime.now(UTC)
@@ -203,6 +227,8 @@ class Inbound:
                     {
                         "digest": digest,
                         "message_id": message_id[:255],
+                        "spf": verdicts.spf,
+                        "dkim": verdicts.dkim,
                         "created_at": now,
                         "updated_at": now,
                     },
@@ -238,7 +264,7 @@ class Inbound:
         return found is not None
 
     def _thread_of(self, mail: Mail) -> str | None:
-        """The workflow of the first token that is ours, signed under our secret."""
+        """The workflow of the first token that is ours, signed under one of our secrets."""
         candidates = tokens_in(*mail.recipients, mail.in_reply_to, *mail.references)
         if not candidates:
             return None
@@ -252,7 +278,7 @@ class Inbound:
         found = {row.token: row.workflow_id for row in rows}
         for token in candidates:
             workflow_id = found.get(token)
-            if workflow_id and verified(token, workflow_id, self._settings.email_thread_secret):
+            if workflow_id and self._threads.verified(token, workflow_id):
                 return str(workflow_id)
         return None
 
@@ -267,7 +293,7 @@ class Inbound:
 
     # ------------------------------------------------------------------ acting
 
-    async def _act(self, claim: Claim, mail: Mail | None) -> Received:
+    async def _act(self, claim: Claim, mail: Mail | None, verdicts: Verdicts) -> Received:
         if mail is None:
             return Received(Outcome.UNREADABLE)
         ours = str(self._settings.email_from).lower()
@@ -276,12 +302,13 @@ class Inbound:
         workflow_id = self._thread_of(mail)
         if mail.auto_reply:
             return Received(Outcome.AUTO_REPLY, workflow_id)
+        unverified = verdicts.problem(mail.from_address)
         if workflow_id is not None and workflow_id.startswith(CASE):
-            return await self._to_case(workflow_id.removeprefix(CASE), mail, claim)
+            return await self._to_case(workflow_id.removeprefix(CASE), mail, claim, unverified)
+        if unverified is not None:  # its From may be forged: recorded, and acts on nothing
+            return Received(Outcome.UNVERIFIED, workflow_id)
         if workflow_id is not None and workflow_id.startswith(COLLECTIONS):
-            reply = CollectionsReply(text=_text(mail.reply), by=f"{ACTOR} {mail.from_address}")
-            await signal_if_running(self._client, workflow_id, "customer_replied", reply)
-            return Received(Outcome.NOTED, workflow_id)
+            return await self._to_collections(workflow_id, mail)
         if workflow_id is not None:  # a 21Vianet invoice's thread (to our finance team)
             return Received(Outcome.NOTED, workflow_id)
         known = self._known_customer(mail.from_address)
@@ -289,17 +316,32 @@ class Inbound:
             return Received(Outcome.UNMATCHED)
         return await self._open_case(known, mail, claim)
 
-    async def _to_case(self, case_id: str, mail: Mail, claim: Claim) -> Received:
+    async def _to_collections(self, workflow_id: str, mail: Mail) -> Received:
+        """A reply to a notice holds the invoice's suspension for triage: only its customer's."""
+        invoice = await self._collections.show(workflow_id.removeprefix(COLLECTIONS))
+        if not same_address(mail.from_address, str(invoice.customer.email)):
+            return Received(Outcome.OTHER_SENDER, workflow_id)
+        reply = CollectionsReply(text=_text(mail.reply), by=f"{ACTOR} {mail.from_address}")
+        await signal_if_running(self._client, workflow_id, "customer_replied", reply)
+        return Received(Outcome.NOTED, workflow_id)
+
+    async def _to_case(
+        self, case_id: str, mail: Mail, claim: Claim, unverified: str | None
+    ) -> Received:
         case = await self._cases.show(case_id)
         update_id = claim.update_id
+        text = _text(mail.reply)
+        if unverified is not None:
+            why = f"email failing its sender checks ({unverified}), from {mail.from_address}"
+            note = AddNote(text=f"{why}: {text}", by=UNVERIFIED_SENDER)
+            return await self._noted(case, note, update_id, Outcome.UNVERIFIED)
+        if not same_address(mail.from_address, str(case.details.customer.email)):
+            note = AddNote(
+                text=f"email from another sender ({mail.from_address}): {text}", by=OTHER_SENDER
+            )
+            return await self._noted(case, note, update_id, Outcome.OTHER_SENDER)
         if not case.status.is_final:  # listed first: a confirmation closes the case
             await self._list_attachments(case_id, mail, claim)
-        text = _text(mail.reply)
-        if not _same_party(mail.from_address, str(case.details.customer.email)):
-            note = AddNote(
-                text=f"email from another sender ({mail.from_address}): {text}", by=ACTOR
-            )
-            return await self._noted(case, note, update_id)
         if case.status.is_final:
             return await self._follow_up(case, mail, claim)
         if case.status is CaseStatus.RESOLVED:
@@ -314,9 +356,11 @@ class Inbound:
         # resolving (the resolution on its way): the reply waits for the agent as a note
         return await self._noted(case, AddNote(text=f"customer email: {text}", by=ACTOR), update_id)
 
-    async def _noted(self, case: CaseView, note: AddNote, update_id: str) -> Received:
+    async def _noted(
+        self, case: CaseView, note: AddNote, update_id: str, outcome: Outcome = Outcome.NOTED
+    ) -> Received:
         await self._cases.act(case.case_id, note, update_id=update_id)
-        return Received(Outcome.NOTED, case.workflow_id, case.case_id)
+        return Received(outcome, case.workflow_id, case.case_id)
 
     async def _follow_up(self, case: CaseView, mail: Mail, claim: Claim) -> Received:
         details = case.details

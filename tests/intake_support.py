@@ -86,7 +86,6 @@ def portal_case(tenant: str) -> dict[str, str]:
         "email": PORTAL_EMAIL,
         "category": "billing-question",
         "description": "发票金额与合同不符。",
-        "opened_by": "portal",
     }
 
 

@@ -31,9 +31,9 @@ from api.signing import (
     SignatureError,
     Verifier,
     sign,
-    split_secrets,
 )
-from core.settings import Settings, SettingsError
+from core.models import EventKind
+from core.settings import Settings, SettingsError, split_secrets
 from db.session import make_engine, make_session_factory
 from db.tables import IntakeRequest
 from service import Service
@@ -321,7 +321,6 @@ async def test_open_case(dev_env: WorkflowEnvironment, api: httpx.AsyncClient) -
         "invoice_id": "G012345678",
         "amount": "12340.00",
         "priority": "high",
-        "opened_by": "portal",
     }
     opened = await post(api, "/v1/cases", form, key=f"{tenant}-1")
     assert opened.status_code == 201, opened.text
@@ -341,12 +340,51 @@ async def test_open_case(dev_env: WorkflowEnvironment, api: httpx.AsyncClient) -
     assert nul.status_code == 422 and "NUL" in nul.json()["detail"][0]["msg"]
 
 
+async def test_the_actor_is_the_signing_caller_never_a_body_field(
+    dev_env: WorkflowEnvironment, running: Settings, api: httpx.AsyncClient
+) -> None:
+    service = Service(dev_env.client, running.model_copy(update=SIGNED))
+    invoice = unique_prefix()
+    form = portal_case(guid("tenant", invoice))
+    for name in ("opened_by", "by"):  # a body naming who acts is refused, naming the field
+        named = await post(api, "/v1/cases", {**form, name: "zhang.wei@partner.example.cn"})
+        assert named.status_code == 422 and named.json()["detail"][0]["loc"] == ["body", name]
+    assigned = {**form, "owner": "agent.wang@partner.example.cn"}  # the assignee may be named
+    opened = await post(api, "/v1/cases", assigned)
+    assert opened.status_code == 201, opened.text
+    case = await service.cases.show(opened.json()["case_id"])
+    assert case.opened_by == "portal (API)" and case.owner == "agent.wang@partner.example.cn"
+    assert [e.actor for e in case.timeline if e.kind is EventKind.OPENED] == ["portal (API)"]
+
+    failure = billing_failure_body(invoice, f"{invoice}-F1", amount_due="100.00")
+    assert (await post(api, "/v1/billing-failures", failure)).status_code == 202
+    payment = {
+        "payment_id": f"{invoice}-P1",
+        "invoice_id": invoice,
+        "amount": "40.00",
+        "received_at": "2026-11-25T10:00:00+08:00",
+    }
+    by_someone = await post(api, "/v1/payments", {**payment, "by": "finance.manager"})
+    assert by_someone.status_code == 422
+    assert by_someone.json()["detail"][0]["loc"] == ["body", "by"]
+    assert (await post(api, "/v1/payments", payment)).status_code == 200
+    view = await service.collections.show(invoice)
+    paid = [e.actor for e in view.timeline if e.kind is EventKind.PAYMENT_RECEIVED]
+    assert paid == ["billing (API)"]
+
+
 async def test_docs_are_open_and_list_the_signature(api: httpx.AsyncClient) -> None:
     assert (await api.get("/docs")).status_code == 200
     schema = (await api.get("/openapi.json")).json()
     assert {"/v1/billing-failures", "/v1/payments", "/v1/cases"} <= set(schema["paths"])
     headers = {p["name"] for p in schema["paths"]["/v1/payments"]["post"]["parameters"]}
     assert headers == {SIGNATURE_HEADER, TIMESTAMP_HEADER, KEY_HEADER}
+    # who acts is the caller: the bodies name nobody, and take no other field
+    bodies = schema["components"]["schemas"]
+    case, payment = bodies["CaseRequest"], bodies["PaymentReport"]
+    assert "opened_by" not in case["properties"] and "owner" in case["properties"]
+    assert "by" not in payment["properties"]
+    assert case["additionalProperties"] is False and payment["additionalProperties"] is False
 
 
 def test_the_api_needs_each_callers_secret() -> None:

@@ -45,6 +45,7 @@ from core.models import (
     CaseDetails,
     CaseForm,
     CasePolicy,
+    CaseRequest,
     CollectionsPolicy,
     CollectionsReply,
     Confirm,
@@ -64,6 +65,7 @@ from core.models import (
     OpenCase,
     OpenDispute,
     PaymentReceived,
+    PaymentReport,
     PlaceHolds,
     PromiseToPay,
     RecordVianetInvoice,
@@ -96,7 +98,7 @@ from workflows.vianet_invoice import VianetInvoiceWorkflow
 
 AGENT = "agent.li@partner.example.cn"
 TEXT = "2 月发票中的虚拟机费用比上月高出 ¥12,340.00，请核实。"
-API_BODIES: list[type[BaseModel]] = [CaseForm, BillingFailure, PaymentReceived]
+API_BODIES: list[type[BaseModel]] = [CaseRequest, BillingFailure, PaymentReport]
 
 
 @dataclass
@@ -137,6 +139,22 @@ def examples(ctx: Context) -> dict[type[BaseModel], dict[str, Any]]:
         "failed_at": "2026-11-24T09:00:00+08:00",
         "reason": "卡片余额不足",
     }
+    case_request = {  # as the portal sends it: who opened it is the caller
+        "tenant_id": customer["tenant_id"],
+        "name": customer["name"],
+        "email": customer["email"],
+        "category": "unexpected-charge",
+        "description": TEXT,
+        "amount": "12340.00",
+        "owner": "agent.wang@partner.example.cn",
+    }
+    payment = {
+        "payment_id": f"{ctx.invoice_id}-P1",
+        "invoice_id": ctx.invoice_id,
+        "amount": "1000.00",
+        "currency": "CNY",
+        "received_at": ctx.now.isoformat(),
+    }
     return {
         Customer: customer,
         CaseDetails: details,
@@ -165,13 +183,8 @@ def examples(ctx: Context) -> dict[type[BaseModel], dict[str, Any]]:
             "failure": failure,
             "policy": collections_policy,
         },
-        PaymentReceived: {
-            "payment_id": f"{ctx.invoice_id}-P1",
-            "invoice_id": ctx.invoice_id,
-            "amount": "1000.00",
-            "currency": "CNY",
-            "received_at": ctx.now.isoformat(),
-        },
+        PaymentReceived: {**payment, "by": AGENT},
+        PaymentReport: payment,
         OpenDispute: {"description": TEXT, "disputed_amount": "100.00", "by": AGENT},
         DisputeOutcome: {"case_id": ctx.case_id, "outcome": "credit-issued", "credit_amount": "1"},
         ReportFraud: {"reason": TEXT, "by": AGENT},
@@ -240,15 +253,8 @@ def examples(ctx: Context) -> dict[type[BaseModel], dict[str, Any]]:
         },
         NoticeOutcome: {"template": "collections_final_notice", "state": "delivered"},
         CorrectContact: {"email": "ap@yunfan.example.cn", "by": AGENT},
-        CaseForm: {
-            "tenant_id": customer["tenant_id"],
-            "name": customer["name"],
-            "email": customer["email"],
-            "category": "unexpected-charge",
-            "description": TEXT,
-            "amount": "12340.00",
-            "opened_by": "portal",
-        },
+        CaseForm: {**case_request, "opened_by": AGENT},
+        CaseRequest: case_request,
     }
 
 

@@ -27,6 +27,7 @@ from core.models import (
     CollectionsStatus,
     EventKind,
     PaymentReceived,
+    PaymentReport,
     SetOverrides,
 )
 from core.settings import Settings
@@ -140,7 +141,7 @@ async def _suspended_then_paid(
 
 
 def _payment(invoice_id: str, amount: str, payment_id: str) -> dict[str, str]:
-    return PaymentReceived(
+    return PaymentReport(
         payment_id=payment_id,
         invoice_id=invoice_id,
         amount=Decimal(amount),

@@ -11,11 +11,18 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select
 
-from api.event_webhook import PATH, SIGNATURE_HEADER, TIMESTAMP_HEADER
+from api.event_webhook import (
+    PATH,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    EventSignatureError,
+    EventVerifier,
+)
 from core.models import CaseStatus, Confirm, EventKind, Outcome, Resolve
 from core.settings import Settings
 from db.session import make_engine, make_session_factory
@@ -25,6 +32,7 @@ from tests.codec_support import replay_and_record
 from tests.intake_support import eventually
 from tests.test_inbound import (  # noqa: F401  (pytest fixtures running, service, sendgrid)
     EVENT_KEY,
+    EVENT_PUBLIC_KEY,
     _emails,
     last_email,
     open_case,
@@ -178,14 +186,24 @@ async def test_forged_unsigned_stale_and_oversized_batches_are_refused_and_chang
         await sendgrid.post(PATH, content=stale_body, headers=stale),
         await sendgrid.post(PATH, content=tampered, headers=headers),
         await sendgrid.post(PATH, content=body, headers={**headers, SIGNATURE_HEADER: "%%%"}),
+        await sendgrid.post(PATH, content=body, headers={**headers, TIMESTAMP_HEADER: "9" * 5000}),
+        await sendgrid.post(PATH, content=body, headers={**headers, TIMESTAMP_HEADER: "-1"}),
     ]
     huge = await sendgrid.post(
         PATH, content=b"[]", headers={**headers, "Content-Length": str(17 * 1024 * 1024)}
     )
 
-    assert [a.status_code for a in answers] == [401] * 5
+    assert [a.status_code for a in answers] == [401] * 7
     assert huge.status_code == 413
     assert event_rows(running) == 0
+
+
+def test_a_timestamp_that_is_no_time_of_ours_is_refused_first() -> None:
+    verifier = EventVerifier(EVENT_PUBLIC_KEY, 600)
+    body, headers = signed([])
+    for timestamp in ("9" * 5000, "1" * 13, "١٧٠٠٠٠٠٠٠٠", "1.7e9", "-5", ""):
+        with pytest.raises(EventSignatureError, match=TIMESTAMP_HEADER):
+            verifier.verify(body, headers[SIGNATURE_HEADER], timestamp)
 
 
 async def test_a_malformed_batch_is_refused_by_field(sendgrid: httpx.AsyncClient) -> None:

@@ -29,7 +29,7 @@ import pytest
 import pytest_asyncio
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 
@@ -38,8 +38,8 @@ from core.models import (
     AddNote,
     Assign,
     BillingFailure,
-    CaseForm,
     CaseOpened,
+    CaseRequest,
     CollectionsStatus,
     CorrectContact,
     CustomerReply,
@@ -90,7 +90,6 @@ CASE_FORM: dict[str, Any] = {
     "category": "invoice-dispute",
     "description": TEXT,
     "amount": "12340.00",
-    "opened_by": "portal",
 }
 CASE_ACTIONS: dict[type[BaseModel], dict[str, Any]] = {
     AddNote: {"text": TEXT, "by": AGENT},
@@ -137,7 +136,10 @@ async def stack(
         _reset_postgres(url)
     upgrade(url)
     settings = Settings(
-        database_url=url, outbox_dir=directory / "outbox", task_queue=f"hostile-{uuid.uuid4()}"
+        database_url=url,
+        outbox_dir=directory / "outbox",
+        task_queue=f"hostile-{uuid.uuid4()}",
+        email_thread_secret=SecretStr("thread-secret-of-the-hostile-stack-0123"),
     ).model_copy(update=SIGNED)
     service = Service(dev_env.client, settings)
 
@@ -181,14 +183,14 @@ async def test_nul_in_a_description_is_refused_at_the_edge(
     answer = await post(api, "/v1/cases", {**CASE_FORM, "description": "deleted\u0000 VM"})
     assert answer.status_code == 422 and api_names_the_field(answer, "description")
     with pytest.raises(ValidationError) as refused:
-        CaseForm.model_validate({**CASE_FORM, "description": "deleted\u0000 VM"})
+        CaseRequest.model_validate({**CASE_FORM, "description": "deleted\u0000 VM"})
     assert names_the_field(refused.value, "description")
 
 
 async def _open(service: Service) -> CaseOpened:
-    form = CaseForm.model_validate(
+    form = CaseRequest.model_validate(
         {**CASE_FORM, "tenant_id": guid("tenant", uuid.uuid4()), "invoice_id": unique_prefix()}
-    )
+    ).opened_by_caller(AGENT)
     return await service.cases.open(service.cases.prepare(form))
 
 

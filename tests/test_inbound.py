@@ -29,9 +29,11 @@ import starter
 from api.app import create_app
 from api.inbound_parse import PATH
 from core.models import (
+    BillingFailure,
     CaseForm,
     CaseStatus,
     Category,
+    CorrectContact,
     Escalate,
     EventKind,
     Outcome,
@@ -41,8 +43,9 @@ from core.models import (
     Severity,
     TriageReply,
 )
-from core.settings import Settings
+from core.settings import Settings, SettingsError
 from core.threads import thread_token
+from core.verdicts import Verdicts
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
 from db.tables import Case, EmailThread, InboundMail
@@ -56,6 +59,7 @@ from tests.workflow_support import billing_failure
 from worker import build_worker
 
 PARSE_SECRET = "inbound-parse-secret-3b8f1e"
+THREAD_SECRET = "thread-secret-for-the-inbound-tests"
 # the Event Webhook's signing key, generated: SendGrid's console would show its public half
 EVENT_KEY = ec.generate_private_key(ec.SECP256R1())
 EVENT_PUBLIC_KEY = base64.b64encode(
@@ -75,7 +79,7 @@ async def running_fixture(dev_env: WorkflowEnvironment, tmp_path: Path) -> Async
         attachments_dir=tmp_path / "attachments",
         task_queue=f"billing-{uuid.uuid4()}",
         inbound_domain="reply.partner.example.cn",
-        email_thread_secret=SecretStr("thread-secret-for-the-inbound-tests"),
+        email_thread_secret=SecretStr(THREAD_SECRET),
         inbound_parse_secret=SecretStr(PARSE_SECRET),
         sendgrid_event_public_key=EVENT_PUBLIC_KEY,
         **SIGNED,
@@ -103,16 +107,18 @@ async def sendgrid_fixture(service: Service, running: Settings) -> AsyncIterator
         yield http
 
 
-def form(email: bytes, to: str = "") -> tuple[bytes, str]:
+def form(
+    email: bytes, to: str = "", spf: bytes = b"pass", dkim: bytes = b"{@yunfan.example.cn : pass}"
+) -> tuple[bytes, str]:
     """An Inbound Parse post in raw mode, as SendGrid writes it (boundary xYzZY)."""
     fields = [
-        ("dkim", b"{@yunfan.example.cn : pass}"),
+        ("dkim", dkim),
         ("email", email),
         ("to", to.encode()),
         ("from", CUSTOMER.encode()),
         ("envelope", f'{{"to":["{to}"],"from":"{CUSTOMER}"}}'.encode()),
         ("charsets", b'{"to":"UTF-8","from":"UTF-8","subject":"UTF-8"}'),
-        ("SPF", b"pass"),
+        ("SPF", spf),
     ]
     body = b"".join(
         f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
@@ -269,10 +275,29 @@ async def test_another_sender_auto_replies_and_loops_never_act(
     auto = reply_to(sent, "我正在休假。", **{"Auto-Submitted": "auto-replied"})
     ours = reply_to(sent, "确认", sender="billing-support@partner.example.cn")
 
-    assert (await service.inbound.receive(colleague)).outcome is Received.NOTED
+    assert (await service.inbound.receive(colleague)).outcome is Received.OTHER_SENDER
     assert (await service.inbound.receive(auto)).outcome is Received.AUTO_REPLY
     assert (await service.inbound.receive(ours)).outcome is Received.LOOP
     assert (await service.cases.show(case_id)).status is CaseStatus.RESOLVED
+
+
+async def test_only_the_customers_own_address_acts_on_a_case(
+    service: Service, running: Settings
+) -> None:
+    case_id = await resolved_case(service)
+    sent = await last_email(running, "case_resolved")
+    # a colleague at the customer's domain, a look-alike domain, anyone at a public mail service
+    for sender in ("boss@yunfan.example.cn", "finance@yunfan.example.cn.cc", "finance@qq.com"):
+        received = await service.inbound.receive(reply_to(sent, "确认", sender=sender))
+        assert received.outcome is Received.OTHER_SENDER, sender
+    view = await service.cases.show(case_id)
+    assert view.status is CaseStatus.RESOLVED
+    noted = [e for e in view.timeline if e.kind is EventKind.NOTE and "another sender" in e.text]
+    assert len(noted) == 3 and {e.actor for e in noted} == {"another sender (email)"}
+
+    # the customer's address as their mail client writes it
+    confirmed = await service.inbound.receive(reply_to(sent, "确认", sender=CUSTOMER.upper()))
+    assert confirmed.outcome is Received.CONFIRMED
 
 
 async def test_a_reply_after_the_case_ended_opens_a_linked_case(
@@ -346,6 +371,32 @@ async def test_a_forged_token_routes_nowhere(service: Service, running: Settings
     assert (await service.cases.show(case_id)).status is CaseStatus.RESOLVED
 
 
+async def test_a_reply_on_a_thread_from_before_a_rotation_still_reaches_its_case(
+    dev_env: WorkflowEnvironment, service: Service, running: Settings
+) -> None:
+    case_id = await resolved_case(service)
+    resolution = await last_email(running, "case_resolved")  # its token under the old secret
+    both = SecretStr(f"{THREAD_SECRET},the-next-thread-secret-after-rotation-42")
+    rotated = running.model_copy(update={"email_thread_secret": both})
+
+    received = await Service(dev_env.client, rotated).inbound.receive(reply_to(resolution, "确认"))
+
+    assert received.outcome is Received.CONFIRMED and received.case_id == case_id
+    assert (await service.cases.show(case_id)).status is CaseStatus.CLOSED
+
+
+async def test_no_inbound_mail_without_a_thread_secret(
+    dev_env: WorkflowEnvironment, service: Service, running: Settings
+) -> None:
+    case_id = await resolved_case(service)
+    unsigned = running.model_copy(update={"email_thread_secret": None})
+    reply = reply_to(await last_email(running, "case_resolved"), "确认")
+    with pytest.raises(SettingsError, match="EMAIL_THREAD_SECRET is not set"):
+        await Service(dev_env.client, unsigned).inbound.receive(reply)
+    assert inbound_rows(running) == 0
+    assert (await service.cases.show(case_id)).status is CaseStatus.RESOLVED
+
+
 async def test_an_unreadable_email_is_recorded_and_answered(
     service: Service, running: Settings, sendgrid: httpx.AsyncClient
 ) -> None:
@@ -391,7 +442,7 @@ async def test_the_cli_and_the_drop_folder_take_an_eml_file(
         "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
         "TASK_QUEUE": running.task_queue,
         "DATABASE_URL": running.database_url,
-        "EMAIL_THREAD_SECRET": "thread-secret-for-the-inbound-tests",
+        "EMAIL_THREAD_SECRET": THREAD_SECRET,
     }
     shown = await asyncio.to_thread(
         CliRunner().invoke, starter.app, ["inbound", str(tmp_path / "reply.eml")], env=env
@@ -462,12 +513,20 @@ async def test_attachments_are_stored_outside_temporal_and_listed(
     assert pdf not in history.to_json().encode()  # never inside a workflow payload
 
 
+async def in_collections(
+    service: Service, settings: Settings
+) -> tuple[BillingFailure, EmailMessageFile]:
+    """A failed payment's collections, and the notice its customer got (a reply goes to it)."""
+    failure = billing_failure()
+    await service.collections.report_failure(failure)
+    notice = await last_email(settings, "collections_payment_failed", failure.invoice_id)
+    return failure, notice
+
+
 async def test_a_reply_to_a_collections_notice_waits_for_triage(
     service: Service, running: Settings
 ) -> None:
-    failure = billing_failure()
-    await service.collections.report_failure(failure)
-    notice = await last_email(running, "collections_payment_failed", failure.invoice_id)
+    failure, notice = await in_collections(service, running)
     raw = reply_to(notice, "这笔扣款有误，请核实。", sender=str(failure.customer.email))
 
     received = await service.inbound.receive(raw)
@@ -494,6 +553,98 @@ async def test_a_reply_to_a_collections_notice_waits_for_triage(
     await replay_and_record(
         service.client, await handle.fetch_history(), "collections_reply_triaged"
     )
+
+
+async def test_an_outsider_cannot_hold_an_invoices_suspension(
+    service: Service, running: Settings
+) -> None:
+    failure, notice = await in_collections(service, running)
+    for sender in ("someone@customer.example.cn", "attacker@qq.com"):  # the customer's: ap@
+        received = await service.inbound.receive(reply_to(notice, "已付款，请勿停用。", sender))
+        assert received.outcome is Received.OTHER_SENDER, sender
+        assert received.workflow_id == f"collections-{failure.invoice_id}"
+    view = await service.collections.show(failure.invoice_id)
+    assert view.needs_attention is None
+    assert not any(e.kind is EventKind.CUSTOMER_REPLIED for e in view.timeline)
+
+    # the contact an agent confirmed is the customer's address from then on
+    corrected = CorrectContact(email="someone@customer.example.cn", by="agent")
+    await service.collections.act(failure.invoice_id, corrected)
+    received = await service.inbound.receive(
+        reply_to(notice, "这笔扣款有误。", "someone@customer.example.cn")
+    )
+    assert received.outcome is Received.NOTED
+    view = await service.collections.show(failure.invoice_id)
+    assert view.needs_attention and "replied" in view.needs_attention
+
+
+async def test_a_sender_failing_spf_or_dkim_acts_on_nothing_and_the_verdicts_are_kept(
+    service: Service, running: Settings, sendgrid: httpx.AsyncClient
+) -> None:
+    case_id = await resolved_case(service)
+    resolution = await last_email(running, "case_resolved")
+    to = str(resolution["Reply-To"])
+    posts = [
+        form(reply_to(resolution, "确认"), to, spf=b"softfail"),
+        form(reply_to(resolution, "确认"), to, spf=b"fail"),
+        form(reply_to(resolution, "确认"), to, dkim=b"{@yunfan.example.cn : fail}"),
+    ]
+    for body, content_type in posts:
+        answer = await sendgrid.post(PATH, content=body, headers={"Content-Type": content_type})
+        assert answer.json()["outcome"] == "unverified", answer.text
+    view = await service.cases.show(case_id)
+    assert view.status is CaseStatus.RESOLVED
+    assert [e.actor for e in view.timeline if "sender checks" in e.text] == [
+        "unverified sender (email)"
+    ] * 3
+    with make_session_factory(make_engine(running.database_url))() as session:
+        kept = session.execute(select(InboundMail.spf, InboundMail.dkim)).all()
+    assert sorted(kept) == [
+        ("fail", "{@yunfan.example.cn : pass}"),
+        ("pass", "{@yunfan.example.cn : fail}"),
+        ("softfail", "{@yunfan.example.cn : pass}"),
+    ]
+
+    # nor does a forged reply to a collections notice hold its suspension
+    failure, notice = await in_collections(service, running)
+    forged = reply_to(notice, "已付款。", sender=str(failure.customer.email))
+    body, content_type = form(forged, str(notice["Reply-To"]), spf=b"softfail")
+    answer = await sendgrid.post(PATH, content=body, headers={"Content-Type": content_type})
+    assert answer.json()["outcome"] == "unverified"
+    assert (await service.collections.show(failure.invoice_id)).needs_attention is None
+
+    # a signature of another domain failing beside the sender's passing one: it acts
+    dkim = b"{@yunfan.example.cn : pass, @relay.example : fail}"
+    body, content_type = form(reply_to(resolution, "确认"), to, dkim=dkim)
+    answer = await sendgrid.post(PATH, content=body, headers={"Content-Type": content_type})
+    assert answer.json()["outcome"] == "confirmed"
+
+
+@pytest.mark.parametrize(
+    ("spf", "dkim", "problem"),
+    [
+        ("pass", "{@yunfan.example.cn : pass}", None),
+        (None, None, None),  # the CLI's file, the drop folder
+        ("none", "none", None),  # a domain that publishes nothing, a message signed by none
+        ("neutral", "{@mail.yunfan.example.cn : pass}", None),
+        ("softfail", "{@yunfan.example.cn : pass}", "SPF softfail"),
+        ("Fail (domain does not designate)", "", "SPF fail"),
+        ("pass", "{@yunfan.example.cn : fail}", "DKIM fail for yunfan.example.cn"),
+        ("pass", "{@mail.yunfan.example.cn : fail}", "DKIM fail for yunfan.example.cn"),
+        ("pass", "{@yunfan.example.cn : fail, @yunfan.example.cn : pass}", None),
+        ("pass", "{@other.example : fail}", None),  # not the sender's signature
+    ],
+)
+def test_which_verdicts_say_the_sender_is_forged(
+    spf: str | None, dkim: str | None, problem: str | None
+) -> None:
+    assert Verdicts(spf, dkim).problem(CUSTOMER) == problem
+
+
+def test_verdicts_are_kept_as_text_and_bounded() -> None:
+    posted = Verdicts.posted(b"pass\r\n", b"{@a.example : pass}" * 100)
+    assert posted.spf == "pass" and len(posted.dkim or "") == 500
+    assert Verdicts.posted(None, b"\xff\x00none") == Verdicts(None, "\ufffd none")
 
 
 async def test_a_thread_whose_workflow_is_gone_is_recorded_not_retried(

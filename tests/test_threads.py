@@ -18,7 +18,7 @@ from activities.rendering import TemplateRenderer
 from activities.senders import FileOutboxSender, OutgoingEmail, SendGridSender
 from core import ids
 from core.models import EmailTemplate
-from core.settings import Settings
+from core.settings import Settings, SettingsError
 from core.threads import (
     MAILBOX,
     EmailThreads,
@@ -37,10 +37,11 @@ from tests.sendgrid_standin import (
 )
 from tests.test_senders import API_KEY, outgoing
 
-SECRET = SecretStr("thread-secret-for-tests-only")
+SECRET = SecretStr("thread-secret-for-tests-only-0123456789")
+NEW_SECRET = SecretStr("the-next-thread-secret-for-tests-abcdef")
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 FROM = "billing-support@partner.example.cn"
-THREADS = EmailThreads(SECRET, "reply.partner.example.cn")
+THREADS = EmailThreads((SECRET,), "reply.partner.example.cn")
 
 
 def test_a_token_is_the_workflows_and_only_its_secret_makes_it() -> None:
@@ -49,7 +50,26 @@ def test_a_token_is_the_workflows_and_only_its_secret_makes_it() -> None:
     assert token.islower() and token.isalnum()
     assert token != thread_token("case-BC-2", SECRET)
     assert token != thread_token("case-BC-1", SecretStr("another-secret-of-enough-length"))
-    assert verified(token, "case-BC-1", SECRET) and not verified(token, "case-BC-2", SECRET)
+    assert verified(token, "case-BC-1", [SECRET]) and not verified(token, "case-BC-2", [SECRET])
+
+
+def test_after_a_rotation_tokens_are_new_and_the_old_threads_still_verify() -> None:
+    rotated = EmailThreads((SECRET, NEW_SECRET), "reply.partner.example.cn")
+    old, new = thread_token("case-BC-1", SECRET), thread_token("case-BC-1", NEW_SECRET)
+    assert rotated.headers("case-BC-1", "k", "partner.example.cn").token == new  # the last signs
+    assert rotated.verified(old, "case-BC-1") and rotated.verified(new, "case-BC-1")
+    assert not rotated.verified(old, "case-BC-2")
+    # once the old secret is dropped, its threads route nowhere
+    assert not EmailThreads((NEW_SECRET,)).verified(old, "case-BC-1")
+
+
+def test_a_token_under_an_empty_or_unknown_key_never_verifies() -> None:
+    unsigned = thread_token("collections-G000123456", None)  # anyone can compute it
+    unknown = thread_token("collections-G000123456", SecretStr("a-guess-at-the-secret-0123456789"))
+    for threads in (EmailThreads(), EmailThreads((SECRET,)), EmailThreads((SECRET, NEW_SECRET))):
+        assert not threads.verified(unsigned, "collections-G000123456")
+        assert not threads.verified(unknown, "collections-G000123456")
+    assert not verified(unsigned, "collections-G000123456", [])
 
 
 def test_every_email_of_a_workflow_names_one_thread_root() -> None:
@@ -83,6 +103,25 @@ def test_an_inbound_domain_needs_a_thread_secret() -> None:
     with pytest.raises(ValidationError, match="EMAIL_THREAD_SECRET"):
         Settings(inbound_domain="reply.partner.example.cn")
     assert Settings(inbound_domain="reply.example.cn", email_thread_secret=SECRET).inbound_domain
+
+
+def test_inbound_mail_needs_a_thread_secret_and_long_secrets() -> None:
+    parse = SecretStr("inbound-parse-secret-3b8f1e")
+    with pytest.raises(ValidationError, match="EMAIL_THREAD_SECRET is required"):
+        Settings(inbound_parse_secret=parse)
+    with pytest.raises(ValidationError, match="EMAIL_THREAD_SECRET must be at least 32"):
+        Settings(inbound_parse_secret=parse, email_thread_secret=SecretStr("short-secret"))
+    rotating = SecretStr(f"{SECRET.get_secret_value()},short-new-secret")
+    with pytest.raises(ValidationError, match="EMAIL_THREAD_SECRET must be at least 32"):
+        Settings(email_thread_secret=rotating)
+    with pytest.raises(ValidationError, match="INBOUND_PARSE_SECRET must be at least 16"):
+        Settings(inbound_parse_secret=SecretStr("x"), email_thread_secret=SECRET)
+    # the CLI's file and the drop folder have no parse secret: they ask for the thread secret
+    with pytest.raises(SettingsError, match="EMAIL_THREAD_SECRET is not set"):
+        Settings().inbound_threads()
+    both = SecretStr(f"{SECRET.get_secret_value()}, {NEW_SECRET.get_secret_value()}")
+    threads = Settings(inbound_parse_secret=parse, email_thread_secret=both).inbound_threads()
+    assert threads.secrets == (SECRET, NEW_SECRET)
 
 
 def _parse(data: bytes) -> EmailMessageFile:

@@ -227,8 +227,9 @@ class CaseOpened(Strict):
     status: CaseStatus = FIRST_STATUS
 
 
-class CaseForm(Strict):
-    """A case as a person or a portal fills it in, flat: the CLI's `open` and `POST /v1/cases`."""
+class CaseRequest(Strict):
+    """A case as the customer portal asks for it, flat (`POST /v1/cases`): who opened it is the
+    caller that signed the request, never a field; `owner` is who it is assigned to."""
 
     tenant_id: Guid
     name: CompanyName
@@ -242,6 +243,15 @@ class CaseForm(Strict):
     currency: Currency = CURRENCY
     priority: Priority = Priority.NORMAL
     owner: EmailStr | None = None
+
+    def opened_by_caller(self, caller: str) -> CaseForm:
+        return CaseForm.model_validate({**self.model_dump(), "opened_by": caller})
+
+
+class CaseForm(CaseRequest):
+    """A case as a person fills it in, flat (the CLI's `open`, the workspace), or a caller's
+    request with the caller as the one who opened it."""
+
     opened_by: Actor
 
     def open_case(self, case_id: str, policy: CasePolicy) -> OpenCase:

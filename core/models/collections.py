@@ -197,12 +197,21 @@ class StartCollections(Strict):
     carried: CollectionsState | None = None
 
 
-class PaymentReceived(Strict):
+class PaymentReport(Strict):
+    """A payment as the billing system reports it (`POST /v1/payments`): who recorded it is the
+    caller that signed the request, never a field."""
+
     payment_id: ExternalId
     invoice_id: InvoiceId
     amount: PositiveMoney
     currency: Currency = CURRENCY
     received_at: AwareTime
+
+    def recorded_by(self, caller: str) -> PaymentReceived:
+        return PaymentReceived.model_validate({**self.model_dump(), "by": caller})
+
+
+class PaymentReceived(PaymentReport):
     by: Actor = "billing-system"
 
 
