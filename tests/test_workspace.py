@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import re
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -240,6 +241,18 @@ async def test_queues_filter_and_page_the_projection(stack: Stack) -> None:
     assert (await client.get("/queues/mine?priority=<b>&page=x")).status_code == 200
 
 
+async def test_a_huge_page_number_is_the_last_page(stack: Stack) -> None:
+    """`?page=99999999999999999999` answered 500 (the offset overflowed the database's integer)."""
+    _projected(stack, PAGE_SIZE + 1, priority=Priority.HIGH.value)
+    client = await signed_in(stack.app, AGENT)
+    for page in ("/queues/unassigned", "/collections", "/payables"):
+        answer = await client.get(page, params={"page": "9" * 20})
+        assert answer.status_code == 200, page
+    last = await client.get("/queues/unassigned", params={"priority": "high", "page": "9" * 20})
+    shown = re.search(r"第 (\d+) / (\d+) ", last.text)  # page N of N
+    assert shown and shown[1] == shown[2] != "1", "not the last page"
+
+
 async def test_finance_records_and_pays_a_21vianet_invoice(stack: Stack) -> None:
     client = await signed_in(stack.app, FINANCE)
     number = f"VN{int(time.time() * 1000) % 10**10:010d}"
@@ -387,7 +400,9 @@ async def test_the_queries_on_each_database(database_url: str) -> None:
     assert await ids(Queue.UNASSIGNED, "100%_") == ["DB0"]  # % and _ are not wildcards
     assert await ids(Queue.UNASSIGNED, "上海") == ["DB0", "DB1"]
     assert await ids(Queue.SLA) == ["DB1"]  # urgent and 100 h old: past 75 % of its target
-    assert await ids(Queue.UNASSIGNED, page=2) == []
+    # a page past the end is the last page, a number too big for the database's integers too
+    assert await ids(Queue.UNASSIGNED, page=2) == await ids(Queue.UNASSIGNED, page=10**20)
+    assert await ids(Queue.UNASSIGNED, page=10**20) == ["DB0", "DB2", "DB1"]
     # needs attention: the workflows Temporal lists (NeedsAttention), as the route passes them
     flagged = await workspace.cases(
         Queue.NEEDS_ATTENTION, AGENT, CaseFilter(), 1, now=now, attention=["case-DB2"]
