@@ -79,16 +79,19 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
 ]
+# behind HTTPS (WEB_SECURE_COOKIES): browsers keep to HTTPS for a year, never plain http
+HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 
 
 class SecurityHeaders:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, headers: list[tuple[bytes, bytes]]) -> None:
         self.app = app
+        self.headers = headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+                message["headers"] = [*message.get("headers", []), *self.headers]
             await send(message)
 
         await self.app(scope, receive, with_headers)
@@ -188,7 +191,8 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
         same_site="lax",  # "strict" would drop the session on the way back from Entra ID
         https_only=settings.web_secure_cookies,
     )
-    app.add_middleware(SecurityHeaders)
+    secure = settings.web_secure_cookies
+    app.add_middleware(SecurityHeaders, headers=[*SECURITY_HEADERS, *([HSTS] if secure else [])])
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     oidc = _oidc_client(settings)
 
