@@ -125,6 +125,7 @@ class Settings(BaseSettings):
     web_port: int = Field(default=8010, ge=1, le=65535)
     web_session_secret: SecretStr | None = None
     web_session_idle_minutes: int = Field(default=480, ge=1, le=7 * 24 * 60)
+    web_session_max_hours: int = Field(default=12, ge=1, le=30 * 24)  # however busy the session
     # the session cookie is sent over HTTPS only, and browsers are told to keep to HTTPS (HSTS);
     # false only for plain http on loopback (`make run`)
     web_secure_cookies: bool = True

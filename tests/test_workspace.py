@@ -82,7 +82,7 @@ async def test_sign_in_sets_a_signed_httponly_samesite_cookie(stack: Stack) -> N
     )
     assert right.status_code == 303 and right.headers["location"] == "/queues/mine"
     cookie = right.headers["set-cookie"].lower()
-    assert "httponly" in cookie and "samesite=lax" in cookie and "max-age=28800" in cookie
+    assert "httponly" in cookie and "samesite=lax" in cookie and "max-age=43200" in cookie
     page = await client.get("/queues/mine")
     assert page.status_code == 200 and "王客服" in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]

@@ -90,6 +90,13 @@ def browser(
     return httpx.AsyncClient(transport=transport, base_url=base_url)
 
 
+def holding(app: FastAPI, cookies: httpx.Cookies) -> httpx.AsyncClient:
+    """Someone holding a copy of these cookies (a browser would drop one the app has ended)."""
+    client = browser(app)
+    client.cookies.update(cookies)
+    return client
+
+
 async def try_password(
     client: httpx.AsyncClient, email: str, password: str = PASSWORD
 ) -> httpx.Response:

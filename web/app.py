@@ -1,10 +1,11 @@
 """The agents' workspace: server-rendered pages over the service layer (`service`).
 
-Sign-in with Entra ID operated by 21Vianet (OIDC) or a local account; the session is a signed,
-HttpOnly, SameSite cookie with an idle timeout; every form carries the session's CSRF token; every
-action is the signed-in person's, allowed by their roles (`web/actions.py`), and a refusal is shown
-inline beside the form that was sent. The queues and lists read the database projection; a case or
-an invoice page asks its workflow (the SLA clocks, what it waits for).
+Sign-in with Entra ID operated by 21Vianet (OIDC) or a local account; the session is kept in the
+database, its token in a signed, HttpOnly, SameSite, Secure cookie, with an idle timeout and a
+maximum lifetime; every form carries the session's CSRF token; every action is the signed-in
+person's, allowed by their roles (`web/actions.py`), and a refusal is shown inline beside the form
+that was sent. The queues and lists read the database projection; a case or an invoice page asks
+its workflow (the SLA clocks, what it waits for).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from service.errors import (
     Refused,
     ServiceError,
 )
+from service.sessions import Sessions
 from service.users import Person, Role, roles_from_groups
 from service.workspace import CaseFilter, Queue
 from web import actions as registry
@@ -179,7 +181,7 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
         data_converter(settings)  # no encryption key, no start
     connection = ServiceConnection(service_factory or (lambda: Service.connect(settings)))
     pages = Pages()
-    idle = settings.web_session_idle_minutes * 60
+    sessions = Sessions(settings)
     app = FastAPI(
         title="Billing support workspace", docs_url=None, redoc_url=None, openapi_url=None
     )
@@ -187,7 +189,7 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
         SessionMiddleware,
         secret_key=secret.get_secret_value(),
         session_cookie=SESSION_COOKIE,
-        max_age=idle,
+        max_age=settings.web_session_max_hours * 3600,  # the server ends a session sooner
         same_site="lax",  # "strict" would drop the session on the way back from Entra ID
         https_only=settings.web_secure_cookies,
     )
@@ -210,7 +212,7 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
     @app.exception_handler(Forbidden)
     async def forbidden(request: Request, _err: Exception) -> Response:
         message = _("Your role does not allow this. Nothing was changed.")
-        return pages.render(request, "error.html", _signed_in(request), 403, message=message)
+        return pages.render(request, "error.html", await _signed_in(request), 403, message=message)
 
     @app.exception_handler(BadCsrf)
     async def bad_csrf(request: Request, _err: Exception) -> Response:
@@ -218,21 +220,22 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
             "This form was not sent from this workspace session (its security token is missing "
             "or wrong). Nothing was changed: reload the page and try again."
         )
-        return pages.render(request, "error.html", _signed_in(request), 403, message=message)
+        return pages.render(request, "error.html", await _signed_in(request), 403, message=message)
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, err: Exception) -> Response:
         code = next((c for kind, c in HTTP_STATUS.items() if isinstance(err, kind)), 500)
-        return pages.render(request, "error.html", _signed_in(request), code, message=str(err))
+        person = await _signed_in(request)
+        return pages.render(request, "error.html", person, code, message=str(err))
 
-    def _signed_in(request: Request) -> Person | None:
+    async def _signed_in(request: Request) -> Person | None:
         try:
-            return person_of(request, idle)
-        except NotSignedIn:
+            return await person_of(request, sessions)
+        except (NotSignedIn, ServiceError):
             return None
 
-    def me(request: Request, roles: frozenset[Role] | None = None) -> Person:
-        person = person_of(request, idle)
+    async def me(request: Request, roles: frozenset[Role] | None = None) -> Person:
+        person = await person_of(request, sessions)
         if not person.roles:
             raise Forbidden
         if roles is not None:
@@ -275,7 +278,7 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
                 error=_("Wrong email or password."),
                 email=str(form.get("email", "")),
             )
-        sign_in(request, person)
+        await sign_in(request, sessions, person, local=True)
         return RedirectResponse(target, status_code=303)
 
     @app.get("/login/oidc")
@@ -317,14 +320,14 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
             roles=roles_from_groups(groups, settings),
             locale=best_locale(request.headers.get("accept-language")),
         )
-        sign_in(request, person)
+        await sign_in(request, sessions, person, local=False)
         log.info("signed in with Entra ID: %s, roles %s", person.email, sorted(person.roles))
         return RedirectResponse(target, status_code=303)
 
     @app.post("/logout")
     async def logout(request: Request) -> Response:
         await checked_form(request)
-        sign_out(request)
+        await sign_out(request, sessions)
         return RedirectResponse("/login", status_code=303)
 
     @app.post("/locale")
@@ -339,7 +342,7 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
 
     @app.get("/")
     async def home(request: Request) -> Response:
-        person = me(request)
+        person = await me(request)
         if person.may(registry.AGENTS):
             return RedirectResponse("/queues/mine", status_code=303)
         return RedirectResponse("/payables", status_code=303)
@@ -353,7 +356,7 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
         q: str = "",
         page: str | None = None,
     ) -> Response:
-        person = me(request)
+        person = await me(request)
         chosen = _choice(Queue, queue)
         if chosen is None:
             raise NotFound(f"no queue {queue!r}")
@@ -388,7 +391,7 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
 
     @app.get("/cases/{case_id}")
     async def case_page(request: Request, case_id: str) -> Response:
-        return await _case(request, me(request), case_id)
+        return await _case(request, await me(request), case_id)
 
     async def _case(
         request: Request, person: Person, case_id: str, status_code: int = 200, **problem: Any
@@ -421,7 +424,7 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
 
     @app.get("/collections")
     async def collections_page(request: Request, q: str = "", page: str | None = None) -> Response:
-        person = me(request)
+        person = await me(request)
         service = await connection.get()
         listed = await service.workspace.collections(q.strip()[:200], _page_number(page))
         return pages.render(
@@ -435,7 +438,7 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
 
     @app.get("/collections/{invoice_id}")
     async def invoice_page(request: Request, invoice_id: str) -> Response:
-        return await _invoice(request, me(request), invoice_id)
+        return await _invoice(request, await me(request), invoice_id)
 
     async def _invoice(
         request: Request, person: Person, invoice_id: str, status_code: int = 200, **problem: Any
@@ -473,7 +476,7 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
 
     @app.get("/payables")
     async def payables_page(request: Request, page: str | None = None) -> Response:
-        return await _payables(request, me(request), "", page=_page_number(page))
+        return await _payables(request, await me(request), "", page=_page_number(page))
 
     async def _payables(
         request: Request,
@@ -518,7 +521,7 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
     ) -> Response:
         """One action of a page: the person's role, the CSRF token, the fields, then the service.
         A refusal or a bad field re-renders the page with the message beside the form."""
-        person = me(request)
+        person = await me(request)
         action = actions.get(name)
         if action is None:
             raise NotFound(f"no action {name!r}")
