@@ -4,20 +4,22 @@ and small teams. Passwords are kept as argon2id hashes only."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import EmailStr, Field, SecretStr, TypeAdapter, ValidationError, field_validator
-from sqlalchemy import func, select
+from sqlalchemy import delete, select
 
 from core.models import Locale
 from core.models.shared import Actor, Strict
 from core.settings import Settings
-from db.tables import WorkspaceUser
+from db.tables import WorkspaceSession, WorkspaceUser
 from service.calls import reading
-from service.errors import AlreadyExists
+from service.errors import AlreadyExists, NotFound, Refused
 
 HASHER = PasswordHasher()  # argon2id with the library's (OWASP's) parameters
 MIN_PASSWORD = 12
@@ -44,11 +46,7 @@ class Person:
         return bool(self.roles & allowed)
 
 
-class NewUser(Strict):
-    email: EmailStr
-    name: Actor
-    roles: list[Role] = Field(min_length=1)
-    locale: Locale = Locale.ZH_CN
+class NewPassword(Strict):
     password: SecretStr
 
     @field_validator("password")
@@ -57,6 +55,22 @@ class NewUser(Strict):
         if len(value.get_secret_value()) < MIN_PASSWORD:
             raise ValueError(f"at least {MIN_PASSWORD} characters")
         return value
+
+
+class NewUser(NewPassword):
+    email: EmailStr
+    name: Actor
+    roles: list[Role] = Field(min_length=1)
+    locale: Locale = Locale.ZH_CN
+
+
+@dataclass(frozen=True)
+class Account:
+    """A local account, as `starter.py user list` shows it."""
+
+    person: Person
+    disabled: bool
+    created_at: datetime
 
 
 _EMAIL: TypeAdapter[str] = TypeAdapter(EmailStr)
@@ -89,34 +103,99 @@ class Users:
             session.commit()
         return Person(email, user.name, frozenset(roles), user.locale)
 
+    async def accounts(self) -> list[Account]:
+        return await asyncio.to_thread(self._accounts)
+
+    def _accounts(self) -> list[Account]:
+        with reading(self._settings.database_url) as session:
+            rows = session.scalars(select(WorkspaceUser).order_by(WorkspaceUser.email)).all()
+            return [_account(row) for row in rows]
+
+    async def disable(self, email: str) -> Account:
+        """The account signs in no more, and every session of it ends now."""
+        return await self._change(email, _disabled(True), end_sessions=True)
+
+    async def enable(self, email: str) -> Account:
+        return await self._change(email, _disabled(False))
+
+    async def set_roles(self, email: str, roles: frozenset[Role]) -> Account:
+        """The account's roles, from its next request on (its sessions read them each time)."""
+        if not roles:
+            raise Refused("roles: at least one")
+
+        def assign(row: WorkspaceUser) -> None:
+            row.roles = sorted(role.value for role in roles)
+
+        return await self._change(email, assign)
+
+    async def reset_password(self, email: str, new: NewPassword) -> Account:
+        """A new password: the account's sessions end."""
+        hashed = HASHER.hash(new.password.get_secret_value())
+
+        def replace(row: WorkspaceUser) -> None:
+            row.password_hash = hashed
+
+        return await self._change(email, replace, end_sessions=True)
+
+    async def _change(
+        self, email: str, change: Callable[[WorkspaceUser], None], *, end_sessions: bool = False
+    ) -> Account:
+        return await asyncio.to_thread(self._changed, _email(email), change, end_sessions)
+
+    def _changed(
+        self, email: str, change: Callable[[WorkspaceUser], None], end_sessions: bool
+    ) -> Account:
+        with reading(self._settings.database_url) as session:
+            row = session.get(WorkspaceUser, email)
+            if row is None:
+                raise NotFound(f"email: {email} has no account")
+            change(row)
+            if end_sessions:
+                session.execute(
+                    delete(WorkspaceSession).where(
+                        WorkspaceSession.email == email, WorkspaceSession.local
+                    )
+                )
+            session.commit()
+            return _account(row)
+
     async def sign_in(self, email: str, password: str) -> Person | None:
         """The person whose email and password these are; None for anything else (one answer for
-        an unknown email and a wrong password)."""
-        return await asyncio.to_thread(self._sign_in, email, password)
+        an unknown email, a wrong password and a disabled account)."""
+        return await asyncio.to_thread(self._sign_in, _email(email), password)
 
     def _sign_in(self, email: str, password: str) -> Person | None:
-        try:
-            email = _EMAIL.validate_python(email.strip()).lower()
-        except ValidationError:
-            email = ""
         with reading(self._settings.database_url) as session:
-            row = session.get(WorkspaceUser, email) if email else None
+            row = session.get(WorkspaceUser, email)
         try:
             HASHER.verify(row.password_hash if row else _DUMMY_HASH, password)
         except (VerificationError, InvalidHashError):
             return None
-        if row is None:
-            return None
-        return Person(
-            row.email, row.name, frozenset(Role(r) for r in row.roles), Locale(row.locale)
-        )
+        return _person(row) if row and not row.disabled else None
 
-    async def count(self) -> int:
-        return await asyncio.to_thread(self._count)
 
-    def _count(self) -> int:
-        with reading(self._settings.database_url) as session:
-            return session.scalar(select(func.count()).select_from(WorkspaceUser)) or 0
+def _email(typed: str) -> str:
+    """An email as accounts are kept (lower case); what was typed, lowered, when it is not one."""
+    typed = typed.strip()[:320]
+    try:
+        return _EMAIL.validate_python(typed).lower()
+    except ValidationError:
+        return typed.lower()
+
+
+def _person(row: WorkspaceUser) -> Person:
+    return Person(row.email, row.name, frozenset(Role(r) for r in row.roles), Locale(row.locale))
+
+
+def _account(row: WorkspaceUser) -> Account:
+    return Account(_person(row), row.disabled, row.created_at)
+
+
+def _disabled(value: bool) -> Callable[[WorkspaceUser], None]:
+    def change(row: WorkspaceUser) -> None:
+        row.disabled = value
+
+    return change
 
 
 def roles_from_groups(groups: list[str], settings: Settings) -> frozenset[Role]:

@@ -1,24 +1,33 @@
 """Nobody acts in another's name (issue 26) in the workspace: a session is the server's, not its
-cookie's (signing out and the maximum lifetime end it at once); cookies are Secure and browsers
-are told to keep to HTTPS unless WEB_SECURE_COOKIES=false. Over the real worker and Temporal dev
-server, as test_workspace.py. (Signing out in a real browser: test_workspace_browser.py.)"""
+cookie's (signing out, disabling the account and the maximum lifetime end it at once; a local
+account's roles are read at every request); cookies are Secure and browsers are told to keep to
+HTTPS unless WEB_SECURE_COOKIES=false. Over the real worker and Temporal dev server, as
+test_workspace.py. (Signing out in a real browser: test_workspace_browser.py.)"""
 
 from __future__ import annotations
 
+import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 import pytest_asyncio
+from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
+from typer.testing import CliRunner, Result
 
+import starter
 from core.settings import Settings
 from service import Service
+from service.users import NewUser, Role, Users
 from tests.workflow_support import open_case
 from tests.workspace_support import (
     AGENT,
+    PASSWORD,
     Stack,
+    act,
     browser,
     csrf_of,
     holding,
@@ -39,10 +48,26 @@ async def stack(
         yield stack
 
 
+async def _account(stack: Stack, role: Role = Role.AGENT) -> str:
+    """A local account of this test's own (its failures and sessions touch no other test)."""
+    email = f"person-{uuid.uuid4().hex[:8]}@partner.example.cn"
+    new = NewUser(email=email, name=email[:15], roles=[role], password=SecretStr(PASSWORD))
+    await Users(stack.settings).add(new)
+    return email
+
+
 async def _case(stack: Stack, owner: str) -> str:
     data = open_case(owner=owner)
     await stack.service.cases.open(data)
     return data.case_id
+
+
+async def _cli(stack: Stack, *args: str, input: str | None = None) -> Result:
+    """`starter.py` as an operator runs it (in a thread: it runs its own event loop)."""
+    env = {"DATABASE_URL": stack.settings.database_url, "COLUMNS": "200"}
+    return await asyncio.to_thread(
+        lambda: CliRunner().invoke(starter.app, list(args), input=input, env=env)
+    )
 
 
 def _at(monkeypatch: pytest.MonkeyPatch, moment: float) -> None:
@@ -64,6 +89,35 @@ async def test_a_signed_out_cookie_opens_nothing_and_changes_nothing(stack: Stac
     assert note.status_code == 401
     timeline = (await stack.service.cases.show(case_id)).timeline
     assert all(event.text != "after sign-out" for event in timeline)
+
+
+async def test_a_disabled_account_is_refused_at_once(stack: Stack) -> None:
+    email = await _account(stack)
+    client = await signed_in(stack.app, email)
+    assert (await client.get("/queues/mine")).status_code == 200
+    disabled = await _cli(stack, "user", "disable", email.upper())
+    assert disabled.exit_code == 0 and "disabled" in disabled.output, disabled.output
+    refused = await client.get("/queues/mine")
+    assert refused.status_code == 303 and refused.headers["location"].startswith("/login")
+    again = await try_password(browser(stack.app, "10.26.5.1"), email)
+    assert again.status_code == 401 and "邮箱或密码错误" in again.text  # as a wrong password
+    assert (await _cli(stack, "user", "enable", email)).exit_code == 0
+    await signed_in(stack.app, email, "10.26.5.1")
+    nobody = await _cli(stack, "user", "disable", "nobody@partner.example.cn")
+    assert nobody.exit_code == 1 and "has no account" in nobody.output
+
+
+async def test_a_role_change_is_seen_at_the_next_request(stack: Stack) -> None:
+    email = await _account(stack, Role.AGENT)
+    case_id = await _case(stack, email)
+    client = await signed_in(stack.app, email)
+    assert (await act(client, f"/cases/{case_id}", "note", text="as an agent")).status_code == 303
+    assert "/payables/actions/record" not in (await client.get("/payables")).text
+    changed = await _cli(stack, "user", "role", email, "--role", "finance")
+    assert changed.exit_code == 0 and "(finance)" in changed.output, changed.output
+    assert "/payables/actions/record" in (await client.get("/payables")).text
+    refused = await act(client, f"/cases/{case_id}", "note", text="no longer an agent")
+    assert refused.status_code == 403
 
 
 async def test_a_busy_session_ends_at_its_maximum_lifetime(
@@ -100,3 +154,21 @@ async def test_cookies_are_secure_and_hsts_is_sent_by_default(stack: Stack) -> N
     plain = await browser(stack.app).get("/login")
     assert "strict-transport-security" not in plain.headers
     assert "secure" not in plain.headers["set-cookie"].lower()
+
+
+async def test_user_list_and_reset_password(stack: Stack) -> None:
+    email = await _account(stack)
+    client = await signed_in(stack.app, email)
+    short = await _cli(stack, "user", "reset-password", email, input="short\nshort\n")
+    assert short.exit_code == 2 and "at least 12 characters" in short.output
+    new = "a new horse battery staple"
+    reset = await _cli(stack, "user", "reset-password", email, input=f"{new}\n{new}\n")
+    assert reset.exit_code == 0, reset.output
+    assert (await client.get("/queues/mine")).status_code == 303  # its sessions ended
+    elsewhere = browser(stack.app, "10.26.9.1")
+    assert (await try_password(elsewhere, email)).status_code == 401  # the old password
+    assert (await try_password(elsewhere, email, new)).status_code == 303
+    await _cli(stack, "user", "disable", email)
+    listed = await _cli(stack, "user", "list")
+    row = next(line for line in listed.output.splitlines() if email in line)
+    assert "agent" in row and "disabled" in row
