@@ -1,5 +1,6 @@
 """Who may use the workspace: roles, and the local accounts (`starter.py user add`) for `make run`
-and small teams. Passwords are kept as argon2id hashes only."""
+and small teams. Passwords are kept as argon2id hashes only; signing in is throttled
+(`service.throttle`) and checks at most HASHING_AT_ONCE passwords at once."""
 
 from __future__ import annotations
 
@@ -19,12 +20,15 @@ from core.models.shared import Actor, Strict
 from core.settings import Settings
 from db.tables import WorkspaceSession, WorkspaceUser
 from service.calls import reading
-from service.errors import AlreadyExists, NotFound, Refused
+from service.errors import AlreadyExists, NotFound, Refused, Throttled
+from service.throttle import SignInThrottle
 
 HASHER = PasswordHasher()  # argon2id with the library's (OWASP's) parameters
 MIN_PASSWORD = 12
 # checked against when the email is unknown, so an unknown address takes as long as a wrong password
 _DUMMY_HASH = HASHER.hash("not a password of anyone")
+# each check takes 64 MiB and a core for a moment: a flood of sign-ins must not take the process
+HASHING_AT_ONCE = 2
 
 
 class Role(StrEnum):
@@ -79,6 +83,8 @@ _EMAIL: TypeAdapter[str] = TypeAdapter(EmailStr)
 class Users:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self._throttle = SignInThrottle(settings)
+        self._hashing = asyncio.Semaphore(HASHING_AT_ONCE)
 
     async def add(self, user: NewUser) -> Person:
         """Create a local account; AlreadyExists when the email has one."""
@@ -129,13 +135,15 @@ class Users:
         return await self._change(email, assign)
 
     async def reset_password(self, email: str, new: NewPassword) -> Account:
-        """A new password: the account's sessions end."""
+        """A new password: the account's sessions end, and its failed sign-ins are forgotten."""
         hashed = HASHER.hash(new.password.get_secret_value())
 
         def replace(row: WorkspaceUser) -> None:
             row.password_hash = hashed
 
-        return await self._change(email, replace, end_sessions=True)
+        account = await self._change(email, replace, end_sessions=True)
+        await asyncio.to_thread(self._throttle.succeeded, account.person.email)
+        return account
 
     async def _change(
         self, email: str, change: Callable[[WorkspaceUser], None], *, end_sessions: bool = False
@@ -159,19 +167,35 @@ class Users:
             session.commit()
             return _account(row)
 
-    async def sign_in(self, email: str, password: str) -> Person | None:
+    async def sign_in(
+        self, email: str, password: str, *, address: str, now: datetime
+    ) -> Person | None:
         """The person whose email and password these are; None for anything else (one answer for
-        an unknown email, a wrong password and a disabled account)."""
-        return await asyncio.to_thread(self._sign_in, _email(email), password)
+        an unknown email, a wrong password and a disabled account). Throttled, with nothing
+        checked, while the account (known or not) or the address waits after failed sign-ins, or
+        while HASHING_AT_ONCE other passwords are being checked."""
+        email = _email(email)
+        wait = await asyncio.to_thread(self._throttle.wait, email, address, now)
+        if wait:
+            raise Throttled(wait)
+        if self._hashing.locked():
+            raise Throttled(1)
+        async with self._hashing:
+            return await asyncio.to_thread(self._sign_in, email, password, address, now)
 
-    def _sign_in(self, email: str, password: str) -> Person | None:
+    def _sign_in(self, email: str, password: str, address: str, now: datetime) -> Person | None:
         with reading(self._settings.database_url) as session:
             row = session.get(WorkspaceUser, email)
         try:
             HASHER.verify(row.password_hash if row else _DUMMY_HASH, password)
+            person = _person(row) if row and not row.disabled else None
         except (VerificationError, InvalidHashError):
-            return None
-        return _person(row) if row and not row.disabled else None
+            person = None
+        if person is None:
+            self._throttle.failed(email, address, now)
+        else:
+            self._throttle.succeeded(email)
+        return person
 
 
 def _email(typed: str) -> str:

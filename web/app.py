@@ -1,19 +1,20 @@
 """The agents' workspace: server-rendered pages over the service layer (`service`).
 
-Sign-in with Entra ID operated by 21Vianet (OIDC) or a local account; the session is kept in the
-database, its token in a signed, HttpOnly, SameSite, Secure cookie, with an idle timeout and a
-maximum lifetime; every form carries the session's CSRF token; every action is the signed-in
-person's, allowed by their roles (`web/actions.py`), and a refusal is shown inline beside the form
-that was sent. The queues and lists read the database projection; a case or an invoice page asks
-its workflow (the SLA clocks, what it waits for).
+Sign-in with Entra ID operated by 21Vianet (OIDC) or a local account, throttled after failures;
+the session is kept in the database, its token in a signed, HttpOnly, SameSite, Secure cookie,
+with an idle timeout and a maximum lifetime; every form carries the session's CSRF token; every
+action is the signed-in person's, allowed by their roles (`web/actions.py`), and a refusal is shown
+inline beside the form that was sent. The queues and lists read the database projection; a case or
+an invoice page asks its workflow (the SLA clocks, what it waits for).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -38,9 +39,10 @@ from service.errors import (
     NotFound,
     Refused,
     ServiceError,
+    Throttled,
 )
 from service.sessions import Sessions
-from service.users import Person, Role, roles_from_groups
+from service.users import Person, Role, Users, roles_from_groups
 from service.workspace import CaseFilter, Queue
 from web import actions as registry
 from web.actions import Action
@@ -52,6 +54,7 @@ from web.auth import (
     NotSignedIn,
     check_csrf,
     csrf_token,
+    now,
     person_of,
     require,
     sign_in,
@@ -181,7 +184,7 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
         data_converter(settings)  # no encryption key, no start
     connection = ServiceConnection(service_factory or (lambda: Service.connect(settings)))
     pages = Pages()
-    sessions = Sessions(settings)
+    users, sessions = Users(settings), Sessions(settings)
     app = FastAPI(
         title="Billing support workspace", docs_url=None, redoc_url=None, openapi_url=None
     )
@@ -262,22 +265,22 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
     @app.post("/login")
     async def login(request: Request) -> Response:
         form = await checked_form(request)
-        service = await connection.get()
-        person = await service.users.sign_in(
-            str(form.get("email", "")), str(form.get("password", ""))
-        )
+        email = str(form.get("email", ""))
         target = _safe_next(str(form.get("next", "/")))
-        if person is None:
-            return pages.render(
-                request,
-                "login.html",
-                None,
-                401,
-                next=target,
-                oidc=oidc is not None,
-                error=_("Wrong email or password."),
-                email=str(form.get("email", "")),
+        again = dict(next=target, oidc=oidc is not None, email=email)
+        address = request.client.host if request.client else "unknown"
+        try:
+            person = await users.sign_in(
+                email, str(form.get("password", "")), address=address, now=now()
             )
+        except Throttled as err:
+            minutes = timedelta(minutes=math.ceil(err.retry_after / 60))
+            answer = pages.render(request, "login.html", None, 429, wait=minutes, **again)
+            answer.headers["retry-after"] = str(err.retry_after)
+            return answer
+        if person is None:
+            error = _("Wrong email or password.")
+            return pages.render(request, "login.html", None, 401, error=error, **again)
         await sign_in(request, sessions, person, local=True)
         return RedirectResponse(target, status_code=303)
 
