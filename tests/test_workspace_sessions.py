@@ -33,6 +33,7 @@ from service.users import HASHER, HASHING_AT_ONCE, NewUser, Person, Role, Users
 from tests.workflow_support import open_case
 from tests.workspace_support import (
     AGENT,
+    MANAGER,
     PASSWORD,
     Stack,
     act,
@@ -118,6 +119,14 @@ async def test_a_signed_out_cookie_opens_nothing_and_changes_nothing(stack: Stac
     assert note.status_code == 401
     timeline = (await stack.service.cases.show(case_id)).timeline
     assert all(event.text != "after sign-out" for event in timeline)
+
+
+async def test_signing_in_again_ends_the_session_before(stack: Stack) -> None:
+    client = await signed_in(stack.app, AGENT)
+    copied = httpx.Cookies(client.cookies)
+    assert (await try_password(client, MANAGER)).status_code == 303
+    assert (await holding(stack.app, copied).get("/queues/mine")).status_code == 303
+    assert "赵经理" in (await client.get("/queues/mine")).text
 
 
 async def test_a_disabled_account_is_refused_at_once(stack: Stack) -> None:

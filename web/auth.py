@@ -56,10 +56,10 @@ def now() -> datetime:
 
 
 async def sign_in(request: Request, sessions: Sessions, person: Person, *, local: bool) -> None:
-    """A fresh session for the person: nothing of the one before it (no fixation), a new token.
-    `local`: a local account's (its roles are read at every request)."""
+    """A fresh session for the person: nothing of the one before it (no fixation; the one before
+    ends), a new token. `local`: a local account's (its roles are read at every request)."""
     token = await sessions.start(person, local=local, now=now())
-    request.session.clear()
+    await sign_out(request, sessions)
     request.session.update(
         {"session": token, "locale": person.locale.value, "csrf": secrets.token_urlsafe(32)}
     )
