@@ -8,15 +8,12 @@ import asyncio
 import html
 import re
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import pytest
-import pytest_asyncio
-from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
 import starter
@@ -37,19 +34,10 @@ from tests.workspace_support import (
     act,
     csrf_of,
     signed_in,
-    workspace,
 )
 from web.i18n import translations
 
 HOSTILE = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2">'
-
-
-@pytest_asyncio.fixture(scope="module")
-async def stack(
-    dev_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Stack]:
-    async with workspace(dev_env, tmp_path_factory.mktemp("workspace")) as stack:
-        yield stack
 
 
 async def _case(stack: Stack, owner: str | None = AGENT, **details: object) -> str:

@@ -12,14 +12,11 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-import pytest_asyncio
 from pydantic import SecretStr
-from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner, Result
 
 import starter
@@ -42,19 +39,10 @@ from tests.workspace_support import (
     holding,
     signed_in,
     try_password,
-    workspace,
 )
 from web.app import create_app
 
 WRONG = "not the password at all"
-
-
-@pytest_asyncio.fixture(scope="module")
-async def stack(
-    dev_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Stack]:
-    async with workspace(dev_env, tmp_path_factory.mktemp("sessions")) as stack:
-        yield stack
 
 
 async def _account(stack: Stack, role: Role = Role.AGENT) -> str:
