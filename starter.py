@@ -10,7 +10,7 @@ import asyncio
 import getpass
 import os
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -85,7 +85,7 @@ from service import Kind, Service, Started, load_report
 from service.cases import CaseAction
 from service.collections import Approve, InvoiceAction, RefuseSuspension
 from service.errors import ServiceError, Unavailable
-from service.users import NewUser, Role, Users
+from service.users import Account, NewPassword, NewUser, Role, Users
 
 T = TypeVar("T")
 app = typer.Typer(
@@ -610,36 +610,99 @@ users_app = typer.Typer(help="Local accounts of the web workspace (`make run`, s
 app.add_typer(users_app, name="user")
 
 
+EmailArg = Annotated[str, typer.Argument(help="The account's email.")]
+RolesOpt = Annotated[
+    list[Role], typer.Option("--role", help="agent, manager or finance (repeat for several).")
+]
+PasswordOpt = Annotated[
+    str,
+    typer.Option(
+        prompt=True,
+        hide_input=True,
+        confirmation_prompt=True,
+        envvar="WORKSPACE_PASSWORD",
+        help="At least 12 characters; asked for twice when not given (or $WORKSPACE_PASSWORD).",
+    ),
+]
+
+
+def _accounts(action: Callable[[Users], Coroutine[Any, Any, T]]) -> T:
+    """One change to the local accounts (the database only, no Temporal); a refusal is exit 1."""
+    try:
+        return asyncio.run(action(Users(_load_settings())))
+    except ServiceError as err:
+        _fail(str(err))
+
+
+def _account_line(verb: str, account: Account) -> None:
+    roles = ", ".join(sorted(account.person.roles))
+    state = " — disabled" if account.disabled else ""
+    console.print(Text.assemble(f"{verb} ", plain(account.person.email), f" ({roles}){state}"))
+
+
 @users_app.command("add")
 def user_add(
     email: Annotated[str, typer.Argument(help="Their email: what they sign in with and act as.")],
     name: Annotated[str, typer.Option(help="Their name, as the workspace shows it.")],
-    role: Annotated[
-        list[Role], typer.Option("--role", help="agent, manager or finance (repeat for several).")
-    ],
+    role: RolesOpt,
     locale: Annotated[str, typer.Option(help="Their language: zh-CN or en-US.")] = "zh-CN",
-    password: Annotated[
-        str,
-        typer.Option(
-            prompt=True,
-            hide_input=True,
-            confirmation_prompt=True,
-            envvar="WORKSPACE_PASSWORD",
-            help="At least 12 characters; asked for when not given (or $WORKSPACE_PASSWORD).",
-        ),
-    ] = "",
+    password: PasswordOpt = "",
 ) -> None:
     """Create a local account of the workspace; its password is kept as an argon2id hash.
 
     Exit code 2: bad input; 1: the email has an account already."""
-    settings = _load_settings()
     user = _build(NewUser, email=email, name=name, roles=role, locale=locale, password=password)
-    try:
-        person = asyncio.run(Users(settings).add(user))
-    except ServiceError as err:
-        _fail(str(err))
+    person = _accounts(lambda users: users.add(user))
     roles = ", ".join(sorted(person.roles))
     console.print(Text.assemble("added ", plain(person.email), f" ({roles})"))
+
+
+@users_app.command("list")
+def user_list() -> None:
+    """The local accounts: email, name, roles, language, and whether each is disabled."""
+    table = Table()
+    for header in ("Email", "Name", "Roles"):
+        table.add_column(header, overflow="fold")
+    for header in ("Language", "State", "Since (UTC)"):
+        table.add_column(header, no_wrap=True)
+    for account in _accounts(lambda users: users.accounts()):
+        person = account.person
+        table.add_row(
+            plain(person.email),
+            plain(person.name),
+            ", ".join(sorted(person.roles)),
+            person.locale.value,
+            "disabled" if account.disabled else "active",
+            utc_minute(account.created_at),
+        )
+    console.print(table)
+
+
+@users_app.command("disable")
+def user_disable(email: EmailArg) -> None:
+    """The account signs in no more, and each of its sessions ends now (exit 1: no such account)."""
+    _account_line("disabled", _accounts(lambda users: users.disable(email)))
+
+
+@users_app.command("enable")
+def user_enable(email: EmailArg) -> None:
+    """A disabled account may sign in again (exit 1: no such account)."""
+    _account_line("enabled", _accounts(lambda users: users.enable(email)))
+
+
+@users_app.command("role")
+def user_role(email: EmailArg, role: RolesOpt) -> None:
+    """Set the account's roles: its sessions have them from their next request on."""
+    _account_line("roles set:", _accounts(lambda users: users.set_roles(email, frozenset(role))))
+
+
+@users_app.command("reset-password")
+def user_reset_password(email: EmailArg, password: PasswordOpt = "") -> None:
+    """A new password for the account: its sessions end, its failed sign-ins are forgotten.
+
+    Exit code 2: too short; 1: no such account."""
+    new = _build(NewPassword, password=password)
+    _account_line("password reset:", _accounts(lambda users: users.reset_password(email, new)))
 
 
 # --------------------------------------------------------------------------- managers

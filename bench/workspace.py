@@ -213,6 +213,7 @@ async def run_workspace(
         database_url=env["DATABASE_URL"],
         outbox_dir=Path(env["OUTBOX_DIR"]),
         web_session_secret=SecretStr(uuid.uuid4().hex * 2),
+        web_secure_cookies=False,  # its client speaks plain http
     )
     service = Service(server.client, settings)
     worker = Child.start("worker", WORKER, env, run_dir / "worker.log")

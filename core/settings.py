@@ -131,7 +131,10 @@ class Settings(BaseSettings):
     web_port: int = Field(default=8010, ge=1, le=65535)
     web_session_secret: SecretStr | None = None
     web_session_idle_minutes: int = Field(default=480, ge=1, le=7 * 24 * 60)
-    web_secure_cookies: bool = False  # true behind HTTPS: the session cookie is sent over it only
+    web_session_max_hours: int = Field(default=12, ge=1, le=30 * 24)  # however busy the session
+    # the session cookie is sent over HTTPS only, and browsers are told to keep to HTTPS (HSTS);
+    # false only for plain http on loopback (`make run`)
+    web_secure_cookies: bool = True
     temporal_ui_url: str = "http://localhost:8233"  # each case links to its workflow there
     # sign-in with the partner's Microsoft Entra ID operated by 21Vianet (off while unset); the
     # roles come from the `groups` claim: the object ids of each role's groups, comma-separated

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -309,3 +310,35 @@ class WorkspaceUser(TimestampedModel):
     roles: Mapped[list[str]] = mapped_column(JSON, default=list)  # agent, manager, finance
     locale: Mapped[str] = mapped_column(String(8))
     password_hash: Mapped[str] = mapped_column(String(200))  # argon2id
+    # a disabled account signs in no more and its sessions end (`starter.py user disable`)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class WorkspaceSession(Model):
+    """A signed-in person's session. The cookie carries only its token, so signing out, disabling
+    the account and the maximum lifetime end it at once, in every workspace process."""
+
+    __tablename__ = "workspace_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the token
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    # a local account's name and roles are read from workspace_users at every request; an Entra
+    # ID sign-in's are kept here, from its groups claim at sign-in
+    local: Mapped[bool] = mapped_column(Boolean)
+    name: Mapped[str] = mapped_column(String(200))
+    roles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    locale: Mapped[str] = mapped_column(String(8))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)  # WEB_SESSION_MAX_HOURS from here
+    seen_at: Mapped[datetime] = mapped_column(UtcDateTime)  # WEB_SESSION_IDLE_MINUTES from here
+
+
+class SignInFailures(Model):
+    """The recent failed sign-ins of an account or of a client address: after a few, sign-in
+    waits. In the database, so that every workspace process counts the same failures."""
+
+    __tablename__ = "sign_in_failures"
+
+    subject: Mapped[str] = mapped_column(String(400), primary_key=True)  # account:…, address:…
+    failures: Mapped[int] = mapped_column(Integer)
+    last_failure_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)

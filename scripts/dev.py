@@ -184,6 +184,7 @@ def main() -> int:
         children["intake API"] = subprocess.Popen(api, env=env, process_group=0)
         if settings.web_session_secret is None:
             env["WEB_SESSION_SECRET"] = local_secret(WEB_SESSION_SECRET_FILE)
+        env["WEB_SECURE_COOKIES"] = "false"  # plain http on loopback: no Secure cookie, no HSTS
         web = [sys.executable, "-m", "web"]
         children["workspace"] = subprocess.Popen(web, env=env, process_group=0)
         settings.inbound_dir.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,15 @@ class Unavailable(ServiceError):
     have changed, and the same call may be made again."""
 
 
+class Throttled(ServiceError):
+    """Too many attempts at once or in a row: nothing was tried; try again in `retry_after`
+    seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many attempts: try again in {retry_after} s")
+        self.retry_after = retry_after
+
+
 # the HTTP answer of each, for the adapters that speak HTTP (the intake API, the workspace)
 HTTP_STATUS: dict[type[ServiceError], int] = {
     NotFound: 404,
@@ -36,4 +45,5 @@ HTTP_STATUS: dict[type[ServiceError], int] = {
     AlreadyExists: 409,
     Ended: 410,
     Unavailable: 503,
+    Throttled: 429,
 }

@@ -1,28 +1,34 @@
 """Who may use the workspace: roles, and the local accounts (`starter.py user add`) for `make run`
-and small teams. Passwords are kept as argon2id hashes only."""
+and small teams. Passwords are kept as argon2id hashes only; signing in is throttled
+(`service.throttle`) and checks at most HASHING_AT_ONCE passwords at once."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import EmailStr, Field, SecretStr, TypeAdapter, ValidationError, field_validator
-from sqlalchemy import func, select
+from sqlalchemy import delete, select
 
 from core.models import Locale
 from core.models.shared import Actor, Strict
 from core.settings import Settings
-from db.tables import WorkspaceUser
+from db.tables import WorkspaceSession, WorkspaceUser
 from service.calls import reading
-from service.errors import AlreadyExists
+from service.errors import AlreadyExists, NotFound, Refused, Throttled
+from service.throttle import SignInThrottle
 
 HASHER = PasswordHasher()  # argon2id with the library's (OWASP's) parameters
 MIN_PASSWORD = 12
 # checked against when the email is unknown, so an unknown address takes as long as a wrong password
 _DUMMY_HASH = HASHER.hash("not a password of anyone")
+# each check takes 64 MiB and a core for a moment: a flood of sign-ins must not take the process
+HASHING_AT_ONCE = 2
 
 
 class Role(StrEnum):
@@ -44,11 +50,7 @@ class Person:
         return bool(self.roles & allowed)
 
 
-class NewUser(Strict):
-    email: EmailStr
-    name: Actor
-    roles: list[Role] = Field(min_length=1)
-    locale: Locale = Locale.ZH_CN
+class NewPassword(Strict):
     password: SecretStr
 
     @field_validator("password")
@@ -59,12 +61,30 @@ class NewUser(Strict):
         return value
 
 
+class NewUser(NewPassword):
+    email: EmailStr
+    name: Actor
+    roles: list[Role] = Field(min_length=1)
+    locale: Locale = Locale.ZH_CN
+
+
+@dataclass(frozen=True)
+class Account:
+    """A local account, as `starter.py user list` shows it."""
+
+    person: Person
+    disabled: bool
+    created_at: datetime
+
+
 _EMAIL: TypeAdapter[str] = TypeAdapter(EmailStr)
 
 
 class Users:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self._throttle = SignInThrottle(settings)
+        self._hashing = asyncio.Semaphore(HASHING_AT_ONCE)
 
     async def add(self, user: NewUser) -> Person:
         """Create a local account; AlreadyExists when the email has one."""
@@ -89,34 +109,117 @@ class Users:
             session.commit()
         return Person(email, user.name, frozenset(roles), user.locale)
 
-    async def sign_in(self, email: str, password: str) -> Person | None:
-        """The person whose email and password these are; None for anything else (one answer for
-        an unknown email and a wrong password)."""
-        return await asyncio.to_thread(self._sign_in, email, password)
+    async def accounts(self) -> list[Account]:
+        return await asyncio.to_thread(self._accounts)
 
-    def _sign_in(self, email: str, password: str) -> Person | None:
-        try:
-            email = _EMAIL.validate_python(email.strip()).lower()
-        except ValidationError:
-            email = ""
+    def _accounts(self) -> list[Account]:
         with reading(self._settings.database_url) as session:
-            row = session.get(WorkspaceUser, email) if email else None
+            rows = session.scalars(select(WorkspaceUser).order_by(WorkspaceUser.email)).all()
+            return [_account(row) for row in rows]
+
+    async def disable(self, email: str) -> Account:
+        """The account signs in no more, and every session of it ends now."""
+        return await self._change(email, _disabled(True), end_sessions=True)
+
+    async def enable(self, email: str) -> Account:
+        return await self._change(email, _disabled(False))
+
+    async def set_roles(self, email: str, roles: frozenset[Role]) -> Account:
+        """The account's roles, from its next request on (its sessions read them each time)."""
+        if not roles:
+            raise Refused("roles: at least one")
+
+        def assign(row: WorkspaceUser) -> None:
+            row.roles = sorted(role.value for role in roles)
+
+        return await self._change(email, assign)
+
+    async def reset_password(self, email: str, new: NewPassword) -> Account:
+        """A new password: the account's sessions end, and its failed sign-ins are forgotten."""
+        hashed = HASHER.hash(new.password.get_secret_value())
+
+        def replace(row: WorkspaceUser) -> None:
+            row.password_hash = hashed
+
+        account = await self._change(email, replace, end_sessions=True)
+        await asyncio.to_thread(self._throttle.succeeded, account.person.email)
+        return account
+
+    async def _change(
+        self, email: str, change: Callable[[WorkspaceUser], None], *, end_sessions: bool = False
+    ) -> Account:
+        return await asyncio.to_thread(self._changed, _email(email), change, end_sessions)
+
+    def _changed(
+        self, email: str, change: Callable[[WorkspaceUser], None], end_sessions: bool
+    ) -> Account:
+        with reading(self._settings.database_url) as session:
+            row = session.get(WorkspaceUser, email)
+            if row is None:
+                raise NotFound(f"email: {email} has no account")
+            change(row)
+            if end_sessions:
+                session.execute(
+                    delete(WorkspaceSession).where(
+                        WorkspaceSession.email == email, WorkspaceSession.local
+                    )
+                )
+            session.commit()
+            return _account(row)
+
+    async def sign_in(
+        self, email: str, password: str, *, address: str, now: datetime
+    ) -> Person | None:
+        """The person whose email and password these are; None for anything else (one answer for
+        an unknown email, a wrong password and a disabled account). Throttled, with nothing
+        checked, while the account (known or not) or the address waits after failed sign-ins, or
+        while HASHING_AT_ONCE other passwords are being checked."""
+        email = _email(email)
+        wait = await asyncio.to_thread(self._throttle.wait, email, address, now)
+        if wait:
+            raise Throttled(wait)
+        if self._hashing.locked():
+            raise Throttled(1)
+        async with self._hashing:
+            return await asyncio.to_thread(self._sign_in, email, password, address, now)
+
+    def _sign_in(self, email: str, password: str, address: str, now: datetime) -> Person | None:
+        with reading(self._settings.database_url) as session:
+            row = session.get(WorkspaceUser, email)
         try:
             HASHER.verify(row.password_hash if row else _DUMMY_HASH, password)
+            person = _person(row) if row and not row.disabled else None
         except (VerificationError, InvalidHashError):
-            return None
-        if row is None:
-            return None
-        return Person(
-            row.email, row.name, frozenset(Role(r) for r in row.roles), Locale(row.locale)
-        )
+            person = None
+        if person is None:
+            self._throttle.failed(email, address, now)
+        else:
+            self._throttle.succeeded(email)
+        return person
 
-    async def count(self) -> int:
-        return await asyncio.to_thread(self._count)
 
-    def _count(self) -> int:
-        with reading(self._settings.database_url) as session:
-            return session.scalar(select(func.count()).select_from(WorkspaceUser)) or 0
+def _email(typed: str) -> str:
+    """An email as accounts are kept (lower case); what was typed, lowered, when it is not one."""
+    typed = typed.strip()[:320]
+    try:
+        return _EMAIL.validate_python(typed).lower()
+    except ValidationError:
+        return typed.lower()
+
+
+def _person(row: WorkspaceUser) -> Person:
+    return Person(row.email, row.name, frozenset(Role(r) for r in row.roles), Locale(row.locale))
+
+
+def _account(row: WorkspaceUser) -> Account:
+    return Account(_person(row), row.disabled, row.created_at)
+
+
+def _disabled(value: bool) -> Callable[[WorkspaceUser], None]:
+    def change(row: WorkspaceUser) -> None:
+        row.disabled = value
+
+    return change
 
 
 def roles_from_groups(groups: list[str], settings: Settings) -> frozenset[Role]:

@@ -66,7 +66,11 @@ class Page(Generic[T]):
 
     @property
     def pages(self) -> int:
-        return max(1, -(-self.total // PAGE_SIZE))
+        return _pages(self.total)
+
+
+def _pages(total: int) -> int:
+    return max(1, -(-total // PAGE_SIZE))
 
 
 @dataclass(frozen=True)
@@ -192,13 +196,13 @@ class Workspace:
         page: int,
         convert: Any,
     ) -> Page[Any]:
-        page = max(1, page)
         model = query.column_descriptions[0]["entity"]
         counting = select(func.count()).select_from(model)
         if condition is not None:
             counting = counting.where(condition)
         with reading(self._settings.database_url) as session:
             total = session.scalar(counting) or 0
+            page = min(max(1, page), _pages(total))  # past the end: the last page (and no overflow)
             rows = session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
             return Page([convert(row) for row in rows], total, page)
 

@@ -22,6 +22,7 @@ from core.temporal import StampActions, data_converter
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
 from tests.workflow_support import SERVER_STARTUP, FakeActivities, fake_worker, time_skipping
+from tests.workspace_support import Stack, workspace
 from worker import build_worker
 
 # The product's worker runs without Temporal's sandbox by default, for speed; every test runs the
@@ -138,6 +139,19 @@ async def running(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator
     upgrade(settings.database_url)
     async with build_worker(dev_env.client, settings):
         yield settings
+
+
+@pytest_asyncio.fixture(scope="module")
+async def stack(
+    dev_env: WorkflowEnvironment,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[Stack]:
+    """The workspace on the real stack (tests/workspace_support.py), one for each module that asks
+    (a module may define its own `stack` with other settings)."""
+    folder = tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])
+    async with workspace(dev_env, folder) as stack:
+        yield stack
 
 
 @pytest_asyncio.fixture

@@ -38,6 +38,8 @@ TABLES = {
     "accounts",
     "account_events",
     "workspace_users",
+    "workspace_sessions",
+    "sign_in_failures",
 }
 
 

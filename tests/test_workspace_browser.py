@@ -1,7 +1,8 @@
 """The workspace in a real browser: Playwright driving Debian's Chromium (fonts-noto-cjk renders
 the Chinese), one server and one browser for the module. Each role signs in; a case goes from open
 to closed through the pages; a refusal shows beside its form; a forbidden action and a form
-without its CSRF token are refused; markup a customer wrote stays text.
+without its CSRF token are refused; a signed-out session's cookie opens nothing; markup a customer
+wrote stays text.
 
 WORKSPACE_SCREENSHOTS=docs also writes the queue's and the case's screenshots there (the README's
 pictures)."""
@@ -209,6 +210,42 @@ async def test_refused_forbidden_and_tokenless_forms_change_nothing(served: Serv
         view = await served.stack.service.cases.show(data.case_id)
         assert view.owner == AGENT and "no token" not in [e.text for e in view.timeline]
         assert all(escalation.ticket_number is None for escalation in view.escalations)
+    finally:
+        await page.context.close()
+
+
+async def test_a_signed_out_session_is_over_for_its_old_cookie(served: Served) -> None:
+    """Whoever kept a copy of the cookie from before Sign out opens nothing and sends nothing."""
+    data = open_case(owner=AGENT)
+    await served.stack.service.cases.open(data)
+    page = await sign_in(served, AGENT)
+    try:
+        case_page = f"{served.url}/cases/{data.case_id}"
+        await page.goto(case_page)
+        token = await page.locator('input[name="csrf_token"]').first.input_value()
+        cookies = await page.context.cookies()
+        copied = next(c["value"] for c in cookies if c["name"] == "workspace_session")
+
+        async def put_back() -> None:  # the old cookie, as whoever copied it would
+            await page.context.add_cookies(
+                [{"name": "workspace_session", "value": copied, "url": served.url}]
+            )
+
+        await page.get_by_role("button", name="退出登录").click()
+        await expect(page.locator('input[name="password"]')).to_be_visible()
+        await put_back()
+        await page.goto(case_page)
+        await expect(page.locator('input[name="password"]')).to_be_visible()
+        assert "/login?next=" in page.url
+        await put_back()  # (the refusal above cleared it)
+        note = await page.request.post(
+            f"{case_page}/actions/note",
+            form={"text": "after sign-out", "csrf_token": token},
+            max_redirects=0,
+        )
+        assert note.status == 401
+        view = await served.stack.service.cases.show(data.case_id)
+        assert "after sign-out" not in [event.text for event in view.timeline]
     finally:
         await page.context.close()
 

@@ -14,7 +14,7 @@ from oidc_provider_mock import User, run_server_in_thread
 from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
-from tests.workspace_support import Stack, workspace
+from tests.workspace_support import Stack, csrf_of, holding, workspace
 
 MANAGERS, FINANCE = "5b0e1f3a-manager-group", "9c2d7e4b-finance-group"
 PEOPLE = [
@@ -86,6 +86,18 @@ async def test_roles_come_from_the_group_claim(stack: Stack) -> None:
     assert queue.status_code == 200
     visitor = await sign_in_as(stack, "visitor")
     assert (await visitor.get("/queues/mine")).status_code == 403
+
+
+async def test_signing_out_ends_an_entra_id_session(stack: Stack) -> None:
+    """Its roles are the session's (from the groups claim at sign-in), but the session is the
+    server's: a copy of its cookie kept from before Sign out opens nothing."""
+    manager = await sign_in_as(stack, "zhao")
+    page = await manager.get("/queues/unassigned")
+    assert page.status_code == 200
+    copied = httpx.Cookies(manager.cookies)
+    signed_out = await manager.post("/logout", data={"csrf_token": csrf_of(page.text)})
+    assert signed_out.status_code == 303
+    assert (await holding(stack.app, copied).get("/queues/unassigned")).status_code == 303
 
 
 async def test_a_forged_callback_signs_nobody_in(stack: Stack) -> None:

@@ -46,6 +46,7 @@ class Stack:
 
 
 def workspace_settings(tmp: Path, **overrides: Any) -> Settings:
+    overrides.setdefault("web_secure_cookies", False)  # the test clients speak plain http
     settings = Settings(
         database_url=f"sqlite:///{tmp / 'billing.db'}",
         outbox_dir=tmp / "outbox",
@@ -81,13 +82,35 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
-async def signed_in(app: FastAPI, email: str) -> httpx.AsyncClient:
-    """A browser-like client of the app, signed in with the account's password."""
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://web.test")
+def browser(
+    app: FastAPI, address: str = "127.0.0.1", base_url: str = "http://web.test"
+) -> httpx.AsyncClient:
+    """A browser-like client of the app, from a client address (sign-in counts failures by it)."""
+    transport = httpx.ASGITransport(app=app, client=(address, 50123))
+    return httpx.AsyncClient(transport=transport, base_url=base_url)
+
+
+def holding(app: FastAPI, cookies: httpx.Cookies) -> httpx.AsyncClient:
+    """Someone holding a copy of these cookies (a browser would drop one the app has ended)."""
+    client = browser(app)
+    client.cookies.update(cookies)
+    return client
+
+
+async def try_password(
+    client: httpx.AsyncClient, email: str, password: str = PASSWORD
+) -> httpx.Response:
+    """Send the sign-in form once, with the login page's CSRF token."""
     token = csrf_of((await client.get("/login")).text)
-    answer = await client.post(
-        "/login", data={"email": email, "password": PASSWORD, "csrf_token": token}
+    return await client.post(
+        "/login", data={"email": email, "password": password, "csrf_token": token}
     )
+
+
+async def signed_in(app: FastAPI, email: str, address: str = "127.0.0.1") -> httpx.AsyncClient:
+    """A browser-like client of the app, signed in with the account's password."""
+    client = browser(app, address)
+    answer = await try_password(client, email)
     assert answer.status_code == 303, answer.text
     return client
 

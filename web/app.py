@@ -1,7 +1,8 @@
 """The agents' workspace: server-rendered pages over the service layer (`service`).
 
-Sign-in with Entra ID operated by 21Vianet (OIDC) or a local account; the session is a signed,
-HttpOnly, SameSite cookie with an idle timeout; every form carries the session's CSRF token; every
+Sign-in with Entra ID operated by 21Vianet (OIDC) or a local account, throttled after failures;
+the session is kept in the database, its token in a signed, HttpOnly, SameSite, Secure cookie,
+with an idle timeout and a maximum lifetime; every form carries the session's CSRF token; every
 action is the signed-in person's, allowed by their roles (`web/actions.py`), and a refusal is shown
 inline beside the form that was sent. The queues and lists read the database projection; a case or
 an invoice page asks its workflow (the SLA clocks, what it waits for).
@@ -10,9 +11,10 @@ an invoice page asks its workflow (the SLA clocks, what it waits for).
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -37,8 +39,10 @@ from service.errors import (
     NotFound,
     Refused,
     ServiceError,
+    Throttled,
 )
-from service.users import Person, Role, roles_from_groups
+from service.sessions import Sessions
+from service.users import Person, Role, Users, roles_from_groups
 from service.workspace import CaseFilter, Queue
 from web import actions as registry
 from web.actions import Action
@@ -50,6 +54,7 @@ from web.auth import (
     NotSignedIn,
     check_csrf,
     csrf_token,
+    now,
     person_of,
     require,
     sign_in,
@@ -79,16 +84,19 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
 ]
+# behind HTTPS (WEB_SECURE_COOKIES): browsers keep to HTTPS for a year, never plain http
+HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 
 
 class SecurityHeaders:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, headers: list[tuple[bytes, bytes]]) -> None:
         self.app = app
+        self.headers = headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+                message["headers"] = [*message.get("headers", []), *self.headers]
             await send(message)
 
         await self.app(scope, receive, with_headers)
@@ -176,7 +184,7 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
         data_converter(settings)  # no encryption key, no start
     connection = ServiceConnection(service_factory or (lambda: Service.connect(settings)))
     pages = Pages()
-    idle = settings.web_session_idle_minutes * 60
+    users, sessions = Users(settings), Sessions(settings)
     app = FastAPI(
         title="Billing support workspace", docs_url=None, redoc_url=None, openapi_url=None
     )
@@ -184,11 +192,12 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
         SessionMiddleware,
         secret_key=secret.get_secret_value(),
         session_cookie=SESSION_COOKIE,
-        max_age=idle,
+        max_age=settings.web_session_max_hours * 3600,  # the server ends a session sooner
         same_site="lax",  # "strict" would drop the session on the way back from Entra ID
         https_only=settings.web_secure_cookies,
     )
-    app.add_middleware(SecurityHeaders)
+    secure = settings.web_secure_cookies
+    app.add_middleware(SecurityHeaders, headers=[*SECURITY_HEADERS, *([HSTS] if secure else [])])
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     oidc = _oidc_client(settings)
 
@@ -206,7 +215,7 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
     @app.exception_handler(Forbidden)
     async def forbidden(request: Request, _err: Exception) -> Response:
         message = _("Your role does not allow this. Nothing was changed.")
-        return pages.render(request, "error.html", _signed_in(request), 403, message=message)
+        return pages.render(request, "error.html", await _signed_in(request), 403, message=message)
 
     @app.exception_handler(BadCsrf)
     async def bad_csrf(request: Request, _err: Exception) -> Response:
@@ -214,21 +223,22 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
             "This form was not sent from this workspace session (its security token is missing "
             "or wrong). Nothing was changed: reload the page and try again."
         )
-        return pages.render(request, "error.html", _signed_in(request), 403, message=message)
+        return pages.render(request, "error.html", await _signed_in(request), 403, message=message)
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, err: Exception) -> Response:
         code = next((c for kind, c in HTTP_STATUS.items() if isinstance(err, kind)), 500)
-        return pages.render(request, "error.html", _signed_in(request), code, message=str(err))
+        person = await _signed_in(request)
+        return pages.render(request, "error.html", person, code, message=str(err))
 
-    def _signed_in(request: Request) -> Person | None:
+    async def _signed_in(request: Request) -> Person | None:
         try:
-            return person_of(request, idle)
-        except NotSignedIn:
+            return await person_of(request, sessions)
+        except (NotSignedIn, ServiceError):
             return None
 
-    def me(request: Request, roles: frozenset[Role] | None = None) -> Person:
-        person = person_of(request, idle)
+    async def me(request: Request, roles: frozenset[Role] | None = None) -> Person:
+        person = await person_of(request, sessions)
         if not person.roles:
             raise Forbidden
         if roles is not None:
@@ -255,23 +265,23 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
     @app.post("/login")
     async def login(request: Request) -> Response:
         form = await checked_form(request)
-        service = await connection.get()
-        person = await service.users.sign_in(
-            str(form.get("email", "")), str(form.get("password", ""))
-        )
+        email = str(form.get("email", ""))
         target = _safe_next(str(form.get("next", "/")))
-        if person is None:
-            return pages.render(
-                request,
-                "login.html",
-                None,
-                401,
-                next=target,
-                oidc=oidc is not None,
-                error=_("Wrong email or password."),
-                email=str(form.get("email", "")),
+        again = dict(next=target, oidc=oidc is not None, email=email)
+        address = request.client.host if request.client else "unknown"
+        try:
+            person = await users.sign_in(
+                email, str(form.get("password", "")), address=address, now=now()
             )
-        sign_in(request, person)
+        except Throttled as err:
+            minutes = timedelta(minutes=math.ceil(err.retry_after / 60))
+            answer = pages.render(request, "login.html", None, 429, wait=minutes, **again)
+            answer.headers["retry-after"] = str(err.retry_after)
+            return answer
+        if person is None:
+            error = _("Wrong email or password.")
+            return pages.render(request, "login.html", None, 401, error=error, **again)
+        await sign_in(request, sessions, person, local=True)
         return RedirectResponse(target, status_code=303)
 
     @app.get("/login/oidc")
@@ -313,14 +323,14 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
             roles=roles_from_groups(groups, settings),
             locale=best_locale(request.headers.get("accept-language")),
         )
-        sign_in(request, person)
+        await sign_in(request, sessions, person, local=False)
         log.info("signed in with Entra ID: %s, roles %s", person.email, sorted(person.roles))
         return RedirectResponse(target, status_code=303)
 
     @app.post("/logout")
     async def logout(request: Request) -> Response:
         await checked_form(request)
-        sign_out(request)
+        await sign_out(request, sessions)
         return RedirectResponse("/login", status_code=303)
 
     @app.post("/locale")
@@ -335,7 +345,7 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
 
     @app.get("/")
     async def home(request: Request) -> Response:
-        person = me(request)
+        person = await me(request)
         if person.may(registry.AGENTS):
             return RedirectResponse("/queues/mine", status_code=303)
         return RedirectResponse("/payables", status_code=303)
@@ -349,7 +359,7 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
         q: str = "",
         page: str | None = None,
     ) -> Response:
-        person = me(request)
+        person = await me(request)
         chosen = _choice(Queue, queue)
         if chosen is None:
             raise NotFound(f"no queue {queue!r}")
@@ -384,7 +394,7 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
 
     @app.get("/cases/{case_id}")
     async def case_page(request: Request, case_id: str) -> Response:
-        return await _case(request, me(request), case_id)
+        return await _case(request, await me(request), case_id)
 
     async def _case(
         request: Request, person: Person, case_id: str, status_code: int = 200, **problem: Any
@@ -417,7 +427,7 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
 
     @app.get("/collections")
     async def collections_page(request: Request, q: str = "", page: str | None = None) -> Response:
-        person = me(request)
+        person = await me(request)
         service = await connection.get()
         listed = await service.workspace.collections(q.strip()[:200], _page_number(page))
         return pages.render(
@@ -431,7 +441,7 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
 
     @app.get("/collections/{invoice_id}")
     async def invoice_page(request: Request, invoice_id: str) -> Response:
-        return await _invoice(request, me(request), invoice_id)
+        return await _invoice(request, await me(request), invoice_id)
 
     async def _invoice(
         request: Request, person: Person, invoice_id: str, status_code: int = 200, **problem: Any
@@ -469,7 +479,7 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
 
     @app.get("/payables")
     async def payables_page(request: Request, page: str | None = None) -> Response:
-        return await _payables(request, me(request), "", page=_page_number(page))
+        return await _payables(request, await me(request), "", page=_page_number(page))
 
     async def _payables(
         request: Request,
@@ -514,7 +524,7 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
     ) -> Response:
         """One action of a page: the person's role, the CSRF token, the fields, then the service.
         A refusal or a bad field re-renders the page with the message beside the form."""
-        person = me(request)
+        person = await me(request)
         action = actions.get(name)
         if action is None:
             raise NotFound(f"no action {name!r}")

@@ -1,5 +1,6 @@
-"""Who is signed in, and the checks every request passes: the session (a signed, HttpOnly,
-SameSite cookie; starlette's SessionMiddleware), its idle timeout, and the CSRF token every form
+"""Who is signed in, and the checks every request passes: the session (its token in a signed,
+HttpOnly, SameSite cookie, starlette's SessionMiddleware; the session itself in the database,
+`service.sessions`, with its idle timeout and maximum lifetime), and the CSRF token every form
 carries."""
 
 from __future__ import annotations
@@ -7,11 +8,14 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
 
 from core.models import Locale
+from service.sessions import Sessions
 from service.users import Person, Role
 
 SESSION_COOKIE = "workspace_session"
@@ -19,7 +23,7 @@ CSRF_FIELD = "csrf_token"
 
 
 class NotSignedIn(Exception):
-    """No session, or it timed out: the person signs in again."""
+    """No session, or it has ended: the person signs in again."""
 
 
 class Forbidden(Exception):
@@ -47,44 +51,38 @@ def check_csrf(request: Request, form: Any) -> None:
         raise BadCsrf
 
 
-def sign_in(request: Request, person: Person) -> None:
-    """A fresh session for the person: nothing of the one before it (no fixation), a new token."""
-    request.session.clear()
+def now() -> datetime:
+    return datetime.fromtimestamp(time.time(), UTC)
+
+
+async def sign_in(request: Request, sessions: Sessions, person: Person, *, local: bool) -> None:
+    """A fresh session for the person: nothing of the one before it (no fixation; the one before
+    ends), a new token. `local`: a local account's (its roles are read at every request)."""
+    token = await sessions.start(person, local=local, now=now())
+    await sign_out(request, sessions)
     request.session.update(
-        {
-            "email": person.email,
-            "name": person.name,
-            "roles": sorted(role.value for role in person.roles),
-            "locale": person.locale.value,
-            "seen": int(time.time()),
-            "csrf": secrets.token_urlsafe(32),
-        }
+        {"session": token, "locale": person.locale.value, "csrf": secrets.token_urlsafe(32)}
     )
 
 
-def sign_out(request: Request) -> None:
+async def sign_out(request: Request, sessions: Sessions) -> None:
+    token = request.session.get("session")
+    if isinstance(token, str):
+        await sessions.end(token)
     request.session.clear()
 
 
-def person_of(request: Request, idle_seconds: int) -> Person:
-    """The signed-in person; NotSignedIn when there is none or the session has been idle too
-    long (the cookie's own max-age ends it in the browser too)."""
-    session = request.session
-    email, seen = session.get("email"), session.get("seen")
-    if not isinstance(email, str) or not isinstance(seen, int):
+async def person_of(request: Request, sessions: Sessions) -> Person:
+    """The signed-in person, in the language they chose; NotSignedIn when there is none or the
+    session has ended (signed out, idle too long, too old, the account disabled)."""
+    token = request.session.get("session")
+    if not isinstance(token, str):
         raise NotSignedIn
-    now = int(time.time())
-    if now - seen > idle_seconds:
-        session.clear()
+    person = await sessions.person(token, now=now())
+    if person is None:
+        request.session.clear()
         raise NotSignedIn
-    if now - seen > 60:  # the cookie is re-signed at most once a minute
-        session["seen"] = now
-    return Person(
-        email=email,
-        name=str(session.get("name", email)),
-        roles=frozenset(Role(role) for role in session.get("roles", [])),
-        locale=Locale(session.get("locale", Locale.ZH_CN.value)),
-    )
+    return replace(person, locale=Locale(request.session.get("locale", person.locale.value)))
 
 
 def require(person: Person, roles: frozenset[Role]) -> None:
