@@ -1,7 +1,7 @@
 """inbound mail verdicts
 
 Revision ID: 7e44ffedb382
-Revises: ac107249464b
+Revises: 76153d2c848d
 Create Date: 2026-12-07 02:40:36.633412+00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "7e44ffedb382"
-down_revision: str | Sequence[str] | None = "ac107249464b"
+down_revision: str | Sequence[str] | None = "76153d2c848d"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
