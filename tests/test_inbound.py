@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 import starter
 from api.app import create_app
-from api.inbound_parse import PATH
+from api.inbound_parse import PATH, FormError, raw_email
 from core.models import (
     CaseForm,
     CaseStatus,
@@ -352,6 +352,19 @@ async def test_an_unreadable_email_is_recorded_and_answered(
     body, content_type = form(b"\x00\x01 not mail")
     answer = await sendgrid.post(PATH, content=body, headers={"Content-Type": content_type})
     assert answer.status_code == 200 and answer.json()["outcome"] == "unreadable"
+
+
+def test_the_inbound_parse_form_gives_the_email_as_posted() -> None:
+    # 8-bit GBK, a line like the form's boundary, and a million empty lines (the email package
+    # took the form a line at a time)
+    email = "确认".encode("gbk") + b"\r\n--xYzZ\r\n" + b"\r\n" * 1_000_000
+    body, content_type = form(email, "billing-support+x@reply.partner.example.cn")
+    assert raw_email(content_type, body) == (
+        email,
+        ("billing-support+x@reply.partner.example.cn",),
+    )
+    with pytest.raises(FormError, match="multipart"):
+        raw_email("multipart/form-data", body)  # no boundary
 
 
 @pytest.mark.parametrize(
