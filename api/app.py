@@ -548,9 +548,10 @@ def create_app(
         """SendGrid Inbound Parse (raw mode): a customer's email; it acts once, however often it
         is posted. An email that cannot be read is recorded and answered 200 (a retry cannot
         help)."""
-        try:
-            raw, envelope_to, verdicts = inbound_parse.raw_email(
-                request.headers.get("content-type", ""), await request.body()
+        content_type, body = request.headers.get("content-type", ""), await request.body()
+        try:  # up to 30 MB: read beside the event loop
+            raw, envelope_to, verdicts = await asyncio.to_thread(
+                inbound_parse.raw_email, content_type, body
             )
         except inbound_parse.FormError as err:
             return _problem(400, str(err))

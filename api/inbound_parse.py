@@ -10,10 +10,14 @@ import base64
 import binascii
 import hmac
 import json
-from email import policy
-from email.parser import BytesParser
+from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 from core.verdicts import Verdicts
 
@@ -41,22 +45,58 @@ def authorized(header: str | None, secret: SecretStr) -> bool:
 
 
 def raw_email(content_type: str, body: bytes) -> tuple[bytes, tuple[str, ...], Verdicts]:
-    """The message in the ``email`` field, the envelope's recipients and the sender's verdicts."""
-    if not content_type.lower().startswith("multipart/form-data"):
+    """The message in the ``email`` field, the envelope's recipients and the sender's verdicts.
+    Read by python-multipart in one pass (the email package takes the form a line at a time: 20 s
+    for 30 MB of empty lines)."""
+    kind, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary")
+    if kind != b"multipart/form-data" or not boundary:
         raise FormError("body: must be multipart/form-data, as Inbound Parse posts")
-    form = BytesParser(policy=policy.HTTP).parsebytes(
-        f"Content-Type: {content_type}\r\n\r\n".encode("latin-1") + body
-    )
-    fields: dict[str, bytes] = {}
-    for part in form.iter_parts() if form.is_multipart() else ():
-        name = part.get_param("name", header="content-disposition")
-        payload = part.get_payload(decode=True)
-        if isinstance(name, str) and isinstance(payload, bytes):
-            fields[name] = payload
-    if "email" not in fields:
+    form = _Form()
+    parser = MultipartParser(boundary, callbacks=form.callbacks())
+    try:
+        parser.write(body)
+        parser.finalize()
+    except FormParserError:
+        raise FormError("body: not a multipart/form-data body") from None
+    if "email" not in form.fields:
         raise FormError("email: missing (set Inbound Parse to post the raw, full MIME message)")
-    verdicts = Verdicts.posted(fields.get("SPF"), fields.get("dkim"))
-    return fields["email"], _recipients(fields.get("envelope")), verdicts
+    verdicts = Verdicts.posted(form.fields.get("SPF"), form.fields.get("dkim"))
+    return form.fields["email"], _recipients(form.fields.get("envelope")), verdicts
+
+
+class _Form:
+    """The fields of a form by name, as python-multipart's callbacks hand them over."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, bytes] = {}
+        self._header: tuple[list[bytes], list[bytes]] = ([], [])  # its name, its value
+        self._disposition = b""
+        self._data: list[bytes] = []
+
+    def callbacks(self) -> MultipartCallbacks:
+        return {
+            "on_part_begin": self._begin,
+            "on_header_field": lambda data, start, end: self._header[0].append(data[start:end]),
+            "on_header_value": lambda data, start, end: self._header[1].append(data[start:end]),
+            "on_header_end": self._header_end,
+            "on_part_data": lambda data, start, end: self._data.append(data[start:end]),
+            "on_part_end": self._end,
+        }
+
+    def _begin(self) -> None:
+        self._disposition, self._data = b"", []
+
+    def _header_end(self) -> None:
+        name, value = (b"".join(pieces) for pieces in self._header)
+        self._header = ([], [])
+        if name.lower() == b"content-disposition":
+            self._disposition = value
+
+    def _end(self) -> None:
+        name = parse_options_header(self._disposition)[1].get(b"name")
+        if name is not None:
+            self.fields[name.decode("latin-1")] = b"".join(self._data)
 
 
 def _recipients(envelope: bytes | None) -> tuple[str, ...]:

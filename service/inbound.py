@@ -11,6 +11,10 @@ or a stranger's is noted on a case, and holds no invoice's suspension), and Send
 DKIM verdicts do not say its sender was forged (core/verdicts.py: noted on a case, never acts);
 auto-replies and our own mail coming back are recorded and never act. No thread: a known customer's
 email opens a case; an unknown sender's is recorded for a person.
+
+A message is read in a worker thread, READERS at a time, within intake.mail's bounds and its
+READ_SECONDS: the event loop answers other requests meanwhile, and a message not read by then is
+recorded as unreadable, like one that is not an email. The database is read in threads too.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -47,14 +52,15 @@ from core.threads import tokens_in
 from core.verdicts import Verdicts
 from db.tables import Case, EmailThread, InboundMail, table
 from intake.attachments import AttachmentStore
+from intake.mail import READ_SECONDS, MailError, parse_mail
 from intake.mail import InboundMail as Mail
-from intake.mail import MailError, parse_mail
 from service.calls import reading, signal_if_running
 from service.cases import Cases
 from service.collections import Collections
 from service.errors import AlreadyExists, Ended, NotFound, Refused
 
 MAX_BYTES = 30 * 1024 * 1024  # SendGrid Inbound Parse's limit on a whole message
+READERS = 2  # messages read at once (the product runs on a few cores)
 TEXT_CHARS = 8_000  # of a reply, kept in the case's timeline
 ACTOR = "customer (email)"
 OTHER_SENDER = "another sender (email)"
@@ -72,6 +78,7 @@ KEYWORDS: tuple[tuple[Category, tuple[str, ...]], ...] = (
 _NEGATION = re.compile(r"^(?:不|没|沒|未|无|無|not\b|no\b|don'?t\b)", re.IGNORECASE)
 _LEADING = re.compile(r"^[\s\W_]+")
 INBOUND = table(InboundMail)
+log = logging.getLogger("service.inbound")
 
 
 class Outcome(StrEnum):
@@ -161,6 +168,7 @@ class Inbound:
         self._attachments = AttachmentStore(
             settings.attachments_dir, settings.attachment_max_bytes, settings.attachment_types
         )
+        self._readers = asyncio.Semaphore(READERS)
 
     async def receive(
         self, raw: bytes, envelope_to: tuple[str, ...] = (), verdicts: Verdicts | None = None
@@ -172,13 +180,12 @@ class Inbound:
         self._settings.inbound_threads()  # never a thread that anyone could name
         if len(raw) > MAX_BYTES:
             raise Refused(f"email: larger than {MAX_BYTES // (1024 * 1024)} MB")
-        digest = hashlib.sha256(raw).hexdigest()
-        try:
-            mail: Mail | None = parse_mail(raw, envelope_to)
-        except MailError:
-            mail = None
+        digest = await asyncio.to_thread(lambda: hashlib.sha256(raw).hexdigest())
+        mail = await self._read(raw, envelope_to)
         verdicts = verdicts or Verdicts()
-        claimed = self._claim(digest, mail.message_id if mail else "", verdicts)
+        claimed = await asyncio.to_thread(
+            self._claim, digest, mail.message_id if mail else "", verdicts
+        )
         if isinstance(claimed, Received):
             return claimed
         try:
@@ -187,8 +194,21 @@ class Inbound:
             # the workflow would not take it (its state moved on, or it is gone): the message is
             # recorded for a person, and never posted back to us for ever
             received = Received(Outcome.REFUSED)
-        self._finish(digest, received)
+        await asyncio.to_thread(self._finish, digest, received)
         return received
+
+    async def _read(self, raw: bytes, envelope_to: tuple[str, ...]) -> Mail | None:
+        """The message, read in a worker thread; None when it is no readable email, or is not
+        read within READ_SECONDS (its reading stops at that deadline too)."""
+        async with self._readers:
+            reading = asyncio.to_thread(parse_mail, raw, envelope_to, seconds=READ_SECONDS)
+            try:
+                return await asyncio.wait_for(reading, READ_SECONDS)
+            except MailError:
+                return None
+            except TimeoutError:
+                log.warning("an email of %d bytes not read within %.0f s", len(raw), READ_SECONDS)
+                return None
 
     async def _list_attachments(self, case_id: str, mail: Mail, claim: Claim) -> None:
         """Keep the attachments in the store, and list them in the case's timeline."""
@@ -297,9 +317,11 @@ class Inbound:
         if mail is None:
             return Received(Outcome.UNREADABLE)
         ours = str(self._settings.email_from).lower()
-        if mail.from_address == ours or self._seen_before(claim.digest, mail.message_id):
+        if mail.from_address == ours or await asyncio.to_thread(
+            self._seen_before, claim.digest, mail.message_id
+        ):
             return Received(Outcome.LOOP)
-        workflow_id = self._thread_of(mail)
+        workflow_id = await asyncio.to_thread(self._thread_of, mail)
         if mail.auto_reply:
             return Received(Outcome.AUTO_REPLY, workflow_id)
         unverified = verdicts.problem(mail.from_address)
@@ -311,7 +333,7 @@ class Inbound:
             return await self._to_collections(workflow_id, mail)
         if workflow_id is not None:  # a 21Vianet invoice's thread (to our finance team)
             return Received(Outcome.NOTED, workflow_id)
-        known = self._known_customer(mail.from_address)
+        known = await asyncio.to_thread(self._known_customer, mail.from_address)
         if known is None:
             return Received(Outcome.UNMATCHED)
         return await self._open_case(known, mail, claim)

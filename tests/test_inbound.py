@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -27,7 +28,7 @@ from typer.testing import CliRunner
 
 import starter
 from api.app import create_app
-from api.inbound_parse import PATH
+from api.inbound_parse import PATH, FormError, raw_email
 from core.models import (
     BillingFailure,
     CaseForm,
@@ -50,11 +51,13 @@ from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
 from db.tables import Case, EmailThread, InboundMail
 from intake import drop_folder
+from intake.mail import MailError
 from service import Service
 from service.inbound import Outcome as Received
 from service.inbound import category_of, confirms
 from tests.codec_support import replay_and_record
 from tests.intake_support import SIGNED, eventually
+from tests.test_inbound_mail import HALF_MB, HEAD, LONG_LINES, html, many_parts, nested, plain
 from tests.workflow_support import billing_failure
 from worker import build_worker
 
@@ -403,6 +406,75 @@ async def test_an_unreadable_email_is_recorded_and_answered(
     body, content_type = form(b"\x00\x01 not mail")
     answer = await sendgrid.post(PATH, content=body, headers={"Content-Type": content_type})
     assert answer.status_code == 200 and answer.json()["outcome"] == "unreadable"
+
+
+# each shaped to be slow to read (issue 26), first the one the old reading took least time over
+SLOW_TO_READ = {
+    "nested 500 deep": (nested(500), "unreadable"),
+    "5,000 parts": (many_parts(5_000), "unreadable"),
+    "NetEase's marker, 0.5 MB": (plain(f"确认\n{LONG_LINES['netease']}"), "unmatched"),
+    "Gmail's marker, 0.5 MB": (plain(f"确认\n{LONG_LINES['gmail']}"), "unmatched"),
+    "a sender of 100,000 quotes": (
+        plain("确认", HEAD.replace("a@yunfan.example.cn", '"a' * 100_000 + " <a@b.example>")),
+        "unreadable",
+    ),
+    "a subject of 1.5 MB": (
+        plain("确认", HEAD.replace("Subject: x", "Subject: " + "发票" * HALF_MB)),
+        "unmatched",
+    ),
+    "unclosed tags, 0.5 MB": (html("<a b=" * 100_000), "unmatched"),
+}
+
+
+async def test_mail_shaped_to_be_slow_never_stalls_the_api(
+    sendgrid: httpx.AsyncClient, running: Settings
+) -> None:
+    """While the API reads each of these, it answers /healthz within 200 ms; each is answered:
+    read within the bounds, or recorded as unreadable."""
+    for name, (email, outcome) in SLOW_TO_READ.items():
+        body, content_type = form(email)
+        posting = asyncio.create_task(
+            sendgrid.post(PATH, content=body, headers={"Content-Type": content_type})
+        )
+        answered = time.perf_counter()
+        while not posting.done():  # asked again 10 ms after each answer
+            await asyncio.sleep(0.01)
+            assert (await sendgrid.get("/healthz")).status_code == 200
+            gap, answered = time.perf_counter() - answered, time.perf_counter()
+            assert gap < 0.2, f"{name}: /healthz answered {gap:.2f} s after the last answer"
+        answer = await posting
+        assert answer.status_code == 200, (name, answer.text)
+        assert answer.json()["outcome"] == outcome, name
+
+
+async def test_a_message_not_read_in_time_is_recorded_unreadable(
+    sendgrid: httpx.AsyncClient, running: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def stuck(raw: bytes, envelope_to: tuple[str, ...], *, seconds: float) -> None:
+        time.sleep(1.0)  # a reading that would not stop at its own deadline
+        raise MailError("read too late")
+
+    monkeypatch.setattr("service.inbound.parse_mail", stuck)
+    monkeypatch.setattr("service.inbound.READ_SECONDS", 0.2)
+    body, content_type = form(plain("确认"))
+    first = await sendgrid.post(PATH, content=body, headers={"Content-Type": content_type})
+    again = await sendgrid.post(PATH, content=body, headers={"Content-Type": content_type})
+
+    assert first.status_code == 200 and first.json()["outcome"] == "unreadable"
+    assert again.json() == {**first.json(), "duplicate": True}  # recorded, not read again
+    with make_session_factory(make_engine(running.database_url))() as session:
+        assert session.scalars(select(InboundMail.outcome)).all() == ["unreadable"]
+
+
+def test_the_inbound_parse_form_gives_the_email_as_posted() -> None:
+    # 8-bit GBK, a line like the form's boundary, and a million empty lines (the email package
+    # took the form a line at a time)
+    email = "确认".encode("gbk") + b"\r\n--xYzZ\r\n" + b"\r\n" * 1_000_000
+    body, content_type = form(email, "billing-support+x@reply.partner.example.cn")
+    raw, envelope_to, _ = raw_email(content_type, body)
+    assert (raw, envelope_to) == (email, ("billing-support+x@reply.partner.example.cn",))
+    with pytest.raises(FormError, match="multipart"):
+        raw_email("multipart/form-data", body)  # no boundary
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,17 @@ from pathlib import Path
 import pytest
 import sendgrid
 
-from intake.mail import MailError, new_text, parse_mail
+from intake.mail import (
+    HEADER_CHARS,
+    MAX_DEPTH,
+    MAX_HEADERS,
+    MAX_LINES,
+    MAX_PARTS,
+    READ_CHARS,
+    MailError,
+    new_text,
+    parse_mail,
+)
 
 OURS = "billing-support@partner.example.cn"
 QUOTED = {
@@ -169,3 +179,112 @@ def test_the_sendgrid_raw_sample_reads() -> None:
 def test_a_message_without_a_sender_is_refused_by_name(raw: bytes) -> None:
     with pytest.raises(MailError, match="From"):
         parse_mail(raw)
+
+
+# Anyone can mail us: what follows is shaped to be slow to read (issue 26). Each is read, or
+# refused by name, within intake.mail's bounds.
+HEAD = (
+    "From: a@yunfan.example.cn\r\nTo: c@partner.example.cn\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+)
+HALF_MB = 500_000
+
+
+def plain(body: str, head: str = HEAD) -> bytes:
+    return f"{head}Content-Type: text/plain; charset=utf-8\r\n\r\n{body}".encode()
+
+
+def nested(depth: int) -> bytes:
+    opening = "".join(
+        f'Content-Type: multipart/mixed; boundary="b{n}"\r\n\r\n--b{n}\r\n' for n in range(depth)
+    )
+    closing = "".join(f"--b{n}--\r\n" for n in reversed(range(depth)))
+    return f"{HEAD}{opening}Content-Type: text/plain\r\n\r\n确认\r\n{closing}".encode()
+
+
+def many_parts(count: int) -> bytes:
+    part = "--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment\r\n\r\nx\r\n"
+    text = "--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n确认\r\n"
+    mixed = 'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+    return f"{HEAD}{mixed}{text}{part * count}--b--\r\n".encode()
+
+
+def html(markup: str) -> bytes:
+    return f"{HEAD}Content-Type: text/html; charset=utf-8\r\n\r\n确认{markup}".encode()
+
+
+LONG_LINES = {
+    # NetEase's marker, 在 … ， … 写道：, without its end: quadratic in the line before
+    "netease": "在 2026-12-03 13:08:00" + "，“账单支持”" * (HALF_MB // 7),
+    "apple-zh": "> 2026年12月3日 13:08" + "，写道" * (HALF_MB // 3),
+    "apple-en": "> On " + "Thu, Dec 3, 2026 " * (HALF_MB // 17),
+    "gmail": "On " + "Thu, Dec 3, 2026, Billing Support " * (HALF_MB // 34),
+    "outlook": "发件人: 账单支持\n发送时间: " + "2026年12月3日 " * (HALF_MB // 11),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(LONG_LINES))
+def test_a_half_megabyte_line_shaped_like_quoted_history_is_read_as_text(shape: str) -> None:
+    mail = parse_mail(plain(f"确认\n{LONG_LINES[shape]}\n"))
+    assert mail.reply.startswith("确认")
+    assert len(mail.reply) <= READ_CHARS
+
+
+@pytest.mark.parametrize(
+    ("raw", "named"),
+    [
+        (nested(MAX_DEPTH + 1), "nested"),
+        (nested(500), "nested"),
+        (many_parts(MAX_PARTS), "parts"),
+        (many_parts(5_000), "parts"),
+        (plain("\r\n" * (MAX_LINES + 1)), "lines"),
+        (plain("hi", HEAD + "X-Filler: x\r\n" * (MAX_HEADERS + 1)), "headers"),
+    ],
+    ids=["depth", "depth-500", "parts", "parts-5000", "lines", "headers"],
+)
+def test_a_message_past_a_bound_is_refused_by_name(raw: bytes, named: str) -> None:
+    with pytest.raises(MailError, match=named):
+        parse_mail(raw)
+
+
+def test_within_the_bounds_a_message_reads() -> None:
+    assert parse_mail(nested(MAX_DEPTH - 1)).reply == "确认"
+    assert len(parse_mail(many_parts(MAX_PARTS - 3)).attachments) == MAX_PARTS - 3
+
+
+def test_huge_headers_are_read_from_their_first_characters() -> None:
+    ids = " ".join(f"<{n}.abcdefghijklmnopqrst@partner.example.cn>" for n in range(20_000))
+    crowd = ", ".join(f'"同事 {n}" <c{n}@yunfan.example.cn>' for n in range(20_000))
+    head = HEAD.replace("Subject: x", "Subject: " + "发票" * HALF_MB).replace(
+        "To: c@partner.example.cn",
+        f"To: billing-support+abcdefghijklmnopqrst@x.example.cn, {crowd}",
+    )
+    mail = parse_mail(plain("确认", f"{head}References: {ids}\r\nIn-Reply-To: {ids}\r\n"))
+    assert mail.reply == "确认"
+    assert mail.subject.startswith("发票" * 100) and len(mail.subject) <= HEADER_CHARS
+    assert mail.recipients[0] == "billing-support+abcdefghijklmnopqrst@x.example.cn"
+    assert 0 < len(mail.references) < HEADER_CHARS // 40
+    assert mail.in_reply_to.startswith("<0.abcdefghijklmnopqrst@")
+
+
+@pytest.mark.parametrize(
+    "sender",
+    ["(" * 50_000 + "a@b.example", '"a' * 100_000 + " <a@b.example>", "a" * HALF_MB + "@b.example"],
+    ids=["nested-comments", "quotes", "one-long-address"],
+)
+def test_a_sender_the_header_parser_chokes_on_is_no_sender(sender: str) -> None:
+    with pytest.raises(MailError, match="From"):
+        parse_mail(plain("确认", HEAD.replace("a@yunfan.example.cn", sender)))
+
+
+@pytest.mark.parametrize(
+    "markup",
+    ["<!--" * 100_000, "<![" * 100_000, "<a b=" * 100_000, "</" * 100_000, "<?" * 100_000],
+    ids=["comments", "declarations", "tags", "end-tags", "instructions"],
+)
+def test_html_that_never_closes_reads_in_one_pass(markup: str) -> None:
+    assert parse_mail(html(markup)).reply == "确认"
+
+
+def test_a_reading_stops_at_its_deadline() -> None:
+    with pytest.raises(MailError, match="deadline"):
+        parse_mail(raw_email("确认", "utf-8", "base64"), seconds=-1)
