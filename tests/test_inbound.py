@@ -15,6 +15,7 @@ from email import policy
 from email.message import EmailMessage as EmailMessageFile
 from email.parser import BytesParser
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,7 +23,7 @@ import pytest_asyncio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import SecretStr
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
@@ -53,6 +54,7 @@ from db.tables import Case, EmailThread, InboundMail
 from intake import drop_folder
 from intake.mail import MailError
 from service import Service
+from service.cases import CaseAction
 from service.inbound import Outcome as Received
 from service.inbound import category_of, confirms
 from tests.codec_support import replay_and_record
@@ -267,6 +269,44 @@ async def test_a_reply_to_a_question_runs_the_clocks_again(
     raw = reply_to(await last_email(running, "info_requested"), "发票号 G000123456")
     assert (await service.inbound.receive(raw)).outcome is Received.REPLIED
     assert (await service.cases.show(case_id)).status is CaseStatus.OPEN
+
+
+async def test_a_reply_to_a_working_case_is_taken_in_one_round_trip(
+    service: Service, running: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    case_id = await open_case(service)
+    await service.cases.act(case_id, RequestInfo(question="请提供发票号。", by="agent"))
+    raw = reply_to(await last_email(running, "info_requested", case_id), "发票号 G000123456")
+
+    async def unasked(case_id: str) -> None:
+        raise AssertionError("the workflow was asked for its view")
+
+    monkeypatch.setattr(service.cases, "show", unasked)
+    assert (await service.inbound.receive(raw)).outcome is Received.REPLIED
+
+
+async def test_where_the_cases_table_is_behind_the_workflow_decides(
+    service: Service, running: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    case_id = await resolved_case(service)
+    sent = await last_email(running, "case_resolved", case_id)
+    with make_session_factory(make_engine(running.database_url))() as session:
+        session.execute(update(Case).where(Case.case_id == case_id).values(status="open"))
+        session.commit()
+    acted = service.cases.act
+    sent_first: list[str] = []
+
+    async def recorded(case_id: str, action: CaseAction, *, update_id: str | None = None) -> Any:
+        sent_first.append(type(action).__name__)
+        return await acted(case_id, action, update_id=update_id)
+
+    monkeypatch.setattr(service.cases, "act", recorded)
+    received = await service.inbound.receive(reply_to(sent, "确认"))
+
+    # the customer_reply sent first is refused; under the same update id, the reply confirms
+    assert sent_first == ["CustomerReply", "Confirm"]
+    assert received.outcome is Received.CONFIRMED
+    assert (await service.cases.show(case_id)).status is CaseStatus.CLOSED
 
 
 async def test_another_sender_auto_replies_and_loops_never_act(
