@@ -45,6 +45,7 @@ from api.models import (
     PaymentRecorded,
     Problem,
 )
+from api.serving import read_body
 from api.signing import (
     KEY_HEADER,
     MAX_SECRETS,
@@ -174,7 +175,7 @@ class SignedRequests:
             await _problem(404, "no such endpoint")(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        body = await _read_body(receive, headers)
+        body = await read_body(receive, headers, MAX_BODY_BYTES)
         if body is None:
             await _problem(413, f"body over {MAX_BODY_BYTES} bytes")(scope, receive, send)
             return
@@ -285,7 +286,7 @@ class SendGridRequests:
                 scope, receive, send
             )
             return
-        body = await _read_body(receive, headers, inbound_parse.MAX_BYTES)
+        body = await read_body(receive, headers, inbound_parse.MAX_BYTES)
         if body is None:
             await _problem(413, f"body over {inbound_parse.MAX_BYTES} bytes")(scope, receive, send)
             return
@@ -297,7 +298,7 @@ class SendGridRequests:
             await _problem(404, off)(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        body = await _read_body(receive, headers, event_webhook.MAX_BYTES)
+        body = await read_body(receive, headers, event_webhook.MAX_BYTES)
         if body is None:
             await _problem(413, f"body over {event_webhook.MAX_BYTES} bytes")(scope, receive, send)
             return
@@ -312,29 +313,6 @@ class SendGridRequests:
             await _problem(401, str(err))(scope, receive, send)
             return
         await self._app(scope, _replaying(body, receive), send)
-
-
-async def _read_body(
-    receive: Receive, headers: Headers, limit: int = MAX_BODY_BYTES
-) -> bytes | None:
-    """The whole body, or None when it is larger than ``limit``."""
-    declared = headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
 
 
 class CountedRequests:

@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from temporalio.api.common.v1 import Payloads
 
-from api.serving import serve
+from api.serving import read_body, serve
 from core.codec import CodecError, EncryptionCodec, load_keyring
 from core.settings import Settings, SettingsError, required_secret
 
@@ -61,26 +61,6 @@ def _problem(status: int, detail: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status)
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
-async def _body(request: Request, limit: int) -> bytes:
-    """The body, read no further than `limit` bytes whatever Content-Length says (or not, when
-    chunked); a Content-Length of absurd length is not parsed as a number at all."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
-        raise BodyTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def create_codec_app(settings: Settings) -> Starlette:
     """Raises SettingsError when the token or the keys are missing, or CODEC_LOCAL_UI is set on a
     host others reach."""
@@ -110,9 +90,8 @@ def create_codec_app(settings: Settings) -> Starlette:
         if not authorized(request):
             log.warning("codec decode refused: missing or wrong token (namespace %s)", namespace)
             return _problem(401, "a valid bearer token is required")
-        try:
-            body = await _body(request, MAX_BODY_BYTES)
-        except BodyTooLarge:
+        body = await read_body(request.receive, request.headers, MAX_BODY_BYTES)
+        if body is None:
             return _problem(413, f"body over {MAX_BODY_BYTES} bytes")
         payloads = Payloads()
         try:

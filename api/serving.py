@@ -1,4 +1,5 @@
-"""Serve one of the ASGI apps from the settings: `python -m api` and `python -m api.codec`."""
+"""Serve one of the ASGI apps from the settings (`python -m api` and `python -m api.codec`), and
+read a request's body within a limit."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 import uvicorn
-from starlette.types import ASGIApp
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive
 
 from core import logs
 from core.settings import Settings, SettingsError, load_settings
@@ -32,3 +34,26 @@ def serve(
     host, port = address(settings)
     logging.getLogger("api").info("serving on http://%s:%d/", host, port)
     uvicorn.run(app, host=host, port=port, log_level="info", **options)
+
+
+async def read_body(receive: Receive, headers: Headers, limit: int) -> bytes | None:
+    """The whole body, or None when it is larger than ``limit``: read no further than that,
+    whatever Content-Length says (or not, when chunked); a Content-Length of absurd length is not
+    parsed as a number at all."""
+    declared = headers.get("content-length", "")
+    if declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)

@@ -92,7 +92,7 @@ def seal_of(payload: Payload) -> Seal:
     state = SealState.SEALED
     if UNSEALED in metadata:
         why = metadata[UNSEALED].decode("ascii", "replace")
-        state = SealState(why) if why in SealState.__members__.values() else SealState.CLEAR
+        state = SealState(why) if why in set(SealState) else SealState.CLEAR
     elif LEGACY in metadata:
         state = SealState.LEGACY
     handler, action = metadata.get(FOR), metadata.get(ACTION)

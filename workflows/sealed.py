@@ -123,6 +123,12 @@ def _remembering() -> RemembersActions | None:
     return instance if isinstance(instance, RemembersActions) else None
 
 
+def _remember(action: str | None) -> None:
+    remembering = _remembering()
+    if action is not None and remembering is not None:
+        remembering.remember_action(action)
+
+
 class _RefuseUnsealed(WorkflowInboundInterceptor):
     def __init__(self, next: WorkflowInboundInterceptor) -> None:
         super().__init__(next)
@@ -147,7 +153,7 @@ class _RefuseUnsealed(WorkflowInboundInterceptor):
         if problem is not None:
             return problem
         action = _action(seals)
-        if action is not None and _remembering() is not None and self._known(action):
+        if action is not None and self._known(action):
             return f"action {action} was taken already (the same sealed argument sent again)"
         return None
 
@@ -178,11 +184,7 @@ class _RefuseUnsealed(WorkflowInboundInterceptor):
         # live, the validator checked the seals; on replay validators do not run, and an update in
         # the history was accepted: its action is remembered all the same
         action = self._pending.pop(input.id, None)
-        if action is None:
-            action = _action(_seals(input.args))
-        remembering = _remembering()
-        if action is not None and remembering is not None:
-            remembering.remember_action(action)
+        _remember(action if action is not None else _action(_seals(input.args)))
         return await super().handle_update_handler(input)
 
     async def handle_query(self, input: HandleQueryInput) -> Any:
@@ -205,10 +207,7 @@ class _RefuseUnsealed(WorkflowInboundInterceptor):
             if isinstance(instance, RecordsRefusals):
                 instance.refuse_signal(input.signal, why)
             return
-        action = _action(seals)
-        remembering = _remembering()
-        if action is not None and remembering is not None:
-            remembering.remember_action(action)
+        _remember(_action(seals))
         await super().handle_signal(input)
 
     def _patched_refusal(self, state: SealState | None) -> bool:
