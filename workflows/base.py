@@ -85,6 +85,12 @@ LIVE_RECONCILE = "account-live-reconcile"
 FIRST_FAILURE_FIRST = "first-failure-first"
 # the suspension waits for the final notice's delivery and, where the policy says, a manager
 SUSPENSION_RULES = "suspension-rules"
+# only key holders act (workflows/sealed.py): the start refused in clear asks this, and each signal
+# refused in clear asks it numbered in the run (`refuse-unsealed-signal-<n>`)
+REFUSE_UNSEALED = "refuse-unsealed"
+# each signal refused for any other reason (sealed elsewhere, for another handler, sent again, or
+# bare) asks this, numbered apart: since payloads are sealed to their place
+REFUSE_MISPLACED = "refuse-misplaced"
 # China's business calendar (core/calendar.py) in the input: working days and opening hours time
 # the steps, SLA clocks and reminders; a workflow started without one keeps every clock 24×7
 BUSINESS_CALENDAR = "business-calendar"

@@ -55,12 +55,7 @@ from core.sealing import (
     seal_aware,
     stamped,
 )
-
-# the patch the start asks, and each signal refused in clear (numbered in the run): since the
-# release that refused plain input
-REFUSE_UNSEALED = "refuse-unsealed"
-# each signal refused for any other reason (numbered apart): since payloads are sealed to a place
-REFUSE_MISPLACED = "refuse-misplaced"
+from workflows.base import REFUSE_MISPLACED, REFUSE_UNSEALED
 
 
 @runtime_checkable
