@@ -18,6 +18,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 
 with workflow.unsafe.imports_passed_through():
     from core import search
+    from core.contracts import CHANGE_SUBSCRIPTION, NOTICE_OUTCOME, PERSIST_ACCOUNT
     from core.formatting import CHINA_STANDARD_TIME, china_day
     from core.ids import collections_workflow_id
     from core.models import (
@@ -44,7 +45,6 @@ with workflow.unsafe.imports_passed_through():
         ReleaseHolds,
         SetOverrides,
         StartAccount,
-        SubscriptionChanged,
         SubscriptionStatus,
     )
     from core.models.account import MAX_HOLDS
@@ -61,8 +61,9 @@ with workflow.unsafe.imports_passed_through():
         Alarm,
         EffectLoop,
         SendEmail,
-        activity_options,
         business_error,
+        run,
+        send,
         without_timeline,
     )
 
@@ -506,8 +507,8 @@ class AccountWorkflow(EffectLoop[AccountEffect]):
         number = self._changes.get(subscription_id, 0) + 1
         invoice = next((key[2] for key in self._holds if key[0] == subscription_id), "account")
         try:
-            done: SubscriptionChanged = await workflow.execute_activity(
-                "change_subscription",
+            done = await run(
+                CHANGE_SUBSCRIPTION,
                 ChangeSubscription(
                     key=self._key(f"{verb}/{subscription_id}/{number}"),
                     tenant_id=self._customer.tenant_id,
@@ -516,10 +517,7 @@ class AccountWorkflow(EffectLoop[AccountEffect]):
                     invoice_id=invoice,
                     reason=why[:500],
                 ),
-                result_type=SubscriptionChanged,
-                **activity_options(
-                    f"Partner Center: {verb} subscription {subscription_id[:8]}… ({why[:80]})"
-                ),
+                f"Partner Center: {verb} subscription {subscription_id[:8]}… ({why[:80]})",
             )
         except ActivityError as err:
             refused = business_error(err)
@@ -604,9 +602,8 @@ class AccountWorkflow(EffectLoop[AccountEffect]):
 
     async def _tell_invoices(self, invoices: tuple[str, ...], outcome: NoticeOutcome) -> None:
         for invoice_id in invoices:
-            handle = workflow.get_external_workflow_handle(collections_workflow_id(invoice_id))
             try:
-                await handle.signal("notice_outcome", outcome)
+                await send(collections_workflow_id(invoice_id), NOTICE_OUTCOME, outcome)
             except CancelledError:
                 raise
             except FailureError:
@@ -614,7 +611,7 @@ class AccountWorkflow(EffectLoop[AccountEffect]):
 
     async def _persist(self, events: list[CaseEvent]) -> None:
         await self._write(
-            "persist_account",
+            PERSIST_ACCOUNT,
             PersistAccount(view=self.view().model_copy(update={"timeline": []}), events=events),
             f"Save account: {len(self._holds)} hold(s), {len(self._suspended)} suspended",
         )

@@ -27,6 +27,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 with workflow.unsafe.imports_passed_through():
     from core import search
     from core.calendar import BusinessCalendar
+    from core.contracts import SEND_EMAIL, ActivityContract, SignalContract
     from core.models import (
         CaseEvent,
         EmailData,
@@ -112,6 +113,25 @@ def activity_options(summary: str) -> dict[str, Any]:
         "retry_policy": RETRY,
         "summary": summary,
     }
+
+
+A = TypeVar("A")
+R = TypeVar("R")
+
+
+async def run(contract: ActivityContract[A, R], arg: A, summary: str, *, local: bool = False) -> R:
+    """Run an activity named in `core.contracts`, with every activity's timeouts and retries: a
+    local one (a database write) runs inside the workflow task that asked for it."""
+    execute = workflow.execute_local_activity if local else workflow.execute_activity
+    result = await execute(
+        contract.name, arg, result_type=contract.result, **activity_options(summary)
+    )
+    return cast(R, result)
+
+
+async def send(workflow_id: str, contract: SignalContract[A], arg: A) -> None:
+    """Signal another workflow through a signal named in `core.contracts`."""
+    await workflow.get_external_workflow_handle(workflow_id).signal(contract.name, arg)
 
 
 class ActionRefused(ApplicationError):
@@ -422,15 +442,12 @@ class EffectLoop(ABC, Generic[Effect]):
             return True
         return any(event.actor != WORKFLOW for event in self._unsaved)
 
-    async def _write(self, activity: str, arg: Any, summary: str) -> None:
+    async def _write(self, contract: ActivityContract[A, None], arg: A, summary: str) -> None:
         """A database write. Since this release a local activity: the worker runs it inside the
         workflow task that asked for it, so it costs no task-queue round trip and no activity
         events, only a marker that keeps the summary for the UI. Same timeouts, retries and
         failed-step handling as any step."""
-        if self._current:
-            await workflow.execute_local_activity(activity, arg, **activity_options(summary))
-        else:
-            await workflow.execute_activity(activity, arg, **activity_options(summary))
+        await run(contract, arg, summary, local=self._current)
 
     def _describe(self, effect: Effect) -> str:
         """An effect as the timeline and the manager read it."""
@@ -611,11 +628,10 @@ class EffectLoop(ABC, Generic[Effect]):
         about = {name: self._email_view(view) for name, view in about.items()}
         who = "customer" if email.recipient is Recipient.CUSTOMER else "staff"
         try:
-            sent: EmailSent = await workflow.execute_activity(
-                "send_email",
+            sent = await run(
+                SEND_EMAIL,
                 EmailMessage(key=key, to=email.address, locale=locale, data=email.data, **about),
-                result_type=EmailSent,
-                **activity_options(email_summary(email, locale)),
+                email_summary(email, locale),
             )
         except ActivityError as err:
             rejected = business_error(err)

@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from core import search
+    from core.contracts import DISPUTE_RESOLVED, PERSIST_CASE, PREPARE_ESCALATION, RECORD_ESCALATION
     from core.ids import is_collections_workflow_id
     from core.models import (
         FIRST_STATUS,
@@ -82,8 +83,9 @@ with workflow.unsafe.imports_passed_through():
         Alarm,
         EffectLoop,
         SendEmail,
-        activity_options,
         cut,
+        run,
+        send,
         without_timeline,
     )
     from workflows.sla import SlaClock
@@ -373,18 +375,15 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
 
     async def _prepare_request(self, number: int) -> EscalationRequest:
         escalation = self._escalations[number - 1]
-        request: EscalationRequest = await workflow.execute_activity(
-            "prepare_escalation",
+        request = await run(
+            PREPARE_ESCALATION,
             PrepareEscalation(
                 case=self.view(),
                 escalation_no=number,
                 severity=escalation.severity,
                 reason=escalation.reason,
             ),
-            result_type=EscalationRequest,
-            **activity_options(
-                f"Render 21Vianet request #{number} (severity {escalation.severity.value})"
-            ),
+            f"Render 21Vianet request #{number} (severity {escalation.severity.value})",
         )
         return request
 
@@ -888,23 +887,21 @@ class BillingCaseWorkflow(EffectLoop[CaseEffect]):
     async def _tell_collections(self, outcome: DisputeOutcome) -> None:
         assert self._collections is not None
         try:
-            await workflow.get_external_workflow_handle(self._collections).signal(
-                "dispute_resolved", outcome
-            )
+            await send(self._collections, DISPUTE_RESOLVED, outcome)
             self._record(EventKind.NOTE, WORKFLOW, f"outcome reported to {self._collections}")
         except FailureError as err:  # collections already ended (paid, waived)
             self._record(EventKind.NOTE, WORKFLOW, f"{self._collections}: {err.message}")
 
     async def _persist(self, events: list[CaseEvent]) -> None:
         await self._write(
-            "persist_case",
+            PERSIST_CASE,
             PersistCase(record=self._record_row(), events=events),
             f"Save case: {self._status.value}, events {events[0].seq}-{events[-1].seq}",
         )
 
     async def _persist_escalation(self, number: int) -> None:
         await self._write(
-            "record_escalation",
+            RECORD_ESCALATION,
             RecordEscalation(
                 case_id=self._data.case_id,
                 escalation_no=number,

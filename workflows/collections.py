@@ -25,6 +25,7 @@ from temporalio.exceptions import (
 
 with workflow.unsafe.imports_passed_through():
     from core import search
+    from core.contracts import CHANGE_SUBSCRIPTION, PERSIST_COLLECTIONS
     from core.formatting import money
     from core.ids import account_workflow_id, case_workflow_id, dispute_case_id, new_case_id
     from core.models import (
@@ -70,7 +71,6 @@ with workflow.unsafe.imports_passed_through():
         StartAccount,
         StartCollections,
         StepAnchor,
-        SubscriptionChanged,
         SubscriptionStatus,
         TriageReply,
         Waive,
@@ -109,9 +109,9 @@ with workflow.unsafe.imports_passed_through():
         Alarm,
         EffectLoop,
         SendEmail,
-        activity_options,
         business_error,
         failure_reason,
+        run,
         without_timeline,
     )
     from workflows.billing_case import BillingCaseWorkflow
@@ -1209,8 +1209,8 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         for subscription_id in targets:
             key = self._key(f"{verb.lower()}/{subscription_id}")
             try:
-                done: SubscriptionChanged = await workflow.execute_activity(
-                    "change_subscription",
+                done = await run(
+                    CHANGE_SUBSCRIPTION,
                     ChangeSubscription(
                         key=key,
                         tenant_id=self._customer.tenant_id,
@@ -1219,11 +1219,8 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
                         invoice_id=self._invoice_id,
                         reason=change.reason,
                     ),
-                    result_type=SubscriptionChanged,
-                    **activity_options(
-                        f"Partner Center: {verb.lower()} subscription "
-                        f"{subscription_id[:8]}… ({change.reason})"
-                    ),
+                    f"Partner Center: {verb.lower()} subscription "
+                    f"{subscription_id[:8]}… ({change.reason})",
                 )
             except ActivityError as err:
                 refused = business_error(err)
@@ -1257,7 +1254,7 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
 
     async def _persist(self, events: list[CaseEvent]) -> None:
         await self._write(
-            "persist_collections",
+            PERSIST_COLLECTIONS,
             PersistCollections(view=self.view().model_copy(update={"timeline": []}), events=events),
             f"Save collections: {self._stage}, balance {self._balance:,.2f}",
         )

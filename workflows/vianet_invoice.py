@@ -15,6 +15,7 @@ from temporalio.common import TypedSearchAttributes
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from core.contracts import PERSIST_VIANET_INVOICE
     from core.formatting import CHINA_STANDARD_TIME, china_day, money
     from core.models import (
         CaseEvent,
@@ -226,7 +227,7 @@ class VianetInvoiceWorkflow(EffectLoop[SendEmail]):
 
     async def _persist(self, events: list[CaseEvent]) -> None:
         await self._write(
-            "persist_vianet_invoice",
+            PERSIST_VIANET_INVOICE,
             PersistVianetInvoice(
                 view=self.view().model_copy(update={"timeline": []}), seq=events[-1].seq
             ),
