@@ -574,7 +574,7 @@ async def test_the_cli_and_the_drop_folder_take_an_eml_file(
         "EMAIL_THREAD_SECRET": THREAD_SECRET,
     }
     shown = await asyncio.to_thread(
-        CliRunner().invoke, starter.app, ["inbound", str(tmp_path / "reply.eml")], env=env
+        CliRunner().invoke, starter.app, ["mail", "receive", str(tmp_path / "reply.eml")], env=env
     )
     assert shown.exit_code == 0 and f"confirmed (case-{first})" in shown.output, shown.output
 

@@ -316,7 +316,7 @@ async def test_list_command_runs_the_saved_and_raw_queries(
     runner = CliRunner()
 
     def run(*args: str) -> Any:
-        return runner.invoke(starter.app, ["list", *args], env=env)
+        return runner.invoke(starter.app, ["workflow", "list", *args], env=env)
 
     saved = await asyncio.to_thread(run, "--query", "escalated")
     assert saved.exit_code == 0, saved.output
@@ -336,7 +336,7 @@ async def test_list_command_runs_the_saved_and_raw_queries(
 
 
 def test_readme_lists_every_saved_query() -> None:
-    """The README's table is what `starter.py list` runs: same names, same filters."""
+    """The README's table is what `starter.py workflow list` runs: same names, same filters."""
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     managers = readme[readme.index("## For managers") :]
     for name, saved in search.SAVED_QUERIES.items():
