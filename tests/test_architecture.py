@@ -3,8 +3,8 @@
 Layers, bottom up: `core` (models, settings, ids, formatting) imports nothing of ours above it;
 `db`, `workflows`, `intake` and `reporting` stand on `core` (`reporting` also reads `db`);
 `activities` on `core` and `db`; `service` is the one Temporal client layer over them; `api`, the
-workspace `web` and the CLI `cli` are adapters over `service`; `starter.py` is the CLI's entry point.
-Only tests import `starter` and `cli`.
+workspace `web` and the CLI `cli` are adapters over `service`; `starter.py` is the CLI's entry
+point. Only tests import `starter` and `cli`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The Temporal UI as a manager uses it: a dev server with its UI, decoding through our codec
-endpoint, and Chromium driven by Playwright. `starter.py workflow setup` registers the search attributes
-on it (the server starts without them), a case is escalated through the real worker, and the page
-must show it under the `EscalatedToVianet = true` filter with its summary, current details and
-activity summaries (a local activity's on its event).
+endpoint, and Chromium driven by Playwright. `starter.py workflow setup` registers the search
+attributes on it (the server starts without them), a case is escalated through the real worker,
+and the page must show it under the `EscalatedToVianet = true` filter with its summary, current
+details and activity summaries (a local activity's on its event).
 
 UI_SCREENSHOT=docs/ui-case.png also writes the case's screenshot there (the README's picture).
 """
