@@ -17,6 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 from typer.testing import CliRunner
 
+import cli.common
 import starter
 from core import search
 from core.models import (
@@ -311,7 +312,7 @@ async def test_list_command_runs_the_saved_and_raw_queries(
         return workflow_id in {w.id for w in await Service(client).list_workflows("escalated")}
 
     await eventually(listed, "the escalated case is listed")
-    monkeypatch.setattr(starter.console, "width", 250)  # one row per workflow, ids unbroken
+    monkeypatch.setattr(cli.common.console, "width", 250)  # one row per workflow, ids unbroken
     env = {"TEMPORAL_ADDRESS": client.service_client.config.target_host}
     runner = CliRunner()
 
