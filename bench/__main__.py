@@ -2,7 +2,7 @@
 
 1. pipeline vs bare: scripted cases through the real worker, database and outbox, and through a
    bare workflow with the same updates and no-op activities, on the same dev server
-2. billing run import: the service's import (`starter.py import-failures`) against raw starts
+2. billing run import: the service's import (`starter.py import failures`) against raw starts
 3. many open workflows: the worker's memory with the importer's collections waiting on timers,
    and agents' update latency meanwhile
 4. dev server persistence: bare throughput on the SQLite file, with WAL pragmas, in memory

@@ -1,4 +1,4 @@
-"""Billing run import: the service's `import_failures` (what `starter.py import-failures FILE`
+"""Billing run import: the service's `import_failures` (what `starter.py import failures FILE`
 runs) against raw `start_workflow` calls.
 
 Each side runs in a subprocess of its own (`python -m bench.starts import|raw FILE ...`) so its

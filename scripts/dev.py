@@ -188,7 +188,7 @@ def main() -> int:
         web = [sys.executable, "-m", "web"]
         children["workspace"] = subprocess.Popen(web, env=env, process_group=0)
         settings.inbound_dir.mkdir(parents=True, exist_ok=True)
-        drop = [sys.executable, "starter.py", "inbound-watch"]
+        drop = [sys.executable, "starter.py", "mail", "watch"]
         children["inbound drop folder"] = subprocess.Popen(drop, env=env, process_group=0)
         print(f"\nTemporal UI        http://localhost:{UI_PORT}\nTemporal frontend  {HOST}:{PORT}")
         print(f"database           {make_url(settings.database_url).render_as_string()}")

@@ -1,4 +1,4 @@
-"""`starter.py verify`: the database and Temporal tell the same story, and no email is stuck.
+"""`starter.py workflow verify`: the database and Temporal tell the same story, no email stuck.
 
 For every case, collections and account row: its workflow exists; a completed workflow's final
 status and event count are the row's; a running one is never behind the row (the row may lag a

@@ -302,6 +302,8 @@ async def check(client: Client, settings: Settings, case_workflow: str) -> None:
         "DATABASE_URL": settings.database_url,
         "TASK_QUEUE": settings.task_queue,
     }
-    result = await asyncio.to_thread(CliRunner().invoke, starter.app, ["verify"], env=env)
+    result = await asyncio.to_thread(
+        CliRunner().invoke, starter.app, ["workflow", "verify"], env=env
+    )
     assert result.exit_code == 1, result.output
     assert "differences: 1" in result.output and case_workflow in result.output

@@ -1,4 +1,4 @@
-"""The collections commands of starter.py: bad input exits 2 naming the field, a refusal exits 1,
+"""The `invoice` commands of starter.py: bad input exits 2 naming the field, a refusal exits 1,
 and the whole path (failure, show, payment, dispute, promise, waive) on the dev server."""
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ def failure_args(invoice: str, failure_id: str, **overrides: str) -> list[str]:
     fields = failure_fields(invoice, failure_id)
     options = {
         "--failure-id": failure_id,
-        "--invoice": invoice,
         "--tenant-id": fields["tenant_id"],
         "--name": fields["customer_name"],
         "--email": fields["customer_email"],
@@ -30,7 +29,7 @@ def failure_args(invoice: str, failure_id: str, **overrides: str) -> list[str]:
         "--failed-at": fields["failed_at"],
         **overrides,
     }
-    args = ["billing-failure"]
+    args = ["invoice", "fail", invoice]
     for option, value in options.items():
         args += [option, value]
     for subscription in fields["subscription_ids"]:
@@ -50,9 +49,9 @@ def test_billing_failure_bad_field_exits_2() -> None:
     assert naive.exit_code == 2 and "failed_at: must include a timezone" in (naive.output)
     negative = invoke(failure_args("G000123456", "F-1", **{"--amount": "-3"}))
     assert negative.exit_code == 2 and "amount_due" in negative.output
-    promise = invoke(["promise", "G000123456", "--until", "2026-12-01T09:00:00"])
+    promise = invoke(["invoice", "promise", "G000123456", "--until", "2026-12-01T09:00:00"])
     assert promise.exit_code == 2 and "until: must include a timezone" in promise.output
-    assert invoke(["billing-failure", "--help"]).exit_code == 0
+    assert invoke(["invoice", "fail", "--help"]).exit_code == 0
 
 
 async def test_collections_commands(dev_env: WorkflowEnvironment, running: Settings) -> None:
@@ -71,36 +70,32 @@ async def test_collections_commands(dev_env: WorkflowEnvironment, running: Setti
     joined = await run(*failure_args(invoice, f"{invoice}-F2", **{"--amount": "12000.00"}))
     assert joined.exit_code == 0 and "joined the running collections" in joined.output
 
-    paid = await run(
-        "payment-received", "--payment-id", "P-1", "--invoice", invoice, "--amount", "2000"
-    )
+    paid = await run("invoice", "pay", invoice, "--payment-id", "P-1", "--amount", "2000")
     assert paid.exit_code == 0, paid.output
     assert "balance ¥10,000.00" in paid.output and "status active" in paid.output
 
-    shown = await run("collections-show", invoice)
+    shown = await run("invoice", "show", invoice)
     assert shown.exit_code == 0, shown.output
     for text in ("¥10,000.00", "active", f"{invoice}-F2", "billing-failed", "payment-received"):
         assert text in shown.output, text
 
     until = (datetime.now(UTC) + timedelta(days=7)).isoformat()
-    promised = await run("promise", invoice, "--until", until, "--by", "agent.wang")
+    promised = await run("invoice", "promise", invoice, "--until", until, "--by", "agent.wang")
     assert promised.exit_code == 0 and "paused-promise" in promised.output, promised.output
-    disputed = await run("dispute", invoice, "--description", "Meter error", "--by", "a")
+    disputed = await run("invoice", "dispute", invoice, "--description", "Meter error", "--by", "a")
     assert disputed.exit_code == 0 and "paused-dispute" in disputed.output, disputed.output
     assert re.search(r"Linked case\s+BC-[0-9A-Z]{26}", disputed.output)  # a new case
-    again = await run("promise", invoice, "--until", until, "--by", "agent.wang")
+    again = await run("invoice", "promise", invoice, "--until", until, "--by", "agent.wang")
     assert again.exit_code == 1 and "is paused-dispute" in again.output  # refused
 
-    waived = await run("waive", invoice, "--reason", "goodwill", "--by", "manager.li")
+    waived = await run("invoice", "waive", invoice, "--reason", "goodwill", "--by", "manager.li")
     assert waived.exit_code == 0 and "waived" in waived.output, waived.output
-    fraud = await run("fraud", invoice, "--reason", "stolen card", "--by", "manager.li")
+    fraud = await run("invoice", "fraud", invoice, "--reason", "stolen card", "--by", "manager.li")
     # refused either way: by the validator while the waived workflow winds up, or as ended
     assert fraud.exit_code == 1, fraud.output
     assert "cannot report fraud" in fraud.output or "has ended" in fraud.output, fraud.output
 
-    unknown = await run(
-        "payment-received", "--payment-id", "P-9", "--invoice", f"{invoice}X", "--amount", "1"
-    )
+    unknown = await run("invoice", "pay", f"{invoice}X", "--payment-id", "P-9", "--amount", "1")
     assert unknown.exit_code == 1 and "not in collections" in unknown.output
-    missing = await run("collections-show", f"{invoice}X")
+    missing = await run("invoice", "show", f"{invoice}X")
     assert missing.exit_code == 1 and "not in collections" in missing.output

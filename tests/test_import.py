@@ -289,7 +289,7 @@ async def test_an_import_reads_the_policies_once(
 
 
 def test_cli_import_help() -> None:
-    result = CliRunner().invoke(starter.app, ["import-failures", "--help"])
+    result = CliRunner().invoke(starter.app, ["import", "failures", "--help"])
     assert result.exit_code == 0
     assert "rejected" in result.output and "--concurrency" in result.output
 
@@ -306,13 +306,13 @@ async def test_cli_import(dev_env: WorkflowEnvironment, running: Settings, tmp_p
     }
     runner = CliRunner()
     result = await asyncio.to_thread(
-        runner.invoke, starter.app, ["import-failures", str(source)], env=env
+        runner.invoke, starter.app, ["import", "failures", str(source)], env=env
     )
     assert result.exit_code == 1, result.output  # a line was rejected
     assert "started" in result.output and "small.csv.rejected.csv" in result.output
     assert source.with_name("small.csv.rejected.csv").exists()
     wrong = await asyncio.to_thread(
-        runner.invoke, starter.app, ["import-failures", str(tmp_path / "x.xlsx")], env=env
+        runner.invoke, starter.app, ["import", "failures", str(tmp_path / "x.xlsx")], env=env
     )
     assert wrong.exit_code == 2 and "--format" in wrong.output
 

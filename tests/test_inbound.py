@@ -53,7 +53,7 @@ from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
 from db.tables import Case, EmailThread, InboundMail
 from intake import drop_folder
-from intake.mail import MailError
+from intake.mail import MailError, parse_mail
 from service import Service
 from service.cases import CaseAction
 from service.inbound import Outcome as Received
@@ -474,10 +474,8 @@ async def test_mail_shaped_to_be_slow_never_stalls_the_api(
     open until the API has answered), /healthz is answered; then the real reading runs, and
     each is answered: read within the bounds, or recorded as unreadable. No stopwatch: a busy
     machine cannot change the answer."""
-    from service import inbound
-
     reading_began, healthz_answered = threading.Event(), threading.Event()
-    real = inbound.parse_mail
+    real = parse_mail  # what service.inbound calls, until patched below
 
     def held(raw: bytes, envelope_to: tuple[str, ...], *, seconds: float) -> Any:
         with pytest.raises(RuntimeError):  # no event loop runs in the reading's thread
@@ -574,7 +572,7 @@ async def test_the_cli_and_the_drop_folder_take_an_eml_file(
         "EMAIL_THREAD_SECRET": THREAD_SECRET,
     }
     shown = await asyncio.to_thread(
-        CliRunner().invoke, starter.app, ["inbound", str(tmp_path / "reply.eml")], env=env
+        CliRunner().invoke, starter.app, ["mail", "receive", str(tmp_path / "reply.eml")], env=env
     )
     assert shown.exit_code == 0 and f"confirmed (case-{first})" in shown.output, shown.output
 

@@ -171,7 +171,9 @@ async def test_cli_show_and_refusal(dev_env: WorkflowEnvironment, running: Setti
         "TASK_QUEUE": running.task_queue,
     }
     runner = CliRunner()
-    shown = await asyncio.to_thread(runner.invoke, starter.app, ["show", data.case_id], env=env)
+    shown = await asyncio.to_thread(
+        runner.invoke, starter.app, ["case", "show", data.case_id], env=env
+    )
     assert shown.exit_code == 0, shown.output
     assert data.case_id in shown.output and "opened" in shown.output
     assert markup in shown.output.replace("\n", "") or "[link=https://evil.example]" in shown.output
@@ -179,15 +181,27 @@ async def test_cli_show_and_refusal(dev_env: WorkflowEnvironment, running: Setti
     bad = await asyncio.to_thread(
         runner.invoke,
         starter.app,
-        ["resolve", data.case_id, "--outcome", "credit-issued", "--summary", "x", "--credit", "-5"],
+        [
+            "case",
+            "resolve",
+            data.case_id,
+            "--outcome",
+            "credit-issued",
+            "--summary",
+            "x",
+            "--credit",
+            "-5",
+        ],
         env=env,
     )
     assert bad.exit_code == 2 and "credit_amount" in bad.output
     refused = await asyncio.to_thread(
-        runner.invoke, starter.app, ["vianet-ticket", data.case_id, "VN-1234"], env=env
+        runner.invoke, starter.app, ["case", "vianet-ticket", data.case_id, "VN-1234"], env=env
     )
     assert refused.exit_code == 1 and "cannot record a 21Vianet ticket number" in refused.output
-    missing = await asyncio.to_thread(runner.invoke, starter.app, ["show", "NOPE-1"], env=env)
+    missing = await asyncio.to_thread(
+        runner.invoke, starter.app, ["case", "show", "NOPE-1"], env=env
+    )
     assert missing.exit_code == 1 and "no case NOPE-1" in missing.output
     await cases.act(data.case_id, Withdraw(reason="test over", by=AGENT))
 

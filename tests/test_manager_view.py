@@ -17,6 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 from typer.testing import CliRunner
 
+import cli.common
 import starter
 from core import search
 from core.models import (
@@ -316,12 +317,12 @@ async def test_list_command_runs_the_saved_and_raw_queries(
         return workflow_id in {w.id for w in await Service(client).list_workflows("escalated")}
 
     await eventually(listed, "the escalated case is listed")
-    monkeypatch.setattr(starter.console, "width", 250)  # one row per workflow, ids unbroken
+    monkeypatch.setattr(cli.common.console, "width", 250)  # one row per workflow, ids unbroken
     env = {"TEMPORAL_ADDRESS": client.service_client.config.target_host}
     runner = CliRunner()
 
     def run(*args: str) -> Any:
-        return runner.invoke(starter.app, ["list", *args], env=env)
+        return runner.invoke(starter.app, ["workflow", "list", *args], env=env)
 
     saved = await asyncio.to_thread(run, "--query", "escalated")
     assert saved.exit_code == 0, saved.output
@@ -341,7 +342,7 @@ async def test_list_command_runs_the_saved_and_raw_queries(
 
 
 def test_readme_lists_every_saved_query() -> None:
-    """The README's table is what `starter.py list` runs: same names, same filters."""
+    """The README's table is what `starter.py workflow list` runs: same names, same filters."""
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     managers = readme[readme.index("## For managers") :]
     for name, saved in search.SAVED_QUERIES.items():

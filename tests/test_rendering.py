@@ -170,7 +170,7 @@ def test_the_attention_email_is_about_any_workflow(
         "vianet_invoice": "vianet-invoice",
         "account": "account",
     }[about]
-    assert f"retry-step {kind} {message.subject_id}" in email.text
+    assert f"workflow retry-step {kind} {message.subject_id}" in email.text
     assert "DataRefused" in email.html and message.subject_id in email.subject
 
 

@@ -472,7 +472,7 @@ def test_terminal_tables_print_names_as_they_are(session_factory: sessionmaker[S
 
 
 def test_report_help() -> None:
-    result = CliRunner().invoke(app, ["report", "--help"])
+    result = CliRunner().invoke(app, ["report", "show", "--help"])
     assert result.exit_code == 0
     assert "--html" in result.output and "--days" in result.output
 
@@ -491,7 +491,7 @@ def seeded_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 def test_report_command(seeded_sqlite: str, tmp_path: Path) -> None:
     page = tmp_path / "report.html"
-    result = CliRunner().invoke(app, ["report", "--html", str(page)])
+    result = CliRunner().invoke(app, ["report", "show", "--html", str(page)])
     assert result.exit_code == 0, result.output
     for line in (
         "Backlog by status and age",
@@ -512,17 +512,17 @@ def test_report_command(seeded_sqlite: str, tmp_path: Path) -> None:
 
 
 def test_report_command_all_time(seeded_sqlite: str) -> None:
-    result = CliRunner().invoke(app, ["report", "--days", "0"])
+    result = CliRunner().invoke(app, ["report", "show", "--days", "0"])
     assert result.exit_code == 0, result.output
     assert "all time" in result.output
     assert "27.3% (3/11)" in result.output  # C4, C6, C9 escalated of eleven
 
 
 def test_report_command_refuses_bad_input(seeded_sqlite: str) -> None:
-    result = CliRunner().invoke(app, ["report", "--currency", "yuan"])
+    result = CliRunner().invoke(app, ["report", "show", "--currency", "yuan"])
     assert result.exit_code == 2
     assert "currency" in result.output
-    result = CliRunner().invoke(app, ["report", "--days", "-1"])
+    result = CliRunner().invoke(app, ["report", "show", "--days", "-1"])
     assert result.exit_code == 2
 
 
@@ -530,7 +530,7 @@ def test_report_command_on_an_unmigrated_database(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
-    result = CliRunner().invoke(app, ["report"])
+    result = CliRunner().invoke(app, ["report", "show"])
     assert result.exit_code == 1
     assert "db.migrate" in result.output
 

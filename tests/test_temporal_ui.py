@@ -1,8 +1,8 @@
 """The Temporal UI as a manager uses it: a dev server with its UI, decoding through our codec
-endpoint, and Chromium driven by Playwright. `starter.py setup` registers the search attributes
-on it (the server starts without them), a case is escalated through the real worker, and the page
-must show it under the `EscalatedToVianet = true` filter with its summary, current details and
-activity summaries (a local activity's on its event).
+endpoint, and Chromium driven by Playwright. `starter.py workflow setup` registers the search
+attributes on it (the server starts without them), a case is escalated through the real worker,
+and the page must show it under the `EscalatedToVianet = true` filter with its summary, current
+details and activity summaries (a local activity's on its event).
 
 UI_SCREENSHOT=docs/ui-case.png also writes the case's screenshot there (the README's picture).
 """
@@ -75,7 +75,7 @@ class UiStack:
 @pytest_asyncio.fixture(scope="module")
 async def ui_stack(codec_keys: str) -> AsyncIterator[UiStack]:
     """A dev server with its UI on a free port, the codec endpoint it decodes through, and the
-    search attributes registered by `starter.py setup`'s service call (the server starts
+    search attributes registered by `starter.py workflow setup`'s service call (the server starts
     without them)."""
     ui_port, codec_port = free_port(), free_port()
     url = f"http://127.0.0.1:{ui_port}"
@@ -139,7 +139,7 @@ async def test_setup_registers_the_search_attributes_once(ui_stack: UiStack) -> 
     cli = await asyncio.to_thread(
         CliRunner().invoke,
         starter.app,
-        ["setup"],
+        ["workflow", "setup"],
         env={"TEMPORAL_ADDRESS": client.service_client.config.target_host},
     )
     assert cli.exit_code == 0, cli.output

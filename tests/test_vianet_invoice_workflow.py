@@ -265,20 +265,20 @@ def test_a_payment_time_needs_a_timezone() -> None:
 @pytest.mark.parametrize(
     ("args", "field"),
     [
-        (["vianet-invoice", "VN1", "--amount", "0", "--due-date", "2026-12-01"], "amount"),
-        (["vianet-invoice", "VN1", "--amount", "10", "--due-date", "2026-13-01"], "due_date"),
+        (["vianet", "record", "VN1", "--amount", "0", "--due-date", "2026-12-01"], "amount"),
+        (["vianet", "record", "VN1", "--amount", "10", "--due-date", "2026-13-01"], "due_date"),
         (
             [
-                *("vianet-invoice", "VN1", "--amount", "10", "--due-date", "2026-12-01"),
+                *("vianet", "record", "VN1", "--amount", "10", "--due-date", "2026-12-01"),
                 *("--currency", "USD"),
             ],
             "currency",
         ),
         (
-            ["vianet-paid", "VN1", "--reference", "CMB-1", "--paid-at", "2026-12-01T10:00"],
+            ["vianet", "pay", "VN1", "--reference", "CMB-1", "--paid-at", "2026-12-01T10:00"],
             "paid_at",
         ),
-        (["vianet-paid", "VN1", "--reference", " "], "reference"),
+        (["vianet", "pay", "VN1", "--reference", " "], "reference"),
     ],
 )
 def test_cli_refuses_bad_input_before_calling_temporal(args: list[str], field: str) -> None:

@@ -19,6 +19,7 @@ import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner, Result
 
+import cli.common
 import starter
 from core.models import Locale
 from core.settings import Settings
@@ -244,7 +245,7 @@ async def test_cookies_are_secure_and_hsts_is_sent_by_default(stack: Stack) -> N
 
 async def test_user_list_and_reset_password(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     # the CLI's console measured its width when the suite imported it: one row a line here
-    monkeypatch.setattr(starter.console, "width", 200)
+    monkeypatch.setattr(cli.common.console, "width", 200)
     email = await _account(stack)
     client = await signed_in(stack.app, email)
     short = await _cli(stack, "user", "reset-password", email, input="short\nshort\n")

@@ -1,5 +1,5 @@
 """The workspace in zh-CN and en-US: the page texts are English message ids in the templates and
-`web/actions.py`, translated by Babel from `web/locale/<locale>/LC_MESSAGES/messages.po` (read and
+`web/actions/`, translated by Babel from `web/locale/<locale>/LC_MESSAGES/messages.po` (read and
 compiled in memory at start: no build step, no binary file in the repository)."""
 
 from __future__ import annotations

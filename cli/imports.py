@@ -1,0 +1,97 @@
+"""`import`: files from the billing system, many lines at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cli.common import call, console, fail, plain, settings_or_exit, sub_app
+from intake.bulk import ImportAborted, ImportSummary
+from intake.failure_file import FailureFileError, FileFormat, detect_format
+
+import_app = sub_app("Files from the billing system: a billing run's failed payments.")
+
+
+def _print_summary(file: Path, summary: ImportSummary) -> None:
+    table = Table.grid(padding=(0, 2))
+    table.add_row("lines read", f"{summary.lines:,}")
+    table.add_row("started", f"{summary.started:,}")
+    table.add_row("joined a running workflow", f"{summary.joined:,}")
+    table.add_row("rejected", f"{summary.rejected:,}")
+    console.print(Panel(table, title=plain(f"Import of {file.name}"), expand=False))
+    if summary.rejected_file:
+        console.print(
+            plain(f"rejected lines, with reasons: {summary.rejected_file}"), soft_wrap=True
+        )
+
+
+@import_app.command()
+def failures(
+    file: Annotated[
+        Path,
+        typer.Argument(help="The billing run's failures: .csv, .jsonl or .ndjson.", dir_okay=False),
+    ],
+    fmt: Annotated[
+        FileFormat | None,
+        typer.Option("--format", help="File format (default: from the extension)."),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=500, help="Failures reported at the same time.")
+    ] = 20,
+) -> None:
+    """Import a billing run's failures: each line starts or joins its invoice's collections.
+
+    CSV has a header row with the columns failure_id, invoice_id, tenant_id, customer_name,
+    customer_email, locale, subscription_ids (separated by ;), amount_due, currency, failed_at
+    (ISO 8601 with timezone), reason (locale, currency and reason may be empty or left out).
+    JSON Lines has one object per line with the same names (subscription_ids a list).
+
+    Rejected lines (bad fields, bad CSV/JSON, lines over 64 KiB, invoices whose collections ended)
+    are written with their line number and reason beside the file, to FILE.rejected.csv or
+    FILE.rejected.jsonl. A line repeated in the file joins; running the import again starts nothing
+    new. Exit code 0: every line accepted; 1: some rejected, or Temporal failed (run it again:
+    it is idempotent); 2: the file is unusable (format, header) and nothing was reported.
+    """
+    settings = settings_or_exit()
+    try:
+        fmt = detect_format(file, fmt)
+    except FailureFileError as err:
+        fail(str(err), code=2)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[counts]}"),
+    )
+    with Progress(*columns, console=Console(stderr=True)) as bar:
+        size = file.stat().st_size if file.exists() else None
+        task = bar.add_task(file.name, total=size, counts="")
+
+        def show(s: ImportSummary) -> None:
+            counts = f"started {s.started} · joined {s.joined} · rejected {s.rejected}"
+            bar.update(task, completed=s.bytes_read, counts=counts)
+
+        try:
+            summary = call(
+                lambda service: service.import_failures(
+                    file, concurrency=concurrency, fmt=fmt, progress=show
+                ),
+                settings,
+            )
+        except FailureFileError as err:
+            bar.stop()
+            fail(str(err), code=2)
+        except ImportAborted as err:
+            bar.stop()
+            _print_summary(file, err.summary)
+            fail(f"{err} — run the import again (lines already reported only join)")
+    _print_summary(file, summary)
+    if summary.rejected:
+        raise typer.Exit(1)

@@ -1,0 +1,130 @@
+"""The actions of a case page."""
+
+from __future__ import annotations
+
+from core.models import (
+    AddNote,
+    Assign,
+    Confirm,
+    CustomerReply,
+    Escalate,
+    Locale,
+    Outcome,
+    Reopen,
+    RequestInfo,
+    Resolve,
+    Severity,
+    UpdateContact,
+    VianetResponse,
+    VianetTicket,
+    Withdraw,
+)
+from service import Service
+from service.errors import Refused
+from service.users import Person, Role
+from web.actions.base import AGENTS, MANAGERS, Action, Field, Kind, Values
+from web.i18n import _
+
+
+async def _take(values: Values, person: Person, service: Service, case_id: str) -> Values:
+    """An agent takes an unassigned case; giving a case someone owns to another is a manager's."""
+    view = await service.cases.show(case_id)
+    if view.owner not in (None, person.email) and Role.MANAGER not in person.roles:
+        raise Refused(f"case {case_id} is {view.owner}'s: a manager reassigns it")
+    return {"agent": person.email, "by": person.email}
+
+
+CASE_ACTIONS: dict[str, Action] = {
+    action.name: action
+    for action in (
+        Action("take", _("Take this case"), AGENTS, Assign, prepare=_take),
+        Action(
+            "note", _("Add a note"), AGENTS, AddNote, (Field("text", _("Note"), Kind.TEXTAREA),)
+        ),
+        Action(
+            "request-info",
+            _("Ask the customer"),
+            AGENTS,
+            RequestInfo,
+            (Field("question", _("Question"), Kind.TEXTAREA),),
+            hint=_("The customer is emailed; the SLA clocks pause until they answer."),
+        ),
+        Action(
+            "customer-reply",
+            _("Record the customer's reply"),
+            AGENTS,
+            CustomerReply,
+            (Field("text", _("What the customer said"), Kind.TEXTAREA),),
+        ),
+        Action(
+            "escalate",
+            _("Escalate to 21Vianet"),
+            AGENTS,
+            Escalate,
+            (
+                Field("reason", _("Reason"), Kind.TEXTAREA),
+                Field("severity", _("Severity"), Kind.SELECT, tuple(s.value for s in Severity)),
+            ),
+        ),
+        Action(
+            "vianet-ticket",
+            _("Record the 21Vianet ticket number"),
+            AGENTS,
+            VianetTicket,
+            (Field("ticket_number", _("Ticket number")),),
+        ),
+        Action(
+            "vianet-response",
+            _("Record 21Vianet's answer"),
+            AGENTS,
+            VianetResponse,
+            (Field("text", _("Answer"), Kind.TEXTAREA),),
+        ),
+        Action(
+            "resolve",
+            _("Resolve"),
+            AGENTS,
+            Resolve,
+            (
+                Field("outcome", _("Outcome"), Kind.SELECT, tuple(o.value for o in Outcome)),
+                Field("summary", _("Summary for the customer"), Kind.TEXTAREA),
+                Field("credit_amount", _("Credit or refund amount"), Kind.MONEY, required=False),
+            ),
+        ),
+        Action(
+            "contact",
+            _("Correct the customer's email"),
+            AGENTS,
+            UpdateContact,
+            (
+                Field("email", _("Email"), Kind.EMAIL),
+                Field("locale", _("Language"), Kind.SELECT, tuple(x.value for x in Locale), False),
+            ),
+        ),
+        Action(
+            "confirm",
+            _("The customer confirmed the resolution"),
+            AGENTS,
+            Confirm,
+            hint=_("Closes the case with the final email."),
+        ),
+        Action(
+            "reopen", _("Reopen"), AGENTS, Reopen, (Field("reason", _("Reason"), Kind.TEXTAREA),)
+        ),
+        Action(
+            "withdraw",
+            _("Withdraw the case"),
+            AGENTS,
+            Withdraw,
+            (Field("reason", _("Reason"), Kind.TEXTAREA),),
+            danger=True,
+        ),
+        Action(
+            "assign",
+            _("Reassign"),
+            MANAGERS,
+            Assign,
+            (Field("agent", _("Agent's email"), Kind.EMAIL),),
+        ),
+    )
+}

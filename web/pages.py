@@ -1,0 +1,98 @@
+"""The workspace's templates, rendered in the person's language, and the small readers of a
+request's query and form that every page shares."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from core.formatting import day, duration, money, when
+from core.models import Locale
+from service.users import Person
+from service.workspace import Queue
+from web import actions as registry
+from web.auth import CSRF_FIELD, csrf_token
+from web.i18n import _, best_locale, translations
+
+HERE = Path(__file__).resolve().parent
+QUEUE_LABELS = {
+    Queue.MINE: _("Mine"),
+    Queue.UNASSIGNED: _("Unassigned"),
+    Queue.SLA: _("SLA at risk or breached"),
+    Queue.WAITING_ON_CUSTOMER: _("Waiting on the customer"),
+    Queue.WAITING_ON_VIANET: _("Waiting on 21Vianet"),
+    Queue.NEEDS_ATTENTION: _("Needs attention"),
+}
+
+
+def problems(err: ValidationError) -> str:
+    """What a form got wrong, naming each field as the CLI and the API do."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'input'}: "
+        + e["msg"].removeprefix("Value error, ")
+        for e in err.errors()
+    )
+
+
+def page_number(value: str | None) -> int:
+    try:
+        return max(1, int(value or 1))
+    except ValueError:
+        return 1
+
+
+def choice(kind: Any, value: str | None) -> Any:
+    try:
+        return kind(value) if value else None
+    except ValueError:
+        return None
+
+
+class Pages:
+    """The templates, rendered in the person's language."""
+
+    def __init__(self) -> None:
+        self.env = Environment(
+            loader=FileSystemLoader(HERE / "templates"),
+            autoescape=select_autoescape(default=True),
+            extensions=["jinja2.ext.i18n"],
+            auto_reload=False,
+        )
+        self.env.globals.update(
+            money=money,
+            csrf_field=CSRF_FIELD,
+            queues=QUEUE_LABELS,
+            agents=registry.AGENTS,
+        )
+
+    def render(
+        self,
+        request: Request,
+        name: str,
+        person: Person | None,
+        status_code: int = 200,
+        **context: Any,
+    ) -> HTMLResponse:
+        locale = Locale(
+            request.session.get("locale") or best_locale(request.headers.get("accept-language"))
+        )
+        words = translations(locale)
+        html = self.env.get_template(name).render(
+            request=request,
+            person=person,
+            locale=locale.value,
+            csrf=csrf_token(request),
+            _=words.gettext,
+            gettext=words.gettext,
+            ngettext=words.ngettext,
+            when=lambda value: when(value, locale.value) if value else "",
+            day=lambda value: day(value, locale.value) if value else "",
+            duration=lambda value: duration(value, locale.value),
+            **context,
+        )
+        return HTMLResponse(html, status_code=status_code)

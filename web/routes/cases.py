@@ -1,0 +1,63 @@
+"""A case's page (its workflow's view, the thread, the actions the person may take) and its
+actions."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service.users import Person, Role
+from web import actions as registry
+from web.workspace import Workspace, WorkspaceDep, allowed
+
+router = APIRouter()
+
+
+def may_take(owner: str | None, person: Person) -> bool:
+    """Whether "take this case" is worth offering (web/actions/cases.py decides when it is sent)."""
+    return owner != person.email and (owner is None or Role.MANAGER in person.roles)
+
+
+async def _case(
+    ws: Workspace,
+    request: Request,
+    person: Person,
+    case_id: str,
+    status_code: int = 200,
+    **problem: Any,
+) -> Response:
+    service = await ws.connection.get()
+    view = await service.cases.show(case_id)
+    actions = [
+        action
+        for action in allowed(registry.CASE_ACTIONS, person)
+        if action.name != "take" or may_take(view.owner, person)
+    ]
+    return ws.workflow_page(
+        request,
+        person,
+        "case.html",
+        f"/cases/{quote(case_id)}",
+        service,
+        view,
+        actions,
+        status_code,
+        problem,
+        thread=await service.workspace.thread(case_id),
+    )
+
+
+@router.get("/cases/{case_id}")
+async def case_page(request: Request, case_id: str, ws: WorkspaceDep) -> Response:
+    return await _case(ws, request, await ws.me(request), case_id)
+
+
+@router.post("/cases/{case_id}/actions/{name}")
+async def case_action(request: Request, case_id: str, name: str, ws: WorkspaceDep) -> Response:
+    back = f"/cases/{quote(case_id)}"
+    return await ws.act(request, registry.CASE_ACTIONS, name, case_id, back, partial(_case, ws))

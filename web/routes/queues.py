@@ -1,0 +1,69 @@
+"""The agents' queues of cases (read from the database projection) and the home page."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from urllib.parse import urlencode
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from core.models import Category, Priority
+from service.errors import NotFound
+from service.workspace import CaseFilter, Queue
+from web import actions as registry
+from web.pages import choice, page_number
+from web.workspace import WorkspaceDep
+
+router = APIRouter()
+
+
+@router.get("/")
+async def home(request: Request, ws: WorkspaceDep) -> Response:
+    person = await ws.me(request)
+    if person.may(registry.AGENTS):
+        return RedirectResponse("/queues/mine", status_code=303)
+    return RedirectResponse("/payables", status_code=303)
+
+
+@router.get("/queues/{queue}")
+async def queue_page(
+    request: Request,
+    queue: str,
+    ws: WorkspaceDep,
+    priority: str | None = None,
+    category: str | None = None,
+    q: str = "",
+    page: str | None = None,
+) -> Response:
+    person = await ws.me(request)
+    chosen = choice(Queue, queue)
+    if chosen is None:
+        raise NotFound(f"no queue {queue!r}")
+    service = await ws.connection.get()
+    attention = None
+    if chosen is Queue.NEEDS_ATTENTION:
+        found = await service.list_workflows("needs-attention", limit=1000)
+        attention = [execution.id for execution in found]
+    filters = CaseFilter(choice(Priority, priority), choice(Category, category), q.strip()[:200])
+    listed = await service.workspace.cases(
+        chosen,
+        person.email,
+        filters,
+        page_number(page),
+        now=datetime.now(UTC),
+        attention=attention,
+    )
+    query = {k: v for k, v in (("priority", priority), ("category", category), ("q", q)) if v}
+    return ws.pages.render(
+        request,
+        "queue.html",
+        person,
+        queue=chosen,
+        listed=listed,
+        filters=filters,
+        query=urlencode(query),
+        priorities=[p.value for p in Priority],
+        categories=[c.value for c in Category],
+    )
