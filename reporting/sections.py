@@ -237,7 +237,7 @@ def sections(report: Report) -> list[Section]:
                 for a in report.holds
             ],
             note="a subscription stays suspended while any hold is left; fraud holds are lifted "
-            "only by a manager (lift-fraud)",
+            "only by a manager (account lift-fraud)",
             text_columns=2,
         ),
         Section(
