@@ -184,6 +184,6 @@ def stranded_advice(deployment_name: str, left: dict[str, list[str]]) -> Sequenc
         f"{len(ids)} open pinned workflow(s) of build {build} do not replay on this code "
         f"({', '.join(ids[:3])}{', …' if len(ids) > 3 else ''}): run that build's code to let them "
         f"finish, or end them: temporal workflow terminate --yes --reason 'dev reset' --query "
-        f"\"{open_query(WorkerDeploymentVersion(deployment_name, build))}\""
+        f'"{open_query(WorkerDeploymentVersion(deployment_name, build))}"'
         for build, ids in left.items()
     ]
