@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from activities.case_store import CaseStoreActivities
 from activities.email import EmailActivities
@@ -31,7 +31,7 @@ from activities.partner_center import (
 from activities.rendering import TemplateRenderer
 from activities.senders import EmailSender, FileOutboxSender, SendGridSender
 from activities.vianet_invoice import VianetInvoiceActivities
-from core import logs, metrics, search, tracing
+from core import deployment, logs, metrics, search, tracing
 from core.models import EmailTemplate, SubscriptionStatus
 from core.settings import EmailBackend, Settings, load_settings
 from core.temporal import connect, data_converter, sdk_runtime
@@ -111,10 +111,11 @@ def worker_client(client: Client, settings: Settings) -> Client:
 
 
 def build_worker(client: Client, settings: Settings) -> Worker:
-    """Every workflow and activity, and the interceptor that refuses input sent in clear
-    (workflows/sealed.py)."""
+    """Every workflow and activity, the interceptor that refuses input sent in clear
+    (workflows/sealed.py), and the deployment version the worker polls as (core/deployment.py)."""
     return Worker(
         worker_client(client, settings),
+        deployment_config=deployment.deployment_config(settings),
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
         activities=build_activities(settings),
@@ -189,6 +190,28 @@ async def operated(worker: Worker, client: Client, settings: Settings) -> AsyncI
             await asyncio.to_thread(server.shutdown)
 
 
+async def take_over(client: Client, settings: Settings) -> deployment.TakeOver:
+    """The local stack's upgrade (WORKER_TAKE_OVER, `make run`): this version becomes current
+    and adopts the older builds' open pinned runs that replay on this code; the others are
+    named with what to do. A production deploy does this step by step (README "Production")."""
+    version = deployment.deployment_version(settings)
+    replayer = Replayer(
+        workflows=WORKFLOWS,
+        data_converter=data_converter(settings, worker=True),
+        interceptors=[RefuseUnsealed()],
+        workflow_runner=workflow_runner(settings.workflow_sandbox),
+    )
+    done = await deployment.take_over(client, version, replayer)
+    log.info(
+        "version %s is current; %d open workflow(s) of older builds moved to it",
+        deployment.search_value(version),
+        len(done.moved),
+    )
+    for advice in deployment.stranded_advice(version.deployment_name, done.left):
+        log.warning("%s", advice)
+    return done
+
+
 # ---------------------------------------------------------------------------
 
 
@@ -204,12 +227,17 @@ async def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     log.info(
-        "worker on task queue %s, database %s, email %s",
+        "worker on task queue %s, database %s, email %s, version %s",
         settings.task_queue,
         settings.database_url.split("@")[-1],
         settings.email_backend.value,
+        deployment.search_value(deployment.deployment_version(settings))
+        if settings.worker_versioning
+        else "unversioned",
     )
     async with worker, operated(worker, client, settings):
+        if settings.worker_versioning and settings.worker_take_over:
+            await take_over(client, settings)
         await stop.wait()
     log.info("worker stopped")
 

@@ -231,6 +231,10 @@ def worker_env(task_queue: str, workdir: Path, tuning: Mapping[str, int]) -> dic
         # at night a day-0 notice waits for China's business hours: the scenarios measure the
         # pipeline at any hour (as chaos does)
         "BUSINESS_CALENDAR": "false",
+        # versioned as in production, a deployment of its own that the worker makes current
+        "WORKER_VERSIONING": "true",
+        "WORKER_DEPLOYMENT_NAME": task_queue,
+        "WORKER_TAKE_OVER": "true",
     }
     env.update({name.upper(): str(value) for name, value in tuning.items()})
     return env

@@ -209,6 +209,11 @@ class ChildProcess(ABC):
             "BUSINESS_CALENDAR": "false",
             "EMAIL_BACKEND": "outbox",
             "CODEC_KEYS": settings.codec_keys.get_secret_value(),
+            # versioned as in production: every worker is the same build, and each one that
+            # starts makes it current (the same call again changes nothing)
+            "WORKER_VERSIONING": "true",
+            "WORKER_DEPLOYMENT_NAME": settings.task_queue,
+            "WORKER_TAKE_OVER": "true",
             **env,
         }
         self.log_path = log

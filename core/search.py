@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
@@ -20,7 +19,6 @@ from temporalio.client import Client
 from temporalio.common import (
     SearchAttributeKey,
     SearchAttributePair,
-    SearchAttributeUpdate,
     TypedSearchAttributes,
 )
 from temporalio.service import RPCError, RPCStatusCode
@@ -146,11 +144,6 @@ def account_attributes(*, tenant_id: str) -> TypedSearchAttributes:
     """Every key an AccountWorkflow carries: its tenant (the saved query `suspended` lists the
     invoices whose suspensions it holds, not the account)."""
     return TypedSearchAttributes([SearchAttributePair(CUSTOMER_TENANT_ID, tenant_id)])
-
-
-def updates(attributes: TypedSearchAttributes) -> list[SearchAttributeUpdate[Any]]:
-    """The same values as `workflow.upsert_search_attributes` takes them."""
-    return [pair.key.value_set(pair.value) for pair in attributes]
 
 
 async def count_needing_attention(client: Client, task_queue: str) -> dict[str, int]:

@@ -32,6 +32,8 @@ P = TypeVar("P", bound=BaseModel)
 THREAD_SECRET_LENGTH = 32
 # the password in Inbound Parse's URL: all that keeps the internet from posting customers' mail
 PARSE_SECRET_LENGTH = 16
+# the longest build id Temporal takes (a longer one is never registered, silently)
+BUILD_ID_CHARS = 255
 
 
 class EmailBackend(StrEnum):
@@ -206,6 +208,19 @@ class Settings(BaseSettings):
     # (tests/conftest.py): there it catches a workflow that would not replay.
     workflow_sandbox: bool = False
 
+    # Worker Versioning (README "Production: deploying a release"): the worker polls as version
+    # WORKER_DEPLOYMENT_NAME:WORKER_BUILD_ID; cases, collections and 21Vianet invoices stay on the
+    # build they started on, accounts move to the current one. The build id defaults to a digest
+    # of the code a workflow's commands depend on (core/deployment.py), so a release that changes
+    # a workflow is a new build and one that does not is the same build.
+    worker_versioning: bool = True
+    worker_deployment_name: str = "billing-support"
+    worker_build_id: str | None = None
+    # the local stack only (`make run`): on start the worker makes its version current and takes
+    # over the older builds' open pinned workflows whose histories replay on its code; in
+    # production the deploy sets the current version (`temporal worker deployment ...`)
+    worker_take_over: bool = False
+
     @field_validator(
         "codec_cors_origins",
         "inbound_confirm_words",
@@ -232,6 +247,25 @@ class Settings(BaseSettings):
         bad = [o for o in value if not o.startswith(("http://", "https://")) or o.count("/") != 2]
         if bad:
             raise ValueError(f"{bad[0]!r} is not an origin such as https://temporal.example.cn")
+        return value
+
+    @field_validator("worker_deployment_name", "worker_build_id")
+    @classmethod
+    def _version_part(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not 1 <= len(value) <= BUILD_ID_CHARS:
+            raise ValueError(f"must be 1 to {BUILD_ID_CHARS} characters")
+        if any(not ch.isascii() or not ch.isprintable() or ch.isspace() for ch in value):
+            raise ValueError(f"{value!r}: printable ASCII without spaces only")
+        return value
+
+    @field_validator("worker_deployment_name")
+    @classmethod
+    def _deployment_name(cls, value: str) -> str:
+        # Temporal spells a version `<deployment>.<build id>` (older servers `:`): neither in a name
+        if "." in value or ":" in value:
+            raise ValueError(f"{value!r}: no '.' or ':' (Temporal separates a version's parts so)")
         return value
 
     @field_validator("business_hours")
@@ -269,6 +303,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 "EMAIL_THREAD_SECRET is required when INBOUND_DOMAIN or INBOUND_PARSE_SECRET is set"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _take_over_versioned(self) -> Settings:
+        if self.worker_take_over and not self.worker_versioning:
+            raise ValueError("WORKER_TAKE_OVER needs WORKER_VERSIONING=true")
         return self
 
     @model_validator(mode="after")

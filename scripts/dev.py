@@ -1,6 +1,10 @@
 """`make run`: the local stack — Temporal dev server (UI on :8233), database migration, worker.
 
 Ctrl-C or SIGTERM stops the worker, then the server; if either dies, the other is stopped too.
+
+After a `git pull` the worker is a new build (core/deployment.py): it makes itself current and takes
+over the older builds' open pinned workflows whose histories replay on its code; the worker's log
+names any that do not, and how to end them (README "Production: deploying a release").
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from sqlalchemy import make_url
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from core import search
+from core import deployment, search
 from core.codec import write_key_file
 from core.search import dev_server_flags
 from core.settings import Settings, SettingsError, load_settings
@@ -138,6 +142,19 @@ def ensure_codec_key(settings: Settings) -> None:
         print(f"Created the payload encryption key {settings.codec_key_file}", flush=True)
 
 
+def versioning_env(settings: Settings) -> dict[str, str]:
+    """The local stack runs one worker: it sets its own version current and adopts what it can of
+    the builds before it (a deploy with several workers does this step by step instead)."""
+    return {"WORKER_TAKE_OVER": "true"} if settings.worker_versioning else {}
+
+
+def version_line(settings: Settings) -> str:
+    if not settings.worker_versioning:
+        return "unversioned (WORKER_VERSIONING=false)"
+    version = deployment.search_value(deployment.deployment_version(settings))
+    return f"{version}, made current; older builds' runs taken over (see the worker's log)"
+
+
 def main() -> int:
     os.chdir(ROOT)  # the worker, the migration and `.env` all resolve from the project root
     # everything under var/ holds customer data or secrets: the owner's alone, children included
@@ -176,7 +193,8 @@ def main() -> int:
         if settings.email_thread_secret is None:
             env["EMAIL_THREAD_SECRET"] = local_secret(EMAIL_THREAD_SECRET_FILE)
         worker = [sys.executable, "worker.py"]
-        children["worker"] = subprocess.Popen(worker, env=env, process_group=0)
+        worker_env = {**env, **versioning_env(settings)}
+        children["worker"] = subprocess.Popen(worker, env=worker_env, process_group=0)
         for name, path in CALLER_SECRET_FILES.items():  # local secrets, unless set
             if getattr(settings, name.lower()) is None:
                 env[name] = local_secret(path)
@@ -202,6 +220,7 @@ def main() -> int:
         worker_url = f"http://{settings.metrics_host}:{worker_metrics}"
         print(f"worker health      {worker_url}/healthz  {worker_url}/ready  {worker_url}/metrics")
         print(f"Temporal SDK       http://{settings.metrics_host}:{temporal_metrics}/metrics")
+        print(f"worker version     {version_line(settings)}")
         print(f"workspace          http://{settings.web_host}:{settings.web_port}/", end="")
         print(
             "  (a local account: .venv/bin/python starter.py user add EMAIL --name N --role agent)"

@@ -35,13 +35,14 @@ LEGACY, BOUND = b"1", b"bound"
 REPLAY_NAMESPACE = "default"  # the namespace the tests' histories are recorded and replayed in
 
 
-def replayer(**options: Any) -> Replayer:
+def replayer(*, sealed: bool = True, **options: Any) -> Replayer:
     """A replayer that runs workflows as the worker does: its data converter (the session's key,
-    from CODEC_KEYS) and its refusal of plain input."""
+    from CODEC_KEYS) and its refusal of plain input; `sealed=False` as a worker without that rule
+    (the time-skipping tests' fake worker, whose client seals nothing)."""
     return Replayer(
         workflows=WORKFLOWS,
         data_converter=data_converter(Settings(), worker=True),
-        interceptors=[RefuseUnsealed()],
+        interceptors=[RefuseUnsealed()] if sealed else [],
         workflow_runner=sandbox_runner(),
         namespace=REPLAY_NAMESPACE,
         **options,
@@ -61,9 +62,9 @@ def seal_legacy(keyring: Keyring, payload: Payload) -> Payload:
 async def replay_and_record(client: Client, history: WorkflowHistory, name: str) -> None:
     """Replay on today's code as the worker runs it (non-determinism raises); with
     RECORD_HISTORIES=1 also write it, decrypted, to tests/histories/<name>.json."""
-    await replayer().replay_workflow(history)
+    codec = client.data_converter.payload_codec
+    await replayer(sealed=codec is not None).replay_workflow(history)
     if os.environ.get("RECORD_HISTORIES"):
-        codec = client.data_converter.payload_codec
         # a time-skipping server's client seals nothing: its history is in clear already
         opened = await decrypted(history, codec) if codec is not None else history
         (HISTORIES / f"{name}.json").write_text(opened.to_json())
@@ -89,6 +90,19 @@ async def decrypted(history: WorkflowHistory, codec: PayloadCodec) -> WorkflowHi
         return opened
 
     return await _each_payload(history, open_one)
+
+
+async def recorded_sealed(history: WorkflowHistory) -> bool:
+    """Whether the worker that recorded a decrypted history sealed payloads (so ran the rule)."""
+    found = False
+
+    async def look(payload: Payload) -> Payload:
+        nonlocal found
+        found = found or WAS_SEALED in payload.metadata
+        return payload
+
+    await _each_payload(history, look)
+    return found
 
 
 async def resealed(history: WorkflowHistory, codec: EncryptionCodec) -> WorkflowHistory:

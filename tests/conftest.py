@@ -29,6 +29,9 @@ from worker import build_worker
 # workflows in it (test_integration also without), so a workflow that reads the clock, draws
 # randomness or does I/O fails here. Set before any Settings is made; a subprocess inherits it.
 os.environ.setdefault("WORKFLOW_SANDBOX", "true")
+# Each test's worker polls a task queue of its own, unversioned: one deployment version across
+# hundreds of task queues would pass the server's limit. tests/test_versioning.py runs versioned.
+os.environ.setdefault("WORKER_VERSIONING", "false")
 
 DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
 

@@ -8,6 +8,7 @@ import socket
 import stat
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,15 +16,20 @@ import httpx
 import pytest
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
 
-from core import search
+from core import deployment, search
 from core.codec import load_keyring
 from core.search import ALL_KEYS, dev_server_flags
 from core.settings import Settings
+from db.migrate import upgrade
+from tests.intake_support import eventually
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import dev  # scripts/ is a plain folder, not a package
 
+ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = {key.name: int(key.indexed_value_type) for key in ALL_KEYS}
 
 
@@ -117,3 +123,49 @@ def test_the_ui_decodes_through_the_codec_endpoint(
     assert token not in answer.text
     # nor does any process's command line (`ps` shows them to every user)
     assert not [p for p in servers if token in str(p.args)]
+
+
+def test_the_local_worker_takes_over_unless_unversioned() -> None:
+    assert dev.versioning_env(Settings(worker_versioning=True)) == {"WORKER_TAKE_OVER": "true"}
+    assert dev.versioning_env(Settings(worker_versioning=False)) == {}
+    assert dev.version_line(Settings(worker_versioning=False)).startswith("unversioned")
+
+
+async def test_after_a_pull_the_local_worker_is_the_current_build(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """`make run`'s worker (`python worker.py` with dev.versioning_env) before and after a
+    `git pull`: each start makes its own build current, the older one stays listed."""
+    name = f"dev-{uuid.uuid4().hex[:10]}"
+    database_url = f"sqlite:///{tmp_path / 'billing.db'}"
+    upgrade(database_url)
+    settings = Settings(worker_versioning=True, worker_deployment_name=name)
+    env = {
+        **os.environ,
+        **dev.versioning_env(settings),
+        "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+        "DATABASE_URL": database_url,
+        "OUTBOX_DIR": str(tmp_path / "outbox"),
+        "TASK_QUEUE": f"dev-{uuid.uuid4()}",
+        "WORKER_VERSIONING": "true",
+        "WORKER_DEPLOYMENT_NAME": name,
+    }
+    for build in ("before-pull", "after-pull"):
+        command = [sys.executable, "worker.py"]
+        worker_env = {**env, "WORKER_BUILD_ID": build}
+        worker = await asyncio.to_thread(subprocess.Popen, command, env=worker_env, cwd=ROOT)
+        try:
+
+            async def current(build: str = build) -> bool:
+                try:
+                    info = await deployment.describe(dev_env.client, name)
+                except RPCError:  # no worker of the deployment has polled yet
+                    return False
+                return deployment.current_build(info) == build
+
+            await eventually(current, seconds=60)
+        finally:
+            dev.stop(worker, "worker")
+    info = await deployment.describe(dev_env.client, name)
+    builds = {s.deployment_version.build_id for s in info.version_summaries}
+    assert builds == {"before-pull", "after-pull"}

@@ -15,7 +15,6 @@ import shutil
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
@@ -55,7 +54,6 @@ from core.models import (
 )
 from core.sealing import NOT_SEALED, REFUSED
 from core.settings import Settings
-from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
 from service import Service
 from tests.codec_support import replay_and_record
@@ -63,8 +61,7 @@ from tests.conftest import DEV_SERVER
 from tests.db_queries import get_case
 from tests.intake_support import billing_failure_body, eventually, unique_prefix
 from tests.workflow_support import open_case
-from worker import WORKFLOWS, build_activities, build_worker, worker_client
-from workflows import sandbox_runner
+from worker import WORKFLOWS, build_worker, worker_client
 from workflows.billing_case import BillingCaseWorkflow
 from workflows.sealed import RefuseUnsealed
 
@@ -376,65 +373,6 @@ async def test_a_forged_dispute_outcome_is_recorded_as_refused(
         )
     assert_refused(rejected.value.cause, f"update `waive` refused: its argument {NOT_SEALED}")
     await service.collections.act(invoice, Waive(reason="test over", by=AGENT))
-
-
-async def test_a_workflow_from_before_the_rule_replays_and_goes_on_under_it(
-    dev_env: WorkflowEnvironment, tmp_path: Path
-) -> None:
-    """A case started and worked in clear (as before encryption) on a worker without the rule,
-    then taken over by today's worker: what its history holds replays and stands, what comes in
-    clear from now on is refused."""
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'billing.db'}",
-        outbox_dir=tmp_path / "outbox",
-        task_queue=f"billing-{uuid.uuid4()}",
-    )
-    upgrade(settings.database_url)
-    plain = await plain_client(dev_env)
-    data = open_case()
-    case = plain.get_workflow_handle_for(BillingCaseWorkflow.run, case_workflow_id(data.case_id))
-    before = Worker(  # no rule, no cache: today's worker replays the whole history
-        plain,
-        task_queue=settings.task_queue,
-        workflows=WORKFLOWS,
-        activities=build_activities(settings),
-        activity_executor=ThreadPoolExecutor(max_workers=4),
-        workflow_runner=sandbox_runner(),
-        max_cached_workflows=0,
-    )
-    async with before:
-        await plain.start_workflow(
-            BillingCaseWorkflow.run, data, id=case.id, task_queue=settings.task_queue
-        )
-        await case.execute_update(BillingCaseWorkflow.note, AddNote(text="in clear", by=AGENT))
-        await case.signal(BillingCaseWorkflow.link_collections, collections_workflow_id("G1"))
-
-        async def linked() -> bool:  # taken by this worker, before today's comes
-            view = await case.query(BillingCaseWorkflow.view)
-            return any(e.kind is EventKind.LINKED for e in view.timeline)
-
-        await eventually(linked)
-
-    cases = Service(dev_env.client, settings).cases
-    async with build_worker(dev_env.client, settings):
-        await cases.act(data.case_id, AddNote(text="sealed", by=AGENT))
-        with pytest.raises(WorkflowUpdateFailedError) as rejected:
-            await case.execute_update(BillingCaseWorkflow.note, AddNote(text="late", by=MALLORY))
-        assert_refused(rejected.value.cause, f"update `note` refused: its argument {NOT_SEALED}")
-        await case.signal(BillingCaseWorkflow.link_collections, collections_workflow_id("G2"))
-
-        async def refused() -> bool:
-            view = await cases.show(data.case_id)
-            return any(e.kind is EventKind.SIGNAL_REFUSED for e in view.timeline)
-
-        await eventually(refused)
-        view = await cases.show(data.case_id)
-    assert [e.text for e in view.timeline if e.kind is EventKind.NOTE] == ["in clear", "sealed"]
-    assert [e.text for e in view.timeline if e.kind is EventKind.LINKED] == [
-        collections_workflow_id("G1")
-    ]
-    history = await dev_env.client.get_workflow_handle(case.id).fetch_history()
-    await replay_and_record(dev_env.client, history, "billing_case_plain_then_sealed")
 
 
 @workflow.defn(sandboxed=False)  # defined in a test module: outside the sandbox

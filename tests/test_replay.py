@@ -2,8 +2,8 @@
 
 The histories are stored decrypted (see tests/codec_support.py): what was sealed is sealed again
 under the session's key, and they replay as the worker runs them, with its refusal of plain input.
-The histories recorded before that mark replay entirely in clear, as one from before encryption
-would: what a recorded history holds is never refused.
+A history recorded in clear (by the time-skipping tests' worker, which has no codec and no such
+rule) replays without the rule, as it ran.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from core.codec import EncryptionCodec
 from core.models import CollectionsView, StartCollections
 from core.settings import Settings
 from core.temporal import data_converter
-from tests.codec_support import replayer, resealed
+from tests.codec_support import recorded_sealed, replayer, resealed
 from worker import WORKFLOWS
 from workflows.collections import CollectionsWorkflow
 
@@ -47,8 +47,10 @@ def test_every_workflow_type_has_a_history() -> None:
 async def test_replay(path: Path, codec_keys: str) -> None:
     codec = data_converter(Settings(codec_keys=SecretStr(codec_keys))).payload_codec
     assert isinstance(codec, EncryptionCodec)
-    history = await resealed(WorkflowHistory.from_json(path.stem, path.read_text()), codec)
-    result = await replayer().replay_workflow(history, raise_on_replay_failure=True)
+    recorded = WorkflowHistory.from_json(path.stem, path.read_text())
+    history = await resealed(recorded, codec)
+    sealed = await recorded_sealed(recorded)
+    result = await replayer(sealed=sealed).replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
 
 

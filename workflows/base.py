@@ -64,36 +64,15 @@ ACTIVITY_TIMEOUT = timedelta(seconds=60)
 ACTIVITY_RETRY_BUDGET = timedelta(hours=6)
 REASON_CHARS = 500
 WORKFLOW = "workflow"  # the actor of what a workflow records of its own accord
-# One patch for everything this release changes in what a workflow does (one marker a workflow,
-# not one a change): a workflow that started before it keeps the old behaviour to its end, so
-# every recorded history still replays. The next release that changes commands adds another.
-RELEASE = "2026-12-03"
-# customers' replies and late bounces (issue 14) reach a workflow: a patch of its own on top
+# retired at 1.0 (Worker Versioning pins cases, collections and invoices to their build; what
+# accounts still need is in workflows/patches.py): remove once no workflow imports it
 EMAIL_EVENTS = "email-events"
-# a resolution SendGrid accepted counts as told when delivered, or when no bounce came in a window
 TOLD_WHEN_DELIVERED = "told-when-delivered"
-# an invoice's suspensions go through its customer's account (holds); asked where the behaviour
-# first differs (a suspension, a fraud report, a settlement)
 ACCOUNT_HOLDS = "account-holds"
-# a collections that suspended before accounts hands its suspensions over (its own patch: the one
-# above is asked, and answered "no", when such a run replays its suspension)
 HAND_OVER = "account-hand-over"
-# an account's reconcile follows holds that change while it runs (an invoice paid while its
-# subscriptions were being suspended): nothing held is suspended, and the payer is told of it
 LIVE_RECONCILE = "account-live-reconcile"
-# a collections takes the failure that started it first, also when a later one reaches it in the
-# same workflow task (asked only then)
 FIRST_FAILURE_FIRST = "first-failure-first"
-# the suspension waits for the final notice's delivery and, where the policy says, a manager
 SUSPENSION_RULES = "suspension-rules"
-# only key holders act (workflows/sealed.py): the start refused in clear asks this, and each signal
-# refused in clear asks it numbered in the run (`refuse-unsealed-signal-<n>`)
-REFUSE_UNSEALED = "refuse-unsealed"
-# each signal refused for any other reason (sealed elsewhere, for another handler, sent again, or
-# bare) asks this, numbered apart: since payloads are sealed to their place
-REFUSE_MISPLACED = "refuse-misplaced"
-# China's business calendar (core/calendar.py) in the input: working days and opening hours time
-# the steps, SLA clocks and reminders; a workflow started without one keeps every clock 24×7
 BUSINESS_CALENDAR = "business-calendar"
 # the events a workflow keeps (all are in the database), and how much of each text
 TAIL_EVENTS = 20
@@ -254,8 +233,7 @@ class EffectLoop(ABC, Generic[Effect]):
     """Base of every workflow: handlers change state and queue effects; `serve` carries them out."""
 
     def _start_log(self, carried: LogState | None = None) -> None:
-        # asked once, at the start: the answer holds for the whole run
-        self._current = workflow.patched(RELEASE)
+        self._current = True  # retired at 1.0: remove once no workflow reads it
         log = carried or LogState(last_seq=0, emails_sent=0)
         self._tail: deque[CaseEvent] = deque(log.tail, maxlen=TAIL_EVENTS)
         self._unsaved: list[CaseEvent] = list(log.unsaved)  # not yet in the database: whole
@@ -273,7 +251,7 @@ class EffectLoop(ABC, Generic[Effect]):
             pair.key.name: pair.value for pair in workflow.info().typed_search_attributes
         }
         # a new run compares them once (Temporal carries them over: normally nothing to write)
-        self._attributes_changed = carried is not None and self._current
+        self._attributes_changed = carried is not None
 
     def _log_state(self) -> LogState:
         return LogState(
@@ -390,8 +368,8 @@ class EffectLoop(ABC, Generic[Effect]):
                     pass
             alarm.fire()
         await workflow.wait_condition(workflow.all_handlers_finished)
-        # what the last handlers recorded is saved too (before this change it could be left)
-        if self._has_steps() and self._current:
+        # what the last handlers recorded is saved too
+        if self._has_steps():
             await self._carry_out_effects()
         self._flush_attributes()
 
@@ -425,9 +403,6 @@ class EffectLoop(ABC, Generic[Effect]):
                 await self._step("save to the database", self._persist, saving)
                 del self._unsaved[: len(saving)]
                 self._tail.extend(_shortened(event) for event in saving)
-                # before this change an effect waited until no event was left to save
-                if self._unsaved and not self._current:
-                    continue
             if self._effects:
                 effect = self._effects[0]
                 await self._step(self._describe(effect), self._carry_out, effect)
@@ -436,18 +411,18 @@ class EffectLoop(ABC, Generic[Effect]):
     def _save_first(self) -> bool:
         """Whether the events not saved yet are written before the next effect. What a person
         did (and whatever a run records first) is in the database before the workflow acts on
-        it. Since this release the workflow's own events (an email sent, a reminder due) wait
-        for the save after the next effect: a run of effects costs one write, not one each."""
-        if not self._current or not self._effects or not self._tail:
+        it. The workflow's own events (an email sent, a reminder due) wait for the save after
+        the next effect: a run of effects costs one write, not one each."""
+        if not self._effects or not self._tail:
             return True
         return any(event.actor != WORKFLOW for event in self._unsaved)
 
     async def _write(self, contract: ActivityContract[A, None], arg: A, summary: str) -> None:
-        """A database write. Since this release a local activity: the worker runs it inside the
-        workflow task that asked for it, so it costs no task-queue round trip and no activity
-        events, only a marker that keeps the summary for the UI. Same timeouts, retries and
-        failed-step handling as any step."""
-        await run(contract, arg, summary, local=self._current)
+        """A database write, as a local activity: the worker runs it inside the workflow task
+        that asked for it, so it costs no task-queue round trip and no activity events, only a
+        marker that keeps the summary for the UI. Same timeouts, retries and failed-step
+        handling as any step."""
+        await run(contract, arg, summary, local=True)
 
     def _describe(self, effect: Effect) -> str:
         """An effect as the timeline and the manager read it."""
@@ -505,7 +480,7 @@ class EffectLoop(ABC, Generic[Effect]):
         flag is cleared."""
         if self._flagged == why:
             return
-        told = self._flagged is not None and self._current  # (before this release: each reason)
+        told = self._flagged is not None
         self._flagged = why
         self._record(EventKind.NEEDS_ATTENTION, WORKFLOW, why)
         if not told:  # one email until a person clears the flag; the timeline has every reason
@@ -531,10 +506,7 @@ class EffectLoop(ABC, Generic[Effect]):
         """Keep what a manager filters and reads in the UI current (no customer data in either):
         the details now, the search attributes once the main loop gets to them (one upsert for
         all that changed since, and none when nothing did)."""
-        if self._current:
-            self._attributes_changed = True
-        else:  # how workflows started before this release wrote them: every value, every time
-            workflow.upsert_search_attributes(search.updates(self._attributes()))
+        self._attributes_changed = True
         self._publish_details()
 
     def _flush_attributes(self) -> None:
@@ -586,12 +558,10 @@ class EffectLoop(ABC, Generic[Effect]):
         return without_timeline(view)
 
     def _key(self, name: str) -> str:
-        """A dedup key unique for ever: the workflow id and, since this change, its first run's
-        id (an id used again after retention starts another chain of runs)."""
+        """A dedup key unique for ever: the workflow id and its first run's id (an id used again
+        after retention starts another chain of runs)."""
         info = workflow.info()
-        if self._current:
-            return f"{info.workflow_id}/{info.first_execution_run_id}/{name}"
-        return f"{info.workflow_id}/{name}"
+        return f"{info.workflow_id}/{info.first_execution_run_id}/{name}"
 
     def _email(self, data: EmailData) -> SendEmail:
         """The email to its recipient's address as of now (queue it, or deliver it as a step)."""

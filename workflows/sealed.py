@@ -19,9 +19,7 @@ anything.
 Each workflow remembers the actions it took (`RemembersActions`, carried into its next run), so a
 sealed argument sent again, even to its own place, acts once.
 
-What a history recorded before these rules holds still replays (the exception is the payload's
-place in an already-recorded history): validators do not run on replay, and a plain start and
-each refused signal ask a patch of their own, which a history from before has not got there.
+Validators do not run on replay, so an update a history accepted replays as accepted.
 """
 
 from __future__ import annotations
@@ -55,7 +53,6 @@ from core.sealing import (
     seal_aware,
     stamped,
 )
-from workflows.base import REFUSE_MISPLACED, REFUSE_UNSEALED
 
 
 @runtime_checkable
@@ -127,8 +124,6 @@ def _remember(action: str | None) -> None:
 class _RefuseUnsealed(WorkflowInboundInterceptor):
     def __init__(self, next: WorkflowInboundInterceptor) -> None:
         super().__init__(next)
-        self._signals = 0  # plain signals this run has refused so far: each asks its own patch
-        self._misplaced = 0  # the others
         # updates accepted by their validator whose handler has not run yet: update id -> action
         self._pending: dict[str, str] = {}
 
@@ -156,9 +151,9 @@ class _RefuseUnsealed(WorkflowInboundInterceptor):
         seals = _seals(input.args)
         state = _out_of_place(seals, legacy=True)
         kind = workflow.info().workflow_type
-        if state is SealState.CLEAR and workflow.patched(REFUSE_UNSEALED):
+        if state is SealState.CLEAR:
             raise refusal(f"{kind} refused: its start input {NOT_SEALED}; nothing was done")
-        if state is not None and state is not SealState.CLEAR:
+        if state is not None:
             raise refusal(f"{kind} refused: its start input {WHY[state]}; nothing was done")
         meant = {seal.handler for seal in seals} - {None, f"start:{kind}"}
         if meant:
@@ -195,7 +190,7 @@ class _RefuseUnsealed(WorkflowInboundInterceptor):
     async def handle_signal(self, input: HandleSignalInput) -> None:
         seals = _seals(input.args)
         problem = self._problem(seals, f"signal:{input.signal}")
-        if problem is not None and self._patched_refusal(_out_of_place(seals)):
+        if problem is not None:
             why = f"signal `{input.signal}` refused: {problem}; nothing changed"
             workflow.logger.warning(why)
             instance = workflow.instance()
@@ -204,15 +199,6 @@ class _RefuseUnsealed(WorkflowInboundInterceptor):
             return
         _remember(_action(seals))
         await super().handle_signal(input)
-
-    def _patched_refusal(self, state: SealState | None) -> bool:
-        """Whether this run refuses the signal: always from the rule's release on; a history
-        from before it has no marker there, and replays as it ran."""
-        if state is SealState.CLEAR:
-            self._signals += 1
-            return workflow.patched(f"{REFUSE_UNSEALED}-signal-{self._signals}")
-        self._misplaced += 1
-        return workflow.patched(f"{REFUSE_MISPLACED}-signal-{self._misplaced}")
 
 
 class _StampSignals(WorkflowOutboundInterceptor):
