@@ -45,7 +45,6 @@ from core.models import (
     Customer,
     CustomerReply,
     Escalate,
-    HandOverHolds,
     HoldReason,
     LiftFraud,
     Locale,
@@ -1170,15 +1169,6 @@ def account_overrides(
     )
     data = _build(SetOverrides, overrides=overrides, reason=reason, by=by)
     print_account(_call(lambda service: service.accounts.set_overrides(tenant, data)))
-
-
-@app.command("accounts-hand-over")
-def accounts_hand_over(by: By = DEFAULT_ACTOR) -> None:
-    """After upgrading to accounts: every running collections that suspended subscriptions
-    itself hands them over to its customer's account (safe to run again)."""
-    _build(HandOverHolds, by=by)
-    told = _call(lambda service: service.accounts.hand_over(by))
-    console.print(f"{told} invoice(s) told to hand their suspensions over")
 
 
 # --------------------------------------------------------------------------- payable to 21Vianet

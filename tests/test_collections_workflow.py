@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
@@ -414,14 +415,20 @@ async def test_repeated_failures_join_the_running_workflow(
 async def start_again(
     env: WorkflowEnvironment, fake: FakeActivities, failure: BillingFailure
 ) -> Handle:
-    return await env.client.start_workflow(
-        CollectionsWorkflow.run,
-        StartCollections(failure=failure, policy=POLICY, case_policy=CASE_POLICY),
-        id=f"collections-{failure.invoice_id}",
-        task_queue=fake.task_queue,
-        start_signal="billing_failed",
-        start_signal_args=[failure],
-    )
+    """As the service does: start, or join the running workflow with `add_failure`."""
+    try:
+        return await env.client.start_workflow(
+            CollectionsWorkflow.run,
+            StartCollections(failure=failure, policy=POLICY, case_policy=CASE_POLICY),
+            id=f"collections-{failure.invoice_id}",
+            task_queue=fake.task_queue,
+        )
+    except WorkflowAlreadyStartedError:
+        handle: Handle = env.client.get_workflow_handle_for(
+            CollectionsWorkflow.run, f"collections-{failure.invoice_id}"
+        )
+        await handle.execute_update(CollectionsWorkflow.add_failure, failure)
+        return handle
 
 
 async def test_partner_center_refusal_alerts_a_manager(

@@ -72,20 +72,9 @@ RELEASE = "2026-12-03"
 EMAIL_EVENTS = "email-events"
 # a resolution SendGrid accepted counts as told when delivered, or when no bounce came in a window
 TOLD_WHEN_DELIVERED = "told-when-delivered"
-# an invoice's suspensions go through its customer's account (holds); asked where the behaviour
-# first differs (a suspension, a fraud report, a settlement)
-ACCOUNT_HOLDS = "account-holds"
-# a collections that suspended before accounts hands its suspensions over (its own patch: the one
-# above is asked, and answered "no", when such a run replays its suspension)
-HAND_OVER = "account-hand-over"
 # an account's reconcile follows holds that change while it runs (an invoice paid while its
 # subscriptions were being suspended): nothing held is suspended, and the payer is told of it
 LIVE_RECONCILE = "account-live-reconcile"
-# a collections takes the failure that started it first, also when a later one reaches it in the
-# same workflow task (asked only then)
-FIRST_FAILURE_FIRST = "first-failure-first"
-# the suspension waits for the final notice's delivery and, where the policy says, a manager
-SUSPENSION_RULES = "suspension-rules"
 # only key holders act (workflows/sealed.py): the start refused in clear asks this, and each signal
 # refused in clear asks it numbered in the run (`refuse-unsealed-signal-<n>`)
 REFUSE_UNSEALED = "refuse-unsealed"
