@@ -462,7 +462,7 @@ def create_app(settings: Settings, service_factory: ServiceFactory | None = None
             _allowed(registry.COLLECTIONS_ACTIONS, person),
             status_code,
             problem,
-            policy=service.settings.collections_policy(),
+            policy=view.policy or service.settings.collections_policy(),
             account=account,
         )
 

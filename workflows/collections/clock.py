@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-
 from core.models import CollectionsPolicy, CollectionsStep, DayCount, StepAnchor
 
 
@@ -19,6 +18,8 @@ class PolicyClock:
     offset: timedelta  # total paused time
     suspended_at: datetime | None
     offset_at_suspension: timedelta
+    # (anchor, days, count) -> due: the calendar's arithmetic is pure, and asked again and again
+    memo: dict[tuple[datetime, int, DayCount], datetime]
 
     def due(self, step: CollectionsStep) -> datetime | None:
         """Its day after its anchor, moved later by the pauses; None while its anchor (the
@@ -29,14 +30,21 @@ class PolicyClock:
             return None
         else:
             anchor = self.suspended_at + (self.offset - self.offset_at_suspension)
+        key = (anchor, step.day, self.policy.counts(step))
+        if key not in self.memo:
+            self.memo[key] = self._on_calendar(*key)
+        return self.memo[key]
+
+    def _on_calendar(self, anchor: datetime, days: int, counts: DayCount) -> datetime:
         calendar = self.policy.calendar
         if calendar is None:
-            return anchor + timedelta(days=step.day)
-        if self.policy.counts(step) is DayCount.BUSINESS:
-            return calendar.add_business_days(anchor, step.day)
-        return calendar.next_opening(anchor + timedelta(days=step.day))
+            return anchor + timedelta(days=days)
+        if counts is DayCount.BUSINESS:
+            return calendar.add_business_days(anchor, days)
+        return calendar.next_opening(anchor + timedelta(days=days))
 
     def opening(self, at: datetime) -> datetime:
         """`at`, or the next opening after it when the policy keeps business hours."""
         calendar = self.policy.calendar
         return at if calendar is None else calendar.next_opening(at)
+

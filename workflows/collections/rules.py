@@ -15,6 +15,8 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
+from pydantic import PrivateAttr
+
 from core.formatting import money
 from core.ids import account_workflow_id, collections_workflow_id
 from core.models import (
@@ -29,6 +31,7 @@ from core.models import (
     CollectionsStep,
     CollectionsView,
     CorrectContact,
+    DayCount,
     DecideSuspension,
     DisputeOutcome,
     EmailData,
@@ -207,6 +210,8 @@ class Due:
 
 
 class Collections(CollectionsState):
+    _dues: dict[tuple[datetime, int, DayCount], datetime] = PrivateAttr(default_factory=dict)
+
     @classmethod
     def open(cls, data: StartCollections, now: datetime) -> tuple[Collections, list[Effect]]:
         """The first run takes its failure (and says how the customer's overrides shaped the
@@ -248,7 +253,12 @@ class Collections(CollectionsState):
     @property
     def clock(self) -> PolicyClock:
         return PolicyClock(
-            self.policy, self.started_at, self.offset, self.suspended_at, self.offset_at_suspension
+            self.policy,
+            self.started_at,
+            self.offset,
+            self.suspended_at,
+            self.offset_at_suspension,
+            self._dues,
         )
 
     @property
@@ -263,18 +273,15 @@ class Collections(CollectionsState):
         return self.suspended_at + self.policy.data_deletion_after
 
     def next_step(self) -> tuple[datetime, CollectionsStep] | None:
-        pending = [
-            (due, step)
-            for step in self.policy.steps
-            if step.name not in self.steps_done and (due := self._due(step)) is not None
-        ]
+        clock, gate = self.clock, self.gate
+        pending = []
+        for step in self.policy.steps:
+            if step.name in self.steps_done or (due := clock.due(step)) is None:
+                continue
+            if step.action is CollectionsAction.SUSPEND and (due := gate.opens(due)) is None:
+                continue
+            pending.append((due, step))
         return min(pending, key=lambda p: p[0]) if pending else None
-
-    def _due(self, step: CollectionsStep) -> datetime | None:
-        due = self.clock.due(step)
-        if due is None or step.action is not CollectionsAction.SUSPEND:
-            return due
-        return self.gate.opens(due)
 
     def next_due(self) -> Due | None:
         """The next thing the invoice does of its own accord."""
