@@ -111,6 +111,11 @@ async def _suspended_then_paid(
     partial = await post(api, "/v1/payments", _payment(failure.invoice_id, "800.00", "PAY-1"))
     assert partial.status_code == 200, partial.text
     assert Decimal(partial.json()["balance"]) == Decimal("8000.00")
+    # the same payment id with another amount: refused naming both (the same amount: done)
+    other = await post(api, "/v1/payments", _payment(failure.invoice_id, "900.00", "PAY-1"))
+    assert other.status_code == 409 and "¥800.00" in other.text and "¥900.00" in other.text
+    again = await post(api, "/v1/payments", _payment(failure.invoice_id, "800.00", "PAY-1"))
+    assert again.status_code == 200 and Decimal(again.json()["balance"]) == Decimal("8000.00")
     assert statuses() == {"suspended"}
     paid = await post(api, "/v1/payments", _payment(failure.invoice_id, "8000.00", "PAY-2"))
     assert paid.status_code == 200, paid.text

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
 from core.models import CollectionsPolicy, CollectionsStep, DayCount, StepAnchor
 
 
@@ -47,4 +48,3 @@ class PolicyClock:
         """`at`, or the next opening after it when the policy keeps business hours."""
         calendar = self.policy.calendar
         return at if calendar is None else calendar.next_opening(at)
-

@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
         RELEASE_HOLDS,
     )
     from core.ids import case_workflow_id, new_case_id
-    from core.models import CollectionsView, Recipient
+    from core.models import CollectionsView, Recipient, StartCollections
     from workflows.base import ActionRefused, Alarm, EffectLoop, SendEmail, failure_reason, send
     from workflows.base import without_timeline as brief
     from workflows.collections import rules as r
@@ -37,7 +37,7 @@ CollectionsEffect = SendEmail | r.StartDisputeCase | r.LinkCase | TellAccount
 @workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
 class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
     @workflow.init
-    def __init__(self, data: m.StartCollections) -> None:
+    def __init__(self, data: StartCollections) -> None:
         self._data = data
         self._start_log(data.carried.log if data.carried else None)
         self._waiting: list[SendEmail] = []  # customer emails held for the next opening
@@ -47,7 +47,7 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         self._apply(effects)
 
     @workflow.run
-    async def run(self, data: m.StartCollections) -> CollectionsView:
+    async def run(self, data: StartCollections) -> CollectionsView:
         self._publish()
         await self._serve()
         return self.view()
