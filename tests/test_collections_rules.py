@@ -351,7 +351,7 @@ class InvoiceWeeks(RuleBasedStateMachine):
 
     @rule(decision=st.sampled_from(["no-action", "contact-confirmed"]))
     def triages(self, decision: str) -> None:
-        data = TriageReply(decision=decision, by="agent")  # type: ignore[arg-type]
+        data = TriageReply(decision=decision, by="agent")
         self.act(self.state.refuse_triage(data), lambda: self.state.triage_done(data))
 
     @rule(n=st.integers(1, 3))
