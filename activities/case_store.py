@@ -39,6 +39,11 @@ NOT_STORED = {
     "event_count",
     "approval_asked_at",
     "final_notice",
+    # shown, not stored (yet): the policy the invoice runs, what was waived, the customer's credit
+    "policy",
+    "waived",
+    "credit",
+    "overpayment",
 }
 
 

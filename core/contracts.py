@@ -13,8 +13,10 @@ from typing import Any, Generic, TypeVar
 from core.models import (
     ChangeSubscription,
     DisputeOutcome,
+    EmailDelivered,
     EmailMessage,
     EmailSent,
+    EmailUndelivered,
     EscalationRequest,
     Notice,
     NoticeOutcome,
@@ -72,6 +74,9 @@ NOTICE = SignalContract("notice", Notice)
 NOTICE_OUTCOME = SignalContract("notice_outcome", NoticeOutcome)
 DISPUTE_RESOLVED = SignalContract("dispute_resolved", DisputeOutcome)
 LINK_COLLECTIONS = SignalContract("link_collections", str)
+# SendGrid's event of a notice the account sent reaches the invoice it names first: passed on
+EMAIL_DELIVERED = SignalContract("email_delivered", EmailDelivered)
+EMAIL_UNDELIVERED = SignalContract("email_undelivered", EmailUndelivered)
 
 ACTIVITIES: tuple[ActivityContract[Any, Any], ...] = (
     SEND_EMAIL,
@@ -90,4 +95,6 @@ SIGNALS: tuple[SignalContract[Any], ...] = (
     NOTICE_OUTCOME,
     DISPUTE_RESOLVED,
     LINK_COLLECTIONS,
+    EMAIL_DELIVERED,
+    EMAIL_UNDELIVERED,
 )

@@ -8,13 +8,11 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 
-from core import search
 from core.ids import account_workflow_id
 from core.models import (
     AccountOverrides,
     AccountView,
     CollectionsPolicy,
-    HandOverHolds,
     LiftFraud,
     SetOverrides,
 )
@@ -22,7 +20,6 @@ from core.settings import Settings, SettingsError, load_collections_policy
 from service.calls import Named, attempt
 from service.errors import Refused
 from workflows.account import AccountWorkflow
-from workflows.collections import CollectionsWorkflow
 
 
 def named(tenant_id: str) -> Named:
@@ -98,22 +95,3 @@ class Accounts:
             policy = self.policy_file(overrides.policy_file)
         shaped = policy.for_customer(overrides.exempt_from_suspension, overrides.extra_grace_days)
         return shaped, overridden(policy, overrides)
-
-    async def hand_over(self, by: str) -> int:
-        """Every running collections that suspended before accounts existed hands its
-        suspensions over to its customer's account (once; a second call changes nothing).
-        The number of invoices told."""
-        query = (
-            f"TaskQueue = '{self._settings.task_queue}' AND ExecutionStatus = 'Running' AND "
-            f"{search.SUSPENDED.name} = true AND WorkflowType = 'CollectionsWorkflow'"
-        )
-        told = 0
-        async for workflow in self._client.list_workflows(query):
-            handle = self._client.get_workflow_handle_for(CollectionsWorkflow.run, workflow.id)
-            await attempt(
-                self._client,
-                Named(workflow.id, workflow.id, workflow.id),
-                handle.signal(CollectionsWorkflow.hand_over_holds, HandOverHolds(by=by)),
-            )
-            told += 1
-        return told

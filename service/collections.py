@@ -212,10 +212,11 @@ class Collections:
         if isinstance(action, OpenDispute) and action.case_id:
             await self._check_link(invoice_id, action.case_id)
         if isinstance(action, PaymentReceived) and update_id is None:
-            # a payment's id is its update's: told again (a retry after a crash, a re-sent
-            # notice), Temporal answers the first outcome, even once the invoice is paid and
-            # its collections ended
-            update_id = f"payment-{action.payment_id}"
+            # a payment (its id and amount) is its update's id: told again (a retry after a
+            # crash, a re-sent notice), Temporal answers the first outcome, even once the invoice
+            # is paid and its collections ended; the same id with another amount is the
+            # validator's to refuse
+            update_id = f"payment-{action.payment_id}-{action.amount}"
         handle = self._client.get_workflow_handle_for(
             CollectionsWorkflow.run, collections_workflow_id(invoice_id)
         )

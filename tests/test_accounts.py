@@ -9,10 +9,8 @@ import uuid
 from collections import Counter
 
 import pytest
-from temporalio import workflow as temporal_workflow
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, Worker
 
 from activities.rendering import TemplateRenderer
 from core.ids import account_workflow_id
@@ -30,14 +28,11 @@ from core.models import (
     NoticeState,
     ReportFraud,
     SetOverrides,
-    StartCollections,
     SubscriptionStatus,
 )
 from core.settings import ROOT
 from tests.codec_support import replay_and_record
 from tests.test_collections_workflow import (
-    CASE_POLICY,
-    POLICY,
     SHIPPED,
     account_view,
     day,
@@ -48,9 +43,7 @@ from tests.test_collections_workflow import (
     view,
 )
 from tests.workflow_support import FakeActivities, billing_failure
-from workflows import sandbox_runner
 from workflows.account import AccountWorkflow
-from workflows.base import ACCOUNT_HOLDS, HAND_OVER, SUSPENSION_RULES
 from workflows.collections import CollectionsWorkflow
 
 RENDERER = TemplateRenderer(ROOT / "templates")
@@ -344,77 +337,3 @@ async def test_one_conversation_a_notice_of_a_kind_a_day_listing_every_invoice(
         await handle.execute_update(
             CollectionsWorkflow.payment_received, pay(failure, "5000.00", "P")
         )
-
-
-async def test_a_collections_that_suspended_before_accounts_hands_its_holds_over(
-    time_env: WorkflowEnvironment, fake: FakeActivities, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """An upgrade, as it happens: a collections started on the code before accounts (its
-    patches answered "no", as a worker of that release would) suspended by itself. A worker of
-    this release then replays it unchanged, and `hand_over_holds` makes its suspensions holds
-    of the customer's account, so another invoice's payment no longer lifts them."""
-    a, b = invoices_sharing()
-    shared = a.subscription_ids[0]
-    asked = temporal_workflow.patched
-    new = {ACCOUNT_HOLDS, HAND_OVER, SUSPENSION_RULES}
-    old_task_queue = f"old-{uuid.uuid4()}"
-    monkeypatch.setattr(temporal_workflow, "patched", lambda id: False if id in new else asked(id))
-    async with Worker(
-        time_env.client,
-        task_queue=old_task_queue,
-        workflows=[CollectionsWorkflow, AccountWorkflow],
-        activities=fake.all(),
-        workflow_runner=UnsandboxedWorkflowRunner(),
-        max_cached_workflows=0,
-    ):
-        old = await time_env.client.start_workflow(
-            CollectionsWorkflow.run,
-            StartCollections(failure=a, policy=POLICY, case_policy=CASE_POLICY),
-            id=f"collections-{a.invoice_id}",
-            task_queue=old_task_queue,
-        )
-        await day(time_env, old, 10.01)
-        await eventually(lambda: len(changes(fake, SubscriptionStatus.SUSPENDED)) == 2)
-        assert (await view(old)).suspended_subscriptions  # suspended by itself, no account
-    monkeypatch.setattr(temporal_workflow, "patched", asked)
-    # this release's worker takes the old task queue over, and the new invoice B
-    async with Worker(
-        time_env.client,
-        task_queue=old_task_queue,
-        workflows=[CollectionsWorkflow, AccountWorkflow],
-        activities=fake.all(),
-        workflow_runner=sandbox_runner(),
-    ):
-        await old.signal(CollectionsWorkflow.hand_over_holds)
-        handle_b = await time_env.client.start_workflow(
-            CollectionsWorkflow.run,
-            StartCollections(failure=b, policy=POLICY, case_policy=CASE_POLICY),
-            id=f"collections-{b.invoice_id}",
-            task_queue=old_task_queue,
-        )
-        await eventually(
-            lambda: (
-                sum(1 for p in fake.accounts for e in p.events if e.kind is EventKind.HOLD_PLACED)
-                >= 1
-            )
-        )
-        await day(time_env, handle_b, 10.01)
-        await eventually(lambda: len(changes(fake, SubscriptionStatus.SUSPENDED)) == 3)
-        held = await account_view(time_env, b)
-        assert {h.invoice_id for h in held.holds if h.subscription_id == shared} == {
-            a.invoice_id,
-            b.invoice_id,
-        }
-        await handle_b.execute_update(CollectionsWorkflow.payment_received, pay(b, "5000.00", "PB"))
-        await eventually(lambda: b.subscription_ids[1] in changes(fake, SubscriptionStatus.ACTIVE))
-        assert shared not in changes(fake, SubscriptionStatus.ACTIVE)  # A still holds it
-        await old.execute_update(CollectionsWorkflow.payment_received, pay(a, "5000.00", "PA"))
-        await eventually(lambda: shared in changes(fake, SubscriptionStatus.ACTIVE))
-        await old.result()
-        # the old run replays on this release's code, hand-over and all
-        replayer = Replayer(
-            workflows=[CollectionsWorkflow],
-            data_converter=time_env.client.data_converter,
-            workflow_runner=sandbox_runner(),
-        )
-        await replayer.replay_workflow(await old.fetch_history())

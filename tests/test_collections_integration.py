@@ -5,6 +5,7 @@ etag), a signed payment reactivates."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from core.models import (
     PaymentReceived,
     PaymentReport,
     SetOverrides,
+    Waive,
 )
 from core.settings import Settings
 from db.session import make_engine, make_session_factory, one_off_session
@@ -44,6 +46,7 @@ from tests.partner_center_standin import (
     partner_center_standin_fixture,  # noqa: F401
 )
 from tests.workflow_support import billing_failure
+from tests.workspace_support import AGENT, Stack, signed_in
 from worker import build_worker
 from workflows.collections import CollectionsWorkflow
 
@@ -108,6 +111,11 @@ async def _suspended_then_paid(
     partial = await post(api, "/v1/payments", _payment(failure.invoice_id, "800.00", "PAY-1"))
     assert partial.status_code == 200, partial.text
     assert Decimal(partial.json()["balance"]) == Decimal("8000.00")
+    # the same payment id with another amount: refused naming both (the same amount: done)
+    other = await post(api, "/v1/payments", _payment(failure.invoice_id, "900.00", "PAY-1"))
+    assert other.status_code == 409 and "¥800.00" in other.text and "¥900.00" in other.text
+    again = await post(api, "/v1/payments", _payment(failure.invoice_id, "800.00", "PAY-1"))
+    assert again.status_code == 200 and Decimal(again.json()["balance"]) == Decimal("8000.00")
     assert statuses() == {"suspended"}
     paid = await post(api, "/v1/payments", _payment(failure.invoice_id, "8000.00", "PAY-2"))
     assert paid.status_code == 200, paid.text
@@ -304,3 +312,19 @@ async def test_an_exempt_customers_next_invoice_starts_under_their_overrides(
         partner_center_standin.subscription(tenant, s)["status"] for s in second.subscription_ids
     }
     assert statuses == {"active"}
+
+
+async def test_the_invoice_page_lists_the_steps_of_the_policy_the_invoice_runs(
+    stack: Stack,
+) -> None:
+    """Issue 23 #4: under a customer's 15 more days of grace the page shows the suspension on
+    day 25 (the run's policy), not the default policy's day 10."""
+    failure = billing_failure(amount="300.00")
+    default, case_policy = stack.service.collections.policies()
+    grace = default.for_customer(exempt=False, extra_grace_days=15)
+    assert await stack.service.collections.start(failure, (grace, case_policy), "grace +15 days")
+    page = await (await signed_in(stack.app, AGENT)).get(f"/collections/{failure.invoice_id}")
+    assert page.status_code == 200, page.text
+    steps = re.findall(r"<li[^>]*>(suspension) · [^<]*?(\d+)", page.text)
+    assert steps == [("suspension", "25")], steps
+    await stack.service.collections.act(failure.invoice_id, Waive(reason="test over", by=AGENT))

@@ -9,9 +9,11 @@ from decimal import Decimal
 
 import pytest
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from core import search
 from core.ids import account_workflow_id
 from core.models import (
     AccountView,
@@ -21,9 +23,13 @@ from core.models import (
     CollectionsStatus,
     CollectionsView,
     Confirm,
+    DecideSuspension,
+    EmailDelivered,
     EmailTemplate,
     EmailUndelivered,
     EventKind,
+    NoticeOutcome,
+    NoticeState,
     OpenDispute,
     Outcome,
     PaymentReceived,
@@ -42,6 +48,7 @@ from tests.workflow_support import FakeActivities, auto_approval, billing_failur
 from workflows.account import AccountWorkflow
 from workflows.billing_case import BillingCaseWorkflow
 from workflows.collections import CollectionsWorkflow
+from workflows.collections.rules import Collections
 
 SHIPPED = load_collections_policy(ROOT / "config" / "collections_policy.toml")
 # the walks below suspend when the step falls due (tests/test_accounts.py asks a manager)
@@ -414,14 +421,20 @@ async def test_repeated_failures_join_the_running_workflow(
 async def start_again(
     env: WorkflowEnvironment, fake: FakeActivities, failure: BillingFailure
 ) -> Handle:
-    return await env.client.start_workflow(
-        CollectionsWorkflow.run,
-        StartCollections(failure=failure, policy=POLICY, case_policy=CASE_POLICY),
-        id=f"collections-{failure.invoice_id}",
-        task_queue=fake.task_queue,
-        start_signal="billing_failed",
-        start_signal_args=[failure],
-    )
+    """As the service does: start, or join the running workflow with `add_failure`."""
+    try:
+        return await env.client.start_workflow(
+            CollectionsWorkflow.run,
+            StartCollections(failure=failure, policy=POLICY, case_policy=CASE_POLICY),
+            id=f"collections-{failure.invoice_id}",
+            task_queue=fake.task_queue,
+        )
+    except WorkflowAlreadyStartedError:
+        handle: Handle = env.client.get_workflow_handle_for(
+            CollectionsWorkflow.run, f"collections-{failure.invoice_id}"
+        )
+        await handle.execute_update(CollectionsWorkflow.add_failure, failure)
+        return handle
 
 
 async def test_partner_center_refusal_alerts_a_manager(
@@ -484,5 +497,88 @@ async def test_triage_releases_the_hold_and_a_bounced_notice_waits_for_a_person(
     )
     assert released.needs_attention is None
     await eventually(lambda: len(fake.subscription_changes) == 2)  # overdue: at once
+    await handle.execute_update(CollectionsWorkflow.waive, Waive(reason="done", by="m"))
+    await handle.result()
+
+
+async def test_an_overpayment_closes_the_invoice_and_keeps_the_rest_as_credit(
+    time_env: WorkflowEnvironment, fake: FakeActivities
+) -> None:
+    """Issue 23 #2: the invoice takes what it owes, the rest is the customer's credit (state,
+    view, timeline, the manager told, the letter); a payment id is one amount."""
+    failure = billing_failure(amount="56780.00")
+    handle = await start(time_env, fake, failure)
+    await handle.execute_update(CollectionsWorkflow.payment_received, pay(failure, "100.00", "P1"))
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(
+            CollectionsWorkflow.payment_received, pay(failure, "200.00", "P1")
+        )
+    assert "¥100.00" in str(refused.value.cause) and "¥200.00" in str(refused.value.cause)
+    same = await handle.execute_update(
+        CollectionsWorkflow.payment_received, pay(failure, "100.00", "P1")
+    )
+    assert same.balance == Decimal("56680.00")  # the same payment again: done, nothing changes
+    await handle.execute_update(
+        CollectionsWorkflow.payment_received, pay(failure, "99999899.00", "P2")
+    )
+    result = await handle.result()
+    assert result.status is CollectionsStatus.PAID and result.balance == 0
+    assert result.paid == Decimal("56780.00") and result.credit == Decimal("99943219.00")
+    assert result.overpayment is not None and result.overpayment.applied == Decimal("56680.00")
+    await eventually(lambda: persisted(fake, EventKind.CREDIT_KEPT))
+    letter = fake.emails[-1]
+    assert letter.template is EmailTemplate.COLLECTIONS_PAYMENT_RECEIVED
+    assert letter.collections is not None and letter.collections.credit == result.credit
+    told = [e for e in fake.emails if e.template is EmailTemplate.MANAGER_NEEDS_ATTENTION]
+    assert told and "¥99,943,219.00" in told[-1].data.extra()["step"]
+
+
+async def test_an_approved_suspension_shows_the_suspension_stage(
+    time_env: WorkflowEnvironment, fake: FakeActivities
+) -> None:
+    """Issue 23 #3: approved and suspended, the stage is no longer awaiting-approval anywhere."""
+    failure = billing_failure()
+    handle = await start(time_env, fake, failure, policy=SHIPPED)
+    await day(time_env, handle, 10.01)
+    await eventually(lambda: persisted(fake, EventKind.SUSPENSION_ASKED))
+    assert (await view(handle)).stage == "awaiting-approval"
+    approved = await handle.execute_update(
+        CollectionsWorkflow.approve_suspension, DecideSuspension(reason="批准", by="manager")
+    )
+    assert approved.stage == "suspension"
+    await eventually(lambda: len(fake.subscription_changes) == 2)
+    await eventually(lambda: fake.collections[-1].view.stage == "suspension")
+    for _ in range(200):  # written by the main loop once the suspension's effects are out
+        described = await handle.describe()
+        if described.typed_search_attributes.get(search.COLLECTIONS_STAGE) == "suspension":
+            break
+        await asyncio.sleep(0.05)
+    assert described.typed_search_attributes.get(search.COLLECTIONS_STAGE) == "suspension"
+    await handle.execute_update(CollectionsWorkflow.waive, Waive(reason="done", by="m"))
+    await handle.result()
+
+
+async def test_notice_events_at_the_start_of_a_continued_run_are_taken(
+    time_env: WorkflowEnvironment, fake: FakeActivities
+) -> None:
+    """The hazard of issue 23: a continued run took `notice_outcome` and `email_delivered` only
+    after its first alarm; now in the first workflow task too."""
+    failure = billing_failure()
+    data = StartCollections(failure=failure, policy=POLICY, case_policy=CASE_POLICY)
+    carried = Collections.open(data, failure.failed_at)[0]
+    outcome = NoticeOutcome(template=EmailTemplate.COLLECTIONS_FINAL_NOTICE, state=NoticeState.SENT)
+    handle = await time_env.client.start_workflow(
+        CollectionsWorkflow.run,
+        data.model_copy(update={"carried": carried}),
+        id=f"collections-{failure.invoice_id}",
+        task_queue=fake.task_queue,
+        start_signal="notice_outcome",
+        start_signal_args=[outcome],
+    )
+    account = account_workflow_id(failure.customer.tenant_id)
+    delivered = EmailDelivered(key=f"{account}/r/1-x", template="collections_final_notice")
+    await handle.signal(CollectionsWorkflow.email_delivered, delivered)
+    assert (await view(handle)).final_notice is NoticeState.SENT
+    await eventually(lambda: len(fake.accounts) > 0)  # passed on: the account was started
     await handle.execute_update(CollectionsWorkflow.waive, Waive(reason="done", by="m"))
     await handle.result()

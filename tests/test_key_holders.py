@@ -267,14 +267,13 @@ async def test_a_fake_sealed_signal_is_refused_and_the_workflow_keeps_serving(
         dev_env, *signal, "--name", "customer_replied", *as_cli_input(fake)
     )
     assert code == 0, out
-    # a signal without an argument names no sender: refused, from anyone (the low finding's
-    # `hand_over_holds`, which the release before sent bare)
-    code, out = await temporal_cli(dev_env, *signal, "--name", "hand_over_holds")
+    # a signal without an argument names no sender: refused, from anyone
+    code, out = await temporal_cli(dev_env, *signal, "--name", "notice_outcome")
     assert code == 0, out
 
     async def refused() -> bool:
         view = await service.collections.show(invoice)
-        return any(e.data == {"signal": "hand_over_holds"} for e in view.timeline)
+        return any(e.data == {"signal": "notice_outcome"} for e in view.timeline)
 
     await eventually(refused)
     done = await asyncio.wait_for(
@@ -283,7 +282,7 @@ async def test_a_fake_sealed_signal_is_refused_and_the_workflow_keeps_serving(
     assert done.status is CollectionsStatus.WAIVED
     view = await service.collections.show(invoice)
     [event] = [e for e in view.timeline if e.kind is EventKind.SIGNAL_REFUSED]
-    assert event.text.startswith("signal `hand_over_holds` refused: it carries no sealed argument")
+    assert event.text.startswith("signal `notice_outcome` refused: it carries no sealed argument")
 
 
 async def test_a_plain_start_is_refused_and_does_nothing(

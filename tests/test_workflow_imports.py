@@ -16,10 +16,11 @@ from core.settings import Settings
 from workflows import workflow_runner
 
 ROOT = Path(__file__).resolve().parent.parent
+# every module and package under workflows/ (a workflow's rules and shell are a package)
 WORKFLOW_MODULES = sorted(
-    f"workflows.{path.stem}"
-    for path in (ROOT / "workflows").glob("*.py")
-    if path.stem != "__init__"
+    ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+    for path in (ROOT / "workflows").rglob("*.py")
+    if path.parent != ROOT / "workflows" or path.stem != "__init__"
 )
 # I/O libraries belong to the activities and the CLI, never to the deterministic side
 FORBIDDEN = (

@@ -68,11 +68,7 @@ WORKFLOW = "workflow"  # the actor of what a workflow records of its own accord
 # accounts still need is in workflows/patches.py): remove once no workflow imports it
 EMAIL_EVENTS = "email-events"
 TOLD_WHEN_DELIVERED = "told-when-delivered"
-ACCOUNT_HOLDS = "account-holds"
-HAND_OVER = "account-hand-over"
 LIVE_RECONCILE = "account-live-reconcile"
-FIRST_FAILURE_FIRST = "first-failure-first"
-SUSPENSION_RULES = "suspension-rules"
 BUSINESS_CALENDAR = "business-calendar"
 # the events a workflow keeps (all are in the database), and how much of each text
 TAIL_EVENTS = 20

@@ -8,7 +8,15 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import EmailStr, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from core.calendar import BusinessCalendar
 from core.models.case import CasePolicy, Outcome
@@ -273,13 +281,6 @@ class ResumePolicy(Strict):
     by: Actor
 
 
-class HandOverHolds(Strict):
-    """An operator has an invoice that suspended by itself (before accounts) hold its suspensions
-    through its customer's account."""
-
-    by: Actor
-
-
 class ReportFraud(Strict):
     reason: LongText
     by: Actor
@@ -338,10 +339,16 @@ class CollectionsView(Strict):
     subscription_ids: list[str]
     currency: str
     amount_due: Decimal  # what the failures reported
-    paid: Decimal
+    paid: Decimal  # what the payments settled of the invoice
     credited: Decimal
     balance: Decimal
     first_failed_at: datetime
+    # the policy this invoice runs (a customer's overrides shape it), without its calendar
+    policy: CollectionsPolicy | None = None
+    waived: Decimal = Decimal("0.00")
+    # paid beyond the balance: the customer's credit, for finance to apply or refund
+    credit: Decimal = Decimal("0.00")
+    overpayment: Overpayment | None = None
     failures: list[str]  # failure ids seen
     next_step: str | None = None
     next_step_at: datetime | None = None
@@ -391,42 +398,65 @@ class SubscriptionChanged(Strict):
     backend: str  # "partner-center" or "dry-run"
 
 
-class CollectionsState(Strict):
-    """Everything an invoice's next run (continue-as-new) needs to go on where this one stopped."""
+class Triage(StrEnum):
+    """Why a suspension waits for a person to look."""
 
+    REPLY = "customer replied"  # for the policy's reply_triage_wait, then it goes on
+    UNDELIVERED = "notice undelivered"  # until a person corrects or confirms the contact
+
+
+class Overpayment(Strict):
+    """A payment above the balance: the invoice took what it owed, the rest is the customer's
+    credit (finance applies it to another invoice or refunds it)."""
+
+    payment_id: str
+    received: Decimal
+    applied: Decimal
+    credit: Decimal
+
+
+class CollectionsState(BaseModel):
+    """One invoice's collections, declared once: what the rules change, what a run shows, and
+    what the next run (continue-as-new) carries (workflows/collections/rules.py acts on it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    invoice_id: str
+    policy: CollectionsPolicy
+    case_policy: CasePolicy
     customer: Customer
     currency: str
     subscription_ids: list[str]
     amount_due: Decimal
-    paid: Decimal
-    credited: Decimal
-    payments: list[str]
-    failures: list[str]
+    paid: Decimal = ZERO
+    credited: Decimal = ZERO
+    waived: Decimal = ZERO
+    credit: Decimal = ZERO
+    overpayment: Overpayment | None = None
+    payments: dict[str, Decimal] = Field(default_factory=dict)  # payment id -> amount
+    failures: list[str] = Field(default_factory=list)
     reason: str
-    status: CollectionsStatus
-    stage: str
+    status: CollectionsStatus = CollectionsStatus.ACTIVE
+    last_step: str | None = None
     started_at: datetime
-    steps_done: list[str]
-    offset: timedelta  # total paused time
-    paused_at: datetime | None
-    promised_until: datetime | None
-    suspended: list[str]
-    suspended_at: datetime | None
-    offset_at_suspension: timedelta
-    fraud: bool
-    linked_case: str | None
-    disputes: int
-    handed_off_at: datetime | None
-    # the suspension waits for a person: why, and until when (None: until triaged)
-    hold: str | None = None
-    hold_until: datetime | None = None
-    # since the account-holds and suspension-rules patches
+    steps_done: list[str] = Field(default_factory=list)
+    offset: timedelta = timedelta(0)  # total paused time: the policy's clock stood still
+    paused_at: datetime | None = None
+    promised_until: datetime | None = None
+    held: list[str] = Field(default_factory=list)  # what this invoice holds through the account
+    suspended_at: datetime | None = None
+    offset_at_suspension: timedelta = timedelta(0)
+    fraud: bool = False
+    linked_case: str | None = None
+    handed_off_at: datetime | None = None
+    triage: Triage | None = None
+    triage_until: datetime | None = None  # None: until a person acts
     approval_asked_at: datetime | None = None
     approval_reminders: int = 0
-    notice: NoticeState | None = None
+    notice: NoticeState | None = None  # the final notice
     notice_at: datetime | None = None
-    handed_over: bool = False
-    log: LogState
+    log: LogState = Field(default_factory=lambda: LogState(last_seq=0, emails_sent=0))
 
 
 StartCollections.model_rebuild()
+CollectionsView.model_rebuild()

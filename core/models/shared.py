@@ -168,6 +168,8 @@ class EventKind(StrEnum):
     BILLING_FAILED = "billing-failed"
     POLICY_STEP = "policy-step"
     PAYMENT_RECEIVED = "payment-received"
+    # paid beyond the balance: the rest is the customer's credit (finance applies or refunds it)
+    CREDIT_KEPT = "credit-kept"
     DISPUTE_OPENED = "dispute-opened"
     DISPUTE_RESOLVED = "dispute-resolved"
     FRAUD_REPORTED = "fraud-reported"

@@ -61,7 +61,7 @@ async def _invoice(
         allowed(registry.COLLECTIONS_ACTIONS, person),
         status_code,
         problem,
-        policy=service.settings.collections_policy(),
+        policy=view.policy or service.settings.collections_policy(),
         account=account,
     )
 
