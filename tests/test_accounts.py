@@ -1,6 +1,8 @@
-"""The customer's account (workflows/account.py) on the time-skipping server: holds from several
-invoices and from fraud on shared subscriptions, a manager lifting fraud, a suspension approved or
-refused by a manager, and a suspension that waits for its final notice to be delivered."""
+"""The customer's account (workflows/account/) end to end, with its invoices' collections, on
+the time-skipping server: holds from several invoices and from fraud on shared subscriptions, the
+payer's letter once Partner Center answered, a manager lifting fraud, a suspension approved or
+refused by a manager, a suspension that waits for its final notice to be delivered, and one
+notice a kind a day. The rules alone are proved in tests/test_account_rules.py."""
 
 from __future__ import annotations
 
@@ -9,35 +11,31 @@ import uuid
 from collections import Counter
 
 import pytest
-from temporalio import workflow as temporal_workflow
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, Worker
 
 from activities.rendering import TemplateRenderer
 from core.ids import account_workflow_id
 from core.models import (
-    AccountOverrides,
     AccountView,
     BillingFailure,
     CaseEvent,
     CollectionsStatus,
     CorrectContact,
     DecideSuspension,
+    EmailMessage,
     EmailTemplate,
     EventKind,
     LiftFraud,
+    Locale,
     NoticeState,
     ReportFraud,
-    SetOverrides,
-    StartCollections,
     SubscriptionStatus,
 )
+from core.models.email import CollectionsPaymentReceived, CollectionsReactivated
 from core.settings import ROOT
 from tests.codec_support import replay_and_record
 from tests.test_collections_workflow import (
-    CASE_POLICY,
-    POLICY,
     SHIPPED,
     account_view,
     day,
@@ -48,9 +46,7 @@ from tests.test_collections_workflow import (
     view,
 )
 from tests.workflow_support import FakeActivities, billing_failure
-from workflows import sandbox_runner
 from workflows.account import AccountWorkflow
-from workflows.base import ACCOUNT_HOLDS, HAND_OVER, SUSPENSION_RULES
 from workflows.collections import CollectionsWorkflow
 
 RENDERER = TemplateRenderer(ROOT / "templates")
@@ -69,6 +65,12 @@ def invoices_sharing(shared: int = 1, own: int = 1) -> tuple[BillingFailure, Bil
 
 def changes(fake: FakeActivities, status: SubscriptionStatus) -> Counter[str]:
     return Counter(c.subscription_id for c in fake.subscription_changes if c.status is status)
+
+
+def letters(fake: FakeActivities) -> list[EmailMessage]:
+    """The letters telling a payer what their payment changed (the account's)."""
+    told = (EmailTemplate.COLLECTIONS_REACTIVATED, EmailTemplate.COLLECTIONS_PAYMENT_RECEIVED)
+    return [e for e in fake.emails if e.template in told and e.key.startswith("account-")]
 
 
 def account(
@@ -97,21 +99,52 @@ async def test_paying_one_invoice_keeps_what_the_other_holds(
     held = await account_view(time_env, a)
     assert shared in held.suspended_subscriptions  # B still holds it
     assert {h.invoice_id for h in held.holds} == {b.invoice_id}
-    # the customer hears the payment was received, not that the service is back
-    await eventually(lambda: EmailTemplate.COLLECTIONS_PAYMENT_RECEIVED in sent(fake))
-    assert EmailTemplate.COLLECTIONS_REACTIVATED not in sent(fake)
+    # the customer hears what came back, and what is still suspended (why stays internal)
+    await eventually(lambda: EmailTemplate.COLLECTIONS_REACTIVATED in sent(fake))
+    letter = letters(fake)[-1].data
+    assert isinstance(letter, CollectionsReactivated)
+    assert letter.reactivated == [a_own] and letter.still_suspended == [shared]
+    assert not letter.reactivating
 
     await handle_b.execute_update(CollectionsWorkflow.payment_received, pay(b, "5000.00", "PB"))
     await handle_b.result()
     await eventually(
         lambda: changes(fake, SubscriptionStatus.ACTIVE) == {a_own: 1, shared: 1, b_own: 1}
     )
-    await eventually(lambda: EmailTemplate.COLLECTIONS_REACTIVATED in sent(fake))
+    await eventually(lambda: sent(fake).count(EmailTemplate.COLLECTIONS_REACTIVATED) == 2)
+    letter = letters(fake)[-1].data
+    assert isinstance(letter, CollectionsReactivated)
+    assert set(letter.reactivated) == {shared, b_own} and not letter.still_suspended
     assert (await account_view(time_env, a)).holds == []
     # every change went through the account's keys: none was asked twice
     keys = [c.key for c in fake.subscription_changes]
     assert len(keys) == len(set(keys))
     assert {k.split("/")[0] for k in keys} == {account_workflow_id(a.customer.tenant_id)}
+
+
+async def test_the_reactivation_letter_names_what_partner_center_reactivated(
+    time_env: WorkflowEnvironment, fake: FakeActivities
+) -> None:
+    """Issue 23, bug 1: the account had reactivated both subscriptions before the letter went,
+    yet it announced an empty list and called both "still being reactivated" (it read the
+    invoice's holds). Both letters, rendered, name both as reactivated and promise nothing."""
+    failure = billing_failure(subscriptions=2)
+    handle = await start(time_env, fake, failure)
+    await day(time_env, handle, 10.01)
+    await eventually(lambda: len(changes(fake, SubscriptionStatus.SUSPENDED)) == 2)
+    await handle.execute_update(CollectionsWorkflow.payment_received, pay(failure, "5000.00", "P"))
+    await eventually(lambda: EmailTemplate.COLLECTIONS_REACTIVATED in sent(fake))
+    assert changes(fake, SubscriptionStatus.ACTIVE) == dict.fromkeys(failure.subscription_ids, 1)
+    [letter] = [e for e in fake.emails if e.template is EmailTemplate.COLLECTIONS_REACTIVATED]
+    zh = RENDERER.render_message(letter.model_copy(update={"locale": Locale.ZH_CN})).text
+    en = RENDERER.render_message(letter.model_copy(update={"locale": Locale.EN_US})).text
+    announced = zh.partition("被暂停的以下订阅：")[2].partition("这些订阅中的服务已恢复运行")[0]
+    assert all(s in announced for s in failure.subscription_ids), zh
+    announced = en.partition("we have reactivated the subscriptions")[2]
+    announced = announced.partition("Their services are running again")[0]
+    assert all(s in announced for s in failure.subscription_ids), en
+    assert "仍在恢复中" not in zh and "通过邮件向您确认" not in zh, zh
+    assert "still reactivating" not in en and "will confirm" not in en, en
 
 
 async def test_paid_while_being_suspended_nothing_more_is_suspended_and_the_payer_is_told(
@@ -171,9 +204,16 @@ async def test_fraud_under_b_survives_both_payments_until_a_manager_lifts_it(
     assert set(held.suspended_subscriptions) == set(b.subscription_ids)  # fraud holds them
     assert held.fraud and {h.invoice_id for h in held.holds} == {b.invoice_id}
 
-    # both payments acknowledged (still held: not "reactivated"); the account is idle again
-    await eventually(lambda: sent(fake).count(EmailTemplate.COLLECTIONS_PAYMENT_RECEIVED) == 2)
-    assert EmailTemplate.COLLECTIONS_REACTIVATED not in sent(fake)
+    # A's payer hears its own subscription is back, the shared one still suspended; B's payer
+    # only that the payment came (fraud holds both of B's)
+    await eventually(lambda: len(letters(fake)) == 2)
+    told_a, told_b = (e.data for e in letters(fake))
+    assert isinstance(told_a, CollectionsReactivated) and told_a.reactivated == [
+        a.subscription_ids[1]
+    ]
+    assert told_a.still_suspended == [shared]
+    assert isinstance(told_b, CollectionsPaymentReceived) and not told_b.reactivating
+    assert set(told_b.still_suspended) == set(b.subscription_ids)
     acct = account(time_env, a)
     with pytest.raises(WorkflowUpdateFailedError) as refused:
         await acct.execute_update(
@@ -275,51 +315,6 @@ async def test_a_bounced_final_notice_holds_the_suspension_until_the_contact_is_
     await handle.execute_update(CollectionsWorkflow.payment_received, pay(failure, "5000.00", "P"))
 
 
-async def test_overrides_are_recorded_and_an_exempt_customer_is_never_suspended(
-    time_env: WorkflowEnvironment, fake: FakeActivities
-) -> None:
-    failure = billing_failure()
-    handle = await start(time_env, fake, failure)
-    await handle.execute_update(
-        CollectionsWorkflow.report_fraud, ReportFraud(reason="signal", by="risk")
-    )
-    acct = account(time_env, failure)
-    await eventually(lambda: len(changes(fake, SubscriptionStatus.SUSPENDED)) == 2)
-    exempt = SetOverrides(
-        overrides=AccountOverrides(exempt_from_suspension=True, extra_grace_days=5),
-        reason="政府客户，合同约定不停服",
-        by="manager.wang@partner.cn",
-    )
-    shown = await acct.execute_update(AccountWorkflow.set_overrides, exempt)
-    assert shown.overrides.exempt_from_suspension and shown.overrides.extra_grace_days == 5
-    with pytest.raises(WorkflowUpdateFailedError) as same:
-        await acct.execute_update(AccountWorkflow.set_overrides, exempt)
-    assert "already has these overrides" in str(same.value.cause)
-    # exempt from suspension for non-payment; fraud still holds
-    assert set((await account_view(time_env, failure)).suspended_subscriptions) == set(
-        failure.subscription_ids
-    )
-    await acct.execute_update(AccountWorkflow.lift_fraud, LiftFraud(reason="ok", by="m"))
-    await eventually(lambda: len(changes(fake, SubscriptionStatus.ACTIVE)) == 2)
-    # a later non-payment hold on an exempt customer suspends nothing, and a manager hears
-    await handle.execute_update(CollectionsWorkflow.payment_received, pay(failure, "5000.00", "P"))
-    second = billing_failure().model_copy(update={"customer": failure.customer})
-    other = await start(time_env, fake, second)
-    await day(time_env, other, 10.01)
-    await eventually(
-        lambda: any(
-            "exempt" in e.data.extra().get("step", "")
-            for e in fake.emails
-            if e.template is EmailTemplate.MANAGER_NEEDS_ATTENTION
-        )
-    )
-    assert len(changes(fake, SubscriptionStatus.SUSPENDED)) == 2
-    events = [e for p in fake.accounts for e in p.events]
-    override = next(e for e in events if e.kind is EventKind.POLICY_OVERRIDDEN)
-    assert override.data == {"exempt_from_suspension": "True", "extra_grace_days": "5"}
-    await other.execute_update(CollectionsWorkflow.payment_received, pay(second, "5000.00", "P2"))
-
-
 async def test_one_conversation_a_notice_of_a_kind_a_day_listing_every_invoice(
     time_env: WorkflowEnvironment, fake: FakeActivities
 ) -> None:
@@ -344,77 +339,3 @@ async def test_one_conversation_a_notice_of_a_kind_a_day_listing_every_invoice(
         await handle.execute_update(
             CollectionsWorkflow.payment_received, pay(failure, "5000.00", "P")
         )
-
-
-async def test_a_collections_that_suspended_before_accounts_hands_its_holds_over(
-    time_env: WorkflowEnvironment, fake: FakeActivities, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """An upgrade, as it happens: a collections started on the code before accounts (its
-    patches answered "no", as a worker of that release would) suspended by itself. A worker of
-    this release then replays it unchanged, and `hand_over_holds` makes its suspensions holds
-    of the customer's account, so another invoice's payment no longer lifts them."""
-    a, b = invoices_sharing()
-    shared = a.subscription_ids[0]
-    asked = temporal_workflow.patched
-    new = {ACCOUNT_HOLDS, HAND_OVER, SUSPENSION_RULES}
-    old_task_queue = f"old-{uuid.uuid4()}"
-    monkeypatch.setattr(temporal_workflow, "patched", lambda id: False if id in new else asked(id))
-    async with Worker(
-        time_env.client,
-        task_queue=old_task_queue,
-        workflows=[CollectionsWorkflow, AccountWorkflow],
-        activities=fake.all(),
-        workflow_runner=UnsandboxedWorkflowRunner(),
-        max_cached_workflows=0,
-    ):
-        old = await time_env.client.start_workflow(
-            CollectionsWorkflow.run,
-            StartCollections(failure=a, policy=POLICY, case_policy=CASE_POLICY),
-            id=f"collections-{a.invoice_id}",
-            task_queue=old_task_queue,
-        )
-        await day(time_env, old, 10.01)
-        await eventually(lambda: len(changes(fake, SubscriptionStatus.SUSPENDED)) == 2)
-        assert (await view(old)).suspended_subscriptions  # suspended by itself, no account
-    monkeypatch.setattr(temporal_workflow, "patched", asked)
-    # this release's worker takes the old task queue over, and the new invoice B
-    async with Worker(
-        time_env.client,
-        task_queue=old_task_queue,
-        workflows=[CollectionsWorkflow, AccountWorkflow],
-        activities=fake.all(),
-        workflow_runner=sandbox_runner(),
-    ):
-        await old.signal(CollectionsWorkflow.hand_over_holds)
-        handle_b = await time_env.client.start_workflow(
-            CollectionsWorkflow.run,
-            StartCollections(failure=b, policy=POLICY, case_policy=CASE_POLICY),
-            id=f"collections-{b.invoice_id}",
-            task_queue=old_task_queue,
-        )
-        await eventually(
-            lambda: (
-                sum(1 for p in fake.accounts for e in p.events if e.kind is EventKind.HOLD_PLACED)
-                >= 1
-            )
-        )
-        await day(time_env, handle_b, 10.01)
-        await eventually(lambda: len(changes(fake, SubscriptionStatus.SUSPENDED)) == 3)
-        held = await account_view(time_env, b)
-        assert {h.invoice_id for h in held.holds if h.subscription_id == shared} == {
-            a.invoice_id,
-            b.invoice_id,
-        }
-        await handle_b.execute_update(CollectionsWorkflow.payment_received, pay(b, "5000.00", "PB"))
-        await eventually(lambda: b.subscription_ids[1] in changes(fake, SubscriptionStatus.ACTIVE))
-        assert shared not in changes(fake, SubscriptionStatus.ACTIVE)  # A still holds it
-        await old.execute_update(CollectionsWorkflow.payment_received, pay(a, "5000.00", "PA"))
-        await eventually(lambda: shared in changes(fake, SubscriptionStatus.ACTIVE))
-        await old.result()
-        # the old run replays on this release's code, hand-over and all
-        replayer = Replayer(
-            workflows=[CollectionsWorkflow],
-            data_converter=time_env.client.data_converter,
-            workflow_runner=sandbox_runner(),
-        )
-        await replayer.replay_workflow(await old.fetch_history())
