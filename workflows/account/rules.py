@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from core.contracts import NOTICE, PLACE_HOLDS, RELEASE_HOLDS
 from core.models import (
     AccountOverrides,
     AccountState,
@@ -175,7 +176,9 @@ class Account(AccountState):
         """An invoice's collections suspends for non-payment, or fraud was reported on it."""
         problem = self._hold_problem(data)
         if problem is not None:  # a signal cannot be refused before it lands: recorded only
-            return [Record(EventKind.SIGNAL_REFUSED, WORKFLOW, problem, {"signal": "place_holds"})]
+            return [
+                Record(EventKind.SIGNAL_REFUSED, WORKFLOW, problem, {"signal": PLACE_HOLDS.name})
+            ]
         self.customer = data.customer  # the latest contact the collections has
         keys = {h.key for h in self.holds}
         placed = []
@@ -232,7 +235,7 @@ class Account(AccountState):
             view.invoice_id != data.invoice_id or view.customer.tenant_id != self.customer.tenant_id
         ):
             why = f"view: invoice {view.invoice_id} of tenant {view.customer.tenant_id}"
-            return [Record(EventKind.SIGNAL_REFUSED, WORKFLOW, why, {"signal": "release_holds"})]
+            return [Record(EventKind.SIGNAL_REFUSED, WORKFLOW, why, {"signal": RELEASE_HOLDS.name})]
         released = [
             h
             for h in self.holds
@@ -267,7 +270,7 @@ class Account(AccountState):
         the next day's opening and go out together, in one email listing them."""
         if data.view.customer.tenant_id != self.customer.tenant_id:
             why = f"customer.tenant_id: the notice is for tenant {data.view.customer.tenant_id}"
-            return [Record(EventKind.SIGNAL_REFUSED, WORKFLOW, why, {"signal": "notice"})]
+            return [Record(EventKind.SIGNAL_REFUSED, WORKFLOW, why, {"signal": NOTICE.name})]
         same = (data.data.template, data.view.invoice_id)
         self.pending = [n for n in self.pending if (n.data.template, n.view.invoice_id) != same] + [
             data
