@@ -8,6 +8,9 @@ history grows, carrying its state whole, onto the build that is current then.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from temporalio import workflow
 from temporalio.common import TypedSearchAttributes, VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
@@ -62,6 +65,15 @@ with workflow.unsafe.imports_passed_through():
     )
 
 Queued = SendEmail | Reconcile | SendNotices | TellInvoices | SendLetter
+A = TypeVar("A")
+
+
+def _refuse_when(check: Callable[[A], None], data: A) -> None:
+    """A validator: what the rules refuse is refused to the caller, and nothing changes."""
+    try:
+        check(data)
+    except Refused as refused:
+        raise ActionRefused(str(refused)) from None
 
 
 @workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
@@ -136,10 +148,7 @@ class AccountWorkflow(EffectLoop[Queued]):
 
     @lift_fraud.validator
     def _check_lift(self, data: LiftFraud) -> None:
-        try:
-            self._state.check_lift(data)
-        except Refused as refused:
-            raise ActionRefused(str(refused)) from None
+        _refuse_when(self._state.check_lift, data)
 
     @workflow.update
     def set_overrides(self, data: SetOverrides) -> AccountView:
@@ -148,10 +157,7 @@ class AccountWorkflow(EffectLoop[Queued]):
 
     @set_overrides.validator
     def _check_overrides(self, data: SetOverrides) -> None:
-        try:
-            self._state.check_overrides(data)
-        except Refused as refused:
-            raise ActionRefused(str(refused)) from None
+        _refuse_when(self._state.check_overrides, data)
 
     @workflow.query
     def view(self) -> AccountView:
