@@ -84,7 +84,7 @@ class TemplateRenderer:
                 "collections": message.collections,
                 "vianet_invoice": message.vianet_invoice,
                 "account": message.account,
-                "extra": message.data.extra(),
+                "extra": {**message.data.extra(), **message.data.lists()},
                 # a consolidated notice lists the customer's other invoices of the same kind
                 "also": getattr(message.data, "also", []),
             },

@@ -212,10 +212,10 @@ def make_resolved_case_view(**overrides: Any) -> CaseView:
     return make_escalated_case_view(**{**fields, **overrides})
 
 
-def sample_extra(template: EmailTemplate) -> dict[str, str]:
+def sample_extra(template: EmailTemplate) -> dict[str, Any]:
     """The per-email details the workflow passes in ``EmailMessage.extra`` for ``template``."""
     due_at = (OPENED_AT + timedelta(days=1, hours=2)).isoformat()
-    samples: dict[EmailTemplate, dict[str, str]] = {
+    samples: dict[EmailTemplate, dict[str, Any]] = {
         EmailTemplate.INFO_REQUESTED: {"question": QUESTION},
         EmailTemplate.CASE_RESOLVED: {"reopen_days": "7"},
         EmailTemplate.CASE_REOPENED: {"reason": "贷项金额与争议金额不一致，少了 ¥340.00。"},
@@ -237,7 +237,10 @@ def sample_extra(template: EmailTemplate) -> dict[str, str]:
         EmailTemplate.COLLECTIONS_FINAL_NOTICE: {"suspension_date": SUSPENDED_AT.isoformat()},
         EmailTemplate.COLLECTIONS_DELETION_WARNING: {"days_left": "50"},
         EmailTemplate.COLLECTIONS_PAYMENT_RECEIVED: {"amount": "20000.00"},
-        EmailTemplate.COLLECTIONS_REACTIVATED: {"amount": str(AMOUNT_DUE)},
+        EmailTemplate.COLLECTIONS_REACTIVATED: {
+            "amount": str(AMOUNT_DUE),
+            "reactivated": [SUBSCRIPTION_ID, SECOND_SUBSCRIPTION_ID],
+        },
         EmailTemplate.MANAGER_PARTNER_CENTER_ERROR: {
             "subscription_id": SECOND_SUBSCRIPTION_ID,
             "error": "412 Precondition Failed: the If-Match etag does not match the subscription.",

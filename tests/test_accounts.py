@@ -1,6 +1,8 @@
-"""The customer's account (workflows/account.py) on the time-skipping server: holds from several
-invoices and from fraud on shared subscriptions, a manager lifting fraud, a suspension approved or
-refused by a manager, and a suspension that waits for its final notice to be delivered."""
+"""The customer's account (workflows/account/) end to end, with its invoices' collections, on
+the time-skipping server: holds from several invoices and from fraud on shared subscriptions, the
+payer's letter once Partner Center answered, a manager lifting fraud, a suspension approved or
+refused by a manager, a suspension that waits for its final notice to be delivered, and one
+notice a kind a day. The rules alone are proved in tests/test_account_rules.py."""
 
 from __future__ import annotations
 
@@ -15,21 +17,22 @@ from temporalio.testing import WorkflowEnvironment
 from activities.rendering import TemplateRenderer
 from core.ids import account_workflow_id
 from core.models import (
-    AccountOverrides,
     AccountView,
     BillingFailure,
     CaseEvent,
     CollectionsStatus,
     CorrectContact,
     DecideSuspension,
+    EmailMessage,
     EmailTemplate,
     EventKind,
     LiftFraud,
+    Locale,
     NoticeState,
     ReportFraud,
-    SetOverrides,
     SubscriptionStatus,
 )
+from core.models.email import CollectionsPaymentReceived, CollectionsReactivated
 from core.settings import ROOT
 from tests.codec_support import replay_and_record
 from tests.test_collections_workflow import (
@@ -64,6 +67,12 @@ def changes(fake: FakeActivities, status: SubscriptionStatus) -> Counter[str]:
     return Counter(c.subscription_id for c in fake.subscription_changes if c.status is status)
 
 
+def letters(fake: FakeActivities) -> list[EmailMessage]:
+    """The letters telling a payer what their payment changed (the account's)."""
+    told = (EmailTemplate.COLLECTIONS_REACTIVATED, EmailTemplate.COLLECTIONS_PAYMENT_RECEIVED)
+    return [e for e in fake.emails if e.template in told and e.key.startswith("account-")]
+
+
 def account(
     env: WorkflowEnvironment, failure: BillingFailure
 ) -> WorkflowHandle[AccountWorkflow, AccountView]:
@@ -90,21 +99,52 @@ async def test_paying_one_invoice_keeps_what_the_other_holds(
     held = await account_view(time_env, a)
     assert shared in held.suspended_subscriptions  # B still holds it
     assert {h.invoice_id for h in held.holds} == {b.invoice_id}
-    # the customer hears the payment was received, not that the service is back
-    await eventually(lambda: EmailTemplate.COLLECTIONS_PAYMENT_RECEIVED in sent(fake))
-    assert EmailTemplate.COLLECTIONS_REACTIVATED not in sent(fake)
+    # the customer hears what came back, and what is still suspended (why stays internal)
+    await eventually(lambda: EmailTemplate.COLLECTIONS_REACTIVATED in sent(fake))
+    letter = letters(fake)[-1].data
+    assert isinstance(letter, CollectionsReactivated)
+    assert letter.reactivated == [a_own] and letter.still_suspended == [shared]
+    assert not letter.reactivating
 
     await handle_b.execute_update(CollectionsWorkflow.payment_received, pay(b, "5000.00", "PB"))
     await handle_b.result()
     await eventually(
         lambda: changes(fake, SubscriptionStatus.ACTIVE) == {a_own: 1, shared: 1, b_own: 1}
     )
-    await eventually(lambda: EmailTemplate.COLLECTIONS_REACTIVATED in sent(fake))
+    await eventually(lambda: sent(fake).count(EmailTemplate.COLLECTIONS_REACTIVATED) == 2)
+    letter = letters(fake)[-1].data
+    assert isinstance(letter, CollectionsReactivated)
+    assert set(letter.reactivated) == {shared, b_own} and not letter.still_suspended
     assert (await account_view(time_env, a)).holds == []
     # every change went through the account's keys: none was asked twice
     keys = [c.key for c in fake.subscription_changes]
     assert len(keys) == len(set(keys))
     assert {k.split("/")[0] for k in keys} == {account_workflow_id(a.customer.tenant_id)}
+
+
+async def test_the_reactivation_letter_names_what_partner_center_reactivated(
+    time_env: WorkflowEnvironment, fake: FakeActivities
+) -> None:
+    """Issue 23, bug 1: the account had reactivated both subscriptions before the letter went,
+    yet it announced an empty list and called both "still being reactivated" (it read the
+    invoice's holds). Both letters, rendered, name both as reactivated and promise nothing."""
+    failure = billing_failure(subscriptions=2)
+    handle = await start(time_env, fake, failure)
+    await day(time_env, handle, 10.01)
+    await eventually(lambda: len(changes(fake, SubscriptionStatus.SUSPENDED)) == 2)
+    await handle.execute_update(CollectionsWorkflow.payment_received, pay(failure, "5000.00", "P"))
+    await eventually(lambda: EmailTemplate.COLLECTIONS_REACTIVATED in sent(fake))
+    assert changes(fake, SubscriptionStatus.ACTIVE) == dict.fromkeys(failure.subscription_ids, 1)
+    [letter] = [e for e in fake.emails if e.template is EmailTemplate.COLLECTIONS_REACTIVATED]
+    zh = RENDERER.render_message(letter.model_copy(update={"locale": Locale.ZH_CN})).text
+    en = RENDERER.render_message(letter.model_copy(update={"locale": Locale.EN_US})).text
+    announced = zh.partition("被暂停的以下订阅：")[2].partition("这些订阅中的服务已恢复运行")[0]
+    assert all(s in announced for s in failure.subscription_ids), zh
+    announced = en.partition("we have reactivated the subscriptions")[2]
+    announced = announced.partition("Their services are running again")[0]
+    assert all(s in announced for s in failure.subscription_ids), en
+    assert "仍在恢复中" not in zh and "通过邮件向您确认" not in zh, zh
+    assert "still reactivating" not in en and "will confirm" not in en, en
 
 
 async def test_paid_while_being_suspended_nothing_more_is_suspended_and_the_payer_is_told(
@@ -164,9 +204,16 @@ async def test_fraud_under_b_survives_both_payments_until_a_manager_lifts_it(
     assert set(held.suspended_subscriptions) == set(b.subscription_ids)  # fraud holds them
     assert held.fraud and {h.invoice_id for h in held.holds} == {b.invoice_id}
 
-    # both payments acknowledged (still held: not "reactivated"); the account is idle again
-    await eventually(lambda: sent(fake).count(EmailTemplate.COLLECTIONS_PAYMENT_RECEIVED) == 2)
-    assert EmailTemplate.COLLECTIONS_REACTIVATED not in sent(fake)
+    # A's payer hears its own subscription is back, the shared one still suspended; B's payer
+    # only that the payment came (fraud holds both of B's)
+    await eventually(lambda: len(letters(fake)) == 2)
+    told_a, told_b = (e.data for e in letters(fake))
+    assert isinstance(told_a, CollectionsReactivated) and told_a.reactivated == [
+        a.subscription_ids[1]
+    ]
+    assert told_a.still_suspended == [shared]
+    assert isinstance(told_b, CollectionsPaymentReceived) and not told_b.reactivating
+    assert set(told_b.still_suspended) == set(b.subscription_ids)
     acct = account(time_env, a)
     with pytest.raises(WorkflowUpdateFailedError) as refused:
         await acct.execute_update(
@@ -266,51 +313,6 @@ async def test_a_bounced_final_notice_holds_the_suspension_until_the_contact_is_
     assert (await view(handle)).final_notice is NoticeState.DELIVERED
     await eventually(lambda: len(changes(fake, SubscriptionStatus.SUSPENDED)) == 2)
     await handle.execute_update(CollectionsWorkflow.payment_received, pay(failure, "5000.00", "P"))
-
-
-async def test_overrides_are_recorded_and_an_exempt_customer_is_never_suspended(
-    time_env: WorkflowEnvironment, fake: FakeActivities
-) -> None:
-    failure = billing_failure()
-    handle = await start(time_env, fake, failure)
-    await handle.execute_update(
-        CollectionsWorkflow.report_fraud, ReportFraud(reason="signal", by="risk")
-    )
-    acct = account(time_env, failure)
-    await eventually(lambda: len(changes(fake, SubscriptionStatus.SUSPENDED)) == 2)
-    exempt = SetOverrides(
-        overrides=AccountOverrides(exempt_from_suspension=True, extra_grace_days=5),
-        reason="政府客户，合同约定不停服",
-        by="manager.wang@partner.cn",
-    )
-    shown = await acct.execute_update(AccountWorkflow.set_overrides, exempt)
-    assert shown.overrides.exempt_from_suspension and shown.overrides.extra_grace_days == 5
-    with pytest.raises(WorkflowUpdateFailedError) as same:
-        await acct.execute_update(AccountWorkflow.set_overrides, exempt)
-    assert "already has these overrides" in str(same.value.cause)
-    # exempt from suspension for non-payment; fraud still holds
-    assert set((await account_view(time_env, failure)).suspended_subscriptions) == set(
-        failure.subscription_ids
-    )
-    await acct.execute_update(AccountWorkflow.lift_fraud, LiftFraud(reason="ok", by="m"))
-    await eventually(lambda: len(changes(fake, SubscriptionStatus.ACTIVE)) == 2)
-    # a later non-payment hold on an exempt customer suspends nothing, and a manager hears
-    await handle.execute_update(CollectionsWorkflow.payment_received, pay(failure, "5000.00", "P"))
-    second = billing_failure().model_copy(update={"customer": failure.customer})
-    other = await start(time_env, fake, second)
-    await day(time_env, other, 10.01)
-    await eventually(
-        lambda: any(
-            "exempt" in e.data.extra().get("step", "")
-            for e in fake.emails
-            if e.template is EmailTemplate.MANAGER_NEEDS_ATTENTION
-        )
-    )
-    assert len(changes(fake, SubscriptionStatus.SUSPENDED)) == 2
-    events = [e for p in fake.accounts for e in p.events]
-    override = next(e for e in events if e.kind is EventKind.POLICY_OVERRIDDEN)
-    assert override.data == {"exempt_from_suspension": "True", "extra_grace_days": "5"}
-    await other.execute_update(CollectionsWorkflow.payment_received, pay(second, "5000.00", "P2"))
 
 
 async def test_one_conversation_a_notice_of_a_kind_a_day_listing_every_invoice(

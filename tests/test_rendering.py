@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from jinja2 import UndefinedError
@@ -30,6 +31,7 @@ from tests.factories import (
     DESCRIPTION,
     OPENED_AT,
     QUESTION,
+    SECOND_SUBSCRIPTION_ID,
     SUBSCRIPTION_ID,
     SUSPENDED_AT,
     case_for,
@@ -407,7 +409,7 @@ def _render(
     renderer: TemplateRenderer,
     template: EmailTemplate,
     locale: Locale,
-    extra: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
     **fields: object,
 ) -> tuple[EmailMessage, str]:
     """The message (sample state, with ``fields`` and the data's ``extra`` replaced) and its text
@@ -506,16 +508,26 @@ def test_promise_while_suspended_warns_the_deletion_date_does_not_move(
     assert "no subscription will be suspended in the meantime" in before
 
 
-def test_reactivation_names_what_is_still_suspended(renderer: TemplateRenderer) -> None:
-    still = collections_for(
-        EmailTemplate.COLLECTIONS_REACTIVATED, suspended_subscriptions=[SUBSCRIPTION_ID]
+def test_reactivation_says_only_what_its_data_says(renderer: TemplateRenderer) -> None:
+    """The letter's lists are the account's (what Partner Center reactivated, what is still
+    suspended, what a follow-up letter will confirm), never the invoice's holds."""
+    held = collections_for(
+        EmailTemplate.COLLECTIONS_REACTIVATED,
+        suspended_subscriptions=[SUBSCRIPTION_ID, SECOND_SUBSCRIPTION_ID],
     )
-    _, email = _render(renderer, EmailTemplate.COLLECTIONS_REACTIVATED, Locale.EN_US)
-    assert "still reactivating" not in email
-    _, partly = _render(
-        renderer, EmailTemplate.COLLECTIONS_REACTIVATED, Locale.EN_US, collections=still
-    )
-    assert "We are still reactivating these subscriptions" in partly
+    both = sample_extra(EmailTemplate.COLLECTIONS_REACTIVATED)
+    for locale, pending in ((Locale.ZH_CN, "仍在恢复中"), (Locale.EN_US, "still reactivating")):
+        _, email = _render(
+            renderer, EmailTemplate.COLLECTIONS_REACTIVATED, locale, both, collections=held
+        )
+        assert pending not in email and email.count(SECOND_SUBSCRIPTION_ID) == 2
+        partly = {
+            **both,
+            "reactivated": [SUBSCRIPTION_ID],
+            "reactivating": [SECOND_SUBSCRIPTION_ID],
+        }
+        _, email = _render(renderer, EmailTemplate.COLLECTIONS_REACTIVATED, locale, partly)
+        assert pending in email
 
 
 @pytest.mark.parametrize(
@@ -556,8 +568,9 @@ def test_payment_after_fraud_does_not_promise_reactivation(renderer: TemplateRen
         (Locale.ZH_CN, "核查期间仍将保持暂停"),
         (Locale.EN_US, "while we review"),
     ):
+        extra = {"amount": "48760.00", "still_suspended": [SUBSCRIPTION_ID]}
         _, email = _render(
-            renderer, EmailTemplate.COLLECTIONS_PAYMENT_RECEIVED, locale, collections=paid
+            renderer, EmailTemplate.COLLECTIONS_PAYMENT_RECEIVED, locale, extra, collections=paid
         )
-        assert words in email
+        assert words in email and SUBSCRIPTION_ID in email
         assert "正在恢复" not in email and "We are reactivating" not in email

@@ -13,11 +13,16 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from core.models.collections import CollectionsPolicy, CollectionsView, NoticeState
+from core.calendar import BusinessCalendar
+from core.models.collections import (
+    CollectionsPolicy,
+    CollectionsView,
+    NoticeState,
+    SubscriptionStatus,
+)
 from core.models.email import (
-    AnyEmailData,
     CollectionsFinalNotice,
     CollectionsPaymentFailed,
     CollectionsReminder,
@@ -125,28 +130,42 @@ class NoticeOutcome(Strict):
     state: NoticeState
 
 
-class HeldLetter(Strict):
-    """A letter about an invoice the account holds until the customer's next business hours."""
+class PaymentLetter(Strict):
+    """A letter owed to the customer about an invoice's payment: written once Partner Center
+    answered for every subscription it is about, sent in the customer's business hours."""
 
-    data: AnyEmailData
     view: CollectionsView
+    amount: Decimal
+    # suspended (or being suspended) when the invoice was paid; a follow-up's: what it confirms
+    subscriptions: list[str]
+    reactivated: list[str] = Field(default_factory=list)  # of those, what the account reactivated
+    follow_up: bool = False
 
 
-class AccountState(Strict):
-    """Everything the account's next run (continue-as-new) needs."""
+class AccountState(BaseModel):
+    """The account, whole: what its rules (workflows/account/rules.py) read and change, and what
+    its next run carries (continue-as-new)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     customer: Customer
-    holds: list[Hold]
-    suspended: list[str]
-    changes: dict[str, int]  # per subscription, Partner Center changes asked so far (their keys)
-    overrides: AccountOverrides
-    refused: list[str]  # subscriptions Partner Center refused to change: a manager looks
+    calendar: BusinessCalendar | None = None  # the customer's business hours (None: any hour)
+    # under SendGrid a notice counts as delivered when SendGrid says so (else once written)
+    told_when_delivered: bool = False
+    holds: list[Hold] = Field(default_factory=list)
+    suspended: list[str] = Field(default_factory=list)  # as Partner Center last answered
+    # asked of Partner Center, not answered yet
+    changing: dict[str, SubscriptionStatus] = Field(default_factory=dict)
+    changes: dict[str, int] = Field(default_factory=dict)  # per subscription, changes asked (keys)
+    overrides: AccountOverrides = Field(default_factory=AccountOverrides)
+    # Partner Center refused to change these: tried again at the next event, a manager told
+    refused: list[str] = Field(default_factory=list)
     pending: list[Notice] = Field(default_factory=list)  # notices waiting for their day
-    last_sent: dict[str, str] = Field(default_factory=dict)  # kind -> China date last sent
-    # email key -> the notice's kind, then the invoices it named
+    last_sent: dict[str, str] = Field(default_factory=dict)  # kind -> the day it last went
+    # email key -> the notice's kind, then the invoices it named (until SendGrid answers)
     sent_notices: dict[str, list[str]] = Field(default_factory=dict)
-    letters: list[HeldLetter] = Field(default_factory=list)  # waiting for business hours
-    log: LogState
+    letters: list[PaymentLetter] = Field(default_factory=list)
+    log: LogState = Field(default_factory=lambda: LogState(last_seq=0, emails_sent=0))
 
 
 class StartAccount(Strict):

@@ -124,6 +124,17 @@ class EmailData(Strict):
         return {
             name: value.isoformat() if isinstance(value, datetime) else str(value)
             for name, value in values.items()
+            if not isinstance(value, list)
+        }
+
+    def lists(self) -> dict[str, list[str]]:
+        """The fields that are lists of text (a letter's subscriptions), as the templates read
+        them (``extra.<name>``, beside the text ones)."""
+        values = self.model_dump(exclude={"template", "also"})
+        return {
+            name: [str(item) for item in value]
+            for name, value in values.items()
+            if isinstance(value, list)
         }
 
 
@@ -307,16 +318,31 @@ class CollectionsDeletionWarning(_ToCustomerOnInvoice):
     days_left: int = Field(ge=0)
 
 
-class CollectionsPaymentReceived(_ToCustomerOnInvoice):
+Subscriptions = Annotated[list[str], Field(max_length=200)]
+
+
+class _AfterPayment(_ToCustomerOnInvoice):
+    """What a payment left of the invoice's suspensions, as the customer's account (the only
+    writer of subscriptions) found them once Partner Center answered; why stays internal."""
+
+    amount: Decimal
+    still_suspended: Subscriptions = Field(default_factory=list)
+    # Partner Center has not reactivated these yet: a letter confirming them is queued
+    reactivating: Subscriptions = Field(default_factory=list)
+
+
+class CollectionsPaymentReceived(_AfterPayment):
     template: Literal[EmailTemplate.COLLECTIONS_PAYMENT_RECEIVED] = (
         EmailTemplate.COLLECTIONS_PAYMENT_RECEIVED
     )
-    amount: Decimal
 
 
-class CollectionsReactivated(_ToCustomerOnInvoice):
+class CollectionsReactivated(_AfterPayment):
+    """Sent by the customer's account only, naming what Partner Center reactivated."""
+
     template: Literal[EmailTemplate.COLLECTIONS_REACTIVATED] = EmailTemplate.COLLECTIONS_REACTIVATED
-    amount: Decimal
+    reactivated: Subscriptions = Field(default_factory=list)
+    follow_up: bool = False  # confirms what an earlier letter said was still being reactivated
 
 
 class CollectionsFraudSuspended(_ToCustomerOnInvoice):
