@@ -21,7 +21,14 @@ from core.settings import Settings
 from core.temporal import StampActions, data_converter
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
-from tests.workflow_support import SERVER_STARTUP, FakeActivities, fake_worker, time_skipping
+from tests.workflow_support import (
+    SERVER_STARTUP,
+    SUITE_SERVER_ARGS,
+    FakeActivities,
+    fake_worker,
+    make_suite_version_current,
+    time_skipping,
+)
 from tests.workspace_support import Stack, workspace
 from worker import build_worker
 
@@ -29,9 +36,6 @@ from worker import build_worker
 # workflows in it (test_integration also without), so a workflow that reads the clock, draws
 # randomness or does I/O fails here. Set before any Settings is made; a subprocess inherits it.
 os.environ.setdefault("WORKFLOW_SANDBOX", "true")
-# Each test's worker polls a task queue of its own, unversioned: one deployment version across
-# hundreds of task queues would pass the server's limit. tests/test_versioning.py runs versioned.
-os.environ.setdefault("WORKER_VERSIONING", "false")
 
 DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
 
@@ -125,7 +129,9 @@ async def dev_env(codec_keys: str) -> AsyncIterator[WorkflowEnvironment]:
         ip="127.0.0.1",
         # the SDK waits 5 s by default: a busy machine (a CI runner) has taken longer
         dev_server_startup_timeout=SERVER_STARTUP,
+        dev_server_extra_args=SUITE_SERVER_ARGS,
     )
+    await make_suite_version_current(env.client)
     yield env
     await env.shutdown()
 

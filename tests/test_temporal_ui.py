@@ -41,7 +41,12 @@ from core.temporal import StampActions, data_converter
 from db.migrate import upgrade
 from service import Service
 from tests.ui_support import eventually, history_summaries
-from tests.workflow_support import SERVER_STARTUP, open_case
+from tests.workflow_support import (
+    SERVER_STARTUP,
+    SUITE_SERVER_ARGS,
+    make_suite_version_current,
+    open_case,
+)
 from worker import build_worker
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's; Playwright downloads no browser of its own
@@ -107,6 +112,7 @@ async def ui_stack(codec_keys: str) -> AsyncIterator[UiStack]:
         ui=True,
         ui_port=ui_port,
         dev_server_extra_args=[
+            *SUITE_SERVER_ARGS,
             "--ui-disable-news-fetch",
             "--ui-codec-endpoint",
             f"http://127.0.0.1:{codec_port}/",
@@ -118,6 +124,7 @@ async def ui_stack(codec_keys: str) -> AsyncIterator[UiStack]:
                 break
             await asyncio.sleep(0.05)
         added = await Service(env.client).register_search_attributes()
+        await make_suite_version_current(env.client)
         yield UiStack(env, url, added)
     finally:
         await env.shutdown()

@@ -47,6 +47,7 @@ from core.models import (
     SubscriptionChanged,
     SubscriptionStatus,
 )
+from core.settings import Settings
 
 
 def open_case(
@@ -221,6 +222,27 @@ def auto_approval(policy: CollectionsPolicy) -> CollectionsPolicy:
 # how long a test waits for a Temporal server it starts to listen (the SDK's default is 5 s, and
 # a busy machine has taken longer)
 SERVER_STARTUP = timedelta(seconds=60)
+# Every worker of the suite runs versioned, as production's do, on one deployment version (the
+# code's build id); each test's task queue joins it, past the server's default of 100 a version
+SUITE_SERVER_ARGS = ["--dynamic-config-value", "matching.maxTaskQueuesInDeploymentVersion=100000"]
+
+
+async def make_suite_version_current(client: Client) -> None:
+    """Once a server: the suite's version made current, as an operator does at a deploy. A task
+    queue that joins a current version later is routed to it at once."""
+    from core.deployment import deployment_config, deployment_version, set_current
+    from worker import WORKFLOWS
+
+    settings = Settings()
+    async with Worker(
+        client,
+        task_queue=f"suite-version-{uuid.uuid4()}",
+        workflows=WORKFLOWS,
+        deployment_config=deployment_config(settings),
+    ):
+        await set_current(client, deployment_version(settings))
+
+
 TEST_SERVER = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "temporal-test-server"
 
 
