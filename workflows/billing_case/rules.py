@@ -10,8 +10,7 @@ over random weeks.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -68,8 +67,8 @@ from workflows.billing_case.clocks import (
     vianet_follow_up_at,
 )
 from workflows.billing_case.sla import SlaClock
+from workflows.effects import WORKFLOW, Email, Record
 
-WORKFLOW = "workflow"  # the actor of what the case records of its own accord
 # The statuses in which each SLA clock counts; elsewhere (waiting on the customer or 21Vianet,
 # resolving, after) it is paused.
 FIRST_RESPONSE_RUNS = frozenset({CaseStatus.OPEN})
@@ -96,24 +95,6 @@ CaseAction = (
 
 
 # --------------------------------------------------------------------------- effects
-
-
-@dataclass(frozen=True)
-class Record:
-    """Effect: an event on the case's timeline (now, in the order the effects come)."""
-
-    kind: EventKind
-    actor: str
-    text: str = ""
-    data: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Email:
-    """Effect: one email, to the address its recipient has as it is queued."""
-
-    data: EmailData
-    to: str
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,11 @@
 """What a case shows: the view (query, update answers, emails), the database row and the UI's
-details, each read from the case's state (no I/O, no clock)."""
+details and search attributes, each read from the case's state (no I/O, no clock)."""
 
 from __future__ import annotations
 
+from temporalio.common import TypedSearchAttributes
+
+from core import search
 from core.ids import case_workflow_id
 from core.models import CaseEvent, CaseRecord, CaseStatus, CaseView
 from workflows.base import cut, without_timeline
@@ -73,6 +76,17 @@ def email_view(view: CaseView) -> CaseView:
         e.model_copy(update={"request_body": "", "response": None}) for e in view.escalations[-1:]
     ]
     return without_timeline(view).model_copy(update={"escalations": last})
+
+
+def attributes(case: Case) -> TypedSearchAttributes:
+    """What the case's search attributes say (no customer data)."""
+    return search.case_attributes(
+        case.details,
+        status=case.status.value,
+        owner=case.owner,
+        sla_breached=case.sla_breached,
+        escalated=bool(case.escalations),
+    )
 
 
 def record(case: Case) -> CaseRecord:

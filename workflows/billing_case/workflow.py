@@ -12,7 +12,6 @@ from temporalio.common import TypedSearchAttributes, VersioningBehavior
 from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from core import search
     from core.contracts import DISPUTE_RESOLVED, PERSIST_CASE, PREPARE_ESCALATION, RECORD_ESCALATION
     from core.models import (
         AddNote,
@@ -47,14 +46,13 @@ with workflow.unsafe.imports_passed_through():
         CaseAction,
         DeliverResolution,
         Effect,
-        Email,
         Flag,
         PrepareRequest,
-        Record,
         ReportOutcome,
         SaveEscalation,
         Unflag,
     )
+    from workflows.effects import Email, Record
 
 # what the main loop carries out, in order
 Step = SendEmail | DeliverResolution | PrepareRequest | SaveEscalation | ReportOutcome
@@ -351,14 +349,7 @@ class BillingCaseWorkflow(EffectLoop[Step]):
         return self._case.address(recipient)
 
     def _attributes(self) -> TypedSearchAttributes:
-        case = self._case
-        return search.case_attributes(
-            case.details,
-            status=case.status.value,
-            owner=case.owner,
-            sla_breached=case.sla_breached,
-            escalated=bool(case.escalations),
-        )
+        return views.attributes(self._case)
 
     def _publish_details(self) -> None:
         workflow.set_current_details(views.details(self._case, self._attention_line()))
