@@ -100,8 +100,10 @@ class VianetInvoice(VianetInvoiceState):
         self.stages_done.extend(s.name for s in passed)
         if passed[-1].name == "overdue":
             return self._escalate(now)
-        self.reminders += 1
         days_left = (self.invoice.due_date - china_day(now)).days
+        if days_left < 0:
+            return []  # recorded after its due date, before the overdue notice: the manager's next
+        self.reminders += 1
         text = f"finance reminded: due in {days_left} days"
         return [
             Record(EventKind.REMINDER, WORKFLOW, text),
