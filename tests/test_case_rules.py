@@ -5,9 +5,11 @@ after every step. Then the rules the end-to-end tests once walked through a serv
 
 from __future__ import annotations
 
+import ast
 from collections import Counter
 from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from hypothesis import strategies as st
@@ -54,6 +56,7 @@ from workflows.billing_case.rules import (
 from workflows.effects import Email, Record
 
 AGENT = "agent.li@partner.example.cn"
+ROOT = Path(__file__).resolve().parent.parent
 # each story starts before a holiday, a weekend or at night (China Standard Time)
 STARTS = [
     cst(2026, 2, 13, 17),  # the Friday before the Spring Festival (and its 调休 Saturday)
@@ -397,3 +400,24 @@ def test_an_escalated_case_is_resolved_only_after_21vianet_answered(ticket: bool
         case.vianet_ticket(VianetTicket(ticket_number="VN-1234", by=AGENT), now)
     why = case.refusal(Resolve(outcome=Outcome.EXPLAINED, summary="x", by=AGENT), now)
     assert why is not None and "vianet-response" in why
+
+
+def test_the_rules_import_nothing_of_temporal() -> None:
+    """The rules and their helpers stand on core alone (and on each other)."""
+    pure = {
+        "workflows/effects.py",
+        "workflows/billing_case/rules.py",
+        "workflows/billing_case/clocks.py",
+        "workflows/billing_case/sla.py",
+        "workflows/vianet_invoice/rules.py",
+    }
+    allowed = {path.removesuffix(".py").replace("/", ".") for path in pure}
+    for path in sorted(pure):
+        tree = ast.parse((ROOT / path).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert not name.startswith("temporalio"), (path, name)
+                assert not name.startswith("workflows") or name in allowed, (path, name)

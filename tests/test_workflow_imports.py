@@ -16,10 +16,11 @@ from core.settings import Settings
 from workflows import workflow_runner
 
 ROOT = Path(__file__).resolve().parent.parent
+# every module under workflows/, a workflow's package (its rules, its shell) included
 WORKFLOW_MODULES = sorted(
-    f"workflows.{path.stem}"
-    for path in (ROOT / "workflows").glob("*.py")
-    if path.stem != "__init__"
+    ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+    for path in (ROOT / "workflows").rglob("*.py")
+    if path != ROOT / "workflows" / "__init__.py"
 )
 # I/O libraries belong to the activities and the CLI, never to the deterministic side
 FORBIDDEN = (

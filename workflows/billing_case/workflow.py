@@ -98,11 +98,11 @@ class BillingCaseWorkflow(EffectLoop[Step]):
 
     def _take(self, action: CaseAction) -> CaseView:
         self._act(self._case.take(action, workflow.now()))
-        return self._answer()
+        return views.answer(self.view())
 
     def _act(self, effects: list[Effect]) -> None:
         self._apply(effects)
-        self._publish()
+        self._publish()  # the UI shows it; the search attributes follow in the main loop
 
     def _apply(self, effects: list[Effect]) -> None:
         for effect in effects:
@@ -173,7 +173,7 @@ class BillingCaseWorkflow(EffectLoop[Step]):
                 or self._case.accepted_at is not None
             )
         )
-        return self._answer()
+        return views.answer(self.view())
 
     @resolve.validator
     def _check_resolve(self, data: Resolve) -> None:
@@ -190,7 +190,7 @@ class BillingCaseWorkflow(EffectLoop[Step]):
         await workflow.wait_condition(
             lambda: number not in self._preparing or self._stuck is not None
         )
-        return self._answer(request=number)
+        return views.answer(self.view(), request=number)
 
     @escalate.validator
     def _check_escalate(self, data: Escalate) -> None:
@@ -259,9 +259,6 @@ class BillingCaseWorkflow(EffectLoop[Step]):
             timeline=self._timeline(),
         )
 
-    def _answer(self, request: int = 0) -> CaseView:
-        return views.answer(self.view(), request)
-
     # ------------------------------------------------------------------ timers
 
     def _next_alarm(self) -> Alarm | None:
@@ -287,16 +284,13 @@ class BillingCaseWorkflow(EffectLoop[Step]):
                 finally:  # done, or failed: the update that waits for it answers now
                     self._preparing.discard(effect.number)
             case SaveEscalation():
-                number = effect.number
-                await self._write(
-                    RECORD_ESCALATION,
-                    RecordEscalation(
-                        case_id=self._case.case_id,
-                        escalation_no=number,
-                        escalation=self._case.escalations[number - 1],
-                    ),
-                    f"Save 21Vianet escalation #{number}",
+                case, number = self._case, effect.number
+                saved = RecordEscalation(
+                    case_id=case.case_id,
+                    escalation_no=number,
+                    escalation=case.escalations[number - 1],
                 )
+                await self._write(RECORD_ESCALATION, saved, f"Save 21Vianet escalation #{number}")
             case ReportOutcome():
                 await self._report(effect)
 
