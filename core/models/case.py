@@ -529,7 +529,8 @@ class CaseState(BaseModel):
     accepted_at: datetime | None = None  # the resolution accepted, its delivery not known yet
     reopen_count: int = 0
     collections_workflow_id: str | None = None
-    outcome_reported: bool = False  # the linked collections has this resolution's outcome
+    # the collections told of the current resolution's outcome (or of the withdrawal)
+    reported_to: list[str] = Field(default_factory=list)
     # the shell's event log, set when a run continues as new
     log: LogState | None = None
 

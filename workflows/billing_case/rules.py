@@ -338,7 +338,7 @@ class Case(CaseState):
             resolved_by=action.by,
             resolved_at=now,
         )
-        self.outcome_reported = False
+        self.reported_to = []
         amount = {"credit_amount": str(action.credit_amount)} if action.credit_amount else {}
         letter = self._email(CaseResolved(reopen_days=self.policy.reopen_window.days))
         return [
@@ -404,7 +404,7 @@ class Case(CaseState):
 
     def reopen(self, action: Reopen, now: datetime) -> list[Effect]:
         self.reopen_count += 1
-        self.resolution = None
+        self.resolution, self.reported_to = None, []
         effects = self._set_status(CaseStatus.OPEN, now)
         self.resolution_sla.restart(now, self.policy.sla[self.details.priority].resolution)
         return [
@@ -516,7 +516,7 @@ class Case(CaseState):
 
     def _resolution_bounced(self, now: datetime) -> list[Effect]:
         # the loop is not closed until the customer hears the resolution: back to the agent
-        self.resolution, self.accepted_at = None, None
+        self.resolution, self.accepted_at, self.reported_to = None, None, []
         note = "resolution email bounced: correct the contact and resolve again"
         return [*self._set_status(CaseStatus.OPEN, now), Record(EventKind.NOTE, WORKFLOW, note)]
 
@@ -527,8 +527,6 @@ class Case(CaseState):
         when the customer has been told it already)."""
         if self.status.is_final or not is_collections_workflow_id(workflow_id):
             return []
-        if self.collections_workflow_id != workflow_id:
-            self.outcome_reported = False
         self.collections_workflow_id = workflow_id
         effects: list[Effect] = [Record(EventKind.LINKED, WORKFLOW, workflow_id)]
         if self.status is CaseStatus.RESOLVED:
@@ -537,9 +535,10 @@ class Case(CaseState):
 
     def _report_outcome(self) -> list[Effect]:
         """The outcome to the linked collections: once per resolution (or withdrawal)."""
-        if self.collections_workflow_id is None or self.outcome_reported:
+        linked = self.collections_workflow_id
+        if linked is None or linked in self.reported_to:
             return []
-        self.outcome_reported = True
+        self.reported_to.append(linked)
         resolution = self.resolution if self.status is not CaseStatus.WITHDRAWN else None
         outcome = DisputeOutcome(
             case_id=self.case_id,
@@ -548,7 +547,7 @@ class Case(CaseState):
             tenant_id=self.details.customer.tenant_id,
             currency=self.details.currency,
         )
-        return [ReportOutcome(self.collections_workflow_id, outcome)]
+        return [ReportOutcome(linked, outcome)]
 
     # ------------------------------------------------------------------ time
 
