@@ -57,13 +57,13 @@ from workflows.account.rules import (
     Effect,
     Flag,
     Reconcile,
-    Record,
     Refused,
     SendLetter,
     SendNotices,
     TellInvoices,
     TellManager,
 )
+from workflows.effects import Record
 
 CUSTOMER = make_customer()
 CALENDAR = china(date(2026, 1, 1))

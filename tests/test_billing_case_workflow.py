@@ -9,12 +9,18 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    WithStartWorkflowOperation,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from core.models import (
     AddNote,
+    Assign,
     CasePolicy,
     CaseStatus,
     CaseView,
@@ -36,7 +42,7 @@ from core.models import (
     VianetTicket,
     Withdraw,
 )
-from tests.workflow_support import FakeActivities, open_case
+from tests.workflow_support import FakeActivities, fake_worker, open_case
 from workflows.billing_case import BillingCaseWorkflow
 
 AGENT = "agent.li@partner.example.cn"
@@ -344,3 +350,32 @@ async def test_an_accepted_resolution_is_told_after_the_window_unless_it_bounces
     assert await status_after(time_env, quiet, timedelta(minutes=31)) is CaseStatus.RESOLVED
     told = await view(quiet)
     assert told.resolution is not None and told.resolution.customer_told_at is not None
+
+
+async def test_an_assign_in_the_opening_task_comes_after_opened(
+    time_env: WorkflowEnvironment,
+) -> None:
+    """Issue 23, bug 5: an `assign` that reaches the worker in the same workflow task as the start
+    (update-with-start) is recorded after "opened", as it happened, not before it."""
+    fake = FakeActivities()
+    data = open_case(owner=None)
+    start_case = WithStartWorkflowOperation(
+        BillingCaseWorkflow.run,
+        data,
+        id=f"case-{data.case_id}",
+        task_queue=fake.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+    )
+    async with fake_worker(time_env.client, fake):
+        assigned = await time_env.client.execute_update_with_start_workflow(
+            BillingCaseWorkflow.assign,
+            Assign(agent=AGENT, by=AGENT),
+            start_workflow_operation=start_case,
+        )
+        assert assigned.owner == AGENT
+        handle = await start_case.workflow_handle()
+        timeline = (await view(handle)).timeline
+        assert [e.kind for e in timeline][:2] == [EventKind.OPENED, EventKind.ASSIGNED]
+        assert [e.seq for e in timeline] == sorted(e.seq for e in timeline)
+        await handle.execute_update(BillingCaseWorkflow.withdraw, Withdraw(reason="x", by=AGENT))
+        await handle.result()

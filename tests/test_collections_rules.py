@@ -58,10 +58,10 @@ from workflows.collections.rules import (
     HoldSubscriptions,
     Letter,
     PassOn,
-    Record,
     ReleaseSubscriptions,
     SendNotice,
 )
+from workflows.effects import Record
 
 SHIPPED = load_collections_policy(ROOT / "config" / "collections_policy.toml")
 CALENDAR = china(date(2026, 1, 1))  # 2026 and 2027 as published: the Spring Festival, 调休 days

@@ -59,7 +59,6 @@ def test_each_signal_is_handled_with_its_type(contract: contracts.SignalContract
         assert hints[argument[0]] in (contract.arg, contract.arg | None), (contract.name, hints)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 23: TellAccount still names its signal in a string")
 def test_no_workflow_names_an_activity_or_a_signal_in_a_string() -> None:
     """Names live in core.contracts only: a workflow module quoting one is calling around it."""
     names = {c.name for c in contracts.ACTIVITIES} | {c.name for c in contracts.SIGNALS}

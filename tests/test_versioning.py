@@ -313,7 +313,6 @@ def test_cases_collections_and_invoices_are_pinned(cls: type) -> None:
     assert behavior(cls) in (VersioningBehavior.PINNED, VersioningBehavior.UNSPECIFIED)
 
 
-@pytest.mark.xfail(strict=True, reason="the account's rewrite declares it; the lead drops this")
 def test_accounts_move_to_the_current_build() -> None:
     assert behavior(AccountWorkflow) is VersioningBehavior.AUTO_UPGRADE
 
@@ -324,7 +323,6 @@ def test_base_and_sealed_ask_no_patch() -> None:
         assert "patched(" not in text and "deprecate_patch(" not in text, module
 
 
-@pytest.mark.xfail(strict=True, reason="the workflow rewrites retire theirs; the lead drops this")
 def test_patches_are_asked_only_through_the_registry() -> None:
     found = subprocess.run(
         ["grep", "-rn", "--include=*.py", "patched(", "workflows/"],

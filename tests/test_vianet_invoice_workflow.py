@@ -42,7 +42,8 @@ from tests.codec_support import replay_and_record
 from tests.factories import make_vianet_invoice_view
 from tests.workflow_support import FakeActivities
 from worker import build_worker
-from workflows.vianet_invoice import VianetInvoiceWorkflow, notice_at
+from workflows.vianet_invoice import VianetInvoiceWorkflow
+from workflows.vianet_invoice.rules import notice_at
 
 FINANCE = "finance@partner.example.cn"
 MANAGER = "billing-manager@partner.example.cn"

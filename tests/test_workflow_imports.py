@@ -16,11 +16,11 @@ from core.settings import Settings
 from workflows import workflow_runner
 
 ROOT = Path(__file__).resolve().parent.parent
-# every module and package under workflows/ (a workflow's rules and shell are a package)
+# every module under workflows/, a workflow's package (its rules, its shell) included
 WORKFLOW_MODULES = sorted(
     ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
     for path in (ROOT / "workflows").rglob("*.py")
-    if path.parent != ROOT / "workflows" or path.stem != "__init__"
+    if path != ROOT / "workflows" / "__init__.py"
 )
 # I/O libraries belong to the activities and the CLI, never to the deterministic side
 FORBIDDEN = (

@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         StepAnswer,
     )
     from core.models.email import ManagerNeedsAttention
+    from workflows.effects import WORKFLOW
 
 # Permanent answers a workflow handles itself: a bounced address, Partner Center's 4xx.
 BUSINESS_ERRORS = (
@@ -63,13 +64,6 @@ ACTIVITY_TIMEOUT = timedelta(seconds=60)
 # how long a transient failure is retried (about 80 attempts) before a person is asked
 ACTIVITY_RETRY_BUDGET = timedelta(hours=6)
 REASON_CHARS = 500
-WORKFLOW = "workflow"  # the actor of what a workflow records of its own accord
-# retired at 1.0 (Worker Versioning pins cases, collections and invoices to their build; what
-# accounts still need is in workflows/patches.py): remove once no workflow imports it
-EMAIL_EVENTS = "email-events"
-TOLD_WHEN_DELIVERED = "told-when-delivered"
-LIVE_RECONCILE = "account-live-reconcile"
-BUSINESS_CALENDAR = "business-calendar"
 # the events a workflow keeps (all are in the database), and how much of each text
 TAIL_EVENTS = 20
 TAIL_TEXT_CHARS = 1_000
@@ -229,7 +223,6 @@ class EffectLoop(ABC, Generic[Effect]):
     """Base of every workflow: handlers change state and queue effects; `serve` carries them out."""
 
     def _start_log(self, carried: LogState | None = None) -> None:
-        self._current = True  # retired at 1.0: remove once no workflow reads it
         log = carried or LogState(last_seq=0, emails_sent=0)
         self._tail: deque[CaseEvent] = deque(log.tail, maxlen=TAIL_EVENTS)
         self._unsaved: list[CaseEvent] = list(log.unsaved)  # not yet in the database: whole

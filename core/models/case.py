@@ -500,29 +500,39 @@ class SlaClockState(BaseModel):
     calendar: BusinessCalendar | None = None
 
 
-class CaseState(Strict):
-    """Everything a case's next run (continue-as-new) needs to go on where this one stopped."""
+class CaseState(BaseModel):
+    """A case, whole: the one state its rules (workflows/billing_case/rules.py) change and what a
+    run carries into the next (continue-as-new). Mutable: each transition changes it in place."""
 
-    status: CaseStatus
+    model_config = ConfigDict(extra="forbid")
+
+    case_id: CaseId
+    opened_by: str
+    policy: CasePolicy
     details: CaseDetails
-    owner: str | None
+    status: CaseStatus = FIRST_STATUS
+    owner: str | None = None
     opened_at: datetime
-    closed_at: datetime | None
-    first_response: SlaClockState
-    resolution: SlaClockState
-    waiting_since: datetime | None
-    last_question: str | None
-    customer_reminders: int
-    customer_silence_reported: bool
-    escalations: list[EscalationView]
-    escalation_reminders: int
-    vianet_follow_ups: int
-    resolution_view: ResolutionView | None
-    told_at: datetime | None
+    closed_at: datetime | None = None
+    first_response_sla: SlaClockState
+    resolution_sla: SlaClockState
+    waiting_since: datetime | None = None  # the information request the customer owes
+    last_question: str | None = None
+    customer_reminders: int = 0
+    customer_silence_reported: bool = False
+    escalations: list[EscalationView] = Field(default_factory=list)
+    ticket_reminders: int = 0
+    vianet_follow_ups: int = 0
+    # the reminders of the current wait ran out and a manager was told: none until it changes
+    gave_up: bool = False
+    resolution: ResolutionView | None = None
     accepted_at: datetime | None = None  # the resolution accepted, its delivery not known yet
-    reopen_count: int
-    collections_workflow_id: str | None
-    log: LogState
+    reopen_count: int = 0
+    collections_workflow_id: str | None = None
+    # the collections told of the current resolution's outcome (or of the withdrawal)
+    reported_to: list[str] = Field(default_factory=list)
+    # the shell's event log, set when a run continues as new
+    log: LogState | None = None
 
 
 OpenCase.model_rebuild()

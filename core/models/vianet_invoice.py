@@ -7,7 +7,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import EmailStr, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from core.models.shared import (
     ID_PATTERN,
@@ -88,15 +88,21 @@ class PersistVianetInvoice(Strict):
     seq: int = Field(ge=0)  # how many events the state includes: orders the writes
 
 
-class VianetInvoiceState(Strict):
-    """Everything a 21Vianet invoice's next run needs to go on where this one stopped."""
+class VianetInvoiceState(BaseModel):
+    """A 21Vianet invoice, whole: the one state its rules (workflows/vianet_invoice/rules.py)
+    change and what a run carries into the next. Mutable: each transition changes it in place."""
 
-    status: VianetInvoiceStatus
+    model_config = ConfigDict(extra="forbid")
+
+    invoice: RecordVianetInvoice  # as recorded (its `carried` empty)
+    status: VianetInvoiceStatus = VianetInvoiceStatus.UNPAID
     recorded_at: datetime
-    stages_done: list[str]
-    reminders: int
-    escalated_at: datetime | None
-    log: LogState
+    stages_done: list[str] = Field(default_factory=list)
+    reminders: int = 0
+    escalated_at: datetime | None = None
+    payment: MarkVianetPaid | None = None
+    # the shell's event log, set when a run continues as new
+    log: LogState | None = None
 
 
 RecordVianetInvoice.model_rebuild()

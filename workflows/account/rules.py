@@ -11,7 +11,7 @@ listing every invoice. Each transition takes `now` and returns the effects the s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from core.contracts import NOTICE, PLACE_HOLDS, RELEASE_HOLDS
@@ -37,8 +37,8 @@ from core.models.account import MAX_HOLDS
 from workflows.account.holds import in_order, may_suspend_now, wanted
 from workflows.account.letters import Letter, write
 from workflows.account.notices import notice_day, notice_due
+from workflows.effects import WORKFLOW, Record
 
-WORKFLOW = "workflow"  # the actor of what the account records of its own accord
 # the emails whose delivery the account remembers, to tell their invoices
 SENT_NOTICES_KEPT = 200
 
@@ -48,16 +48,6 @@ class Refused(ValueError):
 
 
 # ---------------------------------------------------------------------------------------- effects
-
-
-@dataclass(frozen=True)
-class Record:
-    """An event for the timeline (recorded at once, in order)."""
-
-    kind: EventKind
-    actor: str
-    text: str
-    data: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,6 @@ with workflow.unsafe.imports_passed_through():
         Effect,
         Flag,
         Reconcile,
-        Record,
         Refused,
         SendLetter,
         SendNotices,
@@ -53,7 +52,6 @@ with workflow.unsafe.imports_passed_through():
         TellManager,
     )
     from workflows.base import (
-        WORKFLOW,
         ActionRefused,
         Alarm,
         EffectLoop,
@@ -63,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
         send,
         without_timeline,
     )
+    from workflows.effects import WORKFLOW, Record
 
 Queued = SendEmail | Reconcile | SendNotices | TellInvoices | SendLetter
 A = TypeVar("A")

@@ -10,7 +10,7 @@ credit, never silence.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -77,8 +77,8 @@ from core.models.email import (
 from core.models.shared import MONEY_MAX, CaseEvent
 from workflows.collections.clock import PolicyClock
 from workflows.collections.gate import SuspensionGate
+from workflows.effects import WORKFLOW, Record
 
-WORKFLOW = "workflow"  # the actor of what happens of its own accord (as workflows.base names it)
 UPHELD = (Outcome.CHARGE_UPHELD, Outcome.EXPLAINED)
 # the notices the customer's account sends, one email a kind a day for all their invoices
 CONSOLIDATED = frozenset(
@@ -92,16 +92,6 @@ AWAITING_APPROVAL = "awaiting-approval"
 
 
 # ---------------------------------------------------------------------------- effects
-
-
-@dataclass(frozen=True)
-class Record:
-    """An event for the timeline (and the database), in the order the rules answer them."""
-
-    kind: EventKind
-    actor: str
-    text: str = ""
-    data: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.base import without_timeline as brief
     from workflows.collections import rules as r
     from workflows.collections.calls import TellAccount, start_account, start_dispute_case
+    from workflows.effects import Record
 
 # a customer email queued this soon after closing time still goes (a step due at 17:59)
 SEND_GRACE = timedelta(minutes=15)
@@ -65,7 +66,7 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         """What the rules answered: recorded and flagged now, the rest queued in order."""
         for effect in effects:
             match effect:
-                case r.Record():
+                case Record():
                     self._record(effect.kind, effect.actor, effect.text, **effect.data)
                 case r.Letter():
                     self._queue_email(effect.data)

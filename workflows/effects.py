@@ -1,0 +1,30 @@
+"""The effects every workflow's rules answer besides their own: an event for the timeline and an
+email. Pure data: the shell records the one and queues the other."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from core.models import EventKind
+from core.models.email import EmailData
+
+WORKFLOW = "workflow"  # the actor of what a workflow records of its own accord
+
+
+@dataclass(frozen=True)
+class Record:
+    """Effect: an event on the timeline (now, in the order the effects come)."""
+
+    kind: EventKind
+    actor: str
+    text: str = ""
+    data: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Email:
+    """Effect: one email, to the address its recipient has as it is queued."""
+
+    data: EmailData
+    to: str
