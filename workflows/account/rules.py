@@ -273,13 +273,12 @@ class Account(AccountState):
         """The consolidated email went (`key`), or its address was refused (None)."""
         if key is None:
             state = NoticeState.UNDELIVERED
-        elif self.told_when_delivered:
-            state = NoticeState.SENT
+        else:
+            # kept either way: a bounce after the provider took it still reaches a person
             self.sent_notices[key] = [template, *invoices]
             while len(self.sent_notices) > SENT_NOTICES_KEPT:
                 del self.sent_notices[next(iter(self.sent_notices))]
-        else:
-            state = NoticeState.DELIVERED
+            state = NoticeState.SENT if self.told_when_delivered else NoticeState.DELIVERED
         return [TellInvoices(invoices, NoticeOutcome(template=template, state=state))]
 
     def email_event(self, key: str, state: NoticeState) -> list[Effect]:
@@ -288,6 +287,8 @@ class Account(AccountState):
         sent = self.sent_notices.pop(key, None)
         if not sent:
             return []  # not a notice (a letter), told already, or one too old to remember
+        if state is NoticeState.DELIVERED and not self.told_when_delivered:
+            return []  # the invoices counted it delivered when it went
         template, invoices = sent[0], tuple(sent[1:])
         return [
             Record(EventKind.NOTE, WORKFLOW, f"{template} {state.value}: {', '.join(invoices)}"),
