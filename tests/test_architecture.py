@@ -145,3 +145,76 @@ def test_the_worker_loads_no_cli_or_web_library() -> None:
     assert "activities" in loaded and "workflows" in loaded
     # (httpx, which Partner Center's client uses, loads rich for a command line of its own)
     assert not {"typer", "plotly", "starter", "cli", "fastapi", "uvicorn", "service"} & loaded
+
+
+MODELS = sorted((ROOT / "core" / "models").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODELS, ids=[p.name for p in MODELS])
+def test_model_modules_stay_small(path: Path) -> None:
+    lines = len(path.read_text(encoding="utf-8").splitlines())
+    assert lines < 400, f"{path.relative_to(ROOT)} has {lines} lines: split it by what it models"
+
+
+def _module_imports(path: Path) -> set[str]:
+    """The core.models modules a model module imports at its top (a function's import is lazy)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = set()
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("core.models."):
+            found.add(node.module.rpartition(".")[2])  # type: ignore[union-attr]
+    return found
+
+
+def test_models_import_no_circle() -> None:
+    """Each model module stands on the ones below it: the graph of their imports has no cycle."""
+    graph = {path.stem: _module_imports(path) for path in MODELS if path.stem != "__init__"}
+    done: set[str] = set()
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        assert name not in path, " → ".join((*path, name))
+        if name in done:
+            return
+        for below in graph.get(name, set()):
+            visit(below, (*path, name))
+        done.add(name)
+
+    for name in graph:
+        visit(name, ())
+
+
+SHELLS = sorted((ROOT / "workflows").glob("*/workflow.py"))
+
+
+@pytest.mark.parametrize("path", SHELLS, ids=[p.parent.name for p in SHELLS])
+def test_workflow_shells_stay_thin(path: Path) -> None:
+    """A workflow class is a shell over its rules: at most 350 lines."""
+    lines = len(path.read_text(encoding="utf-8").splitlines())
+    assert lines <= 350, f"{path.relative_to(ROOT)} has {lines} lines: move rules to rules.py"
+
+
+# each workflow's rules and their pure helpers: everything in its package but the shell (the
+# Temporal class, its calls to other workflows, what it publishes to search attributes)
+SHELL_MODULES = {"workflow.py", "calls.py", "views.py", "__init__.py"}
+RULES_MODULES = sorted(
+    [ROOT / "workflows" / "effects.py"]
+    + [p for p in (ROOT / "workflows").glob("*/*.py") if p.name not in SHELL_MODULES]
+)
+
+
+@pytest.mark.parametrize(
+    "path", RULES_MODULES, ids=[str(p.relative_to(ROOT)) for p in RULES_MODULES]
+)
+def test_rules_import_nothing_of_temporal(path: Path) -> None:
+    """A workflow's rules stand on core/ and on each other alone, so they run without a server
+    (read statically: importing one runs its package's __init__, which loads the shell)."""
+    pure = {".".join(p.relative_to(ROOT).with_suffix("").parts) for p in RULES_MODULES}
+    for name in imported_modules(path):
+        assert not name.startswith("temporalio"), (path.name, name)
+        assert not name.startswith("workflows") or name in pure, (path.name, name)
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+    return found | {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}

@@ -35,7 +35,7 @@ from core.models import (
     Waive,
     Withdraw,
 )
-from core.models.case import Escalate
+from core.models.case_actions import Escalate
 from core.settings import ROOT, Settings, load_case_policy, load_collections_policy
 from service import Service
 from tests.codec_support import replay_and_record

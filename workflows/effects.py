@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from core.models import EventKind
-from core.models.email import EmailData
+from core.models.email_data import EmailData
 
 WORKFLOW = "workflow"  # the actor of what a workflow records of its own accord
 

@@ -22,12 +22,8 @@ from core.models.collections import (
     NoticeState,
     SubscriptionStatus,
 )
-from core.models.email import (
-    CollectionsFinalNotice,
-    CollectionsPaymentFailed,
-    CollectionsReminder,
-    EmailTemplate,
-)
+from core.models.email import CollectionsFinalNotice, CollectionsPaymentFailed, CollectionsReminder
+from core.models.email_data import EmailTemplate
 from core.models.shared import (
     Actor,
     CaseEvent,

@@ -39,7 +39,8 @@ with workflow.unsafe.imports_passed_through():
         StartAccount,
         SubscriptionStatus,
     )
-    from core.models.email import ManagerNeedsAttention, OtherInvoice
+    from core.models.email import ManagerNeedsAttention
+    from core.models.email_data import OtherInvoice
     from workflows.account.rules import (
         Account,
         Effect,

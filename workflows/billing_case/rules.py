@@ -46,10 +46,6 @@ from core.models.email import (
     CaseResolved,
     CaseWithdrawn,
     CustomerReminder,
-    EmailData,
-    EmailDelivered,
-    EmailTemplate,
-    EmailUndelivered,
     InfoRequested,
     ManagerSlaBreach,
     OwnerCaseUpdate,
@@ -60,6 +56,8 @@ from core.models.email import (
     OwnerNewCase,
     OwnerSlaReminder,
 )
+from core.models.email_data import EmailData, EmailTemplate
+from core.models.messages import EmailDelivered, EmailUndelivered
 from workflows.billing_case.clocks import (
     customer_reminder_at,
     reopen_window_ends,

@@ -38,7 +38,7 @@ with workflow.unsafe.imports_passed_through():
         VianetTicket,
         Withdraw,
     )
-    from core.models.email import EmailDelivered, EmailUndelivered
+    from core.models.messages import EmailDelivered, EmailUndelivered
     from workflows.base import ActionRefused, Alarm, EffectLoop, SendEmail, run, send
     from workflows.billing_case import views
     from workflows.billing_case.rules import (

@@ -68,12 +68,11 @@ from core.models.email import (
     CollectionsPromiseAccepted,
     CollectionsReminder,
     CollectionsSuspended,
-    EmailDelivered,
-    EmailUndelivered,
     ManagerCollectionsHandOff,
     ManagerFraudReported,
     ManagerNeedsAttention,
 )
+from core.models.messages import EmailDelivered, EmailUndelivered
 from core.models.shared import MONEY_MAX, CaseEvent
 from workflows.collections.clock import PolicyClock
 from workflows.collections.gate import SuspensionGate

@@ -18,7 +18,8 @@ from core.models import (
     VianetInvoiceState,
     VianetInvoiceStatus,
 )
-from core.models.email import EmailData, FinanceVianetInvoiceDue, ManagerVianetInvoiceOverdue
+from core.models.email import FinanceVianetInvoiceDue, ManagerVianetInvoiceOverdue
+from core.models.email_data import EmailData
 from workflows.effects import WORKFLOW, Email, Record
 
 NOTICE_TIME = time(9, 0)
