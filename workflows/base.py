@@ -287,6 +287,12 @@ class EffectLoop(ABC, Generic[Effect]):
     def _continue_as_new(self) -> None:
         """Continue as a new run with everything the next one needs (raises, never returns)."""
 
+    def _carry_on(self, start: BaseModel, state: BaseModel) -> None:
+        """Continue as new: the workflow's input again, carrying its one state model whole, with
+        the shell's log (raises, never returns)."""
+        carried = state.model_copy(update={"log": self._log_state()})
+        workflow.continue_as_new(start.model_copy(update={"carried": carried}))
+
     @abstractmethod
     def _send_locale(self) -> Locale:
         """The language of this workflow's emails."""

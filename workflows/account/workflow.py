@@ -96,8 +96,7 @@ class AccountWorkflow(EffectLoop[Queued]):
         return False  # an account lasts as long as its customer (it continues as new)
 
     def _continue_as_new(self) -> None:
-        self._state.log = self._log_state()
-        workflow.continue_as_new(self._data.model_copy(update={"carried": self._state}))
+        self._carry_on(self._data, self._state)
 
     def _apply(self, effects: list[Effect]) -> None:
         """What the rules decided: events recorded at once, the rest carried out in order."""

@@ -73,8 +73,7 @@ class BillingCaseWorkflow(EffectLoop[Step]):
             self._apply(opened)
 
     def _continue_as_new(self) -> None:
-        carried = self._case.model_copy(update={"log": self._log_state()})
-        workflow.continue_as_new(self._data.model_copy(update={"carried": carried}))
+        self._carry_on(self._data, self._case)
 
     @workflow.run
     async def run(self, data: OpenCase) -> CaseView:

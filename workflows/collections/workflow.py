@@ -59,8 +59,7 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
     def _continue_as_new(self) -> None:
         if self._waiting:  # the customer emails held for the opening go first: this run has them
             return
-        carried = self._rules.model_copy(update={"log": self._log_state()})
-        workflow.continue_as_new(self._data.model_copy(update={"carried": carried}))
+        self._carry_on(self._data, self._rules)
 
     def _apply(self, effects: list[r.Effect]) -> None:
         """What the rules answered: recorded and flagged now, the rest queued in order."""

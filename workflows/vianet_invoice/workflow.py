@@ -39,8 +39,7 @@ class VianetInvoiceWorkflow(EffectLoop[SendEmail]):
             self._apply(recorded)
 
     def _continue_as_new(self) -> None:
-        carried = self._invoice.model_copy(update={"log": self._log_state()})
-        workflow.continue_as_new(self._data.model_copy(update={"carried": carried}))
+        self._carry_on(self._data, self._invoice)
 
     @workflow.run
     async def run(self, data: RecordVianetInvoice) -> VianetInvoiceView:
