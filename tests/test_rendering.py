@@ -27,6 +27,7 @@ from core.models import (
     Outcome,
     Severity,
 )
+from core.models.collections import Overpayment
 from tests.factories import (
     DESCRIPTION,
     OPENED_AT,
@@ -574,3 +575,29 @@ def test_payment_after_fraud_does_not_promise_reactivation(renderer: TemplateRen
         )
         assert words in email and SUBSCRIPTION_ID in email
         assert "正在恢复" not in email and "We are reactivating" not in email
+
+
+@pytest.mark.parametrize(
+    "template",
+    [EmailTemplate.COLLECTIONS_PAYMENT_RECEIVED, EmailTemplate.COLLECTIONS_REACTIVATED],
+)
+@pytest.mark.parametrize("locale", [Locale.ZH_CN, Locale.EN_US])
+def test_every_payment_letter_says_what_was_applied_and_what_is_kept(
+    renderer: TemplateRenderer, template: EmailTemplate, locale: Locale
+) -> None:
+    """Issue 23: an overpayment is never silent, whichever letter the payment brings (a paid
+    invoice that had suspended subscriptions gets the reactivation letter)."""
+    message = make_email_message(template)
+    assert message.collections is not None
+    kept = Overpayment(
+        payment_id="P-1",
+        received=Decimal("99999999.00"),
+        applied=Decimal("48760.00"),
+        credit=Decimal("99951239.00"),
+    )
+    view = message.collections.model_copy(update={"overpayment": kept, "balance": Decimal(0)})
+    rendered = renderer.render_message(
+        message.model_copy(update={"locale": locale, "collections": view})
+    )
+    for part in (rendered.text, rendered.html):
+        assert "48,760.00" in part and "99,951,239.00" in part, part
