@@ -29,12 +29,20 @@ from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, Worker, Worke
 from temporalio.workflow import _Definition
 
 from core import deployment
+from core.ids import account_workflow_id, collections_workflow_id
+from core.models import AccountOverrides, Assign, SetOverrides
 from core.settings import Settings
 from db.migrate import upgrade
+from service import Service
+from service.errors import NotFound
 from tests.intake_support import eventually
+from tests.test_billing_case_workflow import AGENT
+from tests.test_collections_workflow import pay
+from tests.workflow_support import billing_failure, open_case
 from worker import WORKFLOWS, build_worker
 from workflows import patches
 from workflows.account import AccountWorkflow
+from workflows.billing_case import BillingCaseWorkflow
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -258,6 +266,75 @@ async def test_the_worker_polls_as_its_configured_version(
     [summary] = info.version_summaries
     assert summary.deployment_version.build_id == version.build_id
     assert deployment.current_build(info) == version.build_id
+
+
+async def test_a_release_of_the_product_leaves_cases_and_invoices_and_moves_accounts(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """The product's own worker, released twice from the same code as builds b1 and b2: a case
+    and an invoice started on b1 stay there (pinned), the customer's account moves to b2 at its
+    next task, a case opened after the release starts on b2, and no workflow task fails."""
+    client = dev_env.client
+    name, queue = fresh()
+    database = f"sqlite:///{tmp_path / 'billing.db'}"
+    upgrade(database)
+    one, two = (
+        Settings(
+            database_url=database,
+            outbox_dir=tmp_path / "outbox",
+            task_queue=queue,
+            worker_versioning=True,
+            worker_deployment_name=name,
+            worker_build_id=build,
+        )
+        for build in ("b1", "b2")
+    )
+    service = Service(client, one)
+    failure = billing_failure()
+    async with build_worker(client, one):
+        await deployment.set_current(client, deployment.deployment_version(one))
+        case = client.get_workflow_handle((await service.cases.open(open_case())).workflow_id)
+        await service.collections.report_failure(failure)
+        invoice = client.get_workflow_handle(collections_workflow_id(failure.invoice_id))
+        account = client.get_workflow_handle(account_workflow_id(failure.customer.tenant_id))
+
+        async def account_started() -> bool:
+            try:
+                return bool((await service.accounts.show(failure.customer.tenant_id)).timeline)
+            except NotFound:  # the day-0 notice starts it, once the invoice's first task ran
+                return False
+
+        await eventually(account_started)
+        assert [await run_build(h) for h in (case, invoice, account)] == ["b1"] * 3
+
+        async with build_worker(client, two):
+            await deployment.set_current(client, deployment.deployment_version(two))
+            await case.execute_update(
+                BillingCaseWorkflow.assign, Assign(agent="agent.li@partner.example.cn", by=AGENT)
+            )
+            await service.collections.act(failure.invoice_id, pay(failure, "5000.00", "P-1"))
+            # the account's next task (a manager's override) runs on the current build
+            await service.accounts.set_overrides(
+                failure.customer.tenant_id,
+                SetOverrides(
+                    overrides=AccountOverrides(extra_grace_days=3), reason="on leave", by=AGENT
+                ),
+            )
+
+            async def account_moved() -> bool:
+                return await run_build(account) == "b2"
+
+            await eventually(account_moved)
+            later = client.get_workflow_handle((await service.cases.open(open_case())).workflow_id)
+
+            async def later_on_b2() -> bool:  # once its first task ran
+                return await run_build(later) == "b2"
+
+            await eventually(later_on_b2)
+            assert [await run_build(h) for h in (case, invoice)] == ["b1", "b1"]
+            assert (await service.cases.show(case.id.removeprefix("case-"))).owner
+    for handle in (case, invoice, account, later):
+        assert await failed_tasks(handle) == 0
 
 
 def test_the_build_id_follows_the_workflow_code(tmp_path: Path) -> None:
