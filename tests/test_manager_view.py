@@ -34,7 +34,8 @@ from core.models import (
 )
 from core.settings import Settings
 from service import Service
-from tests.ui_support import current_details, eventually, history_summaries
+from tests.clock_support import eventually
+from tests.ui_support import current_details, history_summaries
 from tests.workflow_support import billing_failure, open_case
 from worker import WORKFLOWS
 from workflows import sandbox_runner

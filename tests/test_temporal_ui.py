@@ -40,7 +40,8 @@ from core.settings import Settings
 from core.temporal import StampActions, data_converter
 from db.migrate import upgrade
 from service import Service
-from tests.ui_support import eventually, history_summaries
+from tests.clock_support import eventually
+from tests.ui_support import history_summaries
 from tests.workflow_support import (
     SERVER_STARTUP,
     SUITE_SERVER_ARGS,

