@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -302,3 +303,23 @@ async def fake_worker(
         workflow_failure_exception_types=[Exception],  # a bug fails the test, not a silent retry
     ):
         yield fake
+
+
+async def refused(
+    update: Callable[[], Awaitable[object]], tries: int = 5
+) -> WorkflowUpdateFailedError:
+    """The refusal of an update its validator rejects. Under load the client's first long poll
+    for the outcome can end before the refusal, and the time-skipping test server keeps no
+    rejected update for a later poll ("update … not found"): the update is sent again (a
+    rejected update changed nothing, and leaves nothing in the history)."""
+    for _ in range(tries):
+        try:
+            await update()
+        except WorkflowUpdateFailedError as refusal:
+            return refusal
+        except RPCError as err:
+            if err.status is not RPCStatusCode.NOT_FOUND or "update" not in err.message:
+                raise
+            continue
+        raise AssertionError("the update was carried out, not refused")
+    raise AssertionError(f"the server lost the update's refusal {tries} times")
