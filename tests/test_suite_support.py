@@ -11,7 +11,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from core.formatting import CHINA_STANDARD_TIME
 from tests.clock_support import eventually, next_beijing, suite_hour, zone_reading
-from tests.workflow_support import refused
+from tests.workflow_support import refused, time_skipping
 
 
 @pytest.mark.parametrize("hour", [time(3), time(10, 3), time(20)])
@@ -66,3 +66,13 @@ async def test_a_refusal_the_server_lost_is_asked_again() -> None:
 
     with pytest.raises(AssertionError, match="carried out"):
         await refused(carried_out)
+
+
+async def test_a_time_skipping_server_starts_at_the_suites_hour(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SUITE_BEIJING_HOUR", "3")
+    async with time_skipping() as env:
+        now = await env.get_current_time()
+    assert now.astimezone(CHINA_STANDARD_TIME).hour == 3
+    assert now - datetime.now(UTC) < timedelta(days=1)
