@@ -284,14 +284,14 @@ async def _act(service: Service, kind: str, target: str, action: Any) -> Any:
 
 async def _until_account(service: Service, tenant: str) -> None:
     """The fraud's hold reached the customer's account (started by the invoice)."""
-    for _ in range(300):
+
+    async def held() -> bool:
         try:
-            if (await service.accounts.show(tenant)).fraud:
-                return
+            return (await service.accounts.show(tenant)).fraud
         except ServiceError:
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no account with a fraud hold for tenant {tenant}")
+            return False
+
+    await eventually(held, f"an account with a fraud hold for tenant {tenant}")
 
 
 def _jsonable(body: dict[str, Any]) -> Any:

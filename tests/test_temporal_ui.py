@@ -120,10 +120,7 @@ async def ui_stack(codec_keys: str) -> AsyncIterator[UiStack]:
         ],
     )
     try:
-        for _ in range(200):
-            if codec.started:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: codec.started, "the codec endpoint listens")
         added = await Service(env.client).register_search_attributes()
         await make_suite_version_current(env.client)
         yield UiStack(env, url, added)
