@@ -31,7 +31,7 @@ from temporalio.workflow import _Definition
 from core import deployment
 from core.settings import Settings
 from db.migrate import upgrade
-from tests.intake_support import eventually
+from tests.clock_support import eventually
 from worker import WORKFLOWS, build_worker
 from workflows import patches
 from workflows.account import AccountWorkflow
