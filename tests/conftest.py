@@ -87,8 +87,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 # under xdist (`make test`: each file on one worker) none of them starts last and ends the run late
 LONGEST_FIRST = (
     "test_faults.py",  # 112: a database cut of 30 s, Partner Center down, flaky SendGrid
+    "test_collections_rules.py",  # 61 with the others: RULES_EXAMPLES random weeks, all CPU
     "test_import.py",  # 54: a billing run of 1,000 lines
+    "test_case_rules.py",  # 54
+    "test_account_rules.py",  # 50
     "test_migrations.py",  # 50: four processes racing to migrate, per database
+    "test_vianet_invoice_rules.py",  # 38
     "test_hostile_stack.py",  # 35
     "test_chaos.py",  # 34: workers and API processes killed
     "test_workspace_sessions.py",  # 31: password hashing
