@@ -1,5 +1,6 @@
 # make run   — the local stack: Temporal dev server (UI http://localhost:8233), SQLite, file outbox, worker
-# make test  — the test suite, then mypy and ruff (PostgreSQL too where TEST_DATABASE_URL is set)
+# make test  — the test suite on 4 processes, then mypy and ruff (PostgreSQL too where
+#              TEST_DATABASE_URL is set); docs/testing.md
 # make clean — deletes var/: the local database, the email outbox and the Temporal dev server's DB
 # make bench — the pipeline against bare Temporal on this machine (BENCH_SCALE=0.1 for a quick run);
 #              make bench-suite adds the test suite's wall time
@@ -35,8 +36,15 @@ lock:
 run: venv
 	$(BIN)/python scripts/dev.py
 
+# the suite on TEST_WORKERS processes (pytest-xdist: most tests wait on Temporal servers, not on the
+# CPU), each with its own dev server, PostgreSQL database and temporary folders (tests/conftest.py);
+# each file on one worker, in its order (a module's later tests may read what its earlier ones
+# left), the longest files first. TEST_WORKERS=0: one process.
+# docs/testing.md: the suite at a Beijing hour, under a CPU hog, and the nightly-size run.
+TEST_WORKERS ?= 4
+
 test: venv
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 	$(BIN)/mypy .
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

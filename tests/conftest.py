@@ -6,12 +6,13 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from pydantic import SecretStr
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
@@ -21,6 +22,7 @@ from core.settings import Settings
 from core.temporal import StampActions, data_converter
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
+from tests.clock_support import suite_hour, zone_reading
 from tests.workflow_support import (
     SERVER_STARTUP,
     SUITE_SERVER_ARGS,
@@ -38,6 +40,70 @@ from worker import build_worker
 os.environ.setdefault("WORKFLOW_SANDBOX", "true")
 
 DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
+
+
+# the TEST_DATABASE_URL an xdist worker was given, before it took a database of its own
+_ADMIN_URL = pytest.StashKey[str]()
+
+
+def _admin(url: str, *statements: str) -> None:
+    engine = make_engine(url)
+    with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
+        for statement in statements:
+            conn.execute(text(statement))
+    engine.dispose()
+
+
+def _worker_database(url: str, worker: str, run: str) -> str:
+    """TEST_DATABASE_URL's server, a database of this xdist worker's own for this run (created
+    now, dropped at the end): tests reset their database's schema, and several workers (or two
+    engineers' runs on one machine) must never reset each other's."""
+    base = make_url(url)
+    name = f"{base.database or 'test'}_{worker}_{run[:8]}"
+    _admin(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_worker_database(url: str, admin_url: str) -> None:
+    _admin(admin_url, f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    worker, url = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("TEST_DATABASE_URL")
+    if worker and url:
+        run = os.environ.get("PYTEST_XDIST_TESTRUNUID", uuid.uuid4().hex)
+        os.environ["TEST_DATABASE_URL"] = _worker_database(url, worker, run)
+        config.stash[_ADMIN_URL] = url
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    admin_url = config.stash.get(_ADMIN_URL, None)
+    if admin_url is not None:
+        _drop_worker_database(os.environ["TEST_DATABASE_URL"], admin_url)
+        os.environ["TEST_DATABASE_URL"] = admin_url
+
+
+# the longest files (seconds alone, serially, on a shared 2-core machine): run first, so that
+# under xdist (`make test`: each file on one worker) none of them starts last and ends the run late
+LONGEST_FIRST = (
+    "test_faults.py",  # 112: a database cut of 30 s, Partner Center down, flaky SendGrid
+    "test_collections_rules.py",  # 61 with the others: RULES_EXAMPLES random weeks, all CPU
+    "test_import.py",  # 54: a billing run of 1,000 lines
+    "test_case_rules.py",  # 54
+    "test_account_rules.py",  # 50
+    "test_migrations.py",  # 50: four processes racing to migrate, per database
+    "test_vianet_invoice_rules.py",  # 38
+    "test_hostile_stack.py",  # 35
+    "test_chaos.py",  # 34: workers and API processes killed
+    "test_workspace_sessions.py",  # 31: password hashing
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest files first, the rest in their order; within a file, the file's own order
+    (a module's later tests may read what its earlier ones left: test_hostile_stack.py)."""
+    rank = {name: n for n, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 def _reset_postgres(url: str) -> None:
@@ -98,10 +164,22 @@ def codec_keys() -> Iterator[str]:
 def around_the_clock() -> Iterator[None]:
     """BUSINESS_CALENDAR off for the session: a test on the real server runs at whatever hour
     CI does, and a customer email must not wait for Beijing's morning. The calendar's own tests
-    (tests/test_calendar*.py) give the workflows one of their own."""
+    (tests/test_calendar*.py) give the workflows one of their own. With SUITE_BEIJING_HOUR, a
+    calendar the settings build reads that hour now (its zone moved: the dev server's clock is
+    real), and time-skipping servers start at it (tests/workflow_support.py)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BUSINESS_CALENDAR", "false")
+        if (hour := suite_hour()) is not None:
+            patch.setenv("BUSINESS_TIMEZONE", zone_reading(datetime.now(UTC), hour))
         yield
+
+
+def pytest_report_header() -> str:
+    hour = suite_hour()
+    if hour is None:
+        return "Beijing hour: now (SUITE_BEIJING_HOUR unset)"
+    zone = zone_reading(datetime.now(UTC), hour)
+    return f"Beijing hour: {hour:%H:%M} (time-skipping servers start there; calendars in {zone})"
 
 
 @pytest.fixture(scope="session", autouse=True)

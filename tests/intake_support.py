@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,14 +107,6 @@ def billing_failure_body(invoice_id: str, failure_id: str, /, **overrides: Any) 
         "reason": flat["reason"],
     }
     return {**body, **overrides}
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 30) -> None:
-    for _ in range(int(seconds / 0.2)):
-        if await check():
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError("condition not reached")
 
 
 def caller_secret(path: str) -> str:

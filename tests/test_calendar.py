@@ -102,7 +102,8 @@ def test_a_year_the_package_does_not_cover_counts_weekends_only() -> None:
     assert calendar.first_uncovered(None, cst(last + 1, 1, 4, 12)) == last + 1
 
 
-def test_business_hours_and_zone_come_from_the_settings() -> None:
+def test_business_hours_and_zone_come_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BUSINESS_TIMEZONE", raising=False)  # SUITE_BEIJING_HOUR's moved zone
     settings = Settings(business_calendar=True, business_hours="10:00-17:30")
     calendar = settings.calendar(date(2026, 2, 13))
     assert calendar is not None and (calendar.opens, calendar.closes) == (time(10), time(17, 30))

@@ -233,6 +233,8 @@ async def test_a_refusal_of_plain_input_is_readable_without_the_key() -> None:
         (f"k1:{OLD},k1:{NEW}", "key id 'k1' is given twice"),
         (f"bad id:{OLD}", "key id 'bad id' is not valid"),
     ],
+    # the keys are drawn afresh in each process, and xdist's workers must collect the same ids
+    ids=["none", "no-key", "not-base64", "short", "id-twice", "bad-id"],
 )
 def test_bad_keys_name_the_problem_not_the_key(spec: str, message: str) -> None:
     with pytest.raises(SettingsError, match=message) as raised:

@@ -24,7 +24,7 @@ from core.codec import load_keyring
 from core.search import ALL_KEYS, dev_server_flags
 from core.settings import Settings
 from db.migrate import upgrade
-from tests.intake_support import eventually
+from tests.clock_support import eventually
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import dev  # scripts/ is a plain folder, not a package

@@ -28,8 +28,8 @@ from core.settings import Settings
 from db.session import make_engine, make_session_factory
 from db.tables import EmailEvent, EmailLog
 from service import Service
+from tests.clock_support import eventually
 from tests.codec_support import replay_and_record
-from tests.intake_support import eventually
 from tests.test_inbound import (  # noqa: F401  (pytest fixtures running, service, sendgrid)
     EVENT_KEY,
     EVENT_PUBLIC_KEY,

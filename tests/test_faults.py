@@ -28,6 +28,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,7 @@ from db.tables import PartnerCenterAction as Action
 from service import Service
 from service.errors import Unavailable
 from service.verify import verify
+from tests.clock_support import eventually as wait_until
 from tests.partner_center_standin import (
     DROP,
     Change,
@@ -107,15 +109,8 @@ HANG_GUARD = 150.0  # seconds: a stuck run fails instead of hanging the suite
 POLL = 0.2
 
 
-async def eventually(
-    check: Callable[[], Awaitable[bool]], what: str, guard: float = HANG_GUARD
-) -> None:
-    """Poll until `check` holds; past `guard` seconds the test fails naming `what`."""
-    deadline = time.monotonic() + guard
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached in {guard:.0f} s: {what}")
-        await asyncio.sleep(POLL)
+# polls until a check holds; past HANG_GUARD seconds the test fails naming what it waited for
+eventually = partial(wait_until, seconds=HANG_GUARD, every=POLL)
 
 
 async def case_view(client: Client, case_id: str) -> CaseView:
@@ -512,7 +507,9 @@ async def test_database_cut_for_30_seconds_loses_nothing(
         # the accounts act last, after activity retries that backed off through the cut (up
         # to minutes apart): a longer guard
         await eventually(
-            reactivated_and_told, "every account reactivated and told its customer", 2 * HANG_GUARD
+            reactivated_and_told,
+            "every account reactivated and told its customer",
+            seconds=2 * HANG_GUARD,
         )
         held = await accounts(client, failures)
         report = await verify(client=client, settings=direct)  # the accounts answer queries

@@ -67,6 +67,7 @@ from db.tables import Case
 from service import Kind, Service
 from service.collections import Approve
 from service.errors import Refused, ServiceError
+from tests.clock_support import eventually
 from tests.conftest import _reset_postgres
 from tests.hostile import odd_text, poisoned_notes, values_for
 from tests.intake_support import (
@@ -283,14 +284,14 @@ async def _act(service: Service, kind: str, target: str, action: Any) -> Any:
 
 async def _until_account(service: Service, tenant: str) -> None:
     """The fraud's hold reached the customer's account (started by the invoice)."""
-    for _ in range(300):
+
+    async def held() -> bool:
         try:
-            if (await service.accounts.show(tenant)).fraud:
-                return
+            return (await service.accounts.show(tenant)).fraud
         except ServiceError:
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no account with a fraud hold for tenant {tenant}")
+            return False
+
+    await eventually(held, f"an account with a fraud hold for tenant {tenant}")
 
 
 def _jsonable(body: dict[str, Any]) -> Any:
@@ -469,19 +470,19 @@ async def test_a_row_the_database_refuses_waits_for_an_operator(
 
             return waiting
 
-        await _eventually(stuck(1))
+        await eventually(stuck(1))
         shown = await service.cases.show(case.case_id)
         assert shown.needs_attention and "save to the database failed" in shown.needs_attention
         # retried before the fix: it fails again, and still nothing is retried for ever
         await service.retry_step(Kind.CASE, case.case_id, RetryStep(by=AGENT))
-        await _eventually(stuck(2))
+        await eventually(stuck(2))
     await service.retry_step(Kind.CASE, case.case_id, RetryStep(by=AGENT))
 
     async def saved() -> bool:
         view = await service.cases.show(case.case_id)
         return view.needs_attention is None and not _unsaved(url, case.case_id, view.event_count)
 
-    await _eventually(saved)
+    await eventually(saved)
     with pytest.raises(Refused, match="no failed step"):
         await service.retry_step(Kind.CASE, case.case_id, RetryStep(by=AGENT))
 
@@ -490,11 +491,3 @@ def _unsaved(url: str, case_id: str, count: int) -> bool:
     with one_off_session(url) as session:
         stored = session.scalar(select(Case.last_event_seq).where(Case.case_id == case_id))
     return stored != count
-
-
-async def _eventually(check: Callable[[], Awaitable[bool]], seconds: float = 30) -> None:
-    for _ in range(int(seconds / 0.2)):
-        if await check():
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError("condition not reached")

@@ -34,7 +34,8 @@ from db.tables import Collections as CollectionsRow
 from intake.bulk import ImportAborted, run_import
 from intake.failure_file import COLUMNS, FORMULA_START, MAX_LINE_BYTES, FailureFileError
 from service import Service
-from tests.intake_support import eventually, failure_fields, guid, unique_prefix
+from tests.clock_support import eventually
+from tests.intake_support import failure_fields, guid, unique_prefix
 from tests.workflow_support import billing_failure
 from workflows.collections import CollectionsWorkflow
 

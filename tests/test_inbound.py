@@ -58,8 +58,9 @@ from service import Service
 from service.cases import CaseAction
 from service.inbound import Outcome as Received
 from service.inbound import category_of, confirms
+from tests.clock_support import eventually
 from tests.codec_support import replay_and_record
-from tests.intake_support import SIGNED, eventually
+from tests.intake_support import SIGNED
 from tests.test_inbound_mail import HALF_MB, HEAD, LONG_LINES, html, many_parts, nested, plain
 from tests.workflow_support import billing_failure
 from worker import build_worker

@@ -44,6 +44,7 @@ from db.tables import EmailLog, VianetEscalation
 from service import Service
 from service.cases import CaseAction
 from service.errors import Ended, Refused
+from tests.clock_support import eventually
 from tests.codec_support import replay_and_record
 from tests.db_queries import case_events, get_case
 from tests.workflow_support import open_case
@@ -99,7 +100,7 @@ async def test_case_from_open_to_closed(dev_env: WorkflowEnvironment, running: S
     async def told() -> bool:
         return (await cases.show(case_id)).status is CaseStatus.RESOLVED
 
-    await _eventually(told)
+    await eventually(told)
     # a refused action names the problem and changes nothing
     with pytest.raises(Refused, match="cannot resolve"):
         await cases.act(case_id, resolution)
@@ -204,11 +205,3 @@ async def test_cli_show_and_refusal(dev_env: WorkflowEnvironment, running: Setti
     )
     assert missing.exit_code == 1 and "no case NOPE-1" in missing.output
     await cases.act(data.case_id, Withdraw(reason="test over", by=AGENT))
-
-
-async def _eventually(check: object, seconds: float = 20) -> None:
-    for _ in range(int(seconds / 0.1)):
-        if await check():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("condition not reached")

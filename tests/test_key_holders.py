@@ -56,10 +56,11 @@ from core.sealing import NOT_SEALED, REFUSED
 from core.settings import Settings
 from db.session import make_engine, make_session_factory
 from service import Service
+from tests.clock_support import eventually
 from tests.codec_support import replay_and_record
 from tests.conftest import DEV_SERVER
 from tests.db_queries import get_case
-from tests.intake_support import billing_failure_body, eventually, unique_prefix
+from tests.intake_support import billing_failure_body, unique_prefix
 from tests.workflow_support import open_case
 from worker import WORKFLOWS, build_worker, worker_client
 from workflows.billing_case import BillingCaseWorkflow

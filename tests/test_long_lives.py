@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -49,6 +49,7 @@ from core.models import (
     VianetTicket,
 )
 from core.settings import ROOT, load_collections_policy
+from tests.clock_support import eventually
 from tests.workflow_support import FakeActivities, auto_approval, billing_failure, open_case
 from worker import WORKFLOWS
 from workflows.billing_case import BillingCaseWorkflow
@@ -79,14 +80,6 @@ async def update(handle: WorkflowHandle[Any, Any], method: Any, arg: Any) -> Any
                 raise
             await asyncio.sleep(0.1)
     raise AssertionError("unreachable")
-
-
-async def eventually(check: Callable[[], Any], seconds: float = 30) -> None:
-    for _ in range(int(seconds / 0.02)):
-        if await check() if asyncio.iscoroutinefunction(check) else check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached")
 
 
 async def runs(client: Client, workflow_id: str, first_run_id: str) -> list[tuple[int, int]]:

@@ -8,8 +8,6 @@ applied changes nothing and never fails the workflow.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -40,6 +38,7 @@ from core.models import (
     VianetTicket,
 )
 from core.settings import ROOT, load_collections_policy
+from tests.clock_support import eventually
 from tests.workflow_support import FakeActivities, billing_failure, open_case
 from workflows.billing_case import BillingCaseWorkflow
 from workflows.collections import CollectionsWorkflow
@@ -47,14 +46,6 @@ from workflows.collections import CollectionsWorkflow
 AGENT = "agent.li@partner.example.cn"
 MANAGER = "billing-manager@partner.example.cn"
 POLICY = load_collections_policy(ROOT / "config" / "collections_policy.toml")
-
-
-async def eventually(check: Callable[[], Any], seconds: float = 10) -> None:
-    for _ in range(int(seconds / 0.02)):
-        if await check() if asyncio.iscoroutinefunction(check) else check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached")
 
 
 async def attention(handle: WorkflowHandle[Any, Any]) -> str | None:

@@ -51,13 +51,13 @@ from core.settings import Settings
 from core.temporal import StampActions, sdk_runtime
 from db.migrate import upgrade
 from service import Kind, Service
+from tests.clock_support import eventually
 from tests.hostile import poisoned_notes
 from tests.intake_support import (
     PORTAL_EMAIL,
     PORTAL_NAME,
     SIGNED,
     billing_failure_body,
-    eventually,
     failure_fields,
     guid,
     portal_case,

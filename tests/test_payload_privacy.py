@@ -33,8 +33,9 @@ from core.settings import Settings
 from core.temporal import data_converter
 from service import Service
 from service.errors import ServiceError
+from tests.clock_support import eventually
 from tests.codec_support import decrypted, raw_history, replay_and_record
-from tests.intake_support import eventually, guid, unique_prefix
+from tests.intake_support import guid, unique_prefix
 from workflows.billing_case import BillingCaseWorkflow
 from workflows.collections import CollectionsWorkflow
 

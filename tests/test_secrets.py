@@ -30,8 +30,9 @@ from core.models import CollectionsStatus
 from core.settings import EmailBackend, Settings
 from core.temporal import StampActions, data_converter
 from service import Service
+from tests.clock_support import eventually
 from tests.codec_support import decrypted, raw_history
-from tests.intake_support import billing_failure_body, eventually, unique_prefix
+from tests.intake_support import billing_failure_body, unique_prefix
 from tests.partner_center_standin import (
     CLIENT_SECRET,
     PartnerCenterStandIn,

@@ -40,7 +40,8 @@ from core.settings import Settings
 from core.temporal import StampActions, data_converter
 from db.migrate import upgrade
 from service import Service
-from tests.ui_support import eventually, history_summaries
+from tests.clock_support import eventually
+from tests.ui_support import history_summaries
 from tests.workflow_support import (
     SERVER_STARTUP,
     SUITE_SERVER_ARGS,
@@ -119,10 +120,7 @@ async def ui_stack(codec_keys: str) -> AsyncIterator[UiStack]:
         ],
     )
     try:
-        for _ in range(200):
-            if codec.started:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: codec.started, "the codec endpoint listens")
         added = await Service(env.client).register_search_attributes()
         await make_suite_version_current(env.client)
         yield UiStack(env, url, added)

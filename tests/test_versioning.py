@@ -35,7 +35,7 @@ from core.settings import Settings
 from db.migrate import upgrade
 from service import Service
 from service.errors import NotFound
-from tests.intake_support import eventually
+from tests.clock_support import eventually
 from tests.test_billing_case_workflow import AGENT
 from tests.test_collections_workflow import pay
 from tests.workflow_support import billing_failure, open_case

