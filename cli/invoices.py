@@ -146,9 +146,11 @@ def pay(
     ] = None,
     by: Annotated[str, typer.Option("--by", help="Who records it.")] = "billing-system",
 ) -> None:
-    """Record a payment (full or partial) on an invoice in collections; a repeated id counts once.
+    """Record a payment (partial, full or over: what exceeds the balance is kept as the customer's
+    credit); the same id with the same amount counts once.
 
-    Exit code 2: bad input; 1: refused (not in collections, ended, other currency)."""
+    Exit code 2: bad input; 1: refused (not in collections, ended, other currency, the same id
+    with another amount)."""
     payment = build(
         PaymentReceived,
         payment_id=payment_id,

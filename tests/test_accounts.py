@@ -34,12 +34,12 @@ from core.models import (
 )
 from core.models.email import CollectionsPaymentReceived, CollectionsReactivated
 from core.settings import ROOT
+from tests.clock_support import eventually
 from tests.codec_support import replay_and_record
 from tests.test_collections_workflow import (
     SHIPPED,
     account_view,
     day,
-    eventually,
     pay,
     sent,
     start,

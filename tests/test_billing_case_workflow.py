@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -42,6 +41,7 @@ from core.models import (
     VianetTicket,
     Withdraw,
 )
+from tests.clock_support import eventually
 from tests.workflow_support import FakeActivities, fake_worker, open_case
 from workflows.billing_case import BillingCaseWorkflow
 
@@ -58,14 +58,6 @@ async def start(env: WorkflowEnvironment, fake: FakeActivities, data: OpenCase) 
     )
     await eventually(lambda: EmailTemplate.OWNER_NEW_CASE in fake.templates())
     return handle
-
-
-async def eventually(check: Callable[[], bool], seconds: float = 10) -> None:
-    for _ in range(int(seconds / 0.02)):
-        if check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached")
 
 
 async def view(handle: Handle) -> CaseView:

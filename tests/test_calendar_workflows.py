@@ -5,8 +5,6 @@ by working day; the histories replay (RECORD_HISTORIES=1 keeps them in tests/his
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -38,6 +36,7 @@ from core.models import (
 from core.models.case_actions import Escalate
 from core.settings import ROOT, Settings, load_case_policy, load_collections_policy
 from service import Service
+from tests.clock_support import eventually
 from tests.codec_support import replay_and_record
 from tests.test_calendar import CAL, cst  # 2026 from chinesecalendar
 from tests.workflow_support import (
@@ -64,14 +63,6 @@ AGENT = "agent.li@partner.example.cn"
 def minute(at: datetime) -> datetime:
     """An instant as a Beijing wall clock, to the minute."""
     return CAL.local(at).replace(tzinfo=None, second=0, microsecond=0)
-
-
-async def eventually(check: Callable[[], bool], seconds: float = 15) -> None:
-    for _ in range(int(seconds / 0.02)):
-        if check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached")
 
 
 async def sleep_until(env: WorkflowEnvironment, at: datetime) -> None:

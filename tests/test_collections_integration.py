@@ -38,6 +38,7 @@ from db.tables import Account, Collections, PartnerCenterAction
 from service import Service, Started
 from service.collections import Approve
 from service.errors import ServiceError
+from tests.clock_support import eventually
 from tests.codec_support import replay_and_record
 from tests.intake_support import SIGNED, post
 from tests.partner_center_standin import (
@@ -98,7 +99,7 @@ async def _suspended_then_paid(
             for s in failure.subscription_ids
         }
 
-    await _eventually(lambda: _now(statuses() == {"suspended"}))
+    await eventually(lambda: _now(statuses() == {"suspended"}))
     handle = client.get_workflow_handle_for(
         CollectionsWorkflow.run, collections_workflow_id(failure.invoice_id)
     )
@@ -107,7 +108,7 @@ async def _suspended_then_paid(
         view = await handle.query(CollectionsWorkflow.view)
         return len(view.suspended_subscriptions) == 2
 
-    await _eventually(all_suspended)
+    await eventually(all_suspended)
     partial = await post(api, "/v1/payments", _payment(failure.invoice_id, "800.00", "PAY-1"))
     assert partial.status_code == 200, partial.text
     assert Decimal(partial.json()["balance"]) == Decimal("8000.00")
@@ -122,7 +123,7 @@ async def _suspended_then_paid(
     result = await handle.result()
     assert result.status is CollectionsStatus.PAID
     # the customer's account reactivates: nothing else holds the subscriptions
-    await _eventually(lambda: _now(statuses() == {"active"}))
+    await eventually(lambda: _now(statuses() == {"active"}))
     patches = [r for r in partner_center_standin.api_requests if r.method == "PATCH"]
     assert len(patches) == 4 and all(r.status == 200 for r in patches)
 
@@ -138,7 +139,7 @@ async def _suspended_then_paid(
         return sorted(p.name for p in settings.outbox_dir.glob("*.eml"))
 
     assert any("collections_suspended" in name for name in emails())
-    await _eventually(lambda: _now(any("collections_reactivated" in n for n in emails())))
+    await eventually(lambda: _now(any("collections_reactivated" in n for n in emails())))
 
     described = await handle.describe()
     assert described.typed_search_attributes.get(search.COLLECTIONS_STAGE) == "paid"
@@ -166,14 +167,6 @@ def _factory(client: Client, settings: Settings) -> Callable[[], Awaitable[Servi
 
 async def _now(value: bool) -> bool:
     return value
-
-
-async def _eventually(check: Callable[[], Awaitable[bool]], seconds: float = 30) -> None:
-    for _ in range(int(seconds / 0.1)):
-        if await check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("condition not reached")
 
 
 async def test_a_manager_approves_and_the_account_holds_what_two_invoices_share(
@@ -220,23 +213,23 @@ async def test_a_manager_approves_and_the_account_holds_what_two_invoices_share(
         return (await service.collections.show(failure.invoice_id)).approval_asked_at is not None
 
     for failure in (a, b):
-        await _eventually(lambda failure=failure: asked(failure))  # type: ignore[misc]
+        await eventually(lambda failure=failure: asked(failure))  # type: ignore[misc]
     assert {status(s) for s in every} == {"active"}  # nothing without a manager
     decision = Approve(reason="多次催缴未果，批准暂停", by="manager.wang@partner.example.cn")
     for failure in (a, b):
         await service.collections.act(failure.invoice_id, decision)
-    await _eventually(lambda: _now({status(s) for s in every} == {"suspended"}))
+    await eventually(lambda: _now({status(s) for s in every} == {"suspended"}))
     assert patches(shared) == 1
 
     await service.collections.act(
         a.invoice_id, PaymentReceived.model_validate(_payment(a.invoice_id, "100.00", "PA"))
     )
-    await _eventually(lambda: _now(status(a.subscription_ids[1]) == "active"))
+    await eventually(lambda: _now(status(a.subscription_ids[1]) == "active"))
     assert status(shared) == "suspended"  # invoice B still holds it
     await service.collections.act(
         b.invoice_id, PaymentReceived.model_validate(_payment(b.invoice_id, "200.00", "PB"))
     )
-    await _eventually(lambda: _now({status(s) for s in every} == {"active"}))
+    await eventually(lambda: _now({status(s) for s in every} == {"active"}))
     assert patches(shared) == 2
 
     account = await service.accounts.show(tenant)
@@ -248,7 +241,7 @@ async def test_a_manager_approves_and_the_account_holds_what_two_invoices_share(
             row = session.get(Account, tenant)
             return row is not None and row.holds == [] and row.suspended_subscriptions == []
 
-    await _eventually(stored_without_holds)
+    await eventually(stored_without_holds)
     collections = client.get_workflow_handle(collections_workflow_id(a.invoice_id))
     await replay_and_record(client, await collections.fetch_history(), "collections_approved_paid")
     handle = client.get_workflow_handle(account_workflow_id(tenant))
@@ -277,7 +270,7 @@ async def test_an_exempt_customers_next_invoice_starts_under_their_overrides(
         except ServiceError:
             return False
 
-    await _eventually(has_account)
+    await eventually(has_account)
     exempt = SetOverrides(
         overrides=AccountOverrides(exempt_from_suspension=True),
         reason="政府客户，合同约定不停服",
@@ -293,7 +286,7 @@ async def test_an_exempt_customers_next_invoice_starts_under_their_overrides(
     async def stored() -> bool:
         return await asyncio.to_thread(overrides_stored)
 
-    await _eventually(stored)
+    await eventually(stored)
     second = billing_failure(amount="200.00").model_copy(update={"customer": first.customer})
     for subscription_id in second.subscription_ids:
         partner_center_standin.add_subscription(tenant, subscription_id)
@@ -303,7 +296,7 @@ async def test_an_exempt_customers_next_invoice_starts_under_their_overrides(
         view = await service.collections.show(second.invoice_id)
         return view.status is CollectionsStatus.HANDED_OFF
 
-    await _eventually(handed_off)
+    await eventually(handed_off)
     view = await service.collections.show(second.invoice_id)
     assert view.suspended_subscriptions == [] and view.suspended_at is None
     overridden = [e for e in view.timeline if e.kind is EventKind.POLICY_OVERRIDDEN]

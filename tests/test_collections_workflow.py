@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -43,6 +42,7 @@ from core.models import (
     Withdraw,
 )
 from core.settings import ROOT, load_case_policy, load_collections_policy
+from tests.clock_support import eventually
 from tests.codec_support import replay_and_record
 from tests.workflow_support import FakeActivities, auto_approval, billing_failure, fake_worker
 from workflows.account import AccountWorkflow
@@ -73,14 +73,6 @@ async def start(
     )
     await eventually(lambda: EmailTemplate.COLLECTIONS_PAYMENT_FAILED in sent(fake))
     return handle
-
-
-async def eventually(check: Callable[[], bool], seconds: float = 10) -> None:
-    for _ in range(int(seconds / 0.02)):
-        if check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached")
 
 
 def sent(fake: FakeActivities) -> list[EmailTemplate]:

@@ -4,11 +4,9 @@ recorded activities; the store activity on both databases; one run on the real d
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.policy
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -38,6 +36,7 @@ from db.session import make_engine, make_session_factory
 from db.tables import VianetInvoice
 from service import Service
 from service.errors import ServiceError
+from tests.clock_support import eventually
 from tests.codec_support import replay_and_record
 from tests.factories import make_vianet_invoice_view
 from tests.workflow_support import FakeActivities
@@ -88,15 +87,6 @@ async def until(env: WorkflowEnvironment, moment: datetime) -> None:
     now = await env.get_current_time()
     if moment > now:
         await env.sleep(moment - now)
-
-
-async def eventually(check: Callable[[], bool | Awaitable[bool]], seconds: float = 10) -> None:
-    for _ in range(int(seconds / 0.02)):
-        result = check()
-        if await result if isinstance(result, Awaitable) else result:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached")
 
 
 async def completed(handle: Handle) -> bool:

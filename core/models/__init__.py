@@ -101,8 +101,8 @@ from core.models.collections_actions import (
     TriageReply,
     Waive,
 )
-from core.models.email import EMAIL_DATA, STEP_EMAILS, AnyEmailData
-from core.models.email_data import About, EmailData, EmailTemplate, Recipient
+from core.models.email import STEP_EMAILS, AnyEmailData
+from core.models.email_data import EMAIL_DATA, About, EmailData, EmailTemplate, Recipient
 from core.models.letters import DEMO_LETTERHEAD, Letterhead, PaymentFailure, payment_failure
 from core.models.messages import EmailDelivered, EmailMessage, EmailSent, EmailUndelivered
 from core.models.shared import (

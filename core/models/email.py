@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from core.models.email_data import (
+    EMAIL_DATA,
     About,
     EmailData,
     EmailTemplate,
@@ -312,7 +313,7 @@ def _by_template() -> dict[EmailTemplate, type[EmailData]]:
     return found
 
 
-EMAIL_DATA: dict[EmailTemplate, type[EmailData]] = _by_template()
+EMAIL_DATA.update(_by_template())
 # the emails a collections policy step may send: what the workflow can fill in from its state
 STEP_EMAILS = frozenset(
     {

@@ -59,8 +59,6 @@ class EmailTemplate(StrEnum):
     @property
     def data(self) -> type[EmailData]:
         """The model of this email's data."""
-        from core.models.email import EMAIL_DATA  # the models are built on this module's base
-
         return EMAIL_DATA[self]
 
     @property
@@ -171,3 +169,7 @@ class _ToManagerOnInvoice(EmailData):
 
 
 # --------------------------------------------------------------------------- about a case
+
+
+# each email's model by its template: core/models/email.py fills it in as it defines them
+EMAIL_DATA: dict[EmailTemplate, type[EmailData]] = {}
