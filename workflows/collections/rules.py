@@ -222,7 +222,15 @@ class Collections(CollectionsState):
         effects = state.add_failure(failure, now)
         if data.overridden:
             effects.append(Record(EventKind.POLICY_OVERRIDDEN, WORKFLOW, data.overridden))
-        return state, [*effects, *state._check_calendar()]
+        effects += state._check_calendar()
+        # what is due at once (the day-0 notice, in business hours) goes in the starting task,
+        # before any update of the same moment (a dispute) can pause it
+        for _ in state.policy.steps:  # each step at most once: the loop always ends
+            due = state.next_due()
+            if due is None or due.at > now:
+                break
+            effects += state.fire(due, now)
+        return state, effects
 
     # -- what it shows
 
