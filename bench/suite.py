@@ -1,7 +1,9 @@
-"""Scenario 5: the test suite's wall time (`pytest` alone, as `make test` runs it first)."""
+"""Scenario 5: the test suite's wall time (`pytest` alone, as `make test` runs it first: on
+TEST_WORKERS processes, 4 unless set, each test file on one of them)."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import time
@@ -17,10 +19,13 @@ class SuiteRun:
     summary: str  # pytest's last line: "312 passed, 2 skipped in 95.1s"
 
 
+WORKERS = ["-n", os.environ.get("TEST_WORKERS", "4"), "--dist", "loadfile"]
+
+
 def run_suite() -> SuiteRun:
     start = time.perf_counter()
     done = subprocess.run(
-        [str(BIN / "pytest"), "-q", "-p", "no:cacheprovider"],
+        [str(BIN / "pytest"), "-q", "-p", "no:cacheprovider", *WORKERS],
         cwd=ROOT,
         capture_output=True,
         text=True,
