@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import Replayer, Worker
 
 from activities.case_store import CaseStoreActivities
@@ -201,7 +202,11 @@ async def take_over(client: Client, settings: Settings) -> deployment.TakeOver:
         interceptors=[RefuseUnsealed()],
         workflow_runner=workflow_runner(settings.workflow_sandbox),
     )
-    done = await deployment.take_over(client, version, replayer)
+    try:
+        done = await deployment.take_over(client, version, replayer)
+    except RPCError as err:  # the worker serves all the same: the next start tries again
+        log.error("take-over of version %s failed: %s", deployment.search_value(version), err)
+        return deployment.TakeOver()
     log.info(
         "version %s is current; %d open workflow(s) of older builds moved to it",
         deployment.search_value(version),

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import temporalio
 from google.protobuf.field_mask_pb2 import FieldMask
@@ -28,7 +29,7 @@ from temporalio.api.workflowservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer, WorkerDeploymentConfig
 
 from core.settings import ROOT, Settings
@@ -39,6 +40,7 @@ from core.settings import ROOT, Settings
 WORKFLOW_CODE = ("workflows", "core")
 # how long a new worker's version may take to reach the server before it can be made current
 REGISTER_WITHIN = 60.0
+T = TypeVar("T")
 
 
 def code_build_id(root: Path = ROOT) -> str:
@@ -84,11 +86,30 @@ def open_query(version: WorkerDeploymentVersion, behavior: str | None = None) ->
     return f"{query} AND TemporalWorkflowVersioningBehavior = '{behavior}'" if behavior else query
 
 
+# the server answers a burst of calls about one deployment (workers of a release starting together)
+# with RESOURCE_EXHAUSTED: asked again after a pause, within this long
+BUSY = (RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.UNAVAILABLE)
+PATIENCE = 60.0
+
+
+async def patiently(call: Callable[[], Awaitable[T]], within: float = PATIENCE) -> T:
+    """A deployment call, asked again while the server says it is busy."""
+    deadline, pause = time.monotonic() + within, 0.2
+    while True:
+        try:
+            return await call()
+        except RPCError as err:
+            if err.status not in BUSY or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+
 async def describe(client: Client, deployment_name: str) -> WorkerDeploymentInfo:
     request = DescribeWorkerDeploymentRequest(
         namespace=client.namespace, deployment_name=deployment_name
     )
-    answer = await client.workflow_service.describe_worker_deployment(request)
+    answer = await patiently(lambda: client.workflow_service.describe_worker_deployment(request))
     return answer.worker_deployment_info
 
 
@@ -139,7 +160,7 @@ async def pin(
         workflow_execution_options=WorkflowExecutionOptions(versioning_override=override),
         update_mask=FieldMask(paths=["versioning_override"]),
     )
-    await client.workflow_service.update_workflow_execution_options(request)
+    await patiently(lambda: client.workflow_service.update_workflow_execution_options(request))
 
 
 @dataclass
