@@ -88,7 +88,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 LONGEST_FIRST = (
     "test_faults.py",  # 112: a database cut of 30 s, Partner Center down, flaky SendGrid
     "test_collections_rules.py",  # 61 with the others: RULES_EXAMPLES random weeks, all CPU
-    "test_import.py",  # 54: a billing run of 1,000 lines
+    "test_import.py",  # 17: a billing run of 400 lines (the full size is bench scenario 4)
     "test_case_rules.py",  # 54
     "test_account_rules.py",  # 50
     "test_migrations.py",  # 50: four processes racing to migrate, per database

@@ -39,8 +39,13 @@ from tests.intake_support import failure_fields, guid, unique_prefix
 from tests.workflow_support import billing_failure
 from workflows.collections import CollectionsWorkflow
 
-INVOICES = 100  # each its customer's: 100 accounts too
-GOOD = 949  # plus one exact duplicate: 950 accepted
+# a billing run of LINES lines (the full-size one, thousands, is `make bench`'s scenario 4): 49 bad
+# lines spread through it, one exact duplicate, a last line cut off mid-way; the rest good
+LINES = 400
+BAD_EVERY = 8  # a bad line at each index BAD_EVERY * k + BAD_EVERY // 2
+INVOICES = 40  # each its customer's: 40 accounts too
+GOOD = LINES - 1 - 49 - 1  # plus one exact duplicate: ACCEPTED accepted
+ACCEPTED = GOOD + 1
 FAILURES_OF_0005 = len(range(5, GOOD, INVOICES))  # the good lines of invoice ...-0005
 FORMULA_NAME = '=HYPERLINK("http://evil.example/pay","Pay here")'
 
@@ -110,12 +115,12 @@ def write_failures_csv(path: Path, prefix: str) -> tuple[dict[int, str], dict[in
     rejected: dict[int, str] = {}
     out = bytearray(",".join(COLUMNS).encode() + b"\n")
     next_good = 0
-    for index in range(999):
+    for index in range(LINES - 1):
         number = index + 2  # the header is line 1
-        if index % 20 == 10 and index < 980:
+        if index % BAD_EVERY == BAD_EVERY // 2 and index < 49 * BAD_EVERY:
             data, reason = next(bad)
             rejected[number] = reason
-        elif index == 500:  # an exact repeat of an earlier line: it joins
+        elif index == LINES // 2:  # an exact repeat of an earlier line: it joins
             data, accepted[number] = csv_line(good[100]), good[100]["failure_id"]
         else:
             fields = good[next_good]
@@ -124,8 +129,8 @@ def write_failures_csv(path: Path, prefix: str) -> tuple[dict[int, str], dict[in
         out += data
     truncated = csv_line(good[0])[:40]  # the export was cut off mid-line
     out += truncated
-    rejected[1001] = "expected 11 cells"
-    assert next_good == GOOD and len(accepted) == 950 and len(rejected) == 50
+    rejected[LINES + 1] = "expected 11 cells"
+    assert next_good == GOOD and len(accepted) == ACCEPTED and len(rejected) == 50
     path.write_bytes(bytes(out))
     return accepted, rejected
 
@@ -150,9 +155,9 @@ async def test_import_csv_twice(
         source, concurrency=20, progress=lambda s: seen.append(s.done)
     )
     counts = (first.lines, first.started, first.joined, first.rejected)
-    assert counts == (1000, INVOICES, 950 - INVOICES, 50)
+    assert counts == (LINES, INVOICES, ACCEPTED - INVOICES, 50)
     assert first.bytes_read == first.total_bytes == source.stat().st_size
-    assert seen and seen[-1] == 1000
+    assert seen and seen[-1] == LINES
     assert first.rejected_file == tmp_path / "billing-run-2026-11.csv.rejected.csv"
     # it holds customer names and emails: its owner's alone, whatever the umask
     assert stat.S_IMODE(first.rejected_file.stat().st_mode) == 0o600
@@ -184,7 +189,7 @@ async def test_import_csv_twice(
     await eventually(all_started)
 
     second = await Service(client, running).import_failures(source)
-    assert (second.started, second.joined, second.rejected) == (0, 950, 50)
+    assert (second.started, second.joined, second.rejected) == (0, ACCEPTED, 50)
     assert set(read_rejected_csv(source.with_name(source.name + ".rejected.csv"))) == set(rejected)
     await eventually(all_started)
     assert len((await handle.query(CollectionsWorkflow.view)).failures) == FAILURES_OF_0005
