@@ -9,8 +9,9 @@ from typing import Annotated
 import typer
 
 from cli.common import call, console, fail, plain, settings_or_exit, sub_app
-from intake import drop_folder
-from intake.drop_folder import TryLater
+from intake import mailbox
+from intake.drop_folder import FolderMailbox
+from intake.mailbox import TryLater
 from service import Service
 from service.errors import ServiceError, Unavailable
 
@@ -60,7 +61,7 @@ def watch(
             console.print(plain(f"inbound {name}: {outcome}"))
 
         console.print(plain(f"watching {where} for .eml files"))
-        await drop_folder.watch(where, receive, report)
+        await mailbox.watch(FolderMailbox(where), receive, report)
 
     try:
         asyncio.run(run())

@@ -1,66 +1,53 @@
 """The inbound drop folder (`var/inbound/`, watched by `make run`): a person playing the customer,
 or a mail system without SendGrid, puts an ``.eml`` file in; it is received like an Inbound Parse
-post and moved to ``done/`` (or to ``failed/`` with a ``.error`` note beside it). Takes its
-``receive`` function as a parameter and knows nothing of Temporal.
+post and moved to ``done/`` (or to ``failed/`` with a ``.error`` note beside it). A mailbox of
+intake/mailbox.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-log = logging.getLogger("inbound.drop_folder")
+from intake.mailbox import Message
+
 SETTLE_SECONDS = 0.5  # a file still being written is left for the next look
 
 
-class TryLater(Exception):
-    """``receive`` could not act now (Temporal or the database is down): the file stays."""
+class FolderMailbox:
+    def __init__(self, folder: Path, *, settle: float = SETTLE_SECONDS) -> None:
+        self.folder = Path(folder)
+        self.settle = settle
+        self.name = str(self.folder)
 
+    async def new(self) -> list[Message]:
+        return await asyncio.to_thread(self._settled)
 
-async def take(
-    folder: Path, receive: Callable[[bytes], Awaitable[str]], *, settle: float = SETTLE_SECONDS
-) -> list[tuple[str, str]]:
-    """Receive each settled ``.eml`` in ``folder`` once, oldest first; (file name, outcome)."""
-    taken: list[tuple[str, str]] = []
-    for path in await asyncio.to_thread(_settled, folder, settle):
-        try:
-            outcome = await receive(path.read_bytes())
-        except TryLater as err:
-            log.warning("inbound %s waits: %s", path.name, err)
-            break
-        except Exception as err:  # this file, not the folder: set it aside with the reason
-            _move(path, folder / "failed")
-            (folder / "failed" / f"{path.name}.error").write_text(f"{err}\n", encoding="utf-8")
-            taken.append((path.name, f"failed: {err}"))
-            continue
-        _move(path, folder / "done")
-        taken.append((path.name, outcome))
-    return taken
+    def _settled(self) -> list[Message]:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        now = time.time()
+        files = sorted(self.folder.glob("*.eml"), key=lambda p: p.stat().st_mtime)
+        return [
+            Message(path.name, path.read_bytes())
+            for path in files
+            if now - path.stat().st_mtime >= self.settle
+        ]
 
+    async def done(self, message: Message) -> None:
+        self._move(message.key, "done")
 
-def _settled(folder: Path, settle: float) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    now = time.time()
-    files = sorted(folder.glob("*.eml"), key=lambda p: p.stat().st_mtime)
-    return [path for path in files if now - path.stat().st_mtime >= settle]
+    async def failed(self, message: Message, reason: str) -> None:
+        self._move(message.key, "failed")
+        note = self.folder / "failed" / f"{message.key}.error"
+        note.write_text(f"{reason}\n", encoding="utf-8")
 
+    def _move(self, name: str, to: str) -> None:
+        (self.folder / to).mkdir(parents=True, exist_ok=True)
+        (self.folder / name).replace(self.folder / to / name)
 
-def _move(path: Path, to: Path) -> None:
-    to.mkdir(parents=True, exist_ok=True)
-    path.replace(to / path.name)
+    async def wait(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
-
-async def watch(
-    folder: Path,
-    receive: Callable[[bytes], Awaitable[str]],
-    report: Callable[[str, str], None],
-    interval: float = 1.0,
-) -> None:
-    """Take the folder's files every ``interval`` seconds, for ever."""
-    while True:
-        for name, outcome in await take(folder, receive):
-            report(name, outcome)
-        await asyncio.sleep(interval)
+    async def close(self) -> None:
+        pass

@@ -52,7 +52,8 @@ from core.verdicts import Verdicts
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
 from db.tables import Case, EmailThread, InboundMail
-from intake import drop_folder
+from intake import mailbox
+from intake.drop_folder import FolderMailbox
 from intake.mail import MailError, parse_mail
 from service import Service
 from service.cases import CaseAction
@@ -585,7 +586,7 @@ async def test_the_cli_and_the_drop_folder_take_an_eml_file(
     async def receive(raw: bytes) -> str:
         return (await service.inbound.receive(raw)).outcome.value
 
-    taken = await drop_folder.take(folder, receive, settle=0)
+    taken = await mailbox.take(FolderMailbox(folder, settle=0), receive)
     assert taken == [("a.eml", "confirmed"), ("b.eml", "unreadable")]
     assert sorted(p.name for p in (folder / "done").iterdir()) == ["a.eml", "b.eml"]
     for case_id in (first, second):
@@ -599,11 +600,11 @@ async def test_a_file_that_breaks_receive_is_set_aside_with_the_reason(tmp_path:
         raise ValueError("email: something specific")
 
     async def later(raw: bytes) -> str:
-        raise drop_folder.TryLater("Temporal is unavailable")
+        raise mailbox.TryLater("Temporal is unavailable")
 
-    assert await drop_folder.take(tmp_path, later, settle=0) == []
+    assert await mailbox.take(FolderMailbox(tmp_path, settle=0), later) == []
     assert (tmp_path / "x.eml").exists()  # waits for the next look
-    assert await drop_folder.take(tmp_path, broken, settle=0) == [
+    assert await mailbox.take(FolderMailbox(tmp_path, settle=0), broken) == [
         ("x.eml", "failed: email: something specific")
     ]
     assert (tmp_path / "failed" / "x.eml.error").read_text().strip() == "email: something specific"
