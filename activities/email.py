@@ -149,7 +149,9 @@ class EmailActivities:
                     message_id=thread.message_id,
                     in_reply_to=thread.in_reply_to,
                     references=thread.references,
-                    reply_to=thread.reply_to,
+                    # staff answer in the workspace: their reply must not enter the customer's
+                    # thread (it was taken as another sender's and never reached the customer)
+                    reply_to=thread.reply_to if message.template.to_customer else None,
                 )
             )
         except EmailRejected as exc:
