@@ -22,6 +22,7 @@ from temporalio.worker import Replayer, Worker
 from activities.case_store import CaseStoreActivities
 from activities.email import EmailActivities
 from activities.escalation import EscalationActivities
+from activities.graph import GraphSender
 from activities.partner_center import (
     DryRunBackend,
     PartnerCenterActivities,
@@ -33,6 +34,7 @@ from activities.rendering import TemplateRenderer
 from activities.senders import EmailSender, FileOutboxSender, SendGridSender
 from activities.vianet_invoice import VianetInvoiceActivities
 from core import deployment, logs, metrics, search, tracing
+from core.graph import graph_client
 from core.models import EmailTemplate, SubscriptionStatus
 from core.settings import EmailBackend, Settings, load_settings
 from core.temporal import connect, data_converter, sdk_runtime
@@ -54,6 +56,8 @@ def build_sender(settings: Settings) -> EmailSender:
     if settings.email_backend is EmailBackend.SENDGRID:
         assert settings.sendgrid_api_key is not None  # checked when the settings load
         return SendGridSender(settings.sendgrid_api_key.get_secret_value(), settings.sendgrid_host)
+    if settings.email_backend is EmailBackend.GRAPH:
+        return GraphSender(graph_client(settings, "EMAIL_BACKEND=graph"))
     return FileOutboxSender(settings.outbox_dir)
 
 

@@ -161,7 +161,10 @@ class EmailActivities:
             raise _rejected(str(exc)) from exc
         except EmailDeliveryError as exc:
             self._finish(message.key, claim, error=str(exc))
-            raise ApplicationError(str(exc), type="EmailDeliveryError") from exc
+            wait = None if exc.retry_after is None else timedelta(seconds=exc.retry_after)
+            raise ApplicationError(
+                str(exc), type="EmailDeliveryError", next_retry_delay=wait
+            ) from exc
         except Exception as exc:
             # the sender broke before the provider answered: free the key
             self._finish(message.key, claim, error=f"{type(exc).__name__}: {exc}")

@@ -32,7 +32,12 @@ class EmailRejected(Exception):
 
 
 class EmailDeliveryError(Exception):
-    """The provider could not take the email now (rate limit, outage, network): retry later."""
+    """The provider could not take the email now (rate limit, outage, network): retry later,
+    not before ``retry_after`` seconds when the provider said how long to wait."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -86,16 +91,22 @@ class FileOutboxSender:
         return self.outbox_dir / f"{readable}-{_key_digest(dedup_key)[:12]}.eml"
 
     def send(self, email: OutgoingEmail) -> str:
-        domain = email.from_address.rpartition("@")[2] or "localhost"
-        message_id = email.message_id or f"<{_key_digest(email.dedup_key)[:32]}@{domain}>"
+        message_id = message_id_of(email)
         try:
-            write_atomically(self.path_for(email.dedup_key), _mime(email, message_id))
+            write_atomically(self.path_for(email.dedup_key), mime(email, message_id))
         except OSError as exc:
             raise EmailDeliveryError(f"outbox {self.outbox_dir}: {exc}") from exc
         return message_id
 
 
-def _mime(email: OutgoingEmail, message_id: str) -> bytes:
+def message_id_of(email: OutgoingEmail) -> str:
+    """The email's Message-ID: its thread's, else one made from its dedup key (the same on
+    every attempt)."""
+    domain = email.from_address.rpartition("@")[2] or "localhost"
+    return email.message_id or f"<{_key_digest(email.dedup_key)[:32]}@{domain}>"
+
+
+def mime(email: OutgoingEmail, message_id: str) -> bytes:
     """The email as RFC 5322 / MIME bytes: multipart/alternative, UTF-8 parts in base64.
 
     Written out directly: `email.message.EmailMessage` took 2 ms an email, the outbox's whole cost.

@@ -39,6 +39,7 @@ BUILD_ID_CHARS = 255
 class EmailBackend(StrEnum):
     OUTBOX = "outbox"
     SENDGRID = "sendgrid"
+    GRAPH = "graph"  # Microsoft 365 operated by 21Vianet, through Microsoft Graph
 
 
 class SettingsError(ValueError):
@@ -102,6 +103,21 @@ class Settings(BaseSettings):
     ]
     # only for tests and the demo: where the SendGrid client sends its requests
     sendgrid_host: str = "https://api.sendgrid.com"
+
+    # Microsoft 365 operated by 21Vianet through Microsoft Graph (EMAIL_BACKEND=graph; reading
+    # the shared mailbox with intake/graph.py): the partner's app signs in app-only (client
+    # credentials) at M365_AUTHORITY; M365_MAILBOX is the shared mailbox it sends as and reads
+    # (default EMAIL_FROM). docs/microsoft-365.md has the permissions it needs.
+    m365_tenant_id: str | None = None
+    m365_client_id: str | None = None
+    m365_client_secret: SecretStr | None = None
+    m365_authority: str = "https://login.chinacloudapi.cn"
+    m365_mailbox: EmailStr | None = None
+    graph_url: str = "https://microsoftgraph.chinacloudapi.cn"
+    graph_scope: str = "https://microsoftgraph.chinacloudapi.cn/.default"
+    # where the mailbox reader keeps Graph's delta link, so a restart resumes from it (lost, the
+    # inbox is read whole again: what was processed has left it, so nothing acts twice)
+    graph_delta_file: Path = ROOT / "var" / "graph-delta.json"
 
     # Partner Center operated by 21Vianet: dry-run records each change and calls nothing
     partner_center_backend: Literal["dry-run", "partner-center"] = "dry-run"
@@ -268,6 +284,14 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r}: no '.' or ':' (Temporal separates a version's parts so)")
         return value
 
+    @field_validator("m365_authority", "graph_url")
+    @classmethod
+    def _service_url(cls, value: str) -> str:
+        scheme, _, rest = value.partition("://")
+        if scheme not in ("https", "http") or not rest.strip("/"):
+            raise ValueError(f"{value!r} is not a URL such as https://login.chinacloudapi.cn")
+        return value.rstrip("/")
+
     @field_validator("business_hours")
     @classmethod
     def _opening_hours(cls, value: str) -> str:
@@ -318,6 +342,27 @@ class Settings(BaseSettings):
                 "OIDC_CLIENT_ID and OIDC_CLIENT_SECRET are required with OIDC_AUTHORITY"
             )
         return self
+
+    @model_validator(mode="after")
+    def _m365_credentials(self) -> Settings:
+        if self.email_backend is EmailBackend.GRAPH:
+            self.require_m365("EMAIL_BACKEND=graph")
+        return self
+
+    def require_m365(self, why: str) -> None:
+        """SettingsError naming each M365_* setting that Graph needs and is not set."""
+        missing = [
+            name.upper()
+            for name in ("m365_tenant_id", "m365_client_id", "m365_client_secret")
+            if not getattr(self, name)
+        ]
+        if missing:
+            verb = "is" if len(missing) == 1 else "are"
+            raise SettingsError(f"{', '.join(missing)} {verb} required when {why}")
+
+    def shared_mailbox(self) -> str:
+        """The Microsoft 365 mailbox Graph sends as and reads: M365_MAILBOX, else EMAIL_FROM."""
+        return str(self.m365_mailbox or self.email_from)
 
     @model_validator(mode="after")
     def _partner_center_credentials(self) -> Settings:
