@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 import uvicorn
+from playwright._impl._api_structures import Clip, ViewportSize
 from playwright.async_api import Browser, Page, async_playwright, expect
 from temporalio.testing import WorkflowEnvironment
 
@@ -30,7 +31,7 @@ from tests.workspace_support import AGENT, MANAGER, PASSWORD, Stack, workspace
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM}: `apt-get install chromium`"
 )
-PHONE = {"width": 390, "height": 844}
+PHONE = ViewportSize(width=390, height=844)
 TAP = 40  # px: the smallest button a thumb hits (Apple asks 44 pt, Material 48 dp of target)
 
 
@@ -137,12 +138,8 @@ async def test_a_manager_approves_a_suspension_from_the_alert_s_link_on_a_phone(
         box = await button.bounding_box()
         assert box is not None
         top = await page.evaluate("window.scrollY")
-        clip = {
-            "x": 0,
-            "y": 0,
-            "width": PHONE["width"],
-            "height": top + box["y"] + box["height"] + 12,
-        }
+        bottom = top + box["y"] + box["height"] + 12
+        clip = Clip(x=0, y=0, width=PHONE["width"], height=bottom)
         await page.screenshot(path=shot, full_page=True, clip=clip)
         assert shot.stat().st_size > 20_000
         if target := os.environ.get("WORKSPACE_SCREENSHOTS"):
