@@ -21,6 +21,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.alerts import Robot, parse_robots, public_base_url
 from core.calendar import BusinessCalendar, china, opening_hours
 from core.models import DEMO_LETTERHEAD, CasePolicy, CollectionsPolicy, Letterhead, Locale
 from core.models.letters import Line
@@ -154,6 +155,8 @@ class Settings(BaseSettings):
     # false only for plain http on loopback (`make run`)
     web_secure_cookies: bool = True
     temporal_ui_url: str = "http://localhost:8233"  # each case links to its workflow there
+    # the workspace's address as staff open it (staff alerts link there); unset: WEB_HOST:WEB_PORT
+    web_public_url: str | None = None
     # sign-in with the partner's Microsoft Entra ID operated by 21Vianet (off while unset); the
     # roles come from the `groups` claim: the object ids of each role's groups, comma-separated
     oidc_authority: str | None = None  # e.g. https://login.partner.microsoftonline.cn/<tenant>/v2.0
@@ -172,6 +175,11 @@ class Settings(BaseSettings):
     bank_account_name: Line = DEMO_LETTERHEAD.bank_account_name
     bank_name: Line = DEMO_LETTERHEAD.bank_name
     bank_account_number: Line = DEMO_LETTERHEAD.bank_account_number
+
+    # staff alerts (docs/staff-alerts.md): the group robots that also get the alerting staff emails,
+    # `wecom:<url>,dingtalk:<url>#<secret>,feishu:<url>#<secret>`; unset: email only
+    staff_alerts: SecretStr | None = None
+    staff_alerts_locale: Locale = Locale.ZH_CN  # the staff's language in the robots' groups
 
     finance_email: EmailStr = "finance@partner.example.cn"
     finance_locale: Locale = Locale.ZH_CN
@@ -329,6 +337,18 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("staff_alerts")
+    @classmethod
+    def _robots(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_robots(value.get_secret_value())
+        return value
+
+    @field_validator("web_public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        return None if value is None else public_base_url(value)
+
     @model_validator(mode="after")
     def _take_over_versioned(self) -> Settings:
         if self.worker_take_over and not self.worker_versioning:
@@ -395,6 +415,16 @@ class Settings(BaseSettings):
         why = "a reply acts on a thread only when its token is signed with it"
         required_secrets(self.email_thread_secret, "EMAIL_THREAD_SECRET", why, THREAD_SECRET_LENGTH)
         return self.email_threads()
+
+    def robots(self) -> list[Robot]:
+        """The group robots STAFF_ALERTS names (checked when the settings load)."""
+        if self.staff_alerts is None:
+            return []
+        return parse_robots(self.staff_alerts.get_secret_value())
+
+    def workspace_url(self) -> str:
+        """Where staff open the workspace: WEB_PUBLIC_URL, or the address it listens on."""
+        return self.web_public_url or f"http://{self.web_host}:{self.web_port}"
 
     def letterhead(self) -> Letterhead:
         return Letterhead(
