@@ -8,6 +8,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar, cast
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -24,6 +25,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from core.calendar import BusinessCalendar, china, opening_hours
 from core.models import DEMO_LETTERHEAD, CasePolicy, CollectionsPolicy, Letterhead, Locale
 from core.models.letters import Line
+from core.ratings import RatingLinks
 from core.threads import EmailThreads
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,6 +119,10 @@ class Settings(BaseSettings):
     # one is rotated; the API refuses to start without both
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+    # where customers reach it, e.g. https://billing-api.partner.cn: the closing letter links to
+    # its /r/ rating pages (signed with EMAIL_THREAD_SECRET); unset: the letter asks for a reply
+    # only. `make run` sets http://API_HOST:API_PORT
+    api_public_url: str | None = None
     billing_webhook_secrets: SecretStr | None = None  # the billing system: failures, payments
     portal_webhook_secrets: SecretStr | None = None  # the customer portal: cases
 
@@ -268,6 +274,21 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r}: no '.' or ':' (Temporal separates a version's parts so)")
         return value
 
+    @field_validator("api_public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.netloc
+            or parts.query
+            or parts.fragment
+        ):
+            raise ValueError(f"{value!r}: write the address, e.g. https://billing-api.partner.cn")
+        return value.strip().rstrip("/")
+
     @field_validator("business_hours")
     @classmethod
     def _opening_hours(cls, value: str) -> str:
@@ -350,6 +371,13 @@ class Settings(BaseSettings):
         why = "a reply acts on a thread only when its token is signed with it"
         required_secrets(self.email_thread_secret, "EMAIL_THREAD_SECRET", why, THREAD_SECRET_LENGTH)
         return self.email_threads()
+
+    def rating_links(self) -> RatingLinks | None:
+        """The closing letter's rating links: None without API_PUBLIC_URL or a thread secret."""
+        secrets = tuple(split_secrets(self.email_thread_secret))
+        if self.api_public_url is None or not secrets:
+            return None
+        return RatingLinks(self.api_public_url, secrets)
 
     def letterhead(self) -> Letterhead:
         return Letterhead(
