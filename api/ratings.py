@@ -75,7 +75,7 @@ def router(settings: Settings) -> APIRouter:
         if isinstance(found, HTMLResponse):
             return found
         case_id, score, locale = found
-        return page("ask", 200, locale, case_id=case_id, score=score, action=PATH + token)
+        return page("ask", 200, locale, case_id=case_id, score=score)
 
     @routes.post(PATH + "{token}")
     async def rate(token: str) -> HTMLResponse:
@@ -90,6 +90,6 @@ def router(settings: Settings) -> APIRouter:
         except Unavailable:
             return page("unavailable", 503, locale)
         log.info("case %s rated %d by its link", case_id, score)
-        return page("thanks", 200, locale, case_id=case_id, score=score, action=PATH + token)
+        return page("thanks", 200, locale, case_id=case_id, score=score)
 
     return routes

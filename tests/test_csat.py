@@ -17,7 +17,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
@@ -28,7 +28,7 @@ from core.ratings import rating_token
 from core.settings import Settings
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
-from db.tables import CaseRating, InboundMail
+from db.tables import Case, CaseRating, InboundMail
 from reporting.html import render_html
 from reporting.queries import build_report
 from reporting.sections import sections
@@ -212,6 +212,28 @@ async def test_the_closing_letters_links_rate_the_case_in_the_customers_language
     assert changed.status_code == 200
     latest = await service.ratings.of(case_id)
     assert latest is not None and latest.score == 2 and latest.rated_at >= first.rated_at
+
+    # a customer who reads English is answered in English
+    with make_session_factory(make_engine(running.database_url))() as session:
+        session.execute(update(Case).where(Case.case_id == case_id).values(locale="en-US"))
+        session.commit()
+    english = await customer.post(two)
+    assert "Thank you for your rating!" in english.text and "感谢" not in english.text
+
+
+async def test_no_link_is_served_without_a_public_address(
+    service: Service, running: Settings
+) -> None:
+    case_id, closing = await closed_case(service, running)
+    link = re.findall(rf"{re.escape(PUBLIC)}/r/\S+", text_of(closing))[4].removeprefix(PUBLIC)
+
+    async def factory() -> Service:
+        return service
+
+    off = create_app(running.model_copy(update={"api_public_url": None}), factory)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=off), base_url=PUBLIC) as http:
+        assert (await http.post(link)).status_code == 404
+    assert await service.ratings.of(case_id) is None
 
 
 async def test_a_forged_or_altered_link_is_refused_and_changes_nothing(

@@ -17,6 +17,7 @@ from core.ratings import (
     read_rating,
     verified_rating,
 )
+from core.settings import Settings, SettingsError, load_settings
 
 CONFIRM = ["确认", "確認", "同意", "confirm", "agree"]
 NAMES = ["云帆财务", "上海云帆科技有限公司"]
@@ -199,3 +200,22 @@ def test_the_links_are_signed_with_the_newest_secret() -> None:
     token = url.rpartition("/")[2]
     assert links.verified(token) == ("BC-1", 4)
     assert RatingLinks(links.base_url, (SECRET,)).verified(token) == ("BC-1", 4)
+
+
+def test_the_public_url_setting_is_checked_and_makes_the_links(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("API_PUBLIC_URL", "billing-api.partner.example.cn")
+    with pytest.raises(SettingsError, match="api_public_url"):
+        load_settings()
+    monkeypatch.setenv("API_PUBLIC_URL", "https://billing-api.partner.example.cn/")
+    monkeypatch.setenv("EMAIL_THREAD_SECRET", "o" * 32 + "," + "s" * 32)
+    links = load_settings().rating_links()
+    assert links is not None and links.base_url == "https://billing-api.partner.example.cn"
+    assert links.url("BC-1", 3) == "https://billing-api.partner.example.cn/r/" + rating_token(
+        "BC-1", 3, SECRET
+    )
+    monkeypatch.delenv("EMAIL_THREAD_SECRET")
+    assert load_settings().rating_links() is None  # nothing to sign them with: no links
+    monkeypatch.delenv("API_PUBLIC_URL")
+    assert Settings(email_thread_secret=SECRET).rating_links() is None
