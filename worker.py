@@ -86,7 +86,9 @@ def build_subscription_backend(settings: Settings) -> SubscriptionBackend:
 def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     """Every activity, its clients built from the settings: the one place that wires them."""
     sessions = make_session_factory(make_engine(settings.database_url))
-    renderer = TemplateRenderer(settings.templates_dir, settings.letterhead())
+    renderer = TemplateRenderer(
+        settings.templates_dir, settings.letterhead(), settings.rating_links()
+    )
     alerts = AlertOutbox(
         settings.robots(),
         renderer,

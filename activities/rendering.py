@@ -17,6 +17,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from core.alerts import AlertKind
 from core.formatting import day, duration, localized_money, timestamp, when
 from core.models import DEMO_LETTERHEAD, About, EmailMessage, EmailTemplate, Letterhead, Locale
+from core.ratings import SCORES, RatingLinks
 
 _BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
 
@@ -42,7 +43,13 @@ def _tidy(text: str) -> str:
 class TemplateRenderer:
     """One Jinja environment over the templates directory; safe to share between threads."""
 
-    def __init__(self, templates_dir: Path, letterhead: Letterhead = DEMO_LETTERHEAD) -> None:
+    def __init__(
+        self,
+        templates_dir: Path,
+        letterhead: Letterhead = DEMO_LETTERHEAD,
+        rating_links: RatingLinks | None = None,
+    ) -> None:
+        self.rating_links = rating_links  # the closing letter's, one per score (or none)
         self.env = Environment(
             loader=FileSystemLoader(templates_dir),
             # only .html is escaped: text parts and the 21Vianet request keep the customer's words
@@ -75,6 +82,7 @@ class TemplateRenderer:
         values = {
             **{subject.value: None for subject in About},
             "extra": {},
+            "ratings": [],
             **context,
             "locale": locale.value,
             "template": template.value,
@@ -88,7 +96,11 @@ class TemplateRenderer:
         )
 
     def render_message(self, message: EmailMessage) -> RenderedEmail:
-        return self.render(message.template, message.locale, _context(message))
+        return self.render(
+            message.template,
+            message.locale,
+            {**_context(message), "ratings": self._ratings(message)},
+        )
 
     def render_alert(
         self, kind: AlertKind, message: EmailMessage, locale: Locale, links: Mapping[str, str]
@@ -105,6 +117,17 @@ class TemplateRenderer:
         rendered = self.env.get_template(f"alert/{locale.value}/{kind.value}.md").render(values)
         title, _, text = _tidy(rendered).partition("\n")
         return RenderedAlert(title=title.strip(), text=text.strip())
+
+    def _ratings(self, message: EmailMessage) -> list[tuple[int, str]]:
+        """(score, link) for the closing letter's rating question; none in any other letter."""
+        links = self.rating_links
+        if (
+            links is None
+            or message.case is None
+            or message.template is not EmailTemplate.CASE_CLOSED
+        ):
+            return []
+        return [(score, links.url(message.case.case_id, score)) for score in SCORES]
 
     def render_text(self, path: str, context: Mapping[str, Any]) -> str:
         return self.env.get_template(path).render(dict(context))

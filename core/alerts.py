@@ -132,10 +132,11 @@ def _check_url(url: str, service: RobotService, where: str) -> None:
 
 
 def public_base_url(value: str, setting: str = "WEB_PUBLIC_URL") -> str:
-    """The workspace's address as staff open it (links in alerts): http(s), no query."""
+    """An address people open (the workspace's in alerts, the API's in letters): http(s), no
+    query."""
     parts = urlsplit(value.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
         raise ValueError(
-            f"{setting}: write the workspace's address, e.g. https://billing.partner.cn"
+            f"{setting}: write the address as people open it, e.g. https://billing.partner.cn"
         )
     return value.strip().rstrip("/")

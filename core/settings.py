@@ -16,6 +16,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -25,6 +26,7 @@ from core.alerts import Robot, parse_robots, public_base_url
 from core.calendar import BusinessCalendar, china, opening_hours
 from core.models import DEMO_LETTERHEAD, CasePolicy, CollectionsPolicy, Letterhead, Locale
 from core.models.letters import Line
+from core.ratings import RatingLinks
 from core.threads import EmailThreads
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,6 +136,10 @@ class Settings(BaseSettings):
     # one is rotated; the API refuses to start without both
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+    # where customers reach it, e.g. https://billing-api.partner.cn: the closing letter links to
+    # its /r/ rating pages (signed with EMAIL_THREAD_SECRET); unset: the letter asks for a reply
+    # only. `make run` sets http://API_HOST:API_PORT
+    api_public_url: str | None = None
     billing_webhook_secrets: SecretStr | None = None  # the billing system: failures, payments
     portal_webhook_secrets: SecretStr | None = None  # the customer portal: cases
 
@@ -344,10 +350,12 @@ class Settings(BaseSettings):
             parse_robots(value.get_secret_value())
         return value
 
-    @field_validator("web_public_url")
+    @field_validator("web_public_url", "api_public_url")
     @classmethod
-    def _public_url(cls, value: str | None) -> str | None:
-        return None if value is None else public_base_url(value)
+    def _public_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return public_base_url(value, str(info.field_name).upper())
 
     @model_validator(mode="after")
     def _take_over_versioned(self) -> Settings:
@@ -425,6 +433,13 @@ class Settings(BaseSettings):
     def workspace_url(self) -> str:
         """Where staff open the workspace: WEB_PUBLIC_URL, or the address it listens on."""
         return self.web_public_url or f"http://{self.web_host}:{self.web_port}"
+
+    def rating_links(self) -> RatingLinks | None:
+        """The closing letter's rating links: None without API_PUBLIC_URL or a thread secret."""
+        secrets = tuple(split_secrets(self.email_thread_secret))
+        if self.api_public_url is None or not secrets:
+            return None
+        return RatingLinks(self.api_public_url, secrets)
 
     def letterhead(self) -> Letterhead:
         return Letterhead(

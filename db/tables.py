@@ -134,6 +134,20 @@ class EmailThread(TimestampedModel):
     workflow_id: Mapped[str] = mapped_column(String(128))
 
 
+class CaseRating(TimestampedModel):
+    """A customer's satisfaction rating of a case (core/ratings.py): one per case, the latest
+    given wins. ``source_key`` is what gave it (the inbound message's digest, the link's token):
+    the same source again changes nothing."""
+
+    __tablename__ = "case_ratings"
+
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.case_id"), primary_key=True)
+    score: Mapped[int] = mapped_column(Integer)
+    channel: Mapped[str] = mapped_column(String(8))  # email | link
+    source_key: Mapped[str] = mapped_column(String(128))
+    rated_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
 class InboundMail(TimestampedModel):
     """One row per inbound message (by the digest of its bytes): it acts once, however often it
     is posted; ``outcome`` is empty until it has acted."""

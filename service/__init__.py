@@ -34,6 +34,7 @@ from service.collections import Collections, Known, Started
 from service.email_events import EmailEvents
 from service.errors import Refused, ServiceError, Unavailable
 from service.inbound import Inbound
+from service.ratings import Ratings
 from service.users import Users
 from service.verify import VerifyReport, verify
 from service.vianet_invoices import VianetInvoices
@@ -65,7 +66,8 @@ class Service:
         self.collections = Collections(client, settings)
         self.accounts = Accounts(client, settings)
         self.vianet_invoices = VianetInvoices(client, settings)
-        self.inbound = Inbound(client, settings, self.cases, self.collections)
+        self.ratings = Ratings(settings)
+        self.inbound = Inbound(client, settings, self.cases, self.collections, self.ratings)
         self.email_events = EmailEvents(client, settings)
         self.users = Users(settings)
         self.workspace = Workspace(settings)

@@ -49,6 +49,7 @@ async def _case(
         status_code,
         problem,
         thread=await service.workspace.thread(case_id),
+        rating=await service.ratings.of(case_id),
     )
 
 
