@@ -41,6 +41,7 @@ TABLES = {
     "workspace_sessions",
     "sign_in_failures",
     "staff_alerts",
+    "case_ratings",
 }
 
 
