@@ -171,6 +171,7 @@ class Settings(BaseSettings):
     oidc_agent_groups: Annotated[list[str], NoDecode] = []
     oidc_manager_groups: Annotated[list[str], NoDecode] = []
     oidc_finance_groups: Annotated[list[str], NoDecode] = []
+    oidc_admin_groups: Annotated[list[str], NoDecode] = []
 
     # the partner's payable to 21Vianet: who pays its invoices, reminded this many days before due
     # the partner in its customers' letters: the signature, and the account they transfer to
@@ -258,6 +259,7 @@ class Settings(BaseSettings):
         "oidc_agent_groups",
         "oidc_manager_groups",
         "oidc_finance_groups",
+        "oidc_admin_groups",
         mode="before",
     )
     @classmethod

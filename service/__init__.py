@@ -31,6 +31,7 @@ from service.accounts import Accounts
 from service.calls import Named, attempt, client_for
 from service.cases import Cases
 from service.collections import Collections, Known, Started
+from service.customers import Customers
 from service.email_events import EmailEvents
 from service.errors import Refused, ServiceError, Unavailable
 from service.inbound import Inbound
@@ -71,6 +72,7 @@ class Service:
         self.email_events = EmailEvents(client, settings)
         self.users = Users(settings)
         self.workspace = Workspace(settings)
+        self.customers = Customers(settings)
 
     @classmethod
     async def connect(cls, settings: Settings) -> Service:
