@@ -71,7 +71,9 @@ async def test_an_agent_opens_a_case_for_a_customer_found_by_name_once(stack: St
     client = await signed_in(stack.app, AGENT)
     found, _token, _key = await _form(client, f"?find={name[-6:]}")
     assert name in found and customer.email in found
-    assert (await _form(client, "?find=nothing-like-it-anywhere"))[0].count("没有匹配的已知客户") == 1
+    assert (await _form(client, "?find=nothing-like-it-anywhere"))[0].count(
+        "没有匹配的已知客户"
+    ) == 1
     by_email = (await _form(client, f"?find={customer.email.upper()}"))[0]
     assert customer.tenant_id in by_email
     filled, token, key = await _form(client, f"?tenant={customer.tenant_id}")
@@ -118,7 +120,7 @@ async def test_bad_fields_are_refused_inline_naming_each_and_nothing_opens(stack
     assert problems["amount"] == "争议金额 (amount): 最多两位小数（到分）"
     assert problems["owner"].startswith("负责人 (owner): 不是工作台在职的客服或经理")
     assert problems["description"] == "描述 (description): 必填"
-    assert "value=\"not an address\"" in answer.text  # what was typed is kept
+    assert 'value="not an address"' in answer.text  # what was typed is kept
     assert KEY.search(answer.text).group(1) == key  # type: ignore[union-attr]
     made = ulid_time(key)
     assert made is not None
