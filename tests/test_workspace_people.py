@@ -56,7 +56,7 @@ async def test_case_owners_are_the_active_agents_and_managers(database_url: str)
     assert [person.email for person in owners] == [made["agent"], made["manager"]]
     assert await users.case_owner(" Agent@Partner.example.CN ", "agent") == made["agent"]
     for wrong in ("agent.wnag@partner.example.cn", made["finance"], made["leaver"], "", "x"):
-        with pytest.raises(Refused, match="^owner: "):
+        with pytest.raises(Refused, match=r"^owner: "):
             await users.case_owner(wrong, "owner")
 
 
