@@ -62,7 +62,10 @@ def ulid_time(value: str) -> datetime | None:
     number = 0
     for char in value[:10]:
         number = number * 32 + CROCKFORD.index(char)
-    return datetime.fromtimestamp(number / 1000, UTC)
+    try:
+        return datetime.fromtimestamp(number / 1000, UTC)
+    except (ValueError, OverflowError):  # past the year 9999: made by no clock of ours
+        return None
 
 
 def new_case_id(now: datetime | None = None, random: Random | None = None) -> str:
