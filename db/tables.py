@@ -148,6 +148,30 @@ class CaseRating(TimestampedModel):
     rated_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
 
 
+class CaseAttachment(TimestampedModel):
+    """A file of one of a case's emails, kept in the attachment store (intake/attachments.py) by
+    its sha256: the workspace serves a stored file only through a row of its case. ``direction``:
+    the customer's email (inbound) or ours (outbound); ``source``: the inbound message's digest, or
+    our email's dedup key. The same bytes come once per case and direction (the first name kept)."""
+
+    __tablename__ = "case_attachments"
+    __table_args__ = (
+        UniqueConstraint(
+            "case_id", "direction", "sha256", name="uq_case_attachments_case_id_direction"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # no foreign key: a case opened by an email lists its files before its first save lands
+    case_id: Mapped[str] = mapped_column(String(64), index=True)
+    direction: Mapped[str] = mapped_column(String(8))  # inbound | outbound
+    sha256: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))  # intake.attachments.safe_name
+    size: Mapped[int] = mapped_column(Integer)
+    content_type: Mapped[str] = mapped_column(String(255))  # as its email declared it
+    source: Mapped[str] = mapped_column(String(255))
+
+
 class InboundMail(TimestampedModel):
     """One row per inbound message (by the digest of its bytes): it acts once, however often it
     is posted; ``outcome`` is empty until it has acted."""

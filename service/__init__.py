@@ -28,6 +28,7 @@ from intake.failure_file import FileFormat
 from reporting.queries import Report, build_report
 from service import accounts, cases, collections, vianet_invoices
 from service.accounts import Accounts
+from service.attachments import Attachments
 from service.calls import Named, attempt, client_for
 from service.cases import Cases
 from service.collections import Collections, Known, Started
@@ -68,7 +69,10 @@ class Service:
         self.accounts = Accounts(client, settings)
         self.vianet_invoices = VianetInvoices(client, settings)
         self.ratings = Ratings(settings)
-        self.inbound = Inbound(client, settings, self.cases, self.collections, self.ratings)
+        self.attachments = Attachments(settings)
+        self.inbound = Inbound(
+            client, settings, self.cases, self.collections, self.ratings, self.attachments
+        )
         self.email_events = EmailEvents(client, settings)
         self.users = Users(settings)
         self.workspace = Workspace(settings)

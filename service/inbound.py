@@ -56,9 +56,9 @@ from core.settings import Settings
 from core.threads import tokens_in
 from core.verdicts import Verdicts
 from db.tables import Case, EmailThread, InboundMail, table
-from intake.attachments import AttachmentStore
 from intake.mail import READ_SECONDS, MailError, parse_mail
 from intake.mail import InboundMail as Mail
+from service.attachments import Attachments, Direction
 from service.calls import reading, signal_if_running
 from service.cases import Cases
 from service.collections import Collections
@@ -171,6 +171,7 @@ class Inbound:
         cases: Cases,
         collections: Collections,
         ratings: Ratings,
+        attachments: Attachments,
     ) -> None:
         self._client = client
         self._settings = settings
@@ -178,9 +179,7 @@ class Inbound:
         self._collections = collections
         self._ratings = ratings
         self._threads = settings.email_threads()
-        self._attachments = AttachmentStore(
-            settings.attachments_dir, settings.attachment_max_bytes, settings.attachment_types
-        )
+        self._attachments = attachments
         self._readers = asyncio.Semaphore(READERS)
         # the inbound record's writes, one at a time: SQLite takes one writer, and a writer that
         # finds it taken sleeps up to 100 ms between tries (docs/performance.md, scenario 6)
@@ -229,13 +228,11 @@ class Inbound:
                 return None
 
     async def _list_attachments(self, case_id: str, mail: Mail, claim: Claim) -> None:
-        """Keep the attachments in the store, and list them in the case's timeline."""
+        """Keep the attachments in the store as the case's, and list them in its timeline."""
         if not mail.attachments:
             return
-        stored = await asyncio.to_thread(
-            lambda: [
-                self._attachments.keep(a.filename, a.content_type, a.data) for a in mail.attachments
-            ]
+        stored = await self._attachments.keep(
+            case_id, Direction.INBOUND, claim.digest, mail.attachments
         )
         lines = "\n".join(s.line() for s in stored)
         note = AddNote(text=f"attachments of the customer's email:\n{lines}", by=ACTOR)

@@ -42,6 +42,7 @@ TABLES = {
     "sign_in_failures",
     "staff_alerts",
     "case_ratings",
+    "case_attachments",
 }
 
 
