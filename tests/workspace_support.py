@@ -47,8 +47,8 @@ class Stack:
 
 def workspace_settings(tmp: Path, **overrides: Any) -> Settings:
     overrides.setdefault("web_secure_cookies", False)  # the test clients speak plain http
+    overrides.setdefault("database_url", f"sqlite:///{tmp / 'billing.db'}")
     settings = Settings(
-        database_url=f"sqlite:///{tmp / 'billing.db'}",
         outbox_dir=tmp / "outbox",
         task_queue=f"web-{uuid.uuid4()}",
         web_session_secret=SecretStr("a-test-session-secret-of-32-characters!"),

@@ -50,7 +50,9 @@ class SecurityHeaders:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *self.headers]
+                own = message.get("headers", [])
+                named = {name.lower() for name, _ in own}  # a route's own (a file's CSP) stays
+                message["headers"] = [*own, *(h for h in self.headers if h[0] not in named)]
             await send(message)
 
         await self.app(scope, receive, with_headers)

@@ -1,6 +1,6 @@
 """The workspace's routes, one router per area; `create_app` includes them in this order."""
 
-from web.routes import cases, invoices, new_case, payables, people, queues, sign_in
+from web.routes import attachments, cases, invoices, new_case, payables, people, queues, sign_in
 from web.routes.errors import add_error_pages
 
 # new_case before cases: /cases/new is not the page of a case called "new"
@@ -9,6 +9,7 @@ ROUTERS = [
     queues.router,
     new_case.router,
     cases.router,
+    attachments.router,
     invoices.router,
     payables.router,
     people.router,

@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from service.users import Person, Role
 from web import actions as registry
+from web.routes.attachments import VIEWABLE
 from web.workspace import Workspace, WorkspaceDep, allowed
 
 router = APIRouter()
@@ -51,6 +52,8 @@ async def _case(
         thread=await service.workspace.thread(case_id),
         rating=await service.ratings.of(case_id),
         people=await ws.users.case_owners() if any(a.name == "assign" for a in actions) else [],
+        attachments=await service.attachments.of(case_id),
+        viewable=VIEWABLE,
     )
 
 

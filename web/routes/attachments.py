@@ -1,0 +1,102 @@
+"""A case's attachments, for signed-in staff: a file is served only when it is one of that case's
+(service/attachments.py), as a download (``Content-Disposition: attachment``) with its declared type
+when the settings take that type and it cannot run script (else ``application/octet-stream``),
+``nosniff``, never cached, under a CSP that runs nothing (``sandbox``). A photo (PNG, JPEG, GIF) may
+also be opened in the browser (``?view=1``, the same headers, ``inline``); a PDF is download only:
+a browser's PDF viewer runs the document's own scripts and forms, and a sandboxed page gets none.
+The file is streamed from the store (FileResponse: 64 KiB at a time)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from urllib.parse import quote
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+
+from service.attachments import Lost
+from service.errors import NotFound
+from web.i18n import _
+from web.workspace import WorkspaceDep
+
+router = APIRouter()
+log = logging.getLogger("web")
+# what a browser would run if it showed the file itself: never served as such
+ACTIVE = frozenset(
+    {
+        "text/html",
+        "application/xhtml+xml",
+        "image/svg+xml",
+        "text/xml",
+        "application/xml",
+        "text/javascript",
+        "application/javascript",
+    }
+)
+VIEWABLE = frozenset({"image/png", "image/jpeg", "image/gif"})
+FILE_CSP = "default-src 'none'; sandbox"
+NOT_LISTED = _("This case has no such attachment.")
+LOST = _(
+    "The case lists this attachment, but its file is missing from the attachment store "
+    "(ATTACHMENTS_DIR): ask an administrator to restore it from the backup."
+)
+_FALLBACK_UNSAFE = re.compile(r"[^A-Za-z0-9._()+ -]+")
+
+
+def served_type(declared: str, taken: list[str]) -> str:
+    """The Content-Type a file is served with: its email's, when the settings take that type and
+    it runs nothing; else ``application/octet-stream``."""
+    kind = declared.split(";")[0].strip().lower()
+    if kind in {t.lower() for t in taken} and kind not in ACTIVE:
+        return kind
+    return "application/octet-stream"
+
+
+def disposition(name: str, *, inline: bool = False) -> str:
+    """``attachment`` (or ``inline``) with the name in UTF-8 (RFC 6266/5987: 发票.pdf survives)
+    and a plain ASCII one for old clients; never a quote, a line break or a path."""
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]  # no path: its last part
+    name = "".join(c for c in name if unicodedata.category(c)[0] != "C")
+    name = name.replace('"', "_").strip(" .") or "attachment"
+    stem, dot, suffix = name.rpartition(".") if "." in name else (name, "", "")
+    plain_stem = _FALLBACK_UNSAFE.sub("_", _ascii(stem)).strip("_ .")
+    plain_suffix = _FALLBACK_UNSAFE.sub("", _ascii(suffix))[:10]
+    if not any(c.isalnum() for c in plain_stem):
+        plain_stem = "attachment"
+    plain = plain_stem + (dot + plain_suffix if dot and plain_suffix else "")
+    kind = "inline" if inline else "attachment"
+    return f"{kind}; filename=\"{plain}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def _ascii(text: str) -> str:
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+
+
+@router.get("/cases/{case_id}/attachments/{sha256}")
+async def attachment(request: Request, case_id: str, sha256: str, ws: WorkspaceDep) -> Response:
+    person = await ws.me(request)
+    service = await ws.connection.get()
+    try:
+        found = await service.attachments.file(case_id, sha256)
+    except Lost as err:
+        log.error("%s", err)
+        return ws.pages.render(request, "error.html", person, 404, message=LOST)
+    except NotFound:
+        return ws.pages.render(request, "error.html", person, 404, message=NOT_LISTED)
+    kind = served_type(found.file.content_type, ws.settings.attachment_types)
+    inline = request.query_params.get("view") == "1" and kind in VIEWABLE
+    log.info("%s: attachment %s of case %s", person.email, sha256, case_id)
+    return FileResponse(
+        found.path,
+        media_type=kind,
+        stat_result=found.stat,
+        headers={
+            "content-disposition": disposition(found.file.name, inline=inline),
+            "content-security-policy": FILE_CSP,
+            "x-content-type-options": "nosniff",
+            "cache-control": "private, no-store",
+        },
+    )
