@@ -98,7 +98,7 @@ async def test_a_case_file_downloads_as_stored_with_safe_headers(stack: Stack) -
     link = f"/cases/{case_id}/attachments/{sha(PDF)}"
     assert page.status_code == 200 and f'href="{link}" download' in page.text
     assert "发票.pdf" in page.text and "客户发来" in page.text
-    assert "在浏览器中查看" not in page.text  # a PDF is download only
+    assert f'href="{link}?view=1"' in page.text and "在浏览器中查看" in page.text
 
     answer = await client.get(link)
     assert answer.status_code == 200 and answer.content == PDF
@@ -110,23 +110,32 @@ async def test_a_case_file_downloads_as_stored_with_safe_headers(stack: Stack) -
     assert answer.headers.get_list("x-content-type-options") == ["nosniff"]
     assert answer.headers["cache-control"] == "private, no-store"
     assert answer.headers["content-length"] == str(len(PDF))
-    # asked to show it in the browser, a PDF still downloads
+    # shown in the browser: the same bytes and headers, inline
     shown = await client.get(link, params={"view": "1"})
-    assert shown.headers["content-disposition"].startswith("attachment;")
+    assert shown.content == PDF and shown.headers["content-type"] == "application/pdf"
+    assert shown.headers["content-disposition"].startswith('inline; filename="attachment.pdf"')
+    assert shown.headers.get_list("content-security-policy") == [FILE_CSP]
     # finance reads cases too
     assert (await (await signed_in(stack.app, FINANCE)).get(link)).content == PDF
 
 
-async def test_a_photo_may_be_viewed_in_the_browser_sandboxed(stack: Stack) -> None:
-    case_id = await case_with_files(stack, ("发票照片.png", "image/png", PNG))
+async def test_a_photo_may_be_viewed_in_the_browser_and_a_spreadsheet_not(stack: Stack) -> None:
+    usage = "日期,用量\n2026-10-01,42\n".encode()
+    case_id = await case_with_files(
+        stack, ("发票照片.png", "image/png", PNG), ("用量.csv", "text/csv", usage)
+    )
     client = await signed_in(stack.app, AGENT)
     link = f"/cases/{case_id}/attachments/{sha(PNG)}"
-    assert f'href="{link}?view=1"' in (await client.get(f"/cases/{case_id}")).text
+    page = (await client.get(f"/cases/{case_id}")).text
+    assert f'href="{link}?view=1"' in page and f"{sha(usage)}?view=1" not in page
     shown = await client.get(link, params={"view": "1"})
     assert shown.content == PNG and shown.headers["content-type"] == "image/png"
     assert shown.headers["content-disposition"].startswith('inline; filename="attachment.png"')
     assert shown.headers.get_list("content-security-policy") == [FILE_CSP]
     assert (await client.get(link)).headers["content-disposition"].startswith("attachment;")
+    sheet = await client.get(f"/cases/{case_id}/attachments/{sha(usage)}", params={"view": "1"})
+    assert sheet.content == usage and sheet.headers["content-type"] == "text/csv"
+    assert sheet.headers["content-disposition"].startswith('attachment; filename="attachment.csv"')
 
 
 async def test_only_the_cases_own_files_are_served(stack: Stack) -> None:

@@ -634,6 +634,10 @@ async def test_attachments_are_stored_outside_temporal_and_listed(
     view = await service.cases.show(case_id)
     listed = [e.text for e in view.timeline if e.kind is EventKind.NOTE]
     assert any(f"发票.pdf (16 bytes, sha256 {digest})" in text for text in listed)
+    files = await service.attachments.of(case_id)
+    assert [(f.name, f.size, f.sha256, f.content_type) for f in files] == [
+        ("发票.pdf", 16, digest, "application/pdf")
+    ]
     # and the 21Vianet service request filed for the case lists them too
     escalate = Escalate(reason="计量数据与账单不符。", severity=Severity.B, by="agent")
     escalated = await service.cases.act(case_id, escalate)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,17 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Column, Engine, Integer, MetaData, inspect
+from sqlalchemy import Column, Engine, Integer, MetaData, inspect, select
 
 import db.tables  # noqa: F401  (registers the tables on Model.metadata)
+from core.models import CaseStatus, Priority
 from db.base import Model
 from db.migrate import alembic_config, upgrade
+from db.session import make_session_factory
+from db.tables import CaseAttachment, CaseEventRow
+from service.inbound import ACTOR
+from tests.test_reports import NOW, _case
+from tests.workspace_support import AGENT
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = {
@@ -106,3 +113,33 @@ def test_the_command_line_migrates_and_logs_one_line(database_url: str) -> None:
     )
     assert check.returncode == 0, check.stderr
     assert "No new upgrade operations detected" in check.stdout + check.stderr
+
+
+def test_the_migration_lists_the_files_the_earlier_notes_named(
+    database_url: str, engine: Engine
+) -> None:
+    command.downgrade(alembic_config(database_url), "95c9152466b6")  # before case_attachments
+    digest, other = "ab" * 32, "cd" * 32
+    note = (
+        "attachments of the customer's email:\n"
+        f"发票 (10月).pdf (1,234 bytes, sha256 {digest})\n"
+        "病毒.exe (99 bytes, not kept: type application/x-msdownload is not taken)\n"
+        f"截图.png (68 bytes, sha256 {other})"
+    )
+    with make_session_factory(engine)() as session:
+        session.add(_case("C1", CaseStatus.OPEN, Priority.NORMAL, timedelta(0), now=NOW))
+        session.flush()
+        for seq, (actor, text) in enumerate(
+            [(ACTOR, note), (ACTOR, note), (AGENT, f"{note}\nx.pdf (1 bytes, sha256 {'0' * 64})")]
+        ):
+            session.add(
+                CaseEventRow(case_id="C1", seq=seq, at=NOW, kind="note", actor=actor, text=text)
+            )
+        session.commit()
+    upgrade(database_url)
+    with make_session_factory(engine)() as session:
+        rows = session.scalars(select(CaseAttachment).order_by(CaseAttachment.id)).all()
+    assert [(r.case_id, r.name, r.size, r.sha256, r.content_type) for r in rows] == [
+        ("C1", "发票 (10月).pdf", 1234, digest, "application/pdf"),
+        ("C1", "截图.png", 68, other, "image/png"),
+    ]

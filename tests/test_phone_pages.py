@@ -8,38 +8,29 @@ the README's picture)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
-import uvicorn
 from playwright._impl._api_structures import Clip, ViewportSize
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Page, expect
 from temporalio.testing import WorkflowEnvironment
 
 from chaos.harness import FAST_POLICY
 from tests.clock_support import eventually
-from tests.test_temporal_ui import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, free_port
+from tests.test_temporal_ui import CHROMIUM, WAIT_MS
+from tests.test_workspace_browser import Served, serving
 from tests.workflow_support import billing_failure, open_case
-from tests.workspace_support import AGENT, MANAGER, PASSWORD, Stack, workspace
+from tests.workspace_support import AGENT, MANAGER, PASSWORD, workspace
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM}: `apt-get install chromium`"
 )
 PHONE = ViewportSize(width=390, height=844)
 TAP = 40  # px: the smallest button a thumb hits (Apple asks 44 pt, Material 48 dp of target)
-
-
-@dataclass
-class Served:
-    stack: Stack
-    url: str
-    browser: Browser
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -51,24 +42,11 @@ async def served(
     policy.write_text(
         FAST_POLICY.replace('action = "suspend"', 'action = "suspend"\napproval = "manager"')
     )
-    port = free_port()
-    async with workspace(dev_env, folder, collections_policy_file=policy) as stack:
-        config = uvicorn.Config(
-            stack.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-        )
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve())
-        await eventually(lambda: server.started, "the workspace listens")
-        async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(
-                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-            )
-            try:
-                yield Served(stack, f"http://127.0.0.1:{port}", browser)
-            finally:
-                await browser.close()
-                server.should_exit = True
-                await task
+    async with (
+        workspace(dev_env, folder, collections_policy_file=policy) as stack,
+        serving(stack) as served,
+    ):
+        yield served
 
 
 async def phone(served: Served, link: str, email: str) -> Page:

@@ -13,6 +13,7 @@ import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,28 +43,35 @@ class Served:
     browser: Browser
 
 
+@asynccontextmanager
+async def serving(stack: Stack) -> AsyncIterator[Served]:
+    """The stack's workspace on a free port of 127.0.0.1, and a headless Chromium."""
+    port = free_port()
+    config = uvicorn.Config(
+        stack.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    await eventually(lambda: server.started, "the workspace listens")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield Served(stack, f"http://127.0.0.1:{port}", browser)
+        finally:
+            await browser.close()
+            server.should_exit = True
+            await task
+
+
 @pytest_asyncio.fixture(scope="module")
 async def served(
     dev_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Served]:
-    port = free_port()
-    async with workspace(dev_env, tmp_path_factory.mktemp("browser")) as stack:
-        config = uvicorn.Config(
-            stack.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-        )
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve())
-        await eventually(lambda: server.started, "the workspace listens")
-        async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(
-                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-            )
-            try:
-                yield Served(stack, f"http://127.0.0.1:{port}", browser)
-            finally:
-                await browser.close()
-                server.should_exit = True
-                await task
+    folder = tmp_path_factory.mktemp("browser")
+    async with workspace(dev_env, folder) as stack, serving(stack) as served:
+        yield served
 
 
 async def sign_in(served: Served, email: str) -> Page:

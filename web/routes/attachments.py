@@ -1,10 +1,10 @@
 """A case's attachments, for signed-in staff: a file is served only when it is one of that case's
 (service/attachments.py), as a download (``Content-Disposition: attachment``) with its declared type
 when the settings take that type and it cannot run script (else ``application/octet-stream``),
-``nosniff``, never cached, under a CSP that runs nothing (``sandbox``). A photo (PNG, JPEG, GIF) may
-also be opened in the browser (``?view=1``, the same headers, ``inline``); a PDF is download only:
-a browser's PDF viewer runs the document's own scripts and forms, and a sandboxed page gets none.
-The file is streamed from the store (FileResponse: 64 KiB at a time)."""
+``nosniff``, never cached, under a CSP that runs nothing (``sandbox``: the file's page has an
+origin of its own, no cookie and no script of ours). A PDF or a photo may also be opened in the
+browser (``?view=1``, the same headers, ``inline``): Chromium shows both under that CSP. The file
+is streamed from the store (FileResponse: 64 KiB at a time)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ ACTIVE = frozenset(
         "application/javascript",
     }
 )
-VIEWABLE = frozenset({"image/png", "image/jpeg", "image/gif"})
+VIEWABLE = frozenset({"application/pdf", "image/png", "image/jpeg", "image/gif"})
 FILE_CSP = "default-src 'none'; sandbox"
 NOT_LISTED = _("This case has no such attachment.")
 LOST = _(
@@ -91,9 +91,9 @@ async def attachment(request: Request, case_id: str, sha256: str, ws: WorkspaceD
     log.info("%s: attachment %s of case %s", person.email, sha256, case_id)
     return FileResponse(
         found.path,
-        media_type=kind,
         stat_result=found.stat,
         headers={
+            "content-type": kind,  # as it is: no charset added, the file's own is unknown
             "content-disposition": disposition(found.file.name, inline=inline),
             "content-security-policy": FILE_CSP,
             "x-content-type-options": "nosniff",
