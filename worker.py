@@ -31,10 +31,11 @@ from activities.partner_center import (
 )
 from activities.rendering import TemplateRenderer
 from activities.senders import EmailSender, FileOutboxSender, SendGridSender
+from activities.smtp import SendingRate, SmtpSender
 from activities.vianet_invoice import VianetInvoiceActivities
 from core import deployment, logs, metrics, search, tracing
 from core.models import EmailTemplate, SubscriptionStatus
-from core.settings import EmailBackend, Settings, load_settings
+from core.settings import EmailBackend, Settings, SettingsError, load_settings
 from core.temporal import connect, data_converter, sdk_runtime
 from db.session import database_problem, make_engine, make_session_factory
 from workflows import workflow_runner
@@ -54,7 +55,31 @@ def build_sender(settings: Settings) -> EmailSender:
     if settings.email_backend is EmailBackend.SENDGRID:
         assert settings.sendgrid_api_key is not None  # checked when the settings load
         return SendGridSender(settings.sendgrid_api_key.get_secret_value(), settings.sendgrid_host)
+    if settings.email_backend is EmailBackend.SMTP:
+        return build_smtp_sender(settings)
     return FileOutboxSender(settings.outbox_dir)
+
+
+def build_smtp_sender(settings: Settings, token: Callable[[], str] | None = None) -> SmtpSender:
+    """The SMTP sender of the settings (checked when they load); `token`: XOAUTH2's access
+    tokens (SMTP_AUTH=xoauth2), each call a valid one."""
+    assert settings.smtp_host is not None
+    if settings.smtp_auth == "xoauth2" and token is None:
+        raise SettingsError("SMTP_AUTH=xoauth2 needs the Microsoft 365 app settings")
+    password = settings.smtp_password
+    rate = settings.smtp_max_per_minute
+    return SmtpSender(
+        settings.smtp_host,
+        settings.smtp_port,
+        security=settings.smtp_security,
+        auth=settings.smtp_auth,
+        username=settings.smtp_username or "",
+        password=password.get_secret_value() if password is not None else "",
+        token=token,
+        envelope_from=str(settings.smtp_envelope_from or settings.email_from),
+        timeout=settings.smtp_timeout_seconds,
+        rate=SendingRate(rate) if rate else None,
+    )
 
 
 def build_subscription_backend(settings: Settings) -> SubscriptionBackend:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
+import re
 import tomllib
 from datetime import date, datetime
 from enum import StrEnum
@@ -34,11 +36,14 @@ THREAD_SECRET_LENGTH = 32
 PARSE_SECRET_LENGTH = 16
 # the longest build id Temporal takes (a longer one is never registered, silently)
 BUILD_ID_CHARS = 255
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
 
 
 class EmailBackend(StrEnum):
     OUTBOX = "outbox"
     SENDGRID = "sendgrid"
+    SMTP = "smtp"
 
 
 class SettingsError(ValueError):
@@ -102,6 +107,19 @@ class Settings(BaseSettings):
     ]
     # only for tests and the demo: where the SendGrid client sends its requests
     sendgrid_host: str = "https://api.sendgrid.com"
+    # EMAIL_BACKEND=smtp: the partner's mail server (README "Settings"); the port defaults by
+    # security (starttls 587, tls 465, none 25: none only for a relay on this host or tests)
+    smtp_host: str | None = None
+    smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_auth: Literal["login", "xoauth2", "none"] = "login"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_envelope_from: EmailStr | None = None  # the envelope's sender; EMAIL_FROM when unset
+    # the whole conversation's bound; with the rate limit's wait (at most 20 s) an attempt
+    # stays within the activity's 60 s
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=30)
+    smtp_max_per_minute: int = Field(default=0, ge=0)  # per worker process; 0: no limit
 
     # Partner Center operated by 21Vianet: dry-run records each change and calls nothing
     partner_center_backend: Literal["dry-run", "partner-center"] = "dry-run"
@@ -268,6 +286,24 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r}: no '.' or ':' (Temporal separates a version's parts so)")
         return value
 
+    @field_validator("smtp_host")
+    @classmethod
+    def _smtp_host(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        try:
+            ipaddress.ip_address(value)
+            return value
+        except ValueError:
+            pass
+        if not _HOST_NAME.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a host name such as smtp.exmail.qq.com (no scheme, no port: "
+                "the port is SMTP_PORT)"
+            )
+        return value
+
     @field_validator("business_hours")
     @classmethod
     def _opening_hours(cls, value: str) -> str:
@@ -303,6 +339,24 @@ class Settings(BaseSettings):
             raise ValueError(
                 "EMAIL_THREAD_SECRET is required when INBOUND_DOMAIN or INBOUND_PARSE_SECRET is set"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _smtp_complete(self) -> Settings:
+        if self.email_backend is not EmailBackend.SMTP:
+            return self
+        if not (self.smtp_host or "").strip():
+            raise ValueError("SMTP_HOST is required when EMAIL_BACKEND=smtp")
+        if self.smtp_auth != "none" and not (self.smtp_username or "").strip():
+            raise ValueError(f"SMTP_USERNAME is required when SMTP_AUTH={self.smtp_auth}")
+        if self.smtp_auth == "login":
+            if self.smtp_password is None or not self.smtp_password.get_secret_value():
+                raise ValueError("SMTP_PASSWORD is required when SMTP_AUTH=login")
+            if self.smtp_security == "none":
+                raise ValueError(
+                    "SMTP_AUTH=login needs SMTP_SECURITY starttls or tls: the password would "
+                    "go in clear"
+                )
         return self
 
     @model_validator(mode="after")
