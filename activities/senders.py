@@ -1,4 +1,5 @@
-"""Where emails go, behind one small interface: a file outbox in development, SendGrid for real.
+"""Where emails go, behind one small interface: a file outbox in development, SendGrid or SMTP
+(activities/smtp.py) for real.
 
 A sender either returns the provider's message id, raises ``EmailRejected`` (permanent: retrying the
 same email cannot help) or raises ``EmailDeliveryError`` (transient: retry later).

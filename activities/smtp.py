@@ -2,10 +2,11 @@
 NetEase, Microsoft 365 operated by 21Vianet, a local relay), with the standard library's smtplib.
 
 The bytes sent are the outbox's (`senders.mime`): the same Message-ID and thread headers. SMTP has
-no idempotency key, so the email log gives at most once (activities/email.py). One window is left,
-as with SendGrid: the server takes the message (its 250 after DATA) and the connection drops before
-that reply reaches us. We cannot tell it from a server that dropped the message, so the attempt
-fails as transient and the retry sends it again; the customer may get it twice, never not at all.
+no idempotency key, so the email log gives at most once (activities/email.py). Two windows are left
+for a duplicate: the worker dies between the server's 250 and the heartbeat that carries it to the
+next attempt (as with SendGrid), or the server takes the message and the connection drops before
+its 250 reaches us. That drop cannot be told from a server that lost the message, so the attempt
+fails as transient and the retry sends again: the customer may get it twice, never not at all.
 
 One connection per email: a reused one goes stale between sends (servers close idle connections
 after a minute or so) and a failure in the middle of a transaction leaves it in a state we would
@@ -24,7 +25,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
-from typing import Literal
 
 from activities.senders import (
     EmailDeliveryError,
@@ -33,9 +33,8 @@ from activities.senders import (
     message_id_of,
     mime,
 )
+from core.settings import SmtpAuth, SmtpSecurity
 
-Security = Literal["starttls", "tls", "none"]
-Auth = Literal["login", "xoauth2", "none"]
 DEFAULT_PORTS: dict[str, int] = {"starttls": 587, "tls": 465, "none": 25}
 # the longest an email waits for the rate limit before its attempt fails, to be retried later:
 # with the conversation's own bound (SMTP_TIMEOUT_SECONDS, at most 30 s) an attempt stays within
@@ -97,8 +96,8 @@ class SmtpSender:
         host: str,
         port: int | None = None,
         *,
-        security: Security = "starttls",
-        auth: Auth = "login",
+        security: SmtpSecurity = "starttls",
+        auth: SmtpAuth = "login",
         username: str = "",
         password: str = "",
         token: Callable[[], str] | None = None,

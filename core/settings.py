@@ -46,6 +46,10 @@ class EmailBackend(StrEnum):
     SMTP = "smtp"
 
 
+SmtpSecurity = Literal["starttls", "tls", "none"]
+SmtpAuth = Literal["login", "xoauth2", "none"]
+
+
 class SettingsError(ValueError):
     """A setting is missing or wrong; the message names it."""
 
@@ -111,8 +115,8 @@ class Settings(BaseSettings):
     # security (starttls 587, tls 465, none 25: none only for a relay on this host or tests)
     smtp_host: str | None = None
     smtp_port: int | None = Field(default=None, ge=1, le=65535)
-    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
-    smtp_auth: Literal["login", "xoauth2", "none"] = "login"
+    smtp_security: SmtpSecurity = "starttls"
+    smtp_auth: SmtpAuth = "login"
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_envelope_from: EmailStr | None = None  # the envelope's sender; EMAIL_FROM when unset
