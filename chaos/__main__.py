@@ -42,6 +42,7 @@ from chaos.harness import (
     chaos_settings,
     check_emails,
     confirm_case,
+    emails_settle,
     exclusive_database,
     extra_cases,
     free_port,
@@ -64,6 +65,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 from dev import start_dev_server, stop  # scripts/ is a plain folder, not a package
 
 CONCURRENCY = 20
+# after the workflows ended, how long an email still being retried may take to go out
+EMAILS_SETTLE_SECONDS = 120.0
 DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/chaos"
 SQLITE = "sqlite"  # --database-url sqlite: a SQLite file in the run's folder
 
@@ -202,6 +205,7 @@ async def run(plan: Plan, work: Path, database_url: str | None) -> int:
             for task in drivers:
                 task.cancel()
             report = await verify(client=client, settings=settings)
+            await emails_settle(settings, EMAILS_SETTLE_SECONDS)
             emails = check_emails(settings, received(sink.record) if plan.smtp else None)
             extra = await extra_cases(client, settings, case_ids)
         finally:

@@ -37,7 +37,7 @@ from typing import IO, Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, SecretStr
-from sqlalchemy import make_url, select, text
+from sqlalchemy import func, make_url, select, text
 from sqlalchemy.exc import ProgrammingError
 from temporalio.client import (
     Client,
@@ -544,6 +544,18 @@ class EmailCheck:
     duplicates: int  # keys that went out more than once, or went out with no 'sent' row
     retried: int  # sent rows that took more than one attempt (where a resend could happen)
     lost: int  # 'sent' rows whose email never went out
+
+
+async def emails_settle(settings: Settings, seconds: float) -> None:
+    """Until no email is pending (one retried after a refused connection, say), at most
+    `seconds`: a workflow may end before an email another one sends has gone out."""
+    deadline = time.monotonic() + seconds
+    pending = select(func.count()).select_from(EmailLog).where(EmailLog.status == "pending")
+    while time.monotonic() < deadline:
+        with one_off_session(settings.database_url) as session:
+            if not session.scalar(pending):
+                return
+        await asyncio.sleep(PAUSE)
 
 
 def check_emails(settings: Settings, received: list[str] | None = None) -> EmailCheck:
