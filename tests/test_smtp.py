@@ -50,6 +50,7 @@ from tests.smtp_support import (
     smtp_server_fixture,  # noqa: F401  (pytest fixture "smtp_server")
 )
 from tests.test_email_activity import email_activities, log_row, message, send
+from tests.test_senders import outgoing as email_of
 from tests.workflow_support import open_case
 from worker import build_sender, build_worker
 from workflows.billing_case import BillingCaseWorkflow
@@ -64,16 +65,10 @@ CUSTOMER = "finance@customer.example.cn"
 
 
 def outgoing(key: str = "case-T1/run/case_acknowledged", to: str = CUSTOMER) -> OutgoingEmail:
-    """An email of a thread with a Chinese subject and sender name, as the activity makes one."""
-    return OutgoingEmail(
-        dedup_key=key,
+    """An email of a thread, with a Chinese subject and sender name, as the activity makes one."""
+    return email_of(
+        key,
         to=to,
-        from_address=USER,
-        from_name="账单支持 Billing Support",
-        subject="【工单 BC-20250303-0042】我们已收到您的问题",
-        text="您好，我们已收到您的问题。",
-        html="<p>您好，我们已收到您的问题。</p>",
-        category="case_acknowledged",
         workflow_id="case-T1",
         message_id="<case-T1.2@partner.example.cn>",
         in_reply_to="<case-T1.1@partner.example.cn>",
@@ -123,7 +118,9 @@ def test_the_bytes_sent_are_the_outboxs(
     assert parsed["References"] == email.references
     assert parsed["Reply-To"] == email.reply_to
     assert parsed["X-Dedup-Key"] == email.dedup_key
-    assert str(parsed["Subject"]) == "【工单 BC-20250303-0042】我们已收到您的问题"
+    assert (
+        str(parsed["Subject"]) == email.subject == "[案例 BC-20250303-0042] 我们已收到您的账单问题"
+    )
     assert parsed["From"].addresses[0].display_name == "账单支持 Billing Support"
     assert server.mail.logins == [f"LOGIN {USER}"]
 
@@ -292,6 +289,17 @@ def test_the_rate_limit_waits_its_turn(
     with pytest.raises(EmailDeliveryError, match="SMTP_MAX_PER_MINUTE=3"):
         smtp.send(outgoing("k/4"))
     assert waits == [15.0] and len(server.mail.received) == 4
+
+
+def test_sends_arriving_at_once_book_turns_of_their_own() -> None:
+    """Five threads at the same instant, two a minute: each waits for a turn no other took."""
+    waits: list[float] = []
+    rate = SendingRate(2, max_wait=200.0, clock=lambda: 0.0, sleep=waits.append)
+
+    for _ in range(5):
+        rate.wait_turn()
+
+    assert waits == [60.0, 60.0, 120.0]  # turns at 0, 0, 60, 60, 120
 
 
 # --------------------------------------------------------------------------- the activity
