@@ -19,9 +19,12 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.worker import Replayer, Worker
 
+from activities.alert_dispatch import AlertDispatcher
+from activities.alerts import AlertOutbox
 from activities.case_store import CaseStoreActivities
 from activities.email import EmailActivities
 from activities.escalation import EscalationActivities
+from activities.graph import GraphSender
 from activities.partner_center import (
     DryRunBackend,
     PartnerCenterActivities,
@@ -30,10 +33,13 @@ from activities.partner_center import (
     SubscriptionBackend,
 )
 from activities.rendering import TemplateRenderer
+from activities.robots import RobotClient
 from activities.senders import EmailSender, FileOutboxSender, SendGridSender
 from activities.smtp import SendingRate, SmtpSender
 from activities.vianet_invoice import VianetInvoiceActivities
 from core import deployment, logs, metrics, search, tracing
+from core.alerts import RobotService
+from core.graph import graph_client
 from core.models import EmailTemplate, SubscriptionStatus
 from core.settings import EmailBackend, Settings, SettingsError, load_settings
 from core.temporal import connect, data_converter, sdk_runtime
@@ -57,6 +63,8 @@ def build_sender(settings: Settings) -> EmailSender:
         return SendGridSender(settings.sendgrid_api_key.get_secret_value(), settings.sendgrid_host)
     if settings.email_backend is EmailBackend.SMTP:
         return build_smtp_sender(settings)
+    if settings.email_backend is EmailBackend.GRAPH:
+        return GraphSender(graph_client(settings, "EMAIL_BACKEND=graph"))
     return FileOutboxSender(settings.outbox_dir)
 
 
@@ -103,7 +111,16 @@ def build_subscription_backend(settings: Settings) -> SubscriptionBackend:
 def build_activities(settings: Settings) -> list[Callable[..., Any]]:
     """Every activity, its clients built from the settings: the one place that wires them."""
     sessions = make_session_factory(make_engine(settings.database_url))
-    renderer = TemplateRenderer(settings.templates_dir, settings.letterhead())
+    renderer = TemplateRenderer(
+        settings.templates_dir, settings.letterhead(), settings.rating_links()
+    )
+    alerts = AlertOutbox(
+        settings.robots(),
+        renderer,
+        sessions,
+        settings.workspace_url(),
+        settings.staff_alerts_locale,
+    )
     email = EmailActivities(
         renderer,
         build_sender(settings),
@@ -111,6 +128,7 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
         str(settings.email_from),
         settings.email_from_name,
         threads=settings.email_threads(),
+        alerts=alerts,
     )
     store = CaseStoreActivities(sessions)
     escalation = EscalationActivities(renderer, sessions)
@@ -197,21 +215,42 @@ async def count_attention(client: Client, settings: Settings) -> None:
         await asyncio.sleep(settings.attention_interval_seconds)
 
 
+async def dispatch_alerts(settings: Settings) -> None:
+    """The staff alerts queued in the outbox, posted to their robots (activities/alert_dispatch.py):
+    in every worker process, so alerts go wherever workers run, and one that dies leaves its
+    claims to the others."""
+    robots = settings.robots()
+    if not robots:
+        return
+    sessions = make_session_factory(make_engine(settings.database_url, pool_size=2))
+    client = RobotClient()
+    try:
+        await AlertDispatcher(robots, sessions, client).run()
+    finally:
+        await client.aclose()
+
+
 @asynccontextmanager
 async def operated(worker: Worker, client: Client, settings: Settings) -> AsyncIterator[None]:
     """While the worker runs: its /metrics, /healthz and /ready (when WORKER_METRICS_PORT is
-    set) and the count of the workflows needing attention."""
-    metrics.preset([t.value for t in EmailTemplate], [s.value for s in SubscriptionStatus])
+    set), the count of the workflows needing attention and the staff alerts' dispatcher."""
+    metrics.preset(
+        [t.value for t in EmailTemplate],
+        [s.value for s in SubscriptionStatus],
+        tuple(s.value for s in RobotService),
+    )
     server = None
     if settings.worker_metrics_port is not None:
         server = metrics.serve(
             settings.metrics_host, settings.worker_metrics_port, readiness(worker, settings)
         )
     counting = asyncio.create_task(count_attention(client, settings))
+    alerting = asyncio.create_task(dispatch_alerts(settings))
     try:
         yield
     finally:
         counting.cancel()
+        alerting.cancel()
         if server is not None:
             await asyncio.to_thread(server.shutdown)
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.alerts import AlertOutbox
 from activities.errors import RENDER_ERRORS, database, render_failed
 from activities.rendering import TemplateRenderer
 from activities.senders import EmailDeliveryError, EmailRejected, EmailSender, OutgoingEmail
@@ -92,6 +93,7 @@ class EmailActivities:
         from_name: str,
         claim_timeout: timedelta = DEFAULT_CLAIM_TIMEOUT,
         threads: EmailThreads | None = None,
+        alerts: AlertOutbox | None = None,
     ) -> None:
         self.renderer = renderer
         self.sender = sender
@@ -100,6 +102,7 @@ class EmailActivities:
         self.from_name = from_name
         self.claim_timeout = claim_timeout
         self.threads = threads or EmailThreads()
+        self.alerts = alerts
         self.domain = from_address.rpartition("@")[2] or "localhost"
 
     @activity.defn
@@ -118,6 +121,7 @@ class EmailActivities:
         return sent
 
     def _send_email(self, message: EmailMessage) -> EmailSent:
+        self._queue_alerts(message)
         accepted = _accepted_by_an_earlier_attempt(message.key)
         if accepted is not None:
             # that attempt could not record it (the database was down): record it, send nothing
@@ -150,7 +154,9 @@ class EmailActivities:
                     message_id=thread.message_id,
                     in_reply_to=thread.in_reply_to,
                     references=thread.references,
-                    reply_to=thread.reply_to,
+                    # staff answer in the workspace: their reply must not enter the customer's
+                    # thread (it was taken as another sender's and never reached the customer)
+                    reply_to=thread.reply_to if message.template.to_customer else None,
                 )
             )
         except EmailRejected as exc:
@@ -160,7 +166,10 @@ class EmailActivities:
             raise _rejected(str(exc)) from exc
         except EmailDeliveryError as exc:
             self._finish(message.key, claim, error=str(exc))
-            raise ApplicationError(str(exc), type="EmailDeliveryError") from exc
+            wait = None if exc.retry_after is None else timedelta(seconds=exc.retry_after)
+            raise ApplicationError(
+                str(exc), type="EmailDeliveryError", next_retry_delay=wait
+            ) from exc
         except Exception as exc:
             # the sender broke before the provider answered: free the key
             self._finish(message.key, claim, error=f"{type(exc).__name__}: {exc}")
@@ -174,6 +183,21 @@ class EmailActivities:
         self._record_sent(message.key, accepted)
         activity.logger.info("email %s (%s) sent: %s", message.key, message.template, provider_id)
         return EmailSent(key=message.key, provider_message_id=provider_id)
+
+    def _queue_alerts(self, message: EmailMessage) -> None:
+        """A staff email that is an alert is also queued for the group robots, first: the alert
+        goes even while the email cannot. The database away retries the activity (the email
+        needs it too); anything else about the alert is logged and never holds the email back."""
+        if self.alerts is None:
+            return
+        try:
+            self.alerts.queue(message)
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception as exc:
+            activity.logger.error(
+                "staff alert of %s not queued: %s: %s", message.key, type(exc).__name__, exc
+            )
 
     def _claim(self, message: EmailMessage) -> int | EmailSent:
         """Take the key for this attempt: returns the attempt number, or the earlier result."""

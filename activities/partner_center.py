@@ -15,11 +15,9 @@ message carries the client secret or a token.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, ClassVar, Protocol
@@ -33,6 +31,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import database
+from core.azure_ad import AUTHORITY, ClientCredentials, TokenError, TokenRefused, error_detail
+from core.azure_ad import TOKEN_REFRESH_MARGIN as TOKEN_REFRESH_MARGIN
 from core.metrics import PARTNER_CENTER_CALLS
 from core.models import ChangeSubscription, SubscriptionChanged, SubscriptionStatus
 from db.tables import PartnerCenterAction
@@ -40,14 +40,10 @@ from db.tables import PartnerCenterAction
 log = logging.getLogger(__name__)
 
 PARTNER_CENTER_URL = "https://partner.partnercenterapi.microsoftonline.cn"
-# Azure AD operated by 21Vianet, where the partner's app signs in
-AUTHORITY = "https://login.chinacloudapi.cn"
 # the Partner Center API's app id URI; configurable (PARTNER_CENTER_SCOPE) should 21Vianet's differ
 SCOPE = "https://api.partnercenter.microsoft.com/.default"
 # fields the API fills in itself and refuses in a PATCH body
 READ_ONLY_FIELDS = frozenset({"suspensionReasons"})
-# a token is replaced this many seconds before it expires, so no call carries a stale one
-TOKEN_REFRESH_MARGIN = 300.0
 # reads and PATCHes tried when another writer keeps changing the etag
 DEFAULT_MAX_ATTEMPTS = 3
 
@@ -107,12 +103,6 @@ def describe_change(tenant_id: str, subscription_id: str, status: str) -> str:
     )
 
 
-@dataclass(frozen=True)
-class _Token:
-    value: str = field(repr=False)
-    refresh_at: float  # on the client's clock
-
-
 class PartnerCenterClient:
     """Synchronous and thread-safe: one client serves every activity thread of the worker."""
 
@@ -132,16 +122,17 @@ class PartnerCenterClient:
         self.base_url = base_url.rstrip("/")
         self.tenant_id = tenant_id
         self.client_id = client_id
-        # SecretStr keeps the secret out of reprs and tracebacks' locals
-        self._secret = SecretStr(client_secret) if isinstance(client_secret, str) else client_secret
-        # v2 endpoint, client credentials with a scope (v1 would take resource= instead)
-        self._token_url = f"{authority.rstrip('/')}/{tenant_id}/oauth2/v2.0/token"
-        self._scope = scope
         self._max_attempts = max(1, max_attempts)
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._token: _Token | None = None
         self._http = httpx.Client(timeout=timeout, headers={"Accept": "application/json"})
+        self._credentials = ClientCredentials(
+            tenant_id,
+            client_id,
+            client_secret,
+            scope=scope,
+            authority=authority,
+            http=self._http,
+            clock=clock,
+        )
 
     def __repr__(self) -> str:
         return (
@@ -225,14 +216,14 @@ class PartnerCenterClient:
         response = self._call(method, path, what, token, json, headers)
         if response.status_code == 401 and cached:
             # a cached token can be revoked before it expires: one more try with a new one
-            self._forget(token)
+            self._credentials.forget(token)
             token, _ = self._bearer(what)
             response = self._call(method, path, what, token, json, headers)
         if response.is_success or response.status_code in accept:
             return response
+        detail = f"HTTP {response.status_code}{error_detail(response)}"
         raise _error_for(
-            response.status_code,
-            self._scrub(f"Partner Center {what}: HTTP {response.status_code}{_detail(response)}"),
+            response.status_code, self._credentials.scrub(f"Partner Center {what}: {detail}")
         )
 
     def _call(
@@ -259,78 +250,17 @@ class PartnerCenterClient:
             ) from exc
 
     def _bearer(self, what: str) -> tuple[str, bool]:
-        """A valid access token, and whether it came from the cache."""
-        # held while fetching, so threads that find no token wait for one request, not make many
-        with self._lock:
-            token = self._token
-            if token is not None and self._clock() < token.refresh_at:
-                return token.value, True
-            self._token = self._fetch_token(what)
-            return self._token.value, False
-
-    def _forget(self, value: str) -> None:
-        with self._lock:
-            # another thread may have replaced it already; keep that newer one
-            if self._token is not None and self._token.value == value:
-                self._token = None
-
-    def _fetch_token(self, what: str) -> _Token:
-        started = self._clock()
-        prefix = f"Partner Center {what}: token for app {self.client_id}"
+        """A valid access token and whether it came from the cache; Azure AD's refusal is
+        PartnerCenterForbidden (a person must fix the app), no token now is Unavailable."""
         try:
-            response = self._http.post(
-                self._token_url,
-                data={
-                    "grant_type": "client_credentials",
-                    "client_id": self.client_id,
-                    "client_secret": self._secret.get_secret_value(),
-                    "scope": self._scope,
-                },
+            return self._credentials.bearer()
+        except TokenError as exc:
+            kind = (
+                PartnerCenterForbidden
+                if isinstance(exc, TokenRefused)
+                else PartnerCenterUnavailable
             )
-        except httpx.TransportError as exc:
-            raise PartnerCenterUnavailable(
-                f"{prefix}: no answer from Azure AD ({type(exc).__name__}: {exc})"
-            ) from exc
-        if not response.is_success:
-            message = self._scrub(f"{prefix}: HTTP {response.status_code}{_detail(response)}")
-            if response.status_code in (408, 429) or response.status_code >= 500:
-                raise PartnerCenterUnavailable(message, response.status_code)
-            # Azure AD answers 400/401 to a wrong secret, app id, tenant or scope
-            raise PartnerCenterForbidden(message, response.status_code)
-        try:
-            answer = response.json()
-            value = str(answer["access_token"])
-            lifetime = float(answer["expires_in"])  # a string in some Azure AD answers
-        except (ValueError, KeyError, TypeError):
-            raise PartnerCenterUnavailable(
-                f"{prefix}: HTTP {response.status_code} without a usable token",
-                response.status_code,
-            ) from None
-        log.debug("%s: new token, valid %.0f s", prefix, lifetime)
-        return _Token(value, started + lifetime - min(TOKEN_REFRESH_MARGIN, lifetime / 2))
-
-    def _scrub(self, text: str) -> str:
-        # error bodies are the server's text: make sure they cannot carry our credentials out
-        secrets = [self._secret.get_secret_value(), self._token.value if self._token else ""]
-        for secret in secrets:
-            if secret:
-                text = text.replace(secret, "[redacted]")
-        return text
-
-
-def _detail(response: httpx.Response) -> str:
-    """The reason Partner Center (``description``) or Azure AD (``error``) gives, on one line."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    parts: list[str] = []
-    if isinstance(body, dict):
-        for name in ("errorName", "error", "description", "error_description"):
-            if body.get(name):
-                parts.append(str(body[name]).splitlines()[0])
-    text = " ".join(parts) or response.reason_phrase
-    return f" {text[:300]}" if text else ""
+            raise kind(f"Partner Center {what}: {exc}", exc.status) from exc
 
 
 class SubscriptionBackend(Protocol):

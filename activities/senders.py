@@ -1,5 +1,5 @@
-"""Where emails go, behind one small interface: a file outbox in development, SendGrid or SMTP
-(activities/smtp.py) for real.
+"""Where emails go, behind one small interface: a file outbox in development; SendGrid, SMTP
+(activities/smtp.py) or Microsoft Graph (activities/graph.py) for real.
 
 A sender either returns the provider's message id, raises ``EmailRejected`` (permanent: retrying the
 same email cannot help) or raises ``EmailDeliveryError`` (transient: retry later).
@@ -33,7 +33,12 @@ class EmailRejected(Exception):
 
 
 class EmailDeliveryError(Exception):
-    """The provider could not take the email now (rate limit, outage, network): retry later."""
+    """The provider could not take the email now (rate limit, outage, network): retry later,
+    not before ``retry_after`` seconds when the provider said how long to wait."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import event_webhook, inbound_parse
+from api import event_webhook, inbound_parse, ratings
 from api.idempotency import (
     KEY_CHARS,
     Answered,
@@ -408,6 +408,7 @@ def create_app(
             app, tracer_provider=tracer_provider, excluded_urls="healthz,readyz,metrics"
         )
     probe_engine = make_engine(settings.database_url, pool_size=1, max_overflow=1)
+    app.include_router(ratings.router(settings))  # customers' rating links: unsigned, by token
 
     # unsigned and outside /v1/: for the load balancer, the supervisor and Prometheus
     @app.get("/healthz", include_in_schema=False)

@@ -19,7 +19,8 @@ T = TypeVar("T")
 users_app = sub_app("Local accounts of the web workspace (`make run`, small teams).")
 EmailArg = Annotated[str, typer.Argument(help="The account's email.")]
 RolesOpt = Annotated[
-    list[Role], typer.Option("--role", help="agent, manager or finance (repeat for several).")
+    list[Role],
+    typer.Option("--role", help="agent, manager, finance or admin (repeat for several)."),
 ]
 PasswordOpt = Annotated[
     str,

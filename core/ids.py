@@ -55,6 +55,19 @@ def ulid(now: datetime, random_bits: int) -> str:
     return "".join(reversed(chars))
 
 
+def ulid_time(value: str) -> datetime | None:
+    """The moment a `ulid` was made; None when `value` is not one."""
+    if len(value) != 26 or value[0] > "7" or any(char not in CROCKFORD for char in value):
+        return None
+    number = 0
+    for char in value[:10]:
+        number = number * 32 + CROCKFORD.index(char)
+    try:
+        return datetime.fromtimestamp(number / 1000, UTC)
+    except (ValueError, OverflowError):  # past the year 9999: made by no clock of ours
+        return None
+
+
 def new_case_id(now: datetime | None = None, random: Random | None = None) -> str:
     """`BC-<ULID>`, e.g. BC-01KB9W3ZJ8N4T6Q2X5V7R1M0CD. A workflow passes its own clock and
     random source (replayed alike); everything else draws from the system's."""

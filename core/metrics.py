@@ -69,8 +69,20 @@ NEEDS_ATTENTION = Gauge(
     "Temporal's visibility count on a slow interval",
     ["reason"],
 )
+STAFF_ALERTS = Counter(
+    "billing_staff_alerts",
+    "Alerts to the staff's group robots by service (wecom, dingtalk, feishu) and outcome: queued, "
+    "sent, rate_limited (kept, posted later), retried (an error, tried again), failed (for good)",
+    ["service", "outcome"],
+)
+STAFF_ALERTS_PENDING = Gauge(
+    "billing_staff_alerts_pending",
+    "Alerts queued for a group robot and not posted yet, by service",
+    ["service"],
+)
 
 EMAIL_OUTCOMES = ("sent", "duplicate", "rejected", "failed")
+ALERT_OUTCOMES = ("queued", "sent", "rate_limited", "retried", "failed")
 STATUS_CLASSES = ("2xx", "4xx", "429", "5xx", "unreachable")
 PARTNER_CENTER_RESULTS = ("changed", "unchanged", "refused", "unavailable", "error")
 IMPORT_RESULTS = ("started", "joined", "rejected")
@@ -85,7 +97,7 @@ def status_class(status: int | None) -> str:
     return f"{status // 100}xx"
 
 
-def preset(templates: list[str], changes: list[str]) -> None:
+def preset(templates: list[str], changes: list[str], services: tuple[str, ...] = ()) -> None:
     """Every series at zero from the start: an alert's rate() sees the first failure too."""
     for template in templates:
         for outcome in EMAIL_OUTCOMES:
@@ -95,6 +107,9 @@ def preset(templates: list[str], changes: list[str]) -> None:
     for change in changes:
         for result in PARTNER_CENTER_RESULTS:
             PARTNER_CENTER_CALLS.labels(change, result)
+    for service in services:
+        for outcome in ALERT_OUTCOMES:
+            STAFF_ALERTS.labels(service, outcome)
 
 
 def _handler(ready: Callable[[], str | None]) -> type[BaseHTTPRequestHandler]:

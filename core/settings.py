@@ -18,14 +18,17 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.alerts import Robot, parse_robots, public_base_url
 from core.calendar import BusinessCalendar, china, opening_hours
 from core.models import DEMO_LETTERHEAD, CasePolicy, CollectionsPolicy, Letterhead, Locale
 from core.models.letters import Line
+from core.ratings import RatingLinks
 from core.threads import EmailThreads
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +47,7 @@ class EmailBackend(StrEnum):
     OUTBOX = "outbox"
     SENDGRID = "sendgrid"
     SMTP = "smtp"
+    GRAPH = "graph"  # Microsoft 365 operated by 21Vianet, through Microsoft Graph
 
 
 SmtpSecurity = Literal["starttls", "tls", "none"]
@@ -125,6 +129,21 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=30)
     smtp_max_per_minute: int = Field(default=0, ge=0)  # per worker process; 0: no limit
 
+    # Microsoft 365 operated by 21Vianet through Microsoft Graph (EMAIL_BACKEND=graph; reading
+    # the shared mailbox with intake/graph.py): the partner's app signs in app-only (client
+    # credentials) at M365_AUTHORITY; M365_MAILBOX is the shared mailbox it sends as and reads
+    # (default EMAIL_FROM). docs/microsoft-365.md has the permissions it needs.
+    m365_tenant_id: str | None = None
+    m365_client_id: str | None = None
+    m365_client_secret: SecretStr | None = None
+    m365_authority: str = "https://login.chinacloudapi.cn"
+    m365_mailbox: EmailStr | None = None
+    graph_url: str = "https://microsoftgraph.chinacloudapi.cn"
+    graph_scope: str = "https://microsoftgraph.chinacloudapi.cn/.default"
+    # where the mailbox reader keeps Graph's delta link, so a restart resumes from it (lost, the
+    # inbox is read whole again: what was processed has left it, so nothing acts twice)
+    graph_delta_file: Path = ROOT / "var" / "graph-delta.json"
+
     # Partner Center operated by 21Vianet: dry-run records each change and calls nothing
     partner_center_backend: Literal["dry-run", "partner-center"] = "dry-run"
     partner_center_url: str = "https://partner.partnercenterapi.microsoftonline.cn"
@@ -139,6 +158,10 @@ class Settings(BaseSettings):
     # one is rotated; the API refuses to start without both
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+    # where customers reach it, e.g. https://billing-api.partner.cn: the closing letter links to
+    # its /r/ rating pages (signed with EMAIL_THREAD_SECRET); unset: the letter asks for a reply
+    # only. `make run` sets http://API_HOST:API_PORT
+    api_public_url: str | None = None
     billing_webhook_secrets: SecretStr | None = None  # the billing system: failures, payments
     portal_webhook_secrets: SecretStr | None = None  # the customer portal: cases
 
@@ -160,6 +183,8 @@ class Settings(BaseSettings):
     # false only for plain http on loopback (`make run`)
     web_secure_cookies: bool = True
     temporal_ui_url: str = "http://localhost:8233"  # each case links to its workflow there
+    # the workspace's address as staff open it (staff alerts link there); unset: WEB_HOST:WEB_PORT
+    web_public_url: str | None = None
     # sign-in with the partner's Microsoft Entra ID operated by 21Vianet (off while unset); the
     # roles come from the `groups` claim: the object ids of each role's groups, comma-separated
     oidc_authority: str | None = None  # e.g. https://login.partner.microsoftonline.cn/<tenant>/v2.0
@@ -168,6 +193,7 @@ class Settings(BaseSettings):
     oidc_agent_groups: Annotated[list[str], NoDecode] = []
     oidc_manager_groups: Annotated[list[str], NoDecode] = []
     oidc_finance_groups: Annotated[list[str], NoDecode] = []
+    oidc_admin_groups: Annotated[list[str], NoDecode] = []
 
     # the partner's payable to 21Vianet: who pays its invoices, reminded this many days before due
     # the partner in its customers' letters: the signature, and the account they transfer to
@@ -178,6 +204,11 @@ class Settings(BaseSettings):
     bank_account_name: Line = DEMO_LETTERHEAD.bank_account_name
     bank_name: Line = DEMO_LETTERHEAD.bank_name
     bank_account_number: Line = DEMO_LETTERHEAD.bank_account_number
+
+    # staff alerts (docs/staff-alerts.md): the group robots that also get the alerting staff emails,
+    # `wecom:<url>,dingtalk:<url>#<secret>,feishu:<url>#<secret>`; unset: email only
+    staff_alerts: SecretStr | None = None
+    staff_alerts_locale: Locale = Locale.ZH_CN  # the staff's language in the robots' groups
 
     finance_email: EmailStr = "finance@partner.example.cn"
     finance_locale: Locale = Locale.ZH_CN
@@ -250,6 +281,7 @@ class Settings(BaseSettings):
         "oidc_agent_groups",
         "oidc_manager_groups",
         "oidc_finance_groups",
+        "oidc_admin_groups",
         mode="before",
     )
     @classmethod
@@ -308,6 +340,14 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("m365_authority", "graph_url")
+    @classmethod
+    def _service_url(cls, value: str) -> str:
+        scheme, _, rest = value.partition("://")
+        if scheme not in ("https", "http") or not rest.strip("/"):
+            raise ValueError(f"{value!r} is not a URL such as https://login.chinacloudapi.cn")
+        return value.rstrip("/")
+
     @field_validator("business_hours")
     @classmethod
     def _opening_hours(cls, value: str) -> str:
@@ -345,6 +385,20 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("staff_alerts")
+    @classmethod
+    def _robots(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_robots(value.get_secret_value())
+        return value
+
+    @field_validator("web_public_url", "api_public_url")
+    @classmethod
+    def _public_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return public_base_url(value, str(info.field_name).upper())
+
     @model_validator(mode="after")
     def _smtp_complete(self) -> Settings:
         if self.email_backend is not EmailBackend.SMTP:
@@ -378,6 +432,27 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _m365_credentials(self) -> Settings:
+        if self.email_backend is EmailBackend.GRAPH:
+            self.require_m365("EMAIL_BACKEND=graph")
+        return self
+
+    def require_m365(self, why: str) -> None:
+        """SettingsError naming each M365_* setting that Graph needs and is not set."""
+        missing = [
+            name.upper()
+            for name in ("m365_tenant_id", "m365_client_id", "m365_client_secret")
+            if not getattr(self, name)
+        ]
+        if missing:
+            verb = "is" if len(missing) == 1 else "are"
+            raise SettingsError(f"{', '.join(missing)} {verb} required when {why}")
+
+    def shared_mailbox(self) -> str:
+        """The Microsoft 365 mailbox Graph sends as and reads: M365_MAILBOX, else EMAIL_FROM."""
+        return str(self.m365_mailbox or self.email_from)
+
+    @model_validator(mode="after")
     def _partner_center_credentials(self) -> Settings:
         if self.partner_center_backend == "partner-center":
             missing = [
@@ -408,6 +483,23 @@ class Settings(BaseSettings):
         why = "a reply acts on a thread only when its token is signed with it"
         required_secrets(self.email_thread_secret, "EMAIL_THREAD_SECRET", why, THREAD_SECRET_LENGTH)
         return self.email_threads()
+
+    def robots(self) -> list[Robot]:
+        """The group robots STAFF_ALERTS names (checked when the settings load)."""
+        if self.staff_alerts is None:
+            return []
+        return parse_robots(self.staff_alerts.get_secret_value())
+
+    def workspace_url(self) -> str:
+        """Where staff open the workspace: WEB_PUBLIC_URL, or the address it listens on."""
+        return self.web_public_url or f"http://{self.web_host}:{self.web_port}"
+
+    def rating_links(self) -> RatingLinks | None:
+        """The closing letter's rating links: None without API_PUBLIC_URL or a thread secret."""
+        secrets = tuple(split_secrets(self.email_thread_secret))
+        if self.api_public_url is None or not secrets:
+            return None
+        return RatingLinks(self.api_public_url, secrets)
 
     def letterhead(self) -> Letterhead:
         return Letterhead(

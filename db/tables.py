@@ -134,6 +134,20 @@ class EmailThread(TimestampedModel):
     workflow_id: Mapped[str] = mapped_column(String(128))
 
 
+class CaseRating(TimestampedModel):
+    """A customer's satisfaction rating of a case (core/ratings.py): one per case, the latest
+    given wins. ``source_key`` is what gave it (the inbound message's digest, the link's token):
+    the same source again changes nothing."""
+
+    __tablename__ = "case_ratings"
+
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.case_id"), primary_key=True)
+    score: Mapped[int] = mapped_column(Integer)
+    channel: Mapped[str] = mapped_column(String(8))  # email | link
+    source_key: Mapped[str] = mapped_column(String(128))
+    rated_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
 class InboundMail(TimestampedModel):
     """One row per inbound message (by the digest of its bytes): it acts once, however often it
     is posted; ``outcome`` is empty until it has acted."""
@@ -342,3 +356,32 @@ class SignInFailures(Model):
     failures: Mapped[int] = mapped_column(Integer)
     last_failure_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class StaffAlert(TimestampedModel):
+    """One alert to one group robot, queued by the email activity beside a staff email and posted
+    by the worker's dispatcher (activities/alert_dispatch.py): once per (email, robot), however
+    often the activity runs. ``pending -> sent | failed``; a pending row is *claimed* by one
+    dispatcher at a time until ``claimed_until`` (a dispatcher that died frees it then)."""
+
+    __tablename__ = "staff_alerts"
+    __table_args__ = (
+        UniqueConstraint("dedup_key", "robot", name="uq_staff_alerts_dedup_key_robot"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dedup_key: Mapped[str] = mapped_column(String(255))  # the staff email's
+    robot: Mapped[str] = mapped_column(String(64), index=True)  # core.alerts.Robot.name
+    kind: Mapped[str] = mapped_column(String(32))
+    template: Mapped[str] = mapped_column(String(64))
+    subject_id: Mapped[str | None] = mapped_column(String(128))  # the case, invoice, ...
+    title: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    # pending -> sent | failed (refused for good, or never answered within the give-up time)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)  # not tried before
+    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    attempted_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    error: Mapped[str | None] = mapped_column(Text)

@@ -108,7 +108,17 @@ def figures(report: Report) -> dict[str, go.Figure]:
         ],
         layout={**LAYOUT, "barmode": "stack", "title": f"Exposure ({cur})"},
     )
+    months = report.csat.by_month
+    satisfaction = go.Figure(
+        go.Bar(
+            x=[m.label for m in months],
+            y=[None if m.average is None else float(m.average) for m in months],
+            text=[f"{m.average} ({m.ratings})" for m in months],
+        ),
+        layout={**LAYOUT, "title": "Average rating by month (ratings)", "yaxis": {"range": [0, 5]}},
+    )
     return {
+        "csat-month": satisfaction,
         "backlog": backlog,
         "sla": sla,
         "severity": severity,

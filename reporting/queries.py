@@ -29,6 +29,8 @@ from core.models import (
     VianetInvoiceStatus,
 )
 from db.tables import Account, Case, CaseEventRow, Collections, VianetEscalation, VianetInvoice
+from reporting.csat import Csat, csat
+from reporting.figures import Rate
 
 ZERO = Decimal("0.00")
 FINAL_CASE_STATUSES = (CaseStatus.CLOSED.value, CaseStatus.WITHDRAWN.value)
@@ -53,19 +55,6 @@ AGING_BUCKETS: tuple[tuple[str, int | None], ...] = (
 
 
 # --------------------------------------------------------------------------- figures
-
-
-@dataclass(frozen=True)
-class Rate:
-    part: int
-    whole: int
-
-    @property
-    def percent(self) -> Decimal | None:
-        """To one decimal place; None when there is nothing to divide by."""
-        if not self.whole:
-            return None
-        return (Decimal(self.part * 100) / Decimal(self.whole)).quantize(Decimal("0.1"))
 
 
 @dataclass(frozen=True)
@@ -240,6 +229,7 @@ class Report:
     holds: list[AccountHolds]
     exposure: Exposure
     payables: list[Payable]
+    csat: Csat  # the ratings customers gave in the period
     other_currency: int = 0  # open cases and collections in other currencies, left out of money
 
     @property
@@ -306,6 +296,7 @@ def build_report(
             )
             for i in unpaid
         ],
+        csat=csat(session, since),
         other_currency=len(open_cases) - len(disputed) + len(collections) - len(owed),
     )
 

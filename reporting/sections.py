@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from core.formatting import CHINA_STANDARD_TIME, duration, money
-from reporting.queries import AGING_BUCKETS, Clock, Durations, Rate, Report
+from reporting.csat import Satisfaction
+from reporting.figures import Rate
+from reporting.queries import AGING_BUCKETS, Clock, Durations, Report
 
 AGING_LABELS = [label for label, _ in AGING_BUCKETS]
 
@@ -46,9 +48,18 @@ def _durations(label: str, values: Durations) -> list[list[str]]:
     ]
 
 
+SATISFACTION_COLUMNS = ["Ratings", "Average (1–5)", "Satisfied (4–5)"]
+
+
+def _satisfaction(row: Satisfaction) -> list[str]:
+    average = "-" if row.average is None else str(row.average)
+    return [row.label, str(row.ratings), average, percent(row.satisfied)]
+
+
 def sections(report: Report) -> list[Section]:
     cur = report.currency
     period = f"cases opened since {day(report.since)}" if report.since else "all cases on record"
+    rated = f"since {day(report.since)}" if report.since else "at any time"
     backlog = report.backlog
     totals = [sum(row[i] for row in backlog.counts.values()) for i in range(len(backlog.buckets))]
     esc = report.escalations
@@ -137,6 +148,25 @@ def sections(report: Report) -> list[Section]:
                 ["Reopen rate (of resolved cases)", percent(report.reopen)],
             ],
             note="closed in the period; withdrawn cases are not counted as closed",
+        ),
+        Section(
+            "csat-agent",
+            "Customer satisfaction by agent",
+            ["Agent", *SATISFACTION_COLUMNS],
+            [_satisfaction(row) for row in report.csat.by_agent],
+            footer=_satisfaction(report.csat.total),
+            note=(
+                f"ratings given {rated}, by reply or by the closing letter's links; one per "
+                "case, its latest; the agent is the case's owner"
+            ),
+        ),
+        Section(
+            "csat-month",
+            "Customer satisfaction by month",
+            ["Month (Beijing time)", *SATISFACTION_COLUMNS],
+            [_satisfaction(row) for row in report.csat.by_month],
+            footer=_satisfaction(report.csat.total),
+            note=f"ratings given {rated}, by the month they were given",
         ),
         Section(
             "dispute",

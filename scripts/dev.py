@@ -192,6 +192,8 @@ def main() -> int:
         )
         if settings.email_thread_secret is None:
             env["EMAIL_THREAD_SECRET"] = local_secret(EMAIL_THREAD_SECRET_FILE)
+        if settings.api_public_url is None:  # the closing letter's rating links lead to the API
+            env["API_PUBLIC_URL"] = f"http://{settings.api_host}:{settings.api_port}"
         worker = [sys.executable, "worker.py"]
         worker_env = {**env, **versioning_env(settings)}
         children["worker"] = subprocess.Popen(worker, env=worker_env, process_group=0)

@@ -31,9 +31,11 @@ from service.accounts import Accounts
 from service.calls import Named, attempt, client_for
 from service.cases import Cases
 from service.collections import Collections, Known, Started
+from service.customers import Customers
 from service.email_events import EmailEvents
 from service.errors import Refused, ServiceError, Unavailable
 from service.inbound import Inbound
+from service.ratings import Ratings
 from service.users import Users
 from service.verify import VerifyReport, verify
 from service.vianet_invoices import VianetInvoices
@@ -65,10 +67,12 @@ class Service:
         self.collections = Collections(client, settings)
         self.accounts = Accounts(client, settings)
         self.vianet_invoices = VianetInvoices(client, settings)
-        self.inbound = Inbound(client, settings, self.cases, self.collections)
+        self.ratings = Ratings(settings)
+        self.inbound = Inbound(client, settings, self.cases, self.collections, self.ratings)
         self.email_events = EmailEvents(client, settings)
         self.users = Users(settings)
         self.workspace = Workspace(settings)
+        self.customers = Customers(settings)
 
     @classmethod
     async def connect(cls, settings: Settings) -> Service:

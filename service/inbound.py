@@ -6,6 +6,9 @@ The thread is found by its signed token (core/threads.py) in the recipient, else
 a case waiting on the customer runs its clocks again, the owner is told); a resolved case in its
 reopen window is confirmed by a reply beginning with a confirmation word (a setting) and reopened
 by any other, the reply its reason; a reply after the case ended opens a new case, linked by a note.
+A satisfaction rating (core/ratings.py) to a resolved or ended case is kept as the case's: a reply
+that is a rating alone ("5分，非常满意，谢谢！") does nothing else (no case, no reopening; with a
+confirmation word it confirms too); one that says more acts as any reply, its rating kept too.
 A reply acts only when it comes from the thread's customer, their address exactly (a colleague's
 or a stranger's is noted on a case, and holds no invoice's suspension), and SendGrid's SPF and
 DKIM verdicts do not say its sender was forged (core/verdicts.py: noted on a case, never acts);
@@ -48,6 +51,7 @@ from core.models import (
     Reopen,
 )
 from core.models.case import WORKING_STATUSES
+from core.ratings import Rating, read_rating
 from core.settings import Settings
 from core.threads import tokens_in
 from core.verdicts import Verdicts
@@ -59,6 +63,7 @@ from service.calls import reading, signal_if_running
 from service.cases import Cases
 from service.collections import Collections
 from service.errors import AlreadyExists, Ended, NotFound, Refused
+from service.ratings import Channel, Ratings
 
 MAX_BYTES = 30 * 1024 * 1024  # SendGrid Inbound Parse's limit on a whole message
 READERS = 2  # messages read at once (the product runs on a few cores)
@@ -91,6 +96,7 @@ class Outcome(StrEnum):
     UNVERIFIED = "unverified"  # SPF or DKIM failed for its sender: noted on a case, acts on nothing
     NEW_CASE = "new-case"  # no thread: a known customer's email opened a case
     FOLLOW_UP = "follow-up"  # the thread had ended: a new case, linked to the old one
+    RATED = "rated"  # a rating alone of a resolved or ended case: kept, and acts on nothing else
     AUTO_REPLY = "auto-reply"  # recorded, never acts
     LOOP = "loop"  # our own mail, or a message seen before: recorded, never acts
     UNMATCHED = "unmatched"  # no thread and an unknown sender: recorded for a person
@@ -159,12 +165,18 @@ def _mailbox(address: str) -> str:
 
 class Inbound:
     def __init__(
-        self, client: Client, settings: Settings, cases: Cases, collections: Collections
+        self,
+        client: Client,
+        settings: Settings,
+        cases: Cases,
+        collections: Collections,
+        ratings: Ratings,
     ) -> None:
         self._client = client
         self._settings = settings
         self._cases = cases
         self._collections = collections
+        self._ratings = ratings
         self._threads = settings.email_threads()
         self._attachments = AttachmentStore(
             settings.attachments_dir, settings.attachment_max_bytes, settings.attachment_types
@@ -376,14 +388,19 @@ class Inbound:
                 text=f"email from another sender ({mail.from_address}): {text}", by=OTHER_SENDER
             )
             return await self._noted(case, note, update_id, Outcome.OTHER_SENDER)
+        rating = await self._rated(case, mail, claim)
         if not case.status.is_final:  # listed first: a confirmation closes the case
             await self._list_attachments(case_id, mail, claim)
         if case.status.is_final:
+            if rating is not None and rating.alone:
+                return Received(Outcome.RATED, case.workflow_id, case_id)
             return await self._follow_up(case, mail, claim)
         if case.status is CaseStatus.RESOLVED:
             if confirms(text, self._settings.inbound_confirm_words):
                 await self._cases.act(case_id, Confirm(by=ACTOR), update_id=update_id)
                 return Received(Outcome.CONFIRMED, case.workflow_id, case_id)
+            if rating is not None and rating.alone:  # satisfied or not, it objects to nothing
+                return Received(Outcome.RATED, case.workflow_id, case_id)
             await self._cases.act(case_id, Reopen(reason=text, by=ACTOR), update_id=update_id)
             return Received(Outcome.REOPENED, case.workflow_id, case_id)
         if case.status in WORKING_STATUSES:
@@ -414,6 +431,24 @@ class Inbound:
         except (Refused, Ended, NotFound):
             return None
         return Received(Outcome.REPLIED, view.workflow_id, case_id)
+
+    async def _rated(self, case: CaseView, mail: Mail, claim: Claim) -> Rating | None:
+        """The reply's rating of a resolved or ended case, kept as the case's (once per message,
+        dated when it first came); None for any other case or reply."""
+        if not (case.status.is_final or case.status is CaseStatus.RESOLVED):
+            return None
+        names = (mail.from_name, case.details.customer.name)
+        rating = read_rating(mail.reply, names, self._settings.inbound_confirm_words)
+        if rating is None:
+            return None
+        try:
+            await self._ratings.record(
+                case.case_id, rating.score, Channel.EMAIL, claim.digest, claim.first_received
+            )
+        except NotFound:  # its row is not written yet: the reply still acts as a reply
+            log.warning("case %s: no row to keep its rating in", case.case_id)
+            return None
+        return rating
 
     async def _noted(
         self, case: CaseView, note: AddNote, update_id: str, outcome: Outcome = Outcome.NOTED

@@ -5,6 +5,7 @@ and small teams. Passwords are kept as argon2id hashes only; signing in is throt
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +36,11 @@ class Role(StrEnum):
     AGENT = "agent"  # works cases and collections
     MANAGER = "manager"  # also reassigns, waives, resumes a paused policy (and more: see web/)
     FINANCE = "finance"  # records 21Vianet's invoices and payments, and customers' payments
+    ADMIN = "admin"  # manages the workspace's local accounts (add, disable, roles, passwords)
+
+
+# who may own a case: the people a case is assigned to are picked from these
+CASE_OWNERS = frozenset({Role.AGENT, Role.MANAGER})
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,11 @@ class NewPassword(Strict):
         if len(value.get_secret_value()) < MIN_PASSWORD:
             raise ValueError(f"at least {MIN_PASSWORD} characters")
         return value
+
+
+def generated_password() -> NewPassword:
+    """A password an admin hands over once (16 characters, 96 random bits)."""
+    return NewPassword(password=SecretStr(secrets.token_urlsafe(12)))
 
 
 class NewUser(NewPassword):
@@ -116,6 +127,24 @@ class Users:
         with reading(self._settings.database_url) as session:
             rows = session.scalars(select(WorkspaceUser).order_by(WorkspaceUser.email)).all()
             return [_account(row) for row in rows]
+
+    async def case_owners(self) -> list[Person]:
+        """The people a case may be assigned to: active accounts of an agent or a manager, by
+        name."""
+        people = [
+            account.person
+            for account in await self.accounts()
+            if not account.disabled and account.person.may(CASE_OWNERS)
+        ]
+        return sorted(people, key=lambda person: (person.name, person.email))
+
+    async def case_owner(self, email: str, field: str) -> str:
+        """`email` as kept when it is an active agent's or manager's account; Refused naming
+        `field` otherwise (a typo must not move a case out of every queue)."""
+        wanted = _email(email)
+        if any(person.email == wanted for person in await self.case_owners()):
+            return wanted
+        raise Refused(f"{field}: {wanted} is not an active agent or manager of the workspace")
 
     async def disable(self, email: str) -> Account:
         """The account signs in no more, and every session of it ends now."""
@@ -228,5 +257,6 @@ def roles_from_groups(groups: list[str], settings: Settings) -> frozenset[Role]:
         Role.AGENT: settings.oidc_agent_groups,
         Role.MANAGER: settings.oidc_manager_groups,
         Role.FINANCE: settings.oidc_finance_groups,
+        Role.ADMIN: settings.oidc_admin_groups,
     }
     return frozenset(role for role, ids in mapped.items() if set(ids) & set(groups))

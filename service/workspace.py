@@ -85,7 +85,7 @@ class ThreadEmail:
     delivery: str | None
 
 
-def _text_match(columns: list[Any], text: str) -> ColumnElement[bool]:
+def text_match(columns: list[Any], text: str) -> ColumnElement[bool]:
     pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     return or_(*(column.ilike(pattern, escape="\\") for column in columns))
 
@@ -148,7 +148,7 @@ class Workspace:
             condition = and_(condition, Case.category == found.category.value)
         if found.text:
             columns = [Case.case_id, Case.invoice_id, Case.customer_name]
-            condition = and_(condition, _text_match(columns, found.text))
+            condition = and_(condition, text_match(columns, found.text))
         query = select(Case).where(condition).order_by(Case.opened_at.desc(), Case.case_id)
         return await asyncio.to_thread(self._page, query, condition, page, _case_row)
 
@@ -157,7 +157,7 @@ class Workspace:
         condition: ColumnElement[bool] = Collections.status.in_(OPEN_COLLECTIONS)
         if text:
             columns = [Collections.invoice_id, Collections.customer_name]
-            condition = and_(condition, _text_match(columns, text))
+            condition = and_(condition, text_match(columns, text))
         query = select(Collections).where(condition)
         query = query.order_by(Collections.first_failed_at, Collections.invoice_id)
         return await asyncio.to_thread(self._page, query, condition, page, lambda row: row)
@@ -223,4 +223,13 @@ def _case_row(row: Case) -> CaseRow:
     )
 
 
-__all__ = ["PAGE_SIZE", "CaseFilter", "CaseRow", "Page", "Queue", "ThreadEmail", "Workspace"]
+__all__ = [
+    "PAGE_SIZE",
+    "CaseFilter",
+    "CaseRow",
+    "Page",
+    "Queue",
+    "ThreadEmail",
+    "Workspace",
+    "text_match",
+]

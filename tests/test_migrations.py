@@ -40,6 +40,8 @@ TABLES = {
     "workspace_users",
     "workspace_sessions",
     "sign_in_failures",
+    "staff_alerts",
+    "case_ratings",
 }
 
 

@@ -448,7 +448,7 @@ def test_html_report_has_charts_and_figures(session_factory: sessionmaker[Sessio
     seed(session_factory)
     html = render_html(report(session_factory), ROOT / "templates")
     assert html.startswith("<!DOCTYPE html>")
-    assert html.count('class="plotly-graph-div"') == 6
+    assert html.count('class="plotly-graph-div"') == 7
     assert 'id="aging"' in html and "¥11,000.10 (2)" in html and "USD 700.00 (1)" in html
     assert "Plotly.newPlot" in html
     assert get_plotlyjs()[:500] in html and "<script src=" not in html  # inlined: offline

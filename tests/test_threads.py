@@ -204,3 +204,21 @@ def test_the_email_activity_threads_each_email_and_records_its_workflow(
     with session_factory() as session:
         rows = session.scalars(select(EmailThread)).all()
     assert [(row.token, row.workflow_id) for row in rows] == [(token, workflow_id)]
+
+
+def test_a_staff_email_carries_no_customer_reply_to(
+    session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """An agent answering a notification must not write into the customer's thread: with the
+    thread's Reply-To their answer was stored as 'another sender' and never reached the customer."""
+    outbox = FileOutboxSender(tmp_path)
+    activities = EmailActivities(
+        TemplateRenderer(TEMPLATES), outbox, session_factory, FROM, "Billing", threads=THREADS
+    )
+    message = make_email_message(EmailTemplate.OWNER_CASE_UPDATE)
+    ActivityEnvironment().run(activities.send_email, message)
+    written = _parse(outbox.path_for(message.key).read_bytes())
+    assert "Reply-To" not in written
+    # still threaded, so the staff's mail client groups the case's notifications
+    token = thread_token(ids.case_workflow_id(CASE_ID), SECRET)
+    assert written["References"] == f"<thread.{token}@partner.example.cn>"

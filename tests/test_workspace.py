@@ -29,6 +29,7 @@ from tests.workspace_support import (
     AGENT,
     FINANCE,
     MANAGER,
+    OTHER_AGENT,
     PASSWORD,
     Stack,
     act,
@@ -142,8 +143,8 @@ async def test_a_forbidden_action_answers_403_and_changes_nothing(stack: Stack) 
     # the forms a role may not send are not offered either
     assert 'action="/cases/' + case_id + '/actions/assign"' not in (await agent.get(page)).text
     manager = await signed_in(stack.app, MANAGER)
-    assert (await act(manager, page, "assign", agent=FINANCE)).status_code == 303
-    assert (await stack.service.cases.show(case_id)).owner == FINANCE
+    assert (await act(manager, page, "assign", agent=OTHER_AGENT)).status_code == 303
+    assert (await stack.service.cases.show(case_id)).owner == OTHER_AGENT
 
 
 async def test_a_refusal_and_a_bad_field_show_inline(stack: Stack) -> None:

@@ -52,6 +52,7 @@ CODES = (
     _("agent"),
     _("manager"),
     _("finance"),
+    _("admin"),
     _("active"),
     _("paused-dispute"),
     _("paused-promise"),

@@ -68,6 +68,7 @@ class Pages:
             csrf_field=CSRF_FIELD,
             queues=QUEUE_LABELS,
             agents=registry.AGENTS,
+            admins=registry.ADMINS,
         )
 
     def render(

@@ -22,6 +22,7 @@ from service.sessions import Sessions
 from service.users import Person, Role, Users
 from web.actions import Action
 from web.auth import Forbidden, NotSignedIn, check_csrf, person_of, require
+from web.forms import sent_values
 from web.pages import Pages, problems
 
 log = logging.getLogger("web")
@@ -78,7 +79,7 @@ class Workspace:
             raise NotFound(f"no action {name!r}")
         require(person, action.roles)
         form = await self.checked_form(request)
-        sent = {f.name: str(form.get(f.name, "")).strip() for f in action.fields}
+        sent = sent_values(form, action.fields)
         values: dict[str, Any] = {k: v for k, v in sent.items() if v}
         service = await self.connection.get()
         try:

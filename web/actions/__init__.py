@@ -6,12 +6,22 @@ a fraud hold, approving a suspension) is one entry in its page's module (`cases.
 
 The actor of every action is the signed-in person (`by`, `recorded_by`), never a form field."""
 
-from web.actions.base import AGENTS, FINANCE, MANAGERS, Action, Field, Kind, china_end_of_day
+from web.actions.base import (
+    ADMINS,
+    AGENTS,
+    FINANCE,
+    MANAGERS,
+    Action,
+    Field,
+    Kind,
+    china_end_of_day,
+)
 from web.actions.cases import CASE_ACTIONS
 from web.actions.invoices import COLLECTIONS_ACTIONS
 from web.actions.payables import PAYABLES_ACTIONS
 
 __all__ = [
+    "ADMINS",
     "AGENTS",
     "CASE_ACTIONS",
     "COLLECTIONS_ACTIONS",

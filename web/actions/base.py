@@ -22,6 +22,7 @@ class Kind(StrEnum):
     MONEY = "money"
     DATE = "date"
     SELECT = "select"
+    PERSON = "person"  # an active agent or manager, picked from the workspace's accounts
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Field:
 AGENTS = frozenset({Role.AGENT, Role.MANAGER})
 MANAGERS = frozenset({Role.MANAGER})
 FINANCE = frozenset({Role.FINANCE})
+ADMINS = frozenset({Role.ADMIN})
 
 Values = dict[str, Any]
 # (what the form gave, blank fields left out; who acts; the service; the case, invoice or 21Vianet

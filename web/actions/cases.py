@@ -34,6 +34,23 @@ async def _take(values: Values, person: Person, service: Service, case_id: str) 
     return {"agent": person.email, "by": person.email}
 
 
+async def _assign(values: Values, person: Person, service: Service, case_id: str) -> Values:
+    """A case goes only to an active agent's or manager's account (a typo moved a case out of
+    every queue and mailed a mailbox that does not exist)."""
+    try:
+        agent = await service.users.case_owner(str(values.get("agent", "")), "agent")
+    except Refused:
+        raise Refused(ASSIGN_REFUSED) from None
+    return {"agent": agent, "by": person.email}
+
+
+# the page translates it (the refusal names the field)
+ASSIGN_REFUSED = _(
+    "agent: not an active agent or manager of the workspace; pick one from the list. "
+    "Nothing was changed."
+)
+
+
 CASE_ACTIONS: dict[str, Action] = {
     action.name: action
     for action in (
@@ -124,7 +141,8 @@ CASE_ACTIONS: dict[str, Action] = {
             _("Reassign"),
             MANAGERS,
             Assign,
-            (Field("agent", _("Agent's email"), Kind.EMAIL),),
+            (Field("agent", _("Agent"), Kind.PERSON),),
+            prepare=_assign,
         ),
     )
 }

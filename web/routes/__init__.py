@@ -1,8 +1,17 @@
 """The workspace's routes, one router per area; `create_app` includes them in this order."""
 
-from web.routes import cases, invoices, payables, queues, sign_in
+from web.routes import cases, invoices, new_case, payables, people, queues, sign_in
 from web.routes.errors import add_error_pages
 
-ROUTERS = [sign_in.router, queues.router, cases.router, invoices.router, payables.router]
+# new_case before cases: /cases/new is not the page of a case called "new"
+ROUTERS = [
+    sign_in.router,
+    queues.router,
+    new_case.router,
+    cases.router,
+    invoices.router,
+    payables.router,
+    people.router,
+]
 
 __all__ = ["ROUTERS", "add_error_pages"]

@@ -49,6 +49,8 @@ async def _case(
         status_code,
         problem,
         thread=await service.workspace.thread(case_id),
+        rating=await service.ratings.of(case_id),
+        people=await ws.users.case_owners() if any(a.name == "assign" for a in actions) else [],
     )
 
 

@@ -24,6 +24,8 @@ async def home(request: Request, ws: WorkspaceDep) -> Response:
     person = await ws.me(request)
     if person.may(registry.AGENTS):
         return RedirectResponse("/queues/mine", status_code=303)
+    if person.roles == registry.ADMINS:  # an admin only: the people are their work
+        return RedirectResponse("/admin/users", status_code=303)
     return RedirectResponse("/payables", status_code=303)
 
 

@@ -1,0 +1,93 @@
+"""A form's problems in the person's language: each names its field (the label, and the model's
+field name the API and the CLI use) and says what is wrong with a message the page translates.
+Pydantic's own (English) message is kept only for the logs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from web.actions import Field, Kind
+from web.i18n import _
+
+REQUIRED = _("is required")
+NOT_VALID = _("is not valid")
+NOT_AN_OWNER = _("is not an active agent or manager of the workspace: pick one from the list")
+# the messages of the validators in core/models/shared.py, by how they begin
+CHECKS = (
+    ("must not be empty", REQUIRED),
+    ("must be one line", _("must be one line")),
+    ("must be at most", _("is too long")),
+    ("must not contain", _("contains a character that is not allowed (a control character)")),
+    ("must have at most two decimal places", _("has at most two decimal places (fen)")),
+    ("must be greater than 0", _("must be greater than 0")),
+    ("must be a finite amount", _("must be an amount, e.g. 4300.00")),
+)
+BY_TYPE = {
+    "missing": REQUIRED,
+    "string_too_short": REQUIRED,
+    "too_short": REQUIRED,
+    "string_too_long": _("is too long"),
+    "decimal_parsing": _("must be an amount, e.g. 4300.00"),
+    "decimal_type": _("must be an amount, e.g. 4300.00"),
+    "decimal_max_places": _("has at most two decimal places (fen)"),
+    "greater_than_equal": _("must not be negative"),
+    "less_than_equal": _("is too large"),
+    "enum": _("must be one of the list"),
+    "literal_error": _("must be one of the list"),
+}
+# a value of the wrong shape, by the field's kind
+BY_KIND = {
+    Kind.EMAIL: _("must be an email address, e.g. finance@customer.example.cn"),
+    Kind.MONEY: _("must be an amount, e.g. 4300.00"),
+    Kind.SELECT: _("must be one of the list"),
+    Kind.PERSON: NOT_AN_OWNER,
+}
+# a value of the wrong shape, by the field's name (the patterns of core/models/shared.py)
+BY_NAME = {
+    "tenant_id": _("must be a tenant id (a GUID, e.g. 3f2b8c1e-6d4a-4e7b-9a15-0c2d7e9f1a64)"),
+    "subscription_id": _("must be a subscription id (a GUID)"),
+    "invoice_id": _("may hold letters, digits, - and _ only (at most 64)"),
+    "currency": _("must be three capital letters, e.g. CNY"),
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    field: str  # the model's field, as the API and the CLI name it
+    label: str  # the form's label (a message id)
+    message: str  # a message id
+
+
+def problem(field: Field, message: str) -> Problem:
+    return Problem(field.name, field.label, message)
+
+
+def problems_of(err: ValidationError, fields: tuple[Field, ...]) -> list[Problem]:
+    """Each error of `err`, once per field, named by the form's field."""
+    known = {field.name: field for field in fields}
+    found: dict[str, Problem] = {}
+    for error in err.errors():
+        name = str(error["loc"][0]) if error["loc"] else ""
+        field = known.get(name, Field(name or "input", name or _("input")))
+        found.setdefault(name, problem(field, _message(error, field)))
+    return list(found.values())
+
+
+def _message(error: ErrorDetails, field: Field) -> str:
+    kind = error["type"]
+    if kind in BY_TYPE:
+        return BY_TYPE[kind]
+    detail = str(error.get("msg", "")).removeprefix("Value error, ")
+    for begins, message in CHECKS:
+        if detail.startswith(begins):
+            return message
+    return BY_NAME.get(field.name) or BY_KIND.get(field.kind) or NOT_VALID
+
+
+def sent_values(form: Any, fields: tuple[Field, ...]) -> dict[str, str]:
+    """What the form gave for each field, trimmed (to show it again beside its problem)."""
+    return {field.name: str(form.get(field.name, "")).strip() for field in fields}

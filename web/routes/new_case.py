@@ -1,0 +1,140 @@
+"""Opening a case by hand (a phone call, a walk-in question): the fields of the API's
+`POST /v1/cases` (`core.models.CaseRequest`, validated by the same model), the customer found
+among the tenants the product already knows, the signed-in person as the one who opened it.
+
+Without JavaScript: finding a customer is a GET form whose answers are links that fill the form
+in. A double submit opens one case: the form carries a request key (a ULID made when the page was
+shown) and the case id is derived from it and the person, as the API derives it from a request's
+Idempotency-Key (`core.ids.request_case_id`); the second start finds the case of the first."""
+
+from __future__ import annotations
+
+import secrets
+from contextlib import suppress
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from core.ids import request_case_id, ulid, ulid_time
+from core.models import CURRENCY, CaseForm, Category, Locale, Priority
+from service.errors import AlreadyExists, Refused
+from service.users import Person
+from web.actions import AGENTS, Field, Kind
+from web.forms import NOT_AN_OWNER, Problem, problem, problems_of, sent_values
+from web.i18n import _
+from web.workspace import Workspace, WorkspaceDep
+
+router = APIRouter()
+PATH = "/cases/new"
+REQUEST_KEY = "request_key"
+OPENED = _("opened")
+STALE_FORM = _("This form is incomplete or too old. Nothing was opened: reload the page.")
+# every field of CaseRequest, once (test_new_case checks the two agree); the model validates them
+CASE_FIELDS: tuple[Field, ...] = (
+    Field("tenant_id", _("Tenant id")),
+    Field("name", _("Customer name")),
+    Field("email", _("Customer's email"), Kind.EMAIL),
+    Field("locale", _("Customer's language"), Kind.SELECT, tuple(x.value for x in Locale)),
+    Field("category", _("Category"), Kind.SELECT, tuple(c.value for c in Category)),
+    Field("priority", _("Priority"), Kind.SELECT, tuple(p.value for p in Priority)),
+    Field("description", _("Description"), Kind.TEXTAREA),
+    Field("invoice_id", _("Invoice"), required=False),
+    Field("subscription_id", _("Subscription"), required=False),
+    Field("amount", _("Disputed amount"), Kind.MONEY, required=False),
+    Field("currency", _("Currency"), required=False),
+    Field("owner", _("Owner"), Kind.PERSON, required=False),
+)
+FIELDS = {field.name: field for field in CASE_FIELDS}
+DEFAULTS = {"locale": Locale.ZH_CN.value, "priority": Priority.NORMAL.value, "currency": CURRENCY}
+
+
+def new_request_key() -> str:
+    return ulid(datetime.now(UTC), secrets.randbits(80))
+
+
+async def _page(
+    ws: Workspace,
+    request: Request,
+    person: Person,
+    values: dict[str, str],
+    status_code: int = 200,
+    problems: list[Problem] | None = None,
+    key: str | None = None,
+) -> Response:
+    service = await ws.connection.get()
+    find = request.query_params.get("find", "").strip()[:200]
+    return ws.pages.render(
+        request,
+        "new_case.html",
+        person,
+        status_code,
+        fields=CASE_FIELDS,
+        values=values,
+        problems={p.field: p for p in problems or []},
+        request_key=key or new_request_key(),
+        people=await ws.users.case_owners(),
+        find=find,
+        found=await service.customers.find(find) if find else None,
+    )
+
+
+@router.get(PATH)
+async def new_case_page(request: Request, ws: WorkspaceDep, tenant: str = "") -> Response:
+    person = await ws.me(request, AGENTS)
+    values = dict(DEFAULTS)
+    if tenant:
+        service = await ws.connection.get()
+        known = await service.customers.get(tenant)
+        if known is not None:
+            values.update(
+                tenant_id=known.tenant_id,
+                name=known.name,
+                email=known.email,
+                locale=known.locale.value,
+            )
+    return await _page(ws, request, person, values)
+
+
+@router.post(PATH)
+async def open_case(request: Request, ws: WorkspaceDep) -> Response:
+    person = await ws.me(request, AGENTS)
+    form = await ws.checked_form(request)
+    sent = sent_values(form, CASE_FIELDS)
+    key = str(form.get(REQUEST_KEY, ""))
+    made = ulid_time(key)
+    if made is None:
+        stale = Problem(REQUEST_KEY, _("Form"), STALE_FORM)
+        return await _page(ws, request, person, sent, 400, [stale])
+    checked, problems = await _checked(ws, sent, person)
+    if checked is None:
+        return await _page(ws, request, person, sent, 422, problems, key)
+    case_id = request_case_id(made, person.email, key)
+    service = await ws.connection.get()
+    with suppress(AlreadyExists):  # the same form sent again: the case its first sending opened
+        await service.cases.open(service.cases.prepare(checked, case_id=case_id))
+    return RedirectResponse(f"/cases/{quote(case_id)}?done={OPENED}", status_code=303)
+
+
+async def _checked(
+    ws: Workspace, sent: dict[str, str], person: Person
+) -> tuple[CaseForm | None, list[Problem]]:
+    """The form as the model has it, or what is wrong with it: the model's checks, and an owner
+    that is no active agent's or manager's account."""
+    filled: dict[str, Any] = {name: value for name, value in sent.items() if value}
+    problems: list[Problem] = []
+    if filled.get("owner"):
+        try:
+            filled["owner"] = await ws.users.case_owner(filled["owner"], "owner")
+        except Refused:
+            problems.append(problem(FIELDS["owner"], NOT_AN_OWNER))
+    try:
+        checked = CaseForm(**filled, opened_by=person.email)
+    except ValidationError as err:
+        wrong = problems_of(err, CASE_FIELDS)
+        return None, wrong + [p for p in problems if p.field not in {w.field for w in wrong}]
+    return (None, problems) if problems else (checked, [])
