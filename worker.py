@@ -39,9 +39,9 @@ from activities.smtp import SendingRate, SmtpSender
 from activities.vianet_invoice import VianetInvoiceActivities
 from core import deployment, logs, metrics, search, tracing
 from core.alerts import RobotService
-from core.graph import graph_client
+from core.graph import graph_client, m365_credentials
 from core.models import EmailTemplate, SubscriptionStatus
-from core.settings import EmailBackend, Settings, SettingsError, load_settings
+from core.settings import EmailBackend, Settings, load_settings
 from core.temporal import connect, data_converter, sdk_runtime
 from db.session import database_problem, make_engine, make_session_factory
 from workflows import workflow_runner
@@ -68,12 +68,19 @@ def build_sender(settings: Settings) -> EmailSender:
     return FileOutboxSender(settings.outbox_dir)
 
 
-def build_smtp_sender(settings: Settings, token: Callable[[], str] | None = None) -> SmtpSender:
-    """The SMTP sender of the settings (checked when they load); `token`: XOAUTH2's access
-    tokens (SMTP_AUTH=xoauth2), each call a valid one."""
+def build_smtp_sender(settings: Settings) -> SmtpSender:
+    """The SMTP sender of the settings (checked when they load); with SMTP_AUTH=xoauth2 its
+    tokens come from the Microsoft 365 app (M365_*), cached and refreshed."""
     assert settings.smtp_host is not None
-    if settings.smtp_auth == "xoauth2" and token is None:
-        raise SettingsError("SMTP_AUTH=xoauth2 needs the Microsoft 365 app settings")
+    token: Callable[[], str] | None = None
+    username = settings.smtp_username or ""
+    if settings.smtp_auth == "xoauth2":
+        credentials = m365_credentials(settings, settings.smtp_oauth_scope, "SMTP_AUTH=xoauth2")
+
+        def bearer() -> str:
+            return credentials.bearer()[0]
+
+        token, username = bearer, username or settings.shared_mailbox()
     password = settings.smtp_password
     rate = settings.smtp_max_per_minute
     return SmtpSender(
@@ -81,7 +88,7 @@ def build_smtp_sender(settings: Settings, token: Callable[[], str] | None = None
         settings.smtp_port,
         security=settings.smtp_security,
         auth=settings.smtp_auth,
-        username=settings.smtp_username or "",
+        username=username,
         password=password.get_secret_value() if password is not None else "",
         token=token,
         envelope_from=str(settings.smtp_envelope_from or settings.email_from),

@@ -33,6 +33,7 @@ from activities.senders import (
     message_id_of,
     mime,
 )
+from core.azure_ad import TokenError
 from core.settings import SmtpAuth, SmtpSecurity
 
 DEFAULT_PORTS: dict[str, int] = {"starttls": 587, "tls": 465, "none": 25}
@@ -118,7 +119,7 @@ class SmtpSender:
         self.envelope_from = envelope_from
         self.timeout = timeout
         self.rate = rate
-        self._tls = tls_context or ssl.create_default_context()
+        self.tls_context = tls_context or ssl.create_default_context()  # the system's CAs
 
     def __repr__(self) -> str:
         return f"SmtpSender({self.host}:{self.port}, {self.security}, auth={self.auth})"
@@ -155,6 +156,9 @@ class SmtpSender:
             raise _classify(
                 where, "message", exc.smtp_code, exc.smtp_error, permanent=True
             ) from exc
+        except TokenError as exc:
+            # the Microsoft 365 app's token (XOAUTH2): a refused app is our configuration
+            raise EmailDeliveryError(f"{where}: no XOAUTH2 token: {exc}") from exc
         except smtplib.SMTPAuthenticationError as exc:
             # a wrong password or token is our configuration, not this email: retry once fixed
             raise _classify(where, "login", exc.smtp_code, exc.smtp_error) from exc
@@ -168,7 +172,9 @@ class SmtpSender:
 
     def _connect(self) -> smtplib.SMTP:
         if self.security == "tls":
-            return smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self._tls)
+            return smtplib.SMTP_SSL(
+                self.host, self.port, timeout=self.timeout, context=self.tls_context
+            )
         return smtplib.SMTP(self.host, self.port, timeout=self.timeout)
 
     def _greet(self, conn: smtplib.SMTP) -> None:
@@ -177,7 +183,7 @@ class SmtpSender:
         if self.security == "starttls":
             if not conn.has_extn("starttls"):
                 raise EmailDeliveryError(f"SMTP {self.host}:{self.port} does not offer STARTTLS")
-            conn.starttls(context=self._tls)
+            conn.starttls(context=self.tls_context)
             conn.ehlo()
         if self.auth == "login":
             conn.login(self.username, self._password)

@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     # stays within the activity's 60 s
     smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=30)
     smtp_max_per_minute: int = Field(default=0, ge=0)  # per worker process; 0: no limit
+    # SMTP_AUTH=xoauth2 (Microsoft 365 operated by 21Vianet): the M365_* app's token for this
+    # scope, the user SMTP_USERNAME or the shared mailbox (docs/microsoft-365.md: unverified)
+    smtp_oauth_scope: str = "https://partner.outlook.cn/.default"
 
     # Microsoft 365 operated by 21Vianet through Microsoft Graph (EMAIL_BACKEND=graph; reading
     # the shared mailbox with intake/graph.py): the partner's app signs in app-only (client
@@ -405,16 +408,18 @@ class Settings(BaseSettings):
             return self
         if not (self.smtp_host or "").strip():
             raise ValueError("SMTP_HOST is required when EMAIL_BACKEND=smtp")
-        if self.smtp_auth != "none" and not (self.smtp_username or "").strip():
-            raise ValueError(f"SMTP_USERNAME is required when SMTP_AUTH={self.smtp_auth}")
+        if self.smtp_auth == "xoauth2":
+            self.require_m365("SMTP_AUTH=xoauth2")
         if self.smtp_auth == "login":
+            if not (self.smtp_username or "").strip():
+                raise ValueError("SMTP_USERNAME is required when SMTP_AUTH=login")
             if self.smtp_password is None or not self.smtp_password.get_secret_value():
                 raise ValueError("SMTP_PASSWORD is required when SMTP_AUTH=login")
-            if self.smtp_security == "none":
-                raise ValueError(
-                    "SMTP_AUTH=login needs SMTP_SECURITY starttls or tls: the password would "
-                    "go in clear"
-                )
+        if self.smtp_auth != "none" and self.smtp_security == "none":
+            raise ValueError(
+                f"SMTP_AUTH={self.smtp_auth} needs SMTP_SECURITY starttls or tls: the "
+                f"{'password' if self.smtp_auth == 'login' else 'token'} would go in clear"
+            )
         return self
 
     @model_validator(mode="after")

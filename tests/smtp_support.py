@@ -108,6 +108,7 @@ class MailServer:
         self.data_commands = 0  # messages whose DATA came in, kept or not
         self.logins: list[str] = []
         self.pause = 0.0  # seconds before each answer to MAIL, RCPT and DATA
+        self.token_valid: Callable[[str], bool] = lambda token: token == TOKEN
         self._lock = threading.Lock()
 
     def refuse(self, address: str, reply: str) -> None:
@@ -166,7 +167,10 @@ class MailServer:
             )
         fields = base64.b64decode(args[1]).decode().split("\x01")
         user = fields[0].removeprefix("user=")
-        if fields[1:] == [f"auth=Bearer {TOKEN}", "", ""] and user == USER:
+        if user != USER:
+            return AuthResult(success=False, handled=False, message="535 5.7.3 unknown user")
+        scheme, _, bearer = fields[1].partition(" ") if len(fields) == 4 else ("", "", "")
+        if (scheme, fields[2:]) == ("auth=Bearer", ["", ""]) and self.token_valid(bearer):
             self.logins.append(f"XOAUTH2 {user}")
             return AuthResult(success=True, auth_data=user)
         error = json.dumps({"status": "401", "schemes": "bearer"})

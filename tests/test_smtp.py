@@ -10,6 +10,7 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
@@ -31,6 +32,8 @@ from db.session import one_off_session
 from db.tables import EmailLog
 from service import Service
 from tests.clock_support import eventually
+from tests.graph_standin import CLIENT_ID, CLIENT_SECRET, MAILBOX, TENANT_ID, GraphStandIn
+from tests.graph_standin import SCOPE as GRAPH_SCOPE
 from tests.postfix_support import (
     DOMAIN,
     REFUSED,
@@ -55,6 +58,7 @@ from tests.workflow_support import open_case
 from worker import build_sender, build_worker
 from workflows.billing_case import BillingCaseWorkflow
 
+M365 = {"M365_TENANT_ID": TENANT_ID, "M365_CLIENT_ID": CLIENT_ID, "M365_CLIENT_SECRET": "s"}
 # aiosmtpd's own: on every sign-in, and on a server signing in over implicit TLS
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Session.login_data is deprecated:DeprecationWarning"),
@@ -392,10 +396,18 @@ async def test_postfix_delivers_the_outboxs_bytes(
         ({"SMTP_HOST": "smtp.exmail.qq.com:465"}, "smtp_host"),
         ({"SMTP_HOST": "smtps://smtp.exmail.qq.com"}, "smtp_host"),
         ({"SMTP_HOST": "smtp.exmail.qq.com"}, "SMTP_USERNAME is required when SMTP_AUTH=login"),
+        (
+            {"SMTP_HOST": "smtp.partner.outlook.cn", "SMTP_AUTH": "xoauth2"},
+            "M365_TENANT_ID, M365_CLIENT_ID, M365_CLIENT_SECRET are required when SMTP_AUTH=xo",
+        ),
         ({"SMTP_HOST": "h", "SMTP_USERNAME": "u"}, "SMTP_PASSWORD is required"),
         (
             {"SMTP_HOST": "h", "SMTP_USERNAME": "u", "SMTP_PASSWORD": "p", "SMTP_SECURITY": "none"},
             "the password would go in clear",
+        ),
+        (
+            {"SMTP_HOST": "h", "SMTP_AUTH": "xoauth2", "SMTP_SECURITY": "none", **M365},
+            "the token would go in clear",
         ),
         ({"SMTP_HOST": "h", "SMTP_AUTH": "none", "SMTP_SECURITY": "ssl"}, "smtp_security"),
         ({"SMTP_HOST": "h", "SMTP_AUTH": "none", "SMTP_TIMEOUT_SECONDS": "90"}, "smtp_timeout"),
@@ -430,12 +442,52 @@ def test_smtp_settings_build_the_sender(monkeypatch: pytest.MonkeyPatch) -> None
     assert smtp.rate is not None and smtp.rate.per_minute == 30
     assert smtp.envelope_from == str(exmail.email_from) and PASSWORD not in repr(smtp)
     assert not exmail.case_policy().told_when_delivered  # SMTP reports no delivery later
-    m365 = settings(
-        SMTP_HOST="smtp.partner.outlook.cn", SMTP_AUTH="xoauth2", SMTP_MAX_PER_MINUTE="0"
-    )
-    assert m365.smtp_port is None  # 587, STARTTLS by default
-    with pytest.raises(SettingsError, match="SMTP_AUTH=xoauth2 needs the Microsoft 365 app"):
-        build_sender(m365)
+    # XOAUTH2: the Microsoft 365 app's token, the shared mailbox as the user (a new environment:
+    # the Exmail one's password and TLS would carry over)
+    for name in ("SMTP_SECURITY", "SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_MAX_PER_MINUTE"):
+        monkeypatch.delenv(name)
+    m365 = settings(SMTP_HOST="smtp.partner.outlook.cn", SMTP_AUTH="xoauth2", **M365)
+    assert m365.smtp_port is None and m365.smtp_security == "starttls"  # 587 by default
+    smtp = build_sender(m365)
+    assert isinstance(smtp, SmtpSender) and smtp.username == str(m365.email_from)
+
+
+def test_xoauth2_signs_in_with_the_microsoft_365_apps_token(
+    smtp_server: Start, certificate: SelfSignedCertificate
+) -> None:
+    """The token from Azure AD's client credentials grant (the Graph stand-in's token endpoint),
+    asked for SMTP_OAUTH_SCOPE, fetched once and used for each conversation."""
+    server = smtp_server(security="starttls", auth="xoauth2")
+    with GraphStandIn() as graph:
+        server.mail.token_valid = lambda token: token in graph.issued_tokens
+        settings = Settings(
+            email_backend=EmailBackend.SMTP,
+            smtp_host=HOST,
+            smtp_port=server.port,
+            smtp_auth="xoauth2",
+            smtp_oauth_scope=GRAPH_SCOPE,  # the scope the stand-in grants
+            m365_tenant_id=TENANT_ID,
+            m365_client_id=CLIENT_ID,
+            m365_client_secret=SecretStr(CLIENT_SECRET),
+            m365_authority=graph.url,
+            m365_mailbox=MAILBOX,
+        )
+        smtp = build_sender(settings)
+        assert isinstance(smtp, SmtpSender)
+        smtp.tls_context = certificate.client_context()
+        smtp.send(outgoing())
+        smtp.send(outgoing("case-T1/run/case_resolved"))
+
+        wrong = settings.model_copy(update={"m365_client_secret": SecretStr("not-the-secret")})
+        refused = build_sender(wrong)
+        assert isinstance(refused, SmtpSender)
+        refused.tls_context = certificate.client_context()
+        with pytest.raises(EmailDeliveryError, match="no XOAUTH2 token"):
+            refused.send(outgoing("case-T1/run/case_closed"))
+
+        assert len(graph.token_requests) == 2  # one for each app: the first one's is cached
+    assert server.mail.logins == [f"XOAUTH2 {MAILBOX}"] * 2
+    assert len(server.mail.received) == 2
 
 
 # --------------------------------------------------------------------------- the real worker
