@@ -35,10 +35,11 @@ from activities.partner_center import (
 from activities.rendering import TemplateRenderer
 from activities.robots import RobotClient
 from activities.senders import EmailSender, FileOutboxSender, SendGridSender
+from activities.smtp import SendingRate, SmtpSender
 from activities.vianet_invoice import VianetInvoiceActivities
 from core import deployment, logs, metrics, search, tracing
 from core.alerts import RobotService
-from core.graph import graph_client
+from core.graph import graph_client, m365_credentials
 from core.models import EmailTemplate, SubscriptionStatus
 from core.settings import EmailBackend, Settings, load_settings
 from core.temporal import connect, data_converter, sdk_runtime
@@ -60,9 +61,40 @@ def build_sender(settings: Settings) -> EmailSender:
     if settings.email_backend is EmailBackend.SENDGRID:
         assert settings.sendgrid_api_key is not None  # checked when the settings load
         return SendGridSender(settings.sendgrid_api_key.get_secret_value(), settings.sendgrid_host)
+    if settings.email_backend is EmailBackend.SMTP:
+        return build_smtp_sender(settings)
     if settings.email_backend is EmailBackend.GRAPH:
         return GraphSender(graph_client(settings, "EMAIL_BACKEND=graph"))
     return FileOutboxSender(settings.outbox_dir)
+
+
+def build_smtp_sender(settings: Settings) -> SmtpSender:
+    """The SMTP sender of the settings (checked when they load); with SMTP_AUTH=xoauth2 its
+    tokens come from the Microsoft 365 app (M365_*), cached and refreshed."""
+    assert settings.smtp_host is not None
+    token: Callable[[], str] | None = None
+    username = settings.smtp_username or ""
+    if settings.smtp_auth == "xoauth2":
+        credentials = m365_credentials(settings, settings.smtp_oauth_scope, "SMTP_AUTH=xoauth2")
+
+        def bearer() -> str:
+            return credentials.bearer()[0]
+
+        token, username = bearer, username or settings.shared_mailbox()
+    password = settings.smtp_password
+    rate = settings.smtp_max_per_minute
+    return SmtpSender(
+        settings.smtp_host,
+        settings.smtp_port,
+        security=settings.smtp_security,
+        auth=settings.smtp_auth,
+        username=username,
+        password=password.get_secret_value() if password is not None else "",
+        token=token,
+        envelope_from=str(settings.smtp_envelope_from or settings.email_from),
+        timeout=settings.smtp_timeout_seconds,
+        rate=SendingRate(rate) if rate else None,
+    )
 
 
 def build_subscription_backend(settings: Settings) -> SubscriptionBackend:

@@ -32,7 +32,8 @@ from db.tables import EmailLog, EmailThread, table
 PENDING = "pending"
 SENT = "sent"
 REJECTED = "rejected"
-# outlasts any provider call (SendGridSender gives up after 30 s): a live claim is never taken
+# outlasts any provider call (SendGridSender gives up after 30 s; SmtpSender after 50 s with its
+# rate limit's wait, 110 s with a server crawling through the connection): a live claim is not taken
 DEFAULT_CLAIM_TIMEOUT = timedelta(minutes=2)
 
 # Core statements with their values as parameters: each compiles once (the ORM's unit of work and

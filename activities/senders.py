@@ -1,4 +1,5 @@
-"""Where emails go, behind one small interface: a file outbox in development, SendGrid for real.
+"""Where emails go, behind one small interface: a file outbox in development; SendGrid, SMTP
+(activities/smtp.py) or Microsoft Graph (activities/graph.py) for real.
 
 A sender either returns the provider's message id, raises ``EmailRejected`` (permanent: retrying the
 same email cannot help) or raises ``EmailDeliveryError`` (transient: retry later).
@@ -111,13 +112,14 @@ def mime(email: OutgoingEmail, message_id: str) -> bytes:
 
     Written out directly: `email.message.EmailMessage` took 2 ms an email, the outbox's whole cost.
     Every header that is not plain printable ASCII becomes RFC 2047 encoded words, so no value
-    (a subject with a line break, say) can add a header of its own."""
+    (a subject with a line break, say) can add a header of its own; only a Chinese mailbox name
+    in To stays UTF-8 (`_mailbox`)."""
     boundary = f"=_{_key_digest(email.dedup_key)[:24]}"  # "_" never occurs in base64 bodies
     headers = [
         f"Message-ID: {message_id}",
         f"Date: {formatdate(usegmt=True)}",
         f"From: {_sender(email.from_name, email.from_address)}",
-        f"To: {_header(email.to)}",
+        f"To: {_mailbox(email.to)}",
         f"Subject: {_header(email.subject)}",
         *_thread_lines(email),
         f"X-Dedup-Key: {_header(email.dedup_key)}",
@@ -137,7 +139,7 @@ def mime(email: OutgoingEmail, message_id: str) -> bytes:
             *encoded.splitlines(),
         ]
     lines += [f"--{boundary}--", ""]
-    return "\r\n".join(lines).encode("ascii")
+    return "\r\n".join(lines).encode("utf-8")  # ASCII but for a UTF-8 mailbox (_mailbox)
 
 
 def _thread_lines(email: OutgoingEmail) -> list[str]:
@@ -153,6 +155,15 @@ def _sender(name: str, address: str) -> str:
     if name.isascii() and name.isprintable():
         return formataddr((name, address))  # quotes what needs quoting
     return f"{_header(name)}\r\n <{address}>"
+
+
+def _mailbox(address: str) -> str:
+    """An address as it is, also a Chinese one (RFC 6532: it goes with SMTPUTF8): encoded words
+    are no address (Postfix read one as a local name of its own domain). Anything that could
+    break the line is encoded instead, so no value can add a header of its own."""
+    if address.isprintable() and not any(char.isspace() for char in address) and address:
+        return address
+    return _header(address)
 
 
 def _header(value: str) -> str:

@@ -6,6 +6,11 @@ intake refused for good and how many cases a retried request opened a second tim
 
     .venv/bin/python -m chaos [--cases 200] [--collections 200] [--workers 3] [--apis 2]
         [--kill-every 5] [--database-url postgresql://postgres@127.0.0.1:5432/chaos | sqlite]
+        [--smtp]
+
+With --smtp the workers send over SMTP to a server of the run's own (chaos/smtp_sink.py), which
+is SIGKILLed and started again once; the emails are then the keys it received, each counted as
+a duplicate if it came twice and as lost if the log says sent and it never came.
 
 The PostgreSQL database is created if missing, emptied (schema public) and migrated; a second run
 on it waits for the first.
@@ -37,6 +42,7 @@ from chaos.harness import (
     chaos_settings,
     check_emails,
     confirm_case,
+    emails_settle,
     exclusive_database,
     extra_cases,
     free_port,
@@ -47,6 +53,7 @@ from chaos.harness import (
     resolve_case,
     retry,
 )
+from chaos.smtp_sink import SinkProcess, received
 from core.codec import new_key as new_codec_key
 from core.ids import collections_workflow_id
 from core.models import CaseStatus, CollectionsStatus
@@ -58,6 +65,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 from dev import start_dev_server, stop  # scripts/ is a plain folder, not a package
 
 CONCURRENCY = 20
+# after the workflows ended, how long an email still being retried may take to go out
+EMAILS_SETTLE_SECONDS = 120.0
 DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/chaos"
 SQLITE = "sqlite"  # --database-url sqlite: a SQLite file in the run's folder
 
@@ -72,6 +81,7 @@ class Plan:
     chaos_seconds: float  # how long to kill
     settle_seconds: float  # after the chaos, how long a workflow may take to end
     database_url: str
+    smtp: bool = False  # email over SMTP to a sink restarted once, not to the outbox
 
 
 def is_lost(task: asyncio.Task[bool], finished: set[asyncio.Task[bool]]) -> bool:
@@ -89,21 +99,24 @@ async def run(plan: Plan, work: Path, database_url: str | None) -> int:
     began = time.monotonic()
     port, ui_port = free_port(), free_port()
     server = await asyncio.to_thread(start_dev_server, work / "temporal.db", port, ui_port)
-    server_restarts = revived = 0
+    server_restarts = revived = sink_restarts = 0
     try:
         settings = chaos_settings(work, "chaos", f"chaos:{new_codec_key()}", database_url)
         address = f"127.0.0.1:{port}"
         client = await Client.connect(
             address, data_converter=data_converter(settings), interceptors=[StampActions()]
         )
+        sink = SinkProcess(settings, address, work / "smtp-sink.log", free_port())
+        email_env = sink.worker_env() if plan.smtp else {}
         workers = [
-            WorkerProcess(settings, address, work / f"worker-{n}.log") for n in range(plan.workers)
+            WorkerProcess(settings, address, work / f"worker-{n}.log", **email_env)
+            for n in range(plan.workers)
         ]
         apis = [
             ApiProcess(settings, address, work / f"api-{n}.log", free_port())
             for n in range(plan.apis)
         ]
-        processes: list[ChildProcess] = [*workers, *apis]
+        processes: list[ChildProcess] = [*workers, *apis, *([sink] if plan.smtp else [])]
         intake = Intake(apis, settings)
         limit = asyncio.Semaphore(CONCURRENCY)
         case_ids: set[str] = set()
@@ -143,7 +156,7 @@ async def run(plan: Plan, work: Path, database_url: str | None) -> int:
                     revived += 1
 
         async def chaos(done: asyncio.Event) -> None:
-            nonlocal server, server_restarts
+            nonlocal server, server_restarts, sink_restarts
             kinds: list[Sequence[ChildProcess]] = [workers, apis]
             began = time.monotonic()
             until, next_kill = began + plan.chaos_seconds, began
@@ -158,6 +171,13 @@ async def run(plan: Plan, work: Path, database_url: str | None) -> int:
                 await revive()
                 # a worker or an API process, either kind as likely
                 await asyncio.to_thread(random.choice(random.choice(kinds)).restart)
+                if (
+                    plan.smtp
+                    and not sink_restarts
+                    and time.monotonic() > began + plan.chaos_seconds / 4
+                ):
+                    await asyncio.to_thread(sink.restart)  # SIGKILLed mid-conversation, maybe
+                    sink_restarts += 1
                 if not server_restarts and time.monotonic() > until - plan.chaos_seconds / 2:
                     stop(server, "temporal server")
                     server = await asyncio.to_thread(
@@ -185,7 +205,8 @@ async def run(plan: Plan, work: Path, database_url: str | None) -> int:
             for task in drivers:
                 task.cancel()
             report = await verify(client=client, settings=settings)
-            emails = check_emails(settings)
+            await emails_settle(settings, EMAILS_SETTLE_SECONDS)
+            emails = check_emails(settings, received(sink.record) if plan.smtp else None)
             extra = await extra_cases(client, settings, case_ids)
         finally:
             done.set()
@@ -196,23 +217,28 @@ async def run(plan: Plan, work: Path, database_url: str | None) -> int:
         stop(server, "temporal server")
     seconds = time.monotonic() - began
     database = "SQLite" if database_url is None else make_url(database_url).render_as_string()
+    sink_note = (
+        f", SMTP server SIGKILLed and restarted {sink_restarts} time(s)" if plan.smtp else ""
+    )
     print(
         f"chaos: {plan.cases} cases + {plan.collections} collections through {plan.apis} API "
         f"processes, {plan.workers} workers, on {database}; workers SIGKILLed "
         f"{sum(w.kills for w in workers)} times, API processes SIGKILLed "
         f"{sum(a.kills for a in apis)} times, {revived} started again after exiting by "
-        f"itself, server restarted {server_restarts} time(s); "
+        f"itself, server restarted {server_restarts} time(s){sink_note if plan.smtp else ''}; "
         f"{seconds / 60:.1f} min ({seconds:.0f} s, files in {work})"
     )
     print(f"lost: {lost}")
     print(f"mismatched: {len(report.differences)}")
     for difference in report.differences[:20]:
         print(f"  {difference}")
+    went_out = "messages the SMTP server received" if plan.smtp else "outbox files"
     print(
-        f"duplicates: {emails.duplicates} (emails sent: {emails.sent}, outbox files: "
+        f"duplicates: {emails.duplicates} (emails sent: {emails.sent}, {went_out}: "
         f"{emails.files}, not sent: {emails.not_sent}, sent after a retried claim: "
         f"{emails.retried})"
     )
+    print(f"emails lost: {emails.lost} (sent in the email log, never went out)")
     print(f"refused: {len(intake.refused)} (intake requests answered 4xx for good)")
     for refused in intake.refused[:20]:
         print(f"  {refused}")
@@ -220,7 +246,7 @@ async def run(plan: Plan, work: Path, database_url: str | None) -> int:
     for workflow_id in extra[:20]:
         print(f"  {workflow_id}")
     print(f"requests: {intake.requests}, sent again: {intake.resent}")
-    failed = lost or report.differences or emails.duplicates or emails.not_sent
+    failed = lost or report.differences or emails.duplicates or emails.not_sent or emails.lost
     return 1 if failed or intake.refused or extra else 0
 
 
@@ -258,6 +284,11 @@ def cli() -> int:
         default=DATABASE_URL,
         help=f"PostgreSQL, emptied at start (default {DATABASE_URL}), or '{SQLITE}'",
     )
+    parser.add_argument(
+        "--smtp",
+        action="store_true",
+        help="email over SMTP to a server of the run's own, SIGKILLed and restarted once",
+    )
     args = parser.parse_args()
     if args.workers < 1 or args.apis < 1:
         parser.error("--workers and --apis: at least 1")
@@ -271,6 +302,7 @@ def cli() -> int:
             chaos_seconds=args.chaos_seconds,
             settle_seconds=args.settle_seconds,
             database_url=args.database_url,
+            smtp=args.smtp,
         )
     )
 

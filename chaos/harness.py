@@ -37,7 +37,7 @@ from typing import IO, Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, SecretStr
-from sqlalchemy import make_url, select, text
+from sqlalchemy import func, make_url, select, text
 from sqlalchemy.exc import ProgrammingError
 from temporalio.client import (
     Client,
@@ -240,6 +240,24 @@ class ChildProcess(ABC):
         """Return once the process serves; nothing to wait for unless it listens."""
         return None
 
+    def wait_listening(self, port: int, what: str) -> None:
+        """Until `port` on HOST answers; RuntimeError if the process exits first or it takes
+        longer than READY_TIMEOUT."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{what} on :{port} exited with code {self.process.returncode} while "
+                    f"starting (see {self.log_path})"
+                )
+            with socket.socket() as sock:
+                sock.settimeout(0.5)
+                if sock.connect_ex((HOST, port)) == 0:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"{what} on :{port} not listening in {READY_TIMEOUT:.0f} s")
+
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
@@ -298,20 +316,7 @@ class ApiProcess(ChildProcess):
 
     def wait_ready(self) -> None:
         """Until the port answers: a request sent before would only be refused and retried."""
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"API on :{self.port} exited with code {self.process.returncode} while "
-                    f"starting (see {self.log_path})"
-                )
-            with socket.socket() as sock:
-                sock.settimeout(0.5)
-                if sock.connect_ex((HOST, self.port)) == 0:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError(f"API on :{self.port} not listening in {READY_TIMEOUT:.0f} s")
+        self.wait_listening(self.port, "API")
 
 
 def signature(secret: str, timestamp: int, path: str, key: str, body: bytes) -> str:
@@ -530,32 +535,48 @@ async def extra_cases(client: Client, settings: Settings, case_ids: set[str]) ->
 
 @dataclass(frozen=True)
 class EmailCheck:
-    """The outbox against email_log: one file per dedup key, one 'sent' row per key."""
+    """What went out (outbox files, or the keys an SMTP server received) against email_log: one
+    email per dedup key, one 'sent' row per key."""
 
     sent: int  # email_log rows 'sent'
     not_sent: int  # rows left 'pending' or 'rejected'
-    files: int  # .eml files in the outbox
-    duplicates: int  # keys found in more than one file, or a file per row mismatch
+    files: int  # .eml files in the outbox, or messages received
+    duplicates: int  # keys that went out more than once, or went out with no 'sent' row
     retried: int  # sent rows that took more than one attempt (where a resend could happen)
+    lost: int  # 'sent' rows whose email never went out
 
 
-def check_emails(settings: Settings) -> EmailCheck:
+async def emails_settle(settings: Settings, seconds: float) -> None:
+    """Until no email is pending (one retried after a refused connection, say), at most
+    `seconds`: a workflow may end before an email another one sends has gone out."""
+    deadline = time.monotonic() + seconds
+    pending = select(func.count()).select_from(EmailLog).where(EmailLog.status == "pending")
+    while time.monotonic() < deadline:
+        with one_off_session(settings.database_url) as session:
+            if not session.scalar(pending):
+                return
+        await asyncio.sleep(PAUSE)
+
+
+def check_emails(settings: Settings, received: list[str] | None = None) -> EmailCheck:
+    """`received`: the dedup keys of the messages a server got (else the outbox's files')."""
     with one_off_session(settings.database_url) as session:
         rows = list(session.scalars(select(EmailLog)))
         sent = {row.dedup_key for row in rows if row.status == "sent"}
         not_sent = sum(row.status != "sent" for row in rows)
         retried = sum(row.attempts > 1 for row in rows if row.status == "sent")
-    files = sorted(Path(settings.outbox_dir).glob("*.eml"))
+    if received is None:
+        files = sorted(Path(settings.outbox_dir).glob("*.eml"))
+        received = [str(message_from_bytes(f.read_bytes())["X-Dedup-Key"]) for f in files]
     keys: dict[str, int] = {}
-    for file in files:
-        key = str(message_from_bytes(file.read_bytes())["X-Dedup-Key"])
+    for key in received:
         keys[key] = keys.get(key, 0) + 1
     extra = sum(count - 1 for count in keys.values())
-    unmatched = len(sent ^ set(keys))
     return EmailCheck(
         sent=len(sent),
         not_sent=not_sent,
-        files=len(files),
-        duplicates=extra + unmatched,
+        files=len(received),
+        duplicates=extra + len(set(keys) - sent),
         retried=retried,
+        lost=len(sent - set(keys)),
     )

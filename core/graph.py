@@ -139,16 +139,22 @@ class GraphClient:
 def graph_client(settings: Settings, why: str) -> GraphClient:
     """The shared mailbox's Graph client from the M365_* and GRAPH_* settings; SettingsError
     naming what is missing (``why``: what needs it, for the message)."""
+    credentials = m365_credentials(settings, settings.graph_scope, why)
+    return GraphClient(credentials, settings.shared_mailbox(), base_url=settings.graph_url)
+
+
+def m365_credentials(settings: Settings, scope: str, why: str) -> ClientCredentials:
+    """The partner's Microsoft 365 app (M365_*) signing in for ``scope``: Graph's, or SMTP's
+    XOAUTH2 (SMTP_OAUTH_SCOPE); SettingsError naming what is missing."""
     settings.require_m365(why)
     assert settings.m365_tenant_id and settings.m365_client_id and settings.m365_client_secret
-    credentials = ClientCredentials(
+    return ClientCredentials(
         settings.m365_tenant_id,
         settings.m365_client_id,
         settings.m365_client_secret,
-        scope=settings.graph_scope,
+        scope=scope,
         authority=settings.m365_authority,
     )
-    return GraphClient(credentials, settings.shared_mailbox(), base_url=settings.graph_url)
 
 
 def retry_after(response: httpx.Response) -> float | None:

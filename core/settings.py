@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
+import re
 import tomllib
 from datetime import date, datetime
 from enum import StrEnum
@@ -37,12 +39,19 @@ THREAD_SECRET_LENGTH = 32
 PARSE_SECRET_LENGTH = 16
 # the longest build id Temporal takes (a longer one is never registered, silently)
 BUILD_ID_CHARS = 255
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
 
 
 class EmailBackend(StrEnum):
     OUTBOX = "outbox"
     SENDGRID = "sendgrid"
+    SMTP = "smtp"
     GRAPH = "graph"  # Microsoft 365 operated by 21Vianet, through Microsoft Graph
+
+
+SmtpSecurity = Literal["starttls", "tls", "none"]
+SmtpAuth = Literal["login", "xoauth2", "none"]
 
 
 class SettingsError(ValueError):
@@ -106,6 +115,22 @@ class Settings(BaseSettings):
     ]
     # only for tests and the demo: where the SendGrid client sends its requests
     sendgrid_host: str = "https://api.sendgrid.com"
+    # EMAIL_BACKEND=smtp: the partner's mail server (README "Settings"); the port defaults by
+    # security (starttls 587, tls 465, none 25: none only for a relay on this host or tests)
+    smtp_host: str | None = None
+    smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    smtp_security: SmtpSecurity = "starttls"
+    smtp_auth: SmtpAuth = "login"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_envelope_from: EmailStr | None = None  # the envelope's sender; EMAIL_FROM when unset
+    # the whole conversation's bound; with the rate limit's wait (at most 20 s) an attempt
+    # stays within the activity's 60 s
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=30)
+    smtp_max_per_minute: int = Field(default=0, ge=0)  # per worker process; 0: no limit
+    # SMTP_AUTH=xoauth2 (Microsoft 365 operated by 21Vianet): the M365_* app's token for this
+    # scope, the user SMTP_USERNAME or the shared mailbox (docs/microsoft-365.md: unverified)
+    smtp_oauth_scope: str = "https://partner.outlook.cn/.default"
 
     # Microsoft 365 operated by 21Vianet through Microsoft Graph (EMAIL_BACKEND=graph; reading
     # the shared mailbox with intake/graph.py): the partner's app signs in app-only (client
@@ -300,6 +325,24 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r}: no '.' or ':' (Temporal separates a version's parts so)")
         return value
 
+    @field_validator("smtp_host")
+    @classmethod
+    def _smtp_host(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        try:
+            ipaddress.ip_address(value)
+            return value
+        except ValueError:
+            pass
+        if not _HOST_NAME.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a host name such as smtp.exmail.qq.com (no scheme, no port: "
+                "the port is SMTP_PORT)"
+            )
+        return value
+
     @field_validator("m365_authority", "graph_url")
     @classmethod
     def _service_url(cls, value: str) -> str:
@@ -358,6 +401,26 @@ class Settings(BaseSettings):
         if value is None or not value.strip():
             return None
         return public_base_url(value, str(info.field_name).upper())
+
+    @model_validator(mode="after")
+    def _smtp_complete(self) -> Settings:
+        if self.email_backend is not EmailBackend.SMTP:
+            return self
+        if not (self.smtp_host or "").strip():
+            raise ValueError("SMTP_HOST is required when EMAIL_BACKEND=smtp")
+        if self.smtp_auth == "xoauth2":
+            self.require_m365("SMTP_AUTH=xoauth2")
+        if self.smtp_auth == "login":
+            if not (self.smtp_username or "").strip():
+                raise ValueError("SMTP_USERNAME is required when SMTP_AUTH=login")
+            if self.smtp_password is None or not self.smtp_password.get_secret_value():
+                raise ValueError("SMTP_PASSWORD is required when SMTP_AUTH=login")
+        if self.smtp_auth != "none" and self.smtp_security == "none":
+            raise ValueError(
+                f"SMTP_AUTH={self.smtp_auth} needs SMTP_SECURITY starttls or tls: the "
+                f"{'password' if self.smtp_auth == 'login' else 'token'} would go in clear"
+            )
+        return self
 
     @model_validator(mode="after")
     def _take_over_versioned(self) -> Settings:
