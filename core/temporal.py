@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any
 
 from temporalio.api.failure.v1 import Failure
 from temporalio.client import (
@@ -31,7 +30,6 @@ from temporalio.converter import (
     DefaultFailureConverter,
     DefaultFailureConverterWithEncodedAttributes,
     PayloadConverter,
-    SerializationContext,
 )
 from temporalio.envconfig import ClientConfig
 from temporalio.exceptions import ApplicationError
@@ -60,33 +58,12 @@ class RefusalsInClear(DefaultFailureConverterWithEncodedAttributes):
             super().to_failure(exception, payload_converter, failure)
 
 
-# the converters kept for the places last seen (each open workflow, each activity under way)
-PLACES_KEPT = 4096
-
-
-@dataclass(frozen=True)
-class PlacedDataConverter(DataConverter):
-    """The SDK's converter, each place's copy made once: ``with_context`` runs for every payload a
-    worker reads or writes, and the SDK's copy builds a payload converter and a failure converter
-    only to replace them (a fifth of the worker's CPU at 50 cases at once, docs/performance.md).
-    A copy holds nothing but its place, so one per context serves every payload of it."""
-
-    def with_context(self, context: SerializationContext) -> Self:
-        kept: dict[SerializationContext, Self] = self.__dict__.setdefault("_places", {})
-        placed = kept.get(context)
-        if placed is None:
-            if len(kept) >= PLACES_KEPT:
-                kept.clear()  # simpler than an LRU, and a place's copy is cheap to make again
-            placed = kept[context] = super().with_context(context)
-        return placed
-
-
 def data_converter(settings: Settings, *, worker: bool = False) -> DataConverter:
     """Raises SettingsError when no encryption key is configured: nothing goes out in clear.
 
     Clients (CLI, API, tests) read a payload stored in clear as it is (histories from before
     encryption); the worker's (`worker=True`) marks it, and its workflows refuse it as input."""
-    return PlacedDataConverter(
+    return DataConverter(
         payload_converter_class=SealAwarePayloadConverter if worker else StampingPayloadConverter,
         payload_codec=EncryptionCodec(load_keyring(settings), mark_unsealed=worker),
         failure_converter_class=RefusalsInClear,

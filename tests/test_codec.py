@@ -278,21 +278,6 @@ async def test_the_data_converter_encrypts_models_and_failures() -> None:
     assert str(decoded) == f"bounced: {CUSTOMER.email}"
 
 
-async def test_each_places_converter_is_made_once_and_seals_to_its_place() -> None:
-    worker = data_converter(Settings(codec_keys=SecretStr(f"k1:{OLD}")), worker=True)
-    here, again = worker.with_context(PLACE), worker.with_context(PLACE)
-    elsewhere = worker.with_context(ELSEWHERE)
-    assert here is again and elsewhere is not here
-    client = data_converter(Settings(codec_keys=SecretStr(f"k1:{OLD}"))).with_context(PLACE)
-    [sealed] = await client.encode([CUSTOMER])
-    assert sealed.metadata[WORKFLOW_ID] == PLACE.workflow_id.encode()
-    # the kept copies still open a payload only in its place
-    [opened] = await here.payload_codec.decode([sealed])  # type: ignore[union-attr]
-    assert UNSEALED not in opened.metadata
-    [foreign] = await elsewhere.payload_codec.decode([sealed])  # type: ignore[union-attr]
-    assert foreign.metadata[UNSEALED] == b"foreign"
-
-
 # --------------------------------------------------------------------------- the codec endpoint
 
 
