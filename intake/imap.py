@@ -100,6 +100,9 @@ class ImapMailbox:
 
     async def new(self) -> list[Message]:
         imap = await self._connected()
+        # a server shows mail that came since its last look only once asked what is new (Dovecot
+        # answers a SEARCH from the folder as it last saw it): NOOP first, as RFC 3501 6.1.2 says
+        await self._ok(imap.noop(), "NOOP")
         found = await self._ok(imap.uid_search("UNDELETED", charset=None), "UID SEARCH")
         # the untagged lines (aioimaplib takes "SEARCH" off them), then the tagged one's text
         uids = sorted({int(n) for line in _bytes(found[:-1]) for n in line.split() if n.isdigit()})
