@@ -312,24 +312,36 @@ async def test_a_look_is_a_bounded_batch_oldest_first(account: Account) -> None:
     assert [m.raw.split(b"Subject: ")[1][:2] for m in second] == [b"n2", b"n3"]
 
 
-async def test_idle_wakes_the_loop_when_mail_comes(account: Account, reader: ImapMailbox) -> None:
+@contextlib.asynccontextmanager
+async def watching(
+    reader: ImapMailbox, receive: Receive, interval: float
+) -> AsyncIterator[list[str]]:
+    """The loop `mail watch` runs, on the reader, while the block runs: the keys it reports."""
     reported: list[str] = []
+    loop = asyncio.create_task(
+        mailbox.watch(reader, receive, lambda key, outcome: reported.append(key), interval)
+    )
+    try:
+        yield reported
+    finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
 
+
+def idling(reader: ImapMailbox) -> bool:
+    return reader._imap is not None and bool(reader._imap.has_pending_idle())
+
+
+async def test_idle_wakes_the_loop_when_mail_comes(account: Account, reader: ImapMailbox) -> None:
     async def receive(raw: bytes) -> str:
         return "ok"
 
     # a look every ten minutes: only IDLE can bring the reply in within the test
-    watching = asyncio.create_task(
-        mailbox.watch(reader, receive, lambda key, outcome: reported.append(key), 600)
-    )
-    try:
-        await eventually(lambda: reader._imap is not None and reader._imap.has_pending_idle())
+    async with watching(reader, receive, 600) as reported:
+        await eventually(lambda: idling(reader), "idling")
         account.append(note(1))
         await eventually(lambda: len(reported) == 1, "the message taken")
-    finally:
-        watching.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watching
     assert account.messages() == [] and len(account.messages("Processed")) == 1
 
 
@@ -339,7 +351,6 @@ async def test_the_server_restarted_mid_watch_loses_nothing(
     """The server restarts while the loop idles: the mailbox is unavailable, the loop waits and
     connects again. It restarts while a message is being received: the move connects again."""
     received: list[bytes] = []
-    reported: list[str] = []
 
     async def receive(raw: bytes) -> str:
         received.append(raw)
@@ -347,27 +358,17 @@ async def test_the_server_restarted_mid_watch_loses_nothing(
             await asyncio.to_thread(restart, account.server)
         return "ok"
 
-    def idling() -> bool:
-        return reader._imap is not None and reader._imap.has_pending_idle()
-
     caplog.set_level(logging.WARNING, "inbound.mailbox")
-    watching = asyncio.create_task(
-        mailbox.watch(reader, receive, lambda key, outcome: reported.append(key), 0.5)
-    )
-    try:
+    async with watching(reader, receive, 0.5) as reported:
         account.append(note(1))
         await eventually(lambda: len(reported) == 1, "the first message taken")
-        await eventually(idling, "idling")
+        await eventually(lambda: idling(reader), "idling")
         await asyncio.to_thread(restart, account.server)
         await eventually(lambda: any("unavailable" in r.message for r in caplog.records))
         account.append(note(2))
         await eventually(lambda: len(reported) == 2, "the second message taken")
         account.append(note(3))
         await eventually(lambda: len(reported) == 3, "the third message taken")
-    finally:
-        watching.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watching
     assert [raw.split(b"Subject: ")[1][:2] for raw in received] == [b"n1", b"n2", b"n3"]
     assert account.messages() == []
     assert subjects(account.messages("Processed")) == ["n1", "n2", "n3"]
