@@ -8,7 +8,9 @@
 4. dev server persistence: bare throughput on the SQLite file, with WAL pragmas, in memory
 5. (--suite, or BENCH_SUITE=1) the test suite's wall time
 6. the email loop: Event Webhook batches through the API against raw signals, and customers'
-   replies through Inbound Parse, each timed from the POST to the case's change
+   replies through Inbound Parse, each timed from the POST to the case's change; and replies
+   put into a shared mailbox (a private Dovecot) read by `mail watch` over IMAP, with IDLE and
+   with a 1 s poll, each timed from its APPEND to the case's change (--only 6i: that path alone)
 7. the workspace: queue and case pages, timed inside the app, with 10,000 open cases and
    10,000 open collections, every one a real workflow on the dev server
    (--workspace-workflows: fewer)
@@ -38,11 +40,13 @@ from bench.billing_run import StartRun, discard, run_starts
 from bench.cases import CaseRun, run_cases
 from bench.email_loop import EmailLoopRun, run_email_loop
 from bench.env import ROOT, dev_server, machine, mib
+from bench.imap_loop import RATE, ImapLoopRun, imap_rows, run_imap_loop
 from bench.open_workflows import OpenRun, run_open_workflows
 from bench.report import Row
 from bench.suite import run_suite
 from bench.workspace import WorkspaceRun, run_workspace
 from core.settings import load_settings
+from tests.dovecot import DOVECOT, MISSING
 
 CASES, FAILURES, LATENCY_CASES, LATENCY_UPDATES = 300, 10_000, 50, 200
 EVENTS, EVENT_BATCH, EVENT_LANES, REPLY_CASES, REPLIES, REPLY_LANES = (
@@ -83,7 +87,8 @@ def parse() -> argparse.Namespace:
     parser.add_argument(
         "--only",
         default="1,2,3,4,6,7",
-        help="scenarios to run, comma-separated (3 needs 2; default 1,2,3,4,6,7)",
+        help="scenarios to run, comma-separated (3 needs 2; 6i: 6's IMAP path alone;\n"
+        "default 1,2,3,4,6,7)",
     )
     parser.add_argument(
         "--workspace-workflows",
@@ -175,21 +180,39 @@ async def bench(args: argparse.Namespace, workdir: Path, result: dict[str, Any])
                     )
                     say(f"3. drained {opened.workflows} in {opened.drain_seconds:.0f} s")
                     rows += open_rows(opened, result)
-    if "6" in only:
+    if only & {"6", "6i"}:  # 6i: the IMAP path alone
         async with dev_server("wal", workdir) as server:
-            loop = await run_email_loop(
-                server,
-                workdir,
-                tuning,
-                events=sized(EVENTS, args.scale),
-                batch=EVENT_BATCH,
-                concurrency=EVENT_LANES,
-                cases=sized(REPLY_CASES, args.scale),
-                replies=sized(REPLIES, args.scale),
-                reply_concurrency=REPLY_LANES,
-            )
-        say(f"6. events {loop.events / loop.events_seconds:.0f}/s, replies p95 {loop.p(95):.0f} ms")
-        rows += email_loop_rows(loop, result)
+            if "6" in only:
+                loop = await run_email_loop(
+                    server,
+                    workdir,
+                    tuning,
+                    events=sized(EVENTS, args.scale),
+                    batch=EVENT_BATCH,
+                    concurrency=EVENT_LANES,
+                    cases=sized(REPLY_CASES, args.scale),
+                    replies=sized(REPLIES, args.scale),
+                    reply_concurrency=REPLY_LANES,
+                )
+                say(f"6. events {loop.events / loop.events_seconds:.0f}/s, p95 {loop.p(95):.0f} ms")
+                rows += email_loop_rows(loop, result)
+            imap: list[ImapLoopRun] = []
+            for idle in (True, False) if DOVECOT.exists() else ():
+                imap.append(
+                    await run_imap_loop(
+                        server,
+                        workdir,
+                        tuning,
+                        cases=sized(REPLY_CASES, args.scale),
+                        replies=sized(REPLIES, args.scale),
+                        rate=RATE,
+                        idle=idle,
+                    )
+                )
+                say(f"6. IMAP replies ({'IDLE' if idle else 'poll'}) p95 {imap[-1].p(95):.0f} ms")
+        rows += imap_rows(imap, result)
+        if not imap:
+            say(f"6. IMAP path skipped: {MISSING}")
     if "7" in only:
         async with dev_server("wal", workdir) as server:
             workspace = await run_workspace(

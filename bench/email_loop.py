@@ -68,14 +68,19 @@ def _signed(key: ec.EllipticCurvePrivateKey, body: bytes) -> dict[str, str]:
     }
 
 
-def _reply(case_id: str, n: int) -> tuple[bytes, str]:
+def reply_email(case_id: str, n: int, message_id: str) -> bytes:
+    """The customer's ``n``-th reply to the case, as their mail client writes it."""
     token = thread_token(case_workflow_id(case_id), SecretStr(THREAD_SECRET))
-    raw = (
+    return (
         f"From: finance@bench.example.cn\r\nTo: {MAILBOX}+{token}@reply.bench.example.cn\r\n"
-        f"Subject: re {case_id}\r\nMessage-ID: <{uuid.uuid4()}@bench.example.cn>\r\n"
+        f"Subject: re {case_id}\r\nMessage-ID: {message_id}\r\n"
         "Content-Type: text/plain; charset=utf-8\r\n\r\n"
         f"第 {n} 次回复：发票号 G000123456。\r\n"
     ).encode()
+
+
+def _reply(case_id: str, n: int) -> tuple[bytes, str]:
+    raw = reply_email(case_id, n, f"<{uuid.uuid4()}@bench.example.cn>")
     body = (
         b'--xYzZY\r\nContent-Disposition: form-data; name="email"\r\n\r\n'
         + raw
@@ -120,7 +125,7 @@ async def run_email_loop(
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as api:
             await _ready(api, api_process)
-            ids = [await _open(service) for _ in range(cases)]
+            ids = [await open_case(service) for _ in range(cases)]
             for case_id in ids:  # each case has taken its first update: the worker is warm
                 await service.cases.show(case_id)
             events_seconds = await _events(api, key, ids, events, batch, concurrency)
@@ -148,7 +153,7 @@ async def _ready(api: httpx.AsyncClient, process: Child, within: float = 60.0) -
     raise RuntimeError(f"the API is not ready in {within:.0f} s:\n{process.tail()}")
 
 
-async def _open(service: Service) -> str:
+async def open_case(service: Service) -> str:
     form = CaseForm(
         tenant_id=str(uuid.uuid4()),
         name="上海示例科技有限公司",

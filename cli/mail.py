@@ -9,13 +9,14 @@ from typing import Annotated
 import typer
 
 from cli.common import call, console, fail, plain, settings_or_exit, sub_app
+from core.settings import SettingsError
 from intake import mailbox
-from intake.drop_folder import FolderMailbox
 from intake.mailbox import TryLater
+from intake.mailboxes import mailbox_for
 from service import Service
 from service.errors import ServiceError, Unavailable
 
-mail_app = sub_app("Customers' emails in: one .eml file, or a drop folder watched.")
+mail_app = sub_app("Customers' emails in: one .eml file, or a mailbox watched.")
 
 
 @mail_app.command()
@@ -37,13 +38,19 @@ def receive(
 @mail_app.command()
 def watch(
     folder: Annotated[
-        Path | None, typer.Argument(help="the drop folder (default INBOUND_DIR, var/inbound)")
+        Path | None,
+        typer.Argument(help="a drop folder to read, whatever INBOUND_BACKEND says"),
     ] = None,
 ) -> None:
-    """Receive every .eml file put into the drop folder, as `mail receive` does, until stopped
-    (`make run` runs this). Each file moves to done/, or to failed/ with the reason beside it."""
+    """Receive every email that comes into the mailbox INBOUND_BACKEND names, as `mail receive`
+    does, until stopped (`make run` runs this): the drop folder (INBOUND_DIR; each file moves to
+    done/, or to failed/ with the reason beside it) or the shared mailbox over IMAP (each message
+    moves to IMAP_PROCESSED_FOLDER, or to IMAP_FAILED_FOLDER with a note giving the reason)."""
     settings = settings_or_exit(inbound=True)
-    where = folder or settings.inbound_dir
+    try:
+        source = mailbox_for(settings, folder)
+    except SettingsError as err:
+        fail(f"settings: {err}", code=2)
 
     async def run() -> None:
         service = await Service.connect(settings)
@@ -60,8 +67,11 @@ def watch(
         def report(name: str, outcome: str) -> None:
             console.print(plain(f"inbound {name}: {outcome}"))
 
-        console.print(plain(f"watching {where} for .eml files"))
-        await mailbox.watch(FolderMailbox(where), receive, report)
+        console.print(plain(f"watching {source.described}"))
+        try:
+            await mailbox.watch(source.mailbox, receive, report, source.interval)
+        finally:
+            await source.mailbox.close()
 
     try:
         asyncio.run(run())

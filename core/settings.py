@@ -54,6 +54,22 @@ SmtpSecurity = Literal["starttls", "tls", "none"]
 SmtpAuth = Literal["login", "xoauth2", "none"]
 
 
+class InboundBackend(StrEnum):
+    """Where `mail watch` reads customers' email from (Inbound Parse posts come in any case)."""
+
+    FOLDER = "folder"  # the drop folder (INBOUND_DIR)
+    IMAP = "imap"  # a shared mailbox over IMAP (IMAP_HOST, ...)
+
+
+class ImapSecurity(StrEnum):
+    TLS = "tls"  # IMAPS, TLS from the first byte (port 993)
+    STARTTLS = "starttls"  # plain IMAP upgraded to TLS before signing in (port 143)
+    NONE = "none"  # no TLS at all: only to a server on this machine (tests)
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
 class SettingsError(ValueError):
     """A setting is missing or wrong; the message names it."""
 
@@ -113,6 +129,19 @@ class Settings(BaseSettings):
         "confirm",
         "agree",
     ]
+    # `mail watch` reads the drop folder, or a shared mailbox over IMAP (README "Settings"):
+    # each message is moved to IMAP_PROCESSED_FOLDER once taken, or to IMAP_FAILED_FOLDER
+    inbound_backend: InboundBackend = InboundBackend.FOLDER
+    imap_host: str | None = None
+    imap_port: int | None = Field(default=None, ge=1, le=65535)  # 993 with tls, else 143
+    imap_security: ImapSecurity = ImapSecurity.TLS
+    imap_username: str | None = None
+    imap_password: SecretStr | None = None
+    imap_folder: str = "INBOX"
+    imap_processed_folder: str = "Processed"
+    imap_failed_folder: str = "Failed"
+    # a look at the mailbox at least this often; IDLE wakes it at once where the server offers it
+    imap_poll_seconds: float = Field(default=1.0, gt=0, le=1500)
     # only for tests and the demo: where the SendGrid client sends its requests
     sendgrid_host: str = "https://api.sendgrid.com"
     # EMAIL_BACKEND=smtp: the partner's mail server (README "Settings"); the port defaults by
@@ -420,6 +449,33 @@ class Settings(BaseSettings):
                 f"SMTP_AUTH={self.smtp_auth} needs SMTP_SECURITY starttls or tls: the "
                 f"{'password' if self.smtp_auth == 'login' else 'token'} would go in clear"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _imap_complete(self) -> Settings:
+        if self.inbound_backend is not InboundBackend.IMAP:
+            return self
+        for name in ("imap_host", "imap_username", "imap_password"):
+            if not getattr(self, name):
+                raise ValueError(f"{name.upper()} is required when INBOUND_BACKEND=imap")
+        if self.imap_security is ImapSecurity.NONE and self.imap_host not in LOOPBACK_HOSTS:
+            # the password and every customer's email would cross the network in clear
+            raise ValueError("IMAP_SECURITY=none only with a server on this machine (IMAP_HOST)")
+        folders = {
+            "IMAP_FOLDER": self.imap_folder,
+            "IMAP_PROCESSED_FOLDER": self.imap_processed_folder,
+            "IMAP_FAILED_FOLDER": self.imap_failed_folder,
+        }
+        for name, folder in folders.items():
+            if not folder.strip() or any(not ch.isprintable() for ch in folder):
+                raise ValueError(f"{name}: {folder!r} is not a folder name")
+        seen: dict[str, str] = {}
+        for name, folder in folders.items():
+            # INBOX is the one name IMAP compares without case
+            key = folder.upper() if folder.upper() == "INBOX" else folder
+            if key in seen:
+                raise ValueError(f"{name} and {seen[key]} must differ (both {folder!r})")
+            seen[key] = name
         return self
 
     @model_validator(mode="after")

@@ -26,7 +26,7 @@ from temporalio.service import RPCError
 from core import deployment, search
 from core.codec import write_key_file
 from core.search import dev_server_flags
-from core.settings import Settings, SettingsError, load_settings
+from core.settings import InboundBackend, Settings, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST, PORT, UI_PORT = "127.0.0.1", 7233, 8233
@@ -213,7 +213,10 @@ def main() -> int:
         print(f"\nTemporal UI        http://localhost:{UI_PORT}\nTemporal frontend  {HOST}:{PORT}")
         print(f"database           {make_url(settings.database_url).render_as_string()}")
         print(f"email outbox       {settings.outbox_dir}")
-        print(f"customer replies   put an .eml into {settings.inbound_dir}")
+        if settings.inbound_backend is InboundBackend.FOLDER:
+            print(f"customer replies   put an .eml into {settings.inbound_dir}")
+        else:  # INBOUND_BACKEND in .env: `mail watch` reads that mailbox
+            print(f"customer replies   read from {settings.imap_folder} on {settings.imap_host}")
         print(f"codec endpoint     {codec_url}/ (decodes only; the token in {CODEC_TOKEN_FILE})")
         api_url = f"http://{settings.api_host}:{settings.api_port}"
         secrets = ", ".join(str(path.relative_to(ROOT)) for path in CALLER_SECRET_FILES.values())

@@ -26,9 +26,11 @@ from bench import actions
 from bench.__main__ import pipeline_rows, workspace_rows
 from bench.cases import run_cases
 from bench.env import dev_server
+from bench.imap_loop import imap_rows, run_imap_loop
 from bench.workspace import pad, projected, run_workspace, scaled_cache
 from core.settings import load_settings
 from db.migrate import upgrade
+from tests.dovecot import DOVECOT, MISSING
 
 E = EventType
 
@@ -149,6 +151,22 @@ async def test_scenario_seven_small(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     rows = workspace_rows(run, result)
     assert [row.target for row in rows] == ["", "p95 ≤ 200", "p95 ≤ 300", ""]
     assert result["workspace"]["pages"][0]["pages"] == 6
+
+
+async def test_scenario_six_imap_small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replies put into a private Dovecot reach their cases through `mail watch` over IMAPS: each
+    timed from its APPEND (the figures are the bench's)."""
+    if not DOVECOT.exists():
+        pytest.skip(MISSING)
+    monkeypatch.setenv("CODEC_KEYS", f"bench-6:{base64.b64encode(os.urandom(32)).decode()}")
+    async with dev_server("memory", tmp_path) as server:
+        run = await run_imap_loop(server, tmp_path, {}, cases=2, replies=4, rate=4, idle=True)
+    assert (run.replies, run.idle) == (4, True) and len(run.arrival_ms) == 4
+    assert min(run.arrival_ms) > 0
+    result: dict[str, Any] = {}
+    [row] = imap_rows([run], result)
+    assert row.target == "p95 ≤ 2000" and "IDLE" in row.measure
+    assert result["imap_loop"][0]["replies"] == 4
 
 
 def test_scenario_seven_caches_the_share_it_would_of_all_rows() -> None:

@@ -69,8 +69,12 @@ def raw_email(
     subject: str = "=?GB2312?B?{subject}?=",
     headers: str = "",
     html: bool = False,
+    to: str = "billing-support+abcdefghijklmnopqrst@reply.partner.example.cn",
+    message_id: str = "<reply-1@yunfan.example.cn>",
+    in_reply_to: str = "<thread.abcdefghijklmnopqrst@partner.example.cn>",
 ) -> bytes:
-    """An email as a client writes it: body and subject in ``charset``, not re-encoded by Python."""
+    """An email as a client writes it: body and subject in ``charset``, not re-encoded by Python;
+    by default a reply to a thread of made-up tokens (a real one by `to` and `in_reply_to`)."""
     data = body.encode(charset)
     payload = base64.encodebytes(data) if encoding == "base64" else quopri.encodestring(data)
     subject = subject.format(
@@ -79,10 +83,10 @@ def raw_email(
     head = (
         f"From: =?GBK?B?{base64.b64encode('云帆财务'.encode('gbk')).decode()}?= "
         "<Finance@Yunfan.example.cn>\r\n"
-        f"To: <billing-support+abcdefghijklmnopqrst@reply.partner.example.cn>\r\n"
+        f"To: <{to}>\r\n"
         f"Subject: {subject}\r\n"
-        "Message-ID: <reply-1@yunfan.example.cn>\r\n"
-        "In-Reply-To: <thread.abcdefghijklmnopqrst@partner.example.cn>\r\n"
+        f"Message-ID: {message_id}\r\n"
+        f"In-Reply-To: {in_reply_to}\r\n"
         "References: <thread.abcdefghijklmnopqrst@partner.example.cn>\r\n"
         "   <x.abcdefghijklmnopqrst@partner.example.cn>\r\n"
         f"{headers}"
