@@ -75,7 +75,7 @@ def build_smtp_sender(settings: Settings) -> SmtpSender:
     token: Callable[[], str] | None = None
     username = settings.smtp_username or ""
     if settings.smtp_auth == "xoauth2":
-        credentials = m365_credentials(settings, settings.smtp_oauth_scope, "SMTP_AUTH=xoauth2")
+        credentials = m365_credentials(settings, settings.m365_mail_scope, "SMTP_AUTH=xoauth2")
 
         def bearer() -> str:
             return credentials.bearer()[0]

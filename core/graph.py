@@ -145,7 +145,7 @@ def graph_client(settings: Settings, why: str) -> GraphClient:
 
 def m365_credentials(settings: Settings, scope: str, why: str) -> ClientCredentials:
     """The partner's Microsoft 365 app (M365_*) signing in for ``scope``: Graph's, or SMTP's
-    XOAUTH2 (SMTP_OAUTH_SCOPE); SettingsError naming what is missing."""
+    XOAUTH2 (M365_MAIL_SCOPE); SettingsError naming what is missing."""
     settings.require_m365(why)
     assert settings.m365_tenant_id and settings.m365_client_id and settings.m365_client_secret
     return ClientCredentials(

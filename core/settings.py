@@ -59,6 +59,7 @@ class InboundBackend(StrEnum):
 
     FOLDER = "folder"  # the drop folder (INBOUND_DIR)
     IMAP = "imap"  # a shared mailbox over IMAP (IMAP_HOST, ...)
+    GRAPH = "graph"  # Microsoft 365's shared mailbox through Microsoft Graph (M365_*)
 
 
 class ImapSecurity(StrEnum):
@@ -137,11 +138,16 @@ class Settings(BaseSettings):
     imap_security: ImapSecurity = ImapSecurity.TLS
     imap_username: str | None = None
     imap_password: SecretStr | None = None
+    # login (IMAP_PASSWORD) or xoauth2 (the M365_* app's token for M365_MAIL_SCOPE)
+    imap_auth: Literal["login", "xoauth2"] = "login"
     imap_folder: str = "INBOX"
     imap_processed_folder: str = "Processed"
     imap_failed_folder: str = "Failed"
     # a look at the mailbox at least this often; IDLE wakes it at once where the server offers it
     imap_poll_seconds: float = Field(default=1.0, gt=0, le=1500)
+    # INBOUND_BACKEND=graph: how often the inbox's delta is asked for (Graph allows 10,000
+    # requests in 10 minutes a mailbox: docs/microsoft-365.md)
+    graph_poll_seconds: float = Field(default=2.0, gt=0, le=1500)
     # only for tests and the demo: where the SendGrid client sends its requests
     sendgrid_host: str = "https://api.sendgrid.com"
     # EMAIL_BACKEND=smtp: the partner's mail server (README "Settings"); the port defaults by
@@ -157,9 +163,10 @@ class Settings(BaseSettings):
     # stays within the activity's 60 s
     smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=30)
     smtp_max_per_minute: int = Field(default=0, ge=0)  # per worker process; 0: no limit
-    # SMTP_AUTH=xoauth2 (Microsoft 365 operated by 21Vianet): the M365_* app's token for this
-    # scope, the user SMTP_USERNAME or the shared mailbox (docs/microsoft-365.md: unverified)
-    smtp_oauth_scope: str = "https://partner.outlook.cn/.default"
+    # SMTP_AUTH=xoauth2 and IMAP_AUTH=xoauth2 (Microsoft 365 operated by 21Vianet): the M365_*
+    # app's token for this scope, the user SMTP_USERNAME / IMAP_USERNAME or the shared mailbox
+    # (docs/microsoft-365.md: unverified)
+    m365_mail_scope: str = "https://partner.outlook.cn/.default"
 
     # Microsoft 365 operated by 21Vianet through Microsoft Graph (EMAIL_BACKEND=graph; reading
     # the shared mailbox with intake/graph.py): the partner's app signs in app-only (client
@@ -455,7 +462,11 @@ class Settings(BaseSettings):
     def _imap_complete(self) -> Settings:
         if self.inbound_backend is not InboundBackend.IMAP:
             return self
-        for name in ("imap_host", "imap_username", "imap_password"):
+        needed: tuple[str, ...] = ("imap_host", "imap_username", "imap_password")
+        if self.imap_auth == "xoauth2":  # the user defaults to the shared mailbox
+            self.require_m365("IMAP_AUTH=xoauth2")
+            needed = ("imap_host",)
+        for name in needed:
             if not getattr(self, name):
                 raise ValueError(f"{name.upper()} is required when INBOUND_BACKEND=imap")
         if self.imap_security is ImapSecurity.NONE and self.imap_host not in LOOPBACK_HOSTS:
@@ -496,6 +507,8 @@ class Settings(BaseSettings):
     def _m365_credentials(self) -> Settings:
         if self.email_backend is EmailBackend.GRAPH:
             self.require_m365("EMAIL_BACKEND=graph")
+        if self.inbound_backend is InboundBackend.GRAPH:
+            self.require_m365("INBOUND_BACKEND=graph")
         return self
 
     def require_m365(self, why: str) -> None:

@@ -456,7 +456,7 @@ def test_xoauth2_signs_in_with_the_microsoft_365_apps_token(
     smtp_server: Start, certificate: SelfSignedCertificate
 ) -> None:
     """The token from Azure AD's client credentials grant (the Graph stand-in's token endpoint),
-    asked for SMTP_OAUTH_SCOPE, fetched once and used for each conversation."""
+    asked for M365_MAIL_SCOPE, fetched once and used for each conversation."""
     server = smtp_server(security="starttls", auth="xoauth2")
     with GraphStandIn() as graph:
         server.mail.token_valid = lambda token: token in graph.issued_tokens
@@ -465,7 +465,7 @@ def test_xoauth2_signs_in_with_the_microsoft_365_apps_token(
             smtp_host=HOST,
             smtp_port=server.port,
             smtp_auth="xoauth2",
-            smtp_oauth_scope=GRAPH_SCOPE,  # the scope the stand-in grants
+            m365_mail_scope=GRAPH_SCOPE,  # the scope the stand-in grants
             m365_tenant_id=TENANT_ID,
             m365_client_id=CLIENT_ID,
             m365_client_secret=SecretStr(CLIENT_SECRET),
