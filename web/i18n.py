@@ -88,6 +88,17 @@ CODES = (
     _("resume"),
     _("waive"),
     _("record"),
+    # our emails' states (activities/email.py) and SendGrid's word on their delivery
+    _("pending"),
+    _("sent"),
+    _("rejected"),
+    _("processed"),
+    _("deferred"),
+    _("delivered"),
+    _("bounce"),
+    _("dropped"),
+    _("blocked"),
+    _("spamreport"),
 )
 
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
