@@ -99,6 +99,15 @@ CODES = (
     _("dropped"),
     _("blocked"),
     _("spamreport"),
+    # the steps of the shipped collections policy (config/collections_policy.toml); a partner's
+    # own step names show as written
+    _("payment-failed"),
+    _("reminder"),
+    _("final-notice"),
+    _("suspension"),
+    _("deletion-warning"),
+    _("last-deletion-warning"),
+    _("hand-off"),
 )
 
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
