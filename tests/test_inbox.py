@@ -69,6 +69,21 @@ async def out_of_office(stack: Stack) -> str:
     return case_id
 
 
+async def unpaid_invoice(stack: Stack, case_id: str) -> BillingFailure:
+    """A failed payment of ¥4,300.00 by the case's customer, in collections."""
+    view = await stack.service.cases.show(case_id)
+    failure = BillingFailure(
+        failure_id=f"F-{uuid.uuid4().hex[:8]}",
+        invoice_id=f"INV-2026-{uuid.uuid4().hex[:6].upper()}",
+        customer=view.details.customer,
+        amount_due=Decimal("4300.00"),
+        failed_at=datetime.now(UTC),
+        subscription_ids=[str(uuid.uuid4())],
+    )
+    await stack.service.collections.report_failure(failure, stack.service.collections.policies())
+    return failure
+
+
 async def letter_id(client: httpx.AsyncClient, text: str, view: str = "all") -> str:
     """The id of the listed email whose article holds `text`."""
     page = (await client.get("/inbox", params={"view": view})).text
@@ -234,17 +249,8 @@ async def test_the_case_page_lists_the_customers_email_beside_ours(stack: Stack)
 
 async def test_the_customer_page_lists_cases_invoices_and_emails(stack: Stack) -> None:
     case_id = await open_case(stack.service)
-    view = await stack.service.cases.show(case_id)
-    tenant = view.details.customer.tenant_id
-    failure = BillingFailure(
-        failure_id=f"F-{uuid.uuid4().hex[:8]}",
-        invoice_id=f"INV-{uuid.uuid4().hex[:8]}",
-        customer=view.details.customer,
-        amount_due=Decimal("4300.00"),
-        failed_at=datetime.now(UTC),
-        subscription_ids=[str(uuid.uuid4())],
-    )
-    await stack.service.collections.report_failure(failure, stack.service.collections.policies())
+    failure = await unpaid_invoice(stack, case_id)
+    tenant = failure.customer.tenant_id
     client = await signed_in(stack.app, AGENT)
 
     async def listed() -> bool:
@@ -259,6 +265,8 @@ async def test_the_customer_page_lists_cases_invoices_and_emails(stack: Stack) -
     )
     assert "尚无账户记录" in page or "无暂停" in page, page[page.index("账户") :][:1500]
     assert latin_words(page) == [] and "<td>扣款失败</td>" in page
+    emails = page[page.index('data-testid="customer-emails"') :]
+    assert "我们已收到您的账单问题" in emails and "新案例" not in emails  # no staff notification
     case_page = (await client.get(f"/cases/{case_id}")).text
     assert f'href="/customers/{tenant}"' in case_page
     unknown = await client.get(f"/customers/{uuid.uuid4()}")
