@@ -182,10 +182,22 @@ class InboundMail(TimestampedModel):
     digest: Mapped[str] = mapped_column(String(64), unique=True)
     message_id: Mapped[str] = mapped_column(String(255), index=True, default="")
     workflow_id: Mapped[str | None] = mapped_column(String(128), index=True)
-    outcome: Mapped[str | None] = mapped_column(String(32))
+    outcome: Mapped[str | None] = mapped_column(String(32), index=True)
     # SendGrid's verdicts on its sender (core/verdicts.py); none for the CLI's file or the folder
     spf: Mapped[str | None] = mapped_column(String(32))
     dkim: Mapped[str | None] = mapped_column(String(500))
+    # what a person needs to act on it (empty for an unreadable message, and for older rows)
+    sender: Mapped[str] = mapped_column(String(320), default="")
+    sender_name: Mapped[str] = mapped_column(String(200), default="")
+    subject: Mapped[str] = mapped_column(String(998), default="")
+    text: Mapped[str] = mapped_column(Text, default="")  # its new text, bounded (service.inbound)
+    size: Mapped[int] = mapped_column(Integer, default=0)  # of the whole message, in bytes
+    # the files of a message that waits for a person, kept in the attachment store: sha256, name,
+    # size, content_type, refused (why one was not kept)
+    files: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # a person filed it (attached it to a case, or marked it handled): it waits no more
+    handled_by: Mapped[str | None] = mapped_column(String(320))
+    handled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class VianetEscalation(TimestampedModel):

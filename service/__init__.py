@@ -36,6 +36,7 @@ from service.customers import Customers
 from service.email_events import EmailEvents
 from service.errors import Refused, ServiceError, Unavailable
 from service.inbound import Inbound
+from service.inbox import Inbox
 from service.ratings import Ratings
 from service.users import Users
 from service.verify import VerifyReport, verify
@@ -77,6 +78,7 @@ class Service:
         self.users = Users(settings)
         self.workspace = Workspace(settings)
         self.customers = Customers(settings)
+        self.inbox = Inbox(settings, self.cases, self.attachments)
 
     @classmethod
     async def connect(cls, settings: Settings) -> Service:

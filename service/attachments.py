@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from stat import S_ISREG
+from typing import Protocol
 
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
@@ -59,6 +60,19 @@ class Found:
     stat: os.stat_result
 
 
+class Listed(Protocol):
+    """A file the store kept already, as an email that waited for a person lists it."""
+
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def content_type(self) -> str: ...
+
+
 class Lost(NotFound):
     """The case lists the file, but the store no longer has it (deleted or never restored)."""
 
@@ -77,6 +91,19 @@ class Attachments:
         again changes nothing. What was kept, and why the others were not."""
         return await asyncio.to_thread(self._keep, case_id, direction, source[:255], files)
 
+    async def stored(self, files: Sequence[Attachment]) -> list[dict[str, str | int]]:
+        """Store the files (those within the limits) for no case yet (an email that waits for a
+        person); each one's sha256, name, size, declared type, and why it was not kept."""
+        return await asyncio.to_thread(self._stored, files)
+
+    async def adopt(
+        self, case_id: str, direction: Direction, source: str, files: Sequence[Listed]
+    ) -> None:
+        """List files the store kept already (`stored`) as the case's; the same again changes
+        nothing."""
+        kept = [(Stored(f.name, f.size, f.sha256), f.content_type) for f in files]
+        await asyncio.to_thread(self._list, case_id, direction, source[:255], kept)
+
     async def of(self, case_id: str) -> list[CaseFile]:
         """The case's files, in the order they came."""
         return await asyncio.to_thread(self._of, case_id)
@@ -90,21 +117,47 @@ class Attachments:
         listed = [found for found in await self.of(case_id) if found.sha256 == sha256]
         if not listed:
             raise NotFound(f"case {case_id}: no attachment {sha256}")
+        path, stat = await self.in_store(sha256, f"case {case_id}")
+        return Found(listed[0], path, stat)
+
+    async def in_store(self, sha256: str, whose: str) -> tuple[Path, os.stat_result]:
+        """Where the store has a file, and its size and time; Lost when it is not there."""
         path = self.store.path_for(sha256)
         try:
             stat = await asyncio.to_thread(path.stat)
         except FileNotFoundError:
             stat = None
         if stat is None or not S_ISREG(stat.st_mode):
-            raise Lost(f"case {case_id}: attachment {sha256} is missing from {self.store.root}")
-        return Found(listed[0], path, stat)
+            raise Lost(f"{whose}: attachment {sha256} is missing from {self.store.root}")
+        return path, stat
+
+    def _stored(self, files: Sequence[Attachment]) -> list[dict[str, str | int]]:
+        stored = [(self.store.keep(f.filename, f.content_type, f.data), f) for f in files]
+        return [
+            {
+                "sha256": s.sha256,
+                "name": s.name,
+                "size": s.size,
+                "content_type": f.content_type[:255],
+                "refused": s.refused,
+            }
+            for s, f in stored
+        ]
 
     def _keep(
         self, case_id: str, direction: Direction, source: str, files: Sequence[Attachment]
     ) -> list[Stored]:
         stored = [self.store.keep(f.filename, f.content_type, f.data) for f in files]
-        types = {s.sha256: f.content_type for s, f in zip(stored, files, strict=True)}
-        kept = {s.sha256: s for s in stored if not s.refused}
+        kept = [(s, f.content_type) for s, f in zip(stored, files, strict=True) if not s.refused]
+        self._list(case_id, direction, source, kept)
+        return stored
+
+    def _list(
+        self, case_id: str, direction: Direction, source: str, files: Sequence[tuple[Stored, str]]
+    ) -> None:
+        """List stored files (each with its declared type) as the case's, once."""
+        types = {s.sha256: content_type for s, content_type in files}
+        kept = {s.sha256: s for s, _ in files}
         for _ in range(2):  # a second writer of the same rows: read again, add what is left
             with reading(self._settings.database_url) as session:
                 known = set(
@@ -140,7 +193,6 @@ class Attachments:
                     session.rollback()
         else:
             raise RuntimeError(f"case {case_id}: its attachments kept changing under two writes")
-        return stored
 
     def _of(self, case_id: str) -> list[CaseFile]:
         with reading(self._settings.database_url) as session:

@@ -37,7 +37,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from temporalio.client import Client
 
-from core.ids import CASE, COLLECTIONS, request_case_id
+from core.ids import CASE, COLLECTIONS, VIANET_INVOICE, request_case_id
 from core.models import (
     AddNote,
     CaseForm,
@@ -104,6 +104,11 @@ class Outcome(StrEnum):
     REFUSED = "refused"  # its workflow refused it or has gone: recorded for a person
 
 
+# listed for a person (service/inbox.py): never on a workflow, or not on a case's timeline
+WAITS = (Outcome.UNMATCHED, Outcome.UNREADABLE, Outcome.REFUSED)
+OFF_CASE = (Outcome.OTHER_SENDER, Outcome.UNVERIFIED)
+
+
 @dataclass(frozen=True)
 class Claim:
     """One inbound message this call acts on: its digest, and when it first came."""
@@ -156,6 +161,16 @@ def same_address(sender: str, customer: str) -> bool:
     return _mailbox(sender) == _mailbox(customer)
 
 
+def waits_for_person(received: Received) -> bool:
+    """Whether the message is listed for a person (service/inbox.py): on no case's timeline."""
+    workflow_id = received.workflow_id or ""
+    return (
+        received.outcome in WAITS
+        or (received.outcome in OFF_CASE and not workflow_id.startswith(CASE))
+        or (received.outcome is Outcome.NOTED and workflow_id.startswith(VIANET_INVOICE))
+    )
+
+
 def _mailbox(address: str) -> str:
     local, _, domain = unicodedata.normalize("NFC", address.strip()).rpartition("@")
     with contextlib.suppress(UnicodeError):  # not a domain IDNA writes: compared as it is
@@ -199,9 +214,7 @@ class Inbound:
         mail = await self._read(raw, envelope_to)
         verdicts = verdicts or Verdicts()
         async with self._writing:
-            claimed = await asyncio.to_thread(
-                self._claim, digest, mail.message_id if mail else "", verdicts
-            )
+            claimed = await asyncio.to_thread(self._claim, digest, mail, len(raw), verdicts)
         if isinstance(claimed, Received):
             return claimed
         try:
@@ -210,8 +223,11 @@ class Inbound:
             # the workflow would not take it (its state moved on, or it is gone): the message is
             # recorded for a person, and never posted back to us for ever
             received = Received(Outcome.REFUSED)
+        files: list[dict[str, str | int]] = []
+        if mail is not None and mail.attachments and waits_for_person(received):
+            files = await self._attachments.stored(mail.attachments)  # for the person
         async with self._writing:
-            await asyncio.to_thread(self._finish, digest, received)
+            await asyncio.to_thread(self._finish, digest, received, files)
         return received
 
     async def _read(self, raw: bytes, envelope_to: tuple[str, ...]) -> Mail | None:
@@ -240,9 +256,12 @@ class Inbound:
 
     # ------------------------------------------------------------------ the record
 
-    def _claim(self, digest: str, message_id: str, verdicts: Verdicts) -> Received | datetime:
+    def _claim(
+        self, digest: str, mail: Mail | None, size: int, verdicts: Verdicts
+    ) -> Received | datetime:
         """The earlier outcome of the same message, or when it was first received once it is
-        ours to act on."""
+        ours to act on (its sender, subject and text recorded for a person)."""
+        message_id = mail.message_id if mail else ""
         now = datetime.now(UTC)
         with reading(self._settings.database_url) as session:
             row = session.execute(
@@ -264,6 +283,11 @@ class Inbound:
                         "message_id": message_id[:255],
                         "spf": verdicts.spf,
                         "dkim": verdicts.dkim,
+                        "sender": mail.from_address[:320] if mail else "",
+                        "sender_name": mail.from_name[:200] if mail else "",
+                        "subject": mail.subject[:998] if mail else "",
+                        "text": _text(mail.reply or mail.text) if mail else "",
+                        "size": size,
                         "created_at": now,
                         "updated_at": now,
                     },
@@ -274,7 +298,7 @@ class Inbound:
                 return Received(Outcome.LOOP, duplicate=True)
         return now
 
-    def _finish(self, digest: str, received: Received) -> None:
+    def _finish(self, digest: str, received: Received, files: list[dict[str, str | int]]) -> None:
         with reading(self._settings.database_url) as session:
             session.execute(
                 update(INBOUND)
@@ -282,6 +306,7 @@ class Inbound:
                 .values(
                     outcome=received.outcome.value,
                     workflow_id=received.workflow_id,
+                    files=files,
                     updated_at=datetime.now(UTC),
                 )
             )

@@ -150,7 +150,7 @@ class Workspace:
             columns = [Case.case_id, Case.invoice_id, Case.customer_name]
             condition = and_(condition, text_match(columns, found.text))
         query = select(Case).where(condition).order_by(Case.opened_at.desc(), Case.case_id)
-        return await asyncio.to_thread(self._page, query, condition, page, _case_row)
+        return await asyncio.to_thread(self._page, query, condition, page, case_row)
 
     async def collections(self, text: str, page: int) -> Page[Collections]:
         """One page of the invoices in collections (not yet ended), the oldest failure first."""
@@ -174,8 +174,24 @@ class Workspace:
         """The emails of a case, oldest first (their text is in the outbox or SendGrid)."""
         return await asyncio.to_thread(self._thread, case_id)
 
+    async def latest_emails(self, subject_ids: list[str], limit: int = 50) -> list[ThreadEmail]:
+        """Our latest emails about these cases and invoices, the newest first."""
+        if not subject_ids:
+            return []
+        query = (
+            select(EmailLog)
+            .where(EmailLog.case_id.in_(subject_ids))
+            .order_by(EmailLog.id.desc())
+            .limit(limit)
+        )
+        return await asyncio.to_thread(self._emails, query)
+
     def _thread(self, case_id: str) -> list[ThreadEmail]:
-        query = select(EmailLog).where(EmailLog.case_id == case_id).order_by(EmailLog.id)
+        return self._emails(
+            select(EmailLog).where(EmailLog.case_id == case_id).order_by(EmailLog.id)
+        )
+
+    def _emails(self, query: Select[Any]) -> list[ThreadEmail]:
         with reading(self._settings.database_url) as session:
             return [
                 ThreadEmail(
@@ -207,7 +223,7 @@ class Workspace:
             return Page([convert(row) for row in rows], total, page)
 
 
-def _case_row(row: Case) -> CaseRow:
+def case_row(row: Case) -> CaseRow:
     return CaseRow(
         row.case_id,
         row.workflow_id,
@@ -231,5 +247,6 @@ __all__ = [
     "Queue",
     "ThreadEmail",
     "Workspace",
+    "case_row",
     "text_match",
 ]

@@ -88,6 +88,26 @@ CODES = (
     _("resume"),
     _("waive"),
     _("record"),
+    # our emails' states (activities/email.py) and SendGrid's word on their delivery
+    _("pending"),
+    _("sent"),
+    _("rejected"),
+    _("processed"),
+    _("deferred"),
+    _("delivered"),
+    _("bounce"),
+    _("dropped"),
+    _("blocked"),
+    _("spamreport"),
+    # the steps of the shipped collections policy (config/collections_policy.toml); a partner's
+    # own step names show as written
+    _("payment-failed"),
+    _("reminder"),
+    _("final-notice"),
+    _("suspension"),
+    _("deletion-warning"),
+    _("last-deletion-warning"),
+    _("hand-off"),
 )
 
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"

@@ -1,6 +1,17 @@
 """The workspace's routes, one router per area; `create_app` includes them in this order."""
 
-from web.routes import attachments, cases, invoices, new_case, payables, people, queues, sign_in
+from web.routes import (
+    attachments,
+    cases,
+    customers,
+    inbox,
+    invoices,
+    new_case,
+    payables,
+    people,
+    queues,
+    sign_in,
+)
 from web.routes.errors import add_error_pages
 
 # new_case before cases: /cases/new is not the page of a case called "new"
@@ -13,6 +24,8 @@ ROUTERS = [
     invoices.router,
     payables.router,
     people.router,
+    inbox.router,
+    customers.router,
 ]
 
 __all__ = ["ROUTERS", "add_error_pages"]

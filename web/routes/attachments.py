@@ -9,8 +9,10 @@ is streamed from the store (FileResponse: 64 KiB at a time)."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import unicodedata
+from pathlib import Path
 from urllib.parse import quote
 
 from fastapi import APIRouter
@@ -20,7 +22,7 @@ from starlette.responses import FileResponse, Response
 from service.attachments import Lost
 from service.errors import NotFound
 from web.i18n import _
-from web.workspace import WorkspaceDep
+from web.workspace import Workspace, WorkspaceDep
 
 router = APIRouter()
 log = logging.getLogger("web")
@@ -86,15 +88,25 @@ async def attachment(request: Request, case_id: str, sha256: str, ws: WorkspaceD
         return ws.pages.render(request, "error.html", person, 404, message=LOST)
     except NotFound:
         return ws.pages.render(request, "error.html", person, 404, message=NOT_LISTED)
-    kind = served_type(found.file.content_type, ws.settings.attachment_types)
-    inline = request.query_params.get("view") == "1" and kind in VIEWABLE
     log.info("%s: attachment %s of case %s", person.email, sha256, case_id)
+    return file_response(
+        ws, request, found.file.name, found.file.content_type, found.path, found.stat
+    )
+
+
+def file_response(
+    ws: Workspace, request: Request, name: str, declared: str, path: Path, stat: os.stat_result
+) -> FileResponse:
+    """A stored file as the workspace serves it: a download (a PDF or a photo may be viewed,
+    ``?view=1``) with a safe type, never cached, under a CSP that runs nothing."""
+    kind = served_type(declared, ws.settings.attachment_types)
+    inline = request.query_params.get("view") == "1" and kind in VIEWABLE
     return FileResponse(
-        found.path,
-        stat_result=found.stat,
+        path,
+        stat_result=stat,
         headers={
             "content-type": kind,  # as it is: no charset added, the file's own is unknown
-            "content-disposition": disposition(found.file.name, inline=inline),
+            "content-disposition": disposition(name, inline=inline),
             "content-security-policy": FILE_CSP,
             "x-content-type-options": "nosniff",
             "cache-control": "private, no-store",

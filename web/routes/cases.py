@@ -14,6 +14,7 @@ from starlette.responses import Response
 from service.users import Person, Role
 from web import actions as registry
 from web.routes.attachments import VIEWABLE
+from web.routes.inbox import OUTCOMES
 from web.workspace import Workspace, WorkspaceDep, allowed
 
 router = APIRouter()
@@ -49,7 +50,14 @@ async def _case(
         actions,
         status_code,
         problem,
-        thread=await service.workspace.thread(case_id),
+        thread=sorted(
+            [
+                *await service.workspace.thread(case_id),
+                *await service.inbox.of_workflows([view.workflow_id]),
+            ],
+            key=lambda email: email.at,
+        ),
+        outcomes=OUTCOMES,
         rating=await service.ratings.of(case_id),
         people=await ws.users.case_owners() if any(a.name == "assign" for a in actions) else [],
         attachments=await service.attachments.of(case_id),

@@ -22,7 +22,8 @@ from starlette.responses import RedirectResponse, Response
 
 from core.ids import request_case_id, ulid, ulid_time
 from core.models import CURRENCY, CaseForm, Category, Locale, Priority
-from service.errors import AlreadyExists, Refused
+from service.errors import AlreadyExists, NotFound, Refused
+from service.inbox import Letter
 from service.users import Person
 from web.actions import AGENTS, Field, Kind
 from web.forms import NOT_AN_OWNER, Problem, problem, problems_of, sent_values
@@ -32,6 +33,8 @@ from web.workspace import Workspace, WorkspaceDep
 router = APIRouter()
 PATH = "/cases/new"
 REQUEST_KEY = "request_key"
+INBOX = "inbox"  # the inbox email the case is opened from
+PREFILLED_CHARS = 8_000
 OPENED = _("opened")
 STALE_FORM = _("This form is incomplete or too old. Nothing was opened: reload the page.")
 # every field of CaseRequest, once (test_new_case checks the two agree); the model validates them
@@ -65,6 +68,7 @@ async def _page(
     status_code: int = 200,
     problems: list[Problem] | None = None,
     key: str | None = None,
+    inbox: int | None = None,
 ) -> Response:
     service = await ws.connection.get()
     find = request.query_params.get("find", "").strip()[:200]
@@ -80,15 +84,37 @@ async def _page(
         people=await ws.users.case_owners(),
         find=find,
         found=await service.customers.find(find) if find else None,
+        inbox=inbox,
     )
 
 
 @router.get(PATH)
 async def new_case_page(request: Request, ws: WorkspaceDep, tenant: str = "") -> Response:
+    """The form; any of its fields may come filled in as a query parameter (an email of the
+    inbox: ``inbox`` its id, filed on the case once it is opened); a known tenant's record
+    fills in the customer."""
     person = await ws.me(request, AGENTS)
     values = dict(DEFAULTS)
+    service = await ws.connection.get()
+    inbox = _inbox_id(request.query_params)
+    if inbox is not None:
+        try:
+            letter = await service.inbox.letter(inbox)
+        except NotFound:
+            inbox = None
+        else:
+            values.update(from_letter(letter))
+            if not tenant and letter.sender:  # a customer the product knows by this address
+                same = [
+                    k
+                    for k in await service.customers.find(letter.sender)
+                    if k.email.lower() == letter.sender.lower()
+                ]
+                tenant = same[0].tenant_id if same else ""
+    values.update(
+        {k: v[:PREFILLED_CHARS] for k, v in request.query_params.items() if k in FIELDS and v}
+    )
     if tenant:
-        service = await ws.connection.get()
         known = await service.customers.get(tenant)
         if known is not None:
             values.update(
@@ -97,7 +123,7 @@ async def new_case_page(request: Request, ws: WorkspaceDep, tenant: str = "") ->
                 email=known.email,
                 locale=known.locale.value,
             )
-    return await _page(ws, request, person, values)
+    return await _page(ws, request, person, values, inbox=inbox)
 
 
 @router.post(PATH)
@@ -107,17 +133,34 @@ async def open_case(request: Request, ws: WorkspaceDep) -> Response:
     sent = sent_values(form, CASE_FIELDS)
     key = str(form.get(REQUEST_KEY, ""))
     made = ulid_time(key)
+    inbox = _inbox_id(form)
     if made is None:
         stale = Problem(REQUEST_KEY, _("Form"), STALE_FORM)
-        return await _page(ws, request, person, sent, 400, [stale])
+        return await _page(ws, request, person, sent, 400, [stale], inbox=inbox)
     checked, problems = await _checked(ws, sent, person)
     if checked is None:
-        return await _page(ws, request, person, sent, 422, problems, key)
+        return await _page(ws, request, person, sent, 422, problems, key, inbox)
     case_id = request_case_id(made, person.email, key)
     service = await ws.connection.get()
     with suppress(AlreadyExists):  # the same form sent again: the case its first sending opened
         await service.cases.open(service.cases.prepare(checked, case_id=case_id))
+    if inbox is not None:  # its email is the case's (someone may have filed it elsewhere since)
+        with suppress(NotFound, Refused):
+            await service.inbox.attach(inbox, case_id, person.email)
     return RedirectResponse(f"/cases/{quote(case_id)}?done={OPENED}", status_code=303)
+
+
+def from_letter(letter: Letter) -> dict[str, str]:
+    """The fields an email of the inbox fills in: its sender, and its subject and text."""
+    text = f"{letter.subject}\n\n{letter.text}".strip()
+    found = {"email": letter.sender, "name": letter.sender_name, "description": text}
+    return {k: v[:PREFILLED_CHARS] for k, v in found.items() if v}
+
+
+def _inbox_id(values: Any) -> int | None:
+    """The inbox email a form was opened from (web/routes/inbox.py), if any."""
+    sent = str(values.get(INBOX, ""))
+    return int(sent) if sent.isdigit() and len(sent) < 12 else None
 
 
 async def _checked(

@@ -45,9 +45,11 @@ async def queue_page(
         raise NotFound(f"no queue {queue!r}")
     service = await ws.connection.get()
     attention = None
+    inbox_waiting = 0
     if chosen is Queue.NEEDS_ATTENTION:
         found = await service.list_workflows("needs-attention", limit=1000)
         attention = [execution.id for execution in found]
+        inbox_waiting = await service.inbox.waiting()
     filters = CaseFilter(choice(Priority, priority), choice(Category, category), q.strip()[:200])
     listed = await service.workspace.cases(
         chosen,
@@ -68,4 +70,5 @@ async def queue_page(
         query=urlencode(query),
         priorities=[p.value for p in Priority],
         categories=[c.value for c in Category],
+        inbox_waiting=inbox_waiting,
     )
