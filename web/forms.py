@@ -4,12 +4,15 @@ Pydantic's own (English) message is kept only for the logs."""
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from core.ids import ulid
 from web.actions import Field, Kind
 from web.i18n import _
 
@@ -86,6 +89,11 @@ def _message(error: ErrorDetails, field: Field) -> str:
         if detail.startswith(begins):
             return message
     return BY_NAME.get(field.name) or BY_KIND.get(field.kind) or NOT_VALID
+
+
+def new_request_key() -> str:
+    """A form's one-time key (a ULID): the same form sent twice is one action."""
+    return ulid(datetime.now(UTC), secrets.randbits(80))
 
 
 def sent_values(form: Any, fields: tuple[Field, ...]) -> dict[str, str]:

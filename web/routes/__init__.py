@@ -1,6 +1,17 @@
 """The workspace's routes, one router per area; `create_app` includes them in this order."""
 
-from web.routes import attachments, cases, invoices, new_case, payables, people, queues, sign_in
+from web.routes import (
+    attachments,
+    cases,
+    invoices,
+    macros,
+    new_case,
+    payables,
+    people,
+    queues,
+    replies,
+    sign_in,
+)
 from web.routes.errors import add_error_pages
 
 # new_case before cases: /cases/new is not the page of a case called "new"
@@ -9,6 +20,8 @@ ROUTERS = [
     queues.router,
     new_case.router,
     cases.router,
+    replies.router,
+    macros.router,
     attachments.router,
     invoices.router,
     payables.router,
