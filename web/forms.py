@@ -4,15 +4,13 @@ Pydantic's own (English) message is kept only for the logs."""
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from core.ids import ulid
+from core.ids import new_ulid
 from web.actions import Field, Kind
 from web.i18n import _
 
@@ -93,7 +91,7 @@ def _message(error: ErrorDetails, field: Field) -> str:
 
 def new_request_key() -> str:
     """A form's one-time key (a ULID): the same form sent twice is one action."""
-    return ulid(datetime.now(UTC), secrets.randbits(80))
+    return new_ulid()
 
 
 def sent_values(form: Any, fields: tuple[Field, ...]) -> dict[str, str]:
