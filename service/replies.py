@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from core.models import AttachedFile, CaseView, Reply
 from intake.attachments import Stored
-from intake.mail import Attachment
+from intake.mail import Attachment as Attachment  # the files a reply takes, for its callers
 from service.attachments import Attachments, Direction
 from service.cases import Cases
 from service.errors import Refused

@@ -13,9 +13,8 @@ from starlette.responses import RedirectResponse, Response
 
 from core.ids import ulid_time
 from core.models import Reply
-from intake.mail import Attachment
 from service.errors import Refused
-from service.replies import FileRefused
+from service.replies import Attachment, FileRefused
 from web.actions import AGENTS
 from web.composer import (
     CLOSED,
