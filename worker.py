@@ -136,6 +136,7 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
         settings.email_from_name,
         threads=settings.email_threads(),
         alerts=alerts,
+        files=settings.attachments_dir,
     )
     store = CaseStoreActivities(sessions)
     escalation = EscalationActivities(renderer, sessions)

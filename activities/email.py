@@ -10,8 +10,10 @@ A row moves ``pending -> sent | rejected``. A pending row is *claimed* by one at
 
 from __future__ import annotations
 
+import hashlib
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, bindparam, insert, select, update
@@ -23,7 +25,14 @@ from temporalio.exceptions import ApplicationError
 from activities.alerts import AlertOutbox
 from activities.errors import RENDER_ERRORS, database, render_failed
 from activities.rendering import TemplateRenderer
-from activities.senders import EmailDeliveryError, EmailRejected, EmailSender, OutgoingEmail
+from activities.senders import (
+    EmailDeliveryError,
+    EmailRejected,
+    EmailSender,
+    OutgoingEmail,
+    OutgoingFile,
+)
+from core.files import content_path
 from core.metrics import EMAILS
 from core.models import EmailMessage, EmailSent
 from core.threads import EmailThreads
@@ -94,6 +103,7 @@ class EmailActivities:
         claim_timeout: timedelta = DEFAULT_CLAIM_TIMEOUT,
         threads: EmailThreads | None = None,
         alerts: AlertOutbox | None = None,
+        files: Path | None = None,
     ) -> None:
         self.renderer = renderer
         self.sender = sender
@@ -103,6 +113,7 @@ class EmailActivities:
         self.claim_timeout = claim_timeout
         self.threads = threads or EmailThreads()
         self.alerts = alerts
+        self.files = files  # the attachment store's root: the files an agent's reply carries
         self.domain = from_address.rpartition("@")[2] or "localhost"
 
     @activity.defn
@@ -135,6 +146,7 @@ class EmailActivities:
             return claim
         try:
             rendered = self.renderer.render_message(message)
+            attached = self._attached(message)
         except RENDER_ERRORS as exc:
             # this input never renders: free the key, and let a person look
             self._finish(message.key, claim, error=f"{type(exc).__name__}: {exc}")
@@ -157,6 +169,7 @@ class EmailActivities:
                     # staff answer in the workspace: their reply must not enter the customer's
                     # thread (it was taken as another sender's and never reached the customer)
                     reply_to=thread.reply_to if message.template.to_customer else None,
+                    attachments=attached,
                 )
             )
         except EmailRejected as exc:
@@ -183,6 +196,27 @@ class EmailActivities:
         self._record_sent(message.key, accepted)
         activity.logger.info("email %s (%s) sent: %s", message.key, message.template, provider_id)
         return EmailSent(key=message.key, provider_message_id=provider_id)
+
+    def _attached(self, message: EmailMessage) -> tuple[OutgoingFile, ...]:
+        """The files the email names, read from the store by digest (a file it lost, or whose
+        bytes are no longer what it named, fails the email for a person to see)."""
+        named = getattr(message.data, "attachments", [])
+        if not named:
+            return ()
+        if self.files is None:
+            raise ValueError("attachments: this worker has no attachment store")
+        found = []
+        for file in named:
+            path = content_path(self.files, file.sha256)
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                where = f"attachment {file.name} ({file.sha256})"
+                raise ValueError(f"{where} is not in {path.parent}") from None
+            if hashlib.sha256(data).hexdigest() != file.sha256:
+                raise ValueError(f"attachment {file.name}: {path} does not hold {file.sha256}")
+            found.append(OutgoingFile(file.name, file.content_type, data))
+        return tuple(found)
 
     def _queue_alerts(self, message: EmailMessage) -> None:
         """A staff email that is an alert is also queued for the group robots, first: the alert

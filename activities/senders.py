@@ -14,13 +14,26 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from email.utils import formataddr, formatdate
+from email.utils import encode_rfc2231, formataddr, formatdate
 from pathlib import Path
 from typing import Any, Protocol
 
 from python_http_client import exceptions as http_errors
 from sendgrid import SendGridAPIClient
-from sendgrid.helpers.mail import Category, CustomArg, From, Header, Mail, ReplyTo, To
+from sendgrid.helpers.mail import (
+    Attachment,
+    Category,
+    CustomArg,
+    Disposition,
+    FileContent,
+    FileName,
+    FileType,
+    From,
+    Header,
+    Mail,
+    ReplyTo,
+    To,
+)
 
 from core.files import write_atomically
 from core.metrics import SENDGRID_RESPONSES, status_class
@@ -42,6 +55,15 @@ class EmailDeliveryError(Exception):
 
 
 @dataclass(frozen=True)
+class OutgoingFile:
+    """A file an email carries (an agent's reply), read from the attachment store."""
+
+    name: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
 class OutgoingEmail:
     dedup_key: str
     to: str
@@ -57,6 +79,7 @@ class OutgoingEmail:
     in_reply_to: str = ""
     references: str = ""
     reply_to: str | None = None
+    attachments: tuple[OutgoingFile, ...] = ()
 
 
 class EmailSender(Protocol):
@@ -125,21 +148,48 @@ def mime(email: OutgoingEmail, message_id: str) -> bytes:
         f"X-Dedup-Key: {_header(email.dedup_key)}",
         f"X-Category: {_header(email.category)}",
         "MIME-Version: 1.0",
-        f'Content-Type: multipart/alternative; boundary="{boundary}"',
-        "",
     ]
-    lines = headers
+    # with files: multipart/mixed of the text-and-HTML part, then each file
+    mixed = f"{boundary}-m" if email.attachments else None
+    if mixed:
+        headers += [f'Content-Type: multipart/mixed; boundary="{mixed}"', "", f"--{mixed}"]
+    lines = [*headers, f'Content-Type: multipart/alternative; boundary="{boundary}"', ""]
     for subtype, body in (("plain", email.text), ("html", email.html)):
-        encoded = base64.encodebytes(body.encode("utf-8")).decode("ascii")
         lines += [
             f"--{boundary}",
             f'Content-Type: text/{subtype}; charset="utf-8"',
             "Content-Transfer-Encoding: base64",
             "",
-            *encoded.splitlines(),
+            *_base64_lines(body.encode("utf-8")),
         ]
-    lines += [f"--{boundary}--", ""]
+    lines.append(f"--{boundary}--")
+    for file in email.attachments:
+        lines += [f"--{mixed}", *_file_lines(file)]
+    if mixed:
+        lines.append(f"--{mixed}--")
+    lines.append("")
     return "\r\n".join(lines).encode("utf-8")  # ASCII but for a UTF-8 mailbox (_mailbox)
+
+
+def _base64_lines(data: bytes) -> list[str]:
+    return base64.encodebytes(data).decode("ascii").splitlines()
+
+
+def _file_lines(file: OutgoingFile) -> list[str]:
+    """One attached file's part: its name as RFC 2231 UTF-8 when it is not plain ASCII (and as
+    encoded words in `name`, which older clients read), its bytes in base64."""
+    if file.name.isascii() and file.name.isprintable() and '"' not in file.name:
+        named, disposed = f'name="{file.name}"', f'filename="{file.name}"'
+    else:
+        named = f'name="{_header(file.name)}"'
+        disposed = f"filename*={encode_rfc2231(file.name, 'utf-8')}"
+    return [
+        f"Content-Type: {file.content_type}; {named}",
+        f"Content-Disposition: attachment; {disposed}",
+        "Content-Transfer-Encoding: base64",
+        "",
+        *_base64_lines(file.data),
+    ]
 
 
 def _thread_lines(email: OutgoingEmail) -> list[str]:
@@ -241,6 +291,15 @@ class SendGridSender:
         if email.workflow_id:
             mail.custom_arg = CustomArg("workflow_id", email.workflow_id)
         mail.category = Category(email.category)
+        for file in email.attachments:
+            mail.add_attachment(
+                Attachment(
+                    FileContent(base64.b64encode(file.data).decode("ascii")),
+                    FileName(file.name),
+                    FileType(file.content_type),
+                    Disposition("attachment"),
+                )
+            )
         try:
             response = self._client.send(mail)
         except http_errors.HTTPError as exc:

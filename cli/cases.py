@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import mimetypes
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -23,6 +25,7 @@ from cli.common import (
     timeline_table,
 )
 from core.formatting import money, utc_minute
+from core.ids import new_ulid
 from core.models import (
     AddNote,
     Assign,
@@ -36,6 +39,7 @@ from core.models import (
     Outcome,
     Priority,
     Reopen,
+    Reply,
     RequestInfo,
     Resolve,
     Severity,
@@ -45,6 +49,7 @@ from core.models import (
     Withdraw,
 )
 from core.ui import CATEGORY_LABELS
+from intake.mail import Attachment
 from service import Service
 from service.cases import CaseAction
 
@@ -184,6 +189,34 @@ def note(
 ) -> None:
     """Add an internal note to the timeline."""
     _act(case, build(AddNote, text=text, by=by))
+
+
+@case_app.command()
+def reply(
+    case: CaseArg,
+    text: Annotated[str, typer.Argument(help="The reply, in the agent's words.")],
+    subject: Annotated[
+        str | None,
+        typer.Option(help="Subject line (default: Re: the thread's; keeps the case id)."),
+    ] = None,
+    locale: Annotated[
+        Locale | None, typer.Option(help="Write in this language (default: the customer's).")
+    ] = None,
+    attach: Annotated[
+        list[Path] | None, typer.Option(help="A file to attach (repeat for more).", exists=True)
+    ] = None,
+    by: By = DEFAULT_ACTOR,
+) -> None:
+    """Reply to the customer: the thread's next email (SLA clocks keep running)."""
+    answer = build(Reply, text=text, subject=subject, locale=locale, by=by)
+    files = [
+        Attachment(path.name, mimetypes.guess_type(path.name)[0] or "", path.read_bytes())
+        for path in attach or []
+    ]
+    key = new_ulid()
+    print_case(
+        call(lambda service: service.replies.send(case, answer, files, key=key)), timeline=False
+    )
 
 
 @case_app.command("request-info")

@@ -36,3 +36,8 @@ def write_atomically(path: Path, data: bytes) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def content_path(root: Path, sha256: str) -> Path:
+    """Where a content-addressed store under `root` keeps the bytes of digest `sha256`."""
+    return root / sha256[:2] / sha256

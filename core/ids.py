@@ -55,6 +55,11 @@ def ulid(now: datetime, random_bits: int) -> str:
     return "".join(reversed(chars))
 
 
+def new_ulid() -> str:
+    """A `ulid` of now: a form's or a command's one-time key."""
+    return ulid(datetime.now(UTC), secrets.randbits(80))
+
+
 def ulid_time(value: str) -> datetime | None:
     """The moment a `ulid` was made; None when `value` is not one."""
     if len(value) != 26 or value[0] > "7" or any(char not in CROCKFORD for char in value):

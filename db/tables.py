@@ -421,3 +421,17 @@ class StaffAlert(TimestampedModel):
     attempted_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class ReplyMacro(TimestampedModel):
+    """A canned reply (a macro): a named text in one language with placeholders for the case's
+    fields (service/macros.py), kept by managers, picked by agents in a case's reply composer."""
+
+    __tablename__ = "reply_macros"
+    __table_args__ = (UniqueConstraint("name", "locale", name="uq_reply_macros_name_locale"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    locale: Mapped[str] = mapped_column(String(8))
+    text: Mapped[str] = mapped_column(Text)
+    updated_by: Mapped[str] = mapped_column(String(320))

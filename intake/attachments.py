@@ -10,7 +10,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.files import write_atomically
+from core.files import content_path, write_atomically
 
 NAME_CHARS = 100
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
@@ -47,7 +47,7 @@ class AttachmentStore:
         self.types = {t.lower() for t in types}
 
     def path_for(self, sha256: str) -> Path:
-        return self.root / sha256[:2] / sha256
+        return content_path(self.root, sha256)
 
     def keep(self, name: str, content_type: str, data: bytes) -> Stored:
         """Store ``data`` once (the same bytes again are the same file); what was kept."""

@@ -37,7 +37,9 @@ from service.email_events import EmailEvents
 from service.errors import Refused, ServiceError, Unavailable
 from service.inbound import Inbound
 from service.inbox import Inbox
+from service.macros import Macros
 from service.ratings import Ratings
+from service.replies import Replies
 from service.users import Users
 from service.verify import VerifyReport, verify
 from service.vianet_invoices import VianetInvoices
@@ -71,6 +73,8 @@ class Service:
         self.vianet_invoices = VianetInvoices(client, settings)
         self.ratings = Ratings(settings)
         self.attachments = Attachments(settings)
+        self.macros = Macros(settings)
+        self.replies = Replies(self.cases, self.attachments)
         self.inbound = Inbound(
             client, settings, self.cases, self.collections, self.ratings, self.attachments
         )

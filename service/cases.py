@@ -22,6 +22,7 @@ from core.models import (
     Escalate,
     OpenCase,
     Reopen,
+    Reply,
     RequestInfo,
     Resolve,
     UpdateContact,
@@ -38,6 +39,7 @@ CaseAction = (
     Assign
     | AddNote
     | UpdateContact
+    | Reply
     | RequestInfo
     | CustomerReply
     | Resolve
@@ -53,6 +55,7 @@ UPDATES: dict[type[CaseAction], Any] = {
     Assign: BillingCaseWorkflow.assign,
     AddNote: BillingCaseWorkflow.note,
     UpdateContact: BillingCaseWorkflow.update_contact,
+    Reply: BillingCaseWorkflow.reply,
     RequestInfo: BillingCaseWorkflow.request_info,
     CustomerReply: BillingCaseWorkflow.customer_reply,
     Resolve: BillingCaseWorkflow.resolve,

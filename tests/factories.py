@@ -231,6 +231,18 @@ def sample_extra(template: EmailTemplate) -> dict[str, Any]:
             "error": "SendGrid 400: The to email does not contain a valid address.",
         },
         EmailTemplate.OWNER_CASE_UPDATE: {"text": "客户回复：订阅 ID 见附件。"},
+        EmailTemplate.CASE_REPLY: {
+            "text": "您好，贷项通知单已开具，请查收附件。\n如有疑问请直接回复。",
+            "subject": "贷项通知单",
+            "attachments": [
+                {
+                    "sha256": "ab" * 32,
+                    "name": "贷项通知单.pdf",
+                    "content_type": "application/pdf",
+                    "size": 2048,
+                }
+            ],
+        },
         EmailTemplate.COLLECTIONS_PAYMENT_FAILED: {
             "failure": payment_failure(PAYMENT_FAILURE).value
         },

@@ -24,9 +24,11 @@ from core.models import (
     EmailTemplate,
     Escalate,
     EventKind,
+    Locale,
     Outcome,
     Priority,
     Reopen,
+    Reply,
     RequestInfo,
     Resolve,
     Severity,
@@ -36,7 +38,7 @@ from core.models import (
     VianetTicket,
     Withdraw,
 )
-from core.models.email import CaseResolved
+from core.models.email import CaseReply, CaseResolved
 from core.models.messages import EmailDelivered, EmailUndelivered
 from tests.rules_support import RULES
 from tests.test_calendar import CAL, cst
@@ -71,6 +73,7 @@ ANY_ACTION: list[CaseAction] = [
     Assign(agent=AGENT, by=AGENT),
     AddNote(text="x", by=AGENT),
     UpdateContact(email="ap@customer.example.cn", by=AGENT),
+    Reply(text="x", by=AGENT),
     RequestInfo(question="?", by=AGENT),
     CustomerReply(text="x"),
     Resolve(outcome=Outcome.EXPLAINED, summary="x", by=AGENT),
@@ -129,6 +132,8 @@ class CaseMachine(RuleBasedStateMachine):
         self.resolutions = 0  # resolutions decided so far: the current one's number
         self.letters: Counter[int] = Counter()  # resolution letters sent, per resolution
         self.reported: Counter[tuple[int, str]] = Counter()  # outcomes, per resolution and id
+        self.replies = 0  # public replies taken
+        self.reply_letters = 0  # their emails carried out
         data = open_case(priority=priority, policy=policy(business_hours, told_when_delivered))
         if linked:
             data = data.model_copy(update={"collections_workflow_id": "collections-G000123456"})
@@ -177,6 +182,23 @@ class CaseMachine(RuleBasedStateMachine):
     @rule(email=st.sampled_from(["ap@customer.example.cn", "finance@customer.example.cn"]))
     def update_contact(self, email: str) -> None:
         self.act(UpdateContact(email=email, by=AGENT))
+
+    @rule(locale=st.sampled_from([None, *Locale]), subject=st.sampled_from([None, "贷项通知单"]))
+    def reply(self, locale: Locale | None, subject: str | None) -> None:
+        """A public reply never pauses a clock nor changes the status; it is a first response."""
+        case = self.case
+        before = (case.status, case.resolution_sla.running_since, case.first_response_sla.met_at)
+        reply = Reply(text="已开具贷项通知单。", subject=subject, locale=locale, by=AGENT)
+        if case.refusal(reply, self.now) is not None:
+            assert case.status.is_final, "a reply refused on a case still in work"
+            return
+        self.replies += 1
+        self.act(reply)
+        status, resolution_running, met = before
+        assert case.status is status
+        assert case.resolution_sla.running_since == resolution_running
+        assert case.first_response_sla.met_at == (met or self.now)
+        assert case.first_response_sla.running_since is None
 
     @rule()
     def request_info(self) -> None:
@@ -235,6 +257,8 @@ class CaseMachine(RuleBasedStateMachine):
                     self.apply(self.case.email_rejected(step.email.data, step.email.to, "550"))
                 self.apply(self.case.resolution_sent(accepted, self.now))
             case Email():
+                if isinstance(step.data, CaseReply):
+                    self.reply_letters += 1
                 if not accepted:
                     self.apply(self.case.email_rejected(step.data, step.to, "550"))
             case PrepareRequest():
@@ -328,6 +352,14 @@ class CaseMachine(RuleBasedStateMachine):
             assert self.case.first_response_sla.running_since is None
 
     @invariant()
+    def each_reply_is_one_email_to_the_customer(self) -> None:
+        """Every public reply is one email to the customer, queued or sent; nothing else is."""
+        queued = [s for s in self.steps if isinstance(s, Email) and isinstance(s.data, CaseReply)]
+        assert self.reply_letters + len(queued) == self.replies
+        replied = [r for _, r in self.timeline if r.kind is EventKind.REPLIED]
+        assert len(replied) == self.replies
+
+    @invariant()
     def a_final_case_takes_no_action(self) -> None:
         """A closed or withdrawn case refuses every action and ignores every signal."""
         if not self.case.status.is_final:
@@ -400,3 +432,23 @@ def test_an_escalated_case_is_resolved_only_after_21vianet_answered(ticket: bool
         case.vianet_ticket(VianetTicket(ticket_number="VN-1234", by=AGENT), now)
     why = case.refusal(Resolve(outcome=Outcome.EXPLAINED, summary="x", by=AGENT), now)
     assert why is not None and "vianet-response" in why
+
+
+def test_a_reply_meets_the_first_response_and_pauses_nothing() -> None:
+    case = opened()
+    now = case.opened_at + timedelta(hours=1)
+    effects = case.reply(Reply(text="您好", by=AGENT), now)
+    assert case.status is CaseStatus.OPEN
+    assert case.first_response_sla.met_at == now
+    assert case.resolution_sla.running_since is not None  # still counting: nothing was asked
+    [recorded] = [e for e in effects if isinstance(e, Record)]
+    assert recorded.kind is EventKind.REPLIED and recorded.text == "您好"
+    [email] = [e for e in effects if isinstance(e, Email)]
+    assert isinstance(email.data, CaseReply) and email.to == str(case.details.customer.email)
+
+
+def test_a_reply_on_a_closed_case_is_refused_saying_a_new_email_opens_a_new_case() -> None:
+    case = opened()
+    case.withdraw(Withdraw(reason="x", by=AGENT), case.opened_at)
+    why = case.refusal(Reply(text="x", by=AGENT), case.opened_at)
+    assert why is not None and "new case" in why and case.case_id in why

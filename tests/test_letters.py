@@ -37,11 +37,13 @@ LATIN_WORD = re.compile(r"[A-Za-z\u00c0-\u024f]+")
 # what a Chinese letter may still write in Latin letters besides its ids: amounts' currency
 # signs and codes (CN¥, US$, USD 5.00), the product, email addresses
 ALLOWED = re.compile(
-    r"\b[A-Z]{2}[¥$]|\b[A-Z]{3}(?=\s?\d)|\bAzure\b|[\w.+-]+@[\w-]+(?:\.[\w-]+)+",
+    r"\b[A-Z]{2}[¥$]|\b[A-Z]{3}(?=\s?\d)|\bAzure\b|[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
+    r"|\.(?:pdf|png|jpg|xlsx)\b",  # an attached file's name (an agent's reply lists it)
 )
 # what a person wrote to the customer, or the customer wrote: quoted as written, in any language
 PERSONS_WORDS = re.compile(
-    r"(^|\.)(customer\.name|description|resolution\.summary)$|^extra\.(question|reason)$"
+    r"(^|\.)(customer\.name|description|resolution\.summary)$"
+    r"|^extra\.(question|reason|text|subject)$"
 )
 ID_FIELD = re.compile(r"(_id|_ids|_number|ticket_number)(\[\d+\])?$")
 

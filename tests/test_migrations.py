@@ -50,6 +50,7 @@ TABLES = {
     "staff_alerts",
     "case_ratings",
     "case_attachments",
+    "reply_macros",
 }
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import socket
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +18,7 @@ from activities.senders import (
     EmailRejected,
     FileOutboxSender,
     OutgoingEmail,
+    OutgoingFile,
     SendGridSender,
 )
 from tests.sendgrid_standin import (
@@ -31,8 +34,8 @@ from tests.sendgrid_standin import (
 API_KEY = "SG.test-key-that-must-never-leak"
 
 
-def outgoing(key: str = "BC-20250303-0042/case_acknowledged/1", **changes: str) -> OutgoingEmail:
-    fields = {
+def outgoing(key: str = "BC-20250303-0042/case_acknowledged/1", **changes: Any) -> OutgoingEmail:
+    fields: dict[str, Any] = {
         "dedup_key": key,
         "to": "finance@yunfan.example.cn",
         "from_address": "billing-support@partner.example.cn",
@@ -72,6 +75,36 @@ def test_outbox_writes_a_parseable_multipart_email(tmp_path: Path) -> None:
     # RFC 5322 lines end in CRLF on disk
     assert text is not None and text.get_content().replace("\r\n", "\n") == email.text
     assert html is not None and html.get_content().replace("\r\n", "\n") == email.html
+
+
+PDF = OutgoingFile(
+    "贷项通知单 CN-88.pdf", "application/pdf", b"%PDF-1.4\n" + bytes(range(256)) * 40
+)
+PNG = OutgoingFile('screen"shot.png', "image/png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 100)
+
+
+def test_outbox_email_with_files_is_mixed_and_parses_back(tmp_path: Path) -> None:
+    """An agent's reply with files: multipart/mixed of the text-and-HTML part and each file, its
+    name (Chinese, or with a quote) and its bytes as they were."""
+    sender = FileOutboxSender(tmp_path)
+    email = outgoing(
+        attachments=(PDF, PNG), in_reply_to="<thread.x@p.cn>", references="<thread.x@p.cn>"
+    )
+    message = _parse(_sent(sender, email))
+    assert message.get_content_type() == "multipart/mixed"
+    text = message.get_body(preferencelist=("plain",))
+    assert text is not None and text.get_content().replace("\r\n", "\n") == email.text
+    files = list(message.iter_attachments())
+    assert [(f.get_filename(), f.get_content_type()) for f in files] == [
+        (PDF.name, "application/pdf"),
+        (PNG.name, "image/png"),
+    ]
+    assert [f.get_content() for f in files] == [PDF.data, PNG.data]
+    assert message["In-Reply-To"] == "<thread.x@p.cn>"
+    # without files the email is what it always was
+    assert (
+        _parse(_sent(sender, outgoing(), key="plain")).get_content_type() == "multipart/alternative"
+    )
 
 
 def test_outbox_headers_cannot_be_injected_and_long_subjects_fold(tmp_path: Path) -> None:
@@ -139,6 +172,16 @@ def test_sendgrid_request_carries_everything(sendgrid_standin: SendGridStandIn) 
     ]
     assert body["custom_args"] == {"dedup_key": email.dedup_key}
     assert body["categories"] == ["case_acknowledged"]
+
+
+def test_sendgrid_request_carries_the_files_in_base64(sendgrid_standin: SendGridStandIn) -> None:
+    sendgrid_standin.script(accepted("msg-files.1"))
+    SendGridSender(API_KEY, sendgrid_standin.host).send(outgoing(attachments=(PDF,)))
+    [request] = sendgrid_standin.requests
+    [attached] = request.json()["attachments"]
+    assert attached["filename"] == PDF.name and attached["type"] == "application/pdf"
+    assert attached["disposition"] == "attachment"
+    assert base64.b64decode(attached["content"]) == PDF.data
 
 
 def test_sendgrid_400_is_rejected_with_sendgrids_reason(

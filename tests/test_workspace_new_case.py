@@ -32,7 +32,7 @@ def test_the_form_has_every_field_of_the_api_request_and_no_other() -> None:
 
 
 def test_a_request_key_carries_the_moment_it_was_made() -> None:
-    from web.routes.new_case import new_request_key
+    from web.forms import new_request_key
 
     before = datetime.now(UTC) - timedelta(milliseconds=1)
     made = ulid_time(new_request_key())

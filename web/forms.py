@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from core.ids import new_ulid
 from web.actions import Field, Kind
 from web.i18n import _
 
@@ -86,6 +87,11 @@ def _message(error: ErrorDetails, field: Field) -> str:
         if detail.startswith(begins):
             return message
     return BY_NAME.get(field.name) or BY_KIND.get(field.kind) or NOT_VALID
+
+
+def new_request_key() -> str:
+    """A form's one-time key (a ULID): the same form sent twice is one action."""
+    return new_ulid()
 
 
 def sent_values(form: Any, fields: tuple[Field, ...]) -> dict[str, str]:

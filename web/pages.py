@@ -69,6 +69,7 @@ class Pages:
             queues=QUEUE_LABELS,
             agents=registry.AGENTS,
             admins=registry.ADMINS,
+            managers=registry.MANAGERS,
         )
 
     def render(

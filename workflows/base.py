@@ -589,6 +589,7 @@ class EffectLoop(ABC, Generic[Effect]):
     ) -> EmailSent | ApplicationError:
         """Send once per stable key; a rejected address comes back as the error, not raised."""
         self._emails += 1
+        locale = email.data.language() or locale  # an agent's reply written in the other one
         key = email.key or self._key(f"{self._emails}-{email.template.value}")
         about = {name: self._email_view(view) for name, view in about.items()}
         who = "customer" if email.recipient is Recipient.CUSTOMER else "staff"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from pydantic import EmailStr, model_validator
+from pydantic import EmailStr, Field, model_validator
 
 from core.models.case import (
     CaseDetails,
@@ -20,6 +20,7 @@ from core.models.case import (
 from core.models.shared import (
     CURRENCY,
     Actor,
+    AttachedFile,
     CompanyName,
     Currency,
     Customer,
@@ -28,8 +29,12 @@ from core.models.shared import (
     Locale,
     LongText,
     Money,
+    ShortText,
     Strict,
 )
+
+# files on one reply: what a customer's mail server takes in one email stays well inside this
+MAX_REPLY_FILES = 10
 
 
 class CaseRequest(Strict):
@@ -94,6 +99,18 @@ class Assign(Strict):
 
 class AddNote(Strict):
     text: LongText
+    by: Actor
+
+
+class Reply(Strict):
+    """An agent's public reply: emailed to the customer as the thread's next email, in the
+    customer's language unless the agent wrote in the other (`locale`); the subject is "Re: " and
+    the thread's by default, and keeps the case number whatever the agent types."""
+
+    text: LongText
+    subject: ShortText | None = None
+    locale: Locale | None = None
+    attachments: list[AttachedFile] = Field(default_factory=list, max_length=MAX_REPLY_FILES)
     by: Actor
 
 

@@ -23,6 +23,7 @@ from core.models.email_data import (
     _ToOwnerOnCase,
 )
 from core.models.letters import PaymentFailure, payment_failure
+from core.models.shared import AttachedFile, Locale
 
 
 class CaseAcknowledged(_ToCustomerOnCase):
@@ -64,6 +65,22 @@ class CaseWithdrawn(_ToCustomerOnCase):
 
     template: Literal[EmailTemplate.CASE_WITHDRAWN] = EmailTemplate.CASE_WITHDRAWN
     retired = frozenset({"reason"})
+
+
+class CaseReply(_ToCustomerOnCase):
+    """An agent's reply in their own words (escaped in the letter), its files by reference."""
+
+    template: Literal[EmailTemplate.CASE_REPLY] = EmailTemplate.CASE_REPLY
+    text: Text
+    subject: Text | None = None
+    locale: Locale | None = None
+    attachments: list[AttachedFile] = Field(default_factory=list, max_length=20)
+
+    def language(self) -> Locale | None:
+        return self.locale
+
+    def lists(self) -> dict[str, list[str]]:
+        return {"attachments": [file.name for file in self.attachments]}
 
 
 class OwnerNewCase(_ToOwnerOnCase):
@@ -274,6 +291,7 @@ AnyEmailData = Annotated[
     | CaseReopened
     | CaseClosed
     | CaseWithdrawn
+    | CaseReply
     | OwnerNewCase
     | OwnerSlaReminder
     | ManagerSlaBreach

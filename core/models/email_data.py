@@ -11,7 +11,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, StringConstraints, model_validator
 
-from core.models.shared import Strict
+from core.models.shared import Locale, Strict
 
 
 class EmailTemplate(StrEnum):
@@ -26,6 +26,7 @@ class EmailTemplate(StrEnum):
     CASE_REOPENED = "case_reopened"
     CASE_CLOSED = "case_closed"
     CASE_WITHDRAWN = "case_withdrawn"
+    CASE_REPLY = "case_reply"  # an agent's own words, in the thread's letterhead
     # to the partner's staff
     OWNER_NEW_CASE = "owner_new_case"
     OWNER_SLA_REMINDER = "owner_sla_reminder"
@@ -108,6 +109,10 @@ class EmailData(Strict):
     def upgrade(cls, old: dict[str, Any]) -> dict[str, Any]:
         """An older payload as this email reads it now: its retired fields dropped."""
         return {name: value for name, value in old.items() if name not in cls.retired}
+
+    def language(self) -> Locale | None:
+        """The language this email is written in when it is not its recipient's."""
+        return None
 
     def extra(self) -> dict[str, str]:
         """The fields as the templates read them (``extra.<name>``): text, ISO 8601 moments."""

@@ -148,6 +148,7 @@ class EventKind(StrEnum):
     NOTE = "note"
     INFO_REQUESTED = "info-requested"
     CUSTOMER_REPLIED = "customer-replied"
+    REPLIED = "replied"  # an agent's public reply, emailed to the customer (a note is internal)
     CUSTOMER_REMINDED = "customer-reminded"
     ESCALATED = "escalated"
     VIANET_TICKET = "21vianet-ticket"
@@ -204,6 +205,16 @@ class EventKind(StrEnum):
     NEEDS_ATTENTION = "needs-attention"
     DISPUTE_REFUSED = "dispute-refused"
     SIGNAL_REFUSED = "signal-refused"  # sent by a client without the encryption key
+
+
+class AttachedFile(Strict):
+    """A file in the attachment store (intake/attachments.py), by reference: workflows and
+    activities carry its digest and name, never its bytes."""
+
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    name: Annotated[str, free_text(max_chars=100, max_bytes=400, multiline=False)]
+    content_type: Annotated[str, StringConstraints(pattern=r"^[a-z0-9.+-]+/[a-z0-9.+-]+$")]
+    size: int = Field(ge=0)
 
 
 class CaseEvent(Strict):

@@ -56,7 +56,12 @@ CASE_ACTIONS: dict[str, Action] = {
     for action in (
         Action("take", _("Take this case"), AGENTS, Assign, prepare=_take),
         Action(
-            "note", _("Add a note"), AGENTS, AddNote, (Field("text", _("Note"), Kind.TEXTAREA),)
+            "note",
+            _("Internal note (staff only)"),
+            AGENTS,
+            AddNote,
+            (Field("text", _("Note"), Kind.TEXTAREA),),
+            hint=_("Staff see it on the timeline; the customer never does."),
         ),
         Action(
             "request-info",

@@ -6,10 +6,12 @@ from web.routes import (
     customers,
     inbox,
     invoices,
+    macros,
     new_case,
     payables,
     people,
     queues,
+    replies,
     sign_in,
 )
 from web.routes.errors import add_error_pages
@@ -20,6 +22,8 @@ ROUTERS = [
     queues.router,
     new_case.router,
     cases.router,
+    replies.router,
+    macros.router,
     attachments.router,
     invoices.router,
     payables.router,

@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from service.users import Person, Role
 from web import actions as registry
+from web.composer import composer
 from web.routes.attachments import VIEWABLE
 from web.routes.inbox import OUTCOMES
 from web.workspace import Workspace, WorkspaceDep, allowed
@@ -25,12 +26,13 @@ def may_take(owner: str | None, person: Person) -> bool:
     return owner != person.email and (owner is None or Role.MANAGER in person.roles)
 
 
-async def _case(
+async def show_case(
     ws: Workspace,
     request: Request,
     person: Person,
     case_id: str,
     status_code: int = 200,
+    reply: dict[str, Any] | None = None,
     **problem: Any,
 ) -> Response:
     service = await ws.connection.get()
@@ -62,15 +64,16 @@ async def _case(
         people=await ws.users.case_owners() if any(a.name == "assign" for a in actions) else [],
         attachments=await service.attachments.of(case_id),
         viewable=VIEWABLE,
+        composer=await composer(service, request, person, view, **(reply or {})),
     )
 
 
 @router.get("/cases/{case_id}")
 async def case_page(request: Request, case_id: str, ws: WorkspaceDep) -> Response:
-    return await _case(ws, request, await ws.me(request), case_id)
+    return await show_case(ws, request, await ws.me(request), case_id)
 
 
 @router.post("/cases/{case_id}/actions/{name}")
 async def case_action(request: Request, case_id: str, name: str, ws: WorkspaceDep) -> Response:
     back = f"/cases/{quote(case_id)}"
-    return await ws.act(request, registry.CASE_ACTIONS, name, case_id, back, partial(_case, ws))
+    return await ws.act(request, registry.CASE_ACTIONS, name, case_id, back, partial(show_case, ws))

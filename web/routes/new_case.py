@@ -9,9 +9,7 @@ Idempotency-Key (`core.ids.request_case_id`); the second start finds the case of
 
 from __future__ import annotations
 
-import secrets
 from contextlib import suppress
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -20,13 +18,20 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from core.ids import request_case_id, ulid, ulid_time
+from core.ids import request_case_id, ulid_time
 from core.models import CURRENCY, CaseForm, Category, Locale, Priority
 from service.errors import AlreadyExists, NotFound, Refused
 from service.inbox import Letter
 from service.users import Person
 from web.actions import AGENTS, Field, Kind
-from web.forms import NOT_AN_OWNER, Problem, problem, problems_of, sent_values
+from web.forms import (
+    NOT_AN_OWNER,
+    Problem,
+    new_request_key,
+    problem,
+    problems_of,
+    sent_values,
+)
 from web.i18n import _
 from web.workspace import Workspace, WorkspaceDep
 
@@ -54,10 +59,6 @@ CASE_FIELDS: tuple[Field, ...] = (
 )
 FIELDS = {field.name: field for field in CASE_FIELDS}
 DEFAULTS = {"locale": Locale.ZH_CN.value, "priority": Priority.NORMAL.value, "currency": CURRENCY}
-
-
-def new_request_key() -> str:
-    return ulid(datetime.now(UTC), secrets.randbits(80))
 
 
 async def _page(

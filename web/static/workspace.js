@@ -1,5 +1,5 @@
-// The workspace's only script: the copy button of a 21Vianet request (no inline script: the
-// Content-Security-Policy allows none).
+// The workspace's only script: the copy button of a 21Vianet request and the canned reply picker
+// (no inline script: the Content-Security-Policy allows none).
 document.addEventListener("click", async (event) => {
   const button = event.target.closest("button.copy");
   if (!button) return;
@@ -16,4 +16,11 @@ document.addEventListener("click", async (event) => {
     selection.addRange(range);
   }
   button.classList.add("copied");
+});
+
+// A canned reply is filled in by the server (GET ?macro=ID, which works without this script):
+// picking one sends its form at once.
+document.addEventListener("change", (event) => {
+  const select = event.target.closest("select[data-autosubmit]");
+  if (select) select.form.submit();
 });

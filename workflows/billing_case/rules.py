@@ -30,6 +30,7 @@ from core.models import (
     OpenCase,
     Recipient,
     Reopen,
+    Reply,
     RequestInfo,
     ResolutionView,
     Resolve,
@@ -43,6 +44,7 @@ from core.models.email import (
     CaseClosed,
     CaseEscalated,
     CaseReopened,
+    CaseReply,
     CaseResolved,
     CaseWithdrawn,
     CustomerReminder,
@@ -80,6 +82,7 @@ CaseAction = (
     Assign
     | AddNote
     | UpdateContact
+    | Reply
     | RequestInfo
     | CustomerReply
     | Resolve
@@ -221,6 +224,13 @@ class Case(CaseState):
                 return self._unless_final("add a note to")
             case UpdateContact():
                 return self._unless_final("change the contact of")
+            case Reply():
+                if self.status.is_final:
+                    return (
+                        f"cannot reply on case {self.case_id}: it is {self.status.value}; "
+                        "the customer's next email opens a new case"
+                    )
+                return None
             case RequestInfo():
                 asking = {CaseStatus.OPEN, CaseStatus.WAITING_ON_CUSTOMER}
                 return self._needs(asking, "request information")
@@ -306,6 +316,23 @@ class Case(CaseState):
         )
         self.details = self.details.model_copy(update={"customer": customer})
         return [Record(EventKind.NOTE, action.by, f"customer contact changed to {action.email}")]
+
+    def reply(self, action: Reply, now: datetime) -> list[Effect]:
+        """A public reply: the customer's first response if none was given yet, and no pause
+        (the clocks stop only when the agent asks the customer for something: request_info)."""
+        self.first_response_sla.meet(now)
+        shown = {"subject": action.subject} if action.subject else {}
+        if action.locale:
+            shown["locale"] = action.locale.value
+        if action.attachments:
+            shown["attachments"] = ", ".join(file.name for file in action.attachments)
+        letter = CaseReply(
+            text=action.text,
+            subject=action.subject,
+            locale=action.locale,
+            attachments=action.attachments,
+        )
+        return [Record(EventKind.REPLIED, action.by, action.text, shown), self._email(letter)]
 
     def request_info(self, action: RequestInfo, now: datetime) -> list[Effect]:
         self.first_response_sla.meet(now)
@@ -427,6 +454,8 @@ class Case(CaseState):
                 return self.note(action, now)
             case UpdateContact():
                 return self.update_contact(action, now)
+            case Reply():
+                return self.reply(action, now)
             case RequestInfo():
                 return self.request_info(action, now)
             case CustomerReply():

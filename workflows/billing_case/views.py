@@ -7,7 +7,7 @@ from temporalio.common import TypedSearchAttributes
 
 from core import search
 from core.ids import case_workflow_id
-from core.models import CaseEvent, CaseRecord, CaseStatus, CaseView
+from core.models import CaseEvent, CaseRecord, CaseStatus, CaseView, RecordEscalation
 from workflows.base import cut, without_timeline
 from workflows.billing_case.rules import Case
 from workflows.billing_case.sla import SlaClock
@@ -117,6 +117,13 @@ def record(case: Case) -> CaseRecord:
         credit_amount=resolution.credit_amount if resolution else None,
         resolved_at=resolution.resolved_at if resolution else None,
         first_response_at=case.first_response_sla.met_at,
+    )
+
+
+def escalation(case: Case, number: int) -> RecordEscalation:
+    """21Vianet escalation `number` (1-based) as the database keeps it."""
+    return RecordEscalation(
+        case_id=case.case_id, escalation_no=number, escalation=case.escalations[number - 1]
     )
 
 

@@ -1,9 +1,6 @@
-"""BillingCaseWorkflow: one billing question or dispute, from intake to a closed loop.
-
-The shell of the case's rules (rules.py): each handler checks the action against them, takes it,
-and queues the effects they answer; the main loop carries the effects out in order (emails,
-database writes, the 21Vianet request, the outcome to collections) and fires the case's timers.
-"""
+"""BillingCaseWorkflow: one billing question or dispute, from intake to a closed loop. The shell
+of the case's rules (rules.py): each handler checks the action against them, takes it, and queues
+the effects they answer; the main loop carries them out in order and fires the case's timers."""
 
 from __future__ import annotations
 
@@ -29,8 +26,8 @@ with workflow.unsafe.imports_passed_through():
         PersistCase,
         PrepareEscalation,
         Recipient,
-        RecordEscalation,
         Reopen,
+        Reply,
         RequestInfo,
         Resolve,
         UpdateContact,
@@ -144,6 +141,14 @@ class BillingCaseWorkflow(EffectLoop[Step]):
         self._check(data)
 
     @workflow.update
+    def reply(self, data: Reply) -> CaseView:
+        return self._take(data)
+
+    @reply.validator
+    def _check_reply(self, data: Reply) -> None:
+        self._check(data)
+
+    @workflow.update
     def request_info(self, data: RequestInfo) -> CaseView:
         return self._take(data)
 
@@ -162,9 +167,8 @@ class BillingCaseWorkflow(EffectLoop[Step]):
     @workflow.update
     async def resolve(self, data: Resolve) -> CaseView:
         self._act(self._case.resolve(data, workflow.now()))
-        # the answer says how it went (resolved once the customer has it, back to open if the
-        # address bounced, resolving while a person must see to a failed step or while an
-        # accepted email waits for its delivery): the agent's screen needs no query after it
+        # the answer says how it went (resolved once the customer has it, open if the address
+        # bounced, resolving while a failed step or an email's delivery waits): no query after it
         await workflow.wait_condition(
             lambda: (
                 self._case.status is not CaseStatus.RESOLVING
@@ -261,8 +265,7 @@ class BillingCaseWorkflow(EffectLoop[Step]):
     # ------------------------------------------------------------------ timers
 
     def _next_alarm(self) -> Alarm | None:
-        due = self._case.next_due()
-        if due is None:
+        if (due := self._case.next_due()) is None:
             return None
         return Alarm(
             due.at, due.label, lambda: self._act(self._case.fire(due.timer, workflow.now()))
@@ -283,13 +286,10 @@ class BillingCaseWorkflow(EffectLoop[Step]):
                 finally:  # done, or failed: the update that waits for it answers now
                     self._preparing.discard(effect.number)
             case SaveEscalation():
-                case, number = self._case, effect.number
-                saved = RecordEscalation(
-                    case_id=case.case_id,
-                    escalation_no=number,
-                    escalation=case.escalations[number - 1],
+                saved = views.escalation(self._case, effect.number)
+                await self._write(
+                    RECORD_ESCALATION, saved, f"Save 21Vianet escalation #{effect.number}"
                 )
-                await self._write(RECORD_ESCALATION, saved, f"Save 21Vianet escalation #{number}")
             case ReportOutcome():
                 await self._report(effect)
 
