@@ -129,12 +129,17 @@ class Received:
     duplicate: bool = False  # the same message came before: it acted then, not again
 
 
+def _printable(value: str, keep: str = "") -> str:
+    """``value`` without control and format characters (PostgreSQL refuses NUL in text), but
+    those in ``keep``."""
+    return "".join(
+        c for c in value if c in keep or unicodedata.category(c) not in ("Cc", "Cf", "Cs")
+    )
+
+
 def _text(value: str) -> str:
     """A reply as a case's timeline holds it: no control characters, bounded."""
-    kept = "".join(
-        c for c in value if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cf", "Cs")
-    )
-    return kept.strip()[:TEXT_CHARS] or "(empty)"
+    return _printable(value, "\n\t").strip()[:TEXT_CHARS] or "(empty)"
 
 
 def confirms(reply: str, words: list[str]) -> bool:
@@ -283,9 +288,9 @@ class Inbound:
                         "message_id": message_id[:255],
                         "spf": verdicts.spf,
                         "dkim": verdicts.dkim,
-                        "sender": mail.from_address[:320] if mail else "",
-                        "sender_name": mail.from_name[:200] if mail else "",
-                        "subject": mail.subject[:998] if mail else "",
+                        "sender": _printable(mail.from_address)[:320] if mail else "",
+                        "sender_name": _printable(mail.from_name)[:200] if mail else "",
+                        "subject": _printable(mail.subject)[:998] if mail else "",
                         "text": _text(mail.reply or mail.text) if mail else "",
                         "size": size,
                         "created_at": now,

@@ -71,6 +71,7 @@ from core.models import (
     RecordVianetInvoice,
     ReleaseHolds,
     Reopen,
+    Reply,
     ReportFraud,
     RequestInfo,
     Resolve,
@@ -165,6 +166,20 @@ def examples(ctx: Context) -> dict[type[BaseModel], dict[str, Any]]:
         AddNote: {"text": TEXT, "by": AGENT},
         UpdateContact: {"email": "ap@yunfan.example.cn", "locale": "en-US", "by": AGENT},
         RequestInfo: {"question": TEXT, "by": AGENT},
+        Reply: {
+            "text": TEXT,
+            "subject": "发票金额",
+            "locale": "zh-CN",
+            "attachments": [
+                {
+                    "sha256": "a" * 64,
+                    "name": "贷项通知单.pdf",
+                    "content_type": "application/pdf",
+                    "size": 1,
+                }
+            ],
+            "by": AGENT,
+        },
         CustomerReply: {"text": TEXT},
         Resolve: {
             "outcome": "credit-issued",
