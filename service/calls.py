@@ -88,6 +88,10 @@ async def explain(client: Client, named: Named, err: RPCError) -> ServiceError:
             return NotFound(f"{named.missing} (no workflow {named.workflow_id})")
         return Unavailable(f"Temporal is unavailable ({named.name}): {again.message}")
     status = described.status
+    if err.status is RPCStatusCode.NOT_FOUND and status is WorkflowExecutionStatus.RUNNING:
+        # it started between the call and this look (a customer's account is started by its
+        # first invoice): when asked, there was none
+        return NotFound(f"{named.missing} (no workflow {named.workflow_id} yet)")
     if status is WorkflowExecutionStatus.COMPLETED and named.completed:
         return Ended(named.completed)
     if status is not WorkflowExecutionStatus.RUNNING:

@@ -312,7 +312,8 @@ async def refused(
     for the outcome can end before the refusal, and the time-skipping test server keeps no
     rejected update for a later poll ("update … not found"): the update is sent again (a
     rejected update changed nothing, and leaves nothing in the history), a little later each
-    time (the whole suite on 2 cores lost one 5 times in a row)."""
+    time. On a time-skipping server, ask under `auto_time_skipping_disabled()`: with skipping on,
+    a loaded machine lost every refusal of an account's update (tests/test_accounts.py)."""
     for attempt in range(tries):
         try:
             await update()
