@@ -96,11 +96,6 @@ LONGEST_FIRST = (
     "test_hostile_stack.py",  # 35
     "test_chaos.py",  # 34: workers and API processes killed
     "test_workspace_sessions.py",  # 31: password hashing
-    "test_bench.py",  # 31: scenarios 1, 6 (IMAP) and 7 small
-    "test_email_events.py",  # 25: thousands of events in one batch
-    "test_long_lives.py",  # 20
-    "test_imap.py",  # 20: a private Dovecot per module
-    "test_dev_runner.py",  # 18: make run's stack started, pulled, restarted
 )
 
 
