@@ -11,6 +11,8 @@ import hashlib
 import os
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -74,6 +76,21 @@ async def case_with_files(stack: Stack, *files: tuple[str, str, bytes]) -> str:
     return case_id
 
 
+@asynccontextmanager
+async def mail_workspace(
+    database: str, dev_env: WorkflowEnvironment, folder: Path
+) -> AsyncIterator[Stack]:
+    """The workspace taking customers' mail (and its files) on `database` (a DATABASES param)."""
+    url = f"sqlite:///{folder / 'billing.db'}"
+    if database == "postgresql":
+        url = os.environ["TEST_DATABASE_URL"]
+        _reset_postgres(url)
+    async with workspace(
+        dev_env, folder, database_url=url, attachments_dir=folder / "attachments", **INBOUND
+    ) as stack:
+        yield stack
+
+
 @pytest_asyncio.fixture(scope="module", params=DATABASES)
 async def stack(
     request: pytest.FixtureRequest,
@@ -81,13 +98,7 @@ async def stack(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Stack]:
     folder = tmp_path_factory.mktemp(f"attachments-{request.param}")
-    url = f"sqlite:///{folder / 'billing.db'}"
-    if request.param == "postgresql":
-        url = os.environ["TEST_DATABASE_URL"]
-        _reset_postgres(url)
-    async with workspace(
-        dev_env, folder, database_url=url, attachments_dir=folder / "attachments", **INBOUND
-    ) as stack:
+    async with mail_workspace(request.param, dev_env, folder) as stack:
         yield stack
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -25,10 +24,10 @@ from temporalio.testing import WorkflowEnvironment
 from core.models import BillingFailure, RequestInfo
 from service.inbound import Outcome
 from tests.clock_support import eventually
-from tests.conftest import DATABASES, _reset_postgres
-from tests.test_attachment_downloads import INBOUND, PDF, sha
+from tests.conftest import DATABASES
+from tests.test_attachment_downloads import PDF, mail_workspace, sha
 from tests.test_inbound import CUSTOMER, last_email, open_case, reply_to
-from tests.workspace_support import AGENT, FINANCE, MANAGER, Stack, csrf_of, signed_in, workspace
+from tests.workspace_support import AGENT, FINANCE, MANAGER, Stack, csrf_of, signed_in
 
 STRANGER = "zhang.wei@unknown.example.cn"
 # what a zh-CN page may show in Latin letters: addresses, ids, codes, file names, the language
@@ -105,13 +104,7 @@ async def stack(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Stack]:
     folder = tmp_path_factory.mktemp(f"inbox-{request.param}")
-    url = f"sqlite:///{folder / 'billing.db'}"
-    if request.param == "postgresql":
-        url = os.environ["TEST_DATABASE_URL"]
-        _reset_postgres(url)
-    async with workspace(
-        dev_env, folder, database_url=url, attachments_dir=folder / "attachments", **INBOUND
-    ) as stack:
+    async with mail_workspace(request.param, dev_env, folder) as stack:
         yield stack
 
 
