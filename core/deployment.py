@@ -21,6 +21,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.deployment.v1 import WorkerDeploymentInfo
 from temporalio.api.deployment.v1 import WorkerDeploymentVersion as VersionProto
+from temporalio.api.enums.v1 import RoutingConfigUpdateState
 from temporalio.api.workflow.v1 import VersioningOverride, WorkflowExecutionOptions
 from temporalio.api.workflowservice.v1 import (
     DescribeWorkerDeploymentRequest,
@@ -122,7 +123,9 @@ async def set_current(
     client: Client, version: WorkerDeploymentVersion, within: float = REGISTER_WITHIN
 ) -> None:
     """Make `version` current: new workflows start on it, auto-upgrade ones move to it. A
-    version exists once one of its workers has polled: until then (`within` seconds) ask again."""
+    version exists once one of its workers has polled: until then (`within` seconds) ask again.
+    Returns once the server says the routing reached every partition of the task queues: before
+    that, a task of an auto-upgrade run may still go to the old build."""
     request = SetWorkerDeploymentCurrentVersionRequest(
         namespace=client.namespace,
         deployment_name=version.deployment_name,
@@ -133,11 +136,25 @@ async def set_current(
     while True:
         try:
             await client.workflow_service.set_worker_deployment_current_version(request)
-            return
+            break
         except RPCError:
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.5)
+    await propagated(client, version.deployment_name, deadline)
+
+
+async def propagated(client: Client, deployment_name: str, deadline: float) -> None:
+    """Wait while the deployment's routing change is still reaching its task queues (servers
+    that do not report it answer UNSPECIFIED: nothing to wait for)."""
+    while True:
+        info = await describe(client, deployment_name)
+        state = info.routing_config_update_state
+        if state != RoutingConfigUpdateState.ROUTING_CONFIG_UPDATE_STATE_IN_PROGRESS:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the routing of {deployment_name} did not reach its task queues")
+        await asyncio.sleep(0.2)
 
 
 async def pin(
