@@ -23,6 +23,7 @@ import pytest
 import pytest_asyncio
 import uvicorn
 from pydantic import SecretStr
+from sqlalchemy import select
 from temporalio import workflow
 from temporalio.api.common.v1 import Payload
 from temporalio.api.history.v1 import HistoryEvent
@@ -55,6 +56,7 @@ from core.models import (
 from core.sealing import NOT_SEALED, REFUSED
 from core.settings import Settings
 from db.session import make_engine, make_session_factory
+from db.tables import CollectionsEventRow
 from service import Service
 from tests.clock_support import eventually
 from tests.codec_support import replay_and_record
@@ -63,6 +65,7 @@ from tests.db_queries import get_case
 from tests.intake_support import billing_failure_body, unique_prefix
 from tests.workflow_support import open_case
 from worker import WORKFLOWS, build_worker, worker_client
+from workflows.base import REFUSALS_RECORDED
 from workflows.billing_case import BillingCaseWorkflow
 from workflows.sealed import RefuseUnsealed
 
@@ -274,7 +277,7 @@ async def test_a_fake_sealed_signal_is_refused_and_the_workflow_keeps_serving(
 
     async def refused() -> bool:
         view = await service.collections.show(invoice)
-        return any(e.data == {"signal": "notice_outcome"} for e in view.timeline)
+        return any(e.data.get("signal") == "notice_outcome" for e in view.timeline)
 
     await eventually(refused)
     done = await asyncio.wait_for(
@@ -364,7 +367,7 @@ async def test_a_forged_dispute_outcome_is_recorded_as_refused(
     assert view.status is CollectionsStatus.PAUSED_DISPUTE
     assert view.credited == 0 and view.balance == view.amount_due
     [event] = [e for e in view.timeline if e.kind is EventKind.SIGNAL_REFUSED]
-    assert event.data == {"signal": "dispute_resolved"}
+    assert event.data == {"signal": "dispute_resolved", "refused": "1"}
     assert event.text.startswith(f"signal `dispute_resolved` refused: its argument {NOT_SEALED}")
     # a plain update to the same workflow: refused, readable without the key
     with pytest.raises(WorkflowUpdateFailedError) as rejected:
@@ -373,6 +376,41 @@ async def test_a_forged_dispute_outcome_is_recorded_as_refused(
         )
     assert_refused(rejected.value.cause, f"update `waive` refused: its argument {NOT_SEALED}")
     await service.collections.act(invoice, Waive(reason="test over", by=AGENT))
+
+
+async def test_a_flood_of_forged_signals_is_counted_not_recorded_one_by_one(
+    dev_env: WorkflowEnvironment, running: Settings
+) -> None:
+    """A client without the key sends 45 forged signals: the first REFUSALS_RECORDED are in the
+    timeline (and the log), the rest counted; the invoice is unchanged and still answers."""
+    service = Service(dev_env.client, running)
+    invoice = unique_prefix()
+    await service.collections.report_failure(
+        BillingFailure.model_validate(billing_failure_body(invoice, f"{invoice}-F1"))
+    )
+    handle = (await plain_client(dev_env)).get_workflow_handle(collections_workflow_id(invoice))
+    forged = DisputeOutcome(case_id="CASE-X", outcome=Outcome.CREDIT_ISSUED)
+    await asyncio.gather(*(handle.signal("dispute_resolved", forged) for _ in range(45)))
+
+    view = await service.collections.show(invoice)
+    assert view.credited == 0 and view.balance == view.amount_due
+    # an action after the flood: once it shows, every refusal before it was recorded or counted
+    await service.collections.act(invoice, Waive(reason="test over", by=AGENT))
+
+    async def waived() -> bool:
+        view = await service.collections.show(invoice)
+        return any(e.kind is EventKind.WAIVED for e in view.timeline)
+
+    await eventually(waived)
+    with make_session_factory(make_engine(running.database_url))() as session:
+        stored = session.scalars(
+            select(CollectionsEventRow.data)
+            .where(CollectionsEventRow.invoice_id == invoice)
+            .where(CollectionsEventRow.kind == EventKind.SIGNAL_REFUSED.value)
+            .order_by(CollectionsEventRow.seq)
+        )
+        refused = [data["refused"] for data in stored]
+    assert refused == [str(n) for n in range(1, REFUSALS_RECORDED + 1)]
 
 
 @workflow.defn(sandboxed=False)  # defined in a test module: outside the sandbox

@@ -219,6 +219,10 @@ class RecentActions:
             self.forgotten = max(self.forgotten, oldest)
 
 
+# refused signals a run records one by one, and then one in how many
+REFUSALS_RECORDED, REFUSALS_COUNTED = 20, 1000
+
+
 class EffectLoop(ABC, Generic[Effect]):
     """Base of every workflow: handlers change state and queue effects; `serve` carries them out."""
 
@@ -227,6 +231,7 @@ class EffectLoop(ABC, Generic[Effect]):
         self._tail: deque[CaseEvent] = deque(log.tail, maxlen=TAIL_EVENTS)
         self._unsaved: list[CaseEvent] = list(log.unsaved)  # not yet in the database: whole
         self._seq = log.last_seq
+        self._refused = 0  # signals refused in this run (a flood is counted, not recorded each)
         self._effects: deque[Effect] = deque()
         self._emails = log.emails_sent
         self._stuck: Stuck | None = None
@@ -488,9 +493,18 @@ class EffectLoop(ABC, Generic[Effect]):
     def remember_action(self, action_id: str) -> None:
         self._actions.remember(action_id)
 
-    def refuse_signal(self, signal: str, why: str) -> None:
-        """A signal sent in clear (workflows/sealed.py): in the timeline, and nothing changes."""
-        self._record(EventKind.SIGNAL_REFUSED, WORKFLOW, why, signal=signal)
+    def refuse_signal(self, signal: str, why: str) -> bool:
+        """A signal sent in clear (workflows/sealed.py): in the timeline, and nothing changes.
+        A flood is counted: the first REFUSALS_RECORDED of a run are recorded each, then every
+        REFUSALS_COUNTED-th with the count so far (10,000 refused signals are not 10,000 rows
+        and log lines). True when this one was recorded."""
+        self._refused += 1
+        n = self._refused
+        if n > REFUSALS_RECORDED and n % REFUSALS_COUNTED:
+            return False
+        text = why if n <= REFUSALS_RECORDED else f"{why} ({n} refused in this run so far)"
+        self._record(EventKind.SIGNAL_REFUSED, WORKFLOW, text, signal=signal, refused=str(n))
+        return True
 
     def _unflag(self) -> None:
         if self._flagged is not None:

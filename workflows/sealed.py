@@ -59,7 +59,7 @@ from core.sealing import (
 class RecordsRefusals(Protocol):
     """A workflow that records a refused signal in its timeline (workflows/base.py)."""
 
-    def refuse_signal(self, signal: str, why: str) -> None: ...
+    def refuse_signal(self, signal: str, why: str) -> bool: ...
 
 
 @runtime_checkable
@@ -192,10 +192,12 @@ class _RefuseUnsealed(WorkflowInboundInterceptor):
         problem = self._problem(seals, f"signal:{input.signal}")
         if problem is not None:
             why = f"signal `{input.signal}` refused: {problem}; nothing changed"
-            workflow.logger.warning(why)
             instance = workflow.instance()
-            if isinstance(instance, RecordsRefusals):
-                instance.refuse_signal(input.signal, why)
+            recorded = not isinstance(instance, RecordsRefusals) or instance.refuse_signal(
+                input.signal, why
+            )
+            if recorded:  # a flood is logged as it is recorded: counted, not line by line
+                workflow.logger.warning(why)
             return
         _remember(_action(seals))
         await super().handle_signal(input)
