@@ -47,7 +47,7 @@ TEST_WORKERS ?= 4
 # report comes after the suite's, and either failing fails the target
 test: venv
 	@$(BIN)/mypy . > $(VENV)/mypy.log 2>&1 & typing=$$!; \
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile; tests=$$?; \
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --durations=25; tests=$$?; \
 	wait $$typing; typed=$$?; cat $(VENV)/mypy.log; \
 	test $$tests -eq 0 && test $$typed -eq 0
 	$(BIN)/ruff check .
