@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from core.alerts import Robot, parse_robots, public_base_url
 from core.calendar import BusinessCalendar, china, opening_hours
 from core.models import DEMO_LETTERHEAD, CasePolicy, CollectionsPolicy, Letterhead, Locale
+from core.models.collections import ONE_DAY
 from core.models.letters import Line
 from core.ratings import RatingLinks
 from core.threads import EmailThreads
@@ -597,7 +598,14 @@ class Settings(BaseSettings):
 
     def collections_policy(self) -> CollectionsPolicy:
         policy = load_collections_policy(self.collections_policy_file)
-        return policy.model_copy(update={"calendar": self.calendar()})
+        calendar = self.calendar()
+        if calendar is not None and policy.day_length != ONE_DAY:
+            # a working day is a date on China's calendar: it cannot last a minute
+            raise SettingsError(
+                f"{self.collections_policy_file}: day_length shorter than a day needs "
+                "BUSINESS_CALENDAR=false (`make demo` sets it)"
+            )
+        return policy.model_copy(update={"calendar": calendar})
 
     def calendar(self, today: date | None = None) -> BusinessCalendar | None:
         """The working calendar of this year (`today`'s, in the business zone) and the next;
