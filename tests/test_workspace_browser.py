@@ -74,12 +74,12 @@ async def served(
         yield served
 
 
-async def sign_in(served: Served, email: str) -> Page:
+async def sign_in(served: Served, email: str, password: str = PASSWORD) -> Page:
     context = await served.browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
     await page.goto(f"{served.url}/")
     await page.locator('input[name="email"]').fill(email)
-    await page.locator('input[name="password"]').fill(PASSWORD)
+    await page.locator('input[name="password"]').fill(password)
     await page.locator("form[action='/login'] button").click()
     await expect(page.get_by_test_id("person")).to_be_visible(timeout=WAIT_MS)
     return page
