@@ -6,7 +6,7 @@ Ctrl-C or SIGTERM stops the worker, then the server; if either dies, the other i
 
 After a `git pull` the worker is a new build (core/deployment.py): it makes itself current and takes
 over the older builds' open pinned workflows whose histories replay on its code; the worker's log
-names any that do not, and how to end them (README "Production: deploying a release").
+names any that do not, and how to end them (docs/production.md, "Deploying a release").
 """
 
 from __future__ import annotations

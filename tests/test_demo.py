@@ -167,7 +167,7 @@ async def test_the_tour_in_the_browser(demo: Demo, tmp_path: Path) -> None:
     shots = Path(os.environ.get("WORKSPACE_SCREENSHOTS") or tmp_path)
     async with serving(demo.stack) as served:
         await _agent(served, demo.seeded, shots)
-        await _manager_approves(served)
+        await _manager_approves(served, shots)
         await _finance_pays(served)
 
 
@@ -198,10 +198,13 @@ async def _agent(served: Served, seeded: Seeded, shots: Path) -> None:
         await page.context.close()
 
 
-async def _manager_approves(served: Served) -> None:
+async def _manager_approves(served: Served, shots: Path) -> None:
     service = served.stack.service
     page = await sign_in(served, MANAGER, PASSWORD)
     try:
+        await page.get_by_role("link", name="催收", exact=True).click()
+        await expect(page.locator("table")).to_contain_text("G202611107", timeout=WAIT_MS)
+        await page.screenshot(path=shots / "demo-collections.png", full_page=True)
         await page.goto(f"{served.url}/collections/{APPROVE_NOW}")
         form = page.locator('details[data-action="approve-suspension"]')
         await form.locator("summary").click()
