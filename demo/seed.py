@@ -64,7 +64,7 @@ STAFF: dict[str, tuple[str, list[Role], Locale]] = {
     ADMIN: ("孙管理员", [Role.ADMIN], Locale.ZH_CN),
 }
 # a seeded invoice reaches its stage within this (the worker runs its steps at once)
-STAGE_WAIT = 60.0
+STAGE_WAIT = 120.0
 _IDS = uuid.UUID("6f0e1c52-9a3b-4d7e-8c21-5b4a3f2e1d0c")  # the demo's ids are the same each run
 
 
@@ -357,7 +357,7 @@ async def eventually(what: str, check: Callable[[], Awaitable[bool]]) -> None:
     while not await check():
         if asyncio.get_running_loop().time() > deadline:
             raise DemoError(f"{what} did not happen within {STAGE_WAIT:.0f} s: is the worker up?")
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.5)  # each look is a query the worker answers beside the steps
 
 
 async def seed(service: Service, *, now: datetime | None = None) -> Seeded:
