@@ -8,6 +8,8 @@ WORKSPACE_SCREENSHOTS=docs writes the README's pictures of the demo there (demo-
 from __future__ import annotations
 
 import os
+import socket
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,7 +22,14 @@ from playwright.async_api import expect
 from temporalio.testing import WorkflowEnvironment
 
 from core.models import CollectionsStatus, StepAnchor
-from core.settings import ROOT, Settings, SettingsError, load_collections_policy
+from core.settings import (
+    ROOT,
+    EmailBackend,
+    Settings,
+    SettingsError,
+    load_collections_policy,
+    load_settings,
+)
 from demo.seed import (
     AGENT,
     APPROVE_NOW,
@@ -46,6 +55,9 @@ from tests.workspace_support import Stack, workspace_settings
 from web.app import create_app
 from worker import build_worker
 from workflows.collections.clock import PolicyClock
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import dev  # scripts/ is a plain folder, not a package
 
 DEMO_POLICY = ROOT / "config" / "collections_policy.demo.toml"
 DEFAULT_POLICY = ROOT / "config" / "collections_policy.toml"
@@ -75,6 +87,28 @@ def test_a_day_shorter_than_a_day_needs_the_calendar_off() -> None:
         Settings(collections_policy_file=DEMO_POLICY, business_calendar=True).collections_policy()
     policy = Settings(collections_policy_file=DEMO_POLICY, business_calendar=False)
     assert policy.collections_policy().calendar is None
+
+
+def test_make_demo_runs_the_demo_policy_on_its_own_files_and_its_own_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in dev.DEMO_ENV.items():  # what `make demo` puts in its children's environment
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    assert settings.collections_policy().day_length == timedelta(minutes=1)
+    assert settings.email_backend is EmailBackend.OUTBOX
+    assert settings.partner_center_backend == "dry-run" and settings.robots() == []
+    assert dev.DEMO_DIR in settings.outbox_dir.parents and "var/demo/" in settings.database_url
+    with (
+        socket.socket() as taken
+    ):  # a `make run` already serving: the demo says so, touches nothing
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monkeypatch.setattr(dev, "PORT", taken.getsockname()[1])
+        monkeypatch.setattr(dev, "DEMO_DIR", ROOT / "var" / "demo-never-made")
+        with pytest.raises(dev.DevError, match="is taken"):
+            dev.start_demo()
+    assert not (ROOT / "var" / "demo-never-made").exists()
 
 
 def test_a_head_start_moves_the_steps_due_by_then_to_day_zero() -> None:
