@@ -1,6 +1,9 @@
 # make run   — the local stack: Temporal dev server (UI http://localhost:8233), SQLite, file outbox, worker
 # make test  — the test suite on 4 processes, then mypy and ruff (PostgreSQL too where
 #              TEST_DATABASE_URL is set); docs/testing.md
+# make demo  — make run with a believable partner seeded (a dozen customers, cases in every state,
+#              invoices at every collections stage) and a policy whose days last a minute; fresh
+#              under var/demo/ each time (docs/demo.md)
 # make clean — deletes var/: the local database, the email outbox and the Temporal dev server's DB
 # make bench — the pipeline against bare Temporal on this machine (BENCH_SCALE=0.1 for a quick run);
 #              make bench-suite adds the test suite's wall time
@@ -14,7 +17,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint fmt clean bench bench-suite chaos lock
+.PHONY: venv run demo test lint fmt clean bench bench-suite chaos lock
 
 venv: $(STAMP)
 
@@ -35,6 +38,9 @@ lock:
 
 run: venv
 	$(BIN)/python scripts/dev.py
+
+demo: venv
+	$(BIN)/python scripts/dev.py --demo
 
 # the suite on TEST_WORKERS processes (pytest-xdist: most tests wait on Temporal servers, not on the
 # CPU), each with its own dev server, PostgreSQL database and temporary folders (tests/conftest.py);

@@ -266,7 +266,7 @@ async def operated(worker: Worker, client: Client, settings: Settings) -> AsyncI
 async def take_over(client: Client, settings: Settings) -> deployment.TakeOver:
     """The local stack's upgrade (WORKER_TAKE_OVER, `make run`): this version becomes current
     and adopts the older builds' open pinned runs that replay on this code; the others are
-    named with what to do. A production deploy does this step by step (README "Production")."""
+    named with what to do. A production deploy does this step by step (docs/production.md)."""
     version = deployment.deployment_version(settings)
     replayer = Replayer(
         workflows=WORKFLOWS,

@@ -5,8 +5,8 @@ Each caller has its own secret (the billing system: failures and payments; the c
 cases), and up to two at once, so a secret is rotated without downtime: give the API the new one
 beside the old, move the caller over, then drop the old. A request is accepted within
 WINDOW_SECONDS of its timestamp; within that window an exact replay is answered from the database
-(see `api/idempotency.py`), never carried out twice. Tests, the README's example and clients use
-`sign`.
+(see `api/idempotency.py`), never carried out twice. Tests, docs/collections.md's example and
+clients use `sign`.
 """
 
 from __future__ import annotations

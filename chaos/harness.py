@@ -320,8 +320,8 @@ class ApiProcess(ChildProcess):
 
 
 def signature(secret: str, timestamp: int, path: str, key: str, body: bytes) -> str:
-    """`X-Signature` as a caller computes it (README, "Intake API"); chaos is a caller and does
-    not import the API (tests/test_chaos.py checks it equals `api.signing.sign`)."""
+    """`X-Signature` as a caller computes it (docs/collections.md, "The HTTP intake"); chaos is a
+    caller and does not import the API (tests/test_chaos.py checks it equals `api.signing.sign`)."""
     message = f"{timestamp}\nPOST\n{path}\n{key}\n".encode() + body
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 

@@ -4,7 +4,7 @@ The whole serialized payload (its JSON and its metadata) is encrypted; what Temp
 ``encoding: binary/encrypted``, the key id, the place it is sealed to (namespace and workflow id,
 authenticated with it) and the ciphertext. A payload copied into another workflow's history does
 not open there as sealed (core/sealing.py). Keys form a keyring: each key
-decrypts, the last one encrypts. To rotate (README, "Reliability and security"), give every process
+decrypts, the last one encrypts. To rotate (docs/security.md), give every process
 the new key first, then make it the last; drop an old one only once no open workflow holds payloads
 sealed with it (an unknown key id is a clear error, never a guess).
 Payloads that are not encrypted pass through decoding, so histories recorded before encryption
@@ -133,7 +133,7 @@ def write_key_file(path: Path, key_id: str = "local-1") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write("# payload encryption keys, id:base64key, newest last (see README)\n")
+        out.write("# payload encryption keys, id:base64key, newest last (see docs/security.md)\n")
         out.write(f"{key_id}:{new_key()}\n")
 
 

@@ -1,5 +1,5 @@
 """Worker Versioning: which version a worker polls as, and the deployment calls around a release
-(README "Production: deploying a release").
+(docs/production.md, "Deploying a release").
 
 A version is a deployment name and a build id. Cases, collections and 21Vianet invoices are
 pinned: each runs to its end on the build it started on. Accounts auto-upgrade: they move to the

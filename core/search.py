@@ -1,5 +1,5 @@
 """Custom search attributes: what a manager filters on in the Temporal UI, the values a workflow
-carries, and the saved queries (README, `starter.py workflow list`) written once.
+carries, and the saved queries (docs/managers.md, `starter.py workflow list`) written once.
 
 Never a customer name, email address or free text here: search attributes are not encrypted.
 """

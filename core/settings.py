@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from core.alerts import Robot, parse_robots, public_base_url
 from core.calendar import BusinessCalendar, china, opening_hours
 from core.models import DEMO_LETTERHEAD, CasePolicy, CollectionsPolicy, Letterhead, Locale
+from core.models.collections import ONE_DAY
 from core.models.letters import Line
 from core.ratings import RatingLinks
 from core.threads import EmailThreads
@@ -130,7 +131,7 @@ class Settings(BaseSettings):
         "confirm",
         "agree",
     ]
-    # `mail watch` reads the drop folder, or a shared mailbox over IMAP (README "Settings"):
+    # `mail watch` reads the drop folder, or a shared mailbox over IMAP (docs/settings.md):
     # each message is moved to IMAP_PROCESSED_FOLDER once taken, or to IMAP_FAILED_FOLDER
     inbound_backend: InboundBackend = InboundBackend.FOLDER
     imap_host: str | None = None
@@ -150,7 +151,7 @@ class Settings(BaseSettings):
     graph_poll_seconds: float = Field(default=2.0, gt=0, le=1500)
     # only for tests and the demo: where the SendGrid client sends its requests
     sendgrid_host: str = "https://api.sendgrid.com"
-    # EMAIL_BACKEND=smtp: the partner's mail server (README "Settings"); the port defaults by
+    # EMAIL_BACKEND=smtp: the partner's mail server (docs/settings.md); the port defaults by
     # security (starttls 587, tls 465, none 25: none only for a relay on this host or tests)
     smtp_host: str | None = None
     smtp_port: int | None = Field(default=None, ge=1, le=65535)
@@ -204,7 +205,7 @@ class Settings(BaseSettings):
     billing_webhook_secrets: SecretStr | None = None  # the billing system: failures, payments
     portal_webhook_secrets: SecretStr | None = None  # the customer portal: cases
 
-    # China's working calendar (README "Working hours and the China calendar"): opening hours in
+    # China's working calendar (docs/working-hours.md): opening hours in
     # BUSINESS_TIMEZONE, working days with the official holidays and 调休 from chinesecalendar
     # for this year and the next. Each new case and collections workflow takes it along; false:
     # every clock runs around the clock (the tests' default: they run at any hour)
@@ -270,7 +271,7 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8233",
     ]
 
-    # operating it (README "Operating it"): the worker's /metrics, /healthz and /ready on
+    # operating it (docs/operating.md): the worker's /metrics, /healthz and /ready on
     # WORKER_METRICS_PORT, the Temporal SDK's own metrics on TEMPORAL_METRICS_PORT (both off when
     # unset; `make run` sets them); the API serves its own on API_PORT
     metrics_host: str = "127.0.0.1"
@@ -300,7 +301,7 @@ class Settings(BaseSettings):
     # (tests/conftest.py): there it catches a workflow that would not replay.
     workflow_sandbox: bool = False
 
-    # Worker Versioning (README "Production: deploying a release"): the worker polls as version
+    # Worker Versioning (docs/production.md): the worker polls as version
     # WORKER_DEPLOYMENT_NAME:WORKER_BUILD_ID; cases, collections and 21Vianet invoices stay on the
     # build they started on, accounts move to the current one. The build id defaults to a digest
     # of the code a workflow's commands depend on (core/deployment.py), so a release that changes
@@ -597,7 +598,14 @@ class Settings(BaseSettings):
 
     def collections_policy(self) -> CollectionsPolicy:
         policy = load_collections_policy(self.collections_policy_file)
-        return policy.model_copy(update={"calendar": self.calendar()})
+        calendar = self.calendar()
+        if calendar is not None and policy.day_length != ONE_DAY:
+            # a working day is a date on China's calendar: it cannot last a minute
+            raise SettingsError(
+                f"{self.collections_policy_file}: day_length shorter than a day needs "
+                "BUSINESS_CALENDAR=false (`make demo` sets it)"
+            )
+        return policy.model_copy(update={"calendar": calendar})
 
     def calendar(self, today: date | None = None) -> BusinessCalendar | None:
         """The working calendar of this year (`today`'s, in the business zone) and the next;

@@ -2,8 +2,8 @@
 key, or a profile file), localhost:7233 as the fallback, and the data converter: pydantic payloads
 encrypted by the payload codec and sealed to their workflow, failure messages encrypted with them,
 each argument stamped with the handler and the action it is for (`StampActions`). The worker's
-converter also marks what reached it in clear or out of place, so its workflows refuse it (README,
-"Trust boundary")."""
+converter also marks what reached it in clear or out of place, so its workflows refuse it
+(docs/security.md, "Trust boundary")."""
 
 from __future__ import annotations
 

@@ -1,10 +1,12 @@
 """`make run`: the local stack — Temporal dev server (UI on :8233), database migration, worker.
+`make demo` (`--demo`): the same stack, fresh under var/demo/ each time, with the demo partner
+seeded (`python -m demo`) and the demo's collections policy, whose days last a minute.
 
 Ctrl-C or SIGTERM stops the worker, then the server; if either dies, the other is stopped too.
 
 After a `git pull` the worker is a new build (core/deployment.py): it makes itself current and takes
 over the older builds' open pinned workflows whose histories replay on its code; the worker's log
-names any that do not, and how to end them (README "Production: deploying a release").
+names any that do not, and how to end them (docs/production.md, "Deploying a release").
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -43,6 +46,23 @@ CALLER_SECRET_FILES = {
 WEB_SESSION_SECRET_FILE = ROOT / "var" / "web-session.secret"
 # the worker signs each thread's token with it, the drop folder verifies a reply's
 EMAIL_THREAD_SECRET_FILE = ROOT / "var" / "email-thread.secret"
+
+
+# `make demo`: its own files (emptied at each start) and the settings that make it a demo; a
+# `.env` aimed at production (SendGrid, Partner Center) does not reach the demo's customers
+DEMO_DIR = ROOT / "var" / "demo"
+DEMO_ENV = {
+    "DATABASE_URL": f"sqlite:///{DEMO_DIR / 'billing.db'}",
+    "OUTBOX_DIR": str(DEMO_DIR / "outbox"),
+    "INBOUND_DIR": str(DEMO_DIR / "inbound"),
+    "ATTACHMENTS_DIR": str(DEMO_DIR / "attachments"),
+    "COLLECTIONS_POLICY_FILE": str(ROOT / "config" / "collections_policy.demo.toml"),
+    "BUSINESS_CALENDAR": "false",  # a policy day of a minute is no working day
+    "EMAIL_BACKEND": "outbox",
+    "INBOUND_BACKEND": "folder",
+    "PARTNER_CENTER_BACKEND": "dry-run",
+    "STAFF_ALERTS": "",
+}
 
 
 class DevError(RuntimeError):
@@ -155,19 +175,33 @@ def version_line(settings: Settings) -> str:
     return f"{version}, made current; older builds' runs taken over (see the worker's log)"
 
 
-def main() -> int:
+def start_demo() -> Path:
+    """A fresh var/demo/ and the demo's settings in this process's environment (its children
+    inherit them); the Temporal dev server's DB file for it. The demo runs its own server."""
+    if port_open(PORT):
+        raise DevError(f"{HOST}:{PORT} is taken (`make run`?): stop it, the demo starts its own")
+    shutil.rmtree(DEMO_DIR, ignore_errors=True)
+    DEMO_DIR.mkdir(parents=True)
+    os.environ.update(DEMO_ENV)
+    return DEMO_DIR / "temporal.db"
+
+
+def main(argv: list[str] | None = None) -> int:
     os.chdir(ROOT)  # the worker, the migration and `.env` all resolve from the project root
     # everything under var/ holds customer data or secrets: the owner's alone, children included
     os.umask(0o077)
+    demo = "--demo" in (sys.argv[1:] if argv is None else argv)
     env = {**os.environ, "TEMPORAL_ADDRESS": f"{HOST}:{PORT}"}
     for signum in (signal.SIGINT, signal.SIGTERM):  # both stop like Ctrl-C, even if ignored
         signal.signal(signum, signal.default_int_handler)
     children: dict[str, subprocess.Popen[bytes]] = {}
     verdict = ""
     try:
+        (ROOT / "var").mkdir(mode=0o700, exist_ok=True)
+        db_file = start_demo() if demo else ROOT / "var" / "temporal.db"
+        env.update(DEMO_ENV if demo else {})
         settings = load_settings()
         settings.outbox_dir.mkdir(parents=True, exist_ok=True)
-        (ROOT / "var").mkdir(mode=0o700, exist_ok=True)
         ensure_codec_key(settings)
         token = settings.codec_token
         env["CODEC_TOKEN"] = token.get_secret_value() if token else local_secret(CODEC_TOKEN_FILE)
@@ -181,7 +215,6 @@ def main() -> int:
         if asyncio.run(reuse_running_server()):
             print(f"Reusing the Temporal dev server already running on {HOST}:{PORT}", flush=True)
         else:
-            db_file = ROOT / "var" / "temporal.db"
             children["temporal server"] = start_dev_server(db_file, PORT, UI_PORT, codec_endpoint)
         subprocess.run([sys.executable, "-m", "db.migrate"], env=env, check=True)
         worker_metrics = settings.worker_metrics_port or WORKER_METRICS_PORT
@@ -231,6 +264,8 @@ def main() -> int:
             "  (a local account: .venv/bin/python starter.py user add EMAIL --name N --role agent)"
         )
         print("drive cases with:  .venv/bin/python starter.py --help", flush=True)
+        if demo and subprocess.run([sys.executable, "-m", "demo"], env=env).returncode:
+            raise DevError("the demo partner could not be seeded (the reason is above)")
         while not (died := [name for name, child in children.items() if child.poll() is not None]):
             time.sleep(0.5)
         verdict = f"{died[0]} exited unexpectedly with code {children[died[0]].returncode}"

@@ -33,6 +33,7 @@ OURS = {
     "worker",
     "bench",
     "chaos",
+    "demo",
     "scripts",
     "tests",
 }
@@ -55,6 +56,8 @@ ALLOWED: dict[str, set[str]] = {
     # the harnesses drive the product through the service (and build workers as tests do)
     "bench": OURS - {"starter", "cli", "api"},
     "chaos": OURS - {"starter", "cli", "api", "bench", "web"},
+    # the demo seeds its partner through the service, as the workspace would
+    "demo": {"core", "service", "demo"},
     "scripts": {"core"},
 }
 

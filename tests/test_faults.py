@@ -299,7 +299,7 @@ async def test_bounced_address_owner_told_and_case_goes_on(
         assert count(view, EventKind.CUSTOMER_TOLD) == 0
         assert any("resolution email bounced" in e.text for e in view.timeline)
 
-        # README: `contact --email`, then `resolve` again
+        # docs/cases.md: `contact --email`, then `resolve` again
         contact = UpdateContact(email=corrected, by=AGENT)
         await Service(client).cases.act(case_id, contact)
         await Service(client).cases.act(case_id, resolution)

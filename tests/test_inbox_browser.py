@@ -4,7 +4,7 @@ agent attaches one to a case, marks the other handled, finds the auto-reply unde
 and goes from the case to its customer's page.
 
 WORKSPACE_SCREENSHOTS=docs also writes the inbox's and the customer page's screenshots there (the
-README's)."""
+docs/workspace.md's)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """What a manager sees in the Temporal UI, read through the client on the real dev server with the
 real worker: search attributes kept current, summaries, static and current details, a summary on
-every activity and timer, the README's saved queries, and no customer name or email in any of it."""
+every activity and timer, the saved queries of docs/managers.md, and no customer name or email in
+any of it."""
 
 from __future__ import annotations
 
@@ -342,9 +343,9 @@ async def test_list_command_runs_the_saved_and_raw_queries(
     assert bad.exit_code == 1 and "Temporal refused the filter" in bad.output
 
 
-def test_readme_lists_every_saved_query() -> None:
-    """The README's table is what `starter.py workflow list` runs: same names, same filters."""
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
-    managers = readme[readme.index("## For managers") :]
+def test_the_managers_page_lists_every_saved_query() -> None:
+    """docs/managers.md's table is what `starter.py workflow list` runs: same names, filters."""
+    page = Path(__file__).parent.parent / "docs" / "managers.md"
+    managers = page.read_text(encoding="utf-8")
     for name, saved in search.SAVED_QUERIES.items():
         assert f"| `{name}` | `{saved.query}` | {saved.shows} |" in managers

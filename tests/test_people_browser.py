@@ -4,7 +4,8 @@ name and lands on it; a bad field is refused beside it; a manager reassigns thro
 forged address is refused and changes nothing; an admin disables someone whose open page stops
 working at once; nobody else reaches the admin pages.
 
-WORKSPACE_SCREENSHOTS=docs also writes the new-case page's screenshot there (the README's)."""
+WORKSPACE_SCREENSHOTS=docs also writes the new-case page's screenshot there (for
+docs/workspace.md)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ approves the suspension it asks for; an agent opens a case's link and acts on it
 scrolls sideways, and each action's button is on the screen and big enough to tap.
 
 WORKSPACE_SCREENSHOTS=docs also writes the approval's screenshot there (docs/phone-approval.png,
-the README's picture)."""
+docs/production.md's picture)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ edits it, attaches a PDF and sends it; the outbox has the email in the case's th
 the first response is met and no clock paused; a file of a type not taken is refused in the
 composer, nothing sent; the timeline shows the reply apart from an internal note.
 
-WORKSPACE_SCREENSHOTS=docs also writes the composer's screenshot there (the README's picture)."""
+WORKSPACE_SCREENSHOTS=docs also writes the composer's screenshot there (for docs/workspace.md)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ attributes on it (the server starts without them), a case is escalated through t
 and the page must show it under the `EscalatedToVianet = true` filter with its summary, current
 details and activity summaries (a local activity's on its event).
 
-UI_SCREENSHOT=docs/ui-case.png also writes the case's screenshot there (the README's picture).
+UI_SCREENSHOT=docs/ui-case.png also writes the case's screenshot there (docs/managers.md's picture).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ to closed through the pages; a refusal shows beside its form; a forbidden action
 without its CSRF token are refused; a signed-out session's cookie opens nothing; markup a customer
 wrote stays text.
 
-WORKSPACE_SCREENSHOTS=docs also writes the queue's and the case's screenshots there (the README's
-pictures)."""
+WORKSPACE_SCREENSHOTS=docs also writes the queue's and the case's screenshots there (for
+docs/workspace.md)."""
 
 from __future__ import annotations
 
@@ -74,12 +74,12 @@ async def served(
         yield served
 
 
-async def sign_in(served: Served, email: str) -> Page:
+async def sign_in(served: Served, email: str, password: str = PASSWORD) -> Page:
     context = await served.browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
     await page.goto(f"{served.url}/")
     await page.locator('input[name="email"]').fill(email)
-    await page.locator('input[name="password"]').fill(PASSWORD)
+    await page.locator('input[name="password"]').fill(password)
     await page.locator("form[action='/login'] button").click()
     await expect(page.get_by_test_id("person")).to_be_visible(timeout=WAIT_MS)
     return page
@@ -175,7 +175,7 @@ async def test_a_case_from_open_to_closed_through_the_pages(served: Served, tmp_
 
 
 async def _queue_screenshot(served: Served, page: Page, path: Path) -> None:
-    """A few of the agent's cases, then the queue, for the README."""
+    """A few of the agent's cases, then the queue, for docs/workspace.md."""
     for priority, amount in (
         (Priority.URGENT, "86000.00"),
         (Priority.HIGH, "12340.00"),

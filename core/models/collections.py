@@ -38,6 +38,7 @@ from core.models.shared import (
 )
 
 ZERO = Decimal("0.00")
+ONE_DAY = timedelta(days=1)
 # failures and payments one invoice takes: far above any billing run's retries, and bounded
 MAX_REPORTS = 500
 
@@ -105,6 +106,9 @@ class CollectionsPolicy(Strict):
     """The partner's collections policy: dated steps (``config/collections_policy.toml``)."""
 
     steps: list[CollectionsStep] = Field(min_length=1)
+    # how long one of the steps' days lasts: a day; a demo policy shortens it so that a month of
+    # collections passes in minutes (config/collections_policy.demo.toml), with no calendar
+    day_length: timedelta = Field(default=ONE_DAY, ge=timedelta(seconds=1), le=ONE_DAY)
     # after the hand-off the workflow waits this long for a payment or a waiver, then ends
     close_after_hand_off: timedelta = timedelta(days=30)
     # the data of a suspended subscription is deleted this long after suspension (Partner Center)

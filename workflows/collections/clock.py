@@ -39,7 +39,7 @@ class PolicyClock:
     def _on_calendar(self, anchor: datetime, days: int, counts: DayCount) -> datetime:
         calendar = self.policy.calendar
         if calendar is None:
-            return anchor + timedelta(days=days)
+            return anchor + days * self.policy.day_length
         if counts is DayCount.BUSINESS:
             return calendar.add_business_days(anchor, days)
         return calendar.next_opening(anchor + timedelta(days=days))

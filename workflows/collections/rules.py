@@ -825,7 +825,9 @@ class Collections(CollectionsState):
                 deletion = self.deletion_at
                 if deletion is None or deletion <= now:
                     return None
-                return CollectionsDeletionWarning(days_left=(deletion - now).days)
+                # in the policy's days: a demo policy's day is shorter than the calendar's
+                days_left = (deletion - now) // self.policy.day_length
+                return CollectionsDeletionWarning(days_left=days_left)
         return None  # no step sends anything else (the policy refuses it when it loads)
 
     def _suspend_step(self) -> CollectionsStep | None:
