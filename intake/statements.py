@@ -110,7 +110,12 @@ ACCOUNT_RUN = re.compile(r"[0-9][0-9* ]{5,}[0-9*]")
 
 
 class StatementError(Exception):
-    """The file cannot be imported (format, encoding, header): nothing was read from it."""
+    """The file cannot be imported: nothing was read from it. `kind` says what is wrong with it
+    (for the workspace to say in the reader's language): file, encoding, layout or unreadable."""
+
+    def __init__(self, message: str, kind: str = "unreadable") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class BadLine(Exception):
@@ -149,7 +154,9 @@ def detect_encoding(path: Path) -> str:
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise StatementError(f"{path.name}: UTF-16 text; export the statement as UTF-8 or GBK")
+        raise StatementError(
+            f"{path.name}: UTF-16 text; export the statement as UTF-8 or GBK", "encoding"
+        )
     for encoding in ("utf-8", "gb18030"):
         decoder = codecs.getincrementaldecoder(encoding)()
         try:
@@ -160,7 +167,7 @@ def detect_encoding(path: Path) -> str:
         except UnicodeDecodeError:
             continue
         return encoding
-    raise StatementError(f"{path.name}: the text is neither UTF-8 nor GBK/GB18030")
+    raise StatementError(f"{path.name}: the text is neither UTF-8 nor GBK/GB18030", "encoding")
 
 
 def _cell(value: Any) -> str:
@@ -269,10 +276,10 @@ class StatementReader:
     def __init__(self, path: Path, layouts: tuple[BankLayout, ...]) -> None:
         self.path = path
         if not path.is_file():
-            raise StatementError(f"{path}: no such file")
+            raise StatementError(f"{path}: no such file", "file")
         suffix = path.suffix.lower()
         if suffix not in (".csv", ".txt", ".xlsx"):
-            raise StatementError(f"{path.name}: a statement is a .csv or an .xlsx export")
+            raise StatementError(f"{path.name}: a statement is a .csv or an .xlsx export", "file")
         self.is_xlsx = suffix == ".xlsx"
         self.encoding = "xlsx" if self.is_xlsx else detect_encoding(path)
         self._layouts = layouts
@@ -296,7 +303,8 @@ class StatementReader:
         raise StatementError(
             f"{self.path.name}: no header row of a known bank layout in its first {HEADER_ROWS} "
             f"rows (known: {known}); map this bank's columns in BANK_LAYOUTS_FILE "
-            "(docs/bank-statements.md)"
+            "(docs/bank-statements.md)",
+            "layout",
         )
 
     def count_rows(self) -> int | None:
