@@ -19,10 +19,8 @@ import time
 
 STARTED = time.perf_counter()
 
-import argparse  # noqa: E402 -- after the clock: the import time is reported, not hidden
-import asyncio  # noqa: E402
+import asyncio  # noqa: E402 -- after the clock: the import time is reported, not hidden
 import json  # noqa: E402
-import os  # noqa: E402
 import re  # noqa: E402
 import uuid  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
@@ -222,16 +220,9 @@ async def run_statements(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("side", choices=["import", "raw"])
-    parser.add_argument("file", type=Path)
-    parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--result", type=Path, required=True, help="where the timings go (JSON)")
-    args = parser.parse_args()
-    run = run_import if args.side == "import" else run_raw
-    result = asyncio.run(run(args.file, args.concurrency))
-    args.result.write_text(json.dumps(result))
-    os._exit(0)  # as bench.starts: the SDK's threads can abort the interpreter's finalization
+    from bench.starts import side_main
+
+    side_main(__doc__, run_import, run_raw)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from db.tables import Collections as CollectionsRow
 from db.tables import PayerAccount, StatementLineRow, table
 from intake.matching import (
     ZERO,
-    Allocation,
     Ledger,
     Match,
     OpenBill,
@@ -299,22 +298,14 @@ class Statements:
 
         async def pay(row: dict[str, Any], allocation: dict[str, str]) -> str | None:
             async with gate:
-                payment = PaymentReceived(
-                    payment_id=allocation["payment_id"],
-                    invoice_id=allocation["invoice_id"],
-                    amount=Decimal(allocation["amount"]),
-                    currency=row["currency"],
-                    received_at=row["booked_at"],
-                    by=by,
-                )
                 try:
-                    await self._collections.act(payment.invoice_id, payment)
+                    await self._pay(row["currency"], row["booked_at"], allocation, by)
                 except Unavailable:
                     raise
-                except (Refused, NotFound, ServiceError) as err:
+                except ServiceError as err:  # refused, not found: the line waits, saying why
                     return str(err)
                 summary.payments += 1
-                summary.paid += payment.amount
+                summary.paid += Decimal(allocation["amount"])
                 return None
 
         outcomes = await asyncio.gather(
@@ -414,30 +405,28 @@ class Statements:
         several = len(line.allocations) + len(taken) > 1
         done = list(line.allocations)
         for allocation in taken:
-            done.append(await self._pay_one(line, allocation, several, by))
+            pid = payment_id(line.reference, allocation.invoice_id, several)
+            paid = {"invoice_id": allocation.invoice_id, "amount": str(allocation.amount)}
+            await self._pay(line.currency, line.booked_at, paid | {"payment_id": pid}, by)
+            done.append(paid | {"payment_id": pid})
         (tenant,) = tenants
         status = Verdict.OVERPAID.value if left > 0 else Verdict.MATCHED.value
         await asyncio.to_thread(self._matched, line, done, left, status, tenant, by)
         return await asyncio.to_thread(self._line, line_id)
 
-    async def _pay_one(
-        self, line: QueueLine, allocation: Allocation, several: bool, by: str
-    ) -> dict[str, str]:
-        pid = payment_id(line.reference, allocation.invoice_id, several)
+    async def _pay(
+        self, currency: str, received_at: datetime, allocation: dict[str, str], by: str
+    ) -> None:
+        """One allocation of a line as the invoice's payment: the path of `/v1/payments`."""
         payment = PaymentReceived(
-            payment_id=pid,
-            invoice_id=allocation.invoice_id,
-            amount=allocation.amount,
-            currency=line.currency,
-            received_at=line.booked_at,
+            payment_id=allocation["payment_id"],
+            invoice_id=allocation["invoice_id"],
+            amount=Decimal(allocation["amount"]),
+            currency=currency,
+            received_at=received_at,
             by=by,
         )
-        await self._collections.act(allocation.invoice_id, payment)
-        return {
-            "invoice_id": allocation.invoice_id,
-            "amount": str(allocation.amount),
-            "payment_id": pid,
-        }
+        await self._collections.act(payment.invoice_id, payment)
 
     def _line(self, line_id: int) -> QueueLine:
         with reading(self._settings.database_url) as session:
