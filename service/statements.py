@@ -19,6 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from core.models import CollectionsStatus, PaymentReceived
 from core.models.statement import BankLayout
@@ -220,7 +221,13 @@ class Statements:
             self._count(summary, found.verdict.value)
             fresh.append(self._row(line, found, by, summary.file_name))
         if fresh:
-            await asyncio.to_thread(self._insert, fresh)
+            taken = await asyncio.to_thread(self._insert, fresh)
+            if len(taken) < len(fresh):  # another import stored some first: they are its to pay
+                for row in fresh:
+                    if row["reference"] not in taken:
+                        self._count(summary, row["status"], -1)
+                        summary.duplicates += 1
+                fresh = [row for row in fresh if row["reference"] in taken]
         pending = [row for row in fresh if not row["recorded"]]
         pending += [row for row in known.values() if not row["recorded"]]
         await self._pay_rows(pending, by, concurrency, summary)
@@ -285,9 +292,24 @@ class Statements:
             ).all()
         return {row.reference: dict(row._mapping) for row in rows}
 
-    def _insert(self, rows: list[dict[str, Any]]) -> None:
-        with reading(self._settings.database_url) as session, session.begin():
-            session.execute(insert(StatementLineRow), rows)
+    def _insert(self, rows: list[dict[str, Any]]) -> set[str]:
+        """Store the batch's new lines; the references stored. When another import of the same
+        statement stored some of them meanwhile, one at a time, leaving those out."""
+        try:
+            with reading(self._settings.database_url) as session, session.begin():
+                session.execute(insert(StatementLineRow), rows)
+            return {row["reference"] for row in rows}
+        except IntegrityError:
+            pass
+        taken: set[str] = set()
+        for row in rows:
+            try:
+                with reading(self._settings.database_url) as session, session.begin():
+                    session.execute(insert(StatementLineRow), [row])
+                taken.add(row["reference"])
+            except IntegrityError:
+                continue
+        return taken
 
     async def _pay_rows(
         self, rows: list[dict[str, Any]], by: str, concurrency: int, summary: StatementSummary

@@ -256,6 +256,23 @@ async def test_statements_are_matched_and_recorded_once(stack: Service, tmp_path
     with pytest.raises(Exception, match="nothing waits"):
         await service.statements.match_line(ambiguous.id, [c1], by="finance.qian")
 
+    # two people import the same new statement at once: each line is stored once, paid once
+    a4 = f"{p}A4"
+    await open_invoice(service, a4, YUNFAN, "900.00", 7)
+    await stored(service, [a4])
+    twice = statement(
+        tmp_path / "boc.xlsx",
+        "boc",
+        [Transfer(D("100.00"), YUNFAN, "", a4), Transfer(D("200.00"), YUNFAN, "", a4)],
+    )
+    one, other = await asyncio.gather(import_(service, twice), import_(service, twice))
+    for summary in (one, other):  # each saw every line: stored by itself, or by the other
+        assert summary.matched + summary.duplicates == 2, summary
+    assert await balance(service, a4) == D("600.00")  # the same payment ids: counted once
+    with shared_sessions(service.settings.database_url)() as session:
+        rows = session.query(StatementLineRow).filter_by(file_name="boc.xlsx").all()
+        assert len(rows) == 2 and all(row.recorded for row in rows)
+
 
 def _row(service: Service, summary: StatementSummary) -> StatementLineRow:
     with shared_sessions(service.settings.database_url)() as session:
