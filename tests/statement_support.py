@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+
+from intake.failure_file import build_failure
+from service import Service
+from tests.clock_support import eventually
+from tests.intake_support import failure_fields
+
+YUNFAN = "上海云帆信息科技有限公司"
+XINGHE = "北京星河数据有限公司"
 
 
 @dataclass(frozen=True)
@@ -216,3 +225,32 @@ def statement(
     if path.suffix == ".xlsx":
         return write_xlsx(path, rows)
     return write_csv(path, rows, encoding)
+
+
+# -- invoices in collections for the statements to pay
+
+
+async def open_invoice(service: Service, invoice: str, name: str, amount: str, day: int) -> None:
+    fields = failure_fields(
+        invoice,
+        f"{invoice}-F1",
+        customer_name=name,
+        tenant_id=str(uuid.uuid5(uuid.NAMESPACE_URL, name)),
+        amount_due=amount,
+        failed_at=f"2026-11-{day:02d}T01:00:00+00:00",
+    )
+    await service.collections.report_failure(build_failure(fields))
+
+
+async def balance(service: Service, invoice: str) -> Decimal:
+    return (await service.collections.show(invoice)).balance
+
+
+async def stored(service: Service, invoices: list[str]) -> None:
+    """The collections rows the import reads its open bills from (written by an activity)."""
+
+    def all_there() -> bool:
+        ledger = service.statements.ledger()
+        return all(invoice.upper() in ledger.bills for invoice in invoices)
+
+    await eventually(all_there, "the invoices' collections rows")

@@ -21,17 +21,22 @@ import starter
 from core.settings import Settings, SettingsError
 from db.session import shared_sessions
 from db.tables import PayerAccount, StatementLineRow
-from intake.failure_file import build_failure
 from intake.statements import BUILT_IN, StatementError, StatementLine, StatementReader
 from service import Service
 from service.statements import StatementSummary
-from tests.clock_support import eventually
-from tests.intake_support import failure_fields, unique_prefix
-from tests.statement_support import Transfer, statement, write_csv
+from tests.intake_support import unique_prefix
+from tests.statement_support import (
+    XINGHE,
+    YUNFAN,
+    Transfer,
+    balance,
+    open_invoice,
+    statement,
+    stored,
+    write_csv,
+)
 from worker import build_worker
 
-YUNFAN = "上海云帆信息科技有限公司"
-XINGHE = "北京星河数据有限公司"
 D = Decimal
 
 
@@ -147,32 +152,6 @@ async def stack(
     )
     async with build_worker(dev_env.client, settings):
         yield Service(dev_env.client, settings)
-
-
-async def open_invoice(service: Service, invoice: str, name: str, amount: str, day: int) -> None:
-    fields = failure_fields(
-        invoice,
-        f"{invoice}-F1",
-        customer_name=name,
-        tenant_id=str(uuid.uuid5(uuid.NAMESPACE_URL, name)),
-        amount_due=amount,
-        failed_at=f"2026-11-{day:02d}T01:00:00+00:00",
-    )
-    await service.collections.report_failure(build_failure(fields))
-
-
-async def balance(service: Service, invoice: str) -> Decimal:
-    return (await service.collections.show(invoice)).balance
-
-
-async def stored(service: Service, invoices: list[str]) -> None:
-    """The collections rows the import reads its open bills from (written by an activity)."""
-
-    def all_there() -> bool:
-        ledger = service.statements.ledger()
-        return all(invoice.upper() in ledger.bills for invoice in invoices)
-
-    await eventually(all_there, "the invoices' collections rows")
 
 
 async def import_(service: Service, path: Path) -> StatementSummary:

@@ -20,8 +20,15 @@ from temporalio.testing import WorkflowEnvironment
 from service.users import Role
 from tests.intake_support import unique_prefix
 from tests.people_support import account
-from tests.statement_support import Transfer, statement, write_csv
-from tests.test_statements import YUNFAN, balance, open_invoice, stored
+from tests.statement_support import (
+    YUNFAN,
+    Transfer,
+    balance,
+    open_invoice,
+    statement,
+    stored,
+    write_csv,
+)
 from tests.test_temporal_ui import CHROMIUM, WAIT_MS
 from tests.test_workspace_browser import Served, serving, sign_in
 from tests.workspace_support import AGENT, workspace
