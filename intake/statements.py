@@ -309,8 +309,15 @@ class StatementReader:
 
     def count_rows(self) -> int | None:
         """About how many rows the file has, for a progress bar (None when unknown)."""
-        if self.is_xlsx:
-            return None
+        if self.is_xlsx:  # the sheet's dimension, as the export wrote it (None without one)
+            from openpyxl import load_workbook
+
+            book = load_workbook(self.path, read_only=True)
+            try:
+                rows = book.worksheets[0].max_row
+            finally:
+                book.close()
+            return None if rows is None else max(0, rows - self._header_row)
         count = 0
         with self.path.open("rb") as raw:
             while chunk := raw.read(1 << 20):
