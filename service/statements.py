@@ -36,10 +36,12 @@ from intake.matching import (
     allocate,
     match,
 )
-from intake.statements import BUILT_IN, Rejected, StatementLine, StatementReader
+from intake.statements import BUILT_IN, Rejected, StatementError, StatementLine, StatementReader
 from service.calls import reading
 from service.collections import Collections
 from service.errors import NotFound, Refused, ServiceError, Unavailable
+
+__all__ = ["QueueLine", "StatementAborted", "StatementError", "StatementSummary", "Statements"]
 
 BATCH = 256  # lines matched, stored and paid together
 WAITING = ("ambiguous", "unmatched", "overpaid", "refused")

@@ -15,9 +15,8 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from intake.statements import StatementError
 from service.errors import NotFound, Refused, ServiceError, Unavailable
-from service.statements import QueueLine, StatementAborted, StatementSummary
+from service.statements import QueueLine, StatementAborted, StatementError, StatementSummary
 from service.users import Person
 from web.actions.base import FINANCE
 from web.i18n import _
