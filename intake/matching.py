@@ -50,6 +50,7 @@ class Why(StrEnum):
     PAYERS_BILL = "the payer's bill"
     CHOSEN = "matched by finance"
     REFUSED = "payment refused"
+    SET_ASIDE = "not a customer's payment"
 
 
 @dataclass

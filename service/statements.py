@@ -498,6 +498,24 @@ class Statements:
                 else:
                     taught.tenant_id, taught.learnt_by = tenant, by
 
+    def set_aside(self, line_id: int, *, by: str) -> QueueLine:
+        """Finance takes a waiting line out of the queue, paying nothing: not a customer's payment
+        (interest, a refund from a supplier, a transfer between the partner's own accounts)."""
+        now = datetime.now(UTC)
+        with reading(self._settings.database_url) as session, session.begin():
+            row = session.get(StatementLineRow, line_id)
+            if row is None:
+                raise NotFound(f"no statement line {line_id}")
+            if row.status not in WAITING:
+                raise Refused(f"line {line_id} is {row.status}: nothing waits to be matched")
+            row.status, row.why, row.matched_by, row.matched_at = (
+                "set-aside",
+                Why.SET_ASIDE,
+                by,
+                now,
+            )
+            return _queue_line(row)
+
     def payer_accounts(self, tenant_id: str) -> list[str]:
         with reading(self._settings.database_url) as session:
             return list(

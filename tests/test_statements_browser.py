@@ -1,6 +1,7 @@
 """Bank statements in a real browser (Playwright driving Debian's Chromium), as a zh-CN finance
 person: the upload of an ICBC statement in GBK (a line matched by its bill number, a mistyped one
-waiting with its candidate, one nobody's), the summary; the queue's one-click match; the same file
+waiting with its candidate, one nobody's), the summary; the queue's one-click match, a line set
+aside as no customer's payment; the same file
 again (duplicates only); a file of no known layout refused in Chinese; an agent is not let in.
 
 WORKSPACE_SCREENSHOTS=docs also writes the pages' screenshots there."""
@@ -108,6 +109,11 @@ async def test_finance_imports_a_statement_and_matches_what_waits(
         async with page.expect_navigation(timeout=WAIT_MS * 2):
             await other.locator("button").click()
         await expect(page.get_by_test_id("refusal")).to_contain_text("该账单无法接收这笔付款")
+        # nobody's money (a supplier's refund, say): set aside, nothing paid
+        async with page.expect_navigation(timeout=WAIT_MS * 2):
+            await page.locator('form[data-action="set-aside"] button').click()
+        await expect(page.get_by_test_id("done")).to_contain_text("已移出")
+        await expect(page.get_by_test_id("empty")).to_be_visible()
 
         await upload(page, icbc)
         await expect(page.get_by_test_id("duplicates")).to_have_text("3")

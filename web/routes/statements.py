@@ -3,6 +3,7 @@ each with its candidate invoices and a one-click match."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import tempfile
@@ -65,6 +66,7 @@ WHY = {
     "the payer's bill": _("the payer's bill"),
     "matched by finance": _("matched by finance"),
     "payment refused": _("payment refused"),
+    "not a customer's payment": _("not a customer's payment"),
 }
 STATUS = {
     "matched": _("matched"),
@@ -162,3 +164,16 @@ async def match_line(request: Request, line_id: int, ws: WorkspaceDep) -> Respon
         return await _page(ws, request, person, 409, refusal=NOT_MATCHED, failed=line_id)
     log.info("%s: matched statement line %s to %s", person.email, line_id, ",".join(invoices))
     return RedirectResponse("/statements?done=matched", status_code=303)
+
+
+@router.post("/statements/{line_id}/set-aside")
+async def set_aside(request: Request, line_id: int, ws: WorkspaceDep) -> Response:
+    person = await ws.me(request, FINANCE)
+    await ws.checked_form(request)
+    service = await ws.connection.get()
+    try:
+        await asyncio.to_thread(service.statements.set_aside, line_id, by=person.email)
+    except (Refused, NotFound):
+        return await _page(ws, request, person, 409, refusal=NOTHING_WAITS, failed=line_id)
+    log.info("%s: set statement line %s aside", person.email, line_id)
+    return RedirectResponse("/statements?done=set-aside", status_code=303)
