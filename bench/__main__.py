@@ -14,6 +14,8 @@
 7. the workspace: queue and case pages, timed inside the app, with 10,000 open cases and
    10,000 open collections, every one a real workflow on the dev server
    (--workspace-workflows: fewer)
+9. a bank statement: 20,000 lines imported and matched (`starter.py import-statement`) against
+   the same payments as raw updates, and the importer's peak memory
 
 Every figure is a ratio against a baseline measured in the same run on the same dev server: the
 machine is shared, so absolute times are noisy. BENCH_SCALE=0.1 (or --scale) for a quick run.
@@ -43,6 +45,7 @@ from bench.env import ROOT, dev_server, machine, mib
 from bench.imap_loop import RATE, ImapLoopRun, imap_rows, run_imap_loop
 from bench.open_workflows import OpenRun, run_open_workflows
 from bench.report import Row
+from bench.statements import StatementRun, run_statements
 from bench.suite import run_suite
 from bench.workspace import WorkspaceRun, run_workspace
 from core.settings import load_settings
@@ -66,7 +69,10 @@ TARGETS = {
     "reply_p95_ms": 500,
     "queue page": 200,
     "case page": 300,
+    "statement": 0.8,
+    "statement_mib": 300,
 }
+STATEMENT_LINES, STATEMENT_INVOICES = 20_000, 2_000
 WORKSPACE_ROWS, WORKSPACE_WORKFLOWS, WORKSPACE_PAGES = 10_000, 10_000, 200
 # pipeline / bare cases per second, by cases at once: below saturation, and at it
 PIPELINE_TARGETS = {10: 0.85, 50: 0.75}
@@ -86,9 +92,9 @@ def parse() -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        default="1,2,3,4,6,7",
+        default="1,2,3,4,6,7,9",
         help="scenarios to run, comma-separated (3 needs 2; 6i: 6's IMAP path alone;\n"
-        "default 1,2,3,4,6,7)",
+        "default 1,2,3,4,6,7,9)",
     )
     parser.add_argument(
         "--workspace-workflows",
@@ -225,6 +231,18 @@ async def bench(args: argparse.Namespace, workdir: Path, result: dict[str, Any])
             )
         say(f"7. seeded in {workspace.seed_seconds:.0f} s")
         rows += workspace_rows(workspace, result)
+    if "9" in only:
+        async with dev_server("wal", workdir) as server:
+            statements = await run_statements(
+                server,
+                workdir,
+                tuning,
+                invoices=sized(STATEMENT_INVOICES, args.scale),
+                lines=sized(STATEMENT_LINES, args.scale),
+                concurrency=args.import_concurrency,
+            )
+        say(f"9. statement import at {statements.ratio:.2f} of raw updates")
+        rows += statement_rows(statements, result)
     if "4" in only:
         bare: dict[str, list[CaseRun]] = {mode: [] for mode in PERSISTENCE}
         for mode in PERSISTENCE:
@@ -353,6 +371,34 @@ def import_rows(starts: list[StartRun], result: dict[str, Any]) -> list[Row]:
             target=f"≤ {TARGETS['import_mib']}",
             met=peak <= TARGETS["import_mib"],
         ),
+    ]
+
+
+def statement_rows(run: StatementRun, result: dict[str, Any]) -> list[Row]:
+    ours, raw = run.side("import"), run.side("raw")
+    result["statements"] = asdict(run) | {"ratio": run.ratio}
+    peak = mib(ours.peak_rss)
+    counts = ", ".join(f"{k} {v:,}" for k, v in ours.counts.items() if k != "rows")
+    return [
+        Row(
+            "9",
+            f"statement lines/s, {run.lines:,} lines over {run.invoices:,} invoices, "
+            f"{run.concurrency} at once (raw: the same payment updates)",
+            f"{ours.per_second:.0f}",
+            f"{raw.per_second:.0f}",
+            run.ratio,
+            f"≥ {TARGETS['statement']}",
+            run.ratio >= TARGETS["statement"],
+        ),
+        Row(
+            "9",
+            "importer peak RSS (MiB)",
+            f"{peak:.0f}",
+            f"{mib(raw.peak_rss):.0f}",
+            target=f"≤ {TARGETS['statement_mib']}",
+            met=peak <= TARGETS["statement_mib"],
+        ),
+        Row("9", "the import's lines", counts, f"payments {raw.payments:,}"),
     ]
 
 

@@ -20,7 +20,9 @@ import csv  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import uuid  # noqa: E402
+from collections.abc import Callable, Coroutine  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 FAILED_AT = "2026-11-24T01:00:00+00:00"
 
@@ -53,7 +55,7 @@ def write_failures(path: Path, count: int, prefix: str) -> None:
             )
 
 
-async def run_import(file: Path, concurrency: int) -> dict[str, float]:
+async def run_import(file: Path, concurrency: int) -> dict[str, Any]:
     from core.settings import load_settings
     from service import Service
 
@@ -66,7 +68,7 @@ async def run_import(file: Path, concurrency: int) -> dict[str, float]:
     return {"startup_s": loaded - STARTED, "seconds": time.perf_counter() - loaded}
 
 
-async def run_raw(file: Path, concurrency: int) -> dict[str, float]:
+async def run_raw(file: Path, concurrency: int) -> dict[str, Any]:
     from core.settings import load_settings
     from intake.failure_file import FailureReader, FileFormat
     from service import Service
@@ -87,21 +89,28 @@ async def run_raw(file: Path, concurrency: int) -> dict[str, float]:
     return {"startup_s": loaded - STARTED, "seconds": time.perf_counter() - loaded}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+Side = Callable[[Path, int], Coroutine[Any, Any, dict[str, Any]]]
+
+
+def side_main(doc: str | None, run_import: Side, run_raw: Side) -> None:
+    """A side of a bench scenario in its own process: `import|raw FILE --concurrency N --result
+    JSON`; its timings written as JSON."""
+    parser = argparse.ArgumentParser(description=doc)
     parser.add_argument("side", choices=["import", "raw"])
     parser.add_argument("file", type=Path)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--result", type=Path, required=True, help="where the timings go (JSON)")
     args = parser.parse_args()
-    if args.side == "import":
-        result = asyncio.run(run_import(args.file, args.concurrency))
-    else:
-        result = asyncio.run(run_raw(args.file, args.concurrency))
+    run = run_import if args.side == "import" else run_raw
+    result = asyncio.run(run(args.file, args.concurrency))
     args.result.write_text(json.dumps(result))
     # the SDK's runtime threads can abort the interpreter's finalization (SIGABRT) once the
     # client is gone; the result is written, so end here
     os._exit(0)
+
+
+def main() -> None:
+    side_main(__doc__, run_import, run_raw)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import typer
 
 from cli.accounts import account_app
 from cli.cases import case_app
-from cli.imports import import_app
+from cli.imports import import_app, statement
 from cli.invoices import invoice_app
 from cli.mail import mail_app
 from cli.reports import report_app
@@ -35,6 +35,8 @@ for name, noun in (
     ("user", users_app),
 ):
     app.add_typer(noun, name=name)
+# the name finance knows it by (DESIGN.md): the same command as `import statement`
+app.command("import-statement")(statement)
 
 
 def main() -> None:

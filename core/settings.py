@@ -29,6 +29,7 @@ from core.calendar import BusinessCalendar, china, opening_hours
 from core.models import DEMO_LETTERHEAD, CasePolicy, CollectionsPolicy, Letterhead, Locale
 from core.models.collections import ONE_DAY
 from core.models.letters import Line
+from core.models.statement import BankLayout, BankLayouts
 from core.ratings import RatingLinks
 from core.threads import EmailThreads
 
@@ -85,6 +86,8 @@ class Settings(BaseSettings):
     # Temporal address/namespace/TLS come from Temporal's env config (TEMPORAL_ADDRESS, ...).
     case_policy_file: Path = ROOT / "config" / "case_policy.toml"
     collections_policy_file: Path = ROOT / "config" / "collections_policy.toml"
+    # finance's own mapping of a bank's statement columns, beside the built-in banks' layouts
+    bank_layouts_file: Path = ROOT / "config" / "bank_layouts.toml"
     templates_dir: Path = ROOT / "templates"
 
     email_backend: EmailBackend = EmailBackend.OUTBOX
@@ -606,6 +609,12 @@ class Settings(BaseSettings):
                 "BUSINESS_CALENDAR=false (`make demo` sets it)"
             )
         return policy.model_copy(update={"calendar": calendar})
+
+    def bank_layouts(self) -> list[BankLayout]:
+        """The statement layouts finance mapped (docs/bank-statements.md); none without a file."""
+        if not self.bank_layouts_file.exists():
+            return []
+        return _load_toml(self.bank_layouts_file, BankLayouts).layout
 
     def calendar(self, today: date | None = None) -> BusinessCalendar | None:
         """The working calendar of this year (`today`'s, in the business zone) and the next;

@@ -435,3 +435,51 @@ class ReplyMacro(TimestampedModel):
     locale: Mapped[str] = mapped_column(String(8))
     text: Mapped[str] = mapped_column(Text)
     updated_by: Mapped[str] = mapped_column(String(320))
+
+
+class StatementLineRow(TimestampedModel):
+    """One credit line of an imported bank statement, by its transaction reference (unique for
+    ever: the same statement imported again records nothing new). Its allocations are written
+    before the payments are made and `recorded` set after: an import stopped half-way makes the
+    same payments again (same ids, same amounts) when it is run again. A line that waits for
+    finance (ambiguous, unmatched, overpaid, refused) is the finance queue."""
+
+    __tablename__ = "statement_lines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    reference: Mapped[str] = mapped_column(String(128), unique=True)
+    layout: Mapped[str] = mapped_column(String(32))
+    file_name: Mapped[str] = mapped_column(String(255))
+    row: Mapped[int] = mapped_column(Integer)
+    booked_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    amount: Mapped[Decimal] = mapped_column(AMOUNT)
+    currency: Mapped[str] = mapped_column(String(3))
+    payer_name: Mapped[str] = mapped_column(String(200), default="")
+    payer_account: Mapped[str] = mapped_column(String(64), default="")
+    remark: Mapped[str] = mapped_column(String(500), default="")
+    # matched | overpaid | ambiguous | unmatched | refused
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    why: Mapped[str] = mapped_column(String(64))  # intake.matching.Why
+    rest: Mapped[Decimal] = mapped_column(AMOUNT)  # what no bill has taken
+    # each: invoice_id, amount, payment_id
+    allocations: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    recorded: Mapped[bool] = mapped_column(Boolean, default=False)
+    # each: invoice_id, customer_name, balance, why
+    candidates: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    tenant_id: Mapped[str | None] = mapped_column(String(36))
+    refusal: Mapped[str | None] = mapped_column(Text)
+    imported_by: Mapped[str] = mapped_column(String(320))
+    matched_by: Mapped[str | None] = mapped_column(String(320))
+    matched_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class PayerAccount(TimestampedModel):
+    """A bank account a customer pays from, taught when finance matches a line from it: the next
+    transfer from it is the customer's."""
+
+    __tablename__ = "payer_accounts"
+
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(36), index=True)
+    payer_name: Mapped[str] = mapped_column(String(200), default="")
+    learnt_by: Mapped[str] = mapped_column(String(320))

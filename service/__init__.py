@@ -40,6 +40,7 @@ from service.inbox import Inbox
 from service.macros import Macros
 from service.ratings import Ratings
 from service.replies import Replies
+from service.statements import Statements
 from service.users import Users
 from service.verify import VerifyReport, verify
 from service.vianet_invoices import VianetInvoices
@@ -83,6 +84,7 @@ class Service:
         self.workspace = Workspace(settings)
         self.customers = Customers(settings)
         self.inbox = Inbox(settings, self.cases, self.attachments)
+        self.statements = Statements(settings, self.collections)
 
     @classmethod
     async def connect(cls, settings: Settings) -> Service:

@@ -23,10 +23,11 @@ from temporalio.api.history.v1 import (
 )
 
 from bench import actions
-from bench.__main__ import pipeline_rows, workspace_rows
+from bench.__main__ import pipeline_rows, statement_rows, workspace_rows
 from bench.cases import run_cases
 from bench.env import dev_server
 from bench.imap_loop import imap_rows, run_imap_loop
+from bench.statements import run_statements
 from bench.workspace import pad, projected, run_workspace, scaled_cache
 from core.settings import load_settings
 from db.migrate import upgrade
@@ -183,3 +184,28 @@ def test_scenario_seven_fills_the_projection_up(tmp_path: Path) -> None:
     assert projected(url) == (30, 30)
     pad(url, 30)  # up to, not on top of
     assert projected(url) == (30, 30)
+
+
+async def test_scenario_nine_small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small statement over a few real collections: the importer matches every line the raw
+    side pays, the one from a payer nobody knows waits, and both sides are timed (the figures are
+    the bench's)."""
+    monkeypatch.setenv("CODEC_KEYS", f"bench-9:{base64.b64encode(os.urandom(32)).decode()}")
+    async with dev_server("memory", tmp_path) as server:
+        run = await run_statements(server, tmp_path, {}, invoices=4, lines=50, concurrency=4)
+    ours, raw = run.side("import"), run.side("raw")
+    assert ours.payments == raw.payments == 49 and ours.seconds > 0 and raw.seconds > 0
+    assert ours.counts == {
+        "rows": 50,
+        "matched": 49,
+        "ambiguous": 0,
+        "unmatched": 1,
+        "overpaid": 0,
+        "duplicates": 0,
+        "rejected": 0,
+    }
+    assert ours.peak_rss > 0
+    result: dict[str, Any] = {}
+    rows = statement_rows(run, result)
+    assert [row.target for row in rows] == ["≥ 0.8", "≤ 300", ""]
+    assert result["statements"]["lines"] == 50

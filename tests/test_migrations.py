@@ -51,6 +51,8 @@ TABLES = {
     "case_ratings",
     "case_attachments",
     "reply_macros",
+    "statement_lines",
+    "payer_accounts",
 }
 
 

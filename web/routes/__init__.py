@@ -13,6 +13,7 @@ from web.routes import (
     queues,
     replies,
     sign_in,
+    statements,
 )
 from web.routes.errors import add_error_pages
 
@@ -30,6 +31,7 @@ ROUTERS = [
     people.router,
     inbox.router,
     customers.router,
+    statements.router,
 ]
 
 __all__ = ["ROUTERS", "add_error_pages"]
