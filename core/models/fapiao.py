@@ -9,7 +9,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import BeforeValidator, Field, StringConstraints, model_validator
 
 from core.models.shared import Actor, InvoiceId, ShortText, Strict
 
@@ -17,7 +17,9 @@ from core.models.shared import Actor, InvoiceId, ShortText, Strict
 FapiaoNumber = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9]{20}$")]
 # 统一社会信用代码 (18 characters) or an older 纳税人识别号 (15 to 20)
 TaxId = Annotated[
-    str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[0-9A-Z]{15,20}$")
+    str,
+    StringConstraints(pattern=r"^[0-9A-Z]{15,20}$"),
+    BeforeValidator(lambda v: v.strip().upper() if isinstance(v, str) else v),
 ]
 # the field's name in every refusal of a fapiao number
 NUMBER_RULE = "a 数电票 number is 20 digits"
@@ -44,8 +46,8 @@ class Buyer(Strict):
 
     name: ShortText
     tax_id: TaxId
-    address_phone: ShortText = ""
-    bank_account: ShortText = ""
+    address_phone: ShortText | None = None
+    bank_account: ShortText | None = None
 
 
 class FapiaoTask(Strict):
@@ -84,8 +86,8 @@ class RequestFapiao(Strict):
     kind: FapiaoTaskKind
     buyer_name: ShortText | None = None
     buyer_tax_id: TaxId | None = None
-    buyer_address_phone: ShortText = ""
-    buyer_bank_account: ShortText = ""
+    buyer_address_phone: ShortText | None = None
+    buyer_bank_account: ShortText | None = None
     blue_numbers: list[FapiaoNumber] = Field(default_factory=list, max_length=20)
     by: Actor
 

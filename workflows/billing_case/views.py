@@ -145,8 +145,8 @@ def fapiao_task_data(case: Case) -> dict[str, str] | None:
         data |= {
             "buyer_name": task.buyer.name,
             "buyer_tax_id": task.buyer.tax_id,
-            "buyer_address_phone": task.buyer.address_phone,
-            "buyer_bank_account": task.buyer.bank_account,
+            "buyer_address_phone": task.buyer.address_phone or "",
+            "buyer_bank_account": task.buyer.bank_account or "",
         }
     return data
 
