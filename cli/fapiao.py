@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from cli.common import DEFAULT_ACTOR, By, build, call, console, plain, sub_app
 from core.models import BuyerMustConfirm, FapiaoRecorded, RecordFapiao
@@ -61,18 +60,19 @@ def list_(
 ) -> None:
     """The fapiao recorded for a bill."""
     found = call(lambda service: service.fapiao.of_bill(invoice_id))
-    table = Table("Number", "Kind", "Issued on", "Buyer", "Tax id", "Reverses", "Case")
-    for f in found:
-        table.add_row(
-            f.fapiao_number,
-            f.kind.value + (" (in full)" if f.in_full else ""),
-            f.issued_on.isoformat(),
-            plain(f.buyer_name),
-            f.buyer_tax_id,
-            f.reverses or "",
-            f.case_id or "",
+    if not found:
+        console.print(plain(f"no fapiao recorded for bill {invoice_id}"))
+    for f in found:  # one line each: a number is never wrapped
+        kind = f.kind.value + (" in full" if f.in_full else "")
+        reverses = f" reverses {f.reverses}" if f.reverses else ""
+        case = f" case {f.case_id}" if f.case_id else ""
+        console.print(
+            plain(
+                f"{f.fapiao_number}  {kind}  {f.issued_on.isoformat()}  {f.buyer_name} "
+                f"{f.buyer_tax_id}{reverses}{case}"
+            ),
+            soft_wrap=True,
         )
-    console.print(table)
 
 
 @fapiao_app.command()

@@ -21,10 +21,10 @@ from core.models import (
     Resolve,
 )
 from core.settings import Settings
-from db.tables import Case, Fapiao, table
+from db.tables import Fapiao, table
 from service.calls import reading
 from service.cases import Cases
-from service.errors import AlreadyExists, Refused, Unavailable
+from service.errors import AlreadyExists, Refused
 
 FAPIAO = table(Fapiao)
 
@@ -135,19 +135,8 @@ class Fapiaos:
     # ------------------------------------------------------------------ on a case
 
     async def invoice_of(self, case_id: str) -> str | None:
-        """The bill a case is about, as its row says."""
-
-        def read() -> str | None:
-            with reading(self._settings.database_url) as session:
-                row = session.execute(
-                    select(Case.invoice_id).where(Case.case_id == case_id)
-                ).first()
-            if row is None:
-                raise Unavailable(f"case {case_id} is not in the database yet: try again")
-            invoice: str | None = row.invoice_id
-            return invoice
-
-        return await asyncio.to_thread(read)
+        """The bill a case is about, as the case says (its row may not be written yet)."""
+        return (await self._cases.show(case_id)).details.invoice_id
 
     async def with_fapiao(self, case_id: str, action: Resolve) -> Resolve:
         """A credit's resolution with the bill's issued fapiao, which it must reverse first."""

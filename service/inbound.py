@@ -75,6 +75,7 @@ UNVERIFIED_SENDER = "unverified sender (email)"
 KEYWORDS: tuple[tuple[Category, tuple[str, ...]], ...] = (
     (Category.FRAUD_CONCERN, ("盗刷", "欺诈", "fraud")),
     (Category.REFUND_REQUEST, ("退款", "refund")),
+    (Category.FAPIAO, ("开票", "抬头", "税号", "数电票", "重开发票", "fapiao")),
     (Category.CREDIT_NOTE, ("红字", "贷项", "credit note")),
     (Category.UNEXPECTED_CHARGE, ("扣费", "多扣", "重复扣", "unexpected charge")),
     (Category.INVOICE_DISPUTE, ("发票", "账单有误", "invoice")),

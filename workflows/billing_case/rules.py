@@ -475,7 +475,7 @@ class Case(CaseState):
 
     def _ask_finance(self, task: FapiaoTask, now: datetime) -> list[Effect]:
         self.fapiao_task = task
-        data = {"kind": task.kind.value}
+        data = {"task": task.kind.value}
         if task.blue_numbers:
             data["blue"] = ", ".join(task.blue_numbers)
         asked = Record(EventKind.FAPIAO_REQUESTED, task.requested_by, task.kind.value, data)
@@ -514,7 +514,7 @@ class Case(CaseState):
             )
         self.fapiao.append(RecordedFapiao(number=action.fapiao_number, kind=kind, recorded_at=now))
         numbers = ", ".join(n for n in (action.red_fapiao_number, action.fapiao_number) if n)
-        recorded = Record(EventKind.FAPIAO_RECORDED, action.by, numbers, {"kind": task.kind.value})
+        recorded = Record(EventKind.FAPIAO_RECORDED, action.by, numbers, {"task": task.kind.value})
         if task.for_credit and self.resolution is not None:
             self.resolution = self.resolution.model_copy(
                 update={"red_fapiao_number": action.fapiao_number}
