@@ -16,6 +16,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from pydantic import ValidationError
 
 from core.models import (
+    FAPIAO_WAITS,
     BuyerMustConfirm,
     CasePolicy,
     CaseStatus,
@@ -35,7 +36,6 @@ from tests.test_calendar import CAL, cst
 from tests.workflow_support import open_case
 from workflows.billing_case import views
 from workflows.billing_case.rules import (
-    FAPIAO_WAITS,
     Case,
     CaseAction,
     DeliverResolution,

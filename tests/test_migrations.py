@@ -22,7 +22,8 @@ from core.models import CaseStatus, Priority
 from db.base import Model
 from db.migrate import alembic_config, upgrade
 from db.session import make_session_factory
-from db.tables import Case, CaseAttachment, CaseEventRow, table
+from db.tables import Case, CaseAttachment, CaseEventRow
+from db.tables import table as core_table
 from service.inbound import ACTOR
 from tests.test_reports import NOW, _case
 from tests.workspace_support import AGENT
@@ -133,9 +134,9 @@ def test_the_migration_lists_the_files_the_earlier_notes_named(
     with make_session_factory(engine)() as session:
         # the row as that revision had it: the columns added since left out
         row = _case("C1", CaseStatus.OPEN, Priority.NORMAL, timedelta(0), now=NOW)
-        then = {c.key: getattr(row, c.key) for c in table(Case).columns}
+        then = {c.key: getattr(row, c.key) for c in core_table(Case).columns}
         then = {k: v for k, v in then.items() if k not in LATER_CASE_COLUMNS and v is not None}
-        session.execute(insert(table(Case)), then)
+        session.execute(insert(core_table(Case)), then)
         session.flush()
         for seq, (actor, text) in enumerate(
             [(ACTOR, note), (ACTOR, note), (AGENT, f"{note}\nx.pdf (1 bytes, sha256 {'0' * 64})")]

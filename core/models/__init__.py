@@ -24,6 +24,7 @@ from core.models.account import (
     StartAccount,
 )
 from core.models.case import (
+    FAPIAO_WAITS,
     FIRST_STATUS,
     WORKING_STATUSES,
     CaseDetails,
@@ -164,6 +165,7 @@ __all__ = [
     "CURRENCY",
     "DEMO_LETTERHEAD",
     "EMAIL_DATA",
+    "FAPIAO_WAITS",
     "FIRST_STATUS",
     "GUID_PATTERN",
     "MONEY_MAX",

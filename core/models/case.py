@@ -84,6 +84,11 @@ WORKING_STATUSES = frozenset(
 )
 
 
+# a fapiao task open: finance, or the buyer in the tax system, must act before the case goes on
+# (the customer may still write: their reply is recorded and the owner told)
+FAPIAO_WAITS = frozenset({CaseStatus.WAITING_ON_FINANCE, CaseStatus.WAITING_ON_BUYER})
+
+
 class Outcome(StrEnum):
     CREDIT_ISSUED = "credit-issued"
     REFUND_ISSUED = "refund-issued"

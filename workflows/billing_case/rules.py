@@ -16,6 +16,7 @@ from enum import StrEnum
 
 from core.ids import is_collections_workflow_id
 from core.models import (
+    FAPIAO_WAITS,
     WORKING_STATUSES,
     AddNote,
     Assign,
@@ -85,8 +86,7 @@ FIRST_RESPONSE_RUNS = frozenset({CaseStatus.OPEN})
 RESOLUTION_RUNS = frozenset(
     {CaseStatus.OPEN, CaseStatus.ESCALATION_PENDING, CaseStatus.WAITING_ON_FINANCE}
 )
-# a fapiao task open: finance, or the buyer in the tax system, must act before the case goes on
-FAPIAO_WAITS = frozenset({CaseStatus.WAITING_ON_FINANCE, CaseStatus.WAITING_ON_BUYER})
+
 # escalations of one case: what it carries stays well inside a payload (each may hold 64 KiB of
 # reason, request and answer)
 MAX_ESCALATIONS = 5
