@@ -24,7 +24,7 @@ from core.settings import Settings
 from db.tables import Fapiao, table
 from service.calls import reading
 from service.cases import Cases
-from service.errors import AlreadyExists, Refused
+from service.errors import AlreadyExists, Ended, NotFound, Refused
 
 FAPIAO = table(Fapiao)
 
@@ -221,9 +221,12 @@ class Fapiaos:
                 )
         except ValueError as err:
             raise Refused(f"{err}. Nothing was recorded.") from None
+        # kept already by this case (the same call again, after a timeout): not twice
+        ours = {f.fapiao_number for f in known if f.case_id == case_id}
+        rows = [r for r in rows if r.fapiao_number not in ours]
         await asyncio.to_thread(self._insert, rows)
         try:
             return await self._cases.act(case_id, data)
-        except Exception:
+        except (Refused, NotFound, Ended):  # the case said no: nothing changes
             await asyncio.to_thread(self._forget, [r.fapiao_number for r in rows], case_id)
             raise

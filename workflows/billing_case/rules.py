@@ -86,7 +86,6 @@ FIRST_RESPONSE_RUNS = frozenset({CaseStatus.OPEN})
 RESOLUTION_RUNS = frozenset(
     {CaseStatus.OPEN, CaseStatus.ESCALATION_PENDING, CaseStatus.WAITING_ON_FINANCE}
 )
-
 # escalations of one case: what it carries stays well inside a payload (each may hold 64 KiB of
 # reason, request and answer)
 MAX_ESCALATIONS = 5
@@ -328,6 +327,10 @@ class Case(CaseState):
             return (
                 "red_fapiao_number: a reissue records the red-letter fapiao that reversed the "
                 "old one as well as the new one"
+            )
+        if task.kind is not FapiaoTaskKind.REISSUE and action.red_fapiao_number is not None:
+            return (
+                f"red_fapiao_number: only a reissue records two fapiao (this is {task.kind.value})"
             )
         numbers = {n for n in (action.fapiao_number, action.red_fapiao_number) if n}
         if action.red_fapiao_number == action.fapiao_number:
