@@ -276,3 +276,14 @@ def test_what_finance_and_agents_give_is_checked_naming_the_field() -> None:
         case.refusal(red, case.opened_at) or ""
     )
     assert "no fapiao task" in (case.refusal(BuyerMustConfirm(by=FINANCE), case.opened_at) or "")
+
+
+def test_a_manager_is_told_once_when_finance_has_not_recorded_the_fapiao() -> None:
+    start = cst(2026, 4, 30, 17)  # the afternoon before Labour Day (1-5 May off)
+    case, _ = _credit_waiting(start)
+    due = case.next_due()
+    assert due is not None and due.timer is Timer.FAPIAO_FINANCE_OVERDUE
+    assert CAL.local(due.at).date().isoformat() == "2026-05-07"  # two working days on
+    fired = case.fire(due.timer, due.at)
+    assert [type(e) for e in fired] == [Flag] and "fapiao tasks page" in fired[0].why
+    assert all(d.timer is not Timer.FAPIAO_FINANCE_OVERDUE for d in case.timers())
