@@ -285,5 +285,6 @@ def test_a_manager_is_told_once_when_finance_has_not_recorded_the_fapiao() -> No
     assert due is not None and due.timer is Timer.FAPIAO_FINANCE_OVERDUE
     assert CAL.local(due.at).date().isoformat() == "2026-05-07"  # two working days on
     fired = case.fire(due.timer, due.at)
-    assert [type(e) for e in fired] == [Flag] and "fapiao tasks page" in fired[0].why
+    (flag,) = fired
+    assert isinstance(flag, Flag) and "fapiao tasks page" in flag.why
     assert all(d.timer is not Timer.FAPIAO_FINANCE_OVERDUE for d in case.timers())
