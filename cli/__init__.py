@@ -10,6 +10,7 @@ import typer
 
 from cli.accounts import account_app
 from cli.cases import case_app
+from cli.fapiao import fapiao_app
 from cli.imports import import_app, statement
 from cli.invoices import invoice_app
 from cli.mail import mail_app
@@ -28,6 +29,7 @@ for name, noun in (
     ("invoice", invoice_app),
     ("account", account_app),
     ("vianet", vianet_app),
+    ("fapiao", fapiao_app),
     ("mail", mail_app),
     ("import", import_app),
     ("report", report_app),

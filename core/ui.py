@@ -16,6 +16,7 @@ CATEGORY_LABELS = {
     Category.SUBSCRIPTION_CHANGE: "Subscription change",
     Category.BILLING_QUESTION: "Billing question",
     Category.FRAUD_CONCERN: "Fraud concern",
+    Category.FAPIAO: "Fapiao",
 }
 
 

@@ -61,8 +61,32 @@ class Case(CustomerColumns, TimestampedModel):
     credit_amount: Mapped[Decimal | None] = mapped_column(AMOUNT)
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     first_response_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # the fapiao task finance has open on the case (issue, reissue, red-letter) and what the
+    # fapiao tasks page shows of it
+    fapiao_task: Mapped[str | None] = mapped_column(String(16), index=True)
+    fapiao_task_data: Mapped[dict[str, str] | None] = mapped_column(JSON)
     # the highest event seq stored: lets a replayed persist skip what is already there
     last_event_seq: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Fapiao(TimestampedModel):
+    """A fapiao issued for a bill, as finance recorded it: blue, or red-letter reversing a blue.
+    A bill has an issued fapiao while one of its blue ones is not reversed."""
+
+    __tablename__ = "fapiao"
+
+    number: Mapped[str] = mapped_column(String(20), primary_key=True)
+    invoice_id: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    issued_on: Mapped[date] = mapped_column(Date)
+    buyer_name: Mapped[str] = mapped_column(String(500))
+    buyer_tax_id: Mapped[str] = mapped_column(String(20))
+    reverses: Mapped[str | None] = mapped_column(String(20), index=True)
+    # a red-letter fapiao that reverses its blue one in full (a reissue, a fapiao withdrawn); a
+    # credit's is partial, and the bill keeps its fapiao for the rest
+    in_full: Mapped[bool] = mapped_column(Boolean, default=False)
+    case_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    recorded_by: Mapped[str] = mapped_column(String(200))
 
 
 class TimelineEvent:

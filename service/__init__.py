@@ -35,6 +35,7 @@ from service.collections import Collections, Known, Started
 from service.customers import Customers
 from service.email_events import EmailEvents
 from service.errors import Refused, ServiceError, Unavailable
+from service.fapiao import Fapiaos
 from service.inbound import Inbound
 from service.inbox import Inbox
 from service.macros import Macros
@@ -69,6 +70,8 @@ class Service:
         self.client = client
         self.settings = settings = settings or load_settings()
         self.cases = Cases(client, settings)
+        self.fapiao = Fapiaos(settings, self.cases)
+        self.cases.before_resolve = self.fapiao.with_fapiao
         self.collections = Collections(client, settings)
         self.accounts = Accounts(client, settings)
         self.vianet_invoices = VianetInvoices(client, settings)

@@ -4,6 +4,7 @@ show."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateStage
@@ -13,6 +14,7 @@ from core.ids import case_workflow_id, new_case_id
 from core.models import (
     AddNote,
     Assign,
+    BuyerMustConfirm,
     CaseForm,
     CaseOpened,
     CasePolicy,
@@ -20,9 +22,11 @@ from core.models import (
     Confirm,
     CustomerReply,
     Escalate,
+    FapiaoRecorded,
     OpenCase,
     Reopen,
     Reply,
+    RequestFapiao,
     RequestInfo,
     Resolve,
     UpdateContact,
@@ -49,6 +53,9 @@ CaseAction = (
     | Confirm
     | Reopen
     | Withdraw
+    | RequestFapiao
+    | BuyerMustConfirm
+    | FapiaoRecorded
 )
 # each action is the update of the same meaning
 UPDATES: dict[type[CaseAction], Any] = {
@@ -65,6 +72,9 @@ UPDATES: dict[type[CaseAction], Any] = {
     Confirm: BillingCaseWorkflow.confirm,
     Reopen: BillingCaseWorkflow.reopen,
     Withdraw: BillingCaseWorkflow.withdraw,
+    RequestFapiao: BillingCaseWorkflow.fapiao,
+    BuyerMustConfirm: BillingCaseWorkflow.fapiao,
+    FapiaoRecorded: BillingCaseWorkflow.fapiao,
 }
 
 
@@ -83,6 +93,8 @@ class Cases:
     def __init__(self, client: Client, settings: Settings) -> None:
         self._client = client
         self._settings = settings
+        # a credit's resolution learns the bill's issued fapiao here (service/fapiao.py)
+        self.before_resolve: Callable[[str, Resolve], Awaitable[Resolve]] | None = None
 
     def prepare(
         self, form: CaseForm, policy: CasePolicy | None = None, *, case_id: str | None = None
@@ -116,6 +128,8 @@ class Cases:
         handle = self._client.get_workflow_handle_for(
             BillingCaseWorkflow.run, case_workflow_id(case_id)
         )
+        if isinstance(action, Resolve) and self.before_resolve is not None:
+            action = await self.before_resolve(case_id, action)
         update = UPDATES[type(action)]
         if type(action) in ANSWERED_WHEN_DONE:
             call = self._answer_within(handle, update, action, update_id)

@@ -50,7 +50,7 @@ from core.models import (
     Locale,
     Reopen,
 )
-from core.models.case import WORKING_STATUSES
+from core.models.case import FAPIAO_WAITS, WORKING_STATUSES
 from core.ratings import Rating, read_rating
 from core.settings import Settings
 from core.threads import tokens_in
@@ -75,6 +75,7 @@ UNVERIFIED_SENDER = "unverified sender (email)"
 KEYWORDS: tuple[tuple[Category, tuple[str, ...]], ...] = (
     (Category.FRAUD_CONCERN, ("盗刷", "欺诈", "fraud")),
     (Category.REFUND_REQUEST, ("退款", "refund")),
+    (Category.FAPIAO, ("开票", "抬头", "税号", "数电票", "重开发票", "fapiao")),
     (Category.CREDIT_NOTE, ("红字", "贷项", "credit note")),
     (Category.UNEXPECTED_CHARGE, ("扣费", "多扣", "重复扣", "unexpected charge")),
     (Category.INVOICE_DISPUTE, ("发票", "账单有误", "invoice")),
@@ -430,7 +431,7 @@ class Inbound:
                 return Received(Outcome.RATED, case.workflow_id, case_id)
             await self._cases.act(case_id, Reopen(reason=text, by=ACTOR), update_id=update_id)
             return Received(Outcome.REOPENED, case.workflow_id, case_id)
-        if case.status in WORKING_STATUSES:
+        if case.status in WORKING_STATUSES | FAPIAO_WAITS:
             await self._cases.act(case_id, CustomerReply(text=text, by=ACTOR), update_id=update_id)
             return Received(Outcome.REPLIED, case.workflow_id, case_id)
         # resolving (the resolution on its way): the reply waits for the agent as a note

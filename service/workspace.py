@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 
 from core.models import CasePolicy, CaseStatus, Category, CollectionsStatus, Priority
 from core.settings import Settings
-from db.tables import Case, Collections, EmailLog, VianetInvoice
+from db.tables import Case, Collections, EmailLog, Fapiao, VianetInvoice
 from service.calls import reading
 
 T = TypeVar("T")
@@ -169,6 +169,25 @@ class Workspace:
             paid, VianetInvoice.due_date, VianetInvoice.invoice_number
         )
         return await asyncio.to_thread(self._page, query, None, page, lambda row: row)
+
+    async def fapiao_tasks(self) -> list[Case]:
+        """The cases waiting for finance's fapiao (or the buyer's confirmation), oldest first."""
+        query = (
+            select(Case)
+            .where(Case.fapiao_task.is_not(None))
+            .order_by(Case.updated_at, Case.case_id)
+            .limit(200)
+        )
+        return await asyncio.to_thread(self._rows, query)
+
+    async def fapiao_recorded(self, limit: int = 50) -> list[Fapiao]:
+        """The fapiao recorded last, the newest first."""
+        query = select(Fapiao).order_by(Fapiao.created_at.desc(), Fapiao.number).limit(limit)
+        return await asyncio.to_thread(self._rows, query)
+
+    def _rows(self, query: Select[Any]) -> list[Any]:
+        with reading(self._settings.database_url) as session:
+            return list(session.scalars(query).all())
 
     async def thread(self, case_id: str) -> list[ThreadEmail]:
         """The emails of a case, oldest first (their text is in the outbox or SendGrid)."""

@@ -218,6 +218,10 @@ def sample_extra(template: EmailTemplate) -> dict[str, Any]:
     samples: dict[EmailTemplate, dict[str, Any]] = {
         EmailTemplate.INFO_REQUESTED: {"question": QUESTION},
         EmailTemplate.CASE_RESOLVED: {"reopen_days": "7"},
+        EmailTemplate.FAPIAO_CONFIRM_RED_LETTER: {
+            "blue_numbers": ["26312000000012345678"],
+            "reminder": "1",
+        },
         EmailTemplate.CASE_REOPENED: {"reason": "贷项金额与争议金额不一致，少了 ¥340.00。"},
         EmailTemplate.OWNER_SLA_REMINDER: {"clock": "resolution", "due_at": due_at},
         EmailTemplate.MANAGER_SLA_BREACH: {"clock": "resolution", "due_at": due_at},

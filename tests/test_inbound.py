@@ -554,7 +554,9 @@ def test_what_confirms(reply: str, confirmed: bool) -> None:
 
 def test_categories_from_keywords() -> None:
     assert category_of("申请退款") is Category.REFUND_REQUEST
-    assert category_of("发票抬头") is Category.INVOICE_DISPUTE
+    assert category_of("发票抬头") is Category.FAPIAO  # a fapiao request (docs/fapiao.md)
+    assert category_of("请重开发票，税号有误") is Category.FAPIAO
+    assert category_of("发票金额不对") is Category.INVOICE_DISPUTE
     assert category_of("你好") is Category.BILLING_QUESTION
 
 

@@ -24,6 +24,7 @@ from core.models.account import (
     StartAccount,
 )
 from core.models.case import (
+    FAPIAO_WAITS,
     FIRST_STATUS,
     WORKING_STATUSES,
     CaseDetails,
@@ -104,6 +105,21 @@ from core.models.collections_actions import (
 )
 from core.models.email import STEP_EMAILS, AnyEmailData
 from core.models.email_data import EMAIL_DATA, About, EmailData, EmailTemplate, Recipient
+from core.models.fapiao import (
+    NUMBER_RULE,
+    Buyer,
+    BuyerMustConfirm,
+    FapiaoAction,
+    FapiaoKind,
+    FapiaoNumber,
+    FapiaoRecorded,
+    FapiaoTask,
+    FapiaoTaskKind,
+    RecordedFapiao,
+    RecordFapiao,
+    RequestFapiao,
+    TaxId,
+)
 from core.models.letters import DEMO_LETTERHEAD, Letterhead, PaymentFailure, payment_failure
 from core.models.messages import EmailDelivered, EmailMessage, EmailSent, EmailUndelivered
 from core.models.shared import (
@@ -149,9 +165,11 @@ __all__ = [
     "CURRENCY",
     "DEMO_LETTERHEAD",
     "EMAIL_DATA",
+    "FAPIAO_WAITS",
     "FIRST_STATUS",
     "GUID_PATTERN",
     "MONEY_MAX",
+    "NUMBER_RULE",
     "STEP_EMAILS",
     "WORKING_STATUSES",
     "About",
@@ -166,6 +184,8 @@ __all__ = [
     "AttachedFile",
     "AwareTime",
     "BillingFailure",
+    "Buyer",
+    "BuyerMustConfirm",
     "CaseDetails",
     "CaseEvent",
     "CaseForm",
@@ -205,6 +225,12 @@ __all__ = [
     "EscalationView",
     "EventKind",
     "ExternalId",
+    "FapiaoAction",
+    "FapiaoKind",
+    "FapiaoNumber",
+    "FapiaoRecorded",
+    "FapiaoTask",
+    "FapiaoTaskKind",
     "Guid",
     "Hold",
     "HoldReason",
@@ -238,11 +264,14 @@ __all__ = [
     "PromiseToPay",
     "Recipient",
     "RecordEscalation",
+    "RecordFapiao",
     "RecordVianetInvoice",
+    "RecordedFapiao",
     "ReleaseHolds",
     "Reopen",
     "Reply",
     "ReportFraud",
+    "RequestFapiao",
     "RequestInfo",
     "ResolutionView",
     "Resolve",
@@ -262,6 +291,7 @@ __all__ = [
     "Strict",
     "SubscriptionChanged",
     "SubscriptionStatus",
+    "TaxId",
     "TicketNumber",
     "Triage",
     "TriageReply",

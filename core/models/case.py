@@ -10,6 +10,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
 
 from core.calendar import BusinessCalendar
+from core.models.fapiao import FapiaoTask, RecordedFapiao
 from core.models.shared import (
     CURRENCY,
     Actor,
@@ -47,6 +48,7 @@ class Category(StrEnum):
     SUBSCRIPTION_CHANGE = "subscription-change"
     BILLING_QUESTION = "billing-question"
     FRAUD_CONCERN = "fraud-concern"
+    FAPIAO = "fapiao"  # issue, reissue (corrected buyer details) or reverse a fapiao in red
 
 
 class CaseStatus(StrEnum):
@@ -54,6 +56,10 @@ class CaseStatus(StrEnum):
     WAITING_ON_CUSTOMER = "waiting-on-customer"
     ESCALATION_PENDING = "escalation-pending"  # the agent must file the request in the portal
     WAITING_ON_VIANET = "waiting-on-21vianet"
+    # finance issues the fapiao the case asked for (or the red-letter one a credit needs)
+    WAITING_ON_FINANCE = "waiting-on-finance"
+    # the buyer confirms the red-letter information (红字发票信息确认单) in the tax system
+    WAITING_ON_BUYER = "waiting-on-buyer-confirmation"
     RESOLVING = "resolving"  # resolution decided, resolution email on its way
     RESOLVED = "resolved"  # customer told; reopen window running
     CLOSED = "closed"
@@ -76,6 +82,11 @@ WORKING_STATUSES = frozenset(
         CaseStatus.WAITING_ON_VIANET,
     }
 )
+
+
+# a fapiao task open: finance, or the buyer in the tax system, must act before the case goes on
+# (the customer may still write: their reply is recorded and the owner told)
+FAPIAO_WAITS = frozenset({CaseStatus.WAITING_ON_FINANCE, CaseStatus.WAITING_ON_BUYER})
 
 
 class Outcome(StrEnum):
@@ -155,6 +166,12 @@ class CasePolicy(Strict):
     vianet_follow_up_every: timedelta = timedelta(days=1)
     vianet_follow_ups_max: int = Field(default=14, ge=1, le=100)
     reopen_window: timedelta = timedelta(days=7)
+    # the buyer is reminded to confirm red-letter information every this many working days, at
+    # most this often (the tax system voids it unconfirmed after 72 hours: docs/fapiao.md)
+    fapiao_buyer_reminder_days: int = Field(default=1, ge=1, le=10)
+    fapiao_buyer_reminders_max: int = Field(default=2, ge=0, le=10)
+    # a manager is told when finance has not recorded the fapiao after this many working days
+    fapiao_finance_days: int = Field(default=2, ge=1, le=30)
     # a provider that reports delivery later (SendGrid): the customer counts as told of the
     # resolution when it is delivered, or when it was accepted and no bounce came within the
     # window (the Event Webhook off, or late). Set from EMAIL_BACKEND when the case opens.
@@ -254,6 +271,10 @@ class ResolutionView(Strict):
     resolved_by: str
     resolved_at: datetime
     customer_told_at: datetime | None = None
+    # the bill's blue fapiao this credit reverses, and the red-letter fapiao that did: the
+    # customer is told of the credit only once it is recorded
+    fapiao_to_reverse: list[str] = Field(default_factory=list)
+    red_fapiao_number: str | None = None
 
 
 class CaseView(Strict):
@@ -277,6 +298,8 @@ class CaseView(Strict):
     resolution: ResolutionView | None = None
     reopen_count: int = 0
     customer_reminders_sent: int = 0
+    fapiao_task: FapiaoTask | None = None
+    fapiao: list[RecordedFapiao] = Field(default_factory=list)
     # set while a step failed or a wait ran out: what a person must do
     needs_attention: str | None = None
     # every event is in the database; the view has the last ones (long texts cut)
@@ -318,6 +341,9 @@ class CaseRecord(Strict):
     credit_amount: Decimal | None
     resolved_at: datetime | None
     first_response_at: datetime | None
+    # the fapiao task finance has open on the case (the fapiao tasks page lists these)
+    fapiao_task: str | None = None
+    fapiao_task_data: dict[str, str] | None = None
 
 
 class SlaClockState(BaseModel):
@@ -365,6 +391,8 @@ class CaseState(BaseModel):
     resolution: ResolutionView | None = None
     accepted_at: datetime | None = None  # the resolution accepted, its delivery not known yet
     reopen_count: int = 0
+    fapiao_task: FapiaoTask | None = None
+    fapiao: list[RecordedFapiao] = Field(default_factory=list)
     collections_workflow_id: str | None = None
     # the collections told of the current resolution's outcome (or of the withdrawal)
     reported_to: list[str] = Field(default_factory=list)

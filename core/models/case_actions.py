@@ -17,6 +17,7 @@ from core.models.case import (
     Severity,
     TicketNumber,
 )
+from core.models.fapiao import FapiaoNumber
 from core.models.shared import (
     CURRENCY,
     Actor,
@@ -129,6 +130,9 @@ class Resolve(Strict):
     summary: LongText
     credit_amount: Money | None = None
     by: Actor
+    # the bill's blue fapiao a credit must reverse in red before the customer hears of it: the
+    # service fills it from the fapiao recorded for the case's bill (never the person)
+    blue_fapiao: list[FapiaoNumber] = Field(default_factory=list, max_length=20)
 
     @model_validator(mode="after")
     def _amount_matches_outcome(self) -> Resolve:

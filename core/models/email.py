@@ -49,6 +49,19 @@ class CaseEscalated(_ToCustomerOnCase):
 class CaseResolved(_ToCustomerOnCase):
     template: Literal[EmailTemplate.CASE_RESOLVED] = EmailTemplate.CASE_RESOLVED
     reopen_days: int = Field(ge=0)
+    # the red-letter fapiao that reversed the bill's fapiao for the credit
+    red_fapiao_number: str | None = None
+
+
+class FapiaoConfirmRedLetter(_ToCustomerOnCase):
+    """The buyer confirms, in the tax system, the red-letter information finance entered for its
+    fapiao (`reminder` > 0: a reminder)."""
+
+    template: Literal[EmailTemplate.FAPIAO_CONFIRM_RED_LETTER] = (
+        EmailTemplate.FAPIAO_CONFIRM_RED_LETTER
+    )
+    blue_numbers: list[str] = Field(default_factory=list, max_length=20)
+    reminder: int = Field(default=0, ge=0)
 
 
 class CaseReopened(_ToCustomerOnCase):
@@ -292,6 +305,7 @@ AnyEmailData = Annotated[
     | CaseClosed
     | CaseWithdrawn
     | CaseReply
+    | FapiaoConfirmRedLetter
     | OwnerNewCase
     | OwnerSlaReminder
     | ManagerSlaBreach

@@ -165,6 +165,10 @@ class EventKind(StrEnum):
     EMAIL_SENT = "email-sent"
     EMAIL_BOUNCED = "email-bounced"
     REMINDER = "reminder"
+    FAPIAO_REQUESTED = "fapiao-requested"
+    FAPIAO_BUYER_CONFIRMS = "fapiao-buyer-confirms"
+    FAPIAO_BUYER_REMINDED = "fapiao-buyer-reminded"
+    FAPIAO_RECORDED = "fapiao-recorded"
     # collections
     BILLING_FAILED = "billing-failed"
     POLICY_STEP = "policy-step"

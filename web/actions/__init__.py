@@ -17,6 +17,7 @@ from web.actions.base import (
     china_end_of_day,
 )
 from web.actions.cases import CASE_ACTIONS
+from web.actions.fapiao import FAPIAO_ACTIONS
 from web.actions.invoices import COLLECTIONS_ACTIONS
 from web.actions.payables import PAYABLES_ACTIONS
 
@@ -25,6 +26,7 @@ __all__ = [
     "AGENTS",
     "CASE_ACTIONS",
     "COLLECTIONS_ACTIONS",
+    "FAPIAO_ACTIONS",
     "FINANCE",
     "MANAGERS",
     "PAYABLES_ACTIONS",

@@ -23,6 +23,7 @@ from service import Service
 from service.errors import Refused
 from service.users import Person, Role
 from web.actions.base import AGENTS, MANAGERS, Action, Field, Kind, Values
+from web.actions.fapiao import REQUEST_FAPIAO
 from web.i18n import _
 
 
@@ -113,6 +114,7 @@ CASE_ACTIONS: dict[str, Action] = {
                 Field("credit_amount", _("Credit or refund amount"), Kind.MONEY, required=False),
             ),
         ),
+        REQUEST_FAPIAO,
         Action(
             "contact",
             _("Correct the customer's email"),

@@ -16,6 +16,14 @@ def later(calendar: BusinessCalendar | None, at: datetime, duration: timedelta) 
     return at + duration if calendar is None else calendar.add(at, duration)
 
 
+def working_days_after(policy: CasePolicy, at: datetime, days: int) -> datetime:
+    """`days` working days after `at` on the policy's calendar (China's holidays and 调休 make-up
+    days), at the same hour of opening time; without a calendar, calendar days."""
+    if policy.calendar is None:
+        return at + timedelta(days=days)
+    return policy.calendar.add_business_days(at, days)
+
+
 def customer_reminder_at(policy: CasePolicy, waiting_since: datetime, sent: int) -> datetime:
     """When the customer's reminder number `sent + 1` (or, past the last one, the owner's word
     that the customer is silent) falls due."""

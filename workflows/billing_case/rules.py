@@ -16,9 +16,11 @@ from enum import StrEnum
 
 from core.ids import is_collections_workflow_id
 from core.models import (
+    FAPIAO_WAITS,
     WORKING_STATUSES,
     AddNote,
     Assign,
+    BuyerMustConfirm,
     CaseState,
     CaseStatus,
     Confirm,
@@ -27,10 +29,16 @@ from core.models import (
     Escalate,
     EscalationView,
     EventKind,
+    FapiaoKind,
+    FapiaoRecorded,
+    FapiaoTask,
+    FapiaoTaskKind,
     OpenCase,
     Recipient,
+    RecordedFapiao,
     Reopen,
     Reply,
+    RequestFapiao,
     RequestInfo,
     ResolutionView,
     Resolve,
@@ -48,6 +56,7 @@ from core.models.email import (
     CaseResolved,
     CaseWithdrawn,
     CustomerReminder,
+    FapiaoConfirmRedLetter,
     InfoRequested,
     ManagerSlaBreach,
     OwnerCaseUpdate,
@@ -65,6 +74,7 @@ from workflows.billing_case.clocks import (
     reopen_window_ends,
     ticket_reminder_at,
     vianet_follow_up_at,
+    working_days_after,
 )
 from workflows.billing_case.sla import SlaClock
 from workflows.effects import WORKFLOW, Email, Record
@@ -72,7 +82,10 @@ from workflows.effects import WORKFLOW, Email, Record
 # The statuses in which each SLA clock counts; elsewhere (waiting on the customer or 21Vianet,
 # resolving, after) it is paused.
 FIRST_RESPONSE_RUNS = frozenset({CaseStatus.OPEN})
-RESOLUTION_RUNS = frozenset({CaseStatus.OPEN, CaseStatus.ESCALATION_PENDING})
+# (finance is the partner's own team: its fapiao counts toward the resolution)
+RESOLUTION_RUNS = frozenset(
+    {CaseStatus.OPEN, CaseStatus.ESCALATION_PENDING, CaseStatus.WAITING_ON_FINANCE}
+)
 # escalations of one case: what it carries stays well inside a payload (each may hold 64 KiB of
 # reason, request and answer)
 MAX_ESCALATIONS = 5
@@ -92,6 +105,9 @@ CaseAction = (
     | Confirm
     | Reopen
     | Withdraw
+    | RequestFapiao
+    | BuyerMustConfirm
+    | FapiaoRecorded
 )
 
 
@@ -162,6 +178,8 @@ class Timer(StrEnum):
     VIANET_FOLLOW_UP = "vianet-follow-up"
     NO_BOUNCE = "no-bounce"
     REOPEN_WINDOW = "reopen-window"
+    FAPIAO_BUYER_REMINDER = "fapiao-buyer-reminder"
+    FAPIAO_FINANCE_OVERDUE = "fapiao-finance-overdue"
 
 
 @dataclass(frozen=True)
@@ -235,7 +253,7 @@ class Case(CaseState):
                 asking = {CaseStatus.OPEN, CaseStatus.WAITING_ON_CUSTOMER}
                 return self._needs(asking, "request information")
             case CustomerReply():
-                return self._needs(WORKING_STATUSES, "record a customer reply on")
+                return self._needs(WORKING_STATUSES | FAPIAO_WAITS, "record a customer reply on")
             case Resolve():
                 return self._resolve_refusal(action)
             case Escalate():
@@ -272,7 +290,55 @@ class Case(CaseState):
                     )
                 return self._needs({CaseStatus.RESOLVED}, "reopen")
             case Withdraw():
-                return self._needs(WORKING_STATUSES, "withdraw")
+                if self.fapiao_task is not None and self.fapiao_task.for_credit:
+                    return (
+                        f"cannot withdraw case {self.case_id}: its credit waits for the "
+                        "red-letter fapiao"
+                    )
+                return self._needs(WORKING_STATUSES | FAPIAO_WAITS, "withdraw")
+            case RequestFapiao() | BuyerMustConfirm() | FapiaoRecorded():
+                return self._fapiao_refusal(action)
+
+    def _fapiao_refusal(
+        self, action: RequestFapiao | BuyerMustConfirm | FapiaoRecorded
+    ) -> str | None:
+        task = self.fapiao_task
+        if isinstance(action, RequestFapiao):
+            if task is not None:
+                return (
+                    f"case {self.case_id} already waits for finance's fapiao "
+                    f"({task.kind.value}): record it on the fapiao tasks page first"
+                )
+            if action.kind.reverses and not action.blue_numbers:
+                return (
+                    f"no issued fapiao is recorded for bill {self.details.invoice_id or '(none)'} "
+                    "of this case: finance records the bill's fapiao first"
+                )
+            return self._needs(
+                {CaseStatus.OPEN, CaseStatus.WAITING_ON_CUSTOMER}, "ask for a fapiao on"
+            )
+        if task is None:
+            return f"case {self.case_id} has no fapiao task open"
+        if isinstance(action, BuyerMustConfirm):
+            if not task.kind.reverses:
+                return f"case {self.case_id}: a fapiao to issue needs no buyer confirmation"
+            return None
+        if task.kind is FapiaoTaskKind.REISSUE and action.red_fapiao_number is None:
+            return (
+                "red_fapiao_number: a reissue records the red-letter fapiao that reversed the "
+                "old one as well as the new one"
+            )
+        if task.kind is not FapiaoTaskKind.REISSUE and action.red_fapiao_number is not None:
+            return (
+                f"red_fapiao_number: only a reissue records two fapiao (this is {task.kind.value})"
+            )
+        numbers = {n for n in (action.fapiao_number, action.red_fapiao_number) if n}
+        if action.red_fapiao_number == action.fapiao_number:
+            return "red_fapiao_number: the red-letter fapiao and the new one differ"
+        known = numbers & ({f.number for f in self.fapiao} | set(task.blue_numbers))
+        if known:
+            return f"fapiao_number: {min(known)} is already recorded"
+        return None
 
     def _resolve_refusal(self, action: Resolve) -> str | None:
         if self.status in (CaseStatus.ESCALATION_PENDING, CaseStatus.WAITING_ON_VIANET):
@@ -365,17 +431,104 @@ class Case(CaseState):
         )
         self.reported_to = []
         amount = {"credit_amount": str(action.credit_amount)} if action.credit_amount else {}
-        letter = self._email(CaseResolved(reopen_days=self.policy.reopen_window.days))
+        resolved = Record(
+            EventKind.RESOLVED,
+            action.by,
+            action.summary,
+            {"outcome": action.outcome.value, **amount},
+        )
+        if action.credit_amount and action.blue_fapiao:
+            # the bill's fapiao is reversed in red before the customer hears of the credit
+            self.resolution = self.resolution.model_copy(
+                update={"fapiao_to_reverse": list(action.blue_fapiao)}
+            )
+            task = FapiaoTask(
+                kind=FapiaoTaskKind.RED_LETTER,
+                invoice_id=self.details.invoice_id,
+                blue_numbers=list(action.blue_fapiao),
+                for_credit=True,
+                requested_by=action.by,
+                requested_at=now,
+            )
+            return [resolved, *self._ask_finance(task, now)]
         return [
             *self._set_status(CaseStatus.RESOLVING, now),
-            Record(
-                EventKind.RESOLVED,
-                action.by,
-                action.summary,
-                {"outcome": action.outcome.value, **amount},
-            ),
-            DeliverResolution(letter),
+            resolved,
+            DeliverResolution(self._resolution_letter()),
         ]
+
+    def _resolution_letter(self) -> Email:
+        red = self.resolution.red_fapiao_number if self.resolution else None
+        days = self.policy.reopen_window.days
+        return self._email(CaseResolved(reopen_days=days, red_fapiao_number=red))
+
+    # ------------------------------------------------------------------ fapiao
+
+    def request_fapiao(self, action: RequestFapiao, now: datetime) -> list[Effect]:
+        task = FapiaoTask(
+            kind=action.kind,
+            invoice_id=self.details.invoice_id,
+            buyer=action.buyer(),
+            blue_numbers=list(action.blue_numbers),
+            requested_by=action.by,
+            requested_at=now,
+        )
+        self.waiting_since = None
+        return self._ask_finance(task, now)
+
+    def _ask_finance(self, task: FapiaoTask, now: datetime) -> list[Effect]:
+        self.fapiao_task = task
+        data = {"task": task.kind.value}
+        if task.blue_numbers:
+            data["blue"] = ", ".join(task.blue_numbers)
+        asked = Record(EventKind.FAPIAO_REQUESTED, task.requested_by, task.kind.value, data)
+        return [*self._set_status(CaseStatus.WAITING_ON_FINANCE, now), asked]
+
+    def buyer_must_confirm(self, action: BuyerMustConfirm, now: datetime) -> list[Effect]:
+        """The red-letter information waits for the buyer in the tax system (again, when the last
+        one lapsed): the customer is asked, and reminded on working days."""
+        task = self.fapiao_task
+        assert task is not None
+        self.fapiao_task = task.model_copy(
+            update={"buyer_confirms_since": now, "buyer_reminders": 0}
+        )
+        again = self.status is CaseStatus.WAITING_ON_BUYER
+        effects = self._set_status(CaseStatus.WAITING_ON_BUYER, now)
+        if again:
+            self.gave_up = False
+            effects.append(Unflag())
+        text = ", ".join(task.blue_numbers)
+        return [
+            *effects,
+            Record(EventKind.FAPIAO_BUYER_CONFIRMS, action.by, text),
+            self._email(FapiaoConfirmRedLetter(blue_numbers=task.blue_numbers)),
+        ]
+
+    def fapiao_recorded(self, action: FapiaoRecorded, now: datetime) -> list[Effect]:
+        task = self.fapiao_task
+        assert task is not None
+        self.fapiao_task = None
+        kind = FapiaoKind.RED if task.kind is FapiaoTaskKind.RED_LETTER else FapiaoKind.BLUE
+        if action.red_fapiao_number is not None:
+            self.fapiao.append(
+                RecordedFapiao(
+                    number=action.red_fapiao_number, kind=FapiaoKind.RED, recorded_at=now
+                )
+            )
+        self.fapiao.append(RecordedFapiao(number=action.fapiao_number, kind=kind, recorded_at=now))
+        numbers = ", ".join(n for n in (action.red_fapiao_number, action.fapiao_number) if n)
+        recorded = Record(EventKind.FAPIAO_RECORDED, action.by, numbers, {"task": task.kind.value})
+        if task.for_credit and self.resolution is not None:
+            self.resolution = self.resolution.model_copy(
+                update={"red_fapiao_number": action.fapiao_number}
+            )
+            return [
+                *self._set_status(CaseStatus.RESOLVING, now),
+                recorded,
+                DeliverResolution(self._resolution_letter()),
+            ]
+        update = OwnerCaseUpdate(text=f"fapiao recorded by finance: {numbers}")
+        return [*self._set_status(CaseStatus.OPEN, now), recorded, self._email(update)]
 
     def escalate(self, action: Escalate, now: datetime) -> list[Effect]:
         self.first_response_sla.meet(now)
@@ -440,6 +593,7 @@ class Case(CaseState):
         ]
 
     def withdraw(self, action: Withdraw, now: datetime) -> list[Effect]:
+        self.fapiao_task = None  # a fapiao the customer no longer wants (never a credit's)
         recorded = Record(EventKind.WITHDRAWN, action.by, action.reason)
         effects = self._set_status(CaseStatus.WITHDRAWN, now)
         self.closed_at = now
@@ -474,6 +628,12 @@ class Case(CaseState):
                 return self.reopen(action, now)
             case Withdraw():
                 return self.withdraw(action, now)
+            case RequestFapiao():
+                return self.request_fapiao(action, now)
+            case BuyerMustConfirm():
+                return self.buyer_must_confirm(action, now)
+            case FapiaoRecorded():
+                return self.fapiao_recorded(action, now)
 
     # ------------------------------------------------------------------ what happens to emails
 
@@ -604,6 +764,20 @@ class Case(CaseState):
             at = vianet_follow_up_at(policy, self.escalations[-1], self.vianet_follow_ups)
             label = "21Vianet: follow up" if self.vianet_follow_ups else "21Vianet: response target"
             due.append(Due(at, label, Timer.VIANET_FOLLOW_UP))
+        task = self.fapiao_task
+        if task is not None and not self.gave_up:
+            if self.status is CaseStatus.WAITING_ON_BUYER and task.buyer_confirms_since:
+                every = policy.fapiao_buyer_reminder_days * (task.buyer_reminders + 1)
+                at = working_days_after(policy, task.buyer_confirms_since, every)
+                label = "Fapiao: buyer confirmation " + (
+                    f"reminder {task.buyer_reminders + 1}"
+                    if task.buyer_reminders < policy.fapiao_buyer_reminders_max
+                    else "overdue"
+                )
+                due.append(Due(at, label, Timer.FAPIAO_BUYER_REMINDER))
+            if self.status is CaseStatus.WAITING_ON_FINANCE:
+                at = working_days_after(policy, task.requested_at, policy.fapiao_finance_days)
+                due.append(Due(at, "Fapiao: finance to record it", Timer.FAPIAO_FINANCE_OVERDUE))
         if self.awaiting_delivery and self.accepted_at is not None:
             at = self.accepted_at + policy.no_bounce_window
             due.append(Due(at, "Resolution: no bounce", Timer.NO_BOUNCE))
@@ -655,6 +829,37 @@ class Case(CaseState):
             case Timer.REOPEN_WINDOW:
                 note = Record(EventKind.NOTE, WORKFLOW, "reopen window ended without a reopen")
                 return [note, *self._close(now)]
+            case Timer.FAPIAO_BUYER_REMINDER:
+                return self._buyer_reminder()
+            case Timer.FAPIAO_FINANCE_OVERDUE:
+                self.gave_up = True
+                kind = self.fapiao_task.kind.value if self.fapiao_task else "fapiao"
+                return [
+                    Flag(
+                        f"finance has not recorded the {kind} fapiao of case {self.case_id} "
+                        f"after {self.policy.fapiao_finance_days} working days: see the "
+                        "fapiao tasks page"
+                    )
+                ]
+
+    def _buyer_reminder(self) -> list[Effect]:
+        task = self.fapiao_task
+        assert task is not None
+        if task.buyer_reminders >= self.policy.fapiao_buyer_reminders_max:
+            self.gave_up = True
+            return [
+                Flag(
+                    f"the buyer has not confirmed the red-letter information of fapiao "
+                    f"{', '.join(task.blue_numbers)} after {task.buyer_reminders} reminders (the "
+                    "tax system voids it unconfirmed after 72 hours): finance starts it again "
+                    "(buyer must confirm) or records the red-letter fapiao"
+                )
+            ]
+        sent = task.buyer_reminders + 1
+        self.fapiao_task = task.model_copy(update={"buyer_reminders": sent})
+        letter = FapiaoConfirmRedLetter(blue_numbers=task.blue_numbers, reminder=sent)
+        text = f"reminder {sent}"
+        return [Record(EventKind.FAPIAO_BUYER_REMINDED, WORKFLOW, text), self._email(letter)]
 
     def _sla_reminder(self, clock: SlaClock, now: datetime) -> list[Effect]:
         clock.reminded = True

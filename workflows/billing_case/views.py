@@ -36,6 +36,8 @@ def case_view(
         resolution=case.resolution,
         reopen_count=case.reopen_count,
         customer_reminders_sent=case.customer_reminders,
+        fapiao_task=case.fapiao_task,
+        fapiao=list(case.fapiao),
         needs_attention=needs_attention,
         event_count=event_count,
         timeline=timeline,
@@ -117,7 +119,36 @@ def record(case: Case) -> CaseRecord:
         credit_amount=resolution.credit_amount if resolution else None,
         resolved_at=resolution.resolved_at if resolution else None,
         first_response_at=case.first_response_sla.met_at,
+        fapiao_task=case.fapiao_task.kind.value if case.fapiao_task else None,
+        fapiao_task_data=fapiao_task_data(case),
     )
+
+
+def fapiao_task_data(case: Case) -> dict[str, str] | None:
+    """What the fapiao tasks page shows of the case's open task (text only, no customer email)."""
+    task = case.fapiao_task
+    if task is None:
+        return None
+    data = {
+        "requested_by": task.requested_by,
+        "requested_at": task.requested_at.isoformat(),
+        "blue_numbers": ", ".join(task.blue_numbers),
+        "for_credit": "yes" if task.for_credit else "",
+        "buyer_confirms_since": (
+            task.buyer_confirms_since.isoformat() if task.buyer_confirms_since else ""
+        ),
+        "buyer_reminders": str(task.buyer_reminders),
+    }
+    if case.resolution is not None and case.resolution.credit_amount is not None:
+        data["credit_amount"] = str(case.resolution.credit_amount)
+    if task.buyer is not None:
+        data |= {
+            "buyer_name": task.buyer.name,
+            "buyer_tax_id": task.buyer.tax_id,
+            "buyer_address_phone": task.buyer.address_phone or "",
+            "buyer_bank_account": task.buyer.bank_account or "",
+        }
+    return data
 
 
 def escalation(case: Case, number: int) -> RecordEscalation:
@@ -176,6 +207,14 @@ def waiting_for(case: Case) -> str:
             return "the agent: file the request in the 21Vianet portal, record the ticket number"
         case CaseStatus.WAITING_ON_VIANET:
             return f"21Vianet: answer to ticket {case.escalations[-1].ticket_number}"
+        case CaseStatus.WAITING_ON_FINANCE:
+            kind = case.fapiao_task.kind.value if case.fapiao_task else "fapiao"
+            return f"finance: record the {kind} fapiao number (fapiao tasks page)"
+        case CaseStatus.WAITING_ON_BUYER:
+            return (
+                "the buyer: confirm the red-letter information in the tax system "
+                "(reminded on working days), then finance records the red-letter fapiao"
+            )
         case CaseStatus.RESOLVING:
             return "the resolution email to reach the customer"
         case CaseStatus.RESOLVED:

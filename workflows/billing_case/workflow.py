@@ -1,6 +1,5 @@
-"""BillingCaseWorkflow: one billing question or dispute, from intake to a closed loop. The shell
-of the case's rules (rules.py): each handler checks the action against them, takes it, and queues
-the effects they answer; the main loop carries them out in order and fires the case's timers."""
+"""BillingCaseWorkflow: one billing question or dispute, from intake to a closed loop. The shell of
+its rules (rules.py): handlers check and take actions; the main loop carries out their effects."""
 
 from __future__ import annotations
 
@@ -35,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         VianetTicket,
         Withdraw,
     )
+    from core.models.fapiao import FapiaoAction
     from core.models.messages import EmailDelivered, EmailUndelivered
     from workflows.base import ActionRefused, Alarm, EffectLoop, SendEmail, run, send
     from workflows.billing_case import views
@@ -167,8 +167,7 @@ class BillingCaseWorkflow(EffectLoop[Step]):
     @workflow.update
     async def resolve(self, data: Resolve) -> CaseView:
         self._act(self._case.resolve(data, workflow.now()))
-        # the answer says how it went (resolved once the customer has it, open if the address
-        # bounced, resolving while a failed step or an email's delivery waits): no query after it
+        # the answer says how it went (resolved, open after a bounce, resolving, waiting on finance)
         await workflow.wait_condition(
             lambda: (
                 self._case.status is not CaseStatus.RESOLVING
@@ -186,8 +185,7 @@ class BillingCaseWorkflow(EffectLoop[Step]):
     async def escalate(self, data: Escalate) -> CaseView:
         effects = self._case.escalate(data, workflow.now())
         number = len(self._case.escalations)
-        # rendered as a step of the main loop, so a failure waits for an operator, not this
-        # update: the answer has the request to file once it is rendered, or says who must act
+        # rendered by the main loop (a failure waits for an operator, not this update)
         self._preparing.add(number)
         self._act(effects)
         await workflow.wait_condition(
@@ -213,6 +211,14 @@ class BillingCaseWorkflow(EffectLoop[Step]):
 
     @vianet_response.validator
     def _check_vianet_response(self, data: VianetResponse) -> None:
+        self._check(data)
+
+    @workflow.update
+    def fapiao(self, data: FapiaoAction) -> CaseView:
+        return self._take(data)
+
+    @fapiao.validator
+    def _check_fapiao(self, data: FapiaoAction) -> None:
         self._check(data)
 
     @workflow.update
@@ -262,8 +268,6 @@ class BillingCaseWorkflow(EffectLoop[Step]):
             timeline=self._timeline(),
         )
 
-    # ------------------------------------------------------------------ timers
-
     def _next_alarm(self) -> Alarm | None:
         if (due := self._case.next_due()) is None:
             return None
@@ -287,9 +291,8 @@ class BillingCaseWorkflow(EffectLoop[Step]):
                     self._preparing.discard(effect.number)
             case SaveEscalation():
                 saved = views.escalation(self._case, effect.number)
-                await self._write(
-                    RECORD_ESCALATION, saved, f"Save 21Vianet escalation #{effect.number}"
-                )
+                summary = f"Save 21Vianet escalation #{effect.number}"
+                await self._write(RECORD_ESCALATION, saved, summary)
             case ReportOutcome():
                 await self._report(effect)
 
@@ -323,11 +326,9 @@ class BillingCaseWorkflow(EffectLoop[Step]):
         return True
 
     async def _persist(self, events: list[CaseEvent]) -> None:
-        await self._write(
-            PERSIST_CASE,
-            PersistCase(record=views.record(self._case), events=events),
-            f"Save case: {self._case.status.value}, events {events[0].seq}-{events[-1].seq}",
-        )
+        saved = PersistCase(record=views.record(self._case), events=events)
+        summary = f"Save case: {self._case.status.value}, events {events[0].seq}-{events[-1].seq}"
+        await self._write(PERSIST_CASE, saved, summary)
 
     async def _send(self, email: SendEmail) -> EmailSent | ApplicationError:
         return await self._send_email(email, self._send_locale(), case=self.view())
