@@ -13,6 +13,7 @@ from core.calendar import BusinessCalendar
 from core.models.shared import (
     CURRENCY,
     Actor,
+    Attention,
     CaseEvent,
     CaseId,
     Currency,
@@ -279,6 +280,7 @@ class CaseView(Strict):
     customer_reminders_sent: int = 0
     # set while a step failed or a wait ran out: what a person must do
     needs_attention: str | None = None
+    attention: Attention | None = None  # why a person must act, if one must
     # every event is in the database; the view has the last ones (long texts cut)
     event_count: int = 0
     timeline: list[CaseEvent] = Field(default_factory=list)

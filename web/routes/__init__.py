@@ -2,6 +2,7 @@
 
 from web.routes import (
     attachments,
+    attention,
     cases,
     customers,
     inbox,
@@ -30,6 +31,7 @@ ROUTERS = [
     people.router,
     inbox.router,
     customers.router,
+    attention.router,
 ]
 
 __all__ = ["ROUTERS", "add_error_pages"]
