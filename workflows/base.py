@@ -613,8 +613,8 @@ class EffectLoop(ABC, Generic[Effect]):
         why = (
             f"China business calendar: {calendar.source} has no official holidays or 调休 "
             f"make-up days for {year}, so {year} counts Monday to Friday as working days until "
-            "the package is updated (pip install -U chinesecalendar, then restart the worker, "
-            "the API and the CLI)"
+            "an operator updates the chinesecalendar package and restarts the worker, the API "
+            "and the CLI (docs/email-and-calendar.md)"
         )
         email = self._email(ManagerNeedsAttention(step=why, error=""))
         key = f"business-calendar/{year}-not-covered"
