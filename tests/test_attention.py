@@ -181,14 +181,19 @@ def approval_asked(**data: str) -> EmailMessage:
     )
 
 
-def received(outbox: Path) -> dict[str, EmailFile]:
-    """The outbox's emails by recipient."""
-    found: dict[str, EmailFile] = {}
-    for path in outbox.glob("*.eml"):
+def outbox_emails(outbox: Path) -> list[EmailFile]:
+    """The emails the file outbox wrote."""
+    found = []
+    for path in sorted(outbox.glob("*.eml")):
         parsed = message_from_bytes(path.read_bytes(), policy=policy.default)
         assert isinstance(parsed, EmailFile)
-        found[str(parsed["To"])] = parsed
+        found.append(parsed)
     return found
+
+
+def received(outbox: Path) -> dict[str, EmailFile]:
+    """The outbox's emails by recipient."""
+    return {str(email["To"]): email for email in outbox_emails(outbox)}
 
 
 def text_of(email: EmailFile) -> str:

@@ -17,8 +17,6 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from email import message_from_bytes, policy
-from email.message import EmailMessage as EmailFile
 from pathlib import Path
 
 import pytest
@@ -26,7 +24,6 @@ import pytest_asyncio
 from playwright.async_api import Page, expect
 from temporalio.testing import WorkflowEnvironment
 
-from chaos.harness import FAST_POLICY
 from core.formatting import china_day
 from core.ids import collections_workflow_id
 from core.models import (
@@ -37,10 +34,12 @@ from core.models import (
 )
 from service.calls import signal_if_running
 from tests.clock_support import eventually
+from tests.test_attention import outbox_emails
+from tests.test_phone_pages import approval_policy
 from tests.test_temporal_ui import CHROMIUM
 from tests.test_workspace_browser import Served, do, serving, sign_in
-from tests.workflow_support import billing_failure
-from tests.workspace_support import AGENT, FINANCE, MANAGER, workspace
+from tests.workflow_support import billing_failure, open_case
+from tests.workspace_support import AGENT, FINANCE, MANAGER, csrf_of, signed_in, workspace
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM}: `apt-get install chromium`"
@@ -53,12 +52,8 @@ async def served(
     dev_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Served]:
     folder = tmp_path_factory.mktemp("attention")
-    policy_file = folder / "approval.toml"  # the suspension waits for a manager, on day 0
-    policy_file.write_text(
-        FAST_POLICY.replace('action = "suspend"', 'action = "suspend"\napproval = "manager"')
-    )
     async with (
-        workspace(dev_env, folder, collections_policy_file=policy_file) as stack,
+        workspace(dev_env, folder, collections_policy_file=approval_policy(folder)) as stack,
         serving(stack) as served,
     ):
         yield served
@@ -83,15 +78,6 @@ async def follow(page: Page, served: Served, key: str, reason: str, link: str) -
     assert await anchor.get_attribute("href") == link
     await anchor.click()
     await page.wait_for_load_state()
-
-
-def outbox_emails(folder: Path) -> list[EmailFile]:
-    found = []
-    for path in folder.glob("*.eml"):
-        parsed = message_from_bytes(path.read_bytes(), policy=policy.default)
-        assert isinstance(parsed, EmailFile)
-        found.append(parsed)
-    return found
 
 
 async def test_each_kind_of_wait_shows_in_the_queue_and_leaves_it_once_a_person_acts(
@@ -217,3 +203,33 @@ async def test_each_kind_of_wait_shows_in_the_queue_and_leaves_it_once_a_person_
     text = body.get_content()
     assert "暂停服务待审批" in str(asked_them[0]["Subject"])
     assert f"/collections/{approval.invoice_id}" in text and "--reason" not in text
+
+
+async def test_the_panel_s_actions_are_a_manager_s_and_refuse_what_does_not_wait(
+    served: Served,
+) -> None:
+    """Retry, skip and handled: refused with the workflow's reason when nothing waits (nothing
+    changes), forbidden to an agent, and no such kind of workflow is a 404."""
+    data = open_case(owner=AGENT)
+    await served.stack.service.cases.open(data)
+    base = f"/attention/case/{data.case_id}/actions"
+    manager = await signed_in(served.stack.app, MANAGER)
+    agent = await signed_in(served.stack.app, AGENT)
+    token = csrf_of((await manager.get(f"/cases/{data.case_id}")).text)
+    retried = await manager.post(f"{base}/attention-retry", data={"csrf_token": token})
+    assert retried.status_code == 409 and "has no failed step waiting" in retried.text
+    handled = await manager.post(
+        f"{base}/attention-handled", data={"csrf_token": token, "note": "已处理"}
+    )
+    assert handled.status_code == 409 and "waits for nobody" in handled.text
+    token = csrf_of((await agent.get(f"/cases/{data.case_id}")).text)
+    forbidden = await agent.post(f"{base}/attention-retry", data={"csrf_token": token})
+    assert forbidden.status_code == 403
+    unknown = await manager.post(
+        f"/attention/ledger/{data.case_id}/actions/attention-retry", data={"csrf_token": token}
+    )
+    assert unknown.status_code == 404
+    view = await served.stack.service.cases.show(data.case_id)
+    assert view.attention is None and not any(
+        e.kind.value in ("step-retried", "attention-handled") for e in view.timeline
+    )
