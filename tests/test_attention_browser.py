@@ -144,6 +144,7 @@ async def test_each_kind_of_wait_shows_in_the_queue_and_leaves_it_once_a_person_
             f"/collections/{approval.invoice_id}",
         )
         await expect(manager.get_by_test_id("attention-reason")).to_contain_text("等待经理批准")
+        await manager.screenshot(path=shot.with_name("invoice.png"), full_page=True)
         await do(manager, "approve-suspension", reason="多次催缴未果，批准暂停")
         await listed(manager, served, approval.invoice_id, present=False)
 
