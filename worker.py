@@ -36,6 +36,7 @@ from activities.rendering import TemplateRenderer
 from activities.robots import RobotClient
 from activities.senders import EmailSender, FileOutboxSender, SendGridSender
 from activities.smtp import SendingRate, SmtpSender
+from activities.staff import StaffDirectory
 from activities.vianet_invoice import VianetInvoiceActivities
 from core import deployment, logs, metrics, search, tracing
 from core.alerts import RobotService
@@ -137,6 +138,7 @@ def build_activities(settings: Settings) -> list[Callable[..., Any]]:
         threads=settings.email_threads(),
         alerts=alerts,
         files=settings.attachments_dir,
+        staff=StaffDirectory(sessions, settings.workspace_url(), settings.staff_alerts_locale),
     )
     store = CaseStoreActivities(sessions)
     escalation = EscalationActivities(renderer, sessions)

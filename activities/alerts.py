@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from urllib.parse import quote
 
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
@@ -18,9 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from activities.errors import RENDER_ERRORS
 from activities.rendering import RenderedAlert, TemplateRenderer
-from core.alerts import AlertKind, Robot
+from core.alerts import AlertKind, Robot, workspace_page
 from core.metrics import STAFF_ALERTS
-from core.models import EmailMessage, EmailTemplate, Locale, NoticeState
+from core.models import About, EmailMessage, EmailTemplate, Locale, NoticeState
 from db.tables import StaffAlert, table
 
 log = logging.getLogger(__name__)
@@ -51,28 +50,31 @@ def alert_kind(message: EmailMessage) -> AlertKind | None:
     return None
 
 
-def subject_id(message: EmailMessage) -> str:
+def about(message: EmailMessage) -> tuple[About, str]:
+    """What a staff email is about: a case, an invoice, a 21Vianet invoice or an account."""
     if message.case is not None:
-        return message.case.case_id
+        return About.CASE, message.case.case_id
     if message.collections is not None:
-        return message.collections.invoice_id
+        return About.COLLECTIONS, message.collections.invoice_id
     if message.vianet_invoice is not None:
-        return message.vianet_invoice.invoice_number
-    return message.account.tenant_id if message.account is not None else ""
+        return About.VIANET_INVOICE, message.vianet_invoice.invoice_number
+    return About.ACCOUNT, message.account.tenant_id if message.account is not None else ""
+
+
+def subject_id(message: EmailMessage) -> str:
+    return about(message)[1]
 
 
 def links(message: EmailMessage, base_url: str) -> dict[str, str]:
-    """The workspace pages an alert links to: ``page`` where a person acts, ``queue`` the list."""
-    if message.case is not None:
-        page = f"/cases/{quote(message.case.case_id, safe='')}"
-    elif message.collections is not None:
-        page = f"/collections/{quote(message.collections.invoice_id, safe='')}"
-    elif message.vianet_invoice is not None:
-        page = "/payables"
-    else:  # an account has no page of its own: the queue of what needs attention
-        page = "/queues/needs-attention"
+    """The workspace pages a staff email and its alert link to: ``page`` where a person acts,
+    ``queue`` the list it belongs to, ``attention`` 需要处理 (everything waiting for a person)."""
+    page = workspace_page(*about(message))
     queue = "/queues/sla" if message.template is EmailTemplate.MANAGER_SLA_BREACH else page
-    return {"page": base_url + page, "queue": base_url + queue}
+    return {
+        "page": base_url + page,
+        "queue": base_url + queue,
+        "attention": base_url + "/queues/needs-attention",
+    }
 
 
 class AlertOutbox:

@@ -32,6 +32,7 @@ from activities.senders import (
     OutgoingEmail,
     OutgoingFile,
 )
+from activities.staff import TO_EVERY_MANAGER, StaffDirectory, recipient_key
 from core.files import content_path
 from core.metrics import EMAILS
 from core.models import EmailMessage, EmailSent
@@ -104,6 +105,7 @@ class EmailActivities:
         threads: EmailThreads | None = None,
         alerts: AlertOutbox | None = None,
         files: Path | None = None,
+        staff: StaffDirectory | None = None,
     ) -> None:
         self.renderer = renderer
         self.sender = sender
@@ -114,6 +116,7 @@ class EmailActivities:
         self.threads = threads or EmailThreads()
         self.alerts = alerts
         self.files = files  # the attachment store's root: the files an agent's reply carries
+        self.staff = staff  # the managers, their languages and the workspace's address
         self.domain = from_address.rpartition("@")[2] or "localhost"
 
     @activity.defn
@@ -132,7 +135,35 @@ class EmailActivities:
         return sent
 
     def _send_email(self, message: EmailMessage) -> EmailSent:
-        self._queue_alerts(message)
+        self._queue_alerts(message)  # once, whoever the email goes to
+        if self.staff is not None and message.template in TO_EVERY_MANAGER:
+            return self._send_to_managers(message, self.staff)
+        return self._deliver(message)
+
+    def _send_to_managers(self, message: EmailMessage, staff: StaffDirectory) -> EmailSent:
+        """Each manager's copy, in their language, under its own key (a retry sends only the
+        copies not sent yet); one address refused does not keep the others from theirs."""
+        sent: list[EmailSent] = []
+        refused: ApplicationError | None = None
+        for recipient in staff.recipients(message):
+            copy = message.model_copy(
+                update={
+                    "key": recipient_key(message.key, recipient.address),
+                    "to": recipient.address,
+                    "locale": recipient.locale,
+                }
+            )
+            try:
+                sent.append(self._deliver(copy))
+            except ApplicationError as exc:
+                if exc.type != "EmailRejected":
+                    raise
+                refused = exc
+        if not sent and refused is not None:
+            raise refused
+        return sent[0]
+
+    def _deliver(self, message: EmailMessage) -> EmailSent:
         accepted = _accepted_by_an_earlier_attempt(message.key)
         if accepted is not None:
             # that attempt could not record it (the database was down): record it, send nothing
@@ -145,7 +176,8 @@ class EmailActivities:
         if isinstance(claim, EmailSent):
             return claim
         try:
-            rendered = self.renderer.render_message(message)
+            links = self.staff.links(message) if self.staff is not None else None
+            rendered = self.renderer.render_message(message, links)
             attached = self._attached(message)
         except RENDER_ERRORS as exc:
             # this input never renders: free the key, and let a person look

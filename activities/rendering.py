@@ -83,6 +83,7 @@ class TemplateRenderer:
             **{subject.value: None for subject in About},
             "extra": {},
             "ratings": [],
+            "links": {},
             **context,
             "locale": locale.value,
             "template": template.value,
@@ -95,12 +96,12 @@ class TemplateRenderer:
             html=self.env.get_template(f"{folder}/body.html").render(values),
         )
 
-    def render_message(self, message: EmailMessage) -> RenderedEmail:
-        return self.render(
-            message.template,
-            message.locale,
-            {**_context(message), "ratings": self._ratings(message)},
-        )
+    def render_message(
+        self, message: EmailMessage, links: Mapping[str, str] | None = None
+    ) -> RenderedEmail:
+        """`links`: a staff email's workspace pages (activities/alerts.py `links`)."""
+        context = {**_context(message), "ratings": self._ratings(message), "links": links or {}}
+        return self.render(message.template, message.locale, context)
 
     def render_alert(
         self, kind: AlertKind, message: EmailMessage, locale: Locale, links: Mapping[str, str]

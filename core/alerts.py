@@ -13,9 +13,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from pydantic import SecretStr
+
+from core.models import About
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -140,3 +142,17 @@ def public_base_url(value: str, setting: str = "WEB_PUBLIC_URL") -> str:
             f"{setting}: write the address as people open it, e.g. https://billing.partner.cn"
         )
     return value.strip().rstrip("/")
+
+
+def workspace_page(about: About, key: str) -> str:
+    """The workspace page where a person acts on what a workflow waits for (a staff email's and
+    an alert's link, the 需要处理 queue's): a case, an invoice in collections, a customer's
+    account (its customer's page), a 21Vianet invoice (the payables)."""
+    match about:
+        case About.CASE:
+            return f"/cases/{quote(key, safe='')}"
+        case About.COLLECTIONS:
+            return f"/collections/{quote(key, safe='')}"
+        case About.ACCOUNT:
+            return f"/customers/{quote(key, safe='')}#attention"
+    return "/payables"

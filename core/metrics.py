@@ -65,7 +65,8 @@ UPDATE_REFUSALS = Counter(
 )
 NEEDS_ATTENTION = Gauge(
     "billing_workflows_needing_attention",
-    "Running workflows a person must act on now, by reason (failed-step, stalled), from "
+    "Running workflows a person must act on now, by reason (core.models.Attention: failed-step, "
+    "suspension-approval, …), from "
     "Temporal's visibility count on a slow interval",
     ["reason"],
 )

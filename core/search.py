@@ -23,7 +23,7 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from core.models import CaseDetails
+from core.models import Attention, CaseDetails
 
 CASE_STATUS = SearchAttributeKey.for_keyword("CaseStatus")
 CASE_CATEGORY = SearchAttributeKey.for_keyword("CaseCategory")
@@ -37,10 +37,12 @@ DISPUTED_AMOUNT = SearchAttributeKey.for_float("DisputedAmount")
 COLLECTIONS_STAGE = SearchAttributeKey.for_keyword("CollectionsStage")
 AMOUNT_DUE = SearchAttributeKey.for_float("AmountDue")
 SUSPENDED = SearchAttributeKey.for_bool("SuspendedForNonPayment")
-# any workflow: why a person must act now, "failed-step" or "stalled"; unset otherwise (a
-# keyword: the dev server's visibility store holds at most three Bool attributes)
+# any workflow: why a person must act now (an `Attention`: "failed-step", "suspension-approval"…);
+# unset otherwise (a keyword: the dev server's visibility store holds at most three Bool
+# attributes)
 NEEDS_ATTENTION = SearchAttributeKey.for_keyword("NeedsAttention")
-FAILED_STEP, STALLED = "failed-step", "stalled"
+FAILED_STEP, STALLED = Attention.FAILED_STEP.value, Attention.STALLED.value
+_ANY_REASON = ", ".join(f'"{reason.value}"' for reason in Attention)
 
 ALL_KEYS = (
     CASE_STATUS,
@@ -150,12 +152,12 @@ async def count_needing_attention(client: Client, task_queue: str) -> dict[str, 
     """Running workflows of the task queue a person must act on, by reason (a visibility count:
     Temporal's, eventually consistent, so polled on a slow interval)."""
     counts: dict[str, int] = {}
-    for reason in (FAILED_STEP, STALLED):
+    for reason in Attention:
         query = (
             f'{NEEDS_ATTENTION.name} = "{reason}" AND ExecutionStatus = "Running" '
             f'AND TaskQueue = "{task_queue}"'
         )
-        counts[reason] = (await client.count_workflows(query)).count
+        counts[reason.value] = (await client.count_workflows(query)).count
     return counts
 
 
@@ -190,8 +192,9 @@ SAVED_QUERIES: dict[str, SavedQuery] = {
         "open cases disputing more than 10,000",
     ),
     "needs-attention": SavedQuery(
-        f'NeedsAttention IN ("{FAILED_STEP}", "{STALLED}") AND ExecutionStatus = "Running"',
-        "workflows waiting for a person: a failed step to retry or skip, or a wait that ran out",
+        f'NeedsAttention IN ({_ANY_REASON}) AND ExecutionStatus = "Running"',
+        "workflows waiting for a person: a failed step to retry or skip, a suspension to approve, "
+        "a reply to triage, an overdue 21Vianet invoice…",
     ),
     "unpaid-over-10k": SavedQuery(
         'AmountDue > 10000 AND ExecutionStatus = "Running"',

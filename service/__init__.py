@@ -20,7 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from core import search
 from core.metrics import IMPORT_LINES, IMPORT_RESULTS
-from core.models import BillingFailure, RetryStep, SkipStep, StepAnswer
+from core.models import About, BillingFailure, HandleAttention, RetryStep, SkipStep, StepAnswer
 from core.settings import Settings, load_settings
 from db.session import one_off_session
 from intake.bulk import ImportSummary, LineRejected, run_import
@@ -56,6 +56,14 @@ class Kind(StrEnum):
     VIANET_INVOICE = "vianet-invoice"  # a 21Vianet invoice, by its number
     ACCOUNT = "account"  # a customer's account, by tenant id
 
+
+# what a staff email, an alert or the 需要处理 queue is about, as an operator names it
+KIND_OF: dict[About, Kind] = {
+    About.CASE: Kind.CASE,
+    About.COLLECTIONS: Kind.INVOICE,
+    About.VIANET_INVOICE: Kind.VIANET_INVOICE,
+    About.ACCOUNT: Kind.ACCOUNT,
+}
 
 NAMED: dict[Kind, Callable[[str], Named]] = {
     Kind.CASE: cases.named,
@@ -116,8 +124,13 @@ class Service:
         """Give a workflow's failed step up; the workflow goes on without it."""
         return await self._decide(kind, key, "skip_step", data)
 
+    async def clear_attention(self, kind: Kind, key: str, data: HandleAttention) -> StepAnswer:
+        """A person saw to what a workflow's flag asked: it leaves 需要处理 (unless the workflow
+        still waits for something else, which it then says)."""
+        return await self._decide(kind, key, "clear_attention", data)
+
     async def _decide(
-        self, kind: Kind, key: str, update: str, data: RetryStep | SkipStep
+        self, kind: Kind, key: str, update: str, data: RetryStep | SkipStep | HandleAttention
     ) -> StepAnswer:
         named = NAMED[kind](key)
         handle = self.client.get_workflow_handle(named.workflow_id)

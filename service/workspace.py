@@ -11,10 +11,21 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
+from temporalio.client import WorkflowExecution
 
-from core.models import CasePolicy, CaseStatus, Category, CollectionsStatus, Priority
+from core import ids, search
+from core.alerts import workspace_page
+from core.models import (
+    About,
+    Attention,
+    CasePolicy,
+    CaseStatus,
+    Category,
+    CollectionsStatus,
+    Priority,
+)
 from core.settings import Settings
-from db.tables import Case, Collections, EmailLog, Fapiao, VianetInvoice
+from db.tables import Account, Case, Collections, EmailLog, Fapiao, VianetInvoice
 from service.calls import reading
 
 T = TypeVar("T")
@@ -56,6 +67,27 @@ class CaseRow:
     sla_breached: bool
     disputed_amount: Decimal
     currency: str
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """One workflow of 需要处理: what it is about, why it waits for a person, and the workspace
+    page where that person acts."""
+
+    about: About
+    key: str  # the case id, invoice id, tenant id or 21Vianet invoice number
+    customer_name: str  # "" for a 21Vianet invoice (the partner's own), or one not projected yet
+    reason: Attention
+    link: str
+
+
+# what each workflow id names, and where the projection keeps its customer
+_SUBJECTS: tuple[tuple[str, About, Any], ...] = (
+    (ids.CASE, About.CASE, Case),
+    (ids.COLLECTIONS, About.COLLECTIONS, Collections),
+    (ids.ACCOUNT, About.ACCOUNT, Account),
+    (ids.VIANET_INVOICE, About.VIANET_INVOICE, None),
+)
 
 
 @dataclass(frozen=True)
@@ -151,6 +183,44 @@ class Workspace:
             condition = and_(condition, text_match(columns, found.text))
         query = select(Case).where(condition).order_by(Case.opened_at.desc(), Case.case_id)
         return await asyncio.to_thread(self._page, query, condition, page, case_row)
+
+    async def waiting(self, found: list[WorkflowExecution], text: str = "") -> list[Waiting]:
+        """The workflows Temporal lists as waiting for a person (NeedsAttention), each with its
+        reason, its customer (from the projection) and its page; `text` keeps those whose id or
+        customer's name has it. In Temporal's order (the newest first)."""
+        subjects: list[tuple[WorkflowExecution, About, str, Any]] = []
+        for execution in found:
+            for prefix, about, model in _SUBJECTS:
+                if execution.id.startswith(prefix):
+                    subjects.append((execution, about, execution.id.removeprefix(prefix), model))
+                    break
+        names = await asyncio.to_thread(self._customer_names, subjects)
+        rows = []
+        for execution, about, key, _ in subjects:
+            shown = execution.typed_search_attributes.get(search.NEEDS_ATTENTION)
+            try:
+                reason = Attention(shown) if shown else Attention.STALLED
+            except ValueError:  # a value of a newer build: it waits all the same
+                reason = Attention.STALLED
+            name = names.get(execution.id, "")
+            if text and text.lower() not in f"{key} {name}".lower():
+                continue
+            rows.append(Waiting(about, key, name, reason, workspace_page(about, key)))
+        return rows
+
+    def _customer_names(
+        self, subjects: list[tuple[WorkflowExecution, About, str, Any]]
+    ) -> dict[str, str]:
+        names: dict[str, str] = {}
+        with reading(self._settings.database_url) as session:
+            for _prefix, _about, model in _SUBJECTS:
+                wanted = [e.id for e, _, _, m in subjects if m is model and model is not None]
+                if wanted:
+                    query = select(model.workflow_id, model.customer_name).where(
+                        model.workflow_id.in_(wanted)
+                    )
+                    names.update((row[0], row[1]) for row in session.execute(query))
+        return names
 
     async def collections(self, text: str, page: int) -> Page[Collections]:
         """One page of the invoices in collections (not yet ended), the oldest failure first."""
@@ -265,6 +335,7 @@ __all__ = [
     "Page",
     "Queue",
     "ThreadEmail",
+    "Waiting",
     "Workspace",
     "case_row",
     "text_match",

@@ -54,7 +54,6 @@ from workflows.account.rules import (
     Account,
     Change,
     Effect,
-    Flag,
     Reconcile,
     Refused,
     SendLetter,
@@ -62,7 +61,7 @@ from workflows.account.rules import (
     TellInvoices,
     TellManager,
 )
-from workflows.effects import Record
+from workflows.effects import Flag, Record
 
 CUSTOMER = make_customer()
 CALENDAR = china(date(2026, 1, 1))

@@ -49,13 +49,12 @@ from workflows.billing_case.rules import (
     CaseAction,
     DeliverResolution,
     Effect,
-    Flag,
     PrepareRequest,
     ReportOutcome,
     SaveEscalation,
     Unflag,
 )
-from workflows.effects import Email, Record
+from workflows.effects import Email, Flag, Record
 
 AGENT = "agent.li@partner.example.cn"
 ROOT = Path(__file__).resolve().parent.parent

@@ -54,14 +54,13 @@ from workflows.collections.rules import (
     CONSOLIDATED,
     Collections,
     Effect,
-    Flag,
     HoldSubscriptions,
     Letter,
     PassOn,
     ReleaseSubscriptions,
     SendNotice,
 )
-from workflows.effects import Record
+from workflows.effects import Flag, Record
 
 SHIPPED = load_collections_policy(ROOT / "config" / "collections_policy.toml")
 CALENDAR = china(date(2026, 1, 1))  # 2026 and 2027 as published: the Spring Festival, 调休 days

@@ -19,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from core import search
 from core.models import (
     AddNote,
+    Attention,
     BillingFailure,
     CasePolicy,
     CaseStatus,
@@ -129,7 +130,7 @@ async def test_an_unfiled_request_asks_a_manager_after_the_last_reminder(
     view = await handle.query(BillingCaseWorkflow.view)
     assert view.next_deadline_label != "21Vianet: ticket number missing"  # no more reminders
     assert view.needs_attention and "after 3 reminders" in view.needs_attention
-    assert await attention(handle) == search.STALLED
+    assert await attention(handle) == Attention.TICKET_NOT_FILED
     # filing it at last clears the flag
     await handle.execute_update(
         BillingCaseWorkflow.vianet_ticket, VianetTicket(ticket_number="VN-26120001", by=AGENT)
@@ -227,7 +228,7 @@ async def test_an_outcome_that_cannot_apply_changes_nothing_and_asks_a_manager(
         await handle.signal(CollectionsWorkflow.dispute_resolved, bad)
 
     async def flagged() -> bool:
-        return await attention(handle) == search.STALLED
+        return await attention(handle) == Attention.DISPUTE_REFUSED
 
     await eventually(flagged)
     view = await handle.query(CollectionsWorkflow.view)

@@ -33,17 +33,22 @@ PHONE = ViewportSize(width=390, height=844)
 TAP = 40  # px: the smallest button a thumb hits (Apple asks 44 pt, Material 48 dp of target)
 
 
+def approval_policy(folder: Path) -> Path:
+    """The chaos run's day-0 policy whose suspension waits for a manager."""
+    policy = folder / "approval.toml"
+    policy.write_text(
+        FAST_POLICY.replace('action = "suspend"', 'action = "suspend"\napproval = "manager"')
+    )
+    return policy
+
+
 @pytest_asyncio.fixture(scope="module")
 async def served(
     dev_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Served]:
     folder = tmp_path_factory.mktemp("phone")
-    policy = folder / "approval.toml"  # the suspension waits for a manager, on day 0
-    policy.write_text(
-        FAST_POLICY.replace('action = "suspend"', 'action = "suspend"\napproval = "manager"')
-    )
     async with (
-        workspace(dev_env, folder, collections_policy_file=policy) as stack,
+        workspace(dev_env, folder, collections_policy_file=approval_policy(folder)) as stack,
         serving(stack) as served,
     ):
         yield served

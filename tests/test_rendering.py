@@ -11,6 +11,7 @@ import pytest
 from jinja2 import UndefinedError
 from pydantic import ValidationError
 
+from activities.alerts import links
 from activities.rendering import TemplateRenderer
 from core.formatting import day, duration, when
 from core.formatting import localized_money as money
@@ -166,14 +167,11 @@ def test_the_attention_email_is_about_any_workflow(
     }[about]
     update = {"case": None, about: view, "locale": locale}
     message = make_email_message(template).model_copy(update=update)
-    email = renderer.render_message(message)
-    kind = {
-        "case": "case",
-        "collections": "invoice",
-        "vianet_invoice": "vianet-invoice",
-        "account": "account",
-    }[about]
-    assert f"workflow retry-step {kind} {message.subject_id}" in email.text
+    page = links(message, "https://billing.partner.cn")
+    email = renderer.render_message(message, page)
+    # the page where a manager acts, never a command line (tests/test_attention.py has more)
+    assert page["page"] in email.text and page["page"] in email.html
+    assert "starter.py" not in email.text and "retry-step" not in email.text
     assert "DataRefused" in email.html and message.subject_id in email.subject
 
 

@@ -12,6 +12,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from core.formatting import china_day
 from core.models import (
+    Attention,
     EventKind,
     MarkVianetPaid,
     RecordVianetInvoice,
@@ -20,7 +21,7 @@ from core.models import (
 from core.models.email import FinanceVianetInvoiceDue, ManagerVianetInvoiceOverdue
 from tests.rules_support import RULES
 from tests.test_calendar import cst
-from workflows.effects import Email, Record
+from workflows.effects import Email, Flag, Record
 from workflows.vianet_invoice.rules import Effect, VianetInvoice
 
 CLERK = "zhao.min@partner.example.cn"
@@ -47,6 +48,7 @@ class VianetInvoiceMachine(RuleBasedStateMachine):
         )
         self.timeline: list[tuple[datetime, Record]] = []
         self.emails: list[tuple[datetime, Email]] = []
+        self.flags: list[Attention] = []
         self.invoice, effects = VianetInvoice.record(data, self.now)
         self.apply(effects)
 
@@ -57,6 +59,8 @@ class VianetInvoiceMachine(RuleBasedStateMachine):
                     self.timeline.append((self.now, effect))
                 case Email():
                     self.emails.append((self.now, effect))
+                case Flag():
+                    self.flags.append(effect.reason)
 
     @rule(hours=st.integers(min_value=0, max_value=24 * 10))
     def time_passes(self, hours: int) -> None:
@@ -87,6 +91,8 @@ class VianetInvoiceMachine(RuleBasedStateMachine):
         if invoice.status is not VianetInvoiceStatus.PAID:
             assert (invoice.status is VianetInvoiceStatus.OVERDUE) == told
         assert told == (invoice.escalated_at is not None)
+        # a person is asked (需要处理) exactly when a manager was told
+        assert self.flags == ([Attention.PAYABLE_OVERDUE] if told else [])
 
     @invariant()
     def each_notice_once_in_order_and_none_after_payment(self) -> None:
@@ -140,5 +146,7 @@ def test_recorded_the_night_after_its_due_date_waits_for_the_overdue_notice() ->
     assert invoice.fire(now) == []
     stage = invoice.next_stage()
     assert stage is not None and stage.name == "overdue" and stage.at == cst(2026, 9, 20, 9)
-    [_, email] = invoice.fire(stage.at)
+    [_, email, flag] = invoice.fire(stage.at)
     assert isinstance(email, Email) and isinstance(email.data, ManagerVianetInvoiceOverdue)
+    # and it waits in 需要处理 until it is marked paid (the workflow ends then)
+    assert isinstance(flag, Flag) and flag.reason is Attention.PAYABLE_OVERDUE

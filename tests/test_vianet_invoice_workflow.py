@@ -22,6 +22,7 @@ import starter
 from activities.vianet_invoice import VianetInvoiceActivities
 from core.formatting import CHINA_STANDARD_TIME as CHINA
 from core.models import (
+    Attention,
     EmailTemplate,
     EventKind,
     MarkVianetPaid,
@@ -135,6 +136,7 @@ async def test_reminders_before_and_on_the_day_then_a_manager(
     assert overdue.status is VianetInvoiceStatus.OVERDUE
     assert (overdue.reminders_sent, overdue.next_reminder) == (2, None)
     assert overdue.escalated_at is not None
+    assert overdue.attention is Attention.PAYABLE_OVERDUE
     await eventually(lambda: fake.vianet_invoices[-1].view.status is VianetInvoiceStatus.OVERDUE)
 
     await until(time_env, notice_at(due + 30 * DAY))
@@ -151,6 +153,7 @@ async def test_reminders_before_and_on_the_day_then_a_manager(
         EventKind.REMINDER,
         EventKind.REMINDER,
         EventKind.VIANET_INVOICE_OVERDUE,
+        EventKind.NEEDS_ATTENTION,  # in 需要处理 until paid
         EventKind.VIANET_INVOICE_PAID,
     ]
     stored = fake.vianet_invoices[-1]

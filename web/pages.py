@@ -12,10 +12,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from core.formatting import day, duration, money, when
-from core.models import Locale
+from core.models import About, Locale
 from service.users import Person
 from service.workspace import Queue
 from web import actions as registry
+from web.actions.attention import REASONS, SUBJECTS, attention_actions, offered
 from web.auth import CSRF_FIELD, csrf_token
 from web.i18n import _, best_locale, translations
 
@@ -53,6 +54,12 @@ def choice(kind: Any, value: str | None) -> Any:
         return None
 
 
+def _offered(about: str, attention: Any) -> list[registry.Action]:
+    """The 需要处理 panel's actions on a page's workflow, for why it waits."""
+    actions = attention_actions(About(about))
+    return [actions[name] for name in offered(attention)]
+
+
 class Pages:
     """The templates, rendered in the person's language."""
 
@@ -71,6 +78,9 @@ class Pages:
             admins=registry.ADMINS,
             managers=registry.MANAGERS,
             finance=registry.FINANCE,
+            attention_reasons=REASONS,
+            attention_subjects=SUBJECTS,
+            attention_offered=_offered,
         )
 
     def render(

@@ -29,12 +29,14 @@ with workflow.unsafe.imports_passed_through():
     from core.calendar import BusinessCalendar
     from core.contracts import SEND_EMAIL, ActivityContract, SignalContract
     from core.models import (
+        Attention,
         CaseEvent,
         EmailData,
         EmailMessage,
         EmailSent,
         EmailTemplate,
         EventKind,
+        HandleAttention,
         Locale,
         LogState,
         Recipient,
@@ -43,7 +45,7 @@ with workflow.unsafe.imports_passed_through():
         StepAnswer,
     )
     from core.models.email import ManagerNeedsAttention
-    from workflows.effects import WORKFLOW
+    from workflows.effects import WORKFLOW, Flag
 
 # Permanent answers a workflow handles itself: a bounced address, Partner Center's 4xx.
 BUSINESS_ERRORS = (
@@ -237,6 +239,7 @@ class EffectLoop(ABC, Generic[Effect]):
         self._stuck: Stuck | None = None
         self._decision: Literal["retry", "skip"] | None = None
         self._flagged: str | None = log.flagged  # why a manager must look, besides a failed step
+        self._flag_reason: Attention | None = log.flag_reason
         self._attention_shown: str | None = log.attention  # what NeedsAttention says now
         self._calendar_alerted: set[int] = set()  # uncovered years a manager was told of
         self._actions = RecentActions(log.actions, log.actions_forgotten)
@@ -254,6 +257,7 @@ class EffectLoop(ABC, Generic[Effect]):
             last_seq=self._seq,
             emails_sent=self._emails,
             flagged=self._flagged,
+            flag_reason=self._flag_reason,
             attention=self._attention_shown,
             actions=self._actions.kept,
             actions_forgotten=self._actions.forgotten,
@@ -332,6 +336,25 @@ class EffectLoop(ABC, Generic[Effect]):
     @skip_step.validator
     def _check_skip(self, data: SkipStep) -> None:
         self._refuse_unless_stuck()
+
+    # -- a person saw to what a flag asked (an exempt customer asked to suspend, a wait that ran
+    # out): the flag clears, unless the workflow still waits for something (then it says that)
+    @workflow.update
+    def clear_attention(self, data: HandleAttention) -> StepAnswer:
+        why = self._flagged or ""
+        self._record(EventKind.ATTENTION_HANDLED, data.by, data.note, about=why)
+        self._unflag()
+        self._publish()
+        return StepAnswer(workflow_id=workflow.info().workflow_id, step=why, decision="handled")
+
+    @clear_attention.validator
+    def _check_clear(self, data: HandleAttention) -> None:
+        if self._stuck is not None:
+            raise ActionRefused(
+                f"{workflow.info().workflow_id}: a failed step waits: retry it or skip it"
+            )
+        if self._flagged is None:
+            raise ActionRefused(f"{workflow.info().workflow_id} waits for nobody")
 
     def _refuse_unless_stuck(self) -> None:
         if self._stuck is None or self._decision is not None:
@@ -462,7 +485,9 @@ class EffectLoop(ABC, Generic[Effect]):
 
     async def _tell_manager(self, step: str, reason: str) -> None:
         """Once per failed step or flag; if even this email fails, the timeline has it."""
-        email = self._email(ManagerNeedsAttention(step=step, error=reason))
+        email = self._email(
+            ManagerNeedsAttention(step=step, error=reason, reason=Attention.FAILED_STEP)
+        )
         try:
             await self._send(email)
         except CancelledError:
@@ -475,16 +500,16 @@ class EffectLoop(ABC, Generic[Effect]):
                 template=email.template.value,
             )
 
-    def _flag(self, why: str) -> None:
+    def _flag(self, why: str, reason: Attention = Attention.STALLED, *, tell: bool = True) -> None:
         """A manager must look (a reminder ran out, a signal was refused); told once, until the
-        flag is cleared."""
-        if self._flagged == why:
+        flag is cleared (`tell` False: an email of the workflow's own says it already)."""
+        if self._flagged == why and self._flag_reason is reason:
             return
         told = self._flagged is not None
-        self._flagged = why
+        self._flagged, self._flag_reason = why, reason
         self._record(EventKind.NEEDS_ATTENTION, WORKFLOW, why)
-        if not told:  # one email until a person clears the flag; the timeline has every reason
-            self._queue_email(ManagerNeedsAttention(step=why, error=""))
+        if tell and not told:  # one email until a person clears the flag; the timeline has all
+            self._queue_email(ManagerNeedsAttention(step=why, error="", reason=reason))
         self._show_attention()
 
     def knows_action(self, action_id: str) -> bool:
@@ -507,9 +532,17 @@ class EffectLoop(ABC, Generic[Effect]):
         return True
 
     def _unflag(self) -> None:
-        if self._flagged is not None:
-            self._flagged = None
-            self._show_attention()
+        if self._flagged is None:
+            return
+        self._flagged = self._flag_reason = None
+        if (pending := self._still_waiting()) is not None:  # shown again, not told again
+            self._flagged, self._flag_reason = pending.why, pending.reason
+        self._show_attention()
+
+    def _still_waiting(self) -> Flag | None:
+        """What the workflow still waits for a person to do once a flag cleared (its rules
+        know: an invoice's suspension still waiting for approval); None: nothing."""
+        return None
 
     def _publish(self) -> None:
         """Keep what a manager filters and reads in the UI current (no customer data in either):
@@ -528,13 +561,8 @@ class EffectLoop(ABC, Generic[Effect]):
             self._shown.update((p.key.name, p.value) for p in changed)
 
     def _show_attention(self) -> None:
-        wanted = (
-            search.FAILED_STEP
-            if self._stuck is not None
-            else search.STALLED
-            if self._flagged is not None
-            else None
-        )
+        reason = self._attention_reason()
+        wanted = reason.value if reason is not None else None
         if wanted != self._attention_shown:  # the attribute is written only when it changes
             self._attention_shown = wanted
             key = search.NEEDS_ATTENTION
@@ -542,12 +570,20 @@ class EffectLoop(ABC, Generic[Effect]):
                 [key.value_set(wanted) if wanted else key.value_unset()]
             )
 
+    def _attention_reason(self) -> Attention | None:
+        """Why a person must act now, if one must (the NeedsAttention attribute's value)."""
+        if self._stuck is not None:
+            return Attention.FAILED_STEP
+        if self._flagged is not None:
+            return self._flag_reason or Attention.STALLED
+        return None
+
     def _attention_line(self) -> str | None:
         """The line the UI's details and the views give a manager, if one must look."""
         if self._stuck is not None:
             return (
                 f"NEEDS ATTENTION: {self._stuck.step} failed: {self._stuck.error} "
-                "(retry-step after a fix, or skip-step --reason)"
+                "(retry it after a fix, or skip it with a reason)"
             )
         if self._flagged is not None:
             return f"NEEDS ATTENTION: {self._flagged}"
@@ -591,8 +627,8 @@ class EffectLoop(ABC, Generic[Effect]):
         why = (
             f"China business calendar: {calendar.source} has no official holidays or 调休 "
             f"make-up days for {year}, so {year} counts Monday to Friday as working days until "
-            "the package is updated (pip install -U chinesecalendar, then restart the worker, "
-            "the API and the CLI)"
+            "an operator updates the chinesecalendar package and restarts the worker, the API "
+            "and the CLI (docs/email-and-calendar.md)"
         )
         email = self._email(ManagerNeedsAttention(step=why, error=""))
         key = f"business-calendar/{year}-not-covered"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from core.models import EventKind
+from core.models import Attention, EventKind
 from core.models.email_data import EmailData
 
 WORKFLOW = "workflow"  # the actor of what a workflow records of its own accord
@@ -20,6 +20,16 @@ class Record:
     actor: str
     text: str = ""
     data: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Flag:
+    """Effect: a person must act, told once until the flag is cleared: `reason` is what the
+    NeedsAttention attribute, the 需要处理 queue and the manager's email say (in each reader's
+    language), `why` the timeline's line."""
+
+    why: str
+    reason: Attention = Attention.STALLED
 
 
 @dataclass(frozen=True)

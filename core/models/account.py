@@ -26,6 +26,7 @@ from core.models.email import CollectionsFinalNotice, CollectionsPaymentFailed, 
 from core.models.email_data import EmailTemplate
 from core.models.shared import (
     Actor,
+    Attention,
     CaseEvent,
     Customer,
     Guid,
@@ -180,6 +181,7 @@ class AccountView(Strict):
     suspended_subscriptions: list[str] = Field(default_factory=list)
     overrides: AccountOverrides = Field(default_factory=AccountOverrides)
     needs_attention: str | None = None
+    attention: Attention | None = None  # why a person must act, if one must
     event_count: int = 0
     timeline: list[CaseEvent] = Field(default_factory=list)
 

@@ -14,6 +14,7 @@ from core.models.fapiao import FapiaoTask, RecordedFapiao
 from core.models.shared import (
     CURRENCY,
     Actor,
+    Attention,
     CaseEvent,
     CaseId,
     Currency,
@@ -302,6 +303,7 @@ class CaseView(Strict):
     fapiao: list[RecordedFapiao] = Field(default_factory=list)
     # set while a step failed or a wait ran out: what a person must do
     needs_attention: str | None = None
+    attention: Attention | None = None  # why a person must act, if one must
     # every event is in the database; the view has the last ones (long texts cut)
     event_count: int = 0
     timeline: list[CaseEvent] = Field(default_factory=list)

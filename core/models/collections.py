@@ -24,6 +24,7 @@ from core.models.email import STEP_EMAILS
 from core.models.email_data import EmailTemplate
 from core.models.shared import (
     CURRENCY,
+    Attention,
     AwareTime,
     CaseEvent,
     Currency,
@@ -258,6 +259,7 @@ class CollectionsView(Strict):
     final_notice: NoticeState | None = None
     # set while a step failed or a wait ran out: what a person must do
     needs_attention: str | None = None
+    attention: Attention | None = None  # why a person must act, if one must
     # every event is in the database; the view has the last ones (long texts cut)
     event_count: int = 0
     timeline: list[CaseEvent] = Field(default_factory=list)

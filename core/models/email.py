@@ -23,7 +23,7 @@ from core.models.email_data import (
     _ToOwnerOnCase,
 )
 from core.models.letters import PaymentFailure, payment_failure
-from core.models.shared import AttachedFile, Locale
+from core.models.shared import AttachedFile, Attention, Locale
 
 
 class CaseAcknowledged(_ToCustomerOnCase):
@@ -293,6 +293,9 @@ class ManagerNeedsAttention(EmailData):
     template: Literal[EmailTemplate.MANAGER_NEEDS_ATTENTION] = EmailTemplate.MANAGER_NEEDS_ATTENTION
     step: Text
     error: Text
+    # why, in a word each reader's language has (templates/email/*/_attention.txt); None: an
+    # email queued by an older build (its step says it in English)
+    reason: Attention | None = None
 
 
 AnyEmailData = Annotated[

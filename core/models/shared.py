@@ -207,6 +207,7 @@ class EventKind(StrEnum):
     STEP_RETRIED = "step-retried"
     STEP_SKIPPED = "step-skipped"
     NEEDS_ATTENTION = "needs-attention"
+    ATTENTION_HANDLED = "attention-handled"  # a person saw to what a flag asked
     DISPUTE_REFUSED = "dispute-refused"
     SIGNAL_REFUSED = "signal-refused"  # sent by a client without the encryption key
 
@@ -235,6 +236,22 @@ class CaseEvent(Strict):
 # --------------------------------------------------------------------------- operators
 
 
+class Attention(StrEnum):
+    """Why a workflow waits for a person: the value of its NeedsAttention search attribute, what
+    the workspace's 需要处理 queue and the manager's email say (each in the reader's language)."""
+
+    FAILED_STEP = "failed-step"  # any workflow: a step failed; retry it or skip it
+    STALLED = "stalled"  # any workflow: a wait ran out (and what older builds said of any flag)
+    SUSPENSION_APPROVAL = "suspension-approval"  # an invoice's suspension waits for a manager
+    REPLY_TRIAGE = "reply-triage"  # the customer answered a notice
+    NOTICE_UNDELIVERED = "notice-undelivered"  # a notice bounced: correct or confirm the contact
+    DISPUTE_REFUSED = "dispute-refused"  # a dispute's outcome could not be taken
+    EXEMPT_SUSPENSION = "exempt-suspension"  # an account exempt from suspension was asked to
+    TICKET_NOT_FILED = "ticket-not-filed"  # a case's 21Vianet request is still not filed
+    VIANET_SILENT = "vianet-silent"  # 21Vianet does not answer a case's ticket
+    PAYABLE_OVERDUE = "payable-overdue"  # a 21Vianet invoice is past its due date, unpaid
+
+
 class RetryStep(Strict):
     """Run the step that failed again (after its cause was fixed)."""
 
@@ -248,10 +265,17 @@ class SkipStep(Strict):
     by: Actor
 
 
+class HandleAttention(Strict):
+    """A person saw to what a workflow's flag asked (its reason), and says what they did."""
+
+    note: LongText
+    by: Actor
+
+
 class StepAnswer(Strict):
     workflow_id: str
     step: str
-    decision: str  # retry | skip
+    decision: str  # retry | skip | handled
 
 
 # --------------------------------------------------------------------------- a run's carried log
@@ -266,6 +290,7 @@ class LogState(Strict):
     last_seq: int = Field(ge=0)
     emails_sent: int = Field(ge=0)
     flagged: str | None = None
+    flag_reason: Attention | None = None  # why it is flagged (None: a run of an older build)
     attention: str | None = None  # what the NeedsAttention search attribute says
     # the most recent action ids taken (workflows/sealed.py), and the newest one forgotten: an id
     # at or before it that is not kept was taken long ago

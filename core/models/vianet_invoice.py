@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 from core.models.shared import (
     ID_PATTERN,
     Actor,
+    Attention,
     AwareTime,
     CaseEvent,
     Locale,
@@ -76,6 +77,7 @@ class VianetInvoiceView(Strict):
     paid_by: str | None = None
     # set while a step failed or a wait ran out: what a person must do
     needs_attention: str | None = None
+    attention: Attention | None = None  # why a person must act, if one must
     # every event is in the database; the view has the last ones (long texts cut)
     event_count: int = 0
     timeline: list[CaseEvent] = Field(default_factory=list)

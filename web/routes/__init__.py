@@ -2,6 +2,7 @@
 
 from web.routes import (
     attachments,
+    attention,
     cases,
     customers,
     fapiao,
@@ -34,6 +35,7 @@ ROUTERS = [
     inbox.router,
     customers.router,
     statements.router,
+    attention.router,
 ]
 
 __all__ = ["ROUTERS", "add_error_pages"]

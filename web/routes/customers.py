@@ -1,15 +1,18 @@
 """A customer's page (per tenant), for signed-in staff: its cases with their status, its invoices
 in collections (stage, balance), its account's holds and overrides, and the latest emails, our
 letters to it and its own, each linking to its page. The database projection only: no Temporal
-round trip."""
+round trip but the account's own query (what it waits for a person to do)."""
 
 from __future__ import annotations
+
+from contextlib import suppress
 
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
 from core.models import EmailTemplate
+from service.errors import ServiceError
 from service.inbox import Letter
 from service.workspace import ThreadEmail
 from web.i18n import _
@@ -42,9 +45,19 @@ async def customer_page(request: Request, tenant_id: str, ws: WorkspaceDep) -> R
         if to_customer(email)
     ]
     theirs = await service.inbox.of_workflows(overview.workflow_ids, EMAILS)
+    account = None
+    if overview.overrides is not None:  # what its account waits for a person to do, if anything
+        with suppress(ServiceError):
+            account = await service.accounts.show(tenant_id)
     emails: list[ThreadEmail | Letter] = sorted(
         [*ours, *theirs], key=lambda email: email.at, reverse=True
     )
     return ws.pages.render(
-        request, "customer.html", person, overview=overview, emails=emails, outcomes=OUTCOMES
+        request,
+        "customer.html",
+        person,
+        overview=overview,
+        emails=emails,
+        outcomes=OUTCOMES,
+        account=account,
     )

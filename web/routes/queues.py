@@ -11,10 +11,11 @@ from starlette.responses import RedirectResponse, Response
 
 from core.models import Category, Priority
 from service.errors import NotFound
-from service.workspace import CaseFilter, Queue
+from service.users import Person
+from service.workspace import PAGE_SIZE, CaseFilter, Page, Queue
 from web import actions as registry
 from web.pages import choice, page_number
-from web.workspace import WorkspaceDep
+from web.workspace import Workspace, WorkspaceDep
 
 router = APIRouter()
 
@@ -44,20 +45,11 @@ async def queue_page(
     if chosen is None:
         raise NotFound(f"no queue {queue!r}")
     service = await ws.connection.get()
-    attention = None
-    inbox_waiting = 0
     if chosen is Queue.NEEDS_ATTENTION:
-        found = await service.list_workflows("needs-attention", limit=1000)
-        attention = [execution.id for execution in found]
-        inbox_waiting = await service.inbox.waiting()
+        return await _needs_attention(request, ws, person, q, page)
     filters = CaseFilter(choice(Priority, priority), choice(Category, category), q.strip()[:200])
     listed = await service.workspace.cases(
-        chosen,
-        person.email,
-        filters,
-        page_number(page),
-        now=datetime.now(UTC),
-        attention=attention,
+        chosen, person.email, filters, page_number(page), now=datetime.now(UTC)
     )
     query = {k: v for k, v in (("priority", priority), ("category", category), ("q", q)) if v}
     return ws.pages.render(
@@ -70,5 +62,27 @@ async def queue_page(
         query=urlencode(query),
         priorities=[p.value for p in Priority],
         categories=[c.value for c in Category],
-        inbox_waiting=inbox_waiting,
+    )
+
+
+async def _needs_attention(
+    request: Request, ws: Workspace, person: Person, q: str, page: str | None
+) -> Response:
+    """需要处理: every workflow that waits for a person (cases, invoices, accounts, 21Vianet
+    invoices), why, and the page where they act; and the inbox's emails no one has seen to."""
+    service = await ws.connection.get()
+    found = await service.list_workflows("needs-attention", limit=1000)
+    text = q.strip()[:200]
+    rows = await service.workspace.waiting(found, text)
+    number = min(page_number(page), max(1, -(-len(rows) // PAGE_SIZE)))
+    shown = rows[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
+    return ws.pages.render(
+        request,
+        "queue.html",
+        person,
+        queue=Queue.NEEDS_ATTENTION,
+        waiting=Page(shown, len(rows), number),
+        filters=CaseFilter(text=text),
+        query=urlencode({"q": q} if q else {}),
+        inbox_waiting=await service.inbox.waiting(),
     )

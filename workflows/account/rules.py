@@ -18,6 +18,7 @@ from core.contracts import NOTICE, PLACE_HOLDS, RELEASE_HOLDS
 from core.models import (
     AccountOverrides,
     AccountState,
+    Attention,
     CollectionsView,
     EventKind,
     Hold,
@@ -37,7 +38,7 @@ from core.models.account import MAX_HOLDS
 from workflows.account.holds import in_order, may_suspend_now, wanted
 from workflows.account.letters import Letter, write
 from workflows.account.notices import notice_day, notice_due
-from workflows.effects import WORKFLOW, Record
+from workflows.effects import WORKFLOW, Flag, Record
 
 # the emails whose delivery the account remembers, to tell their invoices
 SENT_NOTICES_KEPT = 200
@@ -48,13 +49,6 @@ class Refused(ValueError):
 
 
 # ---------------------------------------------------------------------------------------- effects
-
-
-@dataclass(frozen=True)
-class Flag:
-    """A manager must look (told once until cleared)."""
-
-    why: str
 
 
 @dataclass(frozen=True)
@@ -202,7 +196,8 @@ class Account(AccountState):
             effects.append(
                 Flag(
                     f"invoice {data.invoice_id} asked to suspend, but this customer is exempt "
-                    "from suspension: its holds are recorded and nothing is suspended"
+                    "from suspension: its holds are recorded and nothing is suspended",
+                    Attention.EXEMPT_SUSPENSION,
                 )
             )
         return self._changed(effects, f"{data.reason.value}, invoice {data.invoice_id}", now)

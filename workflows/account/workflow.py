@@ -44,7 +44,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.account.rules import (
         Account,
         Effect,
-        Flag,
         Reconcile,
         Refused,
         SendLetter,
@@ -62,7 +61,7 @@ with workflow.unsafe.imports_passed_through():
         send,
         without_timeline,
     )
-    from workflows.effects import WORKFLOW, Record
+    from workflows.effects import WORKFLOW, Flag, Record
 
 Queued = SendEmail | Reconcile | SendNotices | TellInvoices | SendLetter
 A = TypeVar("A")
@@ -105,7 +104,7 @@ class AccountWorkflow(EffectLoop[Queued]):
                 case Record():
                     self._record(effect.kind, effect.actor, effect.text, **effect.data)
                 case Flag():
-                    self._flag(effect.why)
+                    self._flag(effect.why, effect.reason)
                 case TellManager():
                     self._queue_email(ManagerNeedsAttention(step=effect.step, error=effect.error))
                 case _:
@@ -169,6 +168,7 @@ class AccountWorkflow(EffectLoop[Queued]):
             suspended_subscriptions=list(state.suspended),
             overrides=state.overrides,
             needs_attention=self._attention_line(),
+            attention=self._attention_reason(),
             event_count=self._seq,
             timeline=self._timeline(),
         )

@@ -20,6 +20,7 @@ from core.models import (
     WORKING_STATUSES,
     AddNote,
     Assign,
+    Attention,
     BuyerMustConfirm,
     CaseState,
     CaseStatus,
@@ -77,7 +78,7 @@ from workflows.billing_case.clocks import (
     working_days_after,
 )
 from workflows.billing_case.sla import SlaClock
-from workflows.effects import WORKFLOW, Email, Record
+from workflows.effects import WORKFLOW, Email, Flag, Record
 
 # The statuses in which each SLA clock counts; elsewhere (waiting on the customer or 21Vianet,
 # resolving, after) it is paused.
@@ -141,13 +142,6 @@ class ReportOutcome:
 
     workflow_id: str
     outcome: DisputeOutcome
-
-
-@dataclass(frozen=True)
-class Flag:
-    """Effect: a wait ran out; a manager must look (told once)."""
-
-    why: str
 
 
 @dataclass(frozen=True)
@@ -885,7 +879,8 @@ class Case(CaseState):
                 Flag(
                     f"21Vianet request #{len(self.escalations)} is still not filed after "
                     f"{self.ticket_reminders} reminders to the owner: file it in the portal "
-                    "and record the ticket number (vianet-ticket), or reassign the case"
+                    "and record the ticket number, or reassign the case",
+                    Attention.TICKET_NOT_FILED,
                 )
             ]
         self.ticket_reminders += 1
@@ -902,7 +897,8 @@ class Case(CaseState):
             return [
                 Flag(
                     f"21Vianet has not answered ticket {ticket} after {self.vianet_follow_ups} "
-                    "follow-ups: escalate with 21Vianet, or record its answer (vianet-response)"
+                    "follow-ups: escalate with 21Vianet, or record its answer",
+                    Attention.VIANET_SILENT,
                 )
             ]
         self.vianet_follow_ups += 1

@@ -7,14 +7,19 @@ from temporalio.common import TypedSearchAttributes
 
 from core import search
 from core.ids import case_workflow_id
-from core.models import CaseEvent, CaseRecord, CaseStatus, CaseView, RecordEscalation
+from core.models import Attention, CaseEvent, CaseRecord, CaseStatus, CaseView, RecordEscalation
 from workflows.base import cut, without_timeline
 from workflows.billing_case.rules import Case
 from workflows.billing_case.sla import SlaClock
 
 
 def case_view(
-    case: Case, *, needs_attention: str | None, event_count: int, timeline: list[CaseEvent]
+    case: Case,
+    *,
+    needs_attention: str | None,
+    event_count: int,
+    timeline: list[CaseEvent],
+    attention: Attention | None = None,
 ) -> CaseView:
     due = case.next_due()
     return CaseView(
@@ -39,6 +44,7 @@ def case_view(
         fapiao_task=case.fapiao_task,
         fapiao=list(case.fapiao),
         needs_attention=needs_attention,
+        attention=attention,
         event_count=event_count,
         timeline=timeline,
     )

@@ -43,13 +43,12 @@ with workflow.unsafe.imports_passed_through():
         CaseAction,
         DeliverResolution,
         Effect,
-        Flag,
         PrepareRequest,
         ReportOutcome,
         SaveEscalation,
         Unflag,
     )
-    from workflows.effects import WORKFLOW, Email, Record
+    from workflows.effects import WORKFLOW, Email, Flag, Record
 
 # what the main loop carries out, in order
 Step = SendEmail | DeliverResolution | PrepareRequest | SaveEscalation | ReportOutcome
@@ -108,7 +107,7 @@ class BillingCaseWorkflow(EffectLoop[Step]):
                 case Email():
                     self._effects.append(SendEmail(effect.data, effect.to))
                 case Flag():
-                    self._flag(effect.why)
+                    self._flag(effect.why, effect.reason)
                 case Unflag():
                     self._unflag()
                 case _:
@@ -264,6 +263,7 @@ class BillingCaseWorkflow(EffectLoop[Step]):
         return views.case_view(
             self._case,
             needs_attention=self._attention_line(),
+            attention=self._attention_reason(),
             event_count=self._seq,
             timeline=self._timeline(),
         )

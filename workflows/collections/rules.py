@@ -21,6 +21,7 @@ from core.formatting import money
 from core.ids import account_workflow_id, collections_workflow_id
 from core.models import (
     Approval,
+    Attention,
     BillingFailure,
     CaseDetails,
     Category,
@@ -76,7 +77,7 @@ from core.models.messages import EmailDelivered, EmailUndelivered
 from core.models.shared import MONEY_MAX, CaseEvent
 from workflows.collections.clock import PolicyClock
 from workflows.collections.gate import SuspensionGate
-from workflows.effects import WORKFLOW, Record
+from workflows.effects import WORKFLOW, Flag, Record
 
 UPHELD = (Outcome.CHARGE_UPHELD, Outcome.EXPLAINED)
 # the notices the customer's account sends, one email a kind a day for all their invoices
@@ -88,6 +89,8 @@ CONSOLIDATED = frozenset(
     }
 )
 AWAITING_APPROVAL = "awaiting-approval"
+REPLIED = "the customer replied to a notice: triage it (dispute, promise or no action)"
+UNDELIVERED = "a notice was not delivered: confirm the customer's contact"
 
 
 # ---------------------------------------------------------------------------- effects
@@ -98,13 +101,6 @@ class Letter:
     """An email to the customer or a manager, queued now."""
 
     data: EmailData
-
-
-@dataclass(frozen=True)
-class Flag:
-    """A manager must look: told once, until the flag is cleared."""
-
-    why: str
 
 
 @dataclass(frozen=True)
@@ -299,6 +295,7 @@ class Collections(CollectionsState):
 
     def view(
         self, *, workflow_id: str, needs_attention: str | None, event_count: int,
+        attention: Attention | None = None,
         timeline: list[CaseEvent],
     ) -> CollectionsView:  # fmt: skip
         step = self.next_step() if self.status is CollectionsStatus.ACTIVE else None
@@ -331,6 +328,7 @@ class Collections(CollectionsState):
             approval_asked_at=self.approval_asked_at,
             final_notice=self.notice,
             needs_attention=needs_attention,
+            attention=attention,
             event_count=event_count,
             timeline=timeline,
         )
@@ -513,7 +511,7 @@ class Collections(CollectionsState):
         opened = Record(
             EventKind.DISPUTE_OPENED, data.by, data.description, {"case_id": self.linked_case}
         )
-        return [*effects, opened]
+        return [*effects, opened, Unflag()]  # the dispute is the triage; nothing is suspended
 
     def dispute_resolved(self, outcome: DisputeOutcome, now: datetime) -> list[Effect]:
         """From the linked case once its customer has been told the outcome."""
@@ -525,7 +523,8 @@ class Collections(CollectionsState):
                 Record(EventKind.DISPUTE_REFUSED, WORKFLOW, problem, {"case_id": outcome.case_id}),
                 Flag(
                     f"the outcome of dispute case {outcome.case_id} was refused ({problem}): the "
-                    "policy stays paused; resume it (resume --reason) or waive the invoice"
+                    "policy stays paused; resume it or waive the invoice",
+                    Attention.DISPUTE_REFUSED,
                 ),
             ]
         credit = outcome.credit_amount or ZERO
@@ -607,6 +606,7 @@ class Collections(CollectionsState):
         return [
             Record(EventKind.PROMISE_TO_PAY, data.by, f"until {data.until.isoformat()}"),
             Letter(CollectionsPromiseAccepted()),
+            Unflag(),  # the promise is the triage; nothing is suspended while it holds
         ]
 
     def refuse_waive(self, data: Waive) -> str | None:
@@ -689,7 +689,7 @@ class Collections(CollectionsState):
             self.triage_until = now + self.policy.reply_triage_wait
         return [
             Record(EventKind.CUSTOMER_REPLIED, data.by, data.text),
-            Flag("the customer replied to a notice: triage it (dispute, promise or no action)"),
+            Flag(REPLIED, Attention.REPLY_TRIAGE),
         ]
 
     def _from_account(self, key: str) -> bool:
@@ -706,7 +706,7 @@ class Collections(CollectionsState):
             self.triage, self.triage_until = Triage.UNDELIVERED, None
         return [
             Record(EventKind.NOTE, WORKFLOW, f"{data.template} was not delivered ({data.event})"),
-            Flag("a notice was not delivered: confirm the customer's contact"),
+            Flag(UNDELIVERED, Attention.NOTICE_UNDELIVERED),
         ]
 
     def email_delivered(self, data: EmailDelivered, now: datetime) -> list[Effect]:
@@ -721,7 +721,7 @@ class Collections(CollectionsState):
         if data.template is not EmailTemplate.COLLECTIONS_FINAL_NOTICE:
             if data.state is NoticeState.UNDELIVERED and self.suspended_at is None:
                 self.triage, self.triage_until = Triage.UNDELIVERED, None
-                return [Flag("a notice was not delivered: confirm the customer's contact")]
+                return [Flag(UNDELIVERED, Attention.NOTICE_UNDELIVERED)]
             return []
         if data.state is NoticeState.SENT:
             if self.notice is None:
@@ -737,8 +737,8 @@ class Collections(CollectionsState):
             self.triage, self.triage_until = Triage.UNDELIVERED, None
         return [
             Flag(
-                "the final notice was not delivered: correct the contact (collections-contact) "
-                "or confirm it (triage --decision contact-confirmed)"
+                "the final notice was not delivered: correct the customer's contact or confirm it",
+                Attention.NOTICE_UNDELIVERED,
             )
         ]
 
@@ -765,7 +765,13 @@ class Collections(CollectionsState):
                         WORKFLOW,
                         f"suspension approval, reminder {self.approval_reminders}",
                     ),
-                    Letter(ManagerNeedsAttention(step=self._approval_question(), error="")),
+                    Letter(
+                        ManagerNeedsAttention(
+                            step=self._approval_question(),
+                            error="",
+                            reason=Attention.SUSPENSION_APPROVAL,
+                        )
+                    ),
                 ]
         step = next(s for s in self.policy.steps if s.name == due.step)
         return self._take_step(step, now)
@@ -781,7 +787,7 @@ class Collections(CollectionsState):
                 self.approval_asked_at, self.approval_reminders = now, 0
                 effects += [
                     Record(EventKind.SUSPENSION_ASKED, WORKFLOW, "a manager decides"),
-                    Flag(self._approval_question()),
+                    Flag(self._approval_question(), Attention.SUSPENSION_APPROVAL),
                 ]
             else:
                 effects += self._suspend(
@@ -794,10 +800,21 @@ class Collections(CollectionsState):
         return [*effects, *self._check_calendar()]
 
     def _approval_question(self) -> str:
-        return (
-            f"invoice {self.invoice_id} is due for suspension: approve it "
-            "(approve-suspension --reason) or refuse it (refuse-suspension --reason)"
-        )
+        return f"invoice {self.invoice_id} is due for suspension: a manager approves or refuses it"
+
+    def waiting_on_a_person(self) -> Flag | None:
+        """What still waits for a person once a flag cleared (the queue and the attribute say
+        it again, nobody is emailed again): a suspension to approve, a reply or a bounced
+        notice to see to. Nothing while the policy is paused or over."""
+        if self.status is not CollectionsStatus.ACTIVE:
+            return None
+        if self.approval_asked_at is not None:
+            return Flag(self._approval_question(), Attention.SUSPENSION_APPROVAL)
+        if self.triage is Triage.REPLY:
+            return Flag(REPLIED, Attention.REPLY_TRIAGE)
+        if self.triage is Triage.UNDELIVERED:
+            return Flag(UNDELIVERED, Attention.NOTICE_UNDELIVERED)
+        return None
 
     def _check_calendar(self) -> list[Effect]:
         if self.policy.calendar is None or (step := self.next_step()) is None:

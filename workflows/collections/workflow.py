@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.base import without_timeline as brief
     from workflows.collections import rules as r
     from workflows.collections.calls import TellAccount, start_account, start_dispute_case
-    from workflows.effects import Record
+    from workflows.effects import Flag, Record
 
 # a customer email queued this soon after closing time still goes (a step due at 17:59)
 SEND_GRACE = timedelta(minutes=15)
@@ -69,8 +69,8 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
                     self._record(effect.kind, effect.actor, effect.text, **effect.data)
                 case r.Letter():
                     self._queue_email(effect.data)
-                case r.Flag():
-                    self._flag(effect.why)
+                case Flag():
+                    self._flag(effect.why, effect.reason)
                 case r.Unflag():
                     self._unflag()
                 case r.CheckCalendar() if (calendar := self._rules.policy.calendar) is not None:
@@ -92,6 +92,9 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
                 case r.StartDisputeCase() | r.LinkCase():
                     self._effects.append(effect)
         self._publish()
+
+    def _still_waiting(self) -> Flag | None:
+        return self._rules.waiting_on_a_person()
 
     def _release(self, effect: r.ReleaseSubscriptions) -> m.ReleaseHolds:
         """A payment goes with the view, as it shows what the invoice held until now."""
@@ -226,6 +229,7 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         return self._rules.view(
             workflow_id=workflow.info().workflow_id,
             needs_attention=self._attention_line(),
+            attention=self._attention_reason(),
             event_count=self._seq,
             timeline=self._timeline(),
         )

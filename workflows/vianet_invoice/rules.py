@@ -11,6 +11,7 @@ from datetime import date, datetime, time, timedelta
 
 from core.formatting import CHINA_STANDARD_TIME, china_day
 from core.models import (
+    Attention,
     EventKind,
     MarkVianetPaid,
     Recipient,
@@ -20,13 +21,13 @@ from core.models import (
 )
 from core.models.email import FinanceVianetInvoiceDue, ManagerVianetInvoiceOverdue
 from core.models.email_data import EmailData
-from workflows.effects import WORKFLOW, Email, Record
+from workflows.effects import WORKFLOW, Email, Flag, Record
 
 NOTICE_TIME = time(9, 0)
 # the person's clock may run a little ahead of the worker's: a payment "now" is not in the future
 CLOCK_SKEW = timedelta(minutes=5)
 
-Effect = Record | Email
+Effect = Record | Email | Flag
 
 
 def notice_at(day: date) -> datetime:
@@ -119,6 +120,11 @@ class VianetInvoice(VianetInvoiceState):
         return [
             Record(EventKind.VIANET_INVOICE_OVERDUE, WORKFLOW, text),
             self._email(ManagerVianetInvoiceOverdue(days_overdue=days_overdue)),
+            # in 需要处理 until it is marked paid (the email above tells the manager)
+            Flag(
+                f"{days_overdue} days overdue: pay 21Vianet and mark it paid",
+                Attention.PAYABLE_OVERDUE,
+            ),
         ]
 
     def address(self, recipient: Recipient) -> str:

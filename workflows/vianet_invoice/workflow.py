@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
         VianetInvoiceView,
     )
     from workflows.base import ActionRefused, Alarm, EffectLoop, SendEmail, without_timeline
-    from workflows.effects import Email, Record
+    from workflows.effects import Email, Flag, Record
     from workflows.vianet_invoice.rules import Effect, VianetInvoice
 
 
@@ -56,6 +56,8 @@ class VianetInvoiceWorkflow(EffectLoop[SendEmail]):
                     self._record(effect.kind, effect.actor, effect.text, **effect.data)
                 case Email():
                     self._effects.append(SendEmail(effect.data, effect.to))
+                case Flag():
+                    self._flag(effect.why, effect.reason, tell=False)
 
     @workflow.update
     def mark_paid(self, data: MarkVianetPaid) -> VianetInvoiceView:
@@ -92,6 +94,7 @@ class VianetInvoiceWorkflow(EffectLoop[SendEmail]):
             paid_reference=payment.reference if payment else None,
             paid_by=payment.by if payment else None,
             needs_attention=self._attention_line(),
+            attention=self._attention_reason(),
             event_count=self._seq,
             timeline=self._timeline(),
         )
