@@ -37,6 +37,7 @@ from service.email_events import EmailEvents
 from service.errors import Refused, ServiceError, Unavailable
 from service.inbound import Inbound
 from service.inbox import Inbox
+from service.links import Links
 from service.macros import Macros
 from service.ratings import Ratings
 from service.replies import Replies
@@ -83,6 +84,7 @@ class Service:
         self.workspace = Workspace(settings)
         self.customers = Customers(settings)
         self.inbox = Inbox(settings, self.cases, self.attachments)
+        self.links = Links(settings, self.cases)
 
     @classmethod
     async def connect(cls, settings: Settings) -> Service:

@@ -16,15 +16,21 @@ from core.models import (
     CaseForm,
     CaseOpened,
     CasePolicy,
+    CaseStatus,
     CaseView,
     Confirm,
     CustomerReply,
     Escalate,
+    LinkCase,
+    Merge,
+    MergeCase,
+    MergedIn,
     OpenCase,
     Reopen,
     Reply,
     RequestInfo,
     Resolve,
+    UnlinkCase,
     UpdateContact,
     VianetResponse,
     VianetTicket,
@@ -32,7 +38,7 @@ from core.models import (
 )
 from core.settings import Settings
 from service.calls import Named, attempt, start
-from service.errors import AlreadyExists
+from service.errors import AlreadyExists, NotFound, Refused
 from workflows.billing_case import BillingCaseWorkflow
 
 CaseAction = (
@@ -49,6 +55,10 @@ CaseAction = (
     | Confirm
     | Reopen
     | Withdraw
+    | Merge
+    | MergedIn
+    | LinkCase
+    | UnlinkCase
 )
 # each action is the update of the same meaning
 UPDATES: dict[type[CaseAction], Any] = {
@@ -65,6 +75,10 @@ UPDATES: dict[type[CaseAction], Any] = {
     Confirm: BillingCaseWorkflow.confirm,
     Reopen: BillingCaseWorkflow.reopen,
     Withdraw: BillingCaseWorkflow.withdraw,
+    Merge: BillingCaseWorkflow.merge,
+    MergedIn: BillingCaseWorkflow.merged_in,
+    LinkCase: BillingCaseWorkflow.link,
+    UnlinkCase: BillingCaseWorkflow.unlink,
 }
 
 
@@ -139,6 +153,37 @@ class Cases:
         except TimeoutError:  # accepted, its step still under way: the case as it is now
             view = await handle.query(BillingCaseWorkflow.view)
             return view.model_copy(update={"timeline": []})
+
+    async def merge(self, case_id: str, form: MergeCase) -> CaseView:
+        """Merge duplicate `case_id` into `form.into`: the duplicate ends (status merged, its
+        customer told once that the request continues under the target), the target lists it
+        (its emails, files and timeline referenced, nothing of its money or SLA taken). Refused,
+        naming the field, into itself, a case that has ended, another customer's, or no case;
+        the same merge again changes nothing (one that stopped half-way is finished)."""
+        if form.into == case_id:
+            raise Refused("into: a case cannot merge into itself; nothing was changed")
+        duplicate = await self.show(case_id)
+        try:
+            target = await self.show(form.into)
+        except NotFound:
+            raise Refused(f"into: no case {form.into}; nothing was changed") from None
+        told = MergedIn(case_id=case_id, by=form.by)
+        if duplicate.status is CaseStatus.MERGED and duplicate.merged_into == form.into:
+            if case_id not in target.merged_cases:
+                await self.act(form.into, told, update_id=f"merged-in/{case_id}")
+            return duplicate
+        if duplicate.status.is_final:
+            where = f" into case {duplicate.merged_into}" if duplicate.merged_into else ""
+            raise Refused(f"cannot merge case {case_id}: it is {duplicate.status.value}{where}")
+        merge = Merge(
+            into=form.into,
+            into_tenant_id=target.details.customer.tenant_id,
+            into_status=target.status,
+            by=form.by,
+        )
+        view = await self.act(case_id, merge, update_id=f"merge/{case_id}")
+        await self.act(form.into, told, update_id=f"merged-in/{case_id}")
+        return view
 
     async def show(self, case_id: str) -> CaseView:
         handle = self._client.get_workflow_handle_for(

@@ -58,10 +58,11 @@ class CaseStatus(StrEnum):
     RESOLVED = "resolved"  # customer told; reopen window running
     CLOSED = "closed"
     WITHDRAWN = "withdrawn"
+    MERGED = "merged"  # a duplicate: its request continues under the case it merged into
 
     @property
     def is_final(self) -> bool:
-        return self in (CaseStatus.CLOSED, CaseStatus.WITHDRAWN)
+        return self in (CaseStatus.CLOSED, CaseStatus.WITHDRAWN, CaseStatus.MERGED)
 
 
 # Every case starts in it (BillingCaseWorkflow's first state; what opening one answers).
@@ -277,6 +278,8 @@ class CaseView(Strict):
     resolution: ResolutionView | None = None
     reopen_count: int = 0
     customer_reminders_sent: int = 0
+    merged_into: str | None = None  # a duplicate: the case its request continues under
+    merged_cases: list[str] = Field(default_factory=list)  # the duplicates merged into it
     # set while a step failed or a wait ran out: what a person must do
     needs_attention: str | None = None
     # every event is in the database; the view has the last ones (long texts cut)
@@ -318,6 +321,7 @@ class CaseRecord(Strict):
     credit_amount: Decimal | None
     resolved_at: datetime | None
     first_response_at: datetime | None
+    merged_into: str | None = None
 
 
 class SlaClockState(BaseModel):
@@ -365,6 +369,9 @@ class CaseState(BaseModel):
     resolution: ResolutionView | None = None
     accepted_at: datetime | None = None  # the resolution accepted, its delivery not known yet
     reopen_count: int = 0
+    # a duplicate merged into another case (status merged); the duplicates merged into this one
+    merged_into: str | None = None
+    merged_cases: list[str] = Field(default_factory=list)
     collections_workflow_id: str | None = None
     # the collections told of the current resolution's outcome (or of the withdrawal)
     reported_to: list[str] = Field(default_factory=list)

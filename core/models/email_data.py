@@ -27,6 +27,7 @@ class EmailTemplate(StrEnum):
     CASE_CLOSED = "case_closed"
     CASE_WITHDRAWN = "case_withdrawn"
     CASE_REPLY = "case_reply"  # an agent's own words, in the thread's letterhead
+    CASE_MERGED = "case_merged"  # a duplicate: the request continues under another case
     # to the partner's staff
     OWNER_NEW_CASE = "owner_new_case"
     OWNER_SLA_REMINDER = "owner_sla_reminder"

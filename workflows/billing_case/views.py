@@ -36,6 +36,8 @@ def case_view(
         resolution=case.resolution,
         reopen_count=case.reopen_count,
         customer_reminders_sent=case.customer_reminders,
+        merged_into=case.merged_into,
+        merged_cases=list(case.merged_cases),
         needs_attention=needs_attention,
         event_count=event_count,
         timeline=timeline,
@@ -117,6 +119,7 @@ def record(case: Case) -> CaseRecord:
         credit_amount=resolution.credit_amount if resolution else None,
         resolved_at=resolution.resolved_at if resolution else None,
         first_response_at=case.first_response_sla.met_at,
+        merged_into=case.merged_into,
     )
 
 
@@ -149,6 +152,10 @@ def details(case: Case, attention: str | None) -> str:
         lines.append(f"- Reopened: {case.reopen_count}×")
     if case.collections_workflow_id:
         lines.append(f"- Collections: {case.collections_workflow_id}")
+    if case.merged_into:
+        lines.append(f"- Merged into: {case.merged_into}")
+    if case.merged_cases:
+        lines.append(f"- Merged into it: {', '.join(case.merged_cases)}")
     if attention:
         lines[:0] = [f"**{attention}**", ""]
     return "\n".join(lines)
@@ -180,5 +187,7 @@ def waiting_for(case: Case) -> str:
             return "the resolution email to reach the customer"
         case CaseStatus.RESOLVED:
             return "the customer: confirm or reopen"
+        case CaseStatus.MERGED:
+            return f"nothing (merged into case {case.merged_into})"
         case _:
             return "nothing (case ended)"
