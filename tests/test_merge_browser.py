@@ -7,7 +7,8 @@ reaches the target. The same merge again changes nothing; into itself, into a me
 another customer's case is refused naming `into`. An agent links two cases, both pages show it,
 a manager unlinks them. The CLI merges and links too.
 
-WORKSPACE_SCREENSHOTS=docs also writes the target's page there (docs/workspace-merged.png)."""
+WORKSPACE_SCREENSHOTS=docs also writes the merge form and the duplicate as the target shows it
+there (docs/workspace-merge-form.png, docs/workspace-merged.png)."""
 
 from __future__ import annotations
 
@@ -110,6 +111,10 @@ async def test_an_agent_merges_a_duplicate_and_its_customer_is_told_once(served:
         picker = page.locator('details[data-action="merge"] select[name="into"]')
         offered = await picker.locator("option").evaluate_all("os => os.map(o => o.value)")
         assert target in offered and stranger not in offered and duplicate not in offered
+        if shots := os.environ.get("WORKSPACE_SCREENSHOTS"):
+            form = page.locator('details[data-action="merge"]')
+            await form.locator("summary").click()
+            await form.screenshot(path=str(Path(shots) / "workspace-merge-form.png"))
         await do(page, "merge", into=target)
         await expect(page.locator("p.done")).to_contain_text("合并")
         await expect(page.get_by_test_id("status")).to_have_text("已合并")
@@ -123,12 +128,13 @@ async def test_an_agent_merges_a_duplicate_and_its_customer_is_told_once(served:
         await expect(merged).to_contain_text("扣费截图.png")
         await expect(merged.locator("li.event-customer-replied")).to_contain_text("账单截图")
         await expect(merged.locator("li.event-merged")).to_contain_text("已合并到其他工单")
+        await expect(merged.locator("li.event-merged a")).to_have_text(target)
         await expect(page.locator("table.thread")).to_contain_text(duplicate)  # its emails
         await expect(page.locator("ol.timeline li.event-merged-in").first).to_contain_text(
             duplicate
         )
         if shots := os.environ.get("WORKSPACE_SCREENSHOTS"):
-            await page.screenshot(path=str(Path(shots) / "workspace-merged.png"), full_page=True)
+            await merged.screenshot(path=str(Path(shots) / "workspace-merged.png"))
     finally:
         await page.context.close()
 
