@@ -17,13 +17,18 @@ from hypothesis.stateful import invariant, rule
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.models import (
+    MERGEABLE_STATUSES,
     CaseStatus,
     CaseView,
+    Escalate,
     EventKind,
     LinkCase,
     Merge,
     MergedIn,
+    Outcome,
     Priority,
+    Resolve,
+    Severity,
     UnlinkCase,
 )
 from core.models.email import CaseMerged
@@ -75,6 +80,7 @@ class MergeMachine(CaseMachine):
                 assert refused.startswith(("into: ", "cannot merge"))
             return
         assert ours and not status.is_final and self.case.collections_workflow_id is None
+        assert self.case.status in MERGEABLE_STATUSES  # not escalated, not resolved
         self.act(action)
 
     @rule(other=st.sampled_from([TARGET, "BC-OTHER-1"]), unlink=st.booleans())
@@ -172,6 +178,21 @@ def test_a_case_that_ended_or_disputes_an_invoice_in_collections_merges_into_not
     disputing.link_collections("collections-G000123456", disputing.opened_at)
     refused = disputing.refusal(merge_into(disputing), disputing.opened_at)
     assert refused is not None and "collections-G000123456" in refused
+
+
+@pytest.mark.parametrize(
+    "work",
+    [
+        Escalate(reason="计量数据有误", severity=Severity.B, by=AGENT),
+        Resolve(outcome=Outcome.EXPLAINED, summary="已说明", by=AGENT),
+    ],
+)
+def test_a_case_with_work_of_its_own_is_not_the_duplicate(work: Escalate | Resolve) -> None:
+    """Escalated to 21Vianet, or resolved: the other case merges into it, not it into another."""
+    case = opened()
+    case.take(work, case.opened_at)
+    refused = case.refusal(merge_into(case), case.opened_at)
+    assert refused is not None and "merge the other case into this one" in refused
 
 
 def test_the_target_lists_a_duplicate_once_and_sends_no_letter() -> None:

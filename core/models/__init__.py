@@ -25,6 +25,7 @@ from core.models.account import (
 )
 from core.models.case import (
     FIRST_STATUS,
+    MERGEABLE_STATUSES,
     WORKING_STATUSES,
     CaseDetails,
     CaseOpened,
@@ -156,6 +157,7 @@ __all__ = [
     "EMAIL_DATA",
     "FIRST_STATUS",
     "GUID_PATTERN",
+    "MERGEABLE_STATUSES",
     "MONEY_MAX",
     "STEP_EMAILS",
     "WORKING_STATUSES",

@@ -79,6 +79,11 @@ WORKING_STATUSES = frozenset(
 )
 
 
+# States in which a case may be merged, as a duplicate, into another: still with the agent (one
+# escalated to 21Vianet or resolved carries work of its own: merge the other one into it).
+MERGEABLE_STATUSES = frozenset({CaseStatus.OPEN, CaseStatus.WAITING_ON_CUSTOMER})
+
+
 class Outcome(StrEnum):
     CREDIT_ISSUED = "credit-issued"
     REFUND_ISSUED = "refund-issued"

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core.ids import case_workflow_id
-from core.models import CaseStatus
+from core.models import MERGEABLE_STATUSES, CaseStatus
 from service.users import Person, Role
 from web import actions as registry
 from web.composer import composer
@@ -49,7 +49,7 @@ async def show_case(
     }
     shown = {
         "take": may_take(view.owner, person),
-        "merge": not view.status.is_final,
+        "merge": view.status in MERGEABLE_STATUSES,
         "unlink": bool(linked),
     }
     actions = [

@@ -16,6 +16,7 @@ from enum import StrEnum
 
 from core.ids import is_collections_workflow_id
 from core.models import (
+    MERGEABLE_STATUSES,
     WORKING_STATUSES,
     AddNote,
     Assign,
@@ -301,6 +302,11 @@ class Case(CaseState):
             return "into: a case cannot merge into itself"
         if self.status.is_final:
             return f"cannot merge case {self.case_id}: it is {self.status.value}"
+        if self.status not in MERGEABLE_STATUSES:
+            return (
+                f"cannot merge case {self.case_id}: it is {self.status.value}, with work of its "
+                "own; merge the other case into this one instead"
+            )
         if self.collections_workflow_id is not None:
             return (
                 f"cannot merge case {self.case_id}: it disputes an invoice in collections "
