@@ -4,7 +4,8 @@ the customer's open cases (another customer's is not offered); the duplicate is 
 customer has exactly one letter in their language naming the target, the target's page shows the
 duplicate's emails, files and timeline, and the customer's later reply on the duplicate's thread
 reaches the target. The same merge again changes nothing; into itself, into a merged case or
-another customer's case is refused naming `into`. An agent links two cases, both pages show it,
+another customer's case is refused naming `into` (also from a form sent by hand; finance may not
+merge). An agent links two cases, both pages show it,
 a manager unlinks them. The CLI merges and links too.
 
 WORKSPACE_SCREENSHOTS=docs also writes the merge form and the duplicate as the target shows it
@@ -39,7 +40,7 @@ from tests.clock_support import eventually
 from tests.test_inbound import CUSTOMER, THREAD_SECRET, reply_to
 from tests.test_temporal_ui import CHROMIUM
 from tests.test_workspace_browser import Served, do, serving, sign_in
-from tests.workspace_support import AGENT, MANAGER, workspace
+from tests.workspace_support import AGENT, FINANCE, MANAGER, act, signed_in, workspace
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM}: `apt-get install chromium`"
@@ -224,3 +225,23 @@ async def test_the_cli_merges_and_links(served: Served, dev_env: WorkflowEnviron
     await eventually(lambda: bool(_letters(served, "case_merged", duplicate)), "the letter")
     [letter] = _letters(served, "case_merged", duplicate)
     assert "Your request continues under case" in str(letter["Subject"])  # their language
+
+
+async def test_a_forged_merge_is_refused_and_finance_may_not_merge(served: Served) -> None:
+    """A form sent by hand: another customer's case is refused naming `into`, nothing changed;
+    a role without the action is answered 403."""
+    tenant = str(uuid.uuid4())
+    duplicate = await _open(served, tenant, "重复的问题。", Locale.ZH_CN)
+    stranger = await _open(served, str(uuid.uuid4()), "另一家客户。", Locale.ZH_CN)
+    page = f"/cases/{duplicate}"
+    agent = await signed_in(served.stack.app, AGENT)
+    refused = await act(agent, page, "merge", into=stranger)
+    assert refused.status_code == 409 and "into: case" in refused.text
+    assert "another customer" in refused.text
+    bad = await act(agent, page, "merge", into="not a case id!")
+    assert bad.status_code == 422 and "into: String should match pattern" in bad.text
+    finance = await signed_in(served.stack.app, FINANCE)
+    assert (await act(finance, page, "merge", into=stranger)).status_code == 403
+    assert (await act(finance, page, "link", other=stranger)).status_code == 403
+    view = await served.stack.service.cases.show(duplicate)
+    assert view.status is CaseStatus.OPEN and view.merged_into is None
