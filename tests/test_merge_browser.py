@@ -5,8 +5,8 @@ customer has exactly one letter in their language naming the target, the target'
 duplicate's emails, files and timeline, and the customer's later reply on the duplicate's thread
 reaches the target. The same merge again changes nothing; into itself, into a merged case or
 another customer's case is refused naming `into` (also from a form sent by hand; finance may not
-merge). An agent links two cases, both pages show it,
-a manager unlinks them. The CLI merges and links too.
+merge). An agent links two cases, both pages show it, a manager unlinks them. The CLI merges and
+links too.
 
 WORKSPACE_SCREENSHOTS=docs also writes the merge form and the duplicate as the target shows it
 there (docs/workspace-merge-form.png, docs/workspace-merged.png)."""
