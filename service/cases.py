@@ -16,7 +16,6 @@ from core.models import (
     CaseForm,
     CaseOpened,
     CasePolicy,
-    CaseStatus,
     CaseView,
     Confirm,
     CustomerReply,
@@ -38,7 +37,7 @@ from core.models import (
 )
 from core.settings import Settings
 from service.calls import Named, attempt, start
-from service.errors import AlreadyExists, NotFound, Refused
+from service.errors import AlreadyExists, Ended, NotFound, Refused
 from workflows.billing_case import BillingCaseWorkflow
 
 CaseAction = (
@@ -87,6 +86,11 @@ UPDATES: dict[type[CaseAction], Any] = {
 # take longer (a provider retrying), the agent gets the case as it is after this many seconds.
 ANSWER_WAIT = 20.0
 ANSWERED_WHEN_DONE: frozenset[type[CaseAction]] = frozenset({Resolve, Escalate})
+
+
+def _not_merged(view: CaseView) -> Refused:
+    where = f" into case {view.merged_into}" if view.merged_into else ""
+    return Refused(f"cannot merge case {view.case_id}: it is {view.status.value}{where}")
 
 
 def named(case_id: str) -> Named:
@@ -167,23 +171,28 @@ class Cases:
             target = await self.show(form.into)
         except NotFound:
             raise Refused(f"into: no case {form.into}; nothing was changed") from None
-        told = MergedIn(case_id=case_id, by=form.by)
-        if duplicate.status is CaseStatus.MERGED and duplicate.merged_into == form.into:
-            if case_id not in target.merged_cases:
-                await self.act(form.into, told, update_id=f"merged-in/{case_id}")
-            return duplicate
-        if duplicate.status.is_final:
-            where = f" into case {duplicate.merged_into}" if duplicate.merged_into else ""
-            raise Refused(f"cannot merge case {case_id}: it is {duplicate.status.value}{where}")
-        merge = Merge(
-            into=form.into,
-            into_tenant_id=target.details.customer.tenant_id,
-            into_status=target.status,
-            by=form.by,
-        )
-        view = await self.act(case_id, merge, update_id=f"merge/{case_id}")
-        await self.act(form.into, told, update_id=f"merged-in/{case_id}")
-        return view
+        if duplicate.status.is_final and duplicate.merged_into != form.into:
+            raise _not_merged(duplicate)
+        if not duplicate.status.is_final:
+            merge = Merge(
+                into=form.into,
+                into_tenant_id=target.details.customer.tenant_id,
+                into_status=target.status,
+                by=form.by,
+            )
+            # the target in the id: of two people merging it into two cases at once, the second
+            # is refused by the rules (it is merged), not answered with the first's outcome
+            try:
+                duplicate = await self.act(case_id, merge, update_id=f"merge/{case_id}/{form.into}")
+            except Ended:  # merged meanwhile, and its run is over: into this target, or not
+                duplicate = await self.show(case_id)
+                if duplicate.merged_into != form.into:
+                    raise _not_merged(duplicate) from None
+        # the same merge again, or one that stopped half-way: the target lists it, once
+        if case_id not in target.merged_cases:
+            told = MergedIn(case_id=case_id, by=form.by)
+            await self.act(form.into, told, update_id=f"merged-in/{case_id}")
+        return duplicate
 
     async def show(self, case_id: str) -> CaseView:
         handle = self._client.get_workflow_handle_for(

@@ -245,3 +245,28 @@ async def test_a_forged_merge_is_refused_and_finance_may_not_merge(served: Serve
     assert (await act(finance, page, "link", other=stranger)).status_code == 403
     view = await served.stack.service.cases.show(duplicate)
     assert view.status is CaseStatus.OPEN and view.merged_into is None
+
+
+async def test_two_merges_of_one_duplicate_at_once_one_wins(served: Served) -> None:
+    """Two people merge the same duplicate into two cases at the same moment: one merge is
+    taken, the other refused; only that target lists it, and the customer has one letter."""
+    service = served.stack.service
+    tenant = str(uuid.uuid4())
+    first = await _open(served, tenant, "问题一。", Locale.ZH_CN)
+    second = await _open(served, tenant, "问题二。", Locale.ZH_CN)
+    duplicate = await _open(served, tenant, "问题一（重复）。", Locale.ZH_CN)
+    answers = await asyncio.gather(
+        service.cases.merge(duplicate, MergeCase(into=first, by=AGENT)),
+        service.cases.merge(duplicate, MergeCase(into=second, by=MANAGER)),
+        return_exceptions=True,
+    )
+    refused = [a for a in answers if isinstance(a, Refused)]
+    assert len(refused) == 1 and "merged" in str(refused[0]), answers
+    view = await service.cases.show(duplicate)
+    into = view.merged_into
+    assert view.status is CaseStatus.MERGED and into in (first, second)
+    other = second if into == first else first
+    assert (await service.cases.show(into)).merged_cases == [duplicate]
+    assert (await service.cases.show(other)).merged_cases == []
+    await eventually(lambda: bool(_letters(served, "case_merged", duplicate)), "the letter")
+    assert len(_letters(served, "case_merged", duplicate)) == 1
