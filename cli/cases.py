@@ -35,7 +35,9 @@ from core.models import (
     Confirm,
     CustomerReply,
     Escalate,
+    LinkCase,
     Locale,
+    MergeCase,
     Outcome,
     Priority,
     Reopen,
@@ -43,6 +45,7 @@ from core.models import (
     RequestInfo,
     Resolve,
     Severity,
+    UnlinkCase,
     UpdateContact,
     VianetResponse,
     VianetTicket,
@@ -52,6 +55,7 @@ from core.ui import CATEGORY_LABELS
 from intake.mail import Attachment
 from service import Service
 from service.cases import CaseAction
+from service.workspace import CaseRow
 
 case_app = sub_app("Billing cases: open, work, escalate to 21Vianet, resolve, close.")
 CaseArg = Annotated[str, typer.Argument(help="The case id, e.g. BC-20261124-7F3A9C.")]
@@ -100,6 +104,10 @@ def print_case(view: CaseView, *, timeline: bool = True) -> None:
         )
     if view.reopen_count:
         head.add_row("Reopened", f"{view.reopen_count}×")
+    if view.merged_into:
+        head.add_row("Merged into", view.merged_into)
+    if view.merged_cases:
+        head.add_row("Merged in", ", ".join(view.merged_cases))
     console.print(Panel(head, title=f"Case {view.case_id}", expand=False))
     pending = view.escalations[-1] if view.escalations else None
     if pending and not pending.ticket_number and pending.request_body:
@@ -321,3 +329,40 @@ def contact(
 ) -> None:
     """Correct the customer's contact (e.g. after a bounced email)."""
     _act(case, build(UpdateContact, email=email, locale=locale, by=by))
+
+
+@case_app.command()
+def merge(
+    case: CaseArg,
+    into: Annotated[str, typer.Option(help="The case the duplicate's request continues under.")],
+    by: By = DEFAULT_ACTOR,
+) -> None:
+    """Merge a duplicate into another open case of the same customer: it closes (merged), the
+    customer gets one email naming the other case, its later replies reach that case."""
+    form = build(MergeCase, into=into, by=by)
+    print_case(call(lambda service: service.cases.merge(case, form)), timeline=False)
+
+
+OtherArg = Annotated[str, typer.Argument(help="The other case's id.")]
+
+
+@case_app.command()
+def link(case: CaseArg, other: OtherArg, by: By = DEFAULT_ACTOR) -> None:
+    """Link two related cases, both ways (each page shows the other; no email)."""
+    _print_links(
+        case, call(lambda service: service.links.link(case, build(LinkCase, other=other, by=by)))
+    )
+
+
+@case_app.command()
+def unlink(case: CaseArg, other: OtherArg, by: By = DEFAULT_ACTOR) -> None:
+    """Undo a link between two cases, both ways."""
+    action = build(UnlinkCase, other=other, by=by)
+    _print_links(case, call(lambda service: service.links.unlink(case, action)))
+
+
+def _print_links(case_id: str, linked: list[CaseRow]) -> None:
+    table = Table("Case", "Status", "Customer", title=f"Cases linked to {case_id}")
+    for row in linked:
+        table.add_row(row.case_id, row.status, plain(row.customer_name))
+    console.print(table)

@@ -67,6 +67,21 @@ class Case(CustomerColumns, TimestampedModel):
     fapiao_task_data: Mapped[dict[str, str] | None] = mapped_column(JSON)
     # the highest event seq stored: lets a replayed persist skip what is already there
     last_event_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # a duplicate (status merged): the case its request continues under; a reply to its
+    # thread goes there
+    merged_into: Mapped[str | None] = mapped_column(String(64), index=True)
+
+
+class CaseLink(TimestampedModel):
+    """Two related cases, both ways: one row each way, written and deleted together
+    (service/links.py). No foreign key: a case opened by an email may be linked before its first
+    save lands."""
+
+    __tablename__ = "case_links"
+
+    case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    other_case_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    linked_by: Mapped[str] = mapped_column(String(320))
 
 
 class Fapiao(TimestampedModel):

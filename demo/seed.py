@@ -33,7 +33,7 @@ from core.models import (
     Locale,
     StepAnchor,
 )
-from core.models.case import CaseStatus, Category, Outcome, Priority, Severity
+from core.models.case import CaseStatus, Category, Outcome
 from core.models.case_actions import (
     AddNote,
     Confirm,
@@ -44,6 +44,7 @@ from core.models.case_actions import (
     VianetTicket,
     Withdraw,
 )
+from core.models.case_policy import Priority, Severity
 from core.models.collections_actions import OpenDispute, PaymentReceived, PromiseToPay, Waive
 from service import Service
 from service.cases import CaseAction

@@ -33,7 +33,7 @@ from reporting.csat import Csat, csat
 from reporting.figures import Rate
 
 ZERO = Decimal("0.00")
-FINAL_CASE_STATUSES = (CaseStatus.CLOSED.value, CaseStatus.WITHDRAWN.value)
+FINAL_CASE_STATUSES = tuple(s.value for s in CaseStatus if s.is_final)
 OPEN_COLLECTIONS = tuple(s.value for s in CollectionsStatus if not s.is_final)
 # (label, upper bound of the age); the last bucket has none
 AGE_BUCKETS: tuple[tuple[str, timedelta | None], ...] = (

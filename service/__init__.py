@@ -38,6 +38,7 @@ from service.errors import Refused, ServiceError, Unavailable
 from service.fapiao import Fapiaos
 from service.inbound import Inbound
 from service.inbox import Inbox
+from service.links import Links
 from service.macros import Macros
 from service.ratings import Ratings
 from service.replies import Replies
@@ -96,6 +97,7 @@ class Service:
         self.customers = Customers(settings)
         self.inbox = Inbox(settings, self.cases, self.attachments)
         self.statements = Statements(settings, self.collections)
+        self.links = Links(settings, self.cases)
 
     @classmethod
     async def connect(cls, settings: Settings) -> Service:

@@ -23,12 +23,17 @@ from core.models import (
     CustomerReply,
     Escalate,
     FapiaoRecorded,
+    LinkCase,
+    Merge,
+    MergeCase,
+    MergedIn,
     OpenCase,
     Reopen,
     Reply,
     RequestFapiao,
     RequestInfo,
     Resolve,
+    UnlinkCase,
     UpdateContact,
     VianetResponse,
     VianetTicket,
@@ -36,7 +41,7 @@ from core.models import (
 )
 from core.settings import Settings
 from service.calls import Named, attempt, start
-from service.errors import AlreadyExists
+from service.errors import AlreadyExists, Ended, NotFound, Refused
 from workflows.billing_case import BillingCaseWorkflow
 
 CaseAction = (
@@ -56,6 +61,10 @@ CaseAction = (
     | RequestFapiao
     | BuyerMustConfirm
     | FapiaoRecorded
+    | Merge
+    | MergedIn
+    | LinkCase
+    | UnlinkCase
 )
 # each action is the update of the same meaning
 UPDATES: dict[type[CaseAction], Any] = {
@@ -75,6 +84,10 @@ UPDATES: dict[type[CaseAction], Any] = {
     RequestFapiao: BillingCaseWorkflow.fapiao,
     BuyerMustConfirm: BillingCaseWorkflow.fapiao,
     FapiaoRecorded: BillingCaseWorkflow.fapiao,
+    Merge: BillingCaseWorkflow.merge,
+    MergedIn: BillingCaseWorkflow.merged_in,
+    LinkCase: BillingCaseWorkflow.link,
+    UnlinkCase: BillingCaseWorkflow.unlink,
 }
 
 
@@ -83,6 +96,11 @@ UPDATES: dict[type[CaseAction], Any] = {
 # take longer (a provider retrying), the agent gets the case as it is after this many seconds.
 ANSWER_WAIT = 20.0
 ANSWERED_WHEN_DONE: frozenset[type[CaseAction]] = frozenset({Resolve, Escalate})
+
+
+def _not_merged(view: CaseView) -> Refused:
+    where = f" into case {view.merged_into}" if view.merged_into else ""
+    return Refused(f"cannot merge case {view.case_id}: it is {view.status.value}{where}")
 
 
 def named(case_id: str) -> Named:
@@ -153,6 +171,42 @@ class Cases:
         except TimeoutError:  # accepted, its step still under way: the case as it is now
             view = await handle.query(BillingCaseWorkflow.view)
             return view.model_copy(update={"timeline": []})
+
+    async def merge(self, case_id: str, form: MergeCase) -> CaseView:
+        """Merge duplicate `case_id` into `form.into`: the duplicate ends (status merged, its
+        customer told once that the request continues under the target), the target lists it
+        (its emails, files and timeline referenced, nothing of its money or SLA taken). Refused,
+        naming the field, into itself, a case that has ended, another customer's, or no case;
+        the same merge again changes nothing (one that stopped half-way is finished)."""
+        if form.into == case_id:
+            raise Refused("into: a case cannot merge into itself; nothing was changed")
+        duplicate = await self.show(case_id)
+        try:
+            target = await self.show(form.into)
+        except NotFound:
+            raise Refused(f"into: no case {form.into}; nothing was changed") from None
+        if duplicate.status.is_final and duplicate.merged_into != form.into:
+            raise _not_merged(duplicate)
+        if not duplicate.status.is_final:
+            merge = Merge(
+                into=form.into,
+                into_tenant_id=target.details.customer.tenant_id,
+                into_status=target.status,
+                by=form.by,
+            )
+            # the target in the id: of two people merging it into two cases at once, the second
+            # is refused by the rules (it is merged), not answered with the first's outcome
+            try:
+                duplicate = await self.act(case_id, merge, update_id=f"merge/{case_id}/{form.into}")
+            except Ended:  # merged meanwhile, and its run is over: into this target, or not
+                duplicate = await self.show(case_id)
+                if duplicate.merged_into != form.into:
+                    raise _not_merged(duplicate) from None
+        # the same merge again, or one that stopped half-way: the target lists it, once
+        if case_id not in target.merged_cases:
+            told = MergedIn(case_id=case_id, by=form.by)
+            await self.act(form.into, told, update_id=f"merged-in/{case_id}")
+        return duplicate
 
     async def show(self, case_id: str) -> CaseView:
         handle = self._client.get_workflow_handle_for(

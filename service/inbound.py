@@ -6,6 +6,7 @@ The thread is found by its signed token (core/threads.py) in the recipient, else
 a case waiting on the customer runs its clocks again, the owner is told); a resolved case in its
 reopen window is confirmed by a reply beginning with a confirmation word (a setting) and reopened
 by any other, the reply its reason; a reply after the case ended opens a new case, linked by a note.
+A reply to a duplicate merged into another case acts on that case (the cases table says which).
 A satisfaction rating (core/ratings.py) to a resolved or ended case is kept as the case's: a reply
 that is a rating alone ("5分，非常满意，谢谢！") does nothing else (no case, no reopening; with a
 confirmation word it confirms too); one that says more acts as any reply, its rating kept too.
@@ -68,6 +69,7 @@ from service.ratings import Channel, Ratings
 MAX_BYTES = 30 * 1024 * 1024  # SendGrid Inbound Parse's limit on a whole message
 READERS = 2  # messages read at once (the product runs on a few cores)
 TEXT_CHARS = 8_000  # of a reply, kept in the case's timeline
+MERGE_HOPS = 5  # a duplicate merged into a case merged in turn: followed this far
 ACTOR = "customer (email)"
 OTHER_SENDER = "another sender (email)"
 UNVERIFIED_SENDER = "unverified sender (email)"
@@ -349,8 +351,14 @@ class Inbound:
         return None
 
     def _case_row(self, case_id: str) -> Case | None:
+        """The case's row; a merged duplicate's is its target's (followed MERGE_HOPS at most)."""
         with reading(self._settings.database_url) as session:
-            return session.get(Case, case_id)
+            row = session.get(Case, case_id)
+            for _ in range(MERGE_HOPS):
+                if row is None or not row.merged_into:
+                    break
+                row = session.get(Case, row.merged_into)
+            return row
 
     def _known_customer(self, address: str) -> Case | None:
         with reading(self._settings.database_url) as session:
@@ -400,8 +408,10 @@ class Inbound:
     async def _to_case(
         self, case_id: str, mail: Mail, claim: Claim, unverified: str | None
     ) -> Received:
+        row = await asyncio.to_thread(self._case_row, case_id)
+        case_id = row.case_id if row is not None else case_id  # a duplicate's: its target's
         if unverified is None:
-            replied = await self._reply_to_working_case(case_id, mail, claim)
+            replied = await self._reply_to_working_case(row, mail, claim)
             if replied is not None:
                 return replied
         case = await self._cases.show(case_id)
@@ -438,20 +448,20 @@ class Inbound:
         return await self._noted(case, AddNote(text=f"customer email: {text}", by=ACTOR), update_id)
 
     async def _reply_to_working_case(
-        self, case_id: str, mail: Mail, claim: Claim
+        self, row: Case | None, mail: Mail, claim: Claim
     ) -> Received | None:
         """The usual reply in one round trip: its customer writing to a working case, as the
         cases table has it (the workflow saves a person's action there before it answers it).
         None where the table says otherwise, or where the workflow refuses the reply (or has
         ended) for a status it has moved to since: then the workflow's own view decides, under
         the same update ids (a refused update leaves none behind)."""
-        row = await asyncio.to_thread(self._case_row, case_id)
         if (
             row is None
             or CaseStatus(row.status) not in WORKING_STATUSES
             or not same_address(mail.from_address, row.customer_email)
         ):
             return None
+        case_id = row.case_id
         reply = CustomerReply(text=_text(mail.reply), by=ACTOR)
         try:
             await self._list_attachments(case_id, mail, claim)

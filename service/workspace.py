@@ -18,14 +18,16 @@ from core.alerts import workspace_page
 from core.models import (
     About,
     Attention,
+    CaseEvent,
     CasePolicy,
     CaseStatus,
     Category,
     CollectionsStatus,
+    EventKind,
     Priority,
 )
 from core.settings import Settings
-from db.tables import Account, Case, Collections, EmailLog, Fapiao, VianetInvoice
+from db.tables import Account, Case, CaseEventRow, Collections, EmailLog, Fapiao, VianetInvoice
 from service.calls import reading
 
 T = TypeVar("T")
@@ -262,6 +264,31 @@ class Workspace:
     async def thread(self, case_id: str) -> list[ThreadEmail]:
         """The emails of a case, oldest first (their text is in the outbox or SendGrid)."""
         return await asyncio.to_thread(self._thread, case_id)
+
+    async def timeline(self, case_id: str, limit: int = 200) -> list[CaseEvent]:
+        """A case's stored timeline, oldest first, its latest `limit` events (a duplicate's, shown
+        on the case it merged into)."""
+        return await asyncio.to_thread(self._timeline, case_id, limit)
+
+    def _timeline(self, case_id: str, limit: int) -> list[CaseEvent]:
+        with reading(self._settings.database_url) as session:
+            rows = session.scalars(
+                select(CaseEventRow)
+                .where(CaseEventRow.case_id == case_id)
+                .order_by(CaseEventRow.seq.desc())
+                .limit(limit)
+            ).all()
+            return [
+                CaseEvent(
+                    seq=row.seq,
+                    at=row.at,
+                    kind=EventKind(row.kind),
+                    actor=row.actor,
+                    text=row.text,
+                    data=dict(row.data or {}),
+                )
+                for row in reversed(rows)
+            ]
 
     async def latest_emails(self, subject_ids: list[str], limit: int = 50) -> list[ThreadEmail]:
         """Our latest emails about these cases and invoices, the newest first."""

@@ -235,6 +235,7 @@ def sample_extra(template: EmailTemplate) -> dict[str, Any]:
             "error": "SendGrid 400: The to email does not contain a valid address.",
         },
         EmailTemplate.OWNER_CASE_UPDATE: {"text": "客户回复：订阅 ID 见附件。"},
+        EmailTemplate.CASE_MERGED: {"into_case_id": "BC-01KBCW3Z5Q8RDJ5Y1T2V3X4W9N"},
         EmailTemplate.CASE_REPLY: {
             "text": "您好，贷项通知单已开具，请查收附件。\n如有疑问请直接回复。",
             "subject": "贷项通知单",
@@ -468,6 +469,11 @@ def case_for(template: EmailTemplate, **overrides: Any) -> CaseView:
         EmailTemplate.CASE_WITHDRAWN: {
             "status": CaseStatus.WITHDRAWN,
             "closed_at": OPENED_AT + timedelta(days=1),
+        },
+        EmailTemplate.CASE_MERGED: {
+            "status": CaseStatus.MERGED,
+            "closed_at": OPENED_AT + timedelta(days=1),
+            "merged_into": "BC-01KBCW3Z5Q8RDJ5Y1T2V3X4W9N",
         },
     }
     return make_case_view(**{**states.get(template, {}), **overrides})

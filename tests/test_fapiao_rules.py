@@ -40,10 +40,9 @@ from workflows.billing_case.rules import (
     CaseAction,
     DeliverResolution,
     Effect,
-    Flag,
     Timer,
 )
-from workflows.effects import Email
+from workflows.effects import Email, Flag
 
 AGENT = "agent.li@partner.example.cn"
 FINANCE = "finance.zhao@partner.example.cn"

@@ -73,7 +73,9 @@ class Swapped:
         }
         data = message.data.model_dump(mode="json")
         for name, value in list(data.items()):
-            if isinstance(value, str) and CJK.search(value):
+            if isinstance(value, str) and ID_FIELD.search(name):
+                self.ids.add(value)  # e.g. the case a duplicate merged into
+            elif isinstance(value, str) and CJK.search(value):
                 data[name] = self._value(f"extra.{name}")
         # what an older workflow still passes: the retired free text, never shown
         for name in type(message.data).retired:

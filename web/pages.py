@@ -103,6 +103,7 @@ class Pages:
             _=words.gettext,
             gettext=words.gettext,
             ngettext=words.ngettext,
+            pgettext=words.pgettext,
             when=lambda value: when(value, locale.value) if value else "",
             day=lambda value: day(value, locale.value) if value else "",
             duration=lambda value: duration(value, locale.value),

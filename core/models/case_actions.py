@@ -9,19 +9,19 @@ from pydantic import EmailStr, Field, model_validator
 
 from core.models.case import (
     CaseDetails,
-    CasePolicy,
+    CaseStatus,
     Category,
     OpenCase,
     Outcome,
-    Priority,
-    Severity,
     TicketNumber,
 )
+from core.models.case_policy import CasePolicy, Priority, Severity
 from core.models.fapiao import FapiaoNumber
 from core.models.shared import (
     CURRENCY,
     Actor,
     AttachedFile,
+    CaseId,
     CompanyName,
     Currency,
     Customer,
@@ -178,6 +178,39 @@ class UpdateContact(Strict):
 class Withdraw(Strict):
     reason: LongText
     by: Actor
+
+
+class MergeCase(Strict):
+    """A person merges this case, a duplicate, into `into` (the service's `merge`)."""
+
+    into: CaseId
+    by: Actor
+
+
+class Merge(MergeCase):
+    """The duplicate's update: what the service read of the target goes with it, so that the
+    case's rules alone decide (a closed target, another customer's)."""
+
+    into_tenant_id: Guid
+    into_status: CaseStatus
+
+
+class MergedIn(Strict):
+    """The target's update: duplicate `case_id` was merged into it (once, however often sent)."""
+
+    case_id: CaseId
+    by: Actor
+
+
+class LinkCase(Strict):
+    """Link this case and `other` as related, both ways (no letter); `UnlinkCase` undoes it."""
+
+    other: CaseId
+    by: Actor
+
+
+class UnlinkCase(LinkCase):
+    pass
 
 
 # --------------------------------------------------------------------------- view

@@ -9,8 +9,8 @@ from core.models.case import (
     CaseRecord,
     CaseView,
     EscalationView,
-    Severity,
 )
+from core.models.case_policy import Severity
 from core.models.shared import (
     CaseEvent,
     Strict,

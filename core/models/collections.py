@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from core.calendar import BusinessCalendar
-from core.models.case import CasePolicy
+from core.models.case_policy import CasePolicy
 from core.models.email import STEP_EMAILS
 from core.models.email_data import EmailTemplate
 from core.models.shared import (

@@ -23,7 +23,7 @@ from core.models.email_data import (
     _ToOwnerOnCase,
 )
 from core.models.letters import PaymentFailure, payment_failure
-from core.models.shared import AttachedFile, Attention, Locale
+from core.models.shared import AttachedFile, Attention, CaseId, Locale
 
 
 class CaseAcknowledged(_ToCustomerOnCase):
@@ -78,6 +78,14 @@ class CaseWithdrawn(_ToCustomerOnCase):
 
     template: Literal[EmailTemplate.CASE_WITHDRAWN] = EmailTemplate.CASE_WITHDRAWN
     retired = frozenset({"reason"})
+
+
+class CaseMerged(_ToCustomerOnCase):
+    """The one letter of a merge: the request continues under case `into_case_id` (the
+    duplicate's thread; the target sends nothing)."""
+
+    template: Literal[EmailTemplate.CASE_MERGED] = EmailTemplate.CASE_MERGED
+    into_case_id: CaseId
 
 
 class CaseReply(_ToCustomerOnCase):
@@ -307,6 +315,7 @@ AnyEmailData = Annotated[
     | CaseReopened
     | CaseClosed
     | CaseWithdrawn
+    | CaseMerged
     | CaseReply
     | FapiaoConfirmRedLetter
     | OwnerNewCase

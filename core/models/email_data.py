@@ -29,6 +29,7 @@ class EmailTemplate(StrEnum):
     CASE_REPLY = "case_reply"  # an agent's own words, in the thread's letterhead
     # the buyer confirms red-letter information in the tax system (and is reminded to)
     FAPIAO_CONFIRM_RED_LETTER = "fapiao_confirm_red_letter"
+    CASE_MERGED = "case_merged"  # a duplicate: the request continues under another case
     # to the partner's staff
     OWNER_NEW_CASE = "owner_new_case"
     OWNER_SLA_REMINDER = "owner_sla_reminder"

@@ -160,6 +160,10 @@ class EventKind(StrEnum):
     REOPENED = "reopened"
     WITHDRAWN = "withdrawn"
     CLOSED = "closed"
+    MERGED = "merged"  # this case, a duplicate, merged into another (data: into)
+    MERGED_IN = "merged-in"  # a duplicate merged into this case (data: case)
+    CASE_LINKED = "case-linked"  # related to another case, both ways (data: case)
+    CASE_UNLINKED = "case-unlinked"
     SLA_REMINDER = "sla-reminder"
     SLA_BREACHED = "sla-breached"
     EMAIL_SENT = "email-sent"

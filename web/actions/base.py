@@ -23,6 +23,7 @@ class Kind(StrEnum):
     DATE = "date"
     SELECT = "select"
     PERSON = "person"  # an active agent or manager, picked from the workspace's accounts
+    CASE = "case"  # one of the cases the page offers for its action (web/routes/cases.py)
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,15 @@ from core.models import (
     Confirm,
     CustomerReply,
     Escalate,
+    LinkCase,
     Locale,
+    MergeCase,
     Outcome,
     Reopen,
     RequestInfo,
     Resolve,
     Severity,
+    UnlinkCase,
     UpdateContact,
     VianetResponse,
     VianetTicket,
@@ -43,6 +46,18 @@ async def _assign(values: Values, person: Person, service: Service, case_id: str
     except Refused:
         raise Refused(ASSIGN_REFUSED) from None
     return {"agent": agent, "by": person.email}
+
+
+async def _merge(service: Service, case_id: str, model: MergeCase) -> object:
+    return await service.cases.merge(case_id, model)
+
+
+async def _link(service: Service, case_id: str, model: LinkCase) -> object:
+    return await service.links.link(case_id, model)
+
+
+async def _unlink(service: Service, case_id: str, model: UnlinkCase) -> object:
+    return await service.links.unlink(case_id, model)
 
 
 # the page translates it (the refusal names the field)
@@ -134,6 +149,37 @@ CASE_ACTIONS: dict[str, Action] = {
         ),
         Action(
             "reopen", _("Reopen"), AGENTS, Reopen, (Field("reason", _("Reason"), Kind.TEXTAREA),)
+        ),
+        Action(
+            "link",
+            _("Link to…"),
+            AGENTS,
+            LinkCase,
+            (Field("other", _("Case"), Kind.CASE),),
+            call=_link,
+            hint=_("Related cases: each shows the other; the customer is not told."),
+        ),
+        Action(
+            "unlink",
+            _("Unlink"),
+            AGENTS,
+            UnlinkCase,
+            (Field("other", _("Case"), Kind.CASE),),
+            call=_unlink,
+        ),
+        Action(
+            "merge",
+            _("Merge into…"),
+            AGENTS,
+            MergeCase,
+            (Field("into", _("Case"), Kind.CASE),),
+            call=_merge,
+            danger=True,
+            hint=_(
+                "For a duplicate: this case closes, and the customer gets one email saying "
+                "the request continues under the case you pick (the same customer's, still "
+                "open), where its emails, files and timeline are shown."
+            ),
         ),
         Action(
             "withdraw",

@@ -11,6 +11,8 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from core.ids import case_workflow_id
+from core.models import MERGEABLE_STATUSES, CaseStatus
 from service.users import Person, Role
 from web import actions as registry
 from web.composer import composer
@@ -37,11 +39,23 @@ async def show_case(
 ) -> Response:
     service = await ws.connection.get()
     view = await service.cases.show(case_id)
+    linked = await service.links.of(case_id)
+    theirs = await service.links.of_customer(view.details.customer.tenant_id, but=case_id)
+    # the cases each action offers: merge into the customer's open ones, link any other
+    choices = {
+        "merge": [row for row in theirs if not CaseStatus(row.status).is_final],
+        "link": [row for row in theirs if row.case_id not in {r.case_id for r in linked}],
+        "unlink": linked,
+    }
+    shown = {
+        "take": may_take(view.owner, person),
+        "merge": view.status in MERGEABLE_STATUSES,
+        "unlink": bool(linked),
+    }
     actions = [
-        action
-        for action in allowed(registry.CASE_ACTIONS, person)
-        if action.name != "take" or may_take(view.owner, person)
+        action for action in allowed(registry.CASE_ACTIONS, person) if shown.get(action.name, True)
     ]
+    cases = [case_id, *view.merged_cases]  # a duplicate merged into it: its emails shown here
     return ws.workflow_page(
         request,
         person,
@@ -54,11 +68,17 @@ async def show_case(
         problem,
         thread=sorted(
             [
-                *await service.workspace.thread(case_id),
-                *await service.inbox.of_workflows([view.workflow_id]),
+                *[email for one in cases for email in await service.workspace.thread(one)],
+                *await service.inbox.of_workflows([case_workflow_id(one) for one in cases]),
             ],
             key=lambda email: email.at,
         ),
+        case_choices=choices,
+        linked=linked,
+        merged=[
+            (one, await service.workspace.timeline(one), await service.attachments.of(one))
+            for one in view.merged_cases
+        ],
         outcomes=OUTCOMES,
         rating=await service.ratings.of(case_id),
         people=await ws.users.case_owners() if any(a.name == "assign" for a in actions) else [],

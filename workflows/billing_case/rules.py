@@ -17,6 +17,7 @@ from enum import StrEnum
 from core.ids import is_collections_workflow_id
 from core.models import (
     FAPIAO_WAITS,
+    MERGEABLE_STATUSES,
     WORKING_STATUSES,
     AddNote,
     Assign,
@@ -34,6 +35,9 @@ from core.models import (
     FapiaoRecorded,
     FapiaoTask,
     FapiaoTaskKind,
+    LinkCase,
+    Merge,
+    MergedIn,
     OpenCase,
     Recipient,
     RecordedFapiao,
@@ -43,6 +47,7 @@ from core.models import (
     RequestInfo,
     ResolutionView,
     Resolve,
+    UnlinkCase,
     UpdateContact,
     VianetResponse,
     VianetTicket,
@@ -52,6 +57,7 @@ from core.models.email import (
     CaseAcknowledged,
     CaseClosed,
     CaseEscalated,
+    CaseMerged,
     CaseReopened,
     CaseReply,
     CaseResolved,
@@ -109,6 +115,10 @@ CaseAction = (
     | RequestFapiao
     | BuyerMustConfirm
     | FapiaoRecorded
+    | Merge
+    | MergedIn
+    | LinkCase
+    | UnlinkCase
 )
 
 
@@ -292,6 +302,16 @@ class Case(CaseState):
                 return self._needs(WORKING_STATUSES | FAPIAO_WAITS, "withdraw")
             case RequestFapiao() | BuyerMustConfirm() | FapiaoRecorded():
                 return self._fapiao_refusal(action)
+            case Merge():
+                return self._merge_refusal(action)
+            case MergedIn():
+                if action.case_id == self.case_id:
+                    return "case_id: a case cannot merge into itself"
+                return self._unless_final("merge a case into")
+            case LinkCase():  # and UnlinkCase
+                if action.other == self.case_id:
+                    return "other: a case cannot be linked to itself"
+                return self._unless_final("link")
 
     def _fapiao_refusal(
         self, action: RequestFapiao | BuyerMustConfirm | FapiaoRecorded
@@ -332,6 +352,37 @@ class Case(CaseState):
         known = numbers & ({f.number for f in self.fapiao} | set(task.blue_numbers))
         if known:
             return f"fapiao_number: {min(known)} is already recorded"
+        return None
+
+    def _merge_refusal(self, action: Merge) -> str | None:
+        """A duplicate merges into another open case of the same customer, never into itself
+        (the target's facts come with the action: the service read them)."""
+        into, tenant = action.into, self.details.customer.tenant_id
+        if into == self.case_id:
+            return "into: a case cannot merge into itself"
+        if self.status.is_final:
+            return f"cannot merge case {self.case_id}: it is {self.status.value}"
+        if self.status not in MERGEABLE_STATUSES:
+            return (
+                f"cannot merge case {self.case_id}: it is {self.status.value}, with work of its "
+                "own; merge the other case into this one instead"
+            )
+        if self.collections_workflow_id is not None:
+            return (
+                f"cannot merge case {self.case_id}: it disputes an invoice in collections "
+                f"({self.collections_workflow_id}), which waits for its outcome; resolve or "
+                "withdraw it instead"
+            )
+        if action.into_status.is_final:
+            return (
+                f"into: case {into} is {action.into_status.value}; a case merges only into "
+                "one still open"
+            )
+        if action.into_tenant_id != tenant:
+            return (
+                f"into: case {into} is another customer's (tenant {action.into_tenant_id}, "
+                f"not {tenant}); a case merges only into one of the same customer"
+            )
         return None
 
     def _resolve_refusal(self, action: Resolve) -> str | None:
@@ -593,6 +644,35 @@ class Case(CaseState):
         self.closed_at = now
         return [recorded, *effects, self._email(CaseWithdrawn()), *self._report_outcome()]
 
+    def merge(self, action: Merge, now: datetime) -> list[Effect]:
+        """A duplicate ends here: its clocks stop (nothing of its money or SLA goes to the
+        target), the customer gets one letter naming the case the request continues under."""
+        self.merged_into = action.into
+        effects = self._set_status(CaseStatus.MERGED, now)
+        self.closed_at = now
+        recorded = Record(
+            EventKind.MERGED, action.by, f"merged into case {action.into}", {"into": action.into}
+        )
+        return [*effects, recorded, self._email(CaseMerged(into_case_id=action.into))]
+
+    def merged_in(self, action: MergedIn, now: datetime) -> list[Effect]:
+        """A duplicate merged into this case: referenced (its emails, files and timeline stay
+        its own), once however often told; no letter (the duplicate's told the customer)."""
+        if action.case_id in self.merged_cases:
+            return []
+        self.merged_cases.append(action.case_id)
+        text = f"case {action.case_id} merged into this one"
+        return [Record(EventKind.MERGED_IN, action.by, text, {"case": action.case_id})]
+
+    def link(self, action: LinkCase, now: datetime) -> list[Effect]:
+        """A related case linked or unlinked (the link itself is kept in the database, both
+        ways): a line on the timeline, no letter."""
+        if isinstance(action, UnlinkCase):
+            text = f"no longer linked to case {action.other}"
+            return [Record(EventKind.CASE_UNLINKED, action.by, text, {"case": action.other})]
+        text = f"linked to case {action.other}"
+        return [Record(EventKind.CASE_LINKED, action.by, text, {"case": action.other})]
+
     def take(self, action: CaseAction, now: datetime) -> list[Effect]:
         """Any action by its type (the transition of that name)."""
         match action:
@@ -628,6 +708,12 @@ class Case(CaseState):
                 return self.buyer_must_confirm(action, now)
             case FapiaoRecorded():
                 return self.fapiao_recorded(action, now)
+            case Merge():
+                return self.merge(action, now)
+            case MergedIn():
+                return self.merged_in(action, now)
+            case LinkCase():
+                return self.link(action, now)
 
     # ------------------------------------------------------------------ what happens to emails
 

@@ -43,6 +43,8 @@ def case_view(
         customer_reminders_sent=case.customer_reminders,
         fapiao_task=case.fapiao_task,
         fapiao=list(case.fapiao),
+        merged_into=case.merged_into,
+        merged_cases=list(case.merged_cases),
         needs_attention=needs_attention,
         attention=attention,
         event_count=event_count,
@@ -127,6 +129,7 @@ def record(case: Case) -> CaseRecord:
         first_response_at=case.first_response_sla.met_at,
         fapiao_task=case.fapiao_task.kind.value if case.fapiao_task else None,
         fapiao_task_data=fapiao_task_data(case),
+        merged_into=case.merged_into,
     )
 
 
@@ -186,6 +189,10 @@ def details(case: Case, attention: str | None) -> str:
         lines.append(f"- Reopened: {case.reopen_count}×")
     if case.collections_workflow_id:
         lines.append(f"- Collections: {case.collections_workflow_id}")
+    if case.merged_into:
+        lines.append(f"- Merged into: {case.merged_into}")
+    if case.merged_cases:
+        lines.append(f"- Merged into it: {', '.join(case.merged_cases)}")
     if attention:
         lines[:0] = [f"**{attention}**", ""]
     return "\n".join(lines)
@@ -225,5 +232,7 @@ def waiting_for(case: Case) -> str:
             return "the resolution email to reach the customer"
         case CaseStatus.RESOLVED:
             return "the customer: confirm or reopen"
+        case CaseStatus.MERGED:
+            return f"nothing (merged into case {case.merged_into})"
         case _:
             return "nothing (case ended)"

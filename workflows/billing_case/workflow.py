@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from core.models.messages import EmailDelivered, EmailUndelivered
     from workflows.base import ActionRefused, Alarm, EffectLoop, SendEmail, run, send
     from workflows.billing_case import views
+    from workflows.billing_case.calls import OtherCases
     from workflows.billing_case.rules import (
         Case,
         CaseAction,
@@ -55,7 +56,7 @@ Step = SendEmail | DeliverResolution | PrepareRequest | SaveEscalation | ReportO
 
 
 @workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
-class BillingCaseWorkflow(EffectLoop[Step]):
+class BillingCaseWorkflow(EffectLoop[Step], OtherCases):
     @workflow.init
     def __init__(self, data: OpenCase) -> None:
         self._data = data
