@@ -7,6 +7,7 @@ created or lost, per currency: payments in = applied to bills + credit balance +
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,10 +21,13 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from core.models import (
     AccountState,
+    AccountView,
     BillingFailure,
     CollectionsPolicy,
     Customer,
+    EmailMessage,
     EventKind,
+    Locale,
     PaymentReceived,
     StartAccount,
     StartCollections,
@@ -443,3 +447,41 @@ def test_a_refused_credit_signal_changes_nothing() -> None:
     )
     assert [e.kind for e in effects if isinstance(e, Record)] == [EventKind.SIGNAL_REFUSED]
     assert books.account.ledger == before
+
+
+@pytest.mark.parametrize("locale", [Locale.ZH_CN, Locale.EN_US])
+def test_the_letters_say_what_moved_and_what_remains_in_the_customers_language(
+    locale: Locale,
+) -> None:
+    from activities.rendering import TemplateRenderer
+
+    renderer = TemplateRenderer(ROOT / "templates")
+    customer = CUSTOMER.model_copy(update={"locale": locale})
+    books = Books(account=Account.opened(StartAccount(customer=customer, policy=POLICY)))
+    books.invoices["G1"] = invoice("G1", Decimal("1000.00"))
+    books.invoices["G2"] = invoice("G2", Decimal("3000.00"))
+    books.pay(pay("G1", "9000.00", "P1"))  # 8,000 credit
+    books.take(books.account.apply_credit(apply("G2", "1200.00"), "CA-1", books.now))
+    books.deliver(books.in_flight[0])
+    books.take(books.account.request_refund(refund("1500.00"), "RF-1", books.now))
+    books.pay(pay("G1", "250.00", "P2"))  # G1 ended: all of it credit
+    view = AccountView(tenant_id=customer.tenant_id, workflow_id="account-x", customer=customer)
+    said = {
+        CreditApplied: ("¥1,200.00", "¥6,800.00", "¥1,800.00"),
+        CreditRefunded: ("¥1,500.00", "¥5,300.00"),
+        CreditReceived: ("¥250.00", "¥5,550.00", "G1"),
+    }
+    assert [type(x.data) for x in books.letters] == list(said)
+    for sent in books.letters:
+        message = EmailMessage(
+            key="k", to=customer.email, locale=locale, data=sent.data, account=view
+        )
+        rendered = renderer.render_message(message)
+        for text in (rendered.subject + rendered.text, rendered.html):
+            for expected in said[type(sent.data)]:
+                assert expected in text, text
+            assert customer.name in rendered.text
+        if locale is Locale.ZH_CN:  # no English word in a Chinese letter
+            assert not re.search(r"[A-Za-z]{3,}", rendered.text.replace(customer.tenant_id, "")), (
+                rendered.text
+            )
