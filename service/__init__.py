@@ -37,6 +37,7 @@ from service.email_events import EmailEvents
 from service.errors import Refused, ServiceError, Unavailable
 from service.inbound import Inbound
 from service.inbox import Inbox
+from service.ledger import Ledger
 from service.macros import Macros
 from service.ratings import Ratings
 from service.replies import Replies
@@ -70,6 +71,7 @@ class Service:
         self.cases = Cases(client, settings)
         self.collections = Collections(client, settings)
         self.accounts = Accounts(client, settings)
+        self.ledger = Ledger(client, settings)
         self.vianet_invoices = VianetInvoices(client, settings)
         self.ratings = Ratings(settings)
         self.attachments = Attachments(settings)
