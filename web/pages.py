@@ -70,6 +70,7 @@ class Pages:
             agents=registry.AGENTS,
             admins=registry.ADMINS,
             managers=registry.MANAGERS,
+            finance=registry.FINANCE,
         )
 
     def render(

@@ -17,6 +17,7 @@ from web.actions.base import (
     china_end_of_day,
 )
 from web.actions.cases import CASE_ACTIONS
+from web.actions.finance import CREDIT_ACTIONS, REFUND_ACTIONS
 from web.actions.invoices import COLLECTIONS_ACTIONS
 from web.actions.payables import PAYABLES_ACTIONS
 
@@ -25,9 +26,11 @@ __all__ = [
     "AGENTS",
     "CASE_ACTIONS",
     "COLLECTIONS_ACTIONS",
+    "CREDIT_ACTIONS",
     "FINANCE",
     "MANAGERS",
     "PAYABLES_ACTIONS",
+    "REFUND_ACTIONS",
     "Action",
     "Field",
     "Kind",
