@@ -38,7 +38,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from core.models.email import ManagerNeedsAttention
     from core.models.email_data import OtherInvoice
-    from workflows.account.credit import CreditHandlers, refuse_when
+    from workflows.account.handlers import CreditHandlers, refuse_when
     from workflows.account.rules import (
         Account,
         ApplyToInvoice,
