@@ -97,15 +97,17 @@ def _ledgers(session: Session, since: datetime | None) -> tuple[list[Unapplied],
                 totals[1] += b.balance
                 totals[2] += b.reserved
         for r in ledger.refunds:
-            counted = refunds[r.currency]
             if r.status is RefundStatus.AWAITING_APPROVAL:
-                counted[2] += 1
-                counted[3] += r.amount
-            elif r.status is RefundStatus.REFUNDED and (
-                since is None or (r.decided_at or r.requested_at) >= since
-            ):
-                counted[0] += 1
-                counted[1] += r.amount
+                refunds[r.currency][2] += 1
+                refunds[r.currency][3] += r.amount
+    # refunds made: the accounts' events (their state keeps only the latest decided)
+    made = select(AccountEventRow.data).where(AccountEventRow.kind == EventKind.REFUNDED.value)
+    if since is not None:
+        made = made.where(AccountEventRow.at >= since)
+    for data in session.scalars(made):
+        if data.get("amount") and data.get("currency"):
+            refunds[data["currency"]][0] += 1
+            refunds[data["currency"]][1] += Decimal(data["amount"])
     return (
         [Unapplied(c, int(t[0]), t[1], t[2]) for c, t in sorted(balance.items())],
         [Refunds(c, int(t[0]), t[1], int(t[2]), t[3]) for c, t in sorted(refunds.items())],

@@ -643,6 +643,12 @@ def test_cash_received_per_day_unapplied_cash_and_refunds(
                 data={"amount": "400.00", "currency": "CNY"},
             )
         )  # fmt: skip
+        session.add(
+            AccountEventRow(
+                account_id="t-cash", seq=3, at=NOW, kind="refunded", actor="workflow",
+                data={"amount": "300.00", "currency": "CNY", "refund_id": "RF-1"},
+            )
+        )  # fmt: skip
     cash = report(session_factory).cash
     days = {(d.day, d.currency): (d.payments, d.amount) for d in cash.days}
     assert sum(n for n, _ in days.values()) == 3  # the one before the period is left out
