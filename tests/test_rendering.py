@@ -142,6 +142,8 @@ def test_an_email_needs_the_view_it_is_about(
         if template.about is About.COLLECTIONS
         else ("vianet_invoice", "case")
         if template.about is About.VIANET_INVOICE
+        else ("account", "collections")
+        if template.about is About.ACCOUNT
         else ("case", "collections")
     )
     view = case_for(template) if other == "case" else collections_for(template)
@@ -211,7 +213,10 @@ def test_customer_text_is_escaped_in_html_and_intact_in_text(
 
 
 # extra values the templates parse (dates, amounts) or look up (SLA clock names) stay well-formed
-STRUCTURED_EXTRA = {"due_at", "clock", "suspension_date", "amount", "failure"}
+STRUCTURED_EXTRA = {
+    "due_at", "clock", "suspension_date", "amount", "failure",
+    "currency", "remaining", "invoice_balance",
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("locale", list(Locale))
@@ -226,6 +231,9 @@ def test_no_email_lets_markup_through(
         subject: dict[str, object] = {"collections": collections_for(template, customer=evil)}
     elif template.about is About.VIANET_INVOICE:
         subject = {"vianet_invoice": vianet_invoice_for(template, recorded_by=f"Evil {SCRIPT}")}
+    elif template.about is About.ACCOUNT:
+        subject = {"account": make_email_message(template).account}
+        subject["account"] = subject["account"].model_copy(update={"customer": evil})  # type: ignore[union-attr]
     else:
         hostile = make_case_details(customer=evil, description=SCRIPT)
         subject = {"case": case_for(template, details=hostile)}
