@@ -6,8 +6,8 @@ import functools
 import ipaddress
 import re
 import tomllib
-from decimal import Decimal
 from datetime import date, datetime
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar, cast

@@ -232,8 +232,9 @@ def test_no_email_lets_markup_through(
     elif template.about is About.VIANET_INVOICE:
         subject = {"vianet_invoice": vianet_invoice_for(template, recorded_by=f"Evil {SCRIPT}")}
     elif template.about is About.ACCOUNT:
-        subject = {"account": make_email_message(template).account}
-        subject["account"] = subject["account"].model_copy(update={"customer": evil})  # type: ignore[union-attr]
+        account = make_email_message(template).account
+        assert account is not None
+        subject = {"account": account.model_copy(update={"customer": evil})}
     else:
         hostile = make_case_details(customer=evil, description=SCRIPT)
         subject = {"case": case_for(template, details=hostile)}
