@@ -140,6 +140,11 @@ async def test_finance_applies_and_refunds_credit_and_a_manager_approves(served:
         await do(page, "refund", currency="CNY", amount="6000.00", reason="客户要求退回多付款项")
         await expect(row).to_contain_text("¥6,000.00")  # held back for the manager
         await page.screenshot(path=str(SHOTS / "finance-credits.png"), full_page=True)
+        await page.goto(f"{served.url}/finance/refunds")  # finance sees it, a manager decides
+        await expect(page.locator("tr[data-refund]")).to_have_count(1)
+        await expect(page.locator('details[data-action="approve"]')).to_have_count(0)
+        await page.goto(f"{served.url}/collections/{second.invoice_id}")
+        await expect(page.get_by_test_id("credit-applied")).to_have_text("¥1,200.00")
     finally:
         await page.context.close()
 

@@ -365,6 +365,10 @@ class Collections(CollectionsState):
         ]
         if self.credit:
             lines.append(f"- Customer's credit, for finance: {money(self.credit, currency)}")
+        if self.credit_applied:
+            lines.append(
+                f"- Paid with the customer's credit: {money(self.credit_applied, currency)}"
+            )
         if self.held:
             deletion = self.deletion_at
             lines.append(
