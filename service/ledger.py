@@ -42,6 +42,7 @@ from service.calls import attempt, reading, start
 from service.collections import named as invoice_named
 from service.errors import NotFound, Refused
 from workflows.account import AccountWorkflow
+from workflows.account.ledger import another_amount
 from workflows.collections import CollectionsWorkflow
 
 
@@ -83,9 +84,12 @@ class Ledger:
         if payment.payment_id in recorded:
             if recorded[payment.payment_id] != payment.amount:
                 raise Refused(
-                    f"payment_id: payment {payment.payment_id} was recorded as "
-                    f"{money(recorded[payment.payment_id], row.currency)}; this report says "
-                    f"{money(payment.amount, row.currency)}: another payment needs its own id"
+                    another_amount(
+                        payment.payment_id,
+                        recorded[payment.payment_id],
+                        payment.amount,
+                        row.currency,
+                    )
                 )
             return _stored_view(row, None)  # counted by the invoice already
         customer = Customer(

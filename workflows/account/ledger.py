@@ -28,6 +28,14 @@ from core.models.ledger import (
 from core.models.shared import MONEY_MAX
 
 
+def another_amount(payment_id: str, recorded: Decimal, amount: Decimal, currency: str) -> str:
+    """The refusal of a payment id sent again with another amount: both amounts named."""
+    return (
+        f"payment_id: payment {payment_id} was recorded as {money(recorded, currency)}; this "
+        f"report says {money(amount, currency)}: another payment needs its own id"
+    )
+
+
 class Ledger:
     """Acts on the account's `LedgerState` in place."""
 
@@ -64,11 +72,7 @@ class Ledger:
         if recorded is not None:
             if recorded == data.amount:
                 return None  # counted already: answered, changes nothing
-            return (
-                f"payment_id: payment {data.payment_id} was recorded as "
-                f"{money(recorded, data.currency)}; this report says "
-                f"{money(data.amount, data.currency)}: another payment needs its own id"
-            )
+            return another_amount(data.payment_id, recorded, data.amount, data.currency)
         if len(self.state.payments) >= MAX_DIRECT_PAYMENTS:
             return f"the account has taken {MAX_DIRECT_PAYMENTS} payments: ask a manager"
         if self.peek(data.currency).received + data.amount > MONEY_MAX:

@@ -75,6 +75,7 @@ from core.models.email import (
 from core.models.ledger import CreditApplication, CreditKept, CreditSettled
 from core.models.messages import EmailDelivered, EmailUndelivered
 from core.models.shared import MONEY_MAX, CaseEvent
+from workflows.account.ledger import another_amount
 from workflows.collections.clock import PolicyClock
 from workflows.collections.gate import SuspensionGate
 from workflows.effects import WORKFLOW, Record
@@ -440,11 +441,7 @@ class Collections(CollectionsState):
     def refuse_payment(self, payment: PaymentReceived) -> str | None:
         recorded = self.payments.get(payment.payment_id)
         if recorded is not None and recorded != payment.amount:
-            return (
-                f"payment_id: payment {payment.payment_id} was recorded as "
-                f"{money(recorded, self.currency)}; this report says "
-                f"{money(payment.amount, self.currency)}: another payment needs its own id"
-            )
+            return another_amount(payment.payment_id, recorded, payment.amount, self.currency)
         if recorded is not None:
             return None  # already counted: answered, changes nothing
         if refused := self.refuse_if_final("record a payment on"):
