@@ -11,7 +11,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 
 from activities.errors import database
-from core.models import CaseEvent, PersistAccount, PersistCase, PersistCollections
+from core.models import (
+    CaseEvent,
+    PersistAccount,
+    PersistCase,
+    PersistCollections,
+    RefundStatus,
+)
 from db.session import lock_for_write, twice_on_conflict
 from db.tables import (
     Account,
@@ -44,6 +50,7 @@ NOT_STORED = {
     "waived",
     "credit",
     "overpayment",
+    "credit_applied",
 }
 
 
@@ -86,6 +93,11 @@ class CaseStoreActivities:
             "suspended_subscriptions": list(view.suspended_subscriptions),
             "fraud": view.fraud,
             "overrides": view.overrides.model_dump(mode="json"),
+            "ledger": view.ledger.model_dump(mode="json"),
+            "has_credit": any(b.balance or b.reserved for b in view.ledger.balances),
+            "refunds_awaiting": sum(
+                r.status is RefundStatus.AWAITING_APPROVAL for r in view.ledger.refunds
+            ),
         }
         self._upsert(ACCOUNTS, ACCOUNT_EVENTS, view.tenant_id, columns, data.events)
 

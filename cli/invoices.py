@@ -149,7 +149,8 @@ def pay(
     """Record a payment (partial, full or over: what exceeds the balance is kept as the customer's
     credit); the same id with the same amount counts once.
 
-    Exit code 2: bad input; 1: refused (not in collections, ended, other currency, the same id
+    A payment for an invoice whose collections ended (a second transfer) is the customer's
+    credit. Exit code 2: bad input; 1: refused (not in collections, other currency, the same id
     with another amount)."""
     payment = build(
         PaymentReceived,
@@ -168,6 +169,9 @@ def pay(
         f"status {view.status.value}",
         soft_wrap=True,
     )
+    if view.overpayment is not None and view.overpayment.payment_id == payment.payment_id:
+        kept = money(view.overpayment.credit, cur)
+        console.print(f"{kept} kept as the customer's credit (docs/finance.md)", soft_wrap=True)
 
 
 @invoice_app.command()

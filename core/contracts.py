@@ -12,6 +12,9 @@ from typing import Any, Generic, TypeVar
 
 from core.models import (
     ChangeSubscription,
+    CreditApplication,
+    CreditKept,
+    CreditSettled,
     DisputeOutcome,
     EmailDelivered,
     EmailMessage,
@@ -77,6 +80,11 @@ LINK_COLLECTIONS = SignalContract("link_collections", str)
 # SendGrid's event of a notice the account sent reaches the invoice it names first: passed on
 EMAIL_DELIVERED = SignalContract("email_delivered", EmailDelivered)
 EMAIL_UNDELIVERED = SignalContract("email_undelivered", EmailUndelivered)
+# the customer's credit balance: an invoice's overpayment to the account, the account's credit
+# to an invoice, and what the invoice took of it back
+CREDIT_KEPT = SignalContract("credit_kept", CreditKept)
+APPLY_CREDIT = SignalContract("apply_credit", CreditApplication)
+CREDIT_SETTLED = SignalContract("credit_settled", CreditSettled)
 
 ACTIVITIES: tuple[ActivityContract[Any, Any], ...] = (
     SEND_EMAIL,
@@ -97,4 +105,7 @@ SIGNALS: tuple[SignalContract[Any], ...] = (
     LINK_COLLECTIONS,
     EMAIL_DELIVERED,
     EMAIL_UNDELIVERED,
+    CREDIT_KEPT,
+    APPLY_CREDIT,
+    CREDIT_SETTLED,
 )

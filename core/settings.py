@@ -7,6 +7,7 @@ import ipaddress
 import re
 import tomllib
 from datetime import date, datetime
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar, cast
@@ -75,6 +76,26 @@ LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 class SettingsError(ValueError):
     """A setting is missing or wrong; the message names it."""
+
+
+def refund_thresholds(text: str) -> dict[str, Decimal]:
+    """REFUND_APPROVAL_ABOVE as {currency or "*": amount}; a SettingsError names what is wrong."""
+    found: dict[str, Decimal] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        currency, _, amount = item.rpartition("=")
+        currency = currency.strip() or "*"
+        if currency != "*" and not re.fullmatch(r"[A-Z]{3}", currency):
+            raise SettingsError(f"REFUND_APPROVAL_ABOVE: {currency!r} is not a currency code")
+        try:
+            value = Decimal(amount.strip())
+        except ArithmeticError:
+            raise SettingsError(f"REFUND_APPROVAL_ABOVE: {amount!r} is not an amount") from None
+        if not value.is_finite() or value < 0 or value != value.quantize(Decimal("0.01")):
+            raise SettingsError(f"REFUND_APPROVAL_ABOVE: {amount!r} is not an amount")
+        found[currency] = value.quantize(Decimal("0.01"))
+    return found
 
 
 class Settings(BaseSettings):
@@ -256,6 +277,24 @@ class Settings(BaseSettings):
     finance_email: EmailStr = "finance@partner.example.cn"
     finance_locale: Locale = Locale.ZH_CN
     vianet_invoice_reminder_days: int = Field(default=3, ge=1, le=60)
+    # a refund of a customer's credit above this needs a manager's approval (docs/finance.md):
+    # one amount for every currency ("5000.00"), or per currency ("CNY=5000.00,USD=700.00"; a
+    # currency not named needs approval for any amount)
+    refund_approval_above: str = "5000.00"
+
+    @field_validator("refund_approval_above")
+    @classmethod
+    def _thresholds(cls, value: str) -> str:
+        try:
+            refund_thresholds(value)
+        except SettingsError as err:
+            raise ValueError(str(err)) from None
+        return value
+
+    def refund_approval(self, currency: str) -> Decimal:
+        """The amount above which a refund in `currency` waits for a manager."""
+        thresholds = refund_thresholds(self.refund_approval_above)
+        return thresholds.get(currency, thresholds.get("*", Decimal("0.00")))
 
     # payload encryption: "id:base64key" items (comma- or line-separated); the last encrypts, all
     # decrypt. CODEC_KEYS wins over the file; `make run` creates var/codec.keys.

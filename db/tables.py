@@ -331,6 +331,11 @@ class Account(CustomerColumns, TimestampedModel):
     suspended_subscriptions: Mapped[list[str]] = mapped_column(JSON, default=list)
     fraud: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     overrides: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # the customer's credit balance, the readable copy of the account's ledger (LedgerView):
+    # balances per currency, refunds, credit on its way to invoices
+    ledger: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    has_credit: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    refunds_awaiting: Mapped[int] = mapped_column(Integer, default=0, index=True)
     last_event_seq: Mapped[int] = mapped_column(Integer, default=0)
 
 

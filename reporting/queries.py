@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -29,6 +29,7 @@ from core.models import (
     VianetInvoiceStatus,
 )
 from db.tables import Account, Case, CaseEventRow, Collections, VianetEscalation, VianetInvoice
+from reporting.cash import Cash, cash
 from reporting.csat import Csat, csat
 from reporting.figures import Rate
 
@@ -230,6 +231,9 @@ class Report:
     exposure: Exposure
     payables: list[Payable]
     csat: Csat  # the ratings customers gave in the period
+    cash: Cash = field(
+        default_factory=Cash
+    )  # finance's: cash received per day, unapplied cash, refunds
     other_currency: int = 0  # open cases and collections in other currencies, left out of money
 
     @property
@@ -297,6 +301,7 @@ def build_report(
             for i in unpaid
         ],
         csat=csat(session, since),
+        cash=cash(session, since),
         other_currency=len(open_cases) - len(disputed) + len(collections) - len(owed),
     )
 

@@ -304,6 +304,54 @@ def sections(report: Report) -> list[Section]:
             ],
             text_columns=2,
         ),
+        *_cash(report),
+    ]
+
+
+def _cash(report: Report) -> list[Section]:
+    """Finance's: every currency, each apart (the refunds of the period, like cash received)."""
+    money_in = report.cash
+    return [
+        Section(
+            "cash",
+            "Cash received per day",
+            ["Day (China)", "Currency", "Payments", "Amount"],
+            [
+                [d.day.isoformat(), d.currency, str(d.payments), money(d.amount, d.currency)]
+                for d in money_in.days
+            ],
+            note="payments the invoices took, and payments after an invoice ended (credit)",
+            text_columns=2,
+        ),
+        Section(
+            "unapplied",
+            "Unapplied cash (customers' credit balances)",
+            ["Currency", "Customers", "Credit balance", "Of which refunds awaiting approval"],
+            [
+                [
+                    u.currency,
+                    str(u.customers),
+                    money(u.balance, u.currency),
+                    money(u.awaiting_approval, u.currency),
+                ]
+                for u in money_in.unapplied
+            ],
+        ),
+        Section(
+            "refunds",
+            "Refunds",
+            ["Currency", "Refunded", "Amount refunded", "Awaiting approval", "Amount awaiting"],
+            [
+                [
+                    r.currency,
+                    str(r.refunded),
+                    money(r.amount, r.currency),
+                    str(r.awaiting),
+                    money(r.awaiting_amount, r.currency),
+                ]
+                for r in money_in.refunds
+            ],
+        ),
     ]
 
 

@@ -38,6 +38,7 @@ from service.errors import Refused, ServiceError, Unavailable
 from service.fapiao import Fapiaos
 from service.inbound import Inbound
 from service.inbox import Inbox
+from service.ledger import Ledger
 from service.links import Links
 from service.macros import Macros
 from service.ratings import Ratings
@@ -83,6 +84,7 @@ class Service:
         self.cases.before_resolve = self.fapiao.with_fapiao
         self.collections = Collections(client, settings)
         self.accounts = Accounts(client, settings)
+        self.ledger = Ledger(client, settings)
         self.vianet_invoices = VianetInvoices(client, settings)
         self.ratings = Ratings(settings)
         self.attachments = Attachments(settings)

@@ -221,8 +221,26 @@ class Collections:
             CollectionsWorkflow.run, collections_workflow_id(invoice_id)
         )
         update = handle.execute_update(UPDATES[type(action)], action, id=update_id)
-        view: CollectionsView = await attempt(self._client, named(invoice_id), update)
+        try:
+            view: CollectionsView = await attempt(self._client, named(invoice_id), update)
+        except (Ended, NotFound, Refused):
+            if not isinstance(action, PaymentReceived) or not await self._ended(invoice_id):
+                raise
+            # a duplicate transfer, a payment after a credit: the customer's credit balance
+            from service.ledger import Ledger  # it reads invoices through this module
+
+            return await Ledger(self._client, self._settings).take_payment(action)
         return view
+
+    async def _ended(self, invoice_id: str) -> bool:
+        """Whether the invoice's collections ended, as the database remembers it."""
+
+        def status() -> str | None:
+            with reading(self._settings.database_url) as session:
+                row = session.get(CollectionsRow, invoice_id)
+                return None if row is None else row.status
+
+        return _ended(await asyncio.to_thread(status)) is not None
 
     async def _check_link(self, invoice_id: str, case_id: str) -> None:
         """A case linked to a dispute must exist, be the same customer's, in the same currency,

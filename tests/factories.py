@@ -13,6 +13,7 @@ from typing import Any
 
 from core.models import (
     About,
+    AccountView,
     CaseDetails,
     CaseEvent,
     CaseStatus,
@@ -267,6 +268,24 @@ def sample_extra(template: EmailTemplate) -> dict[str, Any]:
             "reason": FRAUD_REASON,
             "by": "wang.fang@partner.example.cn",
         },
+        EmailTemplate.CREDIT_RECEIVED: {
+            "amount": "20000.00",
+            "currency": "CNY",
+            "remaining": "20500.00",
+            "invoice_id": COLLECTIONS_INVOICE_ID,
+        },
+        EmailTemplate.CREDIT_APPLIED: {
+            "amount": "1200.00",
+            "currency": "CNY",
+            "remaining": "7050.00",
+            "invoice_id": COLLECTIONS_INVOICE_ID,
+            "invoice_balance": "1800.00",
+        },
+        EmailTemplate.CREDIT_REFUNDED: {
+            "amount": "6000.00",
+            "currency": "CNY",
+            "remaining": "1050.00",
+        },
         EmailTemplate.FINANCE_VIANET_INVOICE_DUE: {"days_left": "3"},
         EmailTemplate.MANAGER_VIANET_INVOICE_OVERDUE: {"days_overdue": "1"},
         EmailTemplate.MANAGER_NEEDS_ATTENTION: {
@@ -428,6 +447,13 @@ def make_email_message(template: EmailTemplate, **overrides: Any) -> EmailMessag
         about, subject_id = {"collections": collections_for(template)}, COLLECTIONS_INVOICE_ID
     elif template.about is About.VIANET_INVOICE:
         about, subject_id = {"vianet_invoice": vianet_invoice_for(template)}, VIANET_INVOICE_NUMBER
+    elif template.about is About.ACCOUNT:
+        customer = make_customer()
+        view = AccountView(
+            tenant_id=customer.tenant_id, workflow_id=f"account-{customer.tenant_id}",
+            customer=customer,
+        )  # fmt: skip
+        about, subject_id = {"account": view}, customer.tenant_id
     else:
         about, subject_id = {"case": case_for(template)}, CASE_ID
     extra = overrides.pop("extra", sample_extra(template))

@@ -68,10 +68,12 @@ class Swapped:
         self.ids: set[str] = set()
         views = {
             name: self._swap(getattr(message, name), name)
-            for name in ("case", "collections")
+            for name in ("case", "collections", "account")
             if getattr(message, name) is not None
         }
         data = message.data.model_dump(mode="json")
+        # an id the letter names beside its view's (the invoice a credit was applied to)
+        self.ids.update(v for k, v in data.items() if k.endswith("_id") and isinstance(v, str))
         for name, value in list(data.items()):
             if isinstance(value, str) and ID_FIELD.search(name):
                 self.ids.add(value)  # e.g. the case a duplicate merged into
@@ -335,5 +337,5 @@ def test_subjects_name_days_and_no_bracket_nests_in_another(
     for part in (email.subject, email.text):
         assert not re.search(r"（[^（）]*（", part)
     if locale is Locale.ZH_CN:
-        assert re.match(r"【(工单|账单) [^】]+】", email.subject)
+        assert re.match(r"【(工单|账单|账户) [^】]+】", email.subject)
         assert "案例" not in email.text and "发票号" not in email.text

@@ -143,6 +143,8 @@ def test_an_email_needs_the_view_it_is_about(
         if template.about is About.COLLECTIONS
         else ("vianet_invoice", "case")
         if template.about is About.VIANET_INVOICE
+        else ("account", "collections")
+        if template.about is About.ACCOUNT
         else ("case", "collections")
     )
     view = case_for(template) if other == "case" else collections_for(template)
@@ -209,7 +211,10 @@ def test_customer_text_is_escaped_in_html_and_intact_in_text(
 
 
 # extra values the templates parse (dates, amounts) or look up (SLA clock names) stay well-formed
-STRUCTURED_EXTRA = {"due_at", "clock", "suspension_date", "amount", "failure"}
+STRUCTURED_EXTRA = {
+    "due_at", "clock", "suspension_date", "amount", "failure",
+    "currency", "remaining", "invoice_balance",
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("locale", list(Locale))
@@ -224,6 +229,10 @@ def test_no_email_lets_markup_through(
         subject: dict[str, object] = {"collections": collections_for(template, customer=evil)}
     elif template.about is About.VIANET_INVOICE:
         subject = {"vianet_invoice": vianet_invoice_for(template, recorded_by=f"Evil {SCRIPT}")}
+    elif template.about is About.ACCOUNT:
+        account = make_email_message(template).account
+        assert account is not None
+        subject = {"account": account.model_copy(update={"customer": evil})}
     else:
         hostile = make_case_details(customer=evil, description=SCRIPT)
         subject = {"case": case_for(template, details=hostile)}

@@ -590,3 +590,76 @@ def test_holds_per_account(session_factory: sessionmaker[Session]) -> None:
     ]
     rendered = {s.key: s for s in sections(report(session_factory))}
     assert rendered["holds"].rows[0] == ["乙公司", "t-b", "1", "1", "1", "1"]
+
+
+def test_cash_received_per_day_unapplied_cash_and_refunds(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """Finance's figures: the payments the invoices took and those the accounts took after an
+    invoice ended, by China's day and currency; the customers' credit balances; the refunds."""
+    from db.tables import AccountEventRow, CollectionsEventRow
+
+    def paid(seq: int, at: datetime, amount: str) -> CollectionsEventRow:
+        return CollectionsEventRow(
+            invoice_id="G-CASH", seq=seq, at=at, kind="payment-received", actor="billing",
+            text="payment", data={"payment_id": f"P{seq}", "amount": amount},
+        )  # fmt: skip
+
+    ledger = {
+        "balances": [
+            {"currency": "CNY", "received": "900.00", "applied": "100.00", "refunded": "300.00",
+             "reserved": "200.00"},
+        ],
+        "refunds": [
+            {"refund_id": "RF-1", "currency": "CNY", "amount": "300.00", "reason": "r",
+             "requested_by": "f", "requested_at": (NOW - DAY).isoformat(), "status": "refunded"},
+            {"refund_id": "RF-2", "currency": "CNY", "amount": "200.00", "reason": "r",
+             "requested_by": "f", "requested_at": NOW.isoformat(),
+             "status": "awaiting-approval"},
+        ],
+        "applications": [],
+    }  # fmt: skip
+    with session_factory.begin() as session:
+        session.add(_collections("G-CASH", "paid", "paid", "0.00", now=NOW))
+        session.add(
+            Account(
+                account_id="t-cash", workflow_id="account-t-cash", tenant_id="t-cash",
+                customer_name="甲公司", customer_email="ap@customer.example.cn", locale="zh-CN",
+                ledger=ledger, has_credit=True, refunds_awaiting=1,
+            )
+        )  # fmt: skip
+    with session_factory.begin() as session:
+        # 23:30 UTC is the next morning in China
+        session.add_all([paid(1, NOW - DAY, "1000.00"), paid(2, NOW - DAY + HOUR, "500.00")])
+        session.add(
+            AccountEventRow(
+                account_id="t-cash", seq=1, at=NOW - 60 * DAY, kind="credit-received",
+                actor="billing", data={"amount": "7.00", "currency": "CNY"},
+            )
+        )  # fmt: skip
+        session.add(
+            AccountEventRow(
+                account_id="t-cash", seq=2, at=NOW, kind="credit-received", actor="billing",
+                data={"amount": "400.00", "currency": "CNY"},
+            )
+        )  # fmt: skip
+        session.add(
+            AccountEventRow(
+                account_id="t-cash", seq=3, at=NOW, kind="refunded", actor="workflow",
+                data={"amount": "300.00", "currency": "CNY", "refund_id": "RF-1"},
+            )
+        )  # fmt: skip
+    cash = report(session_factory).cash
+    days = {(d.day, d.currency): (d.payments, d.amount) for d in cash.days}
+    assert sum(n for n, _ in days.values()) == 3  # the one before the period is left out
+    assert sum((a for _, a in days.values()), Decimal("0")) == Decimal("1900.00")
+    [unapplied] = cash.unapplied
+    assert (unapplied.customers, unapplied.balance, unapplied.awaiting_approval) == (
+        1, Decimal("500.00"), Decimal("200.00"),
+    )  # fmt: skip
+    [refunds] = cash.refunds
+    assert (refunds.refunded, refunds.amount, refunds.awaiting) == (1, Decimal("300.00"), 1)
+    rendered = {s.key: s for s in sections(report(session_factory))}
+    assert rendered["unapplied"].rows == [["CNY", "1", "¥500.00", "¥200.00"]]
+    assert rendered["refunds"].rows == [["CNY", "1", "¥300.00", "1", "¥200.00"]]
+    assert rendered["cash"].rows and all(row[1] == "CNY" for row in rendered["cash"].rows)

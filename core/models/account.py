@@ -24,6 +24,7 @@ from core.models.collections import (
 )
 from core.models.email import CollectionsFinalNotice, CollectionsPaymentFailed, CollectionsReminder
 from core.models.email_data import EmailTemplate
+from core.models.ledger import LedgerState, LedgerView
 from core.models.shared import (
     Actor,
     Attention,
@@ -162,6 +163,8 @@ class AccountState(BaseModel):
     # email key -> the notice's kind, then the invoices it named (until SendGrid answers)
     sent_notices: dict[str, list[str]] = Field(default_factory=dict)
     letters: list[PaymentLetter] = Field(default_factory=list)
+    # the customer's credit balance per currency: overpayments, applications, refunds
+    ledger: LedgerState = Field(default_factory=LedgerState)
     log: LogState = Field(default_factory=lambda: LogState(last_seq=0, emails_sent=0))
 
 
@@ -180,6 +183,7 @@ class AccountView(Strict):
     holds: list[Hold] = Field(default_factory=list)
     suspended_subscriptions: list[str] = Field(default_factory=list)
     overrides: AccountOverrides = Field(default_factory=AccountOverrides)
+    ledger: LedgerView = Field(default_factory=LedgerView)
     needs_attention: str | None = None
     attention: Attention | None = None  # why a person must act, if one must
     event_count: int = 0

@@ -245,6 +245,8 @@ class CollectionsView(Strict):
     # paid beyond the balance: the customer's credit, for finance to apply or refund
     credit: Decimal = Decimal("0.00")
     overpayment: Overpayment | None = None
+    # paid with the customer's credit balance (finance applied it from their account)
+    credit_applied: Decimal = Decimal("0.00")
     failures: list[str]  # failure ids seen
     next_step: str | None = None
     next_step_at: datetime | None = None
@@ -331,6 +333,9 @@ class CollectionsState(BaseModel):
     credit: Decimal = ZERO
     overpayment: Overpayment | None = None
     payments: dict[str, Decimal] = Field(default_factory=dict)  # payment id -> amount
+    # the customer's credit (their account) this invoice took, per application id
+    credit_applied: Decimal = ZERO
+    applications: dict[str, Decimal] = Field(default_factory=dict)
     failures: list[str] = Field(default_factory=list)
     reason: str
     status: CollectionsStatus = CollectionsStatus.ACTIVE

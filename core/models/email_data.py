@@ -50,6 +50,10 @@ class EmailTemplate(StrEnum):
     COLLECTIONS_FRAUD_SUSPENDED = "collections_fraud_suspended"
     COLLECTIONS_PROMISE_ACCEPTED = "collections_promise_accepted"
     COLLECTIONS_CLOSED = "collections_closed"
+    # the customer's credit balance (their account), to the customer
+    CREDIT_RECEIVED = "credit_received"
+    CREDIT_APPLIED = "credit_applied"
+    CREDIT_REFUNDED = "credit_refunded"
     # collections, to the partner's staff
     MANAGER_COLLECTIONS_HAND_OFF = "manager_collections_hand_off"
     MANAGER_PARTNER_CENTER_ERROR = "manager_partner_center_error"

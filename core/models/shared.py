@@ -202,6 +202,14 @@ class EventKind(StrEnum):
     HOLD_RELEASED = "hold-released"
     FRAUD_LIFTED = "fraud-lifted"
     POLICY_OVERRIDDEN = "policy-overridden"
+    # the customer's credit balance (their account); CREDIT_KEPT above is an overpayment's
+    CREDIT_RECEIVED = "credit-received"  # a payment after its invoice ended: cash, all credit
+    CREDIT_APPLIED = "credit-applied"  # to an invoice (on the invoice: what it took)
+    CREDIT_RETURNED = "credit-returned"  # what an invoice could not take
+    REFUND_REQUESTED = "refund-requested"
+    REFUND_APPROVED = "refund-approved"
+    REFUND_REFUSED = "refund-refused"
+    REFUNDED = "refunded"
     # the partner's own invoices from 21Vianet
     VIANET_INVOICE_RECORDED = "21vianet-invoice-recorded"
     VIANET_INVOICE_OVERDUE = "21vianet-invoice-overdue"

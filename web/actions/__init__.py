@@ -18,6 +18,7 @@ from web.actions.base import (
 )
 from web.actions.cases import CASE_ACTIONS
 from web.actions.fapiao import FAPIAO_ACTIONS
+from web.actions.finance import CREDIT_ACTIONS, REFUND_ACTIONS
 from web.actions.invoices import COLLECTIONS_ACTIONS
 from web.actions.payables import PAYABLES_ACTIONS
 
@@ -26,10 +27,12 @@ __all__ = [
     "AGENTS",
     "CASE_ACTIONS",
     "COLLECTIONS_ACTIONS",
+    "CREDIT_ACTIONS",
     "FAPIAO_ACTIONS",
     "FINANCE",
     "MANAGERS",
     "PAYABLES_ACTIONS",
+    "REFUND_ACTIONS",
     "Action",
     "Field",
     "Kind",

@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from core.contracts import NOTICE, PLACE_HOLDS, RELEASE_HOLDS
+from core.contracts import CREDIT_KEPT, CREDIT_SETTLED, NOTICE, PLACE_HOLDS, RELEASE_HOLDS
+from core.formatting import money
 from core.models import (
     AccountOverrides,
     AccountState,
@@ -35,7 +36,20 @@ from core.models import (
     SubscriptionStatus,
 )
 from core.models.account import MAX_HOLDS
+from core.models.email import CreditApplied, CreditReceived, CreditRefunded
+from core.models.ledger import (
+    ApplyCredit,
+    CreditApplication,
+    CreditKept,
+    CreditSettled,
+    DecideRefund,
+    Refund,
+    RefundStatus,
+    RequestRefund,
+    UnappliedPayment,
+)
 from workflows.account.holds import in_order, may_suspend_now, wanted
+from workflows.account.ledger import Ledger
 from workflows.account.letters import Letter, write
 from workflows.account.notices import notice_day, notice_due
 from workflows.effects import WORKFLOW, Flag, Record
@@ -105,7 +119,32 @@ class Due:
     label: str
 
 
-Effect = Record | Flag | TellManager | Reconcile | SendNotices | TellInvoices | SendLetter
+@dataclass(frozen=True)
+class ApplyToInvoice:
+    """Credit on its way to an invoice's collections (APPLY_CREDIT); it answers CREDIT_SETTLED."""
+
+    invoice_id: str
+    application: CreditApplication
+
+
+@dataclass(frozen=True)
+class SendCreditLetter:
+    """A letter to the customer about their credit balance (rendered with the account)."""
+
+    data: CreditReceived | CreditApplied | CreditRefunded
+
+
+Effect = (
+    Record
+    | Flag
+    | TellManager
+    | Reconcile
+    | SendNotices
+    | TellInvoices
+    | SendLetter
+    | ApplyToInvoice
+    | SendCreditLetter
+)
 
 
 # ---------------------------------------------------------------------------------------- rules
@@ -289,6 +328,160 @@ class Account(AccountState):
             Record(EventKind.NOTE, WORKFLOW, f"{template} {state.value}: {', '.join(invoices)}"),
             TellInvoices(invoices, NoticeOutcome(template=template, state=state)),
         ]
+
+    # -- the customer's credit balance (the arithmetic is ledger.py's)
+    @property
+    def books(self) -> Ledger:
+        return Ledger(self.ledger)
+
+    def credit_kept(self, data: CreditKept, now: datetime) -> list[Effect]:
+        """An invoice's payment beyond its balance (that invoice's letter told the customer)."""
+        if data.tenant_id != self.customer.tenant_id:
+            why = f"tenant_id: the credit is tenant {data.tenant_id}'s"
+            return [Record(EventKind.SIGNAL_REFUSED, WORKFLOW, why, {"signal": CREDIT_KEPT.name})]
+        if not self.books.keep(data):
+            return []
+        said = (
+            f"{money(data.amount, data.currency)} beyond invoice {data.invoice_id}'s balance "
+            f"(payment {data.payment_id}) is the customer's credit"
+        )
+        return [Record(EventKind.CREDIT_KEPT, WORKFLOW, said, self._moved(data.currency, data))]
+
+    def check_payment(self, data: UnappliedPayment) -> None:
+        if (refused := self.books.refuse_payment(data)) is not None:
+            raise Refused(refused)
+
+    def take_payment(self, data: UnappliedPayment, now: datetime) -> list[Effect]:
+        """A payment for an invoice whose collections ended: all of it is the customer's credit,
+        and they are told so."""
+        self.check_payment(data)
+        if not self.books.take(data):
+            return []  # the same payment again
+        said = (
+            f"payment {data.payment_id} of {money(data.amount, data.currency)} for invoice "
+            f"{data.invoice_id}, whose collections ended, is the customer's credit"
+        )
+        letter = CreditReceived(
+            amount=data.amount,
+            currency=data.currency,
+            remaining=self.books.peek(data.currency).balance,
+            invoice_id=data.invoice_id,
+        )
+        record = Record(EventKind.CREDIT_RECEIVED, data.by, said, self._moved(data.currency, data))
+        return [record, SendCreditLetter(letter)]
+
+    def check_application(self, data: ApplyCredit) -> None:
+        if (refused := self.books.refuse_application(data)) is not None:
+            raise Refused(refused)
+
+    def apply_credit(self, data: ApplyCredit, application_id: str, now: datetime) -> list[Effect]:
+        """Finance applies credit to an open invoice: debited now, the invoice answers."""
+        self.check_application(data)
+        self.books.apply(data, application_id, now)
+        said = (
+            f"{money(data.amount, data.currency)} of the credit to invoice {data.invoice_id} "
+            f"({application_id})"
+        )
+        application = CreditApplication(
+            application_id=application_id,
+            tenant_id=self.customer.tenant_id,
+            currency=data.currency,
+            amount=data.amount,
+        )
+        return [
+            Record(EventKind.CREDIT_APPLIED, data.by, said, self._moved(data.currency, data)),
+            ApplyToInvoice(data.invoice_id, application),
+        ]
+
+    def credit_settled(self, data: CreditSettled, now: datetime) -> list[Effect]:
+        """The invoice took what it could: the rest is credit again; the customer is told what
+        was applied and what remains."""
+        pending = self.books.application(data.application_id)
+        if pending is None or pending.invoice_id != data.invoice_id:
+            why = f"application {data.application_id} is not on its way to {data.invoice_id}"
+            return [
+                Record(EventKind.SIGNAL_REFUSED, WORKFLOW, why, {"signal": CREDIT_SETTLED.name})
+            ]
+        application = self.books.settle(pending, data.returned)
+        currency = application.currency
+        effects: list[Effect] = []
+        if data.returned > 0:
+            said = (
+                f"invoice {data.invoice_id} took {money(data.applied, currency)} of "
+                f"{money(application.amount, currency)}: {money(data.returned, currency)} is the "
+                "customer's credit again"
+            )
+            effects += [
+                Record(EventKind.CREDIT_RETURNED, WORKFLOW, said, self._moved(currency, data)),
+                TellManager(f"tenant {self.customer.tenant_id}: {said}", ""),
+            ]
+        if data.applied > 0:
+            letter = CreditApplied(
+                amount=data.applied,
+                currency=currency,
+                remaining=self.books.peek(currency).balance,
+                invoice_id=data.invoice_id,
+                invoice_balance=data.balance,
+            )
+            effects.append(SendCreditLetter(letter))
+        return effects
+
+    def check_refund(self, data: RequestRefund) -> None:
+        if (refused := self.books.refuse_refund(data)) is not None:
+            raise Refused(refused)
+
+    def request_refund(self, data: RequestRefund, refund_id: str, now: datetime) -> list[Effect]:
+        """Refunded at once, or (above the threshold) held back until a manager decides."""
+        self.check_refund(data)
+        refund = self.books.request_refund(data, refund_id, now)
+        said = f"{refund_id}: {money(data.amount, data.currency)}, {data.reason}"
+        record = Record(
+            EventKind.REFUND_REQUESTED, data.by, said, self._moved(data.currency, refund)
+        )
+        if refund.status is RefundStatus.REFUNDED:
+            return [record, *self._refunded(refund, data.by)]
+        ask = (
+            f"refund {refund_id} of {money(data.amount, data.currency)} to tenant "
+            f"{self.customer.tenant_id} awaits a manager's approval (the refunds page)"
+        )
+        return [record, TellManager(ask, "")]
+
+    def check_decision(self, data: DecideRefund) -> None:
+        if (refused := self.books.refuse_decision(data)) is not None:
+            raise Refused(refused)
+
+    def decide_refund(self, data: DecideRefund, approve: bool, now: datetime) -> list[Effect]:
+        self.check_decision(data)
+        refund = self.books.decide(data, approve, now)
+        kind = EventKind.REFUND_APPROVED if approve else EventKind.REFUND_REFUSED
+        said = f"{refund.refund_id}: {data.reason}"
+        record = Record(kind, data.by, said, self._moved(refund.currency, refund))
+        return [record, *self._refunded(refund, WORKFLOW)] if approve else [record]
+
+    def _refunded(self, refund: Refund, by: str) -> list[Effect]:
+        balance = self.books.peek(refund.currency)
+        letter = CreditRefunded(
+            amount=refund.amount, currency=refund.currency, remaining=balance.balance
+        )
+        said = f"{refund.refund_id}: {money(refund.amount, refund.currency)} refunded"
+        return [
+            Record(EventKind.REFUNDED, by, said, self._moved(refund.currency, refund)),
+            SendCreditLetter(letter),
+        ]
+
+    def _moved(self, currency: str, data: object) -> dict[str, str]:
+        """An event's data: the amount that moved, and the balance after it."""
+        balance = self.books.peek(currency)
+        amount = getattr(data, "amount", None)
+        moved = {"currency": currency, "balance": str(balance.balance)}
+        if isinstance(data, CreditSettled):
+            moved["applied"], moved["returned"] = str(data.applied), str(data.returned)
+        elif amount is not None:
+            moved["amount"] = str(amount)
+        for name in ("payment_id", "invoice_id", "refund_id"):
+            if (value := getattr(data, name, None)) is not None:
+                moved[name] = str(value)
+        return moved
 
     # -- managers
     def check_lift(self, data: LiftFraud) -> None:

@@ -8,9 +8,6 @@ history grows, carrying its state whole, onto the build that is current then.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
-
 from temporalio import workflow
 from temporalio.common import TypedSearchAttributes, VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
@@ -41,18 +38,19 @@ with workflow.unsafe.imports_passed_through():
     )
     from core.models.email import ManagerNeedsAttention
     from core.models.email_data import OtherInvoice
+    from workflows.account.handlers import CreditHandlers, refuse_when
     from workflows.account.rules import (
         Account,
+        ApplyToInvoice,
         Effect,
         Reconcile,
-        Refused,
+        SendCreditLetter,
         SendLetter,
         SendNotices,
         TellInvoices,
         TellManager,
     )
     from workflows.base import (
-        ActionRefused,
         Alarm,
         EffectLoop,
         SendEmail,
@@ -63,20 +61,11 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.effects import WORKFLOW, Flag, Record
 
-Queued = SendEmail | Reconcile | SendNotices | TellInvoices | SendLetter
-A = TypeVar("A")
-
-
-def _refuse_when(check: Callable[[A], None], data: A) -> None:
-    """A validator: what the rules refuse is refused to the caller, and nothing changes."""
-    try:
-        check(data)
-    except Refused as refused:
-        raise ActionRefused(str(refused)) from None
+Queued = SendEmail | Reconcile | SendNotices | TellInvoices | SendLetter | ApplyToInvoice
 
 
 @workflow.defn(versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
-class AccountWorkflow(EffectLoop[Queued]):
+class AccountWorkflow(CreditHandlers, EffectLoop[Queued]):
     @workflow.init
     def __init__(self, data: StartAccount) -> None:
         self._data = data
@@ -107,6 +96,8 @@ class AccountWorkflow(EffectLoop[Queued]):
                     self._flag(effect.why, effect.reason)
                 case TellManager():
                     self._queue_email(ManagerNeedsAttention(step=effect.step, error=effect.error))
+                case SendCreditLetter():
+                    self._queue_email(effect.data)
                 case _:
                     self._effects.append(effect)
         self._publish()
@@ -146,7 +137,7 @@ class AccountWorkflow(EffectLoop[Queued]):
 
     @lift_fraud.validator
     def _check_lift(self, data: LiftFraud) -> None:
-        _refuse_when(self._state.check_lift, data)
+        refuse_when(self._state.check_lift, data)
 
     @workflow.update
     def set_overrides(self, data: SetOverrides) -> AccountView:
@@ -155,7 +146,7 @@ class AccountWorkflow(EffectLoop[Queued]):
 
     @set_overrides.validator
     def _check_overrides(self, data: SetOverrides) -> None:
-        _refuse_when(self._state.check_overrides, data)
+        refuse_when(self._state.check_overrides, data)
 
     @workflow.query
     def view(self) -> AccountView:
@@ -167,6 +158,7 @@ class AccountWorkflow(EffectLoop[Queued]):
             holds=state.holds_in_order(),
             suspended_subscriptions=list(state.suspended),
             overrides=state.overrides,
+            ledger=state.books.view(),
             needs_attention=self._attention_line(),
             attention=self._attention_reason(),
             event_count=self._seq,
@@ -217,6 +209,8 @@ class AccountWorkflow(EffectLoop[Queued]):
             case SendLetter():
                 email = SendEmail(effect.data, str(effect.view.customer.email))
                 await self._send_email(email, self._send_locale(), collections=effect.view)
+            case ApplyToInvoice():
+                await self._apply_to_invoice(effect)
 
     async def _reconcile(self, why: str) -> None:
         """One change Partner Center is asked for; the rules queue the next when it answered."""

@@ -73,8 +73,10 @@ from core.models.email import (
     ManagerFraudReported,
     ManagerNeedsAttention,
 )
+from core.models.ledger import CreditApplication, CreditKept, CreditSettled
 from core.models.messages import EmailDelivered, EmailUndelivered
 from core.models.shared import MONEY_MAX, CaseEvent
+from workflows.account.ledger import another_amount
 from workflows.collections.clock import PolicyClock
 from workflows.collections.gate import SuspensionGate
 from workflows.effects import WORKFLOW, Flag, Record
@@ -159,8 +161,24 @@ class CheckCalendar:
     at: datetime
 
 
+@dataclass(frozen=True)
+class KeepCredit:
+    """Tell the customer's account what a payment left beyond the balance (CREDIT_KEPT)."""
+
+    credit: CreditKept
+
+
+@dataclass(frozen=True)
+class SettleCredit:
+    """Answer the account what this invoice took of its credit (CREDIT_SETTLED)."""
+
+    settled: CreditSettled
+
+
 Effect = (
     Record
+    | KeepCredit
+    | SettleCredit
     | Letter
     | Flag
     | Unflag
@@ -232,7 +250,7 @@ class Collections(CollectionsState):
 
     @property
     def balance(self) -> Decimal:
-        return self.amount_due - self.paid - self.credited - self.waived
+        return self.amount_due - self.paid - self.credited - self.waived - self.credit_applied
 
     @property
     def stage(self) -> str:
@@ -316,6 +334,7 @@ class Collections(CollectionsState):
             waived=self.waived,
             credit=self.credit,
             overpayment=self.overpayment,
+            credit_applied=self.credit_applied,
             failures=list(self.failures),
             next_step=step[1].name if step else None,
             next_step_at=step[0] if step else None,
@@ -345,6 +364,10 @@ class Collections(CollectionsState):
         ]
         if self.credit:
             lines.append(f"- Customer's credit, for finance: {money(self.credit, currency)}")
+        if self.credit_applied:
+            lines.append(
+                f"- Paid with the customer's credit: {money(self.credit_applied, currency)}"
+            )
         if self.held:
             deletion = self.deletion_at
             lines.append(
@@ -414,21 +437,17 @@ class Collections(CollectionsState):
         return [Record(EventKind.BILLING_FAILED, "billing-system", failure.reason, data)]
 
     def refuse_payment(self, payment: PaymentReceived) -> str | None:
+        recorded = self.payments.get(payment.payment_id)
+        if recorded is not None and recorded != payment.amount:
+            return another_amount(payment.payment_id, recorded, payment.amount, self.currency)
+        if recorded is not None:
+            return None  # already counted: answered, changes nothing
         if refused := self.refuse_if_final("record a payment on"):
             return refused
         if payment.invoice_id != self.invoice_id:
             return f"invoice_id: payment is for {payment.invoice_id}, this is {self.invoice_id}"
         if payment.currency != self.currency:
             return f"currency: payment in {payment.currency}, invoice in {self.currency}"
-        recorded = self.payments.get(payment.payment_id)
-        if recorded is not None:
-            if recorded == payment.amount:
-                return None  # already counted: answered, changes nothing
-            return (
-                f"payment_id: payment {payment.payment_id} was recorded as "
-                f"{money(recorded, self.currency)}; this report says "
-                f"{money(payment.amount, self.currency)}: another payment needs its own id"
-            )
         if len(self.payments) >= MAX_REPORTS:
             return f"invoice {self.invoice_id} has taken {MAX_REPORTS} payments: ask a manager"
         if sum(self.payments.values(), ZERO) + payment.amount > MONEY_MAX:
@@ -452,6 +471,7 @@ class Collections(CollectionsState):
                 payment.by,
                 f"payment {payment.payment_id}",
                 {
+                    "payment_id": payment.payment_id,
                     "amount": str(payment.amount),
                     "applied": str(applied),
                     "balance": str(self.balance),
@@ -477,10 +497,56 @@ class Collections(CollectionsState):
             f"the customer's credit for finance to apply to another invoice or refund"
         )
         data = {"payment_id": payment.payment_id, "applied": str(applied), "credit": str(over)}
+        kept = CreditKept(
+            invoice_id=self.invoice_id,
+            tenant_id=self.customer.tenant_id,
+            payment_id=payment.payment_id,
+            currency=self.currency,
+            amount=over,
+        )
         return [
             Record(EventKind.CREDIT_KEPT, WORKFLOW, said, data),
+            KeepCredit(kept),
             Letter(ManagerNeedsAttention(step=f"invoice {self.invoice_id}: {said}", error="")),
         ]
+
+    def take_credit(self, data: CreditApplication, now: datetime) -> list[Effect]:
+        """The customer's account applies their credit: the invoice takes what it owes of it
+        and answers what it took (the rest goes back to the credit balance)."""
+        if data.application_id in self.applications:
+            return []  # the same application again
+        problem = None
+        if self.status.is_final:
+            problem = f"collections is {self.status.value}"
+        elif data.tenant_id != self.customer.tenant_id:
+            problem = f"the credit is tenant {data.tenant_id}'s"
+        elif data.currency != self.currency:
+            problem = f"the credit is in {data.currency}, the invoice in {self.currency}"
+        taken = ZERO if problem else min(data.amount, self.balance)
+        self.applications[data.application_id] = taken
+        self.credit_applied += taken
+        settled = SettleCredit(
+            CreditSettled(
+                application_id=data.application_id,
+                invoice_id=self.invoice_id,
+                applied=taken,
+                returned=data.amount - taken,
+                balance=self.balance,
+            )
+        )
+        if problem is not None:
+            why = f"credit {data.application_id} not applied: {problem}"
+            return [Record(EventKind.NOTE, WORKFLOW, why), settled]
+        record = Record(
+            EventKind.CREDIT_APPLIED,
+            WORKFLOW,
+            f"the customer's credit ({data.application_id})",
+            {"amount": str(taken), "balance": str(self.balance)},
+        )
+        if self.balance > 0 or taken == 0:
+            return [record, settled]
+        why = "paid in full with the customer's credit"
+        return [record, settled, *self._settle(CollectionsStatus.PAID, why, taken, tell=False)]
 
     # -- agents and managers
 
@@ -906,11 +972,12 @@ class Collections(CollectionsState):
         return [Unflag(), Record(EventKind.RESUMED, WORKFLOW, why)]
 
     def _settle(
-        self, status: CollectionsStatus, why: str, paid: Decimal | None = None
+        self, status: CollectionsStatus, why: str, paid: Decimal | None = None, tell: bool = True
     ) -> list[Effect]:
         """Paid, credited or waived: what the invoice held goes (a fraud hold stays until a
         manager lifts it); what a payment changed is told by the account when something was
-        held (it knows what else holds the subscriptions), else here."""
+        held (it knows what else holds the subscriptions), else here (unless `tell` is False:
+        the account's credit letter tells it)."""
         if status is CollectionsStatus.WAIVED:
             self.waived = self.balance
         self.status = status
@@ -919,7 +986,7 @@ class Collections(CollectionsState):
         effects: list[Effect] = [Unflag(), Record(EventKind.SETTLED, WORKFLOW, why)]
         if not self.held:
             letter = CollectionsPaymentReceived(amount=paid) if paid else CollectionsClosed()
-            return [*effects, Letter(letter)]
+            return [*effects, Letter(letter)] if tell else effects
         release = ReleaseHolds(invoice_id=self.invoice_id, why=status.value, paid=paid)
         effects.append(ReleaseSubscriptions(release, tuple(self.held)))
         if self.fraud:

@@ -14,6 +14,8 @@ with workflow.unsafe.imports_passed_through():
     from core import models as m
     from core import search
     from core.contracts import (
+        CREDIT_KEPT,
+        CREDIT_SETTLED,
         EMAIL_DELIVERED,
         EMAIL_UNDELIVERED,
         LINK_COLLECTIONS,
@@ -24,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from core.ids import case_workflow_id, new_case_id
     from core.models import CollectionsView, Recipient, StartCollections
+    from core.models.ledger import CreditApplication
     from workflows.base import ActionRefused, Alarm, EffectLoop, SendEmail, failure_reason, send
     from workflows.base import without_timeline as brief
     from workflows.collections import rules as r
@@ -89,6 +92,10 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
                     self._effects.append(TellAccount(EMAIL_DELIVERED, event))
                 case r.PassOn(event=m.EmailUndelivered() as event):
                     self._effects.append(TellAccount(EMAIL_UNDELIVERED, event))
+                case r.KeepCredit():
+                    self._effects.append(TellAccount(CREDIT_KEPT, effect.credit))
+                case r.SettleCredit():
+                    self._effects.append(TellAccount(CREDIT_SETTLED, effect.settled))
                 case r.StartDisputeCase() | r.LinkCase():
                     self._effects.append(effect)
         self._publish()
@@ -203,6 +210,11 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
     def dispute_resolved(self, outcome: m.DisputeOutcome) -> None:
         """From the linked BillingCaseWorkflow once its customer has been told the outcome."""
         self._apply(self._rules.dispute_resolved(outcome, workflow.now()))
+
+    @workflow.signal
+    def apply_credit(self, data: CreditApplication) -> None:
+        """From the customer's account: finance applies their credit to this invoice."""
+        self._apply(self._rules.take_credit(data, workflow.now()))
 
     @workflow.signal
     def customer_replied(self, data: m.CollectionsReply) -> None:
