@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from core.formatting import NotAnAmount, parse_amount
 from core.ids import new_ulid
 from web.actions import Field, Kind
 from web.i18n import _
@@ -87,6 +88,32 @@ def _message(error: ErrorDetails, field: Field) -> str:
         if detail.startswith(begins):
             return message
     return BY_NAME.get(field.name) or BY_KIND.get(field.kind) or NOT_VALID
+
+
+class BadFields(ValueError):
+    """A form's fields that are wrong before its model sees them (an amount that is no amount)."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(f"{p.field}: {p.message}" for p in problems))
+        self.problems = problems
+
+
+def read_amounts(values: dict[str, Any], fields: tuple[Field, ...]) -> dict[str, Any]:
+    """`values` with each money field's text read as people type amounts (`parse_amount`:
+    "4,300.00", "¥4,300.00", "4300"); raises BadFields naming each one that is no amount."""
+    read = dict(values)
+    wrong: list[Problem] = []
+    for field in fields:
+        text = values.get(field.name)
+        if field.kind is not Kind.MONEY or not isinstance(text, str) or not text:
+            continue
+        try:
+            read[field.name] = parse_amount(text)
+        except NotAnAmount:
+            wrong.append(problem(field, BY_KIND[Kind.MONEY]))
+    if wrong:
+        raise BadFields(wrong)
+    return read
 
 
 def new_request_key() -> str:

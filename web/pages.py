@@ -3,11 +3,11 @@ request's query and form that every page shares."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
@@ -18,6 +18,7 @@ from service.workspace import Queue
 from web import actions as registry
 from web.auth import CSRF_FIELD, csrf_token
 from web.i18n import _, best_locale, translations
+from web.wording import said
 
 HERE = Path(__file__).resolve().parent
 QUEUE_LABELS = {
@@ -30,12 +31,10 @@ QUEUE_LABELS = {
 }
 
 
-def problems(err: ValidationError) -> str:
-    """What a form got wrong, naming each field as the CLI and the API do."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'input'}: "
-        + e["msg"].removeprefix("Value error, ")
-        for e in err.errors()
+def locale_of(request: Request) -> Locale:
+    """The signed-in person's language (their account's, or what they chose), else the browser's."""
+    return Locale(
+        request.session.get("locale") or best_locale(request.headers.get("accept-language"))
     )
 
 
@@ -70,6 +69,7 @@ class Pages:
             agents=registry.AGENTS,
             admins=registry.ADMINS,
             managers=registry.MANAGERS,
+            report_readers=registry.MANAGERS | registry.FINANCE,
         )
 
     def render(
@@ -80,10 +80,12 @@ class Pages:
         status_code: int = 200,
         **context: Any,
     ) -> HTMLResponse:
-        locale = Locale(
-            request.session.get("locale") or best_locale(request.headers.get("accept-language"))
-        )
+        locale = locale_of(request)
         words = translations(locale)
+
+        def shown(value: datetime) -> str:
+            return when(value, locale.value)
+
         html = self.env.get_template(name).render(
             request=request,
             person=person,
@@ -93,6 +95,7 @@ class Pages:
             gettext=words.gettext,
             ngettext=words.ngettext,
             when=lambda value: when(value, locale.value) if value else "",
+            said=lambda text: said(text, words.gettext, shown) if text else "",
             day=lambda value: day(value, locale.value) if value else "",
             duration=lambda value: duration(value, locale.value),
             **context,

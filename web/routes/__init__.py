@@ -12,6 +12,7 @@ from web.routes import (
     people,
     queues,
     replies,
+    report,
     sign_in,
 )
 from web.routes.errors import add_error_pages
@@ -30,6 +31,7 @@ ROUTERS = [
     people.router,
     inbox.router,
     customers.router,
+    report.router,
 ]
 
 __all__ = ["ROUTERS", "add_error_pages"]
