@@ -1,0 +1,102 @@
+"""The workspace's language without a server: amounts read as people type them (one parser for
+every money field), the workflows' English sentences said in Chinese, the report's tables in the
+reader's language from reporting's own computations. (The whole workspace in a browser:
+test_l10n_browser.py.)"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from core.formatting import NotAnAmount, money, parse_amount
+from core.models import Locale
+from web.actions import Field, Kind
+from web.forms import BadFields, read_amounts
+from web.i18n import translations
+from web.wording import PHRASES, said
+
+ZH = translations(Locale.ZH_CN).gettext
+
+
+@pytest.mark.parametrize(
+    ("typed", "amount"),
+    [
+        ("4300", "4300"),
+        ("4,300.00", "4300.00"),
+        ("¥4,300.00", "4300.00"),
+        ("￥4300", "4300"),
+        ("4300 元", "4300"),
+        ("CNY 4,300.50", "4300.50"),
+        ("４３００.５", "4300.5"),  # full-width, as a Chinese keyboard types it
+        (" 12,345,678.9 ", "12345678.9"),
+    ],
+)
+def test_an_amount_as_people_type_it(typed: str, amount: str) -> None:
+    assert parse_amount(typed) == Decimal(amount)
+
+
+@pytest.mark.parametrize("typed", ["", "abc", "四千三", "4,30.00", "4.3.0", "1e5", "NaN", "¥", "-"])
+def test_what_is_no_amount_is_refused(typed: str) -> None:
+    with pytest.raises(NotAnAmount):
+        parse_amount(typed)
+
+
+@given(st.decimals(min_value=0, max_value=Decimal("999999999999.99"), places=2))
+def test_every_amount_the_workspace_shows_reads_back(amount: Decimal) -> None:
+    assert parse_amount(money(amount)) == amount
+
+
+def test_a_form_names_the_money_field_that_is_no_amount() -> None:
+    fields = (Field("amount", "Amount", Kind.MONEY), Field("reason", "Reason"))
+    assert read_amounts({"amount": "¥4,300.00", "reason": "x"}, fields)["amount"] == Decimal(
+        "4300.00"
+    )
+    with pytest.raises(BadFields) as refused:
+        read_amounts({"amount": "lots"}, fields)
+    (problem,) = refused.value.problems
+    assert problem.field == "amount" and ZH(problem.label) == "金额"
+    assert ZH(problem.message).startswith("必须是金额")
+
+
+def shown(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+@pytest.mark.parametrize(
+    ("english", "chinese"),
+    [
+        (
+            "cannot record a 21Vianet ticket number on case BC-1: it is open "
+            "(needs escalation-pending)",
+            "工单 BC-1 当前为「处理中」：现在无法登记世纪互联工单号"
+            "（仅在「待提交世纪互联」时可以）。",
+        ),
+        (
+            "credit_amount 9000.00 exceeds the disputed amount 4300.00 CNY",
+            "抵扣或退款金额 ¥9,000.00 超过争议金额 ¥4,300.00。",
+        ),
+        ("the agent: first response", "客服首次响应"),
+        ("SLA: resolution reminder", "SLA 解决：提醒"),
+        ("email-sent", "邮件已发送"),
+        ("case_acknowledged", "受理确认"),
+        ("A note a person wrote", "A note a person wrote"),  # as written
+    ],
+)
+def test_the_workflows_sentences_in_chinese(english: str, chinese: str) -> None:
+    assert said(english, ZH, shown) == chinese
+
+
+def test_every_known_sentence_has_its_chinese() -> None:
+    untranslated = [p.message for p in PHRASES if ZH(p.message) == p.message]
+    assert untranslated == []
+
+
+def test_a_moment_in_a_sentence_is_shown_in_china_time() -> None:
+    text = said("payment; next step reminder on 2026-12-10 01:00 UTC", ZH, shown)
+    assert (
+        text == f"客户付款；下一步：付款提醒，{datetime(2026, 12, 10, 1, tzinfo=UTC).isoformat()}"
+    )
