@@ -237,6 +237,63 @@ PHRASES = (
     ),
     phrase(r"a manager \(handed off\)", _("a manager (handed off)")),
     phrase(r"nothing \(collections ended\)", _("nothing (collections has ended)")),
+    # the notes inbound mail writes on a case (service/inbound.py)
+    phrase(
+        r"attachments of the customer's email:\n(?P<files>.*)",
+        _("Attachments of the customer's email:\n%(files)s"),
+    ),
+    phrase(
+        r"email failing its sender checks \((?P<checks>[^)]*)\), from (?P<sender>\S+): "
+        r"(?P<text>.*)",
+        _("An email that failed its sender checks (%(checks)s), from %(sender)s: %(text)s"),
+    ),
+    phrase(
+        r"email from another sender \((?P<sender>[^)]*)\): (?P<text>.*)",
+        _("An email from another sender (%(sender)s): %(text)s"),
+    ),
+    phrase(r"customer email: (?P<text>.*)", _("The customer's email: %(text)s")),
+    phrase(
+        r"follow-up of case (?P<case>\S+), which had ended",
+        _("A follow-up of case %(case)s, which had ended"),
+    ),
+    # what a case or an invoice records of its own accord (workflows/*/rules.py)
+    phrase(r"case closed", _("The case is closed.")),
+    phrase(r"customer confirmed the resolution", _("The customer confirmed the resolution.")),
+    phrase(r"reopen window ended without a reopen", _("The reopen window ended without a reopen.")),
+    phrase(r"resolution sent to the customer", _("The resolution was sent to the customer.")),
+    phrase(r"Reopened: (?P<reason>.*)", _("Reopened: %(reason)s")),
+    phrase(r"assigned to (?P<who>\S+)", _("Assigned to %(who)s")),
+    phrase(
+        r"customer contact changed to (?P<email>\S+)", _("The customer's contact is now %(email)s")
+    ),
+    phrase(r"(?P<clock>\w+) SLA breached", _("SLA %(clock)s breached")),
+    phrase(r"(?P<clock>\w+) SLA reminder", _("SLA %(clock)s reminder")),
+    phrase(
+        r"(?P<template>\w+) was not delivered \((?P<event>[\w-]+)\)",
+        _("The email %(template)s was not delivered (%(event)s)"),
+    ),
+    phrase(r"a manager decides", _("A manager decides.")),
+    phrase(
+        r"a notice was not delivered: confirm the customer's contact",
+        _("A notice was not delivered: confirm the customer's contact."),
+    ),
+    phrase(
+        r"handed off and closed without payment",
+        _("Handed off and closed without payment."),
+    ),
+    phrase(r"no payment by the promised date", _("No payment by the promised date.")),
+    phrase(
+        r"the customer replied to a notice: triage it \(dispute, promise or no action\)",
+        _("The customer replied to a notice: triage it (dispute, promise or no action)."),
+    ),
+    phrase(r"notices go to (?P<email>\S+)", _("Notices now go to %(email)s")),
+    phrase(r"until (?P<at_iso>\d{4}-\d\d-\d\dT\S+)", _("Promised by %(at_iso)s")),
+    phrase(r"waived: (?P<reason>.*)", _("Waived: %(reason)s")),
+    phrase(r"resumed by (?P<who>\S+): (?P<reason>.*)", _("Resumed by %(who)s: %(reason)s")),
+    phrase(
+        r"triage: (?P<decision>[\w-]+) \((?P<what>[\w-]+)\)",
+        _("Triaged: %(decision)s (%(what)s)"),
+    ),
     # a case's next deadline (workflows/billing_case/rules.py, timers)
     phrase(r"SLA: (?P<clock>\w+) reminder", _("SLA %(clock)s: reminder")),
     phrase(r"SLA: (?P<clock>\w+) due", _("SLA %(clock)s: due")),
@@ -274,9 +331,14 @@ def _part(name: str, value: str, gettext: Translate, when: When, currency: str) 
             return value
     if name == "at_utc":
         return when(datetime.strptime(value, "%Y-%m-%d %H:%M").replace(tzinfo=UTC))
+    if name == "at_iso":
+        try:
+            return when(datetime.fromisoformat(value))
+        except ValueError:
+            return value
     if name == "wanted":
         return gettext(" or ").join(gettext(one) for one in value.split(" or "))
-    if name in ("action", "status", "step", "clock"):
+    if name in ("action", "status", "step", "clock", "template", "event", "decision", "what"):
         return gettext(value)
     return value
 

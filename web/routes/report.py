@@ -12,7 +12,6 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.reports import Words, plotly_js, report_page
 from web import actions as registry
 from web.i18n import translations
 from web.pages import locale_of
@@ -32,6 +31,8 @@ CSP = (
 async def report(
     request: Request, ws: WorkspaceDep, days: str = "30", currency: str = "CNY"
 ) -> Response:
+    from service.reports import Words, report_page  # plotly: loaded by the page that draws
+
     person = await ws.me(request, READERS)
     period = int(days) if days.isdigit() and int(days) in PERIODS else 30
     currency = currency if re.fullmatch(r"[A-Z]{3}", currency) else "CNY"
@@ -54,6 +55,8 @@ async def report(
 
 @router.get("/report/plotly.js")
 async def plotly(request: Request, ws: WorkspaceDep) -> Response:
+    from service.reports import plotly_js
+
     await ws.me(request, READERS)
     return Response(
         plotly_js(),
