@@ -7,14 +7,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
 from core.formatting import NotAnAmount, money, parse_amount
 from core.models import Locale
+from service import Service
+from service.users import NewUser, Role, Users
+from tests.workspace_support import PASSWORD, signed_in, workspace_settings
 from web.actions import Field, Kind
+from web.app import create_app
 from web.forms import BadFields, read_amounts
 from web.i18n import translations
 from web.wording import PHRASES, said
@@ -100,3 +106,37 @@ def test_a_moment_in_a_sentence_is_shown_in_china_time() -> None:
     assert (
         text == f"客户付款；下一步：付款提醒，{datetime(2026, 12, 10, 1, tzinfo=UTC).isoformat()}"
     )
+
+
+async def test_the_report_page_for_managers_and_finance_in_their_language(tmp_path: Path) -> None:
+    """The report page needs the database only: the app's service is never asked for."""
+    settings = workspace_settings(tmp_path)
+
+    async def no_service() -> Service:
+        raise AssertionError("the report page asks no workflow")
+
+    app = create_app(settings, no_service)
+    users = Users(settings)
+    people = {
+        "zh.manager@partner.example.cn": (Role.MANAGER, Locale.ZH_CN),
+        "en.finance@partner.example.cn": (Role.FINANCE, Locale.EN_US),
+        "zh.agent@partner.example.cn": (Role.AGENT, Locale.ZH_CN),
+    }
+    for email, (role, locale) in people.items():
+        new = NewUser(
+            email=email, name="读者", roles=[role], locale=locale, password=SecretStr(PASSWORD)
+        )
+        await users.add(new)
+    chinese = await signed_in(app, "zh.manager@partner.example.cn")
+    page = (await chinese.get("/report")).text
+    assert "积压工单（按状态和时长）" in page and "Backlog by status" not in page
+    assert page.count('data-testid="chart"') == 7
+    english = await signed_in(app, "en.finance@partner.example.cn", "10.0.0.2")
+    answer = await english.get("/report", params={"days": "0", "currency": "nonsense"})
+    assert answer.status_code == 200 and "Backlog by status and age" in answer.text
+    assert "unsafe-inline" in answer.headers["content-security-policy"]  # plotly's styles
+    assert "script-src 'self';" in answer.headers["content-security-policy"]
+    script = await english.get("/report/plotly.js")
+    assert script.status_code == 200 and "plotly" in script.text[:2000].lower()
+    agent = await signed_in(app, "zh.agent@partner.example.cn", "10.0.0.3")
+    assert (await agent.get("/report")).status_code == 403
