@@ -40,11 +40,12 @@ from core.models import (
     VianetResponse,
     VianetTicket,
 )
+from service.errors import NotFound
 from service.users import NewUser, Role, Users
 from tests.test_attachment_downloads import INBOUND
 from tests.test_inbox import out_of_office, stranger_mail, unpaid_invoice
 from tests.test_temporal_ui import CHROMIUM, WAIT_MS
-from tests.test_workspace_browser import Served, serving
+from tests.test_workspace_browser import Served, do, serving
 from tests.workspace_support import ACCOUNTS, PASSWORD, workspace
 
 pytestmark = pytest.mark.skipif(
@@ -282,3 +283,25 @@ async def test_no_english_on_any_zh_cn_page(served: Served) -> None:
         walk(served, who[Role.ADMIN], Role.ADMIN, ["/admin/users"], ["/admin/users"], found),
     )
     assert found == {}, "\n".join(f"{where}: {' '.join(words)}" for where, words in found.items())
+
+
+async def test_amounts_are_taken_as_people_type_them(served: Served) -> None:
+    """Finance records a 21Vianet bill typing the amount as it is printed on it; a word where
+    the amount goes is refused, naming the field in Chinese, and records nothing."""
+    page = await sign_in_zh(served, READERS[Role.FINANCE][0])
+    number = f"VN-{uuid.uuid4().hex[:8].upper()}"
+    due = (date.today() + timedelta(days=30)).isoformat()
+    try:
+        await page.goto(f"{served.url}/payables")
+        await do(page, "record", invoice_number=f"{number}X", amount="十二万", due_date=due)
+        problem = page.locator('[data-problem="amount"]')
+        await expect(problem).to_contain_text("必须是金额")
+        with pytest.raises(NotFound):
+            await served.stack.service.vianet_invoices.show(f"{number}X")
+        await page.goto(f"{served.url}/payables")
+        await do(page, "record", invoice_number=number, amount="¥128,000.00", due_date=due)
+        await expect(page.locator("p.done")).to_be_visible()
+        recorded = await served.stack.service.vianet_invoices.show(number)
+        assert recorded.amount == Decimal("128000.00")
+    finally:
+        await page.context.close()
