@@ -2,6 +2,9 @@
 and an admin who read Chinese, and sends each form of a case's, an invoice's and the other pages
 with its fields wrong, and fails on any Latin word a page shows but for what is data.
 
+L10N_PAGES=DIR writes each page's screenshot there, and the text of a page that failed;
+WORKSPACE_SCREENSHOTS=docs writes the report page's screenshot there (docs/workspace.md's).
+
 What a zh-CN page may show in Latin letters (the allow-list, kept short on purpose):
 - data: email addresses, ids (case ids BC-…, invoice ids, GUIDs, hex digests, 21Vianet ticket
   numbers), amounts (¥4,300.00, CNY), the names of people and customers the test gave;
@@ -105,6 +108,9 @@ async def check(page: Page, where: str, found: dict[str, list[str]]) -> None:
         await page.eval_on_selector_all("[name]", "els => els.map(e => e.getAttribute('name'))")
     )
     title = await page.title()
+    if (folder := os.environ.get("L10N_PAGES")) and "→" not in where:  # to look at
+        name = re.sub(r"[^\w-]+", "_", where)[:80]
+        await page.screenshot(path=Path(folder) / f"{name}.png", full_page=True)
     if stray := stray_english(f"{title}\n{text}", fields):
         found[where] = sorted(set(stray))
         if folder := os.environ.get("L10N_PAGES"):  # what the page showed, to look at
@@ -235,10 +241,8 @@ async def walk(
             await expect(charts.first).to_be_visible(timeout=WAIT_MS)
             assert await page.locator("[data-testid=chart]").count() == 7
             await expect(page.locator("#chart-backlog")).to_contain_text("未结工单（按时长）")
-            if folder := os.environ.get("L10N_PAGES"):
-                await page.screenshot(
-                    path=Path(folder) / f"report-{role.value}.png", full_page=True
-                )
+            if (target := os.environ.get("WORKSPACE_SCREENSHOTS")) and role is Role.MANAGER:
+                await page.screenshot(path=Path(target) / "workspace-report.png")
     finally:
         await page.context.close()
 
