@@ -12,16 +12,16 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from core.formatting import NotAnAmount, money, parse_amount
-from core.models import Locale
+from core.models import Locale, Outcome, Resolve
 from service import Service
 from service.users import NewUser, Role, Users
 from tests.workspace_support import PASSWORD, signed_in, workspace_settings
-from web.actions import Field, Kind
+from web.actions import CASE_ACTIONS, Field, Kind
 from web.app import create_app
-from web.forms import BadFields, read_amounts
+from web.forms import BadFields, problems_of, read_amounts
 from web.i18n import translations
 from web.wording import PHRASES, said
 
@@ -140,3 +140,11 @@ async def test_the_report_page_for_managers_and_finance_in_their_language(tmp_pa
     assert script.status_code == 200 and "plotly" in script.text[:2000].lower()
     agent = await signed_in(app, "zh.agent@partner.example.cn", "10.0.0.3")
     assert (await agent.get("/report")).status_code == 403
+
+
+def test_a_resolution_s_amount_is_named_by_its_field() -> None:
+    """The model's own check names the field first: the problem goes beside that field."""
+    with pytest.raises(ValidationError) as wrong:
+        Resolve(outcome=Outcome.CREDIT_ISSUED, summary="已贷记", by="agent@partner.example.cn")
+    (problem,) = problems_of(wrong.value, CASE_ACTIONS["resolve"].fields)
+    assert problem.field == "credit_amount" and ZH(problem.message).startswith("须与处理结果相符")

@@ -27,6 +27,11 @@ CHECKS = (
     ("must have at most two decimal places", _("has at most two decimal places (fen)")),
     ("must be greater than 0", _("must be greater than 0")),
     ("must be a finite amount", _("must be an amount, e.g. 4300.00")),
+    # a resolution's amount and its outcome (core/models/case_actions.py Resolve)
+    (
+        "credit_amount: outcome",
+        _("goes with the outcome: an amount for a credit or a refund, none else"),
+    ),
 )
 BY_TYPE = {
     "missing": REQUIRED,
@@ -73,10 +78,17 @@ def problems_of(err: ValidationError, fields: tuple[Field, ...]) -> list[Problem
     known = {field.name: field for field in fields}
     found: dict[str, Problem] = {}
     for error in err.errors():
-        name = str(error["loc"][0]) if error["loc"] else ""
+        name = str(error["loc"][0]) if error["loc"] else _named(error, known)
         field = known.get(name, Field(name or "input", name or _("input")))
         found.setdefault(name, problem(field, _message(error, field)))
     return list(found.values())
+
+
+def _named(error: ErrorDetails, known: dict[str, Field]) -> str:
+    """The field a model's own check names first ("credit_amount: outcome … needs an amount")."""
+    detail = str(error.get("msg", "")).removeprefix("Value error, ")
+    name = detail.split(":", 1)[0]
+    return name if name in known else ""
 
 
 def _message(error: ErrorDetails, field: Field) -> str:
