@@ -48,7 +48,7 @@ from service.users import NewUser, Role, Users
 from tests.test_attachment_downloads import INBOUND
 from tests.test_inbox import out_of_office, stranger_mail, unpaid_invoice
 from tests.test_temporal_ui import CHROMIUM, WAIT_MS
-from tests.test_workspace_browser import Served, do, serving
+from tests.test_workspace_browser import Served, do, serving, sign_in
 from tests.workspace_support import ACCOUNTS, PASSWORD, workspace
 
 pytestmark = pytest.mark.skipif(
@@ -175,19 +175,6 @@ async def seed(served: Served) -> Seeded:
     )
 
 
-async def sign_in_zh(served: Served, email: str) -> Page:
-    context = await served.browser.new_context(
-        viewport={"width": 1280, "height": 900}, locale="zh-CN"
-    )
-    page = await context.new_page()
-    await page.goto(f"{served.url}/login")
-    await page.locator('input[name="email"]').fill(email)
-    await page.locator('input[name="password"]').fill(PASSWORD)
-    await page.locator("form[action='/login'] button").click()
-    await expect(page.get_by_test_id("person")).to_be_visible(timeout=WAIT_MS)
-    return page
-
-
 async def refuse_each_form(page: Page, url: str, found: dict[str, list[str]]) -> None:
     """Each form of the page with fields, sent with its money fields garbage and its other
     fields empty (the browser's own checks off): the refusal the page answers with."""
@@ -272,7 +259,7 @@ async def test_no_english_on_any_zh_cn_page(served: Served) -> None:
     # each form once, by a role that may send it: a case's and the new case's (agent), an
     # invoice's and the canned replies' (manager), the payables' (finance), the people's (admin)
     # signed in one after the other (sign-in counts attempts by address), then four people at once
-    who = {role: await sign_in_zh(served, email) for role, (email, _name) in READERS.items()}
+    who = {role: await sign_in(served, email) for role, (email, _name) in READERS.items()}
     await asyncio.gather(
         walk(served, who[Role.AGENT], Role.AGENT, agent, [other, "/cases/new", "/inbox"], found),
         walk(
@@ -292,7 +279,7 @@ async def test_no_english_on_any_zh_cn_page(served: Served) -> None:
 async def test_amounts_are_taken_as_people_type_them(served: Served) -> None:
     """Finance records a 21Vianet bill typing the amount as it is printed on it; a word where
     the amount goes is refused, naming the field in Chinese, and records nothing."""
-    page = await sign_in_zh(served, READERS[Role.FINANCE][0])
+    page = await sign_in(served, READERS[Role.FINANCE][0])
     number = f"VN-{uuid.uuid4().hex[:8].upper()}"
     due = (date.today() + timedelta(days=30)).isoformat()
     try:
