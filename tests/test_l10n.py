@@ -148,3 +148,11 @@ def test_a_resolution_s_amount_is_named_by_its_field() -> None:
         Resolve(outcome=Outcome.CREDIT_ISSUED, summary="已贷记", by="agent@partner.example.cn")
     (problem,) = problems_of(wrong.value, CASE_ACTIONS["resolve"].fields)
     assert problem.field == "credit_amount" and ZH(problem.message).startswith("须与处理结果相符")
+
+
+def test_what_needs_a_person_is_said_in_chinese() -> None:
+    flagged = (
+        "NEEDS ATTENTION: invoice G1 is due for suspension: approve it (approve-suspension "
+        "--reason) or refuse it (refuse-suspension --reason)"
+    )
+    assert said(flagged, ZH, shown) == "需要处理：账单 G1 已到暂停服务的步骤：请经理批准或拒绝。"

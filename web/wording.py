@@ -237,6 +237,40 @@ PHRASES = (
     ),
     phrase(r"a manager \(handed off\)", _("a manager (handed off)")),
     phrase(r"nothing \(collections ended\)", _("nothing (collections has ended)")),
+    # what needs a person (workflows/base.py _attention_line, the rules' Flag effects)
+    phrase(
+        r"NEEDS ATTENTION: (?P<step>\S+) failed: (?P<error>.*) \(retry-step after a fix, or "
+        r"skip-step --reason\)",
+        _("Step %(step)s failed: %(error)s. Retry it after a fix, or skip it with a reason."),
+    ),
+    phrase(r"NEEDS ATTENTION: (?P<why>.*)", _("Needs attention: %(why)s")),
+    phrase(
+        r"invoice (?P<invoice>\S+) is due for suspension: approve it \(approve-suspension "
+        r"--reason\) or refuse it \(refuse-suspension --reason\)",
+        _("Bill %(invoice)s is due for suspension: a manager approves or refuses it."),
+    ),
+    phrase(
+        r"the final notice was not delivered: correct the contact \(collections-contact\) or "
+        r"confirm it \(triage --decision contact-confirmed\)",
+        _("The final notice was not delivered: correct the contact, or confirm it."),
+    ),
+    phrase(
+        r"21Vianet request #(?P<n>\d+) is still not filed after (?P<times>\d+) reminders to the "
+        r"owner: file it in the portal and record the ticket number \(vianet-ticket\), or "
+        r"reassign the case",
+        _(
+            "21Vianet request #%(n)s is still not filed after %(times)s reminders to the owner: "
+            "file it in the portal and record the ticket number, or reassign the case."
+        ),
+    ),
+    phrase(
+        r"21Vianet has not answered ticket (?P<ticket>\S*) after (?P<times>\d+) follow-ups: "
+        r"escalate with 21Vianet, or record its answer \(vianet-response\)",
+        _(
+            "21Vianet has not answered ticket %(ticket)s after %(times)s follow-ups: escalate "
+            "with 21Vianet, or record its answer."
+        ),
+    ),
     # the notes inbound mail writes on a case (service/inbound.py)
     phrase(
         r"attachments of the customer's email:\n(?P<files>.*)",
@@ -331,6 +365,8 @@ def _part(name: str, value: str, gettext: Translate, when: When, currency: str) 
             return value
     if name == "at_utc":
         return when(datetime.strptime(value, "%Y-%m-%d %H:%M").replace(tzinfo=UTC))
+    if name == "why":  # a sentence of its own
+        return said(value, gettext, when)
     if name == "at_iso":
         try:
             return when(datetime.fromisoformat(value))
