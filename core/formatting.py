@@ -8,6 +8,8 @@ is loaded on first use and never inside a workflow.
 from __future__ import annotations
 
 import functools
+import re
+import unicodedata
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -38,6 +40,29 @@ def money(amount: Decimal | int | str, currency: str = "CNY") -> str:
     value = _decimal(amount)
     symbol = "¥" if currency == "CNY" else f"{currency} "
     return f"{'-' if value < 0 else ''}{symbol}{abs(value):,.2f}"
+
+
+class NotAnAmount(ValueError):
+    """What a person typed is no amount of money (the message says why, in English for logs)."""
+
+
+# a currency a person may type before or after the figures; the figures are the amount's own
+_CURRENCY_MARKS = re.compile(r"^(?:[¥￥]|CNY|RMB|CN¥)?\s*(?P<figures>.*?)\s*(?:元|CNY|RMB)?$", re.I)
+_FIGURES = re.compile(r"^(?P<sign>-?)(?P<whole>\d{1,3}(?:,\d{3})+|\d+)(?:\.(?P<fen>\d+))?$")
+
+
+def parse_amount(text: str) -> Decimal:
+    """An amount as people type it, the inverse of `money`: ``4300``, ``4,300.00``, ``¥4,300.00``,
+    ``￥4300``, ``4300 元``, full-width digits. Thousands separators must group by three; no
+    exponent, no second point, no NaN. Its range and places are the model's (`Money`) to check."""
+    plain = unicodedata.normalize("NFKC", text).strip().replace("，", ",").replace(" ", "")
+    marked = _CURRENCY_MARKS.match(plain)
+    found = _FIGURES.match(marked.group("figures") if marked else "")
+    if found is None:
+        raise NotAnAmount(f"not an amount: {text[:40]!r}")
+    whole = found.group("whole").replace(",", "")
+    fen = found.group("fen")
+    return Decimal(f"{found.group('sign')}{whole}{'.' + fen if fen else ''}")
 
 
 @functools.cache

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from core.formatting import CHINA_STANDARD_TIME, duration, money
+from core.formatting import CHINA_STANDARD_TIME, duration, money, when
 from reporting.csat import Satisfaction
 from reporting.figures import Rate
 from reporting.queries import AGING_BUCKETS, Clock, Durations, Report
@@ -24,8 +25,20 @@ class Section:
     text_columns: int = 1  # the leading columns that name things; the figures after them
 
 
-def span(value: timedelta | None) -> str:
-    return "-" if value is None else duration(value, "en-US")
+@dataclass(frozen=True)
+class Words:
+    """The language the report is read in: its English texts translated (the workspace's
+    catalog), its durations and moments written in `locale`."""
+
+    gettext: Callable[[str], str] = str
+    locale: str = "en-US"
+
+
+ENGLISH = Words()  # the CLI's and the HTML file's
+
+
+def span(value: timedelta | None, words: Words = ENGLISH) -> str:
+    return "-" if value is None else duration(value, words.locale)
 
 
 def percent(rate: Rate) -> str:
@@ -41,25 +54,28 @@ def _clock(clock: Clock) -> list[str]:
     return [str(clock.met), str(clock.breached), percent(clock.attainment)]
 
 
-def _durations(label: str, values: Durations) -> list[list[str]]:
+def _durations(label: str, values: Durations, words: Words = ENGLISH) -> list[list[str]]:
+    t = words.gettext
     return [
-        [f"{label}: median", span(values.median)],
-        [f"{label}: 90th percentile", span(values.p90)],
+        [t("%(figure)s: median") % {"figure": label}, span(values.median, words)],
+        [t("%(figure)s: 90th percentile") % {"figure": label}, span(values.p90, words)],
     ]
 
 
 SATISFACTION_COLUMNS = ["Ratings", "Average (1–5)", "Satisfied (4–5)"]
 
 
-def _satisfaction(row: Satisfaction) -> list[str]:
+def _satisfaction(row: Satisfaction, t: Callable[[str], str] = str) -> list[str]:
     average = "-" if row.average is None else str(row.average)
-    return [row.label, str(row.ratings), average, percent(row.satisfied)]
+    return [t(row.label), str(row.ratings), average, percent(row.satisfied)]
 
 
-def sections(report: Report) -> list[Section]:
+def sections(report: Report, words: Words = ENGLISH) -> list[Section]:
     cur = report.currency
-    period = f"cases opened since {day(report.since)}" if report.since else "all cases on record"
-    rated = f"since {day(report.since)}" if report.since else "at any time"
+    t = words.gettext
+    since = {"day": day(report.since)}
+    period = t("cases opened since %(day)s") % since if report.since else t("all cases on record")
+    rated = t("since %(day)s") % since if report.since else t("at any time")
     backlog = report.backlog
     totals = [sum(row[i] for row in backlog.counts.values()) for i in range(len(backlog.buckets))]
     esc = report.escalations
@@ -67,72 +83,86 @@ def sections(report: Report) -> list[Section]:
     return [
         Section(
             "backlog",
-            "Backlog by status and age",
-            ["Status", *backlog.buckets, "Total"],
+            t("Backlog by status and age"),
+            [t("Status"), *map(t, backlog.buckets), t("Total")],
             [
-                [status.value, *map(str, row), str(sum(row))]
+                [t(status.value), *map(str, row), str(sum(row))]
                 for status, row in backlog.counts.items()
             ],
-            footer=["Total", *map(str, totals), str(backlog.total)],
+            footer=[t("Total"), *map(str, totals), str(backlog.total)],
         ),
         Section(
             "sla",
-            "SLA attainment by priority",
+            t("SLA attainment by priority"),
             [
-                "Priority",
-                "Cases",
-                "First response target",
-                "Met",
-                "Breached",
-                "Attained",
-                "Median first response",
-                "Resolution target",
-                "Met",
-                "Breached",
-                "Attained",
+                t("Priority"),
+                t("Cases"),
+                t("First response target"),
+                t("Met"),
+                t("Breached"),
+                t("Attained"),
+                t("Median first response"),
+                t("Resolution target"),
+                t("Met"),
+                t("Breached"),
+                t("Attained"),
             ],
             [
                 [
-                    row.priority.value,
+                    t(row.priority.value),
                     str(row.cases),
-                    span(row.first_response_target),
+                    span(row.first_response_target, words),
                     *_clock(row.first_response),
-                    span(row.first_response_time.median),
-                    span(row.resolution_target),
+                    span(row.first_response_time.median, words),
+                    span(row.resolution_target, words),
                     *_clock(row.resolution),
                 ]
                 for row in report.sla
             ],
-            note=f"{period}; targets from the case policy; a breach is the one the case recorded",
+            note=t(
+                "%(period)s; targets from the case policy; a breach is the one the case recorded"
+            )
+            % {"period": period},
         ),
         Section(
             "escalations",
-            "Escalations to 21Vianet",
-            ["Figure", "Value"],
+            t("Escalations to 21Vianet"),
+            [t("Figure"), t("Value")],
             [
-                ["Escalation rate", percent(esc.rate)],
-                ["Escalations", str(esc.escalations)],
-                ["Not filed in the portal yet", str(esc.awaiting_ticket)],
-                ["Answered", str(esc.responses.count)],
-                *_durations("21Vianet response time", esc.responses),
+                [t("Escalation rate"), percent(esc.rate)],
+                [t("Escalations"), str(esc.escalations)],
+                [t("Not filed in the portal yet"), str(esc.awaiting_ticket)],
+                [t("Answered"), str(esc.responses.count)],
+                *_durations(t("21Vianet response time"), esc.responses, words),
             ],
             note=(
-                f"{period}, and escalations made since; response time: ticket recorded to "
-                "21Vianet's answer"
+                t(
+                    "%(period)s, and escalations made since; response time: ticket recorded to "
+                    "21Vianet's answer"
+                )
+                % {"period": period}
             ),
         ),
         Section(
             "severity",
-            "21Vianet response times by severity",
-            ["Severity", "Target", "Answered", "Within target", "Median", "90th pct", "Awaiting"],
+            t("21Vianet response times by severity"),
+            [
+                t("Severity"),
+                t("Target"),
+                t("Answered"),
+                t("Within target"),
+                t("Median"),
+                t("90th pct"),
+                t("Awaiting"),
+            ],
             [
                 [
                     s.severity.value,
-                    span(s.target),
+                    span(s.target, words),
                     str(s.times.count),
                     str(s.within_target),
-                    span(s.times.median),
-                    span(s.times.p90),
+                    span(s.times.median, words),
+                    span(s.times.p90, words),
                     str(s.awaiting),
                 ]
                 for s in esc.by_severity
@@ -140,53 +170,56 @@ def sections(report: Report) -> list[Section]:
         ),
         Section(
             "closing",
-            "Closing the loop",
-            ["Figure", "Value"],
+            t("Closing the loop"),
+            [t("Figure"), t("Value")],
             [
-                ["Cases closed", str(report.time_to_close.count)],
-                *_durations("Time to close", report.time_to_close),
-                ["Reopen rate (of resolved cases)", percent(report.reopen)],
+                [t("Cases closed"), str(report.time_to_close.count)],
+                *_durations(t("Time to close"), report.time_to_close, words),
+                [t("Reopen rate (of resolved cases)"), percent(report.reopen)],
             ],
-            note="closed in the period; withdrawn cases are not counted as closed",
+            note=t("closed in the period; withdrawn cases are not counted as closed"),
         ),
         Section(
             "csat-agent",
-            "Customer satisfaction by agent",
-            ["Agent", *SATISFACTION_COLUMNS],
-            [_satisfaction(row) for row in report.csat.by_agent],
-            footer=_satisfaction(report.csat.total),
+            t("Customer satisfaction by agent"),
+            [t("Agent"), *map(t, SATISFACTION_COLUMNS)],
+            [_satisfaction(row, t) for row in report.csat.by_agent],
+            footer=_satisfaction(report.csat.total, t),
             note=(
-                f"ratings given {rated}, by reply or by the closing letter's links; one per "
-                "case, its latest; the agent is the case's owner"
+                t(
+                    "ratings given %(rated)s, by reply or by the closing letter's links; one per "
+                    "case, its latest; the agent is the case's owner"
+                )
+                % {"rated": rated}
             ),
         ),
         Section(
             "csat-month",
-            "Customer satisfaction by month",
-            ["Month (Beijing time)", *SATISFACTION_COLUMNS],
-            [_satisfaction(row) for row in report.csat.by_month],
-            footer=_satisfaction(report.csat.total),
-            note=f"ratings given {rated}, by the month they were given",
+            t("Customer satisfaction by month"),
+            [t("Month (Beijing time)"), *map(t, SATISFACTION_COLUMNS)],
+            [_satisfaction(row, t) for row in report.csat.by_month],
+            footer=_satisfaction(report.csat.total, t),
+            note=t("ratings given %(rated)s, by the month they were given") % {"rated": rated},
         ),
         Section(
             "dispute",
-            "Money in dispute",
-            ["Figure", "Value"],
+            t("Money in dispute"),
+            [t("Figure"), t("Value")],
             [
-                ["Open cases disputing an amount", str(report.disputed_cases)],
-                ["Disputed amount", money(report.in_dispute, cur)],
+                [t("Open cases disputing an amount"), str(report.disputed_cases)],
+                [t("Disputed amount"), money(report.in_dispute, cur)],
             ],
         ),
         Section(
             "receivables",
-            "Receivables in collections by stage",
-            ["Status", "Stage", "Invoices", "Balance"],
+            t("Receivables in collections by stage"),
+            [t("Status"), t("Stage"), t("Invoices"), t("Balance")],
             [
-                [r.status, r.stage, str(r.invoices), money(r.balance, cur)]
+                [t(r.status), t(r.stage), str(r.invoices), money(r.balance, cur)]
                 for r in report.receivables
             ],
             footer=[
-                "Total",
+                t("Total"),
                 "",
                 str(sum(r.invoices for r in report.receivables)),
                 money(report.receivable_total, cur),
@@ -195,8 +228,8 @@ def sections(report: Report) -> list[Section]:
         ),
         Section(
             "aging",
-            "Receivables aging: days past due",
-            ["Currency", *AGING_LABELS, "Total"],
+            t("Receivables aging: days past due"),
+            [t("Currency"), *map(t, AGING_LABELS), t("Total")],
             [
                 [
                     a.currency,
@@ -209,29 +242,31 @@ def sections(report: Report) -> list[Section]:
                 for a in report.aging
             ],
             note=(
-                "balance (invoices) of every unpaid invoice in collections, disputed ones too;"
-                " days since the payment failed, in China; each currency apart"
+                t(
+                    "balance (invoices) of every unpaid invoice in collections, disputed ones too;"
+                    " days since the payment failed, in China; each currency apart"
+                )
             ),
         ),
         Section(
             "suspensions",
-            "Suspended subscriptions",
+            t("Suspended subscriptions"),
             [
-                "Invoice",
-                "Customer",
-                "Tenant",
-                "Status",
-                "Subscriptions",
-                "Suspended",
-                "Data deleted",
-                "Days left",
+                t("Invoice"),
+                t("Customer"),
+                t("Tenant"),
+                t("Status"),
+                t("Subscriptions"),
+                t("Suspended"),
+                t("Data deleted"),
+                t("Days left"),
             ],
             [
                 [
                     s.invoice_id,
                     s.customer_name,
                     s.tenant_id,
-                    s.status,
+                    t(s.status),
                     str(s.subscriptions),
                     day(s.suspended_at),
                     day(s.data_deletion_at),
@@ -240,7 +275,7 @@ def sections(report: Report) -> list[Section]:
                 for s in report.suspensions
             ],
             footer=[
-                "Total",
+                t("Total"),
                 "",
                 "",
                 "",
@@ -253,11 +288,18 @@ def sections(report: Report) -> list[Section]:
         ),
         Section(
             "holds",
-            "Holds per account",
-            ["Customer", "Tenant", "Suspended", "Non-payment holds", "Fraud holds", "Invoices"],
+            t("Holds per account"),
+            [
+                t("Customer"),
+                t("Tenant"),
+                t("Suspended"),
+                t("Non-payment holds"),
+                t("Fraud holds"),
+                t("Invoices"),
+            ],
             [
                 [
-                    a.customer_name + (" (exempt)" if a.exempt else ""),
+                    a.customer_name + (t(" (exempt)") if a.exempt else ""),
                     a.tenant_id,
                     str(a.suspended),
                     str(a.non_payment),
@@ -266,36 +308,39 @@ def sections(report: Report) -> list[Section]:
                 ]
                 for a in report.holds
             ],
-            note="a subscription stays suspended while any hold is left; fraud holds are lifted "
-            "only by a manager (account lift-fraud)",
+            note=t(
+                "a subscription stays suspended while any hold is left; fraud holds are lifted "
+                "only by a manager (account lift-fraud)"
+            ),
             text_columns=2,
         ),
         Section(
             "exposure",
-            "Exposure: owed to 21Vianet against owed by customers",
-            ["Figure", "Amount"],
+            t("Exposure: owed to 21Vianet against owed by customers"),
+            [t("Figure"), t("Amount")],
             [
                 [
-                    f"Owed to 21Vianet ({exposure.payable_invoices} unpaid invoices)",
+                    t("Owed to 21Vianet (%(count)s unpaid invoices)")
+                    % {"count": exposure.payable_invoices},
                     money(exposure.payable, cur),
                 ],
-                ["  of which overdue", money(exposure.payable_overdue, cur)],
-                ["  of which due within 7 days", money(exposure.payable_due_soon, cur)],
-                ["Owed by customers (in collections)", money(exposure.receivable, cur)],
-                ["  of which disputed", money(exposure.receivable_disputed, cur)],
-                ["  of which undisputed, overdue", money(exposure.receivable_overdue, cur)],
+                [t("  of which overdue"), money(exposure.payable_overdue, cur)],
+                [t("  of which due within 7 days"), money(exposure.payable_due_soon, cur)],
+                [t("Owed by customers (in collections)"), money(exposure.receivable, cur)],
+                [t("  of which disputed"), money(exposure.receivable_disputed, cur)],
+                [t("  of which undisputed, overdue"), money(exposure.receivable_overdue, cur)],
             ],
-            footer=["Net (customers owe − the partner owes)", money(exposure.net, cur)],
-            note="the partner pays 21Vianet whether or not its customers pay",
+            footer=[t("Net (customers owe − the partner owes)"), money(exposure.net, cur)],
+            note=t("the partner pays 21Vianet whether or not its customers pay"),
         ),
         Section(
             "payables",
-            "Unpaid 21Vianet invoices",
-            ["Invoice", "Status", "Amount", "Due date", "Days overdue"],
+            t("Unpaid 21Vianet invoices"),
+            [t("Invoice"), t("Status"), t("Amount"), t("Due date"), t("Days overdue")],
             [
                 [
                     p.invoice_number,
-                    p.status,
+                    t(p.status),
                     money(p.amount, cur),
                     p.due_date.isoformat(),
                     str(p.days_overdue),
@@ -355,13 +400,16 @@ def _cash(report: Report) -> list[Section]:
     ]
 
 
-def heading(report: Report) -> str:
-    since = f"since {day(report.since)}" if report.since else "all time"
+def heading(report: Report, words: Words = ENGLISH) -> str:
+    t = words.gettext
+    since = t("since %(day)s") % {"day": day(report.since)} if report.since else t("all time")
     now = report.now.astimezone(CHINA_STANDARD_TIME)
-    text = f"Billing support report · {now:%Y-%m-%d %H:%M} CST · {since}"
+    # the CLI's and the file's stamp as they were; a reader's own language writes it its way
+    stamp = f"{now:%Y-%m-%d %H:%M} CST" if words is ENGLISH else when(now, words.locale)
+    text = t("Billing support report · %(now)s · %(since)s") % {"now": stamp, "since": since}
     if report.other_currency:
-        text += (
-            f" · {report.other_currency} open cases or invoices in other currencies than "
-            f"{report.currency} are left out of the money figures"
-        )
+        text += t(
+            " · %(count)s open cases or invoices in other currencies than %(currency)s are left "
+            "out of the money figures"
+        ) % {"count": report.other_currency, "currency": report.currency}
     return text

@@ -236,7 +236,7 @@ async def test_the_case_page_lists_the_customers_email_beside_ours(stack: Stack)
     assert (await stack.service.inbound.receive(reply_to(sent, words))).outcome is Outcome.REPLIED
     page = (await (await signed_in(stack.app, AGENT)).get(f"/cases/{case_id}")).text
     thread = page[page.index('class="list thread"') :]
-    assert thread.index("info_requested") < thread.index("客户来信") < thread.index(words)
+    assert thread.index("(索取信息)") < thread.index("客户来信") < thread.index(words)
     assert f"发件人 {CUSTOMER}" in thread
 
 

@@ -385,7 +385,7 @@ def test_vianet_request_carries_every_field(renderer: TemplateRenderer) -> None:
         details.customer.name,
         details.customer.tenant_id,
         str(details.subscription_id),
-        "发票号 Invoice: G012345678",
+        "账单编号 Invoice: G012345678",
         "争议金额 Amount disputed: ¥12,340.00 CNY",
         "2025年2月的发票 G012345678 中",
         SCRIPT,  # plain text for the portal: nothing escaped
@@ -407,9 +407,9 @@ def test_vianet_request_without_invoice_or_subscription(renderer: TemplateRender
     case = make_escalated_case_view(details=details, opened_at=OPENED_AT)
     title = renderer.render_text("vianet/request_title.txt", _escalation_context(case))
     body = renderer.render_text("vianet/request_body.txt", _escalation_context(case))
-    assert "发票 Invoice" not in title and "None" not in title
+    assert "账单 Invoice" not in title and "None" not in title
     assert "订阅 ID Subscription ID: 无 none" in body
-    assert "发票号 Invoice: 无 none" in body
+    assert "账单编号 Invoice: 无 none" in body
     assert "None" not in body
 
 

@@ -87,7 +87,7 @@ async def test_a_manager_keeps_a_canned_reply_and_an_agent_sends_it_with_a_pdf(
         )
         async with page.expect_navigation(timeout=WAIT_MS):  # the picker sends itself
             await composer.locator('select[name="macro"]').select_option(
-                label="贷项通知单已开具 · zh-CN"
+                label="贷项通知单已开具 · 简体中文"
             )
         textarea = composer.locator('textarea[name="text"]')
         filled = await textarea.input_value()

@@ -277,7 +277,7 @@ async def test_collections_actions_by_role(stack: Stack) -> None:
     page = f"/collections/{failure.invoice_id}"
     agent = await signed_in(stack.app, AGENT)
     shown = await agent.get(page)
-    assert shown.status_code == 200 and "¥5,000.00" in shown.text and "payment-failed" in shown.text
+    assert shown.status_code == 200 and "¥5,000.00" in shown.text and "扣款失败" in shown.text
     assert (await act(agent, page, "waive", reason="goodwill")).status_code == 403
     bad = await act(agent, page, "promise", until="next week")
     assert bad.status_code == 409 and "until" in bad.text
@@ -426,7 +426,7 @@ async def test_a_manager_lifts_fraud_and_decides_a_suspension_an_agent_cannot(
     assert (await act(agent, page, "lift-fraud", reason="误报")).status_code == 403
     assert (await stack.service.accounts.show(tenant)).fraud  # the 403 changed nothing
     nothing = await act(manager, page, "approve-suspension", reason="批准")
-    assert nothing.status_code == 409 and "no suspension waits" in nothing.text
+    assert nothing.status_code == 409 and "没有等待经理审批的暂停服务" in nothing.text
     lifted = await act(manager, page, "lift-fraud", reason="风控复核：误报")
     assert lifted.status_code == 303
     account = await stack.service.accounts.show(tenant)

@@ -197,7 +197,7 @@ async def test_refused_forbidden_and_tokenless_forms_change_nothing(served: Serv
         await page.goto(f"{served.url}/cases/{data.case_id}")
         await do(page, "vianet-ticket", ticket_number="2611240099")
         refusal = page.locator('details[data-action="vianet-ticket"] .refusal')
-        await expect(refusal).to_contain_text("escalat")
+        await expect(refusal).to_contain_text("仅在「待提交世纪互联」时可以")
         # a manager's action the agent's page does not offer, sent anyway with a valid token
         token = await page.locator('input[name="csrf_token"]').first.input_value()
         answer = await page.request.post(

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from core.formatting import NotAnAmount, parse_amount
 from core.ids import new_ulid
 from web.actions import Field, Kind
 from web.i18n import _
@@ -26,6 +27,11 @@ CHECKS = (
     ("must have at most two decimal places", _("has at most two decimal places (fen)")),
     ("must be greater than 0", _("must be greater than 0")),
     ("must be a finite amount", _("must be an amount, e.g. 4300.00")),
+    # a resolution's amount and its outcome (core/models/case_actions.py Resolve)
+    (
+        "credit_amount: outcome",
+        _("goes with the outcome: an amount for a credit or a refund, none else"),
+    ),
 )
 BY_TYPE = {
     "missing": REQUIRED,
@@ -72,10 +78,17 @@ def problems_of(err: ValidationError, fields: tuple[Field, ...]) -> list[Problem
     known = {field.name: field for field in fields}
     found: dict[str, Problem] = {}
     for error in err.errors():
-        name = str(error["loc"][0]) if error["loc"] else ""
+        name = str(error["loc"][0]) if error["loc"] else _named(error, known)
         field = known.get(name, Field(name or "input", name or _("input")))
         found.setdefault(name, problem(field, _message(error, field)))
     return list(found.values())
+
+
+def _named(error: ErrorDetails, known: dict[str, Field]) -> str:
+    """The field a model's own check names first ("credit_amount: outcome … needs an amount")."""
+    detail = str(error.get("msg", "")).removeprefix("Value error, ")
+    name = detail.split(":", 1)[0]
+    return name if name in known else ""
 
 
 def _message(error: ErrorDetails, field: Field) -> str:
@@ -87,6 +100,32 @@ def _message(error: ErrorDetails, field: Field) -> str:
         if detail.startswith(begins):
             return message
     return BY_NAME.get(field.name) or BY_KIND.get(field.kind) or NOT_VALID
+
+
+class BadFields(ValueError):
+    """A form's fields that are wrong before its model sees them (an amount that is no amount)."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(f"{p.field}: {p.message}" for p in problems))
+        self.problems = problems
+
+
+def read_amounts(values: dict[str, Any], fields: tuple[Field, ...]) -> dict[str, Any]:
+    """`values` with each money field's text read as people type amounts (`parse_amount`:
+    "4,300.00", "¥4,300.00", "4300"); raises BadFields naming each one that is no amount."""
+    read = dict(values)
+    wrong: list[Problem] = []
+    for field in fields:
+        text = values.get(field.name)
+        if field.kind is not Kind.MONEY or not isinstance(text, str) or not text:
+            continue
+        try:
+            read[field.name] = parse_amount(text)
+        except NotAnAmount:
+            wrong.append(problem(field, BY_KIND[Kind.MONEY]))
+    if wrong:
+        raise BadFields(wrong)
+    return read
 
 
 def new_request_key() -> str:

@@ -3,11 +3,11 @@ request's query and form that every page shares."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
@@ -19,6 +19,7 @@ from web import actions as registry
 from web.actions.attention import REASONS, SUBJECTS, attention_actions, offered
 from web.auth import CSRF_FIELD, csrf_token
 from web.i18n import _, best_locale, translations
+from web.wording import said
 
 HERE = Path(__file__).resolve().parent
 QUEUE_LABELS = {
@@ -31,12 +32,10 @@ QUEUE_LABELS = {
 }
 
 
-def problems(err: ValidationError) -> str:
-    """What a form got wrong, naming each field as the CLI and the API do."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'input'}: "
-        + e["msg"].removeprefix("Value error, ")
-        for e in err.errors()
+def locale_of(request: Request) -> Locale:
+    """The signed-in person's language (their account's, or what they chose), else the browser's."""
+    return Locale(
+        request.session.get("locale") or best_locale(request.headers.get("accept-language"))
     )
 
 
@@ -81,6 +80,7 @@ class Pages:
             attention_reasons=REASONS,
             attention_subjects=SUBJECTS,
             attention_offered=_offered,
+            report_readers=registry.MANAGERS | registry.FINANCE,
         )
 
     def render(
@@ -91,10 +91,12 @@ class Pages:
         status_code: int = 200,
         **context: Any,
     ) -> HTMLResponse:
-        locale = Locale(
-            request.session.get("locale") or best_locale(request.headers.get("accept-language"))
-        )
+        locale = locale_of(request)
         words = translations(locale)
+
+        def shown(value: datetime) -> str:
+            return when(value, locale.value)
+
         html = self.env.get_template(name).render(
             request=request,
             person=person,
@@ -105,6 +107,7 @@ class Pages:
             ngettext=words.ngettext,
             pgettext=words.pgettext,
             when=lambda value: when(value, locale.value) if value else "",
+            said=lambda text: said(text, words.gettext, shown) if text else "",
             day=lambda value: day(value, locale.value) if value else "",
             duration=lambda value: duration(value, locale.value),
             **context,

@@ -22,8 +22,8 @@ from service.sessions import Sessions
 from service.users import Person, Role, Users
 from web.actions import Action
 from web.auth import Forbidden, NotSignedIn, check_csrf, person_of, require
-from web.forms import sent_values
-from web.pages import Pages, problems
+from web.forms import BadFields, Problem, problems_of, read_amounts, sent_values
+from web.pages import Pages
 
 log = logging.getLogger("web")
 # (request, person, the page's key, status code, the refusal to show) -> the page again
@@ -82,15 +82,19 @@ class Workspace:
         sent = sent_values(form, action.fields)
         values: dict[str, Any] = {k: v for k, v in sent.items() if v}
         service = await self.connection.get()
+        wrong: list[Problem] = []
         try:
+            values = read_amounts(values, action.fields)
             model = action.model(**await action.prepare(values, person, service, key))
             await action.call(service, key, model)
+        except BadFields as err:
+            wrong = err.problems
         except ValidationError as err:
-            return await show(
-                request, person, key, 422, failed=name, refusal=problems(err), sent=sent
-            )
+            wrong = problems_of(err, action.fields)
         except (Refused, AlreadyExists) as err:
             return await show(request, person, key, 409, failed=name, refusal=str(err), sent=sent)
+        if wrong:
+            return await show(request, person, key, 422, failed=name, problems=wrong, sent=sent)
         log.info("%s: %s %s", person.email, name, key)
         return RedirectResponse(f"{back}?{urlencode({'done': name})}", status_code=303)
 

@@ -15,6 +15,7 @@ from web.routes import (
     people,
     queues,
     replies,
+    report,
     sign_in,
     statements,
 )
@@ -38,6 +39,7 @@ ROUTERS = [
     customers.router,
     statements.router,
     attention.router,
+    report.router,
 ]
 
 __all__ = ["ROUTERS", "add_error_pages"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from fastapi import FastAPI
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -45,7 +46,21 @@ async def service_error(request: Request, err: Exception) -> Response:
     return ws.pages.render(request, "error.html", person, code, message=str(err))
 
 
+async def no_such_page(request: Request, err: Exception) -> Response:
+    """A path the workspace has no page for, or an HTTP error of Starlette's own, as a page in the
+    person's language (not Starlette's English JSON)."""
+    ws = workspace(request)
+    code = err.status_code if isinstance(err, HTTPException) else 500
+    message = (
+        _("There is no such page in the workspace.") if code == 404 else _("The request failed.")
+    )
+    return ws.pages.render(
+        request, "error.html", await ws.signed_in(request), code, message=message
+    )
+
+
 def add_error_pages(app: FastAPI) -> None:
+    app.add_exception_handler(HTTPException, no_such_page)
     app.add_exception_handler(NotSignedIn, not_signed_in)
     app.add_exception_handler(Forbidden, forbidden)
     app.add_exception_handler(BadCsrf, bad_csrf)
