@@ -63,6 +63,9 @@ class Case(CustomerColumns, TimestampedModel):
     first_response_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # the highest event seq stored: lets a replayed persist skip what is already there
     last_event_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # the case as its page shows it (core.models.CaseView, without the timeline), written with the
+    # row: the workspace reads it instead of asking the workflow (NULL: written by an older build)
+    view: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class TimelineEvent:

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 import starter
-from core.models import CaseStatus, Category, Locale, Priority
+from core.models import CaseStatus, CaseView, Category, Locale, Priority
 from core.settings import Settings
 from db.migrate import upgrade
 from db.session import shared_sessions
@@ -433,3 +433,49 @@ async def test_a_manager_lifts_fraud_and_decides_a_suspension_an_agent_cannot(
     assert not account.fraud
     lift = next(e for e in account.timeline if e.kind.value == "fraud-lifted")
     assert lift.actor == MANAGER and lift.text == "风控复核：误报"
+
+
+async def _saved(stack: Stack, case_id: str) -> CaseView:
+    """The case as its workflow saved it, once it has (its first save follows its start)."""
+    deadline = time.monotonic() + 30
+    while (view := await stack.service.workspace.case(case_id)) is None:
+        assert time.monotonic() < deadline, f"{case_id} was never saved with its view"
+        await asyncio.sleep(0.1)
+    return view
+
+
+def _stored_view(stack: Stack, case_id: str, view: dict[str, object] | None) -> None:
+    with shared_sessions(stack.settings.database_url)() as session:
+        row = session.get(Case, case_id)
+        assert row is not None
+        row.view = view
+        session.commit()
+
+
+async def test_a_case_page_reads_the_case_as_its_workflow_saved_it(stack: Stack) -> None:
+    """A case's page never waits on the worker: the workflow saves its view with its row, and an
+    agent's action is saved before its update answers, so the page after it shows it."""
+    long = "用量与账单核对：" + "计费周期内的用量明细。" * 150  # longer than a view keeps
+    case_id = await _case(stack, description=long)
+    saved = await _saved(stack, case_id)
+    assert saved.details.description == long and saved.owner == AGENT
+    client = await signed_in(stack.app, AGENT)
+    page = f"/cases/{case_id}"
+    assert (await act(client, page, "note", text="Meter data checked")).status_code == 303
+    # no waiting: what the action did is in the database once it has answered
+    view = await stack.service.workspace.case(case_id)
+    assert view is not None and view.timeline[-1].text == "Meter data checked"
+    assert view.timeline[-1].actor == AGENT and view.event_count == view.timeline[-1].seq
+    asked = await stack.service.cases.show(case_id)
+    assert (view.status, view.owner, view.details) == (asked.status, asked.owner, asked.details)
+    # the page is the saved view (a mark put in the row shows), not a query of the workflow
+    marked = view.model_copy(update={"waiting_for": "marked in the database", "timeline": []})
+    _stored_view(stack, case_id, marked.model_dump(mode="json"))
+    shown = (await client.get(page)).text
+    assert "marked in the database" in shown and "Meter data checked" in shown
+    assert html.escape(long, quote=False)[-200:] in shown  # whole, not cut
+    # no view saved (a row of an older build): the page asks the workflow
+    _stored_view(stack, case_id, None)
+    queried = await client.get(page)
+    assert queried.status_code == 200 and "marked in the database" not in queried.text
+    assert "Meter data checked" in queried.text

@@ -11,6 +11,8 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from core.models import CaseView
+from service import Service
 from service.users import Person, Role
 from web import actions as registry
 from web.composer import composer
@@ -26,6 +28,13 @@ def may_take(owner: str | None, person: Person) -> bool:
     return owner != person.email and (owner is None or Role.MANAGER in person.roles)
 
 
+async def case_view(service: Service, case_id: str) -> CaseView:
+    """The case as its workflow last saved it (an agent's action is saved before its update
+    answers): a page never waits on a busy worker. Asked of the workflow only where nothing is
+    saved yet (a case just opened, or saved by an older build)."""
+    return await service.workspace.case(case_id) or await service.cases.show(case_id)
+
+
 async def show_case(
     ws: Workspace,
     request: Request,
@@ -36,7 +45,7 @@ async def show_case(
     **problem: Any,
 ) -> Response:
     service = await ws.connection.get()
-    view = await service.cases.show(case_id)
+    view = await case_view(service, case_id)
     actions = [
         action
         for action in allowed(registry.CASE_ACTIONS, person)

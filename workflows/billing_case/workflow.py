@@ -325,7 +325,9 @@ class BillingCaseWorkflow(EffectLoop[Step]):
     async def _persist(self, events: list[CaseEvent]) -> None:
         await self._write(
             PERSIST_CASE,
-            PersistCase(record=views.record(self._case), events=events),
+            PersistCase(
+                record=views.record(self._case), events=events, view=views.answer(self.view())
+            ),
             f"Save case: {self._case.status.value}, events {events[0].seq}-{events[-1].seq}",
         )
 
