@@ -15,6 +15,7 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
@@ -80,6 +81,8 @@ async def attempt(client: Client, named: Named, call: Awaitable[T]) -> T:
         raise Refused(refusal(err)) from None
     except WorkflowQueryFailedError as err:  # the worker failed to answer (a replay cut short)
         raise Unavailable(f"{named.name} did not answer: {err.message}") from None
+    except WorkflowUpdateRPCTimeoutOrCancelledError:  # sent again with its id, it is taken once
+        raise Unavailable(f"{named.name} did not answer in time: try again") from None
     except RPCError as err:
         raise await explain(client, named, err) from None
 

@@ -18,11 +18,12 @@ from typer.testing import CliRunner
 
 import starter
 from core.models import CaseStatus, CaseView, Category, Locale, Priority
+from core.search import FAILED_STEP
 from core.settings import Settings
 from db.migrate import upgrade
 from db.session import shared_sessions
 from db.tables import Case, WorkspaceUser
-from service.errors import ServiceError
+from service.errors import ServiceError, Unavailable
 from service.workspace import PAGE_SIZE, CaseFilter, Queue, Workspace
 from tests.workflow_support import billing_failure, open_case
 from tests.workspace_support import (
@@ -479,3 +480,33 @@ async def test_a_case_page_reads_the_case_as_its_workflow_saved_it(stack: Stack)
     queried = await client.get(page)
     assert queried.status_code == 200 and "marked in the database" not in queried.text
     assert "Meter data checked" in queried.text
+
+
+async def test_a_case_held_by_a_failed_step_is_asked_of_its_workflow(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed step holds a workflow's saves until an operator acts: while Temporal says so,
+    the page asks the workflow, and shows the saved case with the line if it does not answer."""
+    case_id = await _case(stack)
+    view = await _saved(stack, case_id)
+    marked = view.model_copy(update={"waiting_for": "marked in the database", "timeline": []})
+    _stored_view(stack, case_id, marked.model_dump(mode="json"))
+    assert await stack.service.cases.attention(case_id) is None  # Temporal's own answer
+    client = await signed_in(stack.app, AGENT)
+    page = f"/cases/{case_id}"
+    assert "marked in the database" in (await client.get(page)).text
+
+    async def failed_step(case_id: str) -> str:
+        return FAILED_STEP
+
+    monkeypatch.setattr(stack.service.cases, "attention", failed_step)
+    asked = (await client.get(page)).text
+    assert "marked in the database" not in asked
+
+    async def no_answer(case_id: str) -> CaseView:
+        raise Unavailable("the worker did not answer")
+
+    monkeypatch.setattr(stack.service.cases, "show", no_answer)
+    held = await client.get(page)
+    assert held.status_code == 200 and "marked in the database" in held.text
+    assert "NEEDS ATTENTION: a step failed" in held.text

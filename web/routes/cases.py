@@ -3,6 +3,7 @@ actions."""
 
 from __future__ import annotations
 
+import asyncio
 from functools import partial
 from typing import Any
 from urllib.parse import quote
@@ -11,8 +12,10 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from core import search
 from core.models import CaseView
 from service import Service
+from service.errors import Unavailable
 from service.users import Person, Role
 from web import actions as registry
 from web.composer import composer
@@ -21,6 +24,9 @@ from web.routes.inbox import OUTCOMES
 from web.workspace import Workspace, WorkspaceDep, allowed
 
 router = APIRouter()
+STUCK_QUERY_SECONDS = 5.0
+# the workflow's own words for it (workflows/base.py), where it did not answer in time
+STUCK = "NEEDS ATTENTION: a step failed (retry-step after a fix, or skip-step --reason)"
 
 
 def may_take(owner: str | None, person: Person) -> bool:
@@ -30,9 +36,20 @@ def may_take(owner: str | None, person: Person) -> bool:
 
 async def case_view(service: Service, case_id: str) -> CaseView:
     """The case as its workflow last saved it (an agent's action is saved before its update
-    answers): a page never waits on a busy worker. Asked of the workflow only where nothing is
-    saved yet (a case just opened, or saved by an older build)."""
-    return await service.workspace.case(case_id) or await service.cases.show(case_id)
+    answers): a page never waits on a busy worker. The workflow is asked only where nothing is
+    saved yet (a case just opened, or saved by an older build), or, for a few seconds, while a
+    failed step holds its saves back until an operator acts (Temporal's server says so)."""
+    saved, attention = await asyncio.gather(
+        service.workspace.case(case_id), service.cases.attention(case_id)
+    )
+    if saved is None:
+        return await service.cases.show(case_id)
+    if attention != search.FAILED_STEP:
+        return saved
+    try:
+        return await asyncio.wait_for(service.cases.show(case_id), STUCK_QUERY_SECONDS)
+    except (TimeoutError, Unavailable):
+        return saved.model_copy(update={"needs_attention": saved.needs_attention or STUCK})
 
 
 async def show_case(
