@@ -26,7 +26,7 @@ with open(os.environ["BENCH_TEAM"], encoding="utf-8") as team_file:
 THINK = TEAM["think_seconds"]
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 REQUEST_KEY = re.compile(r'name="request_key" value="([^"]+)"')
-SIGN_IN_TRIES = 10
+SIGN_IN_TRIES = 30
 QUEUES = ["mine", "unassigned", "sla", "waiting-on-customer"]
 _next_agent = count()
 _times = open(os.environ["BENCH_TIMES"], "a", encoding="utf-8")  # noqa: SIM115 -- closed on quit
@@ -78,13 +78,17 @@ class Agent(HttpUser):
         return found.group(1) if found else ""
 
     def _case_page(self, case_id: str) -> str:
+        """The case's page ("" when it failed: no action is sent from it)."""
         with self.client.get(f"/cases/{case_id}", name="page: case", catch_response=True) as page:
             if page.status_code != 200:
                 page.failure(f"case page answered {page.status_code}")
+                return ""
             return str(page.text)
 
     def _act(self, what: str, path: str, data: dict[str, str], page: str) -> None:
         """POST an action of a case's page; 303 is its success (a refusal re-renders: 409)."""
+        if not page:
+            return
         data = {**data, "csrf_token": self._token(page)}
         with self.client.post(
             path, data=data, name=f"action: {what}", allow_redirects=False, catch_response=True
