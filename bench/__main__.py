@@ -523,7 +523,7 @@ def team_rows(run: TeamRun, result: dict[str, Any]) -> list[Row]:
                     f"{measured.p50_ms:.0f} / {measured.p95_ms:.0f}",
                 )
             )
-    errors = pages.failures + actions.failures
+    errors = sum(measured.failures for measured in run.requests if "(all)" not in measured.name)
     rows.append(
         Row(
             "8",

@@ -35,7 +35,7 @@ from service.users import NewUser, Role
 
 PASSWORD = "bench team password, long enough"
 LOCUSTFILE = ROOT / "bench" / "locustfile.py"
-IMPORT_WAIT = 600.0  # seconds the import may go on after the agents stop, to time it whole
+IMPORT_WAIT = 120.0  # seconds the import may go on after the agents stop, to time it whole
 
 
 @dataclass
