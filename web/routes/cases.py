@@ -25,6 +25,7 @@ from web.workspace import Workspace, WorkspaceDep, allowed
 
 router = APIRouter()
 STUCK_QUERY_SECONDS = 5.0
+ATTENTION_SECONDS = 0.1
 # the workflow's own words for it (workflows/base.py), where it did not answer in time
 STUCK = "NEEDS ATTENTION: a step failed (retry-step after a fix, or skip-step --reason)"
 
@@ -38,9 +39,10 @@ async def case_view(service: Service, case_id: str) -> CaseView:
     """The case as its workflow last saved it (an agent's action is saved before its update
     answers): a page never waits on a busy worker. The workflow is asked only where nothing is
     saved yet (a case just opened, or saved by an older build), or, for a few seconds, while a
-    failed step holds its saves back until an operator acts (Temporal's server says so)."""
+    failed step holds its saves back until an operator acts (Temporal's server says so, within
+    ATTENTION_SECONDS)."""
     saved, attention = await asyncio.gather(
-        service.workspace.case(case_id), service.cases.attention(case_id)
+        service.workspace.case(case_id), _attention(service, case_id)
     )
     if saved is None:
         return await service.cases.show(case_id)
@@ -50,6 +52,15 @@ async def case_view(service: Service, case_id: str) -> CaseView:
         return await asyncio.wait_for(service.cases.show(case_id), STUCK_QUERY_SECONDS)
     except (TimeoutError, Unavailable):
         return saved.model_copy(update={"needs_attention": saved.needs_attention or STUCK})
+
+
+async def _attention(service: Service, case_id: str) -> str | None:
+    """The case's NeedsAttention, if Temporal's server says it soon: a server busy with a
+    billing run's starts holds no page up (the page is then the saved case)."""
+    try:
+        return await asyncio.wait_for(service.cases.attention(case_id), ATTENTION_SECONDS)
+    except TimeoutError:
+        return None
 
 
 async def show_case(
