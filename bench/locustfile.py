@@ -20,6 +20,8 @@ from typing import Any
 
 from locust import HttpUser, between, events, task
 from locust.exception import StopUser
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 with open(os.environ["BENCH_TEAM"], encoding="utf-8") as team_file:
     TEAM: dict[str, Any] = json.load(team_file)
@@ -49,6 +51,10 @@ class Agent(HttpUser):
     wait_time = between(*THINK)
 
     def on_start(self) -> None:
+        # as a browser does, a GET whose kept-alive connection the server closed meanwhile (its
+        # keep-alive of 5 s is shorter than some think times) is sent again on a new one
+        retry = Retry(total=1, connect=1, read=1, status=0, allowed_methods=["GET"])
+        self.client.mount("http://", HTTPAdapter(max_retries=retry))
         agent = TEAM["agents"][next(_next_agent) % len(TEAM["agents"])]
         self.cases: list[str] = list(agent["cases"])
         random.shuffle(self.cases)
@@ -81,7 +87,7 @@ class Agent(HttpUser):
         """The case's page ("" when it failed: no action is sent from it)."""
         with self.client.get(f"/cases/{case_id}", name="page: case", catch_response=True) as page:
             if page.status_code != 200:
-                page.failure(f"case page answered {page.status_code}")
+                page.failure(f"case page answered {page.status_code or page.error}")
                 return ""
             return str(page.text)
 
