@@ -192,7 +192,12 @@ class Workspace:
             else e.model_copy(
                 update={
                     "reason": _whole(e.reason, full.reason),
-                    "request_body": _whole(e.request_body, full.request_body),
+                    # rendered and stored before the workflow saves its view again (`escalate`
+                    # answers once it is rendered, and the emails about it come first)
+                    "request_title": e.request_title or full.request_title,
+                    "request_body": _whole(e.request_body, full.request_body)
+                    if e.request_body
+                    else full.request_body,
                     "response": e.response and _whole(e.response, full.response or ""),
                 }
             )
