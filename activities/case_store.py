@@ -62,6 +62,7 @@ class CaseStoreActivities:
     def persist_case(self, data: PersistCase) -> None:
         """Upsert the case row and append the events it has not stored yet; safe to repeat."""
         columns = _columns(data.record.model_dump())
+        columns["view"] = data.view.model_dump(mode="json") if data.view else None
         self._upsert(CASES, CASE_EVENTS, data.record.case_id, columns, data.events)
 
     @activity.defn

@@ -14,6 +14,10 @@
 7. the workspace: queue and case pages, timed inside the app, with 10,000 open cases and
    10,000 open collections, every one a real workflow on the dev server
    (--workspace-workflows: fewer)
+8. the load of a real team: 50 signed-in agents drive the workspace over HTTP with locust
+   (headless, with think time: queues, cases, notes, replies, resolutions) while a 10,000-line
+   billing run imports into the same worker; pages and actions timed by locust
+   (--team-agents, --team-cases, --team-lines, --team-seconds)
 9. a bank statement: 20,000 lines imported and matched (`starter.py import-statement`) against
    the same payments as raw updates, and the importer's peak memory
 
@@ -47,6 +51,7 @@ from bench.open_workflows import OpenRun, run_open_workflows
 from bench.report import Row
 from bench.statements import StatementRun, run_statements
 from bench.suite import run_suite
+from bench.team import TeamRun, run_team
 from bench.workspace import WorkspaceRun, run_workspace
 from core.settings import load_settings
 from tests.dovecot import DOVECOT, MISSING
@@ -69,6 +74,8 @@ TARGETS = {
     "reply_p95_ms": 500,
     "queue page": 200,
     "case page": 300,
+    "team page": 200,
+    "team action": 300,
     "statement": 0.8,
     "statement_mib": 300,
 }
@@ -76,6 +83,7 @@ STATEMENT_LINES, STATEMENT_INVOICES = 20_000, 2_000
 WORKSPACE_ROWS, WORKSPACE_WORKFLOWS, WORKSPACE_PAGES = 10_000, 10_000, 200
 # pipeline / bare cases per second, by cases at once: below saturation, and at it
 PIPELINE_TARGETS = {10: 0.85, 50: 0.75}
+TEAM_AGENTS, TEAM_CASES, TEAM_LINES, TEAM_SECONDS = 50, 500, 10_000, 180
 SUITE_TARGET_S = 300
 PERSISTENCE = ("file", "wal", "memory")
 
@@ -92,9 +100,30 @@ def parse() -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        default="1,2,3,4,6,7,9",
+        default="1,2,3,4,6,7,8,9",
         help="scenarios to run, comma-separated (3 needs 2; 6i: 6's IMAP path alone;\n"
-        "default 1,2,3,4,6,7,9)",
+        "default 1,2,3,4,6,7,8,9)",
+    )
+    parser.add_argument(
+        "--team-agents", type=int, default=TEAM_AGENTS, help=f"agents in 8 (default {TEAM_AGENTS})"
+    )
+    parser.add_argument(
+        "--team-cases",
+        type=int,
+        default=TEAM_CASES,
+        help=f"open cases spread over them in 8 (default {TEAM_CASES})",
+    )
+    parser.add_argument(
+        "--team-lines",
+        type=int,
+        default=TEAM_LINES,
+        help=f"failures of the billing run imported meanwhile in 8 (default {TEAM_LINES:,})",
+    )
+    parser.add_argument(
+        "--team-seconds",
+        type=float,
+        default=TEAM_SECONDS,
+        help=f"how long the agents work in 8 (default {TEAM_SECONDS})",
     )
     parser.add_argument(
         "--workspace-workflows",
@@ -231,6 +260,19 @@ async def bench(args: argparse.Namespace, workdir: Path, result: dict[str, Any])
             )
         say(f"7. seeded in {workspace.seed_seconds:.0f} s")
         rows += workspace_rows(workspace, result)
+    if "8" in only:
+        async with dev_server("wal", workdir) as server:
+            team = await run_team(
+                server,
+                workdir,
+                tuning,
+                agents=sized(args.team_agents, args.scale),
+                cases=sized(args.team_cases, args.scale),
+                lines=sized(args.team_lines, args.scale),
+                seconds=max(20.0, args.team_seconds * min(1.0, args.scale * 10)),
+            )
+        say(f"8. {team.all_of('page').requests} pages, {team.all_of('action').requests} actions")
+        rows += team_rows(team, result)
     if "9" in only:
         async with dev_server("wal", workdir) as server:
             statements = await run_statements(
@@ -487,6 +529,56 @@ def workspace_rows(run: WorkspaceRun, result: dict[str, Any]) -> list[Row]:
                 met=None if limit is None else summary["p95_ms"] <= limit,
             )
         )
+    return rows
+
+
+def team_rows(run: TeamRun, result: dict[str, Any]) -> list[Row]:
+    result["team"] = asdict(run)
+    pages, actions = run.all_of("page"), run.all_of("action")
+    imported = (
+        f"imported in {run.import_seconds:.0f} s"
+        if run.import_seconds is not None
+        else "still importing at the end"
+    )
+    rows = [
+        Row(
+            "8",
+            f"{run.agents} agents, think {run.think_seconds[0]:g}-{run.think_seconds[1]:g} s, "
+            f"{run.seconds:.0f} s, {run.cases:,} open cases; billing run of {run.lines:,} lines "
+            f"{imported}",
+            f"{pages.requests:,} pages, {actions.requests:,} actions",
+        )
+    ]
+    for kind, measured in (("page", pages), ("action", actions)):
+        limit = TARGETS[f"team {kind}"]
+        rows.append(
+            Row(
+                "8",
+                f"every {kind}: p50 / p95 ms, over HTTP",
+                f"{measured.p50_ms:.0f} / {measured.p95_ms:.0f}",
+                target=f"p95 ≤ {limit}",
+                met=measured.p95_ms <= limit,
+            )
+        )
+    for measured in run.requests:
+        if "(all)" not in measured.name:
+            rows.append(
+                Row(
+                    "8",
+                    f"  {measured.name}: p50 / p95 ms ({measured.requests:,})",
+                    f"{measured.p50_ms:.0f} / {measured.p95_ms:.0f}",
+                )
+            )
+    errors = sum(measured.failures for measured in run.requests if "(all)" not in measured.name)
+    rows.append(
+        Row(
+            "8",
+            "errors (" + ("; ".join(run.errors[:3]) or "none") + ")",
+            f"{errors}",
+            target="0",
+            met=errors == 0,
+        )
+    )
     return rows
 
 

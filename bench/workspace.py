@@ -109,22 +109,25 @@ def projected(database_url: str) -> tuple[int, int]:
     return int(cases), int(collections)
 
 
-async def seed(service: Service, count: int) -> list[str]:
+async def seed(
+    service: Service, count: int, *, team: list[str] = TEAM, collections: bool = True
+) -> list[str]:
     """`count` cases (owners over the team, a tenth unassigned, every priority) and `count`
-    collections, started `STARTS_AT_ONCE` at a time; the case ids."""
+    collections (unless not), started `STARTS_AT_ONCE` at a time; the case ids."""
     pick = random.Random(7)
     limit = asyncio.Semaphore(STARTS_AT_ONCE)
     priorities = list(Priority)
     ids: list[str] = []
 
     async def one(n: int) -> None:
-        owner = None if n % 10 == 9 else TEAM[n % len(TEAM)]
+        owner = None if n % 10 == 9 else team[(n - n // 10) % len(team)]  # each has some
         amount = f"{pick.randrange(0, 100_000)}.00"
         case = open_case(owner=owner, priority=priorities[n % len(priorities)], amount=amount)
         failure = billing_failure(amount=str(Decimal(amount) + 1), subscriptions=1)
         async with limit:
             await service.cases.open(case)
-            await service.collections.start(failure)
+            if collections:
+                await service.collections.start(failure)
         ids.append(case.case_id)
 
     await asyncio.gather(*(one(n) for n in range(count)))

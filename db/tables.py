@@ -71,6 +71,10 @@ class Case(CustomerColumns, TimestampedModel):
     # thread goes there
     merged_into: Mapped[str | None] = mapped_column(String(64), index=True)
 
+    # the case as its page shows it (core.models.CaseView, without the timeline), written with the
+    # row: the workspace reads it instead of asking the workflow (NULL: written by an older build)
+    view: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
 
 class CaseLink(TimestampedModel):
     """Two related cases, both ways: one row each way, written and deleted together

@@ -349,29 +349,34 @@ def sections(report: Report, words: Words = ENGLISH) -> list[Section]:
             ],
             text_columns=2,
         ),
-        *_cash(report),
+        *_cash(report, t),
     ]
 
 
-def _cash(report: Report) -> list[Section]:
+def _cash(report: Report, t: Callable[[str], str]) -> list[Section]:
     """Finance's: every currency, each apart (the refunds of the period, like cash received)."""
     money_in = report.cash
     return [
         Section(
             "cash",
-            "Cash received per day",
-            ["Day (China)", "Currency", "Payments", "Amount"],
+            t("Cash received per day"),
+            [t("Day (China)"), t("Currency"), t("Payments"), t("Amount")],
             [
                 [d.day.isoformat(), d.currency, str(d.payments), money(d.amount, d.currency)]
                 for d in money_in.days
             ],
-            note="payments the invoices took, and payments after an invoice ended (credit)",
+            note=t("payments the invoices took, and payments after an invoice ended (credit)"),
             text_columns=2,
         ),
         Section(
             "unapplied",
-            "Unapplied cash (customers' credit balances)",
-            ["Currency", "Customers", "Credit balance", "Of which refunds awaiting approval"],
+            t("Unapplied cash (customers' credit balances)"),
+            [
+                t("Currency"),
+                t("Customers"),
+                t("Credit balance"),
+                t("Of which refunds awaiting approval"),
+            ],
             [
                 [
                     u.currency,
@@ -384,8 +389,14 @@ def _cash(report: Report) -> list[Section]:
         ),
         Section(
             "refunds",
-            "Refunds",
-            ["Currency", "Refunded", "Amount refunded", "Awaiting approval", "Amount awaiting"],
+            t("Refunds"),
+            [
+                t("Currency"),
+                t("Refunded"),
+                t("Amount refunded"),
+                t("Awaiting approval"),
+                t("Amount awaiting"),
+            ],
             [
                 [
                     r.currency,

@@ -10,7 +10,13 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -73,6 +79,10 @@ async def attempt(client: Client, named: Named, call: Awaitable[T]) -> T:
     except WorkflowUpdateFailedError as err:
         UPDATE_REFUSALS.labels(refusal_reason(err)).inc()
         raise Refused(refusal(err)) from None
+    except WorkflowQueryFailedError as err:  # the worker failed to answer (a replay cut short)
+        raise Unavailable(f"{named.name} did not answer: {err.message}") from None
+    except WorkflowUpdateRPCTimeoutOrCancelledError:  # sent again with its id, it is taken once
+        raise Unavailable(f"{named.name} did not answer in time: try again") from None
     except RPCError as err:
         raise await explain(client, named, err) from None
 

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateStage
+from temporalio.service import RPCError
 
 from core import search, ui
 from core.ids import case_workflow_id, new_case_id
@@ -207,6 +208,17 @@ class Cases:
             told = MergedIn(case_id=case_id, by=form.by)
             await self.act(form.into, told, update_id=f"merged-in/{case_id}")
         return duplicate
+
+    async def attention(self, case_id: str) -> str | None:
+        """What the case's NeedsAttention search attribute says (`search.FAILED_STEP`, ...),
+        answered by Temporal's server without a worker; None when unset, or when Temporal does
+        not answer."""
+        handle = self._client.get_workflow_handle(case_workflow_id(case_id))
+        try:
+            described = await handle.describe()
+        except RPCError:
+            return None
+        return described.typed_search_attributes.get(search.NEEDS_ATTENTION)
 
     async def show(self, case_id: str) -> CaseView:
         handle = self._client.get_workflow_handle_for(

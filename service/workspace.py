@@ -1,5 +1,6 @@
 """What the workspace's pages read from the database projection (no Temporal round trip): the
-case queues, the invoices in collections, the 21Vianet payables and a case's email thread."""
+case queues, a case as its workflow last saved it, the invoices in collections, the 21Vianet
+payables and a case's email thread."""
 
 from __future__ import annotations
 
@@ -21,14 +22,25 @@ from core.models import (
     CaseEvent,
     CasePolicy,
     CaseStatus,
+    CaseView,
     Category,
     CollectionsStatus,
     EventKind,
     Priority,
 )
 from core.settings import Settings
-from db.tables import Account, Case, CaseEventRow, Collections, EmailLog, Fapiao, VianetInvoice
+from db.tables import (
+    Account,
+    Case,
+    CaseEventRow,
+    Collections,
+    EmailLog,
+    Fapiao,
+    VianetEscalation,
+    VianetInvoice,
+)
 from service.calls import reading
+from workflows.base import TAIL_EVENTS, cut
 
 T = TypeVar("T")
 PAGE_SIZE = 25
@@ -224,6 +236,63 @@ class Workspace:
                     names.update((row[0], row[1]) for row in session.execute(query))
         return names
 
+    async def case(self, case_id: str) -> CaseView | None:
+        """The case as its workflow last saved it (its row, its latest events, the whole texts the
+        view cuts), or None where no view is stored (not saved yet, or by an older build): read
+        from the database, so a case's page never waits on a worker."""
+        return await asyncio.to_thread(self._case, case_id)
+
+    def _case(self, case_id: str) -> CaseView | None:
+        with reading(self._settings.database_url) as session:
+            row = session.get(Case, case_id)
+            if row is None or row.view is None:
+                return None
+            view = CaseView.model_validate(row.view)
+            events = session.scalars(
+                select(CaseEventRow)
+                .where(CaseEventRow.case_id == case_id)
+                .order_by(CaseEventRow.seq.desc())
+                .limit(TAIL_EVENTS)
+            ).all()
+            stored = {
+                e.escalation_no: e
+                for e in session.scalars(
+                    select(VianetEscalation).where(VianetEscalation.case_id == case_id)
+                )
+            }
+        escalations = [
+            e
+            if (full := stored.get(n)) is None
+            else e.model_copy(
+                update={
+                    "reason": _whole(e.reason, full.reason),
+                    # rendered and stored before the workflow saves its view again (`escalate`
+                    # answers once it is rendered, and the emails about it come first)
+                    "request_title": e.request_title or full.request_title,
+                    "request_body": _whole(e.request_body, full.request_body)
+                    if e.request_body
+                    else full.request_body,
+                    "response": e.response and _whole(e.response, full.response or ""),
+                }
+            )
+            for n, e in enumerate(view.escalations, 1)
+        ]
+        details = view.details.model_copy(
+            update={"description": _whole(view.details.description, row.description)}
+        )
+        timeline = [
+            CaseEvent(seq=e.seq, at=e.at, kind=e.kind, actor=e.actor, text=cut(e.text), data=e.data)
+            for e in reversed(events)
+        ]
+        return view.model_copy(
+            update={
+                "details": details,
+                "escalations": escalations,
+                "event_count": max(view.event_count, row.last_event_seq),
+                "timeline": timeline,
+            }
+        )
+
     async def collections(self, text: str, page: int) -> Page[Collections]:
         """One page of the invoices in collections (not yet ended), the oldest failure first."""
         condition: ColumnElement[bool] = Collections.status.in_(OPEN_COLLECTIONS)
@@ -337,6 +406,13 @@ class Workspace:
             page = min(max(1, page), _pages(total))  # past the end: the last page (and no overflow)
             rows = session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
             return Page([convert(row) for row in rows], total, page)
+
+
+def _whole(shown: str, stored: str) -> str:
+    """A text as the database has it in full where the view has it cut (`workflows.base.cut`)."""
+    if shown.endswith("…") and stored.startswith(shown[:-1]):
+        return stored
+    return shown
 
 
 def case_row(row: Case) -> CaseRow:

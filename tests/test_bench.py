@@ -1,4 +1,5 @@
-"""A small run of `make bench` scenario 1, and its count of Temporal Cloud actions.
+"""Small runs of `make bench` scenarios (1, 6, 7, 8), and scenario 1's count of Temporal Cloud
+actions.
 
 The figures themselves are the bench's (docs/performance.md), never asserted here: this checks
 that both sides do the same business through their real workers and that the cost is counted
@@ -23,11 +24,12 @@ from temporalio.api.history.v1 import (
 )
 
 from bench import actions
-from bench.__main__ import pipeline_rows, statement_rows, workspace_rows
+from bench.__main__ import pipeline_rows, statement_rows, team_rows, workspace_rows
 from bench.cases import run_cases
 from bench.env import dev_server
 from bench.imap_loop import imap_rows, run_imap_loop
 from bench.statements import run_statements
+from bench.team import run_team
 from bench.workspace import pad, projected, run_workspace, scaled_cache
 from core.settings import load_settings
 from db.migrate import upgrade
@@ -152,6 +154,28 @@ async def test_scenario_seven_small(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     rows = workspace_rows(run, result)
     assert [row.target for row in rows] == ["", "p95 ≤ 200", "p95 ≤ 300", ""]
     assert result["workspace"]["pages"][0]["pages"] == 6
+
+
+async def test_scenario_eight_small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A few agents drive the workspace over HTTP with locust while a small billing run imports:
+    they sign in, open queues and cases, add notes, reply and resolve, and nothing fails (the
+    figures are the bench's)."""
+    monkeypatch.setenv("CODEC_KEYS", f"bench-8:{base64.b64encode(os.urandom(32)).decode()}")
+    async with dev_server("memory", tmp_path) as server:
+        run = await run_team(
+            server, tmp_path, {}, agents=3, cases=9, lines=10, seconds=12, think=(0.1, 0.3)
+        )
+    assert run.errors == [] and run.import_code == 0 and run.import_seconds is not None
+    signed = next(measured for measured in run.requests if measured.name == "sign-in: post")
+    assert signed.requests >= 3 and signed.failures == 0  # each agent, once the hashing let it
+    pages = run.all_of("page")  # how many depends on the machine's load: at least one
+    assert pages.requests > 0 and pages.failures == run.all_of("action").failures == 0
+    assert 0 < pages.p50_ms <= pages.p95_ms <= pages.max_ms
+    result: dict[str, Any] = {}
+    rows = team_rows(run, result)
+    assert [row.target for row in rows[:3]] == ["", "p95 ≤ 200", "p95 ≤ 300"]
+    assert rows[-1].target == "0" and rows[-1].met is True
+    assert result["team"]["agents"] == 3
 
 
 async def test_scenario_six_imap_small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -218,7 +218,7 @@ async def _agent(served: Served, seeded: Seeded, shots: Path) -> None:
         composer = page.get_by_test_id("composer")
         async with page.expect_navigation(timeout=WAIT_MS):  # the picker sends itself
             await composer.locator('select[name="macro"]').select_option(
-                label="已收到，正在核对 · zh-CN"
+                label="已收到，正在核对 · 简体中文"
             )
         text = await composer.locator('textarea[name="text"]').input_value()
         assert text.startswith(CUSTOMERS[1].name) and "¥3,280.00" in text and "王客服" in text

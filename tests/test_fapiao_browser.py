@@ -92,8 +92,9 @@ async def test_an_agent_opens_a_fapiao_case_and_finance_records_the_number(
         await expect(row).to_contain_text("开具发票")
         await expect(row).to_contain_text("91310000MA1FL8XQ3C")
         await do(finance, "done", fapiao_number="263100000000")  # 12 digits: refused
-        refusal = finance.locator('details[data-action="done"] .refusal')
-        await expect(refusal.first).to_contain_text("fapiao_number")
+        refusal = finance.locator('details[data-action="done"] [data-problem="fapiao_number"]')
+        await expect(refusal.first).to_contain_text("(fapiao_number)")
+        await expect(refusal.first).to_contain_text("须为 20 位数电票号码")
         await expect(finance.locator("#fapiao-tasks")).to_contain_text(case_id)
         await do(finance, "done", fapiao_number=number)
         await expect(finance.locator("p.done")).to_contain_text("已登记发票号码")

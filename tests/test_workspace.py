@@ -14,15 +14,17 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import update
 from typer.testing import CliRunner
 
 import starter
-from core.models import CaseStatus, Category, Locale, Priority
+from core.models import CaseStatus, CaseView, Category, Locale, Priority
+from core.search import FAILED_STEP
 from core.settings import Settings
 from db.migrate import upgrade
 from db.session import shared_sessions
 from db.tables import Case, WorkspaceUser
-from service.errors import ServiceError
+from service.errors import ServiceError, Unavailable
 from service.workspace import PAGE_SIZE, CaseFilter, Queue, Workspace
 from tests.workflow_support import billing_failure, open_case
 from tests.workspace_support import (
@@ -433,3 +435,76 @@ async def test_a_manager_lifts_fraud_and_decides_a_suspension_an_agent_cannot(
     assert not account.fraud
     lift = next(e for e in account.timeline if e.kind.value == "fraud-lifted")
     assert lift.actor == MANAGER and lift.text == "风控复核：误报"
+
+
+async def _saved(stack: Stack, case_id: str) -> CaseView:
+    """The case as its workflow saved it, once it has (its first save follows its start)."""
+    deadline = time.monotonic() + 30
+    while (view := await stack.service.workspace.case(case_id)) is None:
+        assert time.monotonic() < deadline, f"{case_id} was never saved with its view"
+        await asyncio.sleep(0.1)
+    return view
+
+
+def _asked(stack: Stack, monkeypatch: pytest.MonkeyPatch, answer: CaseView | None) -> None:
+    """The workflow's `view` query answers `answer` (None: it does not answer)."""
+
+    async def show(case_id: str) -> CaseView:
+        if answer is None:
+            raise Unavailable("the worker did not answer")
+        return answer
+
+    monkeypatch.setattr(stack.service.cases, "show", show)
+
+
+async def test_a_case_page_reads_the_case_as_its_workflow_saved_it(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A case's page never waits on the worker: the workflow saves its view with its row, and an
+    agent's action is saved before its update answers, so the page after it shows it."""
+    long = "用量与账单核对：" + "计费周期内的用量明细。" * 150  # longer than a view keeps
+    case_id = await _case(stack, description=long)
+    saved = await _saved(stack, case_id)
+    assert saved.details.description == long and saved.owner == AGENT
+    client = await signed_in(stack.app, AGENT)
+    page = f"/cases/{case_id}"
+    assert (await act(client, page, "note", text="Meter data checked")).status_code == 303
+    # no waiting: what the action did is in the database once it has answered
+    view = await stack.service.workspace.case(case_id)
+    assert view is not None and [e.actor for e in view.timeline if e.text == "Meter data checked"]
+    asked = await stack.service.cases.show(case_id)
+    assert (view.status, view.owner, view.details) == (asked.status, asked.owner, asked.details)
+    # the page asks no worker: with the query failing, it shows the case all the same
+    _asked(stack, monkeypatch, None)
+    shown = await client.get(page)
+    assert shown.status_code == 200 and "Meter data checked" in shown.text
+    assert html.escape(long, quote=False)[-200:] in shown.text  # whole, not cut
+    # no view saved (a row of an older build): the page asks the workflow
+    _asked(stack, monkeypatch, asked.model_copy(update={"waiting_for": "asked of the workflow"}))
+    with shared_sessions(stack.settings.database_url)() as session:
+        session.execute(update(Case).where(Case.case_id == case_id).values(view=None))
+        session.commit()
+    assert "asked of the workflow" in (await client.get(page)).text
+
+
+async def test_a_case_held_by_a_failed_step_is_asked_of_its_workflow(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed step holds a workflow's saves until an operator acts: while Temporal says so,
+    the page asks the workflow, and shows the saved case with the line if it does not answer."""
+    case_id = await _case(stack)
+    saved = await _saved(stack, case_id)
+    assert await stack.service.cases.attention(case_id) is None  # Temporal's own answer
+    client = await signed_in(stack.app, AGENT)
+    page = f"/cases/{case_id}"
+    _asked(stack, monkeypatch, saved.model_copy(update={"waiting_for": "asked of the workflow"}))
+    assert "asked of the workflow" not in (await client.get(page)).text
+
+    async def failed_step(case_id: str) -> str:
+        return FAILED_STEP
+
+    monkeypatch.setattr(stack.service.cases, "attention", failed_step)
+    assert "asked of the workflow" in (await client.get(page)).text
+    _asked(stack, monkeypatch, None)
+    held = await client.get(page)
+    assert held.status_code == 200 and "NEEDS ATTENTION: a step failed" in held.text

@@ -59,6 +59,13 @@ BY_NAME = {
     "subscription_id": _("must be a subscription id (a GUID)"),
     "invoice_id": _("may hold letters, digits, - and _ only (at most 64)"),
     "currency": _("must be three capital letters, e.g. CNY"),
+    "fapiao_number": _("must be the 20 digits of a fully digitalised e-invoice (数电票) number"),
+    "red_fapiao_number": _(
+        "must be the 20 digits of a fully digitalised e-invoice (数电票) number"
+    ),
+    # merging and linking (web/actions/cases.py): the other case, picked from the list
+    "into": _("must be a case id: pick the case from the list"),
+    "other": _("must be a case id: pick the case from the list"),
 }
 
 

@@ -22,6 +22,9 @@ class PersistCase(Strict):
 
     record: CaseRecord
     events: list[CaseEvent]
+    # the case as its page shows it, without the timeline and with long texts cut (as an update
+    # answers it): the workspace reads it from the row instead of querying the workflow
+    view: CaseView | None = None
 
 
 class PrepareEscalation(Strict):

@@ -3,6 +3,7 @@ actions."""
 
 from __future__ import annotations
 
+import asyncio
 from functools import partial
 from typing import Any
 from urllib.parse import quote
@@ -11,8 +12,11 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from core import search
 from core.ids import case_workflow_id
-from core.models import MERGEABLE_STATUSES, CaseStatus
+from core.models import MERGEABLE_STATUSES, CaseStatus, CaseView
+from service import Service
+from service.errors import Unavailable
 from service.users import Person, Role
 from web import actions as registry
 from web.composer import composer
@@ -21,11 +25,43 @@ from web.routes.inbox import OUTCOMES
 from web.workspace import Workspace, WorkspaceDep, allowed
 
 router = APIRouter()
+STUCK_QUERY_SECONDS = 5.0
+ATTENTION_SECONDS = 0.1
+# the workflow's own words for it (workflows/base.py), where it did not answer in time
+STUCK = "NEEDS ATTENTION: a step failed (retry-step after a fix, or skip-step --reason)"
 
 
 def may_take(owner: str | None, person: Person) -> bool:
     """Whether "take this case" is worth offering (web/actions/cases.py decides when it is sent)."""
     return owner != person.email and (owner is None or Role.MANAGER in person.roles)
+
+
+async def case_view(service: Service, case_id: str) -> CaseView:
+    """The case as its workflow last saved it (an agent's action is saved before its update
+    answers): a page never waits on a busy worker. The workflow is asked only where nothing is
+    saved yet (a case just opened, or saved by an older build), or, for a few seconds, while a
+    failed step holds its saves back until an operator acts (Temporal's server says so, within
+    ATTENTION_SECONDS)."""
+    saved, attention = await asyncio.gather(
+        service.workspace.case(case_id), _attention(service, case_id)
+    )
+    if saved is None:
+        return await service.cases.show(case_id)
+    if attention != search.FAILED_STEP:
+        return saved
+    try:
+        return await asyncio.wait_for(service.cases.show(case_id), STUCK_QUERY_SECONDS)
+    except (TimeoutError, Unavailable):
+        return saved.model_copy(update={"needs_attention": saved.needs_attention or STUCK})
+
+
+async def _attention(service: Service, case_id: str) -> str | None:
+    """The case's NeedsAttention, if Temporal's server says it soon: a server busy with a
+    billing run's starts holds no page up (the page is then the saved case)."""
+    try:
+        return await asyncio.wait_for(service.cases.attention(case_id), ATTENTION_SECONDS)
+    except TimeoutError:
+        return None
 
 
 async def show_case(
@@ -38,7 +74,7 @@ async def show_case(
     **problem: Any,
 ) -> Response:
     service = await ws.connection.get()
-    view = await service.cases.show(case_id)
+    view = await case_view(service, case_id)
     linked = await service.links.of(case_id)
     theirs = await service.links.of_customer(view.details.customer.tenant_id, but=case_id)
     # the cases each action offers: merge into the customer's open ones, link any other

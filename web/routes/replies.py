@@ -26,7 +26,7 @@ from web.composer import (
     TOO_LARGE,
 )
 from web.forms import new_request_key, problems_of
-from web.routes.cases import show_case
+from web.routes.cases import case_view, show_case
 from web.workspace import WorkspaceDep
 
 router = APIRouter()
@@ -56,7 +56,7 @@ async def send_reply(request: Request, case_id: str, ws: WorkspaceDep) -> Respon
     if ulid_time(key) is None:
         return await again(400, refusal=STALE)
     service = await ws.connection.get()
-    view = await service.cases.show(case_id)
+    view = await case_view(service, case_id)  # closed since? the update refuses the reply
     if view.status.is_final:
         return await again(409, refusal=CLOSED)
     try:

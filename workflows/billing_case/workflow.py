@@ -184,8 +184,7 @@ class BillingCaseWorkflow(EffectLoop[Step], OtherCases):
     @workflow.update
     async def escalate(self, data: Escalate) -> CaseView:
         effects = self._case.escalate(data, workflow.now())
-        number = len(self._case.escalations)
-        # rendered by the main loop (a failure waits for an operator, not this update)
+        number = len(self._case.escalations)  # rendered by the main loop, not this update
         self._preparing.add(number)
         self._act(effects)
         await workflow.wait_condition(
@@ -327,7 +326,8 @@ class BillingCaseWorkflow(EffectLoop[Step], OtherCases):
         return True
 
     async def _persist(self, events: list[CaseEvent]) -> None:
-        saved = PersistCase(record=views.record(self._case), events=events)
+        view = views.answer(self.view())
+        saved = PersistCase(record=views.record(self._case), events=events, view=view)
         summary = f"Save case: {self._case.status.value}, events {events[0].seq}-{events[-1].seq}"
         await self._write(PERSIST_CASE, saved, summary)
 
