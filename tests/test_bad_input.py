@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
@@ -88,6 +88,18 @@ from core.models import (
     Waive,
     Withdraw,
 )
+from core.models.case_actions import LinkCase, Merge, MergedIn, UnlinkCase
+from core.models.fapiao import BuyerMustConfirm, FapiaoRecorded, RequestFapiao
+from core.models.ledger import (
+    ApplyCredit,
+    CreditApplication,
+    CreditKept,
+    CreditSettled,
+    DecideRefund,
+    RequestRefund,
+    UnappliedPayment,
+)
+from core.models.shared import HandleAttention
 from core.settings import Settings
 from tests.hostile import amounts, currencies, ids, junk, locales, moments, values_for
 from tests.workflow_support import FakeActivities
@@ -270,6 +282,64 @@ def examples(ctx: Context) -> dict[type[BaseModel], dict[str, Any]]:
         CorrectContact: {"email": "ap@yunfan.example.cn", "by": AGENT},
         CaseForm: {**case_request, "opened_by": AGENT},
         CaseRequest: case_request,
+        HandleAttention: {"note": TEXT, "by": AGENT},
+        RequestFapiao: {
+            "kind": "issue",
+            "buyer_name": customer["name"],
+            "buyer_tax_id": "91310000MA1FL8XQ3C",
+            "by": AGENT,
+        },
+        BuyerMustConfirm: {"by": AGENT},
+        FapiaoRecorded: {"fapiao_number": "26312000000012345678", "by": AGENT},
+        Merge: {
+            "into": "BC-20261124-0D4E5F",
+            "into_tenant_id": customer["tenant_id"],
+            "into_status": "open",
+            "by": AGENT,
+        },
+        MergedIn: {"case_id": "BC-20261124-0D4E5F", "by": AGENT},
+        LinkCase: {"other": "BC-20261124-0D4E5F", "by": AGENT},
+        UnlinkCase: {"other": "BC-20261124-0D4E5F", "by": AGENT},
+        CreditKept: {
+            "invoice_id": ctx.invoice_id,
+            "tenant_id": customer["tenant_id"],
+            "payment_id": f"{ctx.invoice_id}-P2",
+            "currency": "CNY",
+            "amount": "120.00",
+        },
+        UnappliedPayment: {
+            "payment_id": f"{ctx.invoice_id}-P3",
+            "invoice_id": ctx.invoice_id,
+            "currency": "CNY",
+            "amount": "120.00",
+            "by": AGENT,
+        },
+        ApplyCredit: {
+            "invoice_id": ctx.invoice_id,
+            "currency": "CNY",
+            "amount": "50.00",
+            "by": AGENT,
+        },
+        CreditApplication: {
+            "application_id": "CA-01J0000000000000000000000",
+            "tenant_id": customer["tenant_id"],
+            "currency": "CNY",
+            "amount": "50.00",
+        },
+        CreditSettled: {
+            "application_id": "CA-01J0000000000000000000000",
+            "invoice_id": ctx.invoice_id,
+            "applied": "50.00",
+            "returned": "0.00",
+            "balance": "48710.00",
+        },
+        RequestRefund: {
+            "currency": "CNY",
+            "amount": "70.00",
+            "reason": "退回多付款项",
+            "by": AGENT,
+        },
+        DecideRefund: {"refund_id": "RF-01J0000000000000000000000", "reason": TEXT, "by": AGENT},
     }
 
 
@@ -293,7 +363,12 @@ def input_models() -> set[type[BaseModel]]:
         handlers = [definition.arg_types or [], *(u.arg_types for u in definition.updates.values())]
         handlers += [s.arg_types for s in definition.signals.values()]
         for types in handlers:
-            found.update(t for t in types or [] if isinstance(t, type) and issubclass(t, BaseModel))
+            for one in types or []:  # an update of several actions takes their union
+                found.update(
+                    t
+                    for t in get_args(one) or (one,)
+                    if isinstance(t, type) and issubclass(t, BaseModel)
+                )
     return found
 
 
@@ -580,7 +655,8 @@ async def test_updates_refuse_without_change_or_apply(
         if (await handle.describe()).status is not WorkflowExecutionStatus.RUNNING:
             break
         name = data.draw(st.sampled_from(sorted(map(str, definition.updates))), label="update")
-        [model] = definition.updates[name].arg_types or []
+        [arg] = definition.updates[name].arg_types or []
+        model = data.draw(st.sampled_from(get_args(arg) or (arg,)), label=f"{name} model")
         assert isinstance(model, type) and issubclass(model, BaseModel)
         valid = bodies[model]
         body, path = data.draw(
