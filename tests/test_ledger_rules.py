@@ -33,7 +33,7 @@ from core.models import (
     StartCollections,
     Waive,
 )
-from core.models.email import CreditApplied, CreditReceived, CreditRefunded
+from core.models.email_credit import CreditApplied, CreditReceived, CreditRefunded
 from core.models.ledger import (
     ApplyCredit,
     CreditApplication,

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from core.models.email_credit import CreditApplied, CreditReceived, CreditRefunded
 from core.models.email_data import (
     EMAIL_DATA,
     About,
@@ -269,36 +270,6 @@ class ManagerFraudReported(_ToManagerOnInvoice):
     template: Literal[EmailTemplate.MANAGER_FRAUD_REPORTED] = EmailTemplate.MANAGER_FRAUD_REPORTED
     reason: Text
     by: str
-
-
-# --------------------------------------------------------------------------- the credit balance
-
-
-class _ToCustomerOnAccount(EmailData):
-    """About the customer's credit balance in one currency: what moved, and what remains."""
-
-    recipient = Recipient.CUSTOMER
-    about = About.ACCOUNT
-    amount: Decimal
-    currency: str
-    remaining: Decimal
-
-
-class CreditReceived(_ToCustomerOnAccount):
-    """A payment for an invoice already settled (a second transfer, a payment after a credit)."""
-
-    template: Literal[EmailTemplate.CREDIT_RECEIVED] = EmailTemplate.CREDIT_RECEIVED
-    invoice_id: str
-
-
-class CreditApplied(_ToCustomerOnAccount):
-    template: Literal[EmailTemplate.CREDIT_APPLIED] = EmailTemplate.CREDIT_APPLIED
-    invoice_id: str
-    invoice_balance: Decimal  # what the invoice still owes after it
-
-
-class CreditRefunded(_ToCustomerOnAccount):
-    template: Literal[EmailTemplate.CREDIT_REFUNDED] = EmailTemplate.CREDIT_REFUNDED
 
 
 # --------------------------------------------------------------------------- the payable

@@ -36,7 +36,7 @@ from core.models import (
     SubscriptionStatus,
 )
 from core.models.account import MAX_HOLDS
-from core.models.email import CreditApplied, CreditReceived, CreditRefunded
+from core.models.email_credit import CreditApplied, CreditReceived, CreditRefunded
 from core.models.ledger import (
     ApplyCredit,
     CreditApplication,

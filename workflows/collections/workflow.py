@@ -216,19 +216,16 @@ class CollectionsWorkflow(EffectLoop[CollectionsEffect]):
         """From the customer's account: finance applies their credit to this invoice."""
         self._apply(self._rules.take_credit(data, workflow.now()))
 
-    @workflow.signal
+    @workflow.signal  # the customer answered a notice (service/inbound.py)
     def customer_replied(self, data: m.CollectionsReply) -> None:
-        """The customer answered a notice (service/inbound.py)."""
         self._apply(self._rules.customer_replied(data, workflow.now()))
 
-    @workflow.signal
+    @workflow.signal  # SendGrid: a notice bounced (or was dropped or blocked) after it took it
     def email_undelivered(self, data: m.EmailUndelivered) -> None:
-        """SendGrid: a notice bounced (or was dropped or blocked) after it took it."""
         self._apply(self._rules.email_undelivered(data, workflow.now()))
 
-    @workflow.signal
+    @workflow.signal  # SendGrid: a notice reached the customer's mailbox
     def email_delivered(self, data: m.EmailDelivered) -> None:
-        """SendGrid: a notice reached the customer's mailbox."""
         self._apply(self._rules.email_delivered(data, workflow.now()))
 
     @workflow.signal
