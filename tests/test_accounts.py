@@ -254,7 +254,8 @@ async def test_a_manager_approves_or_refuses_the_suspension(
     await day(time_env, handle, 10.01)
     asked = await view(handle)
     assert asked.stage == "awaiting-approval" and asked.approval_asked_at is not None
-    assert asked.needs_attention and "approve-suspension" in asked.needs_attention
+    assert asked.needs_attention and "a manager approves or refuses it" in asked.needs_attention
+    assert "approve-suspension" not in asked.needs_attention  # no command line for a manager
     assert not fake.subscription_changes  # nothing suspended without a manager
     await eventually(lambda: sent(fake).count(EmailTemplate.MANAGER_NEEDS_ATTENTION) == 2)
     await day(time_env, handle, 12.02)  # reminded daily

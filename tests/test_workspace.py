@@ -507,4 +507,5 @@ async def test_a_case_held_by_a_failed_step_is_asked_of_its_workflow(
     assert "asked of the workflow" in (await client.get(page)).text
     _asked(stack, monkeypatch, None)
     held = await client.get(page)
-    assert held.status_code == 200 and "NEEDS ATTENTION: a step failed" in held.text
+    assert held.status_code == 200 and 'data-testid="attention-reason"' in held.text
+    assert "NEEDS ATTENTION: a step failed" in held.text  # its technical details

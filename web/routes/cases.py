@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from core import search
 from core.ids import case_workflow_id
-from core.models import MERGEABLE_STATUSES, CaseStatus, CaseView
+from core.models import MERGEABLE_STATUSES, Attention, CaseStatus, CaseView
 from service import Service
 from service.errors import Unavailable
 from service.users import Person, Role
@@ -52,7 +52,11 @@ async def case_view(service: Service, case_id: str) -> CaseView:
     try:
         return await asyncio.wait_for(service.cases.show(case_id), STUCK_QUERY_SECONDS)
     except (TimeoutError, Unavailable):
-        return saved.model_copy(update={"needs_attention": saved.needs_attention or STUCK})
+        stuck = {
+            "needs_attention": saved.needs_attention or STUCK,
+            "attention": Attention.FAILED_STEP,
+        }
+        return saved.model_copy(update=stuck)
 
 
 async def _attention(service: Service, case_id: str) -> str | None:
