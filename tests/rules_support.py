@@ -8,7 +8,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-RULES_EXAMPLES = int(os.environ.get("RULES_EXAMPLES", "700"))
+RULES_EXAMPLES = int(os.environ.get("RULES_EXAMPLES", "300"))
 RULES_STEPS = int(os.environ.get("RULES_STEPS", "40"))
 
 # one setting for every rules machine: no deadline (a busy machine is not a failure), no database

@@ -11,7 +11,8 @@ What a zh-CN page may show in Latin letters (the allow-list, kept short on purpo
 - a form's field code in parentheses after its Chinese label, "租户 ID (tenant_id)": the name
   the API and the CLI use, taken from the page's own form controls;
 - "English" (the switch to the other language), and the words the Chinese staff use as they
-  are: SLA, ID, CNY, KB/MB, PDF, and product names: Temporal (the workflow link opens its UI),
+  are: SLA, ID, CNY, KB/MB, PDF, the statement files' formats and encoding (CSV, XLSX, GBK, as
+  the bank's export names them), and product names: Temporal (the workflow link opens its UI),
   Entra (Microsoft Entra ID, the sign-in);
 - the 21Vianet request of an escalated case, a bilingual document for 21Vianet's portal.
 """
@@ -64,6 +65,7 @@ READERS = {
 # the names of the shared stack's accounts (tests/workspace_support.py): one is in Latin letters
 NAMES = {name for name, _roles, _locale in ACCOUNTS.values()}
 ALLOWED_WORDS = {"English", "SLA", "ID", "Temporal", "UI", "Entra", "CNY", "KB", "MB", "PDF"}
+ALLOWED_WORDS |= {"CSV", "csv", "XLSX", "xlsx", "GBK"}  # a bank statement's file
 DATA = re.compile(
     r"[\w.+-]+@[\w.-]+"  # email addresses
     r"|\b[A-Z]{2,}-[0-9A-Za-z-]+"  # ids: BC-…, INV-2026-…, F-…
@@ -241,10 +243,13 @@ async def test_no_english_on_any_zh_cn_page(served: Served) -> None:
     seeded = await seed(served)
     case, other = f"/cases/{seeded.case_id}", f"/cases/{seeded.open_case_id}"
     invoice = f"/collections/{seeded.invoice_id}"
-    money = ["/collections", invoice, "/payables", "/report"]
+    money = ["/collections", invoice, "/payables", "/report", "/finance", "/finance/credits"]
+    money += ["/finance/refunds", "/fapiao"]
     agent = [
         *(f"/queues/{queue}" for queue in QUEUES),
-        "/queues/needs-attention",
+        # the seeded invoice's rows only: the queue lists every workflow of the dev server that
+        # waits for a person, other test files' customers (names in any script) among them
+        f"/queues/needs-attention?q={seeded.invoice_id}",
         "/cases/new",
         case,
         other,
@@ -270,7 +275,14 @@ async def test_no_english_on_any_zh_cn_page(served: Served) -> None:
             [invoice, "/macros"],
             found,
         ),
-        walk(served, who[Role.FINANCE], Role.FINANCE, money, ["/payables"], found),
+        walk(
+            served,
+            who[Role.FINANCE],
+            Role.FINANCE,
+            [*money, "/statements"],
+            ["/payables", "/statements", "/fapiao"],
+            found,
+        ),
         walk(served, who[Role.ADMIN], Role.ADMIN, ["/admin/users"], ["/admin/users"], found),
     )
     assert found == {}, "\n".join(f"{where}: {' '.join(words)}" for where, words in found.items())

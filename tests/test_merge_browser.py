@@ -269,5 +269,7 @@ async def test_two_merges_of_one_duplicate_at_once_one_wins(served: Served) -> N
     other = second if into == first else first
     assert (await service.cases.show(into)).merged_cases == [duplicate]
     assert (await service.cases.show(other)).merged_cases == []
-    await eventually(lambda: bool(_letters(served, "case_merged", duplicate)), "the letter")
+    await eventually(
+        lambda: bool(_letters(served, "case_merged", duplicate)), "the letter", seconds=90
+    )  # a loaded suite
     assert len(_letters(served, "case_merged", duplicate)) == 1
