@@ -166,7 +166,7 @@ async def test_each_kind_of_wait_shows_in_the_queue_and_leaves_it_once_a_person_
             manager,
             served,
             tenant,
-            "该客户免于暂停服务，但有发票要求暂停",
+            "该客户免于暂停服务，但有账单要求暂停",
             f"/customers/{tenant}#attention",
         )
         await expect(manager.get_by_test_id("attention-reason")).to_contain_text("免于暂停服务")

@@ -437,5 +437,5 @@ async def test_an_approval_asked_by_a_real_workflow_reaches_the_robots_with_its_
                 posting.cancel()
         link = f"(https://billing.partner.example.cn/collections/{failure.invoice_id})"
         for received in robots.received:
-            assert received.title == f"待审批：发票 {failure.invoice_id} 暂停服务"
+            assert received.title == f"待审批：账单 {failure.invoice_id} 暂停服务"
             assert link in received.text
