@@ -394,6 +394,20 @@ class Statements:
             ).all()
             return [_queue_line(row) for row in rows], int(total or 0)
 
+    def matched_today(self, now: datetime | None = None, limit: int = 200) -> list[QueueLine]:
+        """Finance's "today's matches": the lines recorded as payments since midnight in the
+        business timezone, automatically at import or by a person from the queue, newest first."""
+        today = (now or datetime.now(UTC)).astimezone(self._zone).date()
+        since = datetime.combine(today, time(0, 0), tzinfo=self._zone).astimezone(UTC)
+        with reading(self._settings.database_url) as session:
+            rows = session.scalars(
+                select(StatementLineRow)
+                .where(StatementLineRow.status == "matched", StatementLineRow.updated_at >= since)
+                .order_by(StatementLineRow.updated_at.desc(), StatementLineRow.id.desc())
+                .limit(limit)
+            ).all()
+            return [_queue_line(row) for row in rows]
+
     async def match_line(self, line_id: int, invoice_ids: list[str], *, by: str) -> QueueLine:
         """Finance matches a waiting line to bills (in the order given): what each takes is paid,
         the rest stays (overpaid); the payer's account is taught to the bills' customer."""

@@ -102,6 +102,11 @@ async def test_finance_imports_a_statement_and_matches_what_waits(
         await expect(page.get_by_test_id("done")).to_contain_text("已匹配")
         await expect(page.get_by_test_id("line")).to_have_count(1)
         assert await balance(service, typo) == 0
+        # today's matches: the one the import made and the one finance just made
+        today = page.get_by_test_id("matched-today")
+        await expect(today.get_by_test_id("matched-line")).to_have_count(2)
+        await expect(today).to_contain_text(paid)
+        await expect(today).to_contain_text(typo)
 
         # a wrong invoice typed for the last line: refused beside it, in Chinese
         other = page.locator('form[data-action="match-other"]')

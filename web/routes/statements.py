@@ -103,6 +103,7 @@ async def _page(
         person,
         status_code,
         listed=listed,
+        matched=await asyncio.to_thread(service.statements.matched_today),
         summary=summary,
         why=WHY,
         statuses=STATUS,
