@@ -5,6 +5,7 @@ AccountWorkflow, which carries the effects out."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -43,14 +44,17 @@ def _number(prefix: str) -> str:
     return f"{prefix}-{ulid(workflow.now(), workflow.random().getrandbits(80))}"
 
 
-class CreditHandlers:
+class CreditHandlers(ABC):
+    """What the workflow that mixes these in provides: its rules' state, carrying effects out, and
+    its view."""
+
     _state: Account
 
-    def _apply(self, effects: list[Effect]) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _apply(self, effects: list[Effect]) -> None: ...
 
-    def view(self) -> AccountView:
-        raise NotImplementedError
+    @abstractmethod
+    def view(self) -> AccountView: ...
 
     def _answer(self, effects: list[Effect]) -> AccountView:
         self._apply(effects)
