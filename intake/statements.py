@@ -19,6 +19,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Any
 
+from core.models.shared import clean_text
 from core.models.statement import BankLayout
 
 HEADER_ROWS = 40  # the header row is among a file's first rows (ICBC's comes after 6 lines)
@@ -366,11 +367,12 @@ class StatementReader:
         currency = _currency(got.get(layout.currency or "", ""), layout)
         balance = _amount(got[layout.balance], layout.balance) if layout.balance else None
         if layout.payer is not None:
-            name, account = split_payer(_text(got[layout.payer]))
+            name, account = split_payer(_text(layout.payer, got[layout.payer]))
         else:
-            name = _text(got.get(layout.payer_name or "", ""))
-            account = _text(got.get(layout.payer_account or "", "")).replace(" ", "")
-        remark = " ".join(got[c] for c in layout.remark if got.get(c, "") not in EMPTY)
+            name = _text(layout.payer_name, got.get(layout.payer_name or "", ""))
+            account = _text(layout.payer_account, got.get(layout.payer_account or "", ""))
+            account = account.replace(" ", "")
+        remark = " ".join(_text(c, got[c]) for c in layout.remark if got.get(c, "") not in EMPTY)
         parts = [booked_on.isoformat(), str(booked_at or ""), str(amount), str(balance or "")]
         reference = _reference(
             layout, got.get(layout.reference or "", ""), [*parts, account, name, remark]
@@ -389,8 +391,16 @@ class StatementReader:
         )
 
 
-def _text(cell: str) -> str:
-    return "" if cell in EMPTY else cell
+def _text(column: str | None, cell: str) -> str:
+    """A text cell as the database keeps it: the edge's rule for free text (no NUL or other
+    control character, no bidi override), else the line is rejected naming its column. Long
+    texts are cut where the line is built."""
+    if cell in EMPTY:
+        return ""
+    try:
+        return clean_text(cell, max_chars=len(cell), max_bytes=4 * len(cell), multiline=True)
+    except ValueError as err:
+        raise BadLine(f"{column}: {err}") from None
 
 
 def _reference(layout: BankLayout, given: str, parts: list[str]) -> str:

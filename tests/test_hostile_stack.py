@@ -61,6 +61,9 @@ from core.models import (
     VianetTicket,
     Withdraw,
 )
+from core.models.case_actions import LinkCase, MergeCase
+from core.models.fapiao import RequestFapiao
+from core.models.ledger import ApplyCredit, RequestRefund
 from core.settings import Settings
 from db.migrate import upgrade
 from db.session import one_off_session
@@ -79,9 +82,11 @@ from tests.intake_support import (
     post,
     unique_prefix,
 )
+from tests.statement_support import YUNFAN, Transfer, balance, open_invoice, statement, stored
 from tests.test_inbound import last_email
 from worker import build_worker
 
+D = Decimal
 AGENT = "agent.hostile@partner.example.cn"
 TEXT = "2 月发票中的虚拟机费用比上月高出 ¥12,340.00，请核实。"
 # what a test of each kind builds from: one valid body; a field of it is replaced
@@ -114,7 +119,21 @@ INVOICE_ACTIONS: dict[type[BaseModel], dict[str, Any]] = {
     CorrectContact: {"email": "ap@yunfan.example.cn", "by": AGENT},
     Approve: {"reason": TEXT, "by": AGENT},
 }
+# the actions between two cases of one customer (the other case's id is filled in), and the
+# fapiao a case asks finance for
+LINKED_ACTIONS: dict[type[BaseModel], dict[str, Any]] = {
+    MergeCase: {"into": "", "by": AGENT},
+    LinkCase: {"other": "", "by": AGENT},
+    RequestFapiao: {
+        "kind": "issue",
+        "buyer_name": "上海云帆信息科技有限公司",
+        "buyer_tax_id": "91310000MA1FL8XQ3C",
+        "by": AGENT,
+    },
+}
 ACCOUNT_ACTIONS: dict[type[BaseModel], dict[str, Any]] = {
+    ApplyCredit: {"invoice_id": "G000123456", "currency": "CNY", "amount": "10.00", "by": AGENT},
+    RequestRefund: {"currency": "CNY", "amount": "10.00", "reason": TEXT, "by": AGENT},
     LiftFraud: {"reason": TEXT, "by": AGENT},
     SetOverrides: {
         "overrides": {"exempt_from_suspension": True, "extra_grace_days": 5},
@@ -190,9 +209,10 @@ async def test_nul_in_a_description_is_refused_at_the_edge(
     assert names_the_field(refused.value, "description")
 
 
-async def _open(service: Service) -> CaseOpened:
+async def _open(service: Service, tenant: str | None = None) -> CaseOpened:
+    tenant = tenant or guid("tenant", uuid.uuid4())
     form = CaseRequest.model_validate(
-        {**CASE_FORM, "tenant_id": guid("tenant", uuid.uuid4()), "invoice_id": unique_prefix()}
+        {**CASE_FORM, "tenant_id": tenant, "invoice_id": unique_prefix()}
     ).opened_by_caller(AGENT)
     return await service.cases.open(service.cases.prepare(form))
 
@@ -209,7 +229,7 @@ async def test_hostile_input_is_refused_clearly_or_carried_out(
 ) -> None:
     service, api = stack
     kind = data.draw(
-        st.sampled_from(["case form", "failure", "payment", "case", "invoice", "account"])
+        st.sampled_from(["case form", "failure", "payment", "case", "linked", "invoice", "account"])
     )
     if kind == "case form":
         field = data.draw(st.sampled_from(sorted(CASE_FORM)), label="field")
@@ -247,6 +267,10 @@ async def test_hostile_input_is_refused_clearly_or_carried_out(
     if kind == "case":
         target = (await _open(service)).case_id
         actions = CASE_ACTIONS
+    elif kind == "linked":  # two cases of one customer: merge, link, a fapiao asked for
+        tenant = guid("tenant", uuid.uuid4())
+        target, other = [(await _open(service, tenant)).case_id for _ in range(2)]
+        actions = {m: {k: v or other for k, v in b.items()} for m, b in LINKED_ACTIONS.items()}
     elif kind == "invoice":
         target = unique_prefix()
         await post(api, "/v1/billing-failures", billing_failure_body(target, "F1"))
@@ -274,7 +298,17 @@ async def test_hostile_input_is_refused_clearly_or_carried_out(
 
 
 async def _act(service: Service, kind: str, target: str, action: Any) -> Any:
-    """What the CLI calls for the action."""
+    """What the CLI (or the workspace, for the ledger's and the fapiao's) calls for the action."""
+    if isinstance(action, MergeCase):
+        return await service.cases.merge(target, action)
+    if isinstance(action, LinkCase):
+        return await service.links.link(target, action)
+    if isinstance(action, RequestFapiao):
+        return await service.fapiao.request(target, action)
+    if isinstance(action, ApplyCredit):
+        return await service.ledger.apply(target, action)
+    if isinstance(action, RequestRefund):
+        return await service.ledger.request_refund(target, action)
     if kind == "case":
         return await service.cases.act(target, action)
     if kind == "invoice":
@@ -396,6 +430,33 @@ async def test_a_hostile_billing_run_file_is_imported_line_by_line(
     view = await service.collections.show(f"{prefix}-0")
     # both lines of the invoice went at once: whichever start won is its first failure
     assert sorted(view.failures) == [f"{prefix}-F0", f"{prefix}-F9"]
+
+
+async def test_a_hostile_bank_statement_is_imported_or_refused_line_by_line(
+    stack: tuple[Service, httpx.AsyncClient], tmp_path: Path
+) -> None:
+    """A bank's export with NUL, controls, bidi, 60 KB of Chinese and wrong bill numbers in its
+    payers and remarks, beside a good line, on the real worker: the good line pays its bill, the
+    others are stored (waiting for finance) or rejected naming their column; nothing else."""
+    service, _ = stack
+    bill = unique_prefix()
+    await open_invoice(service, bill, YUNFAN, "1000.00", 1)
+    await stored(service, [bill])
+    hostile = [
+        Transfer(D("1000.00"), YUNFAN, "6222020200112233", f"货款{bill}"),  # good
+        Transfer(D("10.00"), "云帆\x00公司", "6222\x07", f"付{bill}\x00"),
+        Transfer(D("20.00"), "云帆\u202e司公", "", "\x1b[31m转账"),
+        Transfer(D("30.00"), "账" * 20_000, "", "付款" * 15_000),  # 60 KB of Chinese each
+        Transfer(D("40.00"), "某公司", "", "INV/../1 G' OR 1=1 --"),
+    ]
+    path = statement(tmp_path / "hostile.csv", "icbc", hostile, "utf-8")
+    summary = await service.statements.import_file(path, by="finance.qian@partner.example.cn")
+    assert summary.credits + summary.rejected_count == len(hostile), summary
+    assert summary.matched >= 1 and await balance(service, bill) == 0
+    for rejected in summary.rejected:  # the column named
+        assert rejected.reason and ":" in rejected.reason, rejected
+    again = await service.statements.import_file(path, by="finance.qian@partner.example.cn")
+    assert again.payments == 0  # nothing recorded twice
 
 
 async def test_after_all_of_it_nothing_failed_wedged_or_was_lost(
