@@ -136,9 +136,13 @@ class EmailActivities:
 
     def _send_email(self, message: EmailMessage) -> EmailSent:
         self._queue_alerts(message)  # once, whoever the email goes to
-        if self.staff is not None and message.template in TO_EVERY_MANAGER:
+        if self.staff is None or message.template.to_customer:
+            return self._deliver(message)
+        if message.template in TO_EVERY_MANAGER:
             return self._send_to_managers(message, self.staff)
-        return self._deliver(message)
+        # the agent, the team or finance: one address, in that person's language (same key)
+        (recipient,) = self.staff.recipients(message)
+        return self._deliver(message.model_copy(update={"locale": recipient.locale}))
 
     def _send_to_managers(self, message: EmailMessage, staff: StaffDirectory) -> EmailSent:
         """Each manager's copy, in their language, under its own key (a retry sends only the

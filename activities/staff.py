@@ -1,8 +1,11 @@
-"""Who a manager's email goes to, and in which language: every manager of the workspace (a local
-account with the manager role, not disabled) in their own language (``workspace_users.locale``),
-with the links to the workspace page where they act (WEB_PUBLIC_URL). The policy's address
-(``manager_email``) only when no manager has an account: in its account's language if it has one
-(another role), else the staff's (STAFF_ALERTS_LOCALE)."""
+"""Who a staff email goes to, and in which language, with the links to the workspace page where
+they act (WEB_PUBLIC_URL).
+
+A manager's email goes to every manager of the workspace (a local account with the manager role,
+not disabled), each in their own language (``workspace_users.locale``); to the policy's address
+(``manager_email``) only when no manager has an account. Any other staff email (the case's agent,
+the team, finance) goes to the address the workflow gave, in that person's language when they have
+an account; an address with none (a team's mailbox) reads the staff's (STAFF_ALERTS_LOCALE)."""
 
 from __future__ import annotations
 
@@ -14,13 +17,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from activities.alerts import links
 from activities.errors import database
-from core.models import EmailMessage, EmailTemplate, Locale
+from core.models import EmailMessage, EmailTemplate, Locale, Recipient
 from db.tables import WorkspaceUser
 
 MANAGER = "manager"  # service.users.Role.MANAGER (activities do not import the service)
-# the staff emails each manager gets in their own language: a workflow waits for a person (a
-# failed step, a flag, a suspension to approve)
-TO_EVERY_MANAGER = frozenset({EmailTemplate.MANAGER_NEEDS_ATTENTION})
+# the staff emails each manager gets in their own language (a workflow waits for a person, an SLA
+# breached, an invoice handed over, fraud reported, Partner Center refused, 21Vianet overdue)
+TO_EVERY_MANAGER = frozenset(t for t in EmailTemplate if t.data.recipient is Recipient.MANAGER)
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,9 @@ class StaffDirectory:
         self.locale = locale  # a recipient with no account reads this
 
     def recipients(self, message: EmailMessage) -> list[StaffRecipient]:
-        """Each manager, by address; or the address the workflow gave when there is none."""
-        with database("the workspace's managers"), self.session_factory() as session:
+        """Each manager, by address, for a manager's email (or the address the workflow gave when
+        there is none); for any other, the address the workflow gave."""
+        with database("the workspace's people"), self.session_factory() as session:
             people = session.execute(
                 select(WorkspaceUser.email, WorkspaceUser.roles, WorkspaceUser.locale).where(
                     WorkspaceUser.disabled.is_(False)
@@ -53,10 +57,10 @@ class StaffDirectory:
             ),
             key=lambda recipient: recipient.address,
         )
-        if managers:
+        if managers and message.template in TO_EVERY_MANAGER:
             return managers
         address = str(message.to)
-        known = {email: locale for email, _, locale in people}
+        known = {email.lower(): locale for email, _, locale in people}
         return [StaffRecipient(address, _locale(known.get(address.lower()), self.locale))]
 
     def links(self, message: EmailMessage) -> dict[str, str]:

@@ -20,7 +20,7 @@ from activities.alerts import links
 from activities.email import EmailActivities
 from activities.rendering import TemplateRenderer
 from activities.senders import FileOutboxSender
-from activities.staff import StaffDirectory
+from activities.staff import TO_EVERY_MANAGER, StaffDirectory
 from core.models import (
     AccountView,
     Attention,
@@ -289,3 +289,53 @@ def test_the_account_s_link_is_its_customer_page() -> None:
     account = AccountView(tenant_id=customer.tenant_id, workflow_id="account-1", customer=customer)
     found = links(message.model_copy(update={"account": account}), WORKSPACE)
     assert found["page"] == f"{WORKSPACE}/customers/{customer.tenant_id}#attention"
+
+
+# ------------------------------------------------------------------ every other staff email
+
+
+@pytest.mark.parametrize(
+    "template", sorted(TO_EVERY_MANAGER - {EmailTemplate.MANAGER_NEEDS_ATTENTION})
+)
+def test_every_manager_email_reaches_each_manager_in_their_language(
+    session_factory: sessionmaker[Session], tmp_path: Path, template: EmailTemplate
+) -> None:
+    """An SLA breach, a hand-off, fraud, Partner Center's refusal, 21Vianet overdue: each
+    manager's own copy in their language (the customer's is en-US), with the page's link."""
+    person(session_factory, "zhao@partner.example.cn", ["manager"], Locale.ZH_CN)
+    person(session_factory, "smith@partner.example.cn", ["manager"], Locale.EN_US)
+    message = make_email_message(template, to=POLICY_ADDRESS, locale=Locale.EN_US)
+    send(activities(session_factory, tmp_path, Locale.ZH_CN), message)
+    got = received(tmp_path)
+    assert sorted(got) == ["smith@partner.example.cn", "zhao@partner.example.cn"]
+    page = links(message, WORKSPACE)["page"]
+    chinese = text_of(got["zhao@partner.example.cn"])
+    assert page in chinese and page in text_of(got["smith@partner.example.cn"])
+    assert "在工作台打开" in chinese and "Open it in the workspace" not in chinese
+
+
+@pytest.mark.parametrize(
+    ("account", "expected"),
+    [(Locale.EN_US, Locale.EN_US), (Locale.ZH_CN, Locale.ZH_CN), (None, Locale.ZH_CN)],
+    ids=["agent-reads-english", "agent-reads-chinese", "team-mailbox-staff-locale"],
+)
+def test_an_agent_s_email_is_in_the_agent_s_language_not_the_customer_s(
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+    account: Locale | None,
+    expected: Locale,
+) -> None:
+    """The case's owner is told in the language of their account; a team mailbox (no account)
+    in the staff's; the customer's language (here the other one) never decides."""
+    agent = "wang@partner.example.cn"
+    if account is not None:
+        person(session_factory, agent.upper(), ["agent"], account)  # addresses match in any case
+    customer_locale = Locale.ZH_CN if expected is Locale.EN_US else Locale.EN_US
+    message = make_email_message(EmailTemplate.OWNER_NEW_CASE, to=agent, locale=customer_locale)
+    first = send(activities(session_factory, tmp_path, Locale.ZH_CN), message)
+    assert first.key == message.key  # one address: the email's own key, as before
+    got = received(tmp_path)
+    assert list(got) == [agent]
+    text = text_of(got[agent])
+    assert ("在工作台打开" in text) is (expected is Locale.ZH_CN)
+    assert links(message, WORKSPACE)["page"] in text

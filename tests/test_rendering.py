@@ -651,3 +651,20 @@ def test_a_staff_email_renders_for_a_case_in_any_status(
     )
     email = renderer.render_message(message)
     assert message.subject_id in email.text
+
+
+STAFF_EMAILS = [t for t in EmailTemplate if not t.to_customer]
+
+
+@pytest.mark.parametrize("locale", list(Locale))
+@pytest.mark.parametrize("template", STAFF_EMAILS)
+def test_every_staff_email_links_the_page_where_its_reader_acts(
+    renderer: TemplateRenderer, template: EmailTemplate, locale: Locale
+) -> None:
+    message = make_email_message(template, locale=locale)
+    page = links(message, "https://billing.partner.cn")
+    email = renderer.render_message(message, page)
+    assert email.text.count(page["page"]) == 1, email.text
+    assert f'href="{page["page"]}"' in email.html
+    bare = renderer.render_message(message)  # no workspace address set: no link
+    assert "https://" not in bare.text
