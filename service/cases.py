@@ -40,6 +40,7 @@ from core.models import (
     VianetTicket,
     Withdraw,
 )
+from core.priority import PEOPLE
 from core.settings import Settings
 from service.calls import Named, attempt, start
 from service.errors import AlreadyExists, Ended, NotFound, Refused
@@ -131,6 +132,7 @@ class Cases:
             data,
             named(data.case_id),
             self._settings.task_queue,
+            priority=PEOPLE,
             static_summary=ui.case_summary(data),
             static_details=ui.case_details(data),
             search_attributes=search.case_attributes(data.details, owner=data.owner),

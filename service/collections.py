@@ -30,6 +30,7 @@ from core.models import (
     TriageReply,
     Waive,
 )
+from core.priority import BULK
 from core.settings import Settings
 from db.tables import Account
 from db.tables import Collections as CollectionsRow
@@ -125,6 +126,7 @@ class Collections:
             ),
             named(failure.invoice_id),
             self._settings.task_queue,
+            priority=BULK,
             static_summary=ui.collections_summary(failure),
             static_details=ui.collections_details(failure),
             search_attributes=search.collections_attributes(

@@ -34,6 +34,7 @@ from core.models.ledger import (
     RequestRefund,
     UnappliedPayment,
 )
+from core.priority import BULK
 from core.settings import Settings
 from db.tables import Account, CollectionsEventRow
 from db.tables import Collections as CollectionsRow
@@ -145,6 +146,7 @@ class Ledger:
             ),
             named(customer.tenant_id),
             self._settings.task_queue,
+            priority=BULK,  # as when an invoice starts it
             static_summary=f"Account of tenant {customer.tenant_id}",
         )
 

@@ -146,6 +146,9 @@ async def _suspended_then_paid(
     history = await handle.fetch_history()
     await replay_and_record(client, history, "collections_suspended_paid")
     account = client.get_workflow_handle(account_workflow_id(tenant))
+    # a billing run's work waits behind what people do (core/priority.py), the account with it
+    for started in (described, await account.describe()):
+        assert started.raw_description.workflow_execution_info.priority.priority_key == 4
     await replay_and_record(client, await account.fetch_history(), "account_suspended_paid")
 
 

@@ -151,6 +151,8 @@ async def test_case_from_open_to_closed(dev_env: WorkflowEnvironment, running: S
     assert attrs.get(search.DISPUTED_AMOUNT) == 12340.0
     summary = await described.static_summary()
     assert summary and "¥12,340.00" in summary and "上海" not in summary
+    # what people work on goes before a billing run's backlog (core/priority.py)
+    assert described.raw_description.workflow_execution_info.priority.priority_key == 2
 
     # the history replays deterministically
     history = await handle.fetch_history()

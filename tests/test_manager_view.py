@@ -213,6 +213,8 @@ async def test_collections_and_its_dispute_case_carry_their_own_attributes(
     assert attrs.get(search.INVOICE_ID) == failure.invoice_id
     assert attrs.get(search.DISPUTED_AMOUNT) == 15000.0
     assert attrs.get(search.ASSIGNED_AGENT) == "unassigned"
+    # a dispute's case is people's work: not its invoice's bulk priority (core/priority.py)
+    assert described.raw_description.workflow_execution_info.priority.priority_key == 2
     assert await described.static_summary() == (
         f"Invoice dispute · tenant {tenant} · ¥15,000.00 · high"
     )

@@ -15,6 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from core.contracts import SignalContract
     from core.ids import account_workflow_id, case_workflow_id
     from core.models import OpenCase, StartAccount
+    from core.priority import PEOPLE
     from core.ui import case_details, case_summary
     from workflows.account import AccountWorkflow
     from workflows.billing_case import BillingCaseWorkflow
@@ -36,6 +37,7 @@ async def start_dispute_case(data: OpenCase) -> None:
         data,
         id=case_workflow_id(data.case_id),
         parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+        priority=PEOPLE,  # a case people work on: not the invoice's bulk priority
         static_summary=case_summary(data),
         static_details=case_details(data),
         search_attributes=search.case_attributes(data.details),
