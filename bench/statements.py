@@ -33,6 +33,7 @@ PAYER = "北京示例贸易有限公司"
 LINE_AMOUNT = Decimal("10.00")
 UNKNOWN_EVERY = 50
 STARTS_AT_ONCE = 50
+CACHE_SPARE = 1000  # workflows cached beyond a side's invoices and accounts
 BILL = re.compile(r"货款 (\S+)")
 
 
@@ -161,7 +162,11 @@ async def run_statements(
 
     run_dir = workdir / f"statements-{uuid.uuid4().hex[:8]}"
     run_dir.mkdir(parents=True)
-    env = worker_env(run_dir.name, run_dir, tuning)
+    # A statement in time order pays its invoices round and round: with fewer cached workflows
+    # than a side's invoices and their accounts, every payment replays its invoice's history
+    # (docs/production.md sizes MAX_CACHED_WORKFLOWS the same way)
+    cache = max(tuning.get("max_cached_workflows", 0), 2 * invoices + CACHE_SPARE)
+    env = worker_env(run_dir.name, run_dir, {**tuning, "max_cached_workflows": cache})
     upgrade(env["DATABASE_URL"])
     settings = Settings(
         task_queue=env["TASK_QUEUE"],

@@ -55,6 +55,7 @@ class TeamRun:
     agents: int
     cases: int  # open cases, spread over the agents
     lines: int  # the billing run's failures
+    pace: float  # lines a second it is imported at (0: flat out)
     seconds: float  # how long the agents worked
     think_seconds: tuple[float, float]
     import_seconds: float | None  # from the agents' start; None: still importing after IMPORT_WAIT
@@ -76,6 +77,7 @@ async def run_team(
     cases: int,
     lines: int,
     seconds: float,
+    pace: float = 0,
     think: tuple[float, float] = (2.0, 6.0),
 ) -> TeamRun:
     run_dir = workdir / f"team-{uuid.uuid4().hex[:8]}"
@@ -141,9 +143,10 @@ async def run_team(
         await _answering(web, f"{host}/login")
         failures = run_dir / "failures.csv"
         write_failures(failures, lines, prefix=f"R{uuid.uuid4().hex[:6].upper()}-")
+        paced = ["--pace", str(pace)]
         importer = Child.start(
             "import",
-            [str(BIN / "python"), "starter.py", "import", "failures", str(failures)],
+            [str(BIN / "python"), "starter.py", "import", "failures", str(failures), *paced],
             env,
             run_dir / "import.log",
         )
@@ -188,6 +191,7 @@ async def run_team(
             agents,
             cases,
             lines,
+            pace,
             worked,
             think,
             ended[0] if ended else None,

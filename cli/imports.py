@@ -19,6 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from cli.common import DEFAULT_ACTOR, By, call, console, fail, plain, settings_or_exit, sub_app
+from core.pace import Pace
 from intake.bulk import ImportAborted, ImportSummary
 from intake.failure_file import FailureFileError, FileFormat, detect_format
 from intake.statements import StatementError
@@ -56,6 +57,14 @@ def failures(
     concurrency: Annotated[
         int, typer.Option(min=1, max=500, help="Failures reported at the same time.")
     ] = 20,
+    pace: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="At most so many a second, to leave people working meanwhile their share of a "
+            "small machine (0: as fast as --concurrency allows).",
+        ),
+    ] = 0,
 ) -> None:
     """Import a billing run's failures: each line starts or joins its invoice's collections.
 
@@ -93,7 +102,7 @@ def failures(
         try:
             summary = call(
                 lambda service: service.import_failures(
-                    file, concurrency=concurrency, fmt=fmt, progress=show
+                    file, concurrency=concurrency, fmt=fmt, progress=show, pace=Pace(pace)
                 ),
                 settings,
             )
@@ -136,6 +145,14 @@ def statement(
     concurrency: Annotated[
         int, typer.Option(min=1, max=500, help="Payments recorded at the same time.")
     ] = 20,
+    pace: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="At most so many a second, to leave people working meanwhile their share of a "
+            "small machine (0: as fast as --concurrency allows).",
+        ),
+    ] = 0,
 ) -> None:
     """Import a bank statement: each credit line is matched to open invoices and recorded as
     their payment; the rest waits in the workspace's finance queue (/statements).
@@ -167,7 +184,7 @@ def statement(
         try:
             summary = call(
                 lambda service: service.statements.import_file(
-                    file, by=by, concurrency=concurrency, progress=show
+                    file, by=by, concurrency=concurrency, progress=show, pace=Pace(pace)
                 ),
                 settings,
             )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.models import BillingFailure
+from core.pace import Pace
 from intake.failure_file import FailureReader, FileFormat, Line, RejectedFile, detect_format
 
 BATCH = 256  # lines read per trip to the reading thread
@@ -65,9 +66,10 @@ async def run_import(
     concurrency: int = 20,
     progress: Callable[[ImportSummary], None] | None = None,
     prepare: Callable[[list[BillingFailure]], None] | None = None,
+    pace: Pace | None = None,
 ) -> ImportSummary:
-    """Read, validate and report each line; raises FailureFileError before reporting anything
-    when the file as a whole is unusable."""
+    """Read, validate and report each line (`pace`: at most so many a second); raises
+    FailureFileError before reporting anything when the file as a whole is unusable."""
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     fmt = detect_format(path, fmt)
@@ -126,6 +128,8 @@ async def run_import(
                 if stop.is_set():
                     continue  # Temporal failed: drain without reporting
                 assert line.failure is not None
+                if pace is not None:
+                    await pace.turn()
                 try:
                     result = await report(line.failure)
                 except LineRejected as err:

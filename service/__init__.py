@@ -21,6 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from core import search
 from core.metrics import IMPORT_LINES, IMPORT_RESULTS
 from core.models import About, BillingFailure, HandleAttention, RetryStep, SkipStep, StepAnswer
+from core.pace import Pace
 from core.settings import Settings, load_settings
 from db.session import one_off_session
 from intake.bulk import ImportSummary, LineRejected, run_import
@@ -153,10 +154,11 @@ class Service:
         concurrency: int = 20,
         fmt: FileFormat | None = None,
         progress: Callable[[ImportSummary], None] | None = None,
+        pace: Pace | None = None,
     ) -> ImportSummary:
         """Report every failure of a billing run's file (CSV or JSON Lines), `concurrency` at a
-        time; see `intake.bulk` for what is counted how. Raises FailureFileError when the file is
-        unusable, ImportAborted when Temporal fails."""
+        time and at most `pace` a second; see `intake.bulk` for what is counted how. Raises
+        FailureFileError when the file is unusable, ImportAborted when Temporal fails."""
         # read once, before line 1: a broken policy stops the import before it reports anything,
         # and every line starts with the same rules, even if a policy file changes meanwhile
         policies = self.collections.policies()
@@ -190,7 +192,13 @@ class Service:
                 progress(summary)
 
         return await run_import(
-            path, report, fmt=fmt, concurrency=concurrency, progress=count, prepare=prepare
+            path,
+            report,
+            fmt=fmt,
+            concurrency=concurrency,
+            progress=count,
+            prepare=prepare,
+            pace=pace,
         )
 
     async def verify(self) -> VerifyReport:

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core.models import CollectionsStatus, PaymentReceived
 from core.models.statement import BankLayout
+from core.pace import Pace
 from core.settings import Settings
 from db.tables import Collections as CollectionsRow
 from db.tables import PayerAccount, StatementLineRow, table
@@ -158,6 +159,7 @@ class Statements:
         concurrency: int = 20,
         progress: Callable[[StatementSummary], None] | None = None,
         reader: StatementReader | None = None,
+        pace: Pace | None = None,
     ) -> StatementSummary:
         """Import a statement; StatementError (before anything) when the file is refused,
         StatementAborted when Temporal or the database fails half-way."""
@@ -174,7 +176,7 @@ class Statements:
             ledger = await asyncio.to_thread(self.ledger)
             lines = reader.lines()
             while batch := await asyncio.to_thread(_batches, lines):
-                await self._batch(batch, ledger, summary, by, concurrency)
+                await self._batch(batch, ledger, summary, by, concurrency, pace or Pace())
                 if progress is not None:
                     progress(summary)
         except (Unavailable, OSError) as err:
@@ -188,6 +190,7 @@ class Statements:
         summary: StatementSummary,
         by: str,
         concurrency: int,
+        pace: Pace,
     ) -> None:
         credits: list[StatementLine] = []
         for item in batch:
@@ -232,7 +235,7 @@ class Statements:
                 fresh = [row for row in fresh if row["reference"] in taken]
         pending = [row for row in fresh if not row["recorded"]]
         pending += [row for row in known.values() if not row["recorded"]]
-        await self._pay_rows(pending, by, concurrency, summary)
+        await self._pay_rows(pending, by, concurrency, summary, pace)
 
     @staticmethod
     def _count(summary: StatementSummary, status: str, by: int = 1) -> None:
@@ -314,7 +317,12 @@ class Statements:
         return taken
 
     async def _pay_rows(
-        self, rows: list[dict[str, Any]], by: str, concurrency: int, summary: StatementSummary
+        self,
+        rows: list[dict[str, Any]],
+        by: str,
+        concurrency: int,
+        summary: StatementSummary,
+        pace: Pace,
     ) -> None:
         """Every allocation of `rows` as a payment, `concurrency` at a time; then each row
         recorded (or refused, with why). Unavailable stops the import: rows stay unrecorded."""
@@ -322,6 +330,7 @@ class Statements:
 
         async def pay(row: dict[str, Any], allocation: dict[str, str]) -> str | None:
             async with gate:
+                await pace.turn()
                 try:
                     await self._pay(row["currency"], row["booked_at"], allocation, by)
                 except Unavailable:
