@@ -164,21 +164,63 @@ def worker_client(client: Client, settings: Settings) -> Client:
     return Client(**config)
 
 
-def build_worker(client: Client, settings: Settings) -> Worker:
-    """Every workflow and activity, the interceptor that refuses input sent in clear
-    (workflows/sealed.py), and the deployment version the worker polls as (core/deployment.py)."""
-    return Worker(
-        worker_client(client, settings),
-        deployment_config=deployment.deployment_config(settings),
-        task_queue=settings.task_queue,
-        workflows=WORKFLOWS,
-        activities=build_activities(settings),
-        activity_executor=ThreadPoolExecutor(max_workers=settings.max_concurrent_activities),
-        max_concurrent_activities=settings.max_concurrent_activities,
-        max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
-        max_cached_workflows=settings.max_cached_workflows,
-        workflow_runner=workflow_runner(settings.workflow_sandbox),
-        interceptors=[RefuseUnsealed()],
+class Workers:
+    """One worker per task queue, run and stopped together: the invoices' (with the accounts
+    and 21Vianet invoices) and the cases', each with its own cache, slots and activity threads,
+    so a billing run's thousands of workflows neither queue ahead of an agent's update nor evict
+    the cases from the cache (core/settings.py `cases_task_queue`). Each registers everything:
+    a case started on the first queue (by an older build) still runs there."""
+
+    def __init__(self, workers: list[Worker]) -> None:
+        self.workers = workers
+
+    async def __aenter__(self) -> Workers:
+        for worker in self.workers:
+            await worker.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await asyncio.gather(*(worker.__aexit__(*exc) for worker in self.workers))
+
+    @property
+    def is_running(self) -> bool:
+        return all(worker.is_running for worker in self.workers)
+
+    @property
+    def is_shutdown(self) -> bool:
+        return any(worker.is_shutdown for worker in self.workers)
+
+    async def run(self) -> None:
+        await asyncio.gather(*(worker.run() for worker in self.workers))
+
+    async def shutdown(self) -> None:
+        await asyncio.gather(*(worker.shutdown() for worker in self.workers))
+
+
+def build_worker(client: Client, settings: Settings) -> Workers:
+    """Every workflow and activity on each task queue, the interceptor that refuses input sent
+    in clear (workflows/sealed.py), and the deployment version they poll as (core/deployment.py)."""
+    connection = worker_client(client, settings)
+    activities = build_activities(settings)
+    return Workers(
+        [
+            Worker(
+                connection,
+                deployment_config=deployment.deployment_config(settings),
+                task_queue=task_queue,
+                workflows=WORKFLOWS,
+                activities=activities,
+                activity_executor=ThreadPoolExecutor(
+                    max_workers=settings.max_concurrent_activities
+                ),
+                max_concurrent_activities=settings.max_concurrent_activities,
+                max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+                max_cached_workflows=settings.max_cached_workflows,
+                workflow_runner=workflow_runner(settings.workflow_sandbox),
+                interceptors=[RefuseUnsealed()],
+            )
+            for task_queue in settings.task_queues()
+        ]
     )
 
 
@@ -198,7 +240,7 @@ def tune_garbage_collector() -> None:
 # --------------------------------------------------------------------------- operating it
 
 
-def readiness(worker: Worker, settings: Settings) -> Callable[[], str | None]:
+def readiness(worker: Workers, settings: Settings) -> Callable[[], str | None]:
     """Ready: the worker polls its task queue and the database answers; else what is not."""
     engine = make_engine(settings.database_url, pool_size=1, max_overflow=1)
 
@@ -216,7 +258,7 @@ async def count_attention(client: Client, settings: Settings) -> None:
     counter of the manager's emails could not say."""
     while True:
         try:
-            counts = await search.count_needing_attention(client, settings.task_queue)
+            counts = await search.count_needing_attention(client, settings.task_queues())
         except Exception as err:  # Temporal away: keep the last counts, say so, try again
             log.warning("could not count the workflows needing attention: %s", type(err).__name__)
         else:
@@ -241,7 +283,7 @@ async def dispatch_alerts(settings: Settings) -> None:
 
 
 @asynccontextmanager
-async def operated(worker: Worker, client: Client, settings: Settings) -> AsyncIterator[None]:
+async def operated(worker: Workers, client: Client, settings: Settings) -> AsyncIterator[None]:
     """While the worker runs: its /metrics, /healthz and /ready (when WORKER_METRICS_PORT is
     set), the count of the workflows needing attention and the staff alerts' dispatcher."""
     metrics.preset(

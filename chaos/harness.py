@@ -49,6 +49,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from core import search
 from core.ids import case_workflow_id, collections_workflow_id
 from core.models import (
     AddNote,
@@ -527,7 +528,9 @@ async def extra_cases(client: Client, settings: Settings, case_ids: set[str]) ->
     """Case workflows on the run's task queue that no answer named: a case opened twice for one
     request (a retry after the first attempt had started it)."""
     known = {case_workflow_id(case_id) for case_id in case_ids}
-    query = f"TaskQueue = '{settings.task_queue}' AND WorkflowType = 'BillingCaseWorkflow'"
+    query = (
+        f"{search.on_task_queues(settings.task_queues())} AND WorkflowType = 'BillingCaseWorkflow'"
+    )
     return sorted(
         [found.id async for found in client.list_workflows(query) if found.id not in known]
     )

@@ -7,6 +7,7 @@ Never a customer name, email address or free text here: search attributes are no
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -148,14 +149,19 @@ def account_attributes(*, tenant_id: str) -> TypedSearchAttributes:
     return TypedSearchAttributes([SearchAttributePair(CUSTOMER_TENANT_ID, tenant_id)])
 
 
-async def count_needing_attention(client: Client, task_queue: str) -> dict[str, int]:
-    """Running workflows of the task queue a person must act on, by reason (a visibility count:
+def on_task_queues(task_queues: Sequence[str]) -> str:
+    """A visibility filter for the workflows of these task queues (the pipeline's own)."""
+    return "TaskQueue IN (" + ", ".join(f'"{queue}"' for queue in task_queues) + ")"
+
+
+async def count_needing_attention(client: Client, task_queues: Sequence[str]) -> dict[str, int]:
+    """Running workflows of the task queues a person must act on, by reason (a visibility count:
     Temporal's, eventually consistent, so polled on a slow interval)."""
     counts: dict[str, int] = {}
     for reason in Attention:
         query = (
             f'{NEEDS_ATTENTION.name} = "{reason}" AND ExecutionStatus = "Running" '
-            f'AND TaskQueue = "{task_queue}"'
+            f"AND {on_task_queues(task_queues)}"
         )
         counts[reason.value] = (await client.count_workflows(query)).count
     return counts

@@ -607,6 +607,19 @@ class Settings(BaseSettings):
             return []
         return parse_robots(self.staff_alerts.get_secret_value())
 
+    @property
+    def cases_task_queue(self) -> str:
+        """Cases, people's work, on a task queue of their own (TASK_QUEUE + "-cases"), polled
+        by a worker with its own cache and slots: a billing run's thousands of invoices and
+        accounts neither queue ahead of an agent's update nor push the cases out of the cache
+        (docs/performance.md, scenario 8)."""
+        return f"{self.task_queue}-cases"
+
+    def task_queues(self) -> tuple[str, str]:
+        """Every task queue a worker polls: the invoices', accounts' and 21Vianet invoices', and
+        the cases'."""
+        return (self.task_queue, self.cases_task_queue)
+
     def workspace_url(self) -> str:
         """Where staff open the workspace: WEB_PUBLIC_URL, or the address it listens on."""
         return self.web_public_url or f"http://{self.web_host}:{self.web_port}"
@@ -635,7 +648,11 @@ class Settings(BaseSettings):
         policy = load_case_policy(self.case_policy_file)
         delivered_later = self.email_backend is EmailBackend.SENDGRID
         return policy.model_copy(
-            update={"told_when_delivered": delivered_later, "calendar": self.calendar()}
+            update={
+                "told_when_delivered": delivered_later,
+                "calendar": self.calendar(),
+                "task_queue": self.cases_task_queue,
+            }
         )
 
     def collections_policy(self) -> CollectionsPolicy:

@@ -131,7 +131,7 @@ class Cases:
             BillingCaseWorkflow.run,
             data,
             named(data.case_id),
-            self._settings.task_queue,
+            self._settings.cases_task_queue,
             priority=PEOPLE,
             static_summary=ui.case_summary(data),
             static_details=ui.case_details(data),

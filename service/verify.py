@@ -21,6 +21,7 @@ from sqlalchemy import select
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from core import search
 from core.models import AccountView, CaseView, CollectionsView
 from core.settings import Settings
 from db.session import one_off_session
@@ -171,7 +172,7 @@ async def verify(
 
     known = {row.workflow_id for row in rows}
     types = " OR ".join(f"WorkflowType = '{name}'" for name in TYPES)
-    query = f"TaskQueue = '{settings.task_queue}' AND ({types})"
+    query = f"{search.on_task_queues(settings.task_queues())} AND ({types})"
     async for execution in client.list_workflows(query):
         report.workflows += 1
         running = execution.status is WorkflowExecutionStatus.RUNNING

@@ -178,7 +178,7 @@ async def test_keys_are_shared_by_every_api_process_and_kept_across_restarts(
     async with intake(dev_env.client, running) as second:
         again = await second.post("/v1/cases", content=raw, headers=headers)
     assert again.status_code == 201 and again.json() == opened.json()
-    mine = f'TaskQueue = "{running.task_queue}" AND WorkflowType = "BillingCaseWorkflow"'
+    mine = f'TaskQueue = "{running.cases_task_queue}" AND WorkflowType = "BillingCaseWorkflow"'
     ids = [w.id async for w in dev_env.client.list_workflows(mine)]
     assert ids == [opened.json()["workflow_id"]]
 
@@ -207,7 +207,7 @@ async def test_a_retry_after_the_process_died_acts_once(
     died_before_answering(running, f"{invoice}-open")
     again = await post(api, "/v1/cases", form, key=f"{invoice}-open")
     assert again.status_code == 201 and again.json() == opened.json()
-    mine = f'TaskQueue = "{running.task_queue}" AND WorkflowType = "BillingCaseWorkflow"'
+    mine = f'TaskQueue = "{running.cases_task_queue}" AND WorkflowType = "BillingCaseWorkflow"'
     assert [w.id async for w in dev_env.client.list_workflows(mine)] == [
         opened.json()["workflow_id"]
     ]

@@ -34,6 +34,7 @@ from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from core import search
 from core.models import (
     AddNote,
     Assign,
@@ -463,8 +464,8 @@ async def test_after_all_of_it_nothing_failed_wedged_or_was_lost(
     stack: tuple[Service, httpx.AsyncClient],
 ) -> None:
     service, _ = stack
-    client, queue = service.client, service.settings.task_queue
-    query = f"TaskQueue = '{queue}'"
+    client = service.client
+    query = search.on_task_queues(service.settings.task_queues())
     failed = f"{query} AND ExecutionStatus = 'Failed'"
     assert [w.id async for w in client.list_workflows(failed)] == []
 

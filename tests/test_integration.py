@@ -151,8 +151,10 @@ async def test_case_from_open_to_closed(dev_env: WorkflowEnvironment, running: S
     assert attrs.get(search.DISPUTED_AMOUNT) == 12340.0
     summary = await described.static_summary()
     assert summary and "¥12,340.00" in summary and "上海" not in summary
-    # what people work on goes before a billing run's backlog (core/priority.py)
+    # what people work on goes before a billing run's backlog (core/priority.py), on a task
+    # queue of its own (core/settings.py cases_task_queue)
     assert described.raw_description.workflow_execution_info.priority.priority_key == 2
+    assert described.task_queue == running.cases_task_queue != running.task_queue
 
     # the history replays deterministically
     history = await handle.fetch_history()

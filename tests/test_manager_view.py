@@ -213,8 +213,11 @@ async def test_collections_and_its_dispute_case_carry_their_own_attributes(
     assert attrs.get(search.INVOICE_ID) == failure.invoice_id
     assert attrs.get(search.DISPUTED_AMOUNT) == 15000.0
     assert attrs.get(search.ASSIGNED_AGENT) == "unassigned"
-    # a dispute's case is people's work: not its invoice's bulk priority (core/priority.py)
+    # a dispute's case is people's work: not its invoice's bulk priority (core/priority.py),
+    # and on the cases' task queue, not its invoice's (core/settings.py cases_task_queue)
     assert described.raw_description.workflow_execution_info.priority.priority_key == 2
+    assert described.task_queue == running.cases_task_queue
+    assert (await collections.describe()).task_queue == running.task_queue
     assert await described.static_summary() == (
         f"Invoice dispute · tenant {tenant} · ¥15,000.00 · high"
     )
@@ -293,7 +296,7 @@ async def test_saved_queries_find_what_the_readme_promises(
     async def all_found() -> bool:
         for name, saved in search.SAVED_QUERIES.items():
             # this test's workflows only: the dev server is shared by the whole session
-            mine = f"({saved.query}) AND TaskQueue = '{running.task_queue}'"
+            mine = f"({saved.query}) AND {search.on_task_queues(running.task_queues())}"
             found[name] = {w.id for w in await Service(client).list_workflows(mine)}
         return found == expected
 

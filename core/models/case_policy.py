@@ -94,6 +94,10 @@ class CasePolicy(Strict):
     # resolution when it is delivered, or when it was accepted and no bounce came within the
     # window (the Event Webhook off, or late). Set from EMAIL_BACKEND when the case opens.
     told_when_delivered: bool = False
+    # the task queue a case runs on (people's work apart from a billing run's: core/settings.py
+    # `cases_task_queue`); a dispute's case started by its invoice goes there. None: the
+    # starter's own. Set from TASK_QUEUE when the case opens.
+    task_queue: str | None = None
     no_bounce_window: timedelta = Field(default=timedelta(hours=1), gt=timedelta(0))
     team_email: EmailStr = "billing-support@partner.example.cn"
     manager_email: EmailStr = "billing-manager@partner.example.cn"

@@ -36,6 +36,7 @@ async def start_dispute_case(data: OpenCase) -> None:
         BillingCaseWorkflow.run,
         data,
         id=case_workflow_id(data.case_id),
+        task_queue=data.policy.task_queue,  # the cases' (None: this invoice's, as before)
         parent_close_policy=workflow.ParentClosePolicy.ABANDON,
         priority=PEOPLE,  # a case people work on: not the invoice's bulk priority
         static_summary=case_summary(data),
