@@ -264,16 +264,22 @@ async def test_metrics_after_a_case_and_a_collections_run(
     attempts = grew("billing_emails_total")
     assert attempts == sum(sent.values()) + grew("billing_emails_total", outcome="failed")
 
-    # the SDK's series of this worker's task queue, counted alike
-    mine = {"task_queue": queue}
-    email = {"activity_type": "send_email", **mine}
-    assert value(sdk, "temporal_activity_execution_latency_count", **email) == attempts
-    assert value(sdk, "temporal_activity_execution_failed_total", **email) == grew(
+    # the SDK's series of this worker's two task queues (the invoices' and the cases'), counted
+    # alike: each queue's worker polls and has its slots
+    queues = [{"task_queue": q} for q in (queue, f"{queue}-cases")]
+
+    def both(name: str, **labels: str) -> float:
+        return sum(value(sdk, name, **labels, **mine) for mine in queues)
+
+    email = {"activity_type": "send_email"}
+    assert both("temporal_activity_execution_latency_count", **email) == attempts
+    assert both("temporal_activity_execution_failed_total", **email) == grew(
         "billing_emails_total", outcome="failed"
     )
-    assert value(sdk, "temporal_workflow_task_schedule_to_start_latency_count", **mine) > 0
-    assert value(sdk, "temporal_num_pollers", poller_type="workflow_task", **mine) >= 1
-    assert value(sdk, "temporal_worker_task_slots_available", **mine) > 0
+    for mine in queues:
+        assert value(sdk, "temporal_workflow_task_schedule_to_start_latency_count", **mine) > 0
+        assert value(sdk, "temporal_num_pollers", poller_type="workflow_task", **mine) >= 1
+        assert value(sdk, "temporal_worker_task_slots_available", **mine) > 0
 
     # no customer data in any label
     for text in (str(product), str(api), str(sdk)):
