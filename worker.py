@@ -219,7 +219,7 @@ def build_worker(client: Client, settings: Settings) -> Workers:
                 workflow_runner=workflow_runner(settings.workflow_sandbox),
                 interceptors=[RefuseUnsealed()],
             )
-            for task_queue in settings.task_queues()
+            for task_queue in settings.polled_task_queues()
         ]
     )
 
@@ -348,8 +348,8 @@ async def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     log.info(
-        "worker on task queue %s, database %s, email %s, version %s",
-        settings.task_queue,
+        "worker on task queues %s, database %s, email %s, version %s",
+        ", ".join(settings.polled_task_queues()),
         settings.database_url.split("@")[-1],
         settings.email_backend.value,
         deployment.search_value(deployment.deployment_version(settings))

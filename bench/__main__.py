@@ -129,6 +129,11 @@ def parse() -> argparse.Namespace:
         help=f"lines a second of that billing run in 8, 0: flat out (default {TEAM_PACE:g})",
     )
     parser.add_argument(
+        "--team-apart",
+        action="store_true",
+        help="in 8, the cases' worker a process apart from the billing run's (WORKER_QUEUES)",
+    )
+    parser.add_argument(
         "--team-seconds",
         type=float,
         default=TEAM_SECONDS,
@@ -279,6 +284,7 @@ async def bench(args: argparse.Namespace, workdir: Path, result: dict[str, Any])
                 cases=sized(args.team_cases, args.scale),
                 lines=sized(args.team_lines, args.scale),
                 pace=args.team_pace,
+                apart=args.team_apart,
                 seconds=max(20.0, args.team_seconds * min(1.0, args.scale * 10)),
             )
         say(f"8. {team.all_of('page').requests} pages, {team.all_of('action').requests} actions")
@@ -555,7 +561,8 @@ def team_rows(run: TeamRun, result: dict[str, Any]) -> list[Row]:
             "8",
             f"{run.agents} agents, think {run.think_seconds[0]:g}-{run.think_seconds[1]:g} s, "
             f"{run.seconds:.0f} s, {run.cases:,} open cases; billing run of {run.lines:,} lines "
-            f"at {f'{run.pace:g} a second' if run.pace else 'full speed'}, {imported}",
+            f"at {f'{run.pace:g} a second' if run.pace else 'full speed'}, {imported}"
+            f"{'; the cases worker apart' if run.apart else ''}",
             f"{pages.requests:,} pages, {actions.requests:,} actions",
         )
     ]

@@ -56,6 +56,7 @@ class TeamRun:
     cases: int  # open cases, spread over the agents
     lines: int  # the billing run's failures
     pace: float  # lines a second it is imported at (0: flat out)
+    apart: bool  # the cases' worker a process apart from the billing run's
     seconds: float  # how long the agents worked
     think_seconds: tuple[float, float]
     import_seconds: float | None  # from the agents' start; None: still importing after IMPORT_WAIT
@@ -78,6 +79,7 @@ async def run_team(
     lines: int,
     seconds: float,
     pace: float = 0,
+    apart: bool = False,
     think: tuple[float, float] = (2.0, 6.0),
 ) -> TeamRun:
     run_dir = workdir / f"team-{uuid.uuid4().hex[:8]}"
@@ -94,8 +96,17 @@ async def run_team(
     )
     service = Service(server.client, settings)
     team = [f"agent.{n:03d}@partner.example.cn" for n in range(agents)]
-    worker = Child.start("worker", WORKER, env, run_dir / "worker.log")
-    children = [worker]
+    if apart:  # the cases' worker process apart from the billing run's (WORKER_QUEUES)
+        worker = Child.start(
+            "worker", WORKER, {**env, "WORKER_QUEUES": "cases"}, run_dir / "worker.log"
+        )
+        bulk = Child.start(
+            "bulk worker", WORKER, {**env, "WORKER_QUEUES": "invoices"}, run_dir / "bulk.log"
+        )
+        children = [worker, bulk]
+    else:
+        worker = Child.start("worker", WORKER, env, run_dir / "worker.log")
+        children = [worker]
     importing: asyncio.Task[int] | None = None
     try:
         ids = await seed(service, cases, team=team, collections=False)
@@ -192,6 +203,7 @@ async def run_team(
             cases,
             lines,
             pace,
+            apart,
             worked,
             think,
             ended[0] if ended else None,

@@ -54,6 +54,7 @@ class EmailBackend(StrEnum):
 
 
 SmtpSecurity = Literal["starttls", "tls", "none"]
+WorkerQueues = Literal["all", "invoices", "cases"]
 SmtpAuth = Literal["login", "xoauth2", "none"]
 
 
@@ -326,6 +327,9 @@ class Settings(BaseSettings):
     # OpenTelemetry traces over OTLP/HTTP (e.g. http://collector:4318): off when unset
     otel_exporter_otlp_endpoint: str | None = None
 
+    # which task queues this worker process polls (WORKER_QUEUES): both, or one, to run the
+    # cases' workers apart from a billing run's (docs/production.md, "People first")
+    worker_queues: WorkerQueues = "all"
     # worker tuning, chosen with `make bench` (docs/performance.md).
     # A cached workflow holds ~0.28 MiB (~0.46 in the sandbox): 1000 keep the worker near 0.4 GiB
     # with 10,000 open; an evicted one replays on its next update (21 ms for 45 events, 37 in the
@@ -616,9 +620,17 @@ class Settings(BaseSettings):
         return f"{self.task_queue}-cases"
 
     def task_queues(self) -> tuple[str, str]:
-        """Every task queue a worker polls: the invoices', accounts' and 21Vianet invoices', and
-        the cases'."""
+        """The pipeline's task queues: the invoices', accounts' and 21Vianet invoices', and the
+        cases'."""
         return (self.task_queue, self.cases_task_queue)
+
+    def polled_task_queues(self) -> tuple[str, ...]:
+        """The task queues this worker process polls (WORKER_QUEUES)."""
+        return {
+            "all": self.task_queues(),
+            "invoices": (self.task_queue,),
+            "cases": (self.cases_task_queue,),
+        }[self.worker_queues]
 
     def workspace_url(self) -> str:
         """Where staff open the workspace: WEB_PUBLIC_URL, or the address it listens on."""
