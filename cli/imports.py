@@ -25,6 +25,16 @@ from intake.failure_file import FailureFileError, FileFormat, detect_format
 from intake.statements import StatementError
 from service.statements import StatementAborted, StatementSummary
 
+# a bulk import's pace (core/pace.py), the same option on both imports
+PaceOption = Annotated[
+    float,
+    typer.Option(
+        min=0,
+        help="At most so many a second, to leave people working meanwhile their share of a "
+        "small machine (0: as fast as --concurrency allows).",
+    ),
+]
+
 import_app = sub_app(
     "Files from the billing system and the bank: a billing run's failed payments, a bank "
     "statement's payments."
@@ -57,14 +67,7 @@ def failures(
     concurrency: Annotated[
         int, typer.Option(min=1, max=500, help="Failures reported at the same time.")
     ] = 20,
-    pace: Annotated[
-        float,
-        typer.Option(
-            min=0,
-            help="At most so many a second, to leave people working meanwhile their share of a "
-            "small machine (0: as fast as --concurrency allows).",
-        ),
-    ] = 0,
+    pace: PaceOption = 0,
 ) -> None:
     """Import a billing run's failures: each line starts or joins its invoice's collections.
 
@@ -145,14 +148,7 @@ def statement(
     concurrency: Annotated[
         int, typer.Option(min=1, max=500, help="Payments recorded at the same time.")
     ] = 20,
-    pace: Annotated[
-        float,
-        typer.Option(
-            min=0,
-            help="At most so many a second, to leave people working meanwhile their share of a "
-            "small machine (0: as fast as --concurrency allows).",
-        ),
-    ] = 0,
+    pace: PaceOption = 0,
 ) -> None:
     """Import a bank statement: each credit line is matched to open invoices and recorded as
     their payment; the rest waits in the workspace's finance queue (/statements).
