@@ -669,3 +669,15 @@ def test_every_staff_email_links_the_page_where_its_reader_acts(
     assert f'href="{page["page"]}"' in email.html
     bare = renderer.render_message(message)  # no workspace address set: no link
     assert "https://" not in bare.text
+
+
+@pytest.mark.parametrize("locale", list(Locale))
+def test_an_invoice_s_last_step_is_named_in_words_not_its_id(
+    renderer: TemplateRenderer, locale: Locale
+) -> None:
+    """The shipped policy's steps and the waits are named in the reader's words; a partner's own
+    step name shows as written (as the workspace does)."""
+    message = make_email_message(EmailTemplate.MANAGER_COLLECTIONS_HAND_OFF, locale=locale)
+    text = renderer.render_message(message).text
+    assert "hand-off" not in text
+    assert ("移交经理" if locale is Locale.ZH_CN else "handed to a manager") in text
