@@ -250,8 +250,8 @@ async def test_fraud_under_b_survives_both_payments_until_a_manager_lifts_it(
             )
         except RefusalLost as lost:
             # the time-skipping server lost every answer for this account (a loaded CI, 3 runs
-            # in 4 this session): said as a skip, not passed. The lift is proved without a
-            # server (test_account_rules.py) and on the dev server (test_hostile_stack.py)
+            # in 4 this session): said as a skip, not passed. The lift's rules are proved without
+            # a server (test_account_rules.py); test_hostile_stack.py sends it on the dev server
             pytest.skip(f"the time-skipping server lost the lift: {lost}")
     lifted = await account_view(time_env, a)
     assert lifted.holds == [] and not lifted.fraud
